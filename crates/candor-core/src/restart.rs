@@ -1,0 +1,84 @@
+//! What to do when a run ends on its own (not because we stopped it).
+
+use std::time::Duration;
+
+use candor_spec::{RestartPolicy, ServiceSpec};
+
+use crate::{backoff, ExitStatus};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterExit {
+    /// Start again after `delay`; `quick_exits` is the new streak for backoff.
+    Restart { delay: Duration, quick_exits: u32 },
+    /// A one-shot that finished successfully and is not restarted.
+    Completed,
+    /// Stay down; needs attention. The reason is a sentence.
+    GiveUp { reason: String },
+}
+
+/// Decide per the restart policy and backoff. `uptime` is how long the run lasted.
+pub fn after_exit(spec: &ServiceSpec, status: ExitStatus, uptime: Duration, quick_exits: u32) -> AfterExit {
+    let restart = match spec.restart {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => !status.success(),
+        RestartPolicy::Never => false,
+    };
+    if restart {
+        let (delay, quick_exits) = backoff::after_exit(&spec.backoff, quick_exits, uptime);
+        return AfterExit::Restart { delay, quick_exits };
+    }
+    if status.success() {
+        AfterExit::Completed
+    } else {
+        AfterExit::GiveUp {
+            reason: format!(
+                "{} and restart = \"{}\"; fix the cause, then `candor start {}`",
+                status.describe(),
+                spec.restart.as_str(),
+                spec.name
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candor_spec::ServiceSpec;
+
+    fn svc(policy: RestartPolicy) -> ServiceSpec {
+        let mut s = ServiceSpec::with_command("api", &["/bin/true"]);
+        s.restart = policy;
+        s
+    }
+
+    #[test]
+    fn policy_table() {
+        use AfterExit::*;
+        let quick = Duration::from_millis(10);
+        let cases = [
+            (RestartPolicy::Always, ExitStatus::Code(0), true),
+            (RestartPolicy::Always, ExitStatus::Code(3), true),
+            (RestartPolicy::OnFailure, ExitStatus::Code(3), true),
+            (RestartPolicy::OnFailure, ExitStatus::Signal(9), true),
+            (RestartPolicy::OnFailure, ExitStatus::Code(0), false),
+            (RestartPolicy::Never, ExitStatus::Code(3), false),
+            (RestartPolicy::Never, ExitStatus::Code(0), false),
+        ];
+        for (policy, status, restarts) in cases {
+            let d = after_exit(&svc(policy), status, quick, 0);
+            assert_eq!(matches!(d, Restart { .. }), restarts, "{policy:?} {status:?} -> {d:?}");
+        }
+        assert_eq!(after_exit(&svc(RestartPolicy::OnFailure), ExitStatus::Code(0), quick, 0), Completed);
+        match after_exit(&svc(RestartPolicy::Never), ExitStatus::Code(3), quick, 0) {
+            GiveUp { reason } => assert!(reason.starts_with("exited with code 3 and restart = \"never\""), "{reason}"),
+            other => panic!("expected GiveUp, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_quick_exit_waits_initial() {
+        let d = after_exit(&svc(RestartPolicy::Always), ExitStatus::Code(1), Duration::from_millis(5), 0);
+        assert_eq!(d, AfterExit::Restart { delay: Duration::from_millis(100), quick_exits: 1 });
+    }
+}

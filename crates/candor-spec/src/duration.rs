@@ -1,0 +1,104 @@
+//! Durations written with units: `100ms`, `30s`, `5m`, `1h`, `1m30s`, `1.5s`.
+
+use std::time::Duration;
+
+/// Parse a duration string. Every number needs a unit (`us`, `ms`, `s`, `m`, `h`, `d`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration; write it with a unit, e.g. \"10s\"".into());
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(format!("bad duration \"{s}\": expected a number, e.g. \"10s\" or \"250ms\""));
+        }
+        let num: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("bad duration \"{s}\": `{}` is not a number", &rest[..num_len]))?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = rest[..unit_len].trim();
+        let scale = match unit {
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "" => {
+                return Err(format!(
+                    "duration \"{s}\" has no unit; write e.g. \"{}s\" or \"{}ms\"",
+                    &t[..t.len() - rest.len()],
+                    &t[..t.len() - rest.len()]
+                ))
+            }
+            other => return Err(format!("unknown unit `{other}` in duration \"{s}\"; use us, ms, s, m, h or d")),
+        };
+        total += num * scale;
+        rest = &rest[unit_len..];
+    }
+    if !total.is_finite() || total > 1e9 {
+        return Err(format!("duration \"{s}\" is too large"));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Format a duration for people: `250ms`, `1.5s`, `2m`, `1h5m`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        let s = format!("{:.1}", secs);
+        return format!("{}s", s.trim_end_matches(".0"));
+    }
+    let total = d.as_secs();
+    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
+    match (h, m, s) {
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_compounds() {
+        let table = [
+            ("100ms", 100),
+            ("30s", 30_000),
+            ("1m30s", 90_000),
+            ("1.5s", 1500),
+            ("2h", 7_200_000),
+            ("500us", 0),
+        ];
+        for (input, ms) in table {
+            assert_eq!(parse_duration(input).unwrap().as_millis(), ms, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_missing_or_unknown_units() {
+        assert!(parse_duration("10").unwrap_err().contains("no unit"));
+        assert!(parse_duration("10 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn formats_for_people() {
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_secs(3900)), "1h5m");
+    }
+}

@@ -1,0 +1,228 @@
+//! Candor's configuration: the typed, validated form of `candor.toml`.
+//!
+//! [`load`] reads a file (and its includes) and returns a [`Spec`] or every error found, each
+//! naming file:line:col, what was expected and, for a misspelt key, what was probably meant.
+//! Pure apart from reading the files.
+
+mod duration;
+mod error;
+mod graph;
+mod parse;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::{SpecError, SpecErrors};
+pub use parse::{load, parse_str};
+
+/// A validated service name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+/// It names a cgroup directory, so it must be a safe path component.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    pub fn new(name: &str) -> Result<Self, String> {
+        let ok_chars = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if name.is_empty() || name.len() > 64 || !ok_chars || name.starts_with(['.', '-']) {
+            return Err(format!(
+                "invalid service name `{name}`: use 1-64 letters, digits, `_`, `-` or `.`, not starting with `.` or `-`"
+            ));
+        }
+        Ok(Self(name.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    /// The main config file, absolute.
+    pub source: PathBuf,
+    pub daemon: DaemonSpec,
+    pub services: BTreeMap<ServiceName, ServiceSpec>,
+}
+
+impl Spec {
+    /// Service names in an order where each comes after everything in its `after`.
+    pub fn start_order(&self) -> Vec<ServiceName> {
+        graph::topo_order(&self.services)
+    }
+}
+
+/// The `[daemon]` section. Relative paths are already resolved against the config's directory.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct DaemonSpec {
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub include: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Never => "never",
+        }
+    }
+}
+
+/// Capped exponential backoff between restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffSpec {
+    pub initial: Duration,
+    pub max: Duration,
+    /// A run that lasted at least this long was a good run: the next restart is immediate.
+    pub reset_after: Duration,
+}
+
+impl Default for BackoffSpec {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A signal a service may be stopped with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Int,
+    Hup,
+    Quit,
+    Kill,
+    Usr1,
+    Usr2,
+    Winch,
+}
+
+impl StopSignal {
+    pub const ALL: [(StopSignal, &'static str, i32); 8] = [
+        (StopSignal::Term, "SIGTERM", 15),
+        (StopSignal::Int, "SIGINT", 2),
+        (StopSignal::Hup, "SIGHUP", 1),
+        (StopSignal::Quit, "SIGQUIT", 3),
+        (StopSignal::Kill, "SIGKILL", 9),
+        (StopSignal::Usr1, "SIGUSR1", 10),
+        (StopSignal::Usr2, "SIGUSR2", 12),
+        (StopSignal::Winch, "SIGWINCH", 28),
+    ];
+    pub fn parse(s: &str) -> Option<Self> {
+        let upper = s.to_ascii_uppercase();
+        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        Self::ALL.iter().find(|(_, n, _)| *n == full).map(|(s, _, _)| *s)
+    }
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(s, _, _)| *s == self).map(|(_, n, _)| *n).unwrap_or("SIGTERM")
+    }
+    /// The Linux signal number.
+    pub fn number(self) -> i32 {
+        Self::ALL.iter().find(|(s, _, _)| *s == self).map(|(_, _, n)| *n).unwrap_or(15)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopSpec {
+    pub signal: StopSignal,
+    /// After this long the whole group / cgroup gets SIGKILL.
+    pub timeout: Duration,
+}
+
+impl Default for StopSpec {
+    fn default() -> Self {
+        Self { signal: StopSignal::Term, timeout: Duration::from_secs(10) }
+    }
+}
+
+/// How readiness is established. Only `started` exists so far; the others arrive with probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadySpec {
+    /// Ready as soon as the process is spawned.
+    Started,
+}
+
+impl ReadySpec {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadySpec::Started => "started",
+        }
+    }
+}
+
+/// Resource limits applied at spawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LimitsSpec {
+    /// RLIMIT_NOFILE (soft and hard) for the service.
+    pub nofile: Option<u64>,
+}
+
+/// One `[service.NAME]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceSpec {
+    pub name: ServiceName,
+    /// argv; `command[0]` is resolved against the config dir when it is a relative path with a
+    /// `/`, and through `PATH` when it is a bare name.
+    pub command: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    pub after: Vec<ServiceName>,
+    pub restart: RestartPolicy,
+    pub backoff: BackoffSpec,
+    pub stop: StopSpec,
+    pub ready: ReadySpec,
+    pub limits: LimitsSpec,
+    /// Where the section was defined, `file:line:col`, for messages.
+    pub defined_at: String,
+}
+
+impl ServiceSpec {
+    /// A service with defaults everywhere, for tests and tools.
+    pub fn with_command(name: &str, command: &[&str]) -> Self {
+        Self {
+            name: ServiceName::new(name).expect("valid test name"),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            workdir: None,
+            env: BTreeMap::new(),
+            after: Vec::new(),
+            restart: RestartPolicy::Always,
+            backoff: BackoffSpec::default(),
+            stop: StopSpec::default(),
+            ready: ReadySpec::Started,
+            limits: LimitsSpec::default(),
+            defined_at: String::new(),
+        }
+    }
+}
+
+/// Resolve `p` against `base` unless it is absolute.
+pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}

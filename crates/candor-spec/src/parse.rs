@@ -1,0 +1,460 @@
+//! Walks the spanned TOML tree into a [`Spec`], collecting every error with its position.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::error::{did_you_mean, line_col};
+use crate::{
+    graph, parse_duration, resolve, BackoffSpec, DaemonSpec, LimitsSpec, ReadySpec, RestartPolicy,
+    ServiceName, ServiceSpec, Spec, SpecError, SpecErrors, StopSignal, StopSpec,
+};
+
+const ROOT_KEYS: &[&str] = &["daemon", "service"];
+const DAEMON_KEYS: &[&str] = &["state_dir", "socket", "include"];
+const SERVICE_KEYS: &[&str] = &[
+    "command", "workdir", "env", "after", "restart", "backoff", "stop", "ready", "limits",
+];
+/// Keys that belong to Candor's design but are not implemented yet: rejected, never ignored.
+const LATER_SERVICE_KEYS: &[(&str, &str)] = &[
+    ("probe", "request/response probes"),
+    ("sockets", "declared sockets"),
+    ("logs", "per-service log limits"),
+    ("watchdog", "the sd_notify watchdog"),
+    ("ready_timeout", "readiness timeouts"),
+    ("on_unhealthy", "probe policies"),
+];
+const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
+const STOP_KEYS: &[&str] = &["signal", "timeout"];
+const LIMITS_KEYS: &[&str] = &["nofile"];
+const LATER_LIMITS_KEYS: &[&str] = &["fd_warn", "fd_restart", "memory_warn", "memory_restart"];
+
+/// Load and validate `path` and everything it includes.
+pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    };
+    let text = std::fs::read_to_string(&abs).map_err(|e| {
+        SpecErrors(vec![SpecError {
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read config: {e}"),
+        }])
+    })?;
+    let mut reader = |p: &Path| std::fs::read_to_string(p);
+    parse_with_includes(&abs, path, &text, &mut reader)
+}
+
+/// Parse a config from a string, as if it were the file `path` (includes are read from disk).
+pub fn parse_str(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
+    let mut reader = |p: &Path| std::fs::read_to_string(p);
+    parse_with_includes(path, path, text, &mut reader)
+}
+
+fn parse_with_includes(
+    abs: &Path,
+    shown: &Path,
+    text: &str,
+    read: &mut dyn FnMut(&Path) -> std::io::Result<String>,
+) -> Result<Spec, SpecErrors> {
+    let base = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let mut errors = Vec::new();
+    let mut daemon = DaemonSpec::default();
+    let mut services = BTreeMap::new();
+    {
+        let mut file = FileCtx { path: shown.to_path_buf(), text, base: &base, errors: &mut errors };
+        file.document(true, &mut daemon, &mut services);
+    }
+    // Includes: globs relative to the main file's directory, in sorted order.
+    for pattern in daemon.include.clone() {
+        let full = resolve(&base, &pattern);
+        let paths = match glob::glob(&full.to_string_lossy()) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(SpecError {
+                    file: shown.to_path_buf(),
+                    line: 0,
+                    col: 0,
+                    message: format!("bad include pattern \"{pattern}\": {e}"),
+                });
+                continue;
+            }
+        };
+        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+        files.sort();
+        for inc in files {
+            match read(&inc) {
+                Ok(t) => {
+                    let mut file = FileCtx { path: inc.clone(), text: &t, base: &base, errors: &mut errors };
+                    let mut ignored = DaemonSpec::default();
+                    file.document(false, &mut ignored, &mut services);
+                }
+                Err(e) => errors.push(SpecError {
+                    file: inc.clone(),
+                    line: 0,
+                    col: 0,
+                    message: format!("cannot read included file: {e}"),
+                }),
+            }
+        }
+    }
+    // Cross-service checks need every file parsed.
+    for spec in services.values() {
+        for dep in &spec.after {
+            if !services.contains_key(dep) {
+                let known: Vec<&str> = services.keys().map(|k| k.as_str()).collect();
+                let hint = did_you_mean(dep.as_str(), &known)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                errors.push(at_text(
+                    &spec.defined_at,
+                    format!("service `{}` is after unknown service `{dep}`{hint}", spec.name),
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = graph::find_cycle(&services) {
+        let path: Vec<&str> = cycle.iter().map(|n| n.as_str()).collect();
+        let first = &services[&cycle[0]];
+        errors.push(at_text(
+            &first.defined_at,
+            format!("dependency cycle in `after`: {}; remove one of these edges", path.join(" -> ")),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(Spec { source: abs.to_path_buf(), daemon, services })
+    } else {
+        Err(SpecErrors(errors))
+    }
+}
+
+/// Rebuild an error from a `file:line:col` string stored on a service.
+fn at_text(defined_at: &str, message: String) -> SpecError {
+    let mut parts = defined_at.rsplitn(3, ':');
+    let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    let file = PathBuf::from(parts.next().unwrap_or(defined_at));
+    SpecError { file, line, col, message }
+}
+
+struct FileCtx<'a> {
+    path: PathBuf,
+    text: &'a str,
+    base: &'a Path,
+    errors: &'a mut Vec<SpecError>,
+}
+
+type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
+type Val<'i> = Spanned<DeValue<'i>>;
+
+impl FileCtx<'_> {
+    fn err(&mut self, offset: usize, message: impl Into<String>) {
+        let (line, col) = line_col(self.text, offset);
+        self.errors.push(SpecError { file: self.path.clone(), line, col, message: message.into() });
+    }
+
+    fn pos(&self, offset: usize) -> String {
+        let (line, col) = line_col(self.text, offset);
+        format!("{}:{line}:{col}", self.path.display())
+    }
+
+    fn unknown_key(&mut self, key: &Key<'_>, section: &str, allowed: &[&str]) {
+        let hint = match did_you_mean(key.get_ref(), allowed) {
+            Some(s) => format!("; did you mean `{s}`?"),
+            None => format!("; expected one of: {}", allowed.join(", ")),
+        };
+        self.err(key.span().start, format!("unknown key `{}` in {section}{hint}", key.get_ref()));
+    }
+
+    fn document(
+        &mut self,
+        main: bool,
+        daemon: &mut DaemonSpec,
+        services: &mut BTreeMap<ServiceName, ServiceSpec>,
+    ) {
+        let root = match DeTable::parse(self.text) {
+            Ok(t) => t.into_inner(),
+            Err(e) => {
+                let offset = e.span().map(|s| s.start).unwrap_or(0);
+                let msg = e.message().trim().replace('\n', " ");
+                self.err(offset, format!("invalid TOML: {msg}"));
+                return;
+            }
+        };
+        for (key, value) in root.iter() {
+            match key.get_ref().as_ref() {
+                "daemon" if main => self.daemon_section(value, daemon),
+                "daemon" => self.err(
+                    key.span().start,
+                    "[daemon] may only appear in the main config file, not in an included one",
+                ),
+                "service" => {
+                    let Some(table) = self.table(value, "[service]") else { continue };
+                    for (name, body) in table.iter() {
+                        self.service(name, body, services);
+                    }
+                }
+                _ => self.unknown_key(key, "the top level", ROOT_KEYS),
+            }
+        }
+    }
+
+    fn table<'v, 'i>(&mut self, v: &'v Val<'i>, what: &str) -> Option<&'v DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.err(v.span().start, format!("{what} must be a table, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, v: &Val<'_>, what: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            other => {
+                self.err(v.span().start, format!("{what} must be a string, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, v: &Val<'_>, what: &str) -> Option<Vec<(String, usize)>> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.err(v.span().start, format!("{what} must be an array of strings, e.g. [\"a\", \"b\"]"));
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            out.push((self.string(item, &format!("each item of {what}"))?, item.span().start));
+        }
+        Some(out)
+    }
+
+    fn duration(&mut self, v: &Val<'_>, what: &str) -> Option<Duration> {
+        let s = self.string(v, what)?;
+        match parse_duration(&s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(v.span().start, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn daemon_section(&mut self, v: &Val<'_>, daemon: &mut DaemonSpec) {
+        let Some(t) = self.table(v, "[daemon]") else { return };
+        for (key, value) in t.iter() {
+            match key.get_ref().as_ref() {
+                "state_dir" => {
+                    daemon.state_dir = self.string(value, "daemon.state_dir").map(|s| resolve(self.base, &s))
+                }
+                "socket" => daemon.socket = self.string(value, "daemon.socket").map(|s| resolve(self.base, &s)),
+                "include" => {
+                    if let Some(list) = self.string_list(value, "daemon.include") {
+                        daemon.include = list.into_iter().map(|(s, _)| s).collect();
+                    }
+                }
+                _ => self.unknown_key(key, "[daemon]", DAEMON_KEYS),
+            }
+        }
+    }
+
+    fn service(&mut self, name_key: &Key<'_>, body: &Val<'_>, services: &mut BTreeMap<ServiceName, ServiceSpec>) {
+        let name = match ServiceName::new(name_key.get_ref()) {
+            Ok(n) => n,
+            Err(e) => return self.err(name_key.span().start, e),
+        };
+        let section = format!("[service.{name}]");
+        let Some(t) = self.table(body, &section) else { return };
+        let defined_at = self.pos(name_key.span().start);
+        if let Some(prev) = services.get(&name) {
+            let msg = format!("service `{name}` is defined twice (first at {}); rename one", prev.defined_at);
+            return self.err(name_key.span().start, msg);
+        }
+        let mut spec = ServiceSpec::with_command(name.as_str(), &[]);
+        spec.defined_at = defined_at;
+        let mut has_command = false;
+        let mut ok = true;
+        let errors_before = self.errors.len();
+        for (key, value) in t.iter() {
+            let k = key.get_ref().as_ref();
+            let what = format!("service.{name}.{k}");
+            match k {
+                "command" => {
+                    has_command = true;
+                    match value.get_ref() {
+                        DeValue::String(s) => self.err(
+                            value.span().start,
+                            format!(
+                                "{what} must be an argv array, not a shell string: write [\"{}\"]",
+                                s.split_whitespace().collect::<Vec<_>>().join("\", \"")
+                            ),
+                        ),
+                        _ => {
+                            if let Some(list) = self.string_list(value, &what) {
+                                if list.is_empty() || list[0].0.is_empty() {
+                                    self.err(value.span().start, format!("{what} must name a program: [\"/path/to/bin\", \"arg\"]"));
+                                } else {
+                                    let mut argv: Vec<String> = list.into_iter().map(|(s, _)| s).collect();
+                                    if argv[0].contains('/') && !Path::new(&argv[0]).is_absolute() {
+                                        argv[0] = resolve(self.base, &argv[0]).to_string_lossy().into_owned();
+                                    }
+                                    spec.command = argv;
+                                }
+                            }
+                        }
+                    }
+                }
+                "workdir" => spec.workdir = self.string(value, &what).map(|s| resolve(self.base, &s)),
+                "env" => {
+                    let Some(env) = self.table(value, &what) else { continue };
+                    for (ek, ev) in env.iter() {
+                        if let Some(s) = self.string(ev, &format!("{what}.{}", ek.get_ref())) {
+                            spec.env.insert(ek.get_ref().to_string(), s);
+                        }
+                    }
+                }
+                "after" => {
+                    let Some(list) = self.string_list(value, &what) else { continue };
+                    for (dep, off) in list {
+                        match ServiceName::new(&dep) {
+                            Ok(d) if d == name => self.err(off, format!("service `{name}` cannot be after itself")),
+                            Ok(d) => spec.after.push(d),
+                            Err(e) => self.err(off, e),
+                        }
+                    }
+                }
+                "restart" => {
+                    let Some(s) = self.string(value, &what) else { continue };
+                    spec.restart = match s.as_str() {
+                        "always" => RestartPolicy::Always,
+                        "on-failure" => RestartPolicy::OnFailure,
+                        "never" => RestartPolicy::Never,
+                        other => {
+                            let hint = did_you_mean(other, &["always", "on-failure", "never"])
+                                .map(|s| format!("did you mean \"{s}\"? "))
+                                .unwrap_or_default();
+                            self.err(
+                                value.span().start,
+                                format!("{what} = \"{other}\" is not a policy; {hint}expected \"always\", \"on-failure\" or \"never\""),
+                            );
+                            continue;
+                        }
+                    };
+                }
+                "backoff" => self.backoff(value, &what, &mut spec.backoff),
+                "stop" => self.stop(value, &what, &mut spec.stop),
+                "ready" => match value.get_ref() {
+                    DeValue::String(s) if s == "started" => spec.ready = ReadySpec::Started,
+                    DeValue::String(s) if ["notify", "probe"].contains(&s.as_ref()) => self.err(
+                        value.span().start,
+                        format!("{what} = \"{s}\" is not supported yet (readiness signals arrive with probes); use \"started\" for now"),
+                    ),
+                    DeValue::Table(_) => self.err(
+                        value.span().start,
+                        format!("{what}: file and fd readiness are not supported yet; use \"started\" for now"),
+                    ),
+                    _ => self.err(value.span().start, format!("{what} must be \"started\" (other kinds are not supported yet)")),
+                },
+                "limits" => self.limits(value, &what, &mut spec.limits),
+                _ => {
+                    if let Some((_, feature)) = LATER_SERVICE_KEYS.iter().find(|(l, _)| *l == k) {
+                        self.err(
+                            key.span().start,
+                            format!("`{k}` in {section} is not supported yet ({feature} are still to come); remove it for now"),
+                        );
+                    } else {
+                        self.unknown_key(key, &section, SERVICE_KEYS);
+                    }
+                }
+            }
+        }
+        if !has_command {
+            self.err(name_key.span().start, format!("{section} has no `command`; add command = [\"/path/to/bin\", \"arg\"]"));
+        }
+        if spec.backoff.initial > spec.backoff.max {
+            self.err(name_key.span().start, format!("{section}: backoff.initial is larger than backoff.max"));
+        }
+        ok &= self.errors.len() == errors_before;
+        if ok {
+            services.insert(name, spec);
+        }
+    }
+
+    fn backoff(&mut self, v: &Val<'_>, what: &str, out: &mut BackoffSpec) {
+        let Some(t) = self.table(v, what) else { return };
+        for (key, value) in t.iter() {
+            let k = key.get_ref().as_ref();
+            let field = format!("{what}.{k}");
+            let slot = match k {
+                "initial" => &mut out.initial,
+                "max" => &mut out.max,
+                "reset_after" => &mut out.reset_after,
+                _ => {
+                    self.unknown_key(key, what, BACKOFF_KEYS);
+                    continue;
+                }
+            };
+            if let Some(d) = self.duration(value, &field) {
+                *slot = d;
+            }
+        }
+    }
+
+    fn stop(&mut self, v: &Val<'_>, what: &str, out: &mut StopSpec) {
+        let Some(t) = self.table(v, what) else { return };
+        for (key, value) in t.iter() {
+            let k = key.get_ref().as_ref();
+            let field = format!("{what}.{k}");
+            match k {
+                "signal" => {
+                    let Some(s) = self.string(value, &field) else { continue };
+                    match StopSignal::parse(&s) {
+                        Some(sig) => out.signal = sig,
+                        None => {
+                            let names: Vec<&str> = StopSignal::ALL.iter().map(|(_, n, _)| *n).collect();
+                            self.err(value.span().start, format!("{field} = \"{s}\" is not a signal; expected one of {}", names.join(", ")))
+                        }
+                    }
+                }
+                "timeout" => {
+                    if let Some(d) = self.duration(value, &field) {
+                        out.timeout = d;
+                    }
+                }
+                _ => self.unknown_key(key, what, STOP_KEYS),
+            }
+        }
+    }
+
+    fn limits(&mut self, v: &Val<'_>, what: &str, out: &mut LimitsSpec) {
+        let Some(t) = self.table(v, what) else { return };
+        for (key, value) in t.iter() {
+            let k = key.get_ref().as_ref();
+            match k {
+                "nofile" => match value.get_ref() {
+                    DeValue::Integer(i) => {
+                        let digits = i.as_str().replace('_', "");
+                        match u64::from_str_radix(&digits, i.radix()) {
+                            Ok(n) if n >= 8 => out.nofile = Some(n),
+                            _ => self.err(value.span().start, format!("{what}.nofile must be a whole number of at least 8")),
+                        }
+                    }
+                    _ => self.err(value.span().start, format!("{what}.nofile must be an integer, e.g. 4096")),
+                },
+                _ if LATER_LIMITS_KEYS.contains(&k) => self.err(
+                    key.span().start,
+                    format!("`{k}` in {what} is not supported yet (fd and memory budgets are still to come); remove it for now"),
+                ),
+                _ => self.unknown_key(key, what, LIMITS_KEYS),
+            }
+        }
+    }
+}
