@@ -1,1 +1,195 @@
-//! placeholder
+//! The wire types of Candor's REST/JSON API over its Unix socket. The daemon serializes them,
+//! the CLI (and later the UI) deserializes them; nothing else defines what goes on the wire.
+//! Fields may be added, never renamed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// RFC 3339 UTC with seconds, e.g. `2026-11-23T18:00:00Z`.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// RFC 3339 UTC with milliseconds, for log lines and events.
+pub fn timestamp_ms(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One service, as `GET /v1/services/{name}` and `candor status NAME --json` show it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub state: String,
+    pub reason: String,
+    pub since: String,
+    pub pid: Option<u32>,
+    pub uptime_s: Option<f64>,
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    pub ready: Option<Ready>,
+    pub probes: Vec<ProbeResult>,
+    pub sockets: Vec<SocketCheck>,
+    pub fds: Option<Fds>,
+    pub rss_bytes: Option<u64>,
+    pub logs: LogCounts,
+    /// How many times this daemon spawned the service (automatic and requested).
+    pub runs: u64,
+    /// When a restart is scheduled (state `backoff`).
+    pub next_start: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LastExit {
+    pub code: Option<i32>,
+    /// Signal name, e.g. "SIGKILL", when the process was killed by a signal.
+    pub signal: Option<String>,
+    pub at: String,
+    /// How long that run lasted.
+    pub uptime_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Ready {
+    pub via: String,
+    pub at: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProbeResult {
+    pub kind: String,
+    pub ok: bool,
+    pub detail: String,
+    pub latency_ms: f64,
+    pub at: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SocketCheck {
+    pub path: String,
+    pub exists: bool,
+    pub accepts: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Fds {
+    pub count: u64,
+    pub limit: u64,
+    pub pct: f64,
+    pub per_hour: Option<f64>,
+    pub eta_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LogCounts {
+    pub lines: u64,
+    pub dropped: u64,
+}
+
+/// `GET /v1/daemon`: the supervisor itself.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub version: String,
+    pub started_at: String,
+    pub config: String,
+    pub state_dir: String,
+    pub socket: String,
+    /// "cgroup" or "process-group".
+    pub containment: String,
+    /// One sentence: where the cgroups are, or why only process groups are used.
+    pub containment_detail: String,
+    pub services: usize,
+    pub store_dropped: LogCounts,
+}
+
+/// `POST /v1/reset-failed`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ResetFailed {
+    pub restarted: Vec<String>,
+    pub left_alone: Vec<String>,
+}
+
+/// `POST /v1/reload`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReloadOutcome {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Things the reload could not apply live (e.g. `[daemon]` changes need a restart).
+    pub notes: Vec<String>,
+}
+
+/// Every non-2xx answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: String,
+    /// Config errors, one per line `file:line:col: message`, for reload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+    /// The service's status when a waited-for action did not reach its goal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Box<ServiceStatus>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LogEntry {
+    pub at: String,
+    pub service: String,
+    pub stream: String,
+    pub line: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub at: String,
+    pub service: String,
+    pub state: String,
+    pub reason: String,
+    pub detail: serde_json::Value,
+}
+
+/// Actions on one service: `POST /v1/services/{name}/{action}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "start" => Some(Action::Start),
+            "stop" => Some(Action::Stop),
+            "restart" => Some(Action::Restart),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+        }
+    }
+}
+
+/// A plain acknowledgement, e.g. of `POST /v1/shutdown`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Ack {
+    pub ok: bool,
+    pub message: String,
+}

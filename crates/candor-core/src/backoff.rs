@@ -23,7 +23,10 @@ pub fn delay_for_streak(spec: &BackoffSpec, streak: u32) -> Duration {
         return Duration::ZERO;
     }
     let factor = 1u32.checked_shl(streak - 1).unwrap_or(u32::MAX);
-    spec.initial.checked_mul(factor).unwrap_or(spec.max).min(spec.max)
+    spec.initial
+        .checked_mul(factor)
+        .unwrap_or(spec.max)
+        .min(spec.max)
 }
 
 #[cfg(test)]
@@ -55,9 +58,15 @@ mod tests {
     #[test]
     fn good_run_restarts_immediately_and_resets_the_streak() {
         let s = spec(100, 30_000, 500);
-        assert_eq!(after_exit(&s, 6, Duration::from_millis(500)), (Duration::ZERO, 0));
+        assert_eq!(
+            after_exit(&s, 6, Duration::from_millis(500)),
+            (Duration::ZERO, 0)
+        );
         // The next quick exit starts again from initial.
-        assert_eq!(after_exit(&s, 0, Duration::from_millis(5)), (Duration::from_millis(100), 1));
+        assert_eq!(
+            after_exit(&s, 0, Duration::from_millis(5)),
+            (Duration::from_millis(100), 1)
+        );
     }
 
     proptest! {

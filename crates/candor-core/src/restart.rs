@@ -17,7 +17,12 @@ pub enum AfterExit {
 }
 
 /// Decide per the restart policy and backoff. `uptime` is how long the run lasted.
-pub fn after_exit(spec: &ServiceSpec, status: ExitStatus, uptime: Duration, quick_exits: u32) -> AfterExit {
+pub fn after_exit(
+    spec: &ServiceSpec,
+    status: ExitStatus,
+    uptime: Duration,
+    quick_exits: u32,
+) -> AfterExit {
     let restart = match spec.restart {
         RestartPolicy::Always => true,
         RestartPolicy::OnFailure => !status.success(),
@@ -67,18 +72,44 @@ mod tests {
         ];
         for (policy, status, restarts) in cases {
             let d = after_exit(&svc(policy), status, quick, 0);
-            assert_eq!(matches!(d, Restart { .. }), restarts, "{policy:?} {status:?} -> {d:?}");
+            assert_eq!(
+                matches!(d, Restart { .. }),
+                restarts,
+                "{policy:?} {status:?} -> {d:?}"
+            );
         }
-        assert_eq!(after_exit(&svc(RestartPolicy::OnFailure), ExitStatus::Code(0), quick, 0), Completed);
+        assert_eq!(
+            after_exit(
+                &svc(RestartPolicy::OnFailure),
+                ExitStatus::Code(0),
+                quick,
+                0
+            ),
+            Completed
+        );
         match after_exit(&svc(RestartPolicy::Never), ExitStatus::Code(3), quick, 0) {
-            GiveUp { reason } => assert!(reason.starts_with("exited with code 3 and restart = \"never\""), "{reason}"),
+            GiveUp { reason } => assert!(
+                reason.starts_with("exited with code 3 and restart = \"never\""),
+                "{reason}"
+            ),
             other => panic!("expected GiveUp, got {other:?}"),
         }
     }
 
     #[test]
     fn first_quick_exit_waits_initial() {
-        let d = after_exit(&svc(RestartPolicy::Always), ExitStatus::Code(1), Duration::from_millis(5), 0);
-        assert_eq!(d, AfterExit::Restart { delay: Duration::from_millis(100), quick_exits: 1 });
+        let d = after_exit(
+            &svc(RestartPolicy::Always),
+            ExitStatus::Code(1),
+            Duration::from_millis(5),
+            0,
+        );
+        assert_eq!(
+            d,
+            AfterExit::Restart {
+                delay: Duration::from_millis(100),
+                quick_exits: 1
+            }
+        );
     }
 }

@@ -82,13 +82,26 @@ pub enum Phase {
     Running(Run),
     /// We asked it to stop; `main_exit` is set once the main process is gone but others of its
     /// group are still being stopped.
-    Stopping { run: Run, cause: StopCause, timeline: StopTimeline, main_exit: Option<ExitStatus> },
+    Stopping {
+        run: Run,
+        cause: StopCause,
+        timeline: StopTimeline,
+        main_exit: Option<ExitStatus>,
+    },
     /// The main process exited on its own; the rest of its group/cgroup is being stopped.
-    Leftovers { run: Run, main_exit: ExitStatus },
+    Leftovers {
+        run: Run,
+        main_exit: ExitStatus,
+    },
     /// Exited; the next start is scheduled.
-    Backoff { until: SystemTime, streak: u32 },
+    Backoff {
+        until: SystemTime,
+        streak: u32,
+    },
     /// Down and not coming back by itself.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// A one-shot that finished successfully.
     Completed,
 }
@@ -121,25 +134,58 @@ fn d(state: ServiceState, reason: String) -> Derived {
 /// The one place a state is decided.
 pub fn derive(spec: &ServiceSpec, ev: &Evidence, now: SystemTime) -> Derived {
     use ServiceState::*;
-    let exit_words = |e: &LastExit| format!("{} after {}", e.status.describe(), format_duration(e.uptime));
+    let exit_words = |e: &LastExit| {
+        format!(
+            "{} after {}",
+            e.status.describe(),
+            format_duration(e.uptime)
+        )
+    };
     match &ev.phase {
         Phase::Idle if ev.wanted => d(Starting, "about to start".into()),
         Phase::Idle => match &ev.last_exit {
-            Some(_) => d(Stopped, format!("stopped by request; `candor start {}` starts it", spec.name)),
-            None => d(Stopped, format!("not started; `candor start {}` starts it", spec.name)),
-        },
-        Phase::WaitingFor(deps) => {
-            let list: Vec<String> = deps.iter().map(|(n, s)| format!("{n} ({})", s.as_str())).collect();
-            d(Starting, format!("waiting for {} to be running before starting", list.join(", ")))
-        }
-        Phase::Running(run) => match run.ready {
-            Some((_, via)) => d(Running, format!("running as pid {}, ready via {via}", run.pid)),
+            Some(_) => d(
+                Stopped,
+                format!("stopped by request; `candor start {}` starts it", spec.name),
+            ),
             None => d(
-                Starting,
-                format!("spawned as pid {}, waiting for readiness (ready = \"{}\")", run.pid, spec.ready.as_str()),
+                Stopped,
+                format!("not started; `candor start {}` starts it", spec.name),
             ),
         },
-        Phase::Stopping { cause, timeline, main_exit, .. } => {
+        Phase::WaitingFor(deps) => {
+            let list: Vec<String> = deps
+                .iter()
+                .map(|(n, s)| format!("{n} ({})", s.as_str()))
+                .collect();
+            d(
+                Starting,
+                format!(
+                    "waiting for {} to be running before starting",
+                    list.join(", ")
+                ),
+            )
+        }
+        Phase::Running(run) => match run.ready {
+            Some((_, via)) => d(
+                Running,
+                format!("running as pid {}, ready via {via}", run.pid),
+            ),
+            None => d(
+                Starting,
+                format!(
+                    "spawned as pid {}, waiting for readiness (ready = \"{}\")",
+                    run.pid,
+                    spec.ready.as_str()
+                ),
+            ),
+        },
+        Phase::Stopping {
+            cause,
+            timeline,
+            main_exit,
+            ..
+        } => {
             let sig = timeline.signal.name();
             let reason = if stop::kill_due(timeline, now) {
                 format!(
@@ -162,20 +208,34 @@ pub fn derive(spec: &ServiceSpec, ev: &Evidence, now: SystemTime) -> Derived {
         }
         Phase::Leftovers { main_exit, .. } => d(
             Stopping,
-            format!("main process {}; stopping the processes it left in its group", main_exit.describe()),
+            format!(
+                "main process {}; stopping the processes it left in its group",
+                main_exit.describe()
+            ),
         ),
         Phase::Backoff { until, streak } => {
             let wait = format_duration(until.duration_since(now).unwrap_or_default());
-            let what = ev.last_exit.as_ref().map(exit_words).unwrap_or_else(|| "exited".into());
+            let what = ev
+                .last_exit
+                .as_ref()
+                .map(exit_words)
+                .unwrap_or_else(|| "exited".into());
             if *streak == 0 {
                 d(Backoff, format!("{what}; restarting now"))
             } else {
-                d(Backoff, format!("{what}; restarting in {wait} (quick exit {streak} in a row)"))
+                d(
+                    Backoff,
+                    format!("{what}; restarting in {wait} (quick exit {streak} in a row)"),
+                )
             }
         }
         Phase::Failed { reason } => d(Failed, reason.clone()),
         Phase::Completed => {
-            let what = ev.last_exit.as_ref().map(exit_words).unwrap_or_else(|| "exited with code 0".into());
+            let what = ev
+                .last_exit
+                .as_ref()
+                .map(exit_words)
+                .unwrap_or_else(|| "exited with code 0".into());
             d(Exited, format!("finished successfully ({what})"))
         }
     }
@@ -191,13 +251,22 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_000_000 + s)
     }
     fn run(ready: bool) -> Run {
-        Run { id: 1, pid: 4242, started_at: t(0), ready: ready.then_some((t(0), "started")) }
+        Run {
+            id: 1,
+            pid: 4242,
+            started_at: t(0),
+            ready: ready.then_some((t(0), "started")),
+        }
     }
     fn ev(wanted: bool, phase: Phase) -> Evidence {
         Evidence {
             wanted,
             phase,
-            last_exit: Some(LastExit { status: ExitStatus::Code(1), at: t(5), uptime: Duration::from_millis(200) }),
+            last_exit: Some(LastExit {
+                status: ExitStatus::Code(1),
+                at: t(5),
+                uptime: Duration::from_millis(200),
+            }),
             restarts: 2,
         }
     }
@@ -206,7 +275,10 @@ mod tests {
     fn every_state_and_reason() {
         use ServiceState::*;
         let spec = ServiceSpec::with_command("api", &["/bin/api"]);
-        let stop_spec = StopSpec { signal: StopSignal::Term, timeout: Duration::from_secs(10) };
+        let stop_spec = StopSpec {
+            signal: StopSignal::Term,
+            timeout: Duration::from_secs(10),
+        };
         let tl = stop::timeline(&stop_spec, t(10));
         let cases: Vec<(Evidence, SystemTime, ServiceState, &str)> = vec![
             (ev(false, Phase::Idle), t(20), Stopped, "stopped by request; `candor start api` starts it"),

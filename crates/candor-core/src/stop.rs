@@ -13,7 +13,11 @@ pub struct StopTimeline {
 }
 
 pub fn timeline(spec: &StopSpec, requested_at: SystemTime) -> StopTimeline {
-    StopTimeline { signal: spec.signal, signal_at: requested_at, kill_at: requested_at + spec.timeout }
+    StopTimeline {
+        signal: spec.signal,
+        signal_at: requested_at,
+        kill_at: requested_at + spec.timeout,
+    }
 }
 
 /// Whether the SIGKILL step is due.
@@ -34,12 +38,18 @@ mod tests {
     #[test]
     fn escalates_after_timeout() {
         let t0 = UNIX_EPOCH + Duration::from_secs(1000);
-        let spec = StopSpec { signal: StopSignal::Int, timeout: Duration::from_secs(3) };
+        let spec = StopSpec {
+            signal: StopSignal::Int,
+            timeout: Duration::from_secs(3),
+        };
         let t = timeline(&spec, t0);
         assert_eq!(t.signal, StopSignal::Int);
         assert!(!kill_due(&t, t0 + Duration::from_millis(2999)));
         assert!(kill_due(&t, t0 + Duration::from_secs(3)));
-        assert_eq!(until_kill(&t, t0 + Duration::from_secs(1)), Duration::from_secs(2));
+        assert_eq!(
+            until_kill(&t, t0 + Duration::from_secs(1)),
+            Duration::from_secs(2)
+        );
         assert_eq!(until_kill(&t, t0 + Duration::from_secs(10)), Duration::ZERO);
     }
 }

@@ -1,1 +1,179 @@
-//! placeholder
+//! The daemon ("brain"): loads the spec, starts the keeper and the store, runs the brain's
+//! actor and serves the API on a Unix socket (mode 0600) until shutdown.
+
+pub mod board;
+pub mod brain;
+pub mod http;
+pub mod logs;
+pub mod paths;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use candor_api as api;
+use candor_keeper::{Containment, KeeperConfig};
+use tokio::sync::{mpsc, watch};
+
+use crate::board::Board;
+use crate::brain::{Brain, Request};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: PathBuf,
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    /// `false` forces process-group containment.
+    pub use_cgroups: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] candor_spec::SpecErrors),
+    #[error(
+        "another candor daemon is already answering on {0}; stop it first or use another --socket"
+    )]
+    AlreadyRunning(PathBuf),
+    #[error("cannot listen on {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] candor_store::StoreError),
+    #[error("cannot start the keeper: {0}")]
+    Keeper(std::io::Error),
+}
+
+/// Where a started daemon can be reached.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+fn bind(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
+    let err = |source| DaemonError::Socket {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::AlreadyRunning(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+/// Run the daemon until it is shut down (API, SIGTERM or SIGINT). `on_started` is told where
+/// it listens once the socket is bound.
+pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), DaemonError> {
+    let config_path = opts.config.clone();
+    let spec = tokio::task::spawn_blocking(move || candor_spec::load(&config_path))
+        .await
+        .expect("config loader panicked")?;
+    let state_dir = paths::state_dir(opts.state_dir.as_deref(), &spec);
+    let socket = paths::socket(opts.socket.as_deref(), &spec, &state_dir);
+    let listener = bind(&socket)?;
+    let (store, store_thread) = candor_store::Store::open(&state_dir)?;
+
+    let (keeper_tx, keeper_rx) = mpsc::channel(1024);
+    let emit = Box::new(move |ev| {
+        // Blocking here is fine: this runs on the keeper's own thread.
+        let _ = keeper_tx.blocking_send(ev);
+    });
+    let keeper_cfg = KeeperConfig {
+        instance: paths::instance_name(&state_dir),
+        use_cgroups: opts.use_cgroups,
+    };
+    let (keeper, containment, _keeper_thread) =
+        candor_keeper::start(keeper_cfg, emit).map_err(DaemonError::Keeper)?;
+
+    let (board_tx, board_rx) = watch::channel(Arc::new(Board::default()));
+    let (req_tx, req_rx) = mpsc::channel::<Request>(256);
+    let config_abs = spec.source.clone();
+    let info = api::DaemonInfo {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: api::timestamp(SystemTime::now()),
+        config: config_abs.display().to_string(),
+        state_dir: state_dir.display().to_string(),
+        socket: socket.display().to_string(),
+        containment: match containment {
+            Containment::Cgroup { .. } => "cgroup".into(),
+            Containment::ProcessGroup { .. } => "process-group".into(),
+        },
+        containment_detail: containment.describe(),
+        services: spec.services.len(),
+        store_dropped: api::LogCounts::default(),
+    };
+    eprintln!(
+        "candor: {} services from {}; containment: {}",
+        spec.services.len(),
+        config_abs.display(),
+        containment.describe()
+    );
+    eprintln!("candor: listening on {}", socket.display());
+
+    let brain = Brain::new(&spec, keeper, store.clone(), board_tx);
+    let app = http::router(http::AppState {
+        requests: req_tx.clone(),
+        board: board_rx,
+        store: store.clone(),
+        info: Arc::new(info),
+        config: config_abs,
+    });
+    let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_http_rx.await;
+            })
+            .await;
+    });
+
+    // SIGTERM / SIGINT: the same orderly shutdown as `candor shutdown`.
+    let sig_tx = req_tx.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = sig_tx.send(Request::Shutdown).await;
+    });
+    drop(req_tx);
+
+    on_started(Started {
+        socket: socket.clone(),
+        state_dir: state_dir.clone(),
+    });
+    brain.run(keeper_rx, req_rx).await;
+
+    let _ = stop_http_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let _ = std::fs::remove_file(&socket);
+    drop(store);
+    // Give the store's writer a moment to commit the last events.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || store_thread.join()),
+    )
+    .await;
+    eprintln!("candor: all services stopped; bye");
+    Ok(())
+}

@@ -1,1 +1,98 @@
-//! placeholder
+//! The keeper: the only code that creates, signals and reaps processes.
+//!
+//! It runs on its own thread and talks to the brain only through [`KeeperCommand`] and
+//! [`KeeperEvent`] — no shared state — so that it can later move into its own process and keep
+//! services and their pipes alive across a crash of the brain. It is a child subreaper, puts
+//! every service in its own session/process group and, where cgroup v2 is writable, its own
+//! cgroup; a stop signals the whole group and SIGKILLs it (and `cgroup.kill`s the cgroup) after
+//! the timeout, so a stop always ends and leaves nothing behind.
+
+mod cgroup;
+mod keeper;
+mod spawn;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+pub use candor_core::ExitStatus;
+pub use cgroup::Containment;
+pub use keeper::{start, KeeperHandle, SendError};
+
+/// How the keeper should contain services.
+#[derive(Clone, Debug)]
+pub struct KeeperConfig {
+    /// Names this daemon's cgroup subtree: `<cgroup2 mount>/candor/<instance>/<service>`.
+    pub instance: String,
+    /// `false` forces process-group containment (as where cgroups are not writable).
+    pub use_cgroups: bool,
+}
+
+/// Everything needed to start one run of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpawnRequest {
+    pub service: String,
+    pub run_id: u64,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub nofile: Option<u64>,
+    /// Used when the main process exits on its own and leaves others in its group.
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub enum KeeperCommand {
+    Spawn(SpawnRequest),
+    /// Signal the whole group/cgroup now; SIGKILL all of it after `timeout`.
+    Stop {
+        service: String,
+        run_id: u64,
+        signal: i32,
+        timeout: Duration,
+    },
+    /// Kill and remove the cgroups of services not in `keep` (left from earlier configs/runs).
+    Sweep {
+        keep: Vec<String>,
+    },
+    /// Stop reading commands; the keeper thread ends once nothing it tracks is alive.
+    Shutdown,
+}
+
+#[derive(Debug)]
+pub enum KeeperEvent {
+    Spawned {
+        service: String,
+        run_id: u64,
+        pid: u32,
+        at: SystemTime,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        /// Processes from an earlier run found in the service's cgroup and killed first.
+        cleared_leftovers: usize,
+    },
+    SpawnFailed {
+        service: String,
+        run_id: u64,
+        error: String,
+    },
+    /// The main process was reaped. `group_empty`: nothing else of the run was left, so no
+    /// `Emptied` follows; the run is over.
+    Exited {
+        service: String,
+        run_id: u64,
+        status: ExitStatus,
+        at: SystemTime,
+        group_empty: bool,
+    },
+    /// Nothing of the run is left (main reaped, group/cgroup empty). Only now may it start again.
+    Emptied {
+        service: String,
+        run_id: u64,
+        at: SystemTime,
+        escalated: bool,
+    },
+    /// Something went wrong that is not tied to one command (kept for the event log).
+    Warning { message: String },
+}

@@ -11,15 +11,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = t;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!("bad duration \"{s}\": expected a number, e.g. \"10s\" or \"250ms\""));
+            return Err(format!(
+                "bad duration \"{s}\": expected a number, e.g. \"10s\" or \"250ms\""
+            ));
         }
-        let num: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("bad duration \"{s}\": `{}` is not a number", &rest[..num_len]))?;
+        let num: f64 = rest[..num_len].parse().map_err(|_| {
+            format!(
+                "bad duration \"{s}\": `{}` is not a number",
+                &rest[..num_len]
+            )
+        })?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = rest[..unit_len].trim();
         let scale = match unit {
             "us" | "µs" => 1e-6,
@@ -35,7 +44,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                     &t[..t.len() - rest.len()]
                 ))
             }
-            other => return Err(format!("unknown unit `{other}` in duration \"{s}\"; use us, ms, s, m, h or d")),
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in duration \"{s}\"; use us, ms, s, m, h or d"
+                ))
+            }
         };
         total += num * scale;
         rest = &rest[unit_len..];
@@ -89,7 +102,9 @@ mod tests {
     #[test]
     fn rejects_missing_or_unknown_units() {
         assert!(parse_duration("10").unwrap_err().contains("no unit"));
-        assert!(parse_duration("10 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("10 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
     }

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::{ServiceName, ServiceSpec};
 
 /// A cycle in `after`, as the names along it, first repeated at the end.
-pub(crate) fn find_cycle(services: &BTreeMap<ServiceName, ServiceSpec>) -> Option<Vec<ServiceName>> {
+pub(crate) fn find_cycle(
+    services: &BTreeMap<ServiceName, ServiceSpec>,
+) -> Option<Vec<ServiceName>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Visiting,
@@ -61,7 +63,11 @@ pub(crate) fn topo_order(services: &BTreeMap<ServiceName, ServiceSpec>) -> Vec<S
             if done.contains(name) {
                 continue;
             }
-            if spec.after.iter().all(|d| done.contains(d) || !services.contains_key(d)) {
+            if spec
+                .after
+                .iter()
+                .all(|d| done.contains(d) || !services.contains_key(d))
+            {
                 done.insert(name.clone());
                 order.push(name.clone());
             }

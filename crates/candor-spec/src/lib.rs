@@ -132,15 +132,30 @@ impl StopSignal {
     ];
     pub fn parse(s: &str) -> Option<Self> {
         let upper = s.to_ascii_uppercase();
-        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-        Self::ALL.iter().find(|(_, n, _)| *n == full).map(|(s, _, _)| *s)
+        let full = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        Self::ALL
+            .iter()
+            .find(|(_, n, _)| *n == full)
+            .map(|(s, _, _)| *s)
     }
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(s, _, _)| *s == self).map(|(_, n, _)| *n).unwrap_or("SIGTERM")
+        Self::ALL
+            .iter()
+            .find(|(s, _, _)| *s == self)
+            .map(|(_, n, _)| *n)
+            .unwrap_or("SIGTERM")
     }
     /// The Linux signal number.
     pub fn number(self) -> i32 {
-        Self::ALL.iter().find(|(s, _, _)| *s == self).map(|(_, _, n)| *n).unwrap_or(15)
+        Self::ALL
+            .iter()
+            .find(|(s, _, _)| *s == self)
+            .map(|(_, _, n)| *n)
+            .unwrap_or(15)
     }
 }
 
@@ -153,7 +168,10 @@ pub struct StopSpec {
 
 impl Default for StopSpec {
     fn default() -> Self {
-        Self { signal: StopSignal::Term, timeout: Duration::from_secs(10) }
+        Self {
+            signal: StopSignal::Term,
+            timeout: Duration::from_secs(10),
+        }
     }
 }
 

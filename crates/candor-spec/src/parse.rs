@@ -37,7 +37,9 @@ pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     };
     let text = std::fs::read_to_string(&abs).map_err(|e| {
         SpecErrors(vec![SpecError {
@@ -63,12 +65,20 @@ fn parse_with_includes(
     text: &str,
     read: &mut dyn FnMut(&Path) -> std::io::Result<String>,
 ) -> Result<Spec, SpecErrors> {
-    let base = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let base = abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let mut errors = Vec::new();
     let mut daemon = DaemonSpec::default();
     let mut services = BTreeMap::new();
     {
-        let mut file = FileCtx { path: shown.to_path_buf(), text, base: &base, errors: &mut errors };
+        let mut file = FileCtx {
+            path: shown.to_path_buf(),
+            text,
+            base: &base,
+            errors: &mut errors,
+        };
         file.document(true, &mut daemon, &mut services);
     }
     // Includes: globs relative to the main file's directory, in sorted order.
@@ -91,7 +101,12 @@ fn parse_with_includes(
         for inc in files {
             match read(&inc) {
                 Ok(t) => {
-                    let mut file = FileCtx { path: inc.clone(), text: &t, base: &base, errors: &mut errors };
+                    let mut file = FileCtx {
+                        path: inc.clone(),
+                        text: &t,
+                        base: &base,
+                        errors: &mut errors,
+                    };
                     let mut ignored = DaemonSpec::default();
                     file.document(false, &mut ignored, &mut services);
                 }
@@ -114,7 +129,10 @@ fn parse_with_includes(
                     .unwrap_or_default();
                 errors.push(at_text(
                     &spec.defined_at,
-                    format!("service `{}` is after unknown service `{dep}`{hint}", spec.name),
+                    format!(
+                        "service `{}` is after unknown service `{dep}`{hint}",
+                        spec.name
+                    ),
                 ));
             }
         }
@@ -124,11 +142,18 @@ fn parse_with_includes(
         let first = &services[&cycle[0]];
         errors.push(at_text(
             &first.defined_at,
-            format!("dependency cycle in `after`: {}; remove one of these edges", path.join(" -> ")),
+            format!(
+                "dependency cycle in `after`: {}; remove one of these edges",
+                path.join(" -> ")
+            ),
         ));
     }
     if errors.is_empty() {
-        Ok(Spec { source: abs.to_path_buf(), daemon, services })
+        Ok(Spec {
+            source: abs.to_path_buf(),
+            daemon,
+            services,
+        })
     } else {
         Err(SpecErrors(errors))
     }
@@ -140,7 +165,12 @@ fn at_text(defined_at: &str, message: String) -> SpecError {
     let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
     let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(0);
     let file = PathBuf::from(parts.next().unwrap_or(defined_at));
-    SpecError { file, line, col, message }
+    SpecError {
+        file,
+        line,
+        col,
+        message,
+    }
 }
 
 struct FileCtx<'a> {
@@ -156,7 +186,12 @@ type Val<'i> = Spanned<DeValue<'i>>;
 impl FileCtx<'_> {
     fn err(&mut self, offset: usize, message: impl Into<String>) {
         let (line, col) = line_col(self.text, offset);
-        self.errors.push(SpecError { file: self.path.clone(), line, col, message: message.into() });
+        self.errors.push(SpecError {
+            file: self.path.clone(),
+            line,
+            col,
+            message: message.into(),
+        });
     }
 
     fn pos(&self, offset: usize) -> String {
@@ -169,7 +204,10 @@ impl FileCtx<'_> {
             Some(s) => format!("; did you mean `{s}`?"),
             None => format!("; expected one of: {}", allowed.join(", ")),
         };
-        self.err(key.span().start, format!("unknown key `{}` in {section}{hint}", key.get_ref()));
+        self.err(
+            key.span().start,
+            format!("unknown key `{}` in {section}{hint}", key.get_ref()),
+        );
     }
 
     fn document(
@@ -195,7 +233,9 @@ impl FileCtx<'_> {
                     "[daemon] may only appear in the main config file, not in an included one",
                 ),
                 "service" => {
-                    let Some(table) = self.table(value, "[service]") else { continue };
+                    let Some(table) = self.table(value, "[service]") else {
+                        continue;
+                    };
                     for (name, body) in table.iter() {
                         self.service(name, body, services);
                     }
@@ -209,7 +249,10 @@ impl FileCtx<'_> {
         match v.get_ref() {
             DeValue::Table(t) => Some(t),
             other => {
-                self.err(v.span().start, format!("{what} must be a table, found {}", other.type_str()));
+                self.err(
+                    v.span().start,
+                    format!("{what} must be a table, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -219,7 +262,10 @@ impl FileCtx<'_> {
         match v.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
             other => {
-                self.err(v.span().start, format!("{what} must be a string, found {}", other.type_str()));
+                self.err(
+                    v.span().start,
+                    format!("{what} must be a string, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -227,12 +273,18 @@ impl FileCtx<'_> {
 
     fn string_list(&mut self, v: &Val<'_>, what: &str) -> Option<Vec<(String, usize)>> {
         let DeValue::Array(items) = v.get_ref() else {
-            self.err(v.span().start, format!("{what} must be an array of strings, e.g. [\"a\", \"b\"]"));
+            self.err(
+                v.span().start,
+                format!("{what} must be an array of strings, e.g. [\"a\", \"b\"]"),
+            );
             return None;
         };
         let mut out = Vec::new();
         for item in items.iter() {
-            out.push((self.string(item, &format!("each item of {what}"))?, item.span().start));
+            out.push((
+                self.string(item, &format!("each item of {what}"))?,
+                item.span().start,
+            ));
         }
         Some(out)
     }
@@ -249,13 +301,21 @@ impl FileCtx<'_> {
     }
 
     fn daemon_section(&mut self, v: &Val<'_>, daemon: &mut DaemonSpec) {
-        let Some(t) = self.table(v, "[daemon]") else { return };
+        let Some(t) = self.table(v, "[daemon]") else {
+            return;
+        };
         for (key, value) in t.iter() {
             match key.get_ref().as_ref() {
                 "state_dir" => {
-                    daemon.state_dir = self.string(value, "daemon.state_dir").map(|s| resolve(self.base, &s))
+                    daemon.state_dir = self
+                        .string(value, "daemon.state_dir")
+                        .map(|s| resolve(self.base, &s))
                 }
-                "socket" => daemon.socket = self.string(value, "daemon.socket").map(|s| resolve(self.base, &s)),
+                "socket" => {
+                    daemon.socket = self
+                        .string(value, "daemon.socket")
+                        .map(|s| resolve(self.base, &s))
+                }
                 "include" => {
                     if let Some(list) = self.string_list(value, "daemon.include") {
                         daemon.include = list.into_iter().map(|(s, _)| s).collect();
@@ -266,16 +326,26 @@ impl FileCtx<'_> {
         }
     }
 
-    fn service(&mut self, name_key: &Key<'_>, body: &Val<'_>, services: &mut BTreeMap<ServiceName, ServiceSpec>) {
+    fn service(
+        &mut self,
+        name_key: &Key<'_>,
+        body: &Val<'_>,
+        services: &mut BTreeMap<ServiceName, ServiceSpec>,
+    ) {
         let name = match ServiceName::new(name_key.get_ref()) {
             Ok(n) => n,
             Err(e) => return self.err(name_key.span().start, e),
         };
         let section = format!("[service.{name}]");
-        let Some(t) = self.table(body, &section) else { return };
+        let Some(t) = self.table(body, &section) else {
+            return;
+        };
         let defined_at = self.pos(name_key.span().start);
         if let Some(prev) = services.get(&name) {
-            let msg = format!("service `{name}` is defined twice (first at {}); rename one", prev.defined_at);
+            let msg = format!(
+                "service `{name}` is defined twice (first at {}); rename one",
+                prev.defined_at
+            );
             return self.err(name_key.span().start, msg);
         }
         let mut spec = ServiceSpec::with_command(name.as_str(), &[]);
@@ -377,10 +447,16 @@ impl FileCtx<'_> {
             }
         }
         if !has_command {
-            self.err(name_key.span().start, format!("{section} has no `command`; add command = [\"/path/to/bin\", \"arg\"]"));
+            self.err(
+                name_key.span().start,
+                format!("{section} has no `command`; add command = [\"/path/to/bin\", \"arg\"]"),
+            );
         }
         if spec.backoff.initial > spec.backoff.max {
-            self.err(name_key.span().start, format!("{section}: backoff.initial is larger than backoff.max"));
+            self.err(
+                name_key.span().start,
+                format!("{section}: backoff.initial is larger than backoff.max"),
+            );
         }
         ok &= self.errors.len() == errors_before;
         if ok {
@@ -415,12 +491,21 @@ impl FileCtx<'_> {
             let field = format!("{what}.{k}");
             match k {
                 "signal" => {
-                    let Some(s) = self.string(value, &field) else { continue };
+                    let Some(s) = self.string(value, &field) else {
+                        continue;
+                    };
                     match StopSignal::parse(&s) {
                         Some(sig) => out.signal = sig,
                         None => {
-                            let names: Vec<&str> = StopSignal::ALL.iter().map(|(_, n, _)| *n).collect();
-                            self.err(value.span().start, format!("{field} = \"{s}\" is not a signal; expected one of {}", names.join(", ")))
+                            let names: Vec<&str> =
+                                StopSignal::ALL.iter().map(|(_, n, _)| *n).collect();
+                            self.err(
+                                value.span().start,
+                                format!(
+                                    "{field} = \"{s}\" is not a signal; expected one of {}",
+                                    names.join(", ")
+                                ),
+                            )
                         }
                     }
                 }

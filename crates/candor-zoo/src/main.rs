@@ -1,1 +1,259 @@
-fn main() {}
+//! `candor-zoo <behaviour> [options]`: small programs that misbehave the way real services do,
+//! one per failure in DESIGN.md. Test fixtures and demos; std and libc only.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "usage: candor-zoo <behaviour> [options]
+  healthy [--port N] [--socket PATH] [--stamp FILE]   HTTP 200 on /health over TCP and/or UDS; sd_notify READY=1
+  crash-loop --after DUR --code N [--stamp FILE]      run DUR, then exit with code N
+  half-dead [--pids FILE]                             ignore SIGTERM, with a child that ignores it too
+  double-fork [--pids FILE] [--parent-exits]          daemonize a grandchild that escapes with setsid()
+common: --stamp FILE appends `start <unix_ns> <pid>` / `exit <unix_ns> <pid>` lines";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let opts = Opts(args[1..].to_vec());
+    if let Some(f) = opts.get("--stamp") {
+        stamp(&f, "start");
+    }
+    match cmd.as_str() {
+        "healthy" => healthy(&opts),
+        "crash-loop" => crash_loop(&opts),
+        "half-dead" => half_dead(&opts),
+        "double-fork" => double_fork(&opts),
+        other => {
+            eprintln!("candor-zoo: unknown behaviour `{other}`\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+struct Opts(Vec<String>);
+
+impl Opts {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0
+            .iter()
+            .position(|a| a == key)
+            .and_then(|i| self.0.get(i + 1))
+            .cloned()
+    }
+    fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|a| a == key)
+    }
+    fn duration(&self, key: &str, default: Duration) -> Duration {
+        match self.get(key) {
+            Some(s) => {
+                candor_spec::parse_duration(&s).unwrap_or_else(|e| die(&format!("{key}: {e}")))
+            }
+            None => default,
+        }
+    }
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("candor-zoo: {msg}");
+    std::process::exit(2);
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Append `<what> <unix_ns> <pid>` to `file` (one write, so lines never interleave).
+fn stamp(file: &str, what: &str) {
+    let line = format!("{what} {} {}\n", now_ns(), std::process::id());
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .unwrap_or_else(|e| die(&format!("{file}: {e}")));
+    let _ = f.write_all(line.as_bytes());
+}
+
+fn write_pids(opts: &Opts, pids: &[u32]) {
+    if let Some(f) = opts.get("--pids") {
+        let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
+        let tmp = format!("{f}.tmp");
+        std::fs::write(&tmp, text).unwrap_or_else(|e| die(&format!("{f}: {e}")));
+        std::fs::rename(&tmp, &f).unwrap_or_else(|e| die(&format!("{f}: {e}")));
+    }
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn ignore_sigterm() {
+    // SAFETY: setting a signal to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+}
+
+/// sd_notify: send `msg` to $NOTIFY_SOCKET if set (path, or abstract with a leading `@`).
+fn notify(msg: &str) {
+    let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let _ = if let Some(name) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+    } else {
+        sock.send_to(msg.as_bytes(), &path)
+    };
+}
+
+fn serve_http(mut conn: impl Read + Write) {
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 64 * 1024 {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
+}
+
+fn healthy(opts: &Opts) {
+    let mut listening = Vec::new();
+    if let Some(port) = opts.get("--port") {
+        let l = TcpListener::bind((
+            "127.0.0.1",
+            port.parse::<u16>()
+                .unwrap_or_else(|_| die("--port: not a port")),
+        ))
+        .unwrap_or_else(|e| die(&format!("bind 127.0.0.1:{port}: {e}")));
+        listening.push(format!(
+            "tcp {}",
+            l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        ));
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                std::thread::spawn(move || serve_http(c));
+            }
+        });
+    }
+    if let Some(path) = opts.get("--socket") {
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).unwrap_or_else(|e| die(&format!("bind {path}: {e}")));
+        listening.push(format!("uds {path}"));
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                std::thread::spawn(move || serve_http(c));
+            }
+        });
+    }
+    println!(
+        "healthy: pid {} serving /health on {}",
+        std::process::id(),
+        if listening.is_empty() {
+            "nothing".into()
+        } else {
+            listening.join(", ")
+        }
+    );
+    notify("READY=1\nSTATUS=serving");
+    let mut n = 0u64;
+    loop {
+        std::thread::sleep(Duration::from_secs(5));
+        n += 1;
+        println!("healthy: tick {n}");
+    }
+}
+
+fn crash_loop(opts: &Opts) {
+    let after = opts.duration("--after", Duration::from_secs(1));
+    let code: i32 = opts
+        .get("--code")
+        .map(|c| c.parse().unwrap_or_else(|_| die("--code: not a number")))
+        .unwrap_or(1);
+    println!(
+        "crash-loop: pid {} up; will exit with code {code} in {after:?}",
+        std::process::id()
+    );
+    std::thread::sleep(after);
+    eprintln!("crash-loop: exiting with code {code}");
+    if let Some(f) = opts.get("--stamp") {
+        stamp(&f, "exit");
+    }
+    std::process::exit(code);
+}
+
+fn half_dead(opts: &Opts) {
+    ignore_sigterm();
+    // SAFETY: fork in a single-threaded program; the child only sleeps.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        die("fork failed");
+    }
+    if child == 0 {
+        // Inherits SIG_IGN for SIGTERM.
+        println!(
+            "half-dead child: pid {} ignoring SIGTERM",
+            std::process::id()
+        );
+        sleep_forever();
+    }
+    write_pids(opts, &[std::process::id(), child as u32]);
+    println!(
+        "half-dead: pid {} ignoring SIGTERM, child {child}",
+        std::process::id()
+    );
+    sleep_forever();
+}
+
+fn double_fork(opts: &Opts) {
+    let (r, w) = {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills the two-int array.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            die("pipe failed");
+        }
+        (fds[0], fds[1])
+    };
+    // SAFETY: single-threaded fork; the children use only async-signal-safe calls or exit.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe { libc::setsid() };
+        let grandchild = unsafe { libc::fork() };
+        if grandchild == 0 {
+            let pid = std::process::id();
+            let bytes = pid.to_le_bytes();
+            unsafe { libc::write(w, bytes.as_ptr().cast(), 4) };
+            println!("double-fork grandchild: pid {pid}, escaped with setsid()");
+            sleep_forever();
+        }
+        unsafe { libc::_exit(0) };
+    }
+    let mut bytes = [0u8; 4];
+    // SAFETY: reads 4 bytes into the buffer.
+    unsafe { libc::read(r, bytes.as_mut_ptr().cast(), 4) };
+    let grandchild = u32::from_le_bytes(bytes);
+    let mut status = 0;
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    write_pids(opts, &[std::process::id(), grandchild]);
+    println!(
+        "double-fork: pid {} daemonized grandchild {grandchild}",
+        std::process::id()
+    );
+    if opts.has("--parent-exits") {
+        std::process::exit(0);
+    }
+    sleep_forever();
+}

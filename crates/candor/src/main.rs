@@ -1,1 +1,480 @@
-fn main() {}
+//! `candor`: the daemon and its command-line client. A thin shell over the library crates:
+//! the daemon comes from `candor-daemon`, every other command talks to it over its socket.
+
+mod client;
+mod render;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use client::{encode, Client, ClientError};
+
+/// Exit codes of the CLI contract.
+const OK: u8 = 0;
+const FAILED: u8 = 1;
+const USAGE: u8 = 2;
+const UNREACHABLE: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "candor",
+    version,
+    about = "A process supervisor whose status never lies."
+)]
+struct Cli {
+    /// The daemon's socket (default: $CANDOR_SOCKET, else the state dir's candor.sock).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground with a live status view.
+    Up {
+        #[arg(short, long, default_value = "candor.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Run the daemon in the foreground.
+    Daemon {
+        #[arg(short, long, default_value = "candor.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Validate a config; errors carry file:line:col. Exit 2 if invalid.
+    Check {
+        #[arg(short, long, default_value = "candor.toml")]
+        config: PathBuf,
+    },
+    /// Show services: a table, or one service's details.
+    Status {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start services.
+    Start(ActionArgs),
+    /// Stop services: the stop signal to the whole group, SIGKILL after stop.timeout.
+    Stop(ActionArgs),
+    /// Restart services.
+    Restart(ActionArgs),
+    /// Restart only failed services; list the healthy ones left alone.
+    ResetFailed {
+        /// Restart every service, healthy or not.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a service's logs.
+    Logs {
+        name: String,
+        /// Follow new lines (not available yet).
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+        /// Only lines newer than this, e.g. 10m.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines containing this text.
+        #[arg(long)]
+        grep: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show state changes with their reasons.
+    Events {
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(short = 'n', long, default_value_t = 200)]
+        lines: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the config; an invalid one is rejected and nothing changes.
+    Reload {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop services in reverse dependency order, then exit the daemon.
+    Shutdown,
+}
+
+#[derive(clap::Args)]
+struct ActionArgs {
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Wait until the service is running (start/restart) or stopped (stop).
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits at most, e.g. 30s.
+    #[arg(long)]
+    timeout: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("candor: cannot start the async runtime: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let socket = client::socket_path(cli.socket.as_deref());
+    let code = rt.block_on(run(cli, socket));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    ExitCode::from(code)
+}
+
+fn daemon_options(
+    config: PathBuf,
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+) -> candor_daemon::Options {
+    let use_cgroups = std::env::var("CANDOR_CGROUP")
+        .map(|v| v != "off")
+        .unwrap_or(true);
+    candor_daemon::Options {
+        config,
+        state_dir,
+        socket,
+        use_cgroups,
+    }
+}
+
+async fn run(cli: Cli, socket: PathBuf) -> u8 {
+    let client = Client { socket };
+    let explicit_socket = cli.socket.clone();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Daemon { config, state_dir } => daemon_exit(
+            candor_daemon::run(daemon_options(config, state_dir, explicit_socket), |_| {}).await,
+        ),
+        Command::Up { config, state_dir } => {
+            up(daemon_options(config, state_dir, explicit_socket)).await
+        }
+        Command::Status { name, json } => status(&client, name.as_deref(), json).await,
+        Command::Start(a) => action(&client, "start", a).await,
+        Command::Stop(a) => action(&client, "stop", a).await,
+        Command::Restart(a) => action(&client, "restart", a).await,
+        Command::ResetFailed { force, json } => reset_failed(&client, force, json).await,
+        Command::Logs {
+            name,
+            follow,
+            lines,
+            since,
+            grep,
+            json,
+        } => {
+            let mut q = format!("n={lines}");
+            if follow {
+                q += "&follow=true";
+            }
+            if let Some(s) = since {
+                q += &format!("&since={}", encode(&s));
+            }
+            if let Some(g) = grep {
+                q += &format!("&grep={}", encode(&g));
+            }
+            let path = format!("/v1/services/{}/logs?{q}", encode(&name));
+            match client.json::<Vec<candor_api::LogEntry>>("GET", &path).await {
+                Ok(lines) if json => print_json(&lines),
+                Ok(lines) => {
+                    for l in lines {
+                        println!("{} {} {}", l.at, l.stream, l.line);
+                    }
+                    OK
+                }
+                Err(e) => fail(e, json),
+            }
+        }
+        Command::Events {
+            follow,
+            lines,
+            json,
+        } => {
+            let path = format!(
+                "/v1/events?n={lines}{}",
+                if follow { "&follow=true" } else { "" }
+            );
+            match client.json::<Vec<candor_api::Event>>("GET", &path).await {
+                Ok(evs) if json => print_json(&evs),
+                Ok(evs) => {
+                    for e in evs {
+                        println!("{} {} {}: {}", e.at, e.service, e.state, e.reason);
+                    }
+                    OK
+                }
+                Err(e) => fail(e, json),
+            }
+        }
+        Command::Reload { json } => match client
+            .json::<candor_api::ReloadOutcome>("POST", "/v1/reload")
+            .await
+        {
+            Ok(out) if json => print_json(&out),
+            Ok(out) => {
+                let list = |v: &Vec<String>| {
+                    if v.is_empty() {
+                        "-".to_string()
+                    } else {
+                        v.join(", ")
+                    }
+                };
+                println!(
+                    "reloaded: added {}; removed {}; changed {}; unchanged {}",
+                    list(&out.added),
+                    list(&out.removed),
+                    list(&out.changed),
+                    list(&out.unchanged)
+                );
+                for n in out.notes {
+                    println!("note: {n}");
+                }
+                OK
+            }
+            Err(e) => fail(e, json),
+        },
+        Command::Shutdown => shutdown(&client).await,
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> u8 {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            OK
+        }
+        Err(e) => {
+            eprintln!("candor: cannot print JSON: {e}");
+            FAILED
+        }
+    }
+}
+
+/// Report a client error; returns the exit code of the contract.
+fn fail(e: ClientError, json: bool) -> u8 {
+    let (code, msg, details) = match e {
+        ClientError::Unreachable(m) => (UNREACHABLE, m, Vec::new()),
+        ClientError::Api { status, body } => {
+            let code = match status {
+                400 | 404 | 405 | 422 => USAGE,
+                _ => FAILED,
+            };
+            (code, body.error, body.details)
+        }
+        ClientError::Other(m) => (FAILED, m, Vec::new()),
+    };
+    if json {
+        let mut v = serde_json::json!({ "error": msg });
+        if !details.is_empty() {
+            v["details"] = serde_json::json!(details);
+        }
+        println!("{v}");
+    } else {
+        eprintln!("candor: {msg}");
+        for d in details {
+            eprintln!("  {d}");
+        }
+    }
+    code
+}
+
+fn check(config: &std::path::Path) -> u8 {
+    match candor_spec::load(config) {
+        Ok(spec) => {
+            let names: Vec<&str> = spec.services.keys().map(|n| n.as_str()).collect();
+            println!(
+                "{}: ok, {} services: {}",
+                config.display(),
+                names.len(),
+                names.join(", ")
+            );
+            OK
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "{}: invalid ({} error{})",
+                config.display(),
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" }
+            );
+            USAGE
+        }
+    }
+}
+
+fn daemon_exit(r: Result<(), candor_daemon::DaemonError>) -> u8 {
+    match r {
+        Ok(()) => OK,
+        Err(candor_daemon::DaemonError::Config(errors)) => {
+            eprintln!("{errors}");
+            eprintln!("candor: config is invalid; nothing was started");
+            USAGE
+        }
+        Err(e) => {
+            eprintln!("candor: {e}");
+            FAILED
+        }
+    }
+}
+
+async fn status(client: &Client, name: Option<&str>, json: bool) -> u8 {
+    match name {
+        Some(n) => match client
+            .json::<candor_api::ServiceStatus>("GET", &format!("/v1/services/{}", encode(n)))
+            .await
+        {
+            Ok(s) if json => print_json(&s),
+            Ok(s) => {
+                print!("{}", render::details(&s));
+                OK
+            }
+            Err(e) => fail(e, json),
+        },
+        None => {
+            let list = match client
+                .json::<Vec<candor_api::ServiceStatus>>("GET", "/v1/services")
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => return fail(e, json),
+            };
+            if json {
+                return print_json(&list);
+            }
+            if let Ok(info) = client
+                .json::<candor_api::DaemonInfo>("GET", "/v1/daemon")
+                .await
+            {
+                println!("{}", render::header(&info));
+            }
+            print!("{}", render::table(&list));
+            OK
+        }
+    }
+}
+
+async fn action(client: &Client, verb: &str, a: ActionArgs) -> u8 {
+    let mut code = OK;
+    for name in &a.names {
+        let mut q = String::new();
+        if a.wait {
+            q += "?wait=true";
+            if let Some(t) = &a.timeout {
+                q += &format!("&timeout={}", encode(t));
+            }
+        }
+        let path = format!("/v1/services/{}/{verb}{q}", encode(name));
+        match client
+            .json::<candor_api::ServiceStatus>("POST", &path)
+            .await
+        {
+            Ok(s) if a.json => {
+                print_json(&s);
+            }
+            Ok(s) => println!("{}: {} ({})", s.name, s.state, s.reason),
+            Err(e) => code = code.max(fail(e, a.json)),
+        }
+    }
+    code
+}
+
+async fn reset_failed(client: &Client, force: bool, json: bool) -> u8 {
+    let path = if force {
+        "/v1/reset-failed?force=true"
+    } else {
+        "/v1/reset-failed"
+    };
+    match client.json::<candor_api::ResetFailed>("POST", path).await {
+        Ok(r) if json => print_json(&r),
+        Ok(r) => {
+            let list = |v: &Vec<String>| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            println!("restarted: {}", list(&r.restarted));
+            println!("left alone: {}", list(&r.left_alone));
+            OK
+        }
+        Err(e) => fail(e, json),
+    }
+}
+
+async fn shutdown(client: &Client) -> u8 {
+    match client.json::<candor_api::Ack>("POST", "/v1/shutdown").await {
+        Ok(ack) => eprintln!("candor: {}", ack.message),
+        Err(e) => return fail(e, false),
+    }
+    // Wait for the daemon to finish: it answers until every service is down.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while tokio::time::Instant::now() < deadline {
+        if let Err(ClientError::Unreachable(_)) = client.call("GET", "/v1/daemon").await {
+            eprintln!("candor: daemon stopped");
+            return OK;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("candor: the daemon is still answering after 10 minutes");
+    FAILED
+}
+
+/// The daemon in the foreground plus a live view of the board on the terminal.
+async fn up(opts: candor_daemon::Options) -> u8 {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let daemon = tokio::spawn(candor_daemon::run(opts, move |started| {
+        let _ = tx.send(started);
+    }));
+    if let Ok(started) = rx.await {
+        if std::io::stdout().is_terminal() {
+            let client = Client {
+                socket: started.socket,
+            };
+            tokio::spawn(async move {
+                loop {
+                    let list = client
+                        .json::<Vec<candor_api::ServiceStatus>>("GET", "/v1/services")
+                        .await;
+                    let info = client
+                        .json::<candor_api::DaemonInfo>("GET", "/v1/daemon")
+                        .await;
+                    if let (Ok(list), Ok(info)) = (list, info) {
+                        print!(
+                            "\x1b[H\x1b[2J{}\n{}\n(ctrl-c stops every service and exits)\n",
+                            render::header(&info),
+                            render::table(&list)
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
+    }
+    match daemon.await {
+        Ok(r) => daemon_exit(r),
+        Err(e) => {
+            eprintln!("candor: daemon task failed: {e}");
+            FAILED
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The board: a snapshot of every service's facts, published by the brain after each change.
+//! Readers turn it into statuses with `derive` at read time, so a status is never older than
+//! the request that asked for it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use candor_api::{self as api, timestamp};
+use candor_core::status::{Evidence, Phase, Run};
+use candor_core::{derive, Derived};
+use candor_spec::ServiceSpec;
+
+/// Log counters of one service, shared with its pipe readers.
+#[derive(Debug, Default)]
+pub struct LogCounters {
+    pub lines: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceView {
+    pub spec: Arc<ServiceSpec>,
+    pub evidence: Evidence,
+    /// When the derived state last changed.
+    pub since: SystemTime,
+    pub runs: u64,
+    pub logs: Arc<LogCounters>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Board {
+    pub services: Vec<ServiceView>,
+}
+
+impl Board {
+    pub fn get(&self, name: &str) -> Option<&ServiceView> {
+        self.services.iter().find(|s| s.spec.name.as_str() == name)
+    }
+    pub fn names(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .map(|s| s.spec.name.to_string())
+            .collect()
+    }
+}
+
+/// The live run, if a process of the service is alive.
+pub fn live_run(phase: &Phase) -> Option<&Run> {
+    match phase {
+        Phase::Running(run) => Some(run),
+        Phase::Stopping {
+            run,
+            main_exit: None,
+            ..
+        } => Some(run),
+        _ => None,
+    }
+}
+
+impl ServiceView {
+    pub fn derived(&self, now: SystemTime) -> Derived {
+        derive(&self.spec, &self.evidence, now)
+    }
+
+    pub fn status(&self, now: SystemTime) -> api::ServiceStatus {
+        let Derived { state, reason } = self.derived(now);
+        let run = live_run(&self.evidence.phase);
+        api::ServiceStatus {
+            name: self.spec.name.to_string(),
+            state: state.as_str().into(),
+            reason,
+            since: timestamp(self.since),
+            pid: run.map(|r| r.pid),
+            uptime_s: run.map(|r| {
+                now.duration_since(r.started_at)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            }),
+            restarts: self.evidence.restarts,
+            last_exit: self.evidence.last_exit.map(|e| api::LastExit {
+                code: e.status.code(),
+                signal: e.status.signal().map(candor_core::exit::signal_name),
+                at: timestamp(e.at),
+                uptime_s: e.uptime.as_secs_f64(),
+            }),
+            ready: run.and_then(|r| r.ready).map(|(at, via)| api::Ready {
+                via: via.into(),
+                at: timestamp(at),
+            }),
+            probes: Vec::new(),
+            sockets: Vec::new(),
+            fds: None,
+            rss_bytes: None,
+            logs: api::LogCounts {
+                lines: self.logs.lines.load(Ordering::Relaxed),
+                dropped: self.logs.dropped.load(Ordering::Relaxed),
+            },
+            runs: self.runs,
+            next_start: match &self.evidence.phase {
+                Phase::Backoff { until, .. } => Some(timestamp(*until)),
+                _ => None,
+            },
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The REST/JSON API over the Unix socket. Reads come from the published board (statuses are
+//! derived at request time); changes go to the brain as requests. Every error is JSON with a
+//! reason; malformed input gets a 4xx, never a crash.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use candor_api::{self as api, Action};
+use candor_core::ServiceState;
+use candor_store::Store;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::board::Board;
+use crate::brain::{ApiError, Request};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub requests: mpsc::Sender<Request>,
+    pub board: watch::Receiver<Arc<Board>>,
+    pub store: Store,
+    pub info: Arc<api::DaemonInfo>,
+    pub config: PathBuf,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (code, Json(self.body)).into_response()
+    }
+}
+
+type Q = Query<HashMap<String, String>>;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/daemon", get(daemon))
+        .route("/v1/services", get(list))
+        .route("/v1/services/{name}", get(one))
+        .route("/v1/services/{name}/logs", get(logs))
+        .route("/v1/services/{name}/{action}", post(action))
+        .route("/v1/reset-failed", post(reset_failed))
+        .route("/v1/events", get(events))
+        .route("/v1/reload", post(reload))
+        .route("/v1/shutdown", post(shutdown))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::new(404, "no such endpoint; see the API list in the README")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(405, "method not allowed on this endpoint")
+        })
+        .with_state(state)
+}
+
+async fn ask<T>(
+    st: &AppState,
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    st.requests
+        .send(make(tx))
+        .await
+        .map_err(|_| ApiError::new(503, "the supervisor is shutting down"))?;
+    rx.await
+        .map_err(|_| ApiError::new(503, "the supervisor is shutting down"))
+}
+
+fn flag(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
+    match q.get(key).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("") | Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            400,
+            format!("`{key}` must be true or false, not `{other}`"),
+        )),
+    }
+}
+
+fn duration_param(q: &HashMap<String, String>, key: &str) -> Result<Option<Duration>, ApiError> {
+    q.get(key)
+        .map(|s| {
+            candor_spec::parse_duration(s).map_err(|e| ApiError::new(400, format!("`{key}`: {e}")))
+        })
+        .transpose()
+}
+
+fn unknown_service(board: &Board, name: &str) -> ApiError {
+    ApiError::new(
+        404,
+        format!(
+            "no service named `{name}`; configured: {}",
+            board.names().join(", ")
+        ),
+    )
+}
+
+async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
+    let mut info = (*st.info).clone();
+    info.services = st.board.borrow().services.len();
+    info.store_dropped = api::LogCounts {
+        lines: st
+            .store
+            .dropped
+            .logs
+            .load(std::sync::atomic::Ordering::Relaxed),
+        dropped: st
+            .store
+            .dropped
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed),
+    };
+    Json(info)
+}
+
+async fn list(State(st): State<AppState>) -> Json<Vec<api::ServiceStatus>> {
+    let now = SystemTime::now();
+    let board = st.board.borrow().clone();
+    Json(board.services.iter().map(|s| s.status(now)).collect())
+}
+
+async fn one(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<api::ServiceStatus>, ApiError> {
+    let board = st.board.borrow().clone();
+    let view = board
+        .get(&name)
+        .ok_or_else(|| unknown_service(&board, &name))?;
+    Ok(Json(view.status(SystemTime::now())))
+}
+
+/// Whether a waited-for action reached its goal: `Some(Ok)` done, `Some(Err)` will not.
+fn goal(
+    action: Action,
+    state: ServiceState,
+    reason: &str,
+    runs: u64,
+    runs_before: u64,
+) -> Option<Result<(), String>> {
+    use ServiceState::*;
+    match action {
+        Action::Stop => matches!(state, Stopped | Exited | Failed).then_some(Ok(())),
+        Action::Start | Action::Restart => {
+            let new_run = runs > runs_before;
+            match state {
+                Running | Degraded if action == Action::Start || new_run => Some(Ok(())),
+                Exited if new_run => Some(Ok(())),
+                Failed => Some(Err(format!("failed: {reason}"))),
+                Backoff if new_run => Some(Err(format!("started, then {reason}"))),
+                Stopped => Some(Err(format!("stopped before it was running: {reason}"))),
+                _ => None,
+            }
+        }
+    }
+}
+
+async fn action(
+    State(st): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+    Query(q): Q,
+) -> Result<Json<api::ServiceStatus>, ApiError> {
+    let action = Action::parse(&action).ok_or_else(|| {
+        ApiError::new(
+            404,
+            format!("unknown action `{action}`; use start, stop or restart"),
+        )
+    })?;
+    let wait = flag(&q, "wait")?;
+    let timeout = duration_param(&q, "timeout")?;
+    let mut board_rx = st.board.clone();
+    let (runs_before, stop_timeout) = {
+        let board = board_rx.borrow_and_update();
+        let view = board
+            .get(&name)
+            .ok_or_else(|| unknown_service(&board, &name))?;
+        (view.runs, view.spec.stop.timeout)
+    };
+    ask(&st, |reply| Request::Action {
+        name: name.clone(),
+        action,
+        reply,
+    })
+    .await??;
+    let default_wait = match action {
+        Action::Stop => stop_timeout + Duration::from_secs(30),
+        _ => stop_timeout + Duration::from_secs(60),
+    };
+    let deadline = tokio::time::Instant::now() + timeout.unwrap_or(default_wait);
+    loop {
+        let (status, outcome) = {
+            let board = board_rx.borrow_and_update();
+            let now = SystemTime::now();
+            let Some(view) = board.get(&name) else {
+                return Err(ApiError::new(
+                    410,
+                    format!("service `{name}` was removed while waiting"),
+                ));
+            };
+            let d = view.derived(now);
+            (
+                view.status(now),
+                goal(action, d.state, &d.reason, view.runs, runs_before),
+            )
+        };
+        if !wait {
+            return Ok(Json(status));
+        }
+        match outcome {
+            Some(Ok(())) => return Ok(Json(status)),
+            Some(Err(why)) => {
+                let mut e = ApiError::new(409, format!("{name} {why}"));
+                e.body.status = Some(Box::new(status));
+                return Err(e);
+            }
+            None => {}
+        }
+        match tokio::time::timeout_at(deadline, board_rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ApiError::new(503, "the supervisor is shutting down")),
+            Err(_) => {
+                let mut e = ApiError::new(
+                    504,
+                    format!(
+                        "timed out waiting for {name} to {}; it is {}: {}",
+                        action.as_str(),
+                        status.state,
+                        status.reason
+                    ),
+                );
+                e.body.status = Some(Box::new(status));
+                return Err(e);
+            }
+        }
+    }
+}
+
+async fn reset_failed(
+    State(st): State<AppState>,
+    Query(q): Q,
+) -> Result<Json<api::ResetFailed>, ApiError> {
+    let force = flag(&q, "force")?;
+    Ok(Json(
+        ask(&st, |reply| Request::ResetFailed { force, reply }).await?,
+    ))
+}
+
+async fn reload(State(st): State<AppState>) -> Result<Json<api::ReloadOutcome>, ApiError> {
+    let path = st.config.clone();
+    let loaded = tokio::task::spawn_blocking(move || candor_spec::load(&path))
+        .await
+        .map_err(|e| ApiError::new(500, format!("reload task failed: {e}")))?;
+    let spec = match loaded {
+        Ok(s) => s,
+        Err(errors) => {
+            let mut e = ApiError::new(
+                422,
+                format!("{} is invalid; nothing was changed", st.config.display()),
+            );
+            e.body.details = errors.0.iter().map(|e| e.to_string()).collect();
+            return Err(e);
+        }
+    };
+    let mut notes = Vec::new();
+    let now_state = spec
+        .daemon
+        .state_dir
+        .as_ref()
+        .map(|p| p.display().to_string());
+    if now_state.is_some_and(|s| s != st.info.state_dir) {
+        notes.push(
+            "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
+        );
+    }
+    let mut out = ask(&st, |reply| Request::Reload {
+        spec: Box::new(spec),
+        reply,
+    })
+    .await?;
+    out.notes.extend(notes);
+    Ok(Json(out))
+}
+
+async fn shutdown(State(st): State<AppState>) -> Result<Json<api::Ack>, ApiError> {
+    st.requests
+        .send(Request::Shutdown)
+        .await
+        .map_err(|_| ApiError::new(503, "already shutting down"))?;
+    Ok(Json(api::Ack {
+        ok: true,
+        message: "stopping services in reverse dependency order, then exiting".into(),
+    }))
+}
+
+async fn logs(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> Result<Json<Vec<api::LogEntry>>, ApiError> {
+    {
+        let board = st.board.borrow();
+        if board.get(&name).is_none() {
+            return Err(unknown_service(&board, &name));
+        }
+    }
+    if flag(&q, "follow")? {
+        return Err(ApiError::new(
+            501,
+            "following logs (-f) is not available yet; use -n N to read the last lines",
+        ));
+    }
+    let n = match q.get("n") {
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| ApiError::new(400, format!("`n` must be a whole number, not `{s}`")))?,
+        None => 100,
+    }
+    .min(100_000);
+    let since_ms = duration_param(&q, "since")?.map(|d| api::unix_ms(SystemTime::now() - d));
+    let grep = q.get("grep").cloned();
+    let store = st.store.clone();
+    let lines =
+        tokio::task::spawn_blocking(move || store.tail_logs(&name, n, since_ms, grep.as_deref()))
+            .await
+            .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?
+            .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?;
+    Ok(Json(
+        lines
+            .into_iter()
+            .map(|l| api::LogEntry {
+                at: api::timestamp_ms(api::from_unix_ms(l.at_ms)),
+                service: l.service,
+                stream: l.stream.into(),
+                line: l.line,
+            })
+            .collect(),
+    ))
+}
+
+async fn events(
+    State(st): State<AppState>,
+    Query(q): Q,
+) -> Result<Json<Vec<api::Event>>, ApiError> {
+    if flag(&q, "follow")? {
+        return Err(ApiError::new(
+            501,
+            "following events (-f) is not available yet; run `candor events` again",
+        ));
+    }
+    let n = match q.get("n") {
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| ApiError::new(400, format!("`n` must be a whole number, not `{s}`")))?,
+        None => 200,
+    }
+    .min(100_000);
+    let service = q.get("service").cloned();
+    let store = st.store.clone();
+    let rows = tokio::task::spawn_blocking(move || store.recent_events(service.as_deref(), n))
+        .await
+        .map_err(|e| ApiError::new(500, format!("event query failed: {e}")))?
+        .map_err(|e| ApiError::new(500, format!("event query failed: {e}")))?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| api::Event {
+                at: api::timestamp_ms(api::from_unix_ms(r.at_ms)),
+                service: r.service,
+                state: r.state,
+                reason: r.reason,
+                detail: serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::Null),
+            })
+            .collect(),
+    ))
+}
+
+async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    let now = SystemTime::now();
+    let board = st.board.borrow().clone();
+    let mut out = String::new();
+    out.push_str("# HELP candor_service_up 1 when the service is running and ready.\n# TYPE candor_service_up gauge\n");
+    for s in &board.services {
+        let st = s.derived(now).state;
+        let _ = writeln!(
+            out,
+            "candor_service_up{{service=\"{}\",state=\"{}\"}} {}",
+            s.spec.name,
+            st.as_str(),
+            u8::from(st == ServiceState::Running)
+        );
+    }
+    out.push_str("# HELP candor_service_restarts_total Automatic restarts.\n# TYPE candor_service_restarts_total counter\n");
+    for s in &board.services {
+        let _ = writeln!(
+            out,
+            "candor_service_restarts_total{{service=\"{}\"}} {}",
+            s.spec.name, s.evidence.restarts
+        );
+    }
+    out.push_str(
+        "# HELP candor_log_lines_total Log lines stored.\n# TYPE candor_log_lines_total counter\n",
+    );
+    for s in &board.services {
+        let _ = writeln!(
+            out,
+            "candor_log_lines_total{{service=\"{}\"}} {}",
+            s.spec.name,
+            s.logs.lines.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    out.push_str("# HELP candor_log_dropped_total Log lines dropped.\n# TYPE candor_log_dropped_total counter\n");
+    for s in &board.services {
+        let _ = writeln!(
+            out,
+            "candor_log_dropped_total{{service=\"{}\"}} {}",
+            s.spec.name,
+            s.logs.dropped.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+}

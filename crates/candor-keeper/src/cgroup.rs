@@ -1,0 +1,134 @@
+//! cgroup v2 containment: find the mount, make `candor/<instance>/<service>`, list, kill.
+//! Falls back to process groups (with the reason) where cgroups are not writable.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How services are contained, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Containment {
+    /// Each service in `<root>/<service>`.
+    Cgroup { root: PathBuf },
+    /// Process groups only: a grandchild that calls setsid() escapes.
+    ProcessGroup { why: String },
+}
+
+impl Containment {
+    pub fn describe(&self) -> String {
+        match self {
+            Containment::Cgroup { root } => format!("cgroup v2 at {}", root.display()),
+            Containment::ProcessGroup { why } => format!(
+                "process groups only ({why}); a grandchild that leaves its process group cannot be tracked"
+            ),
+        }
+    }
+}
+
+/// The cgroup2 mount point, from /proc/mounts.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_dev, path, kind) = (f.next()?, f.next()?, f.next()?);
+        (kind == "cgroup2").then(|| PathBuf::from(path))
+    })
+}
+
+pub(crate) fn detect(instance: &str, enabled: bool) -> Containment {
+    if !enabled {
+        return Containment::ProcessGroup {
+            why: "cgroups turned off (CANDOR_CGROUP=off)".into(),
+        };
+    }
+    let Some(mount) = cgroup2_mount() else {
+        return Containment::ProcessGroup {
+            why: "no cgroup2 filesystem is mounted".into(),
+        };
+    };
+    let root = mount.join("candor").join(instance);
+    if let Err(e) = fs::create_dir_all(&root) {
+        return Containment::ProcessGroup {
+            why: format!("cannot create {}: {e}", root.display()),
+        };
+    }
+    // Writable for real? Make and remove a probe child.
+    let probe = root.join(".probe");
+    match fs::create_dir(&probe).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }) {
+        Ok(()) => {
+            let _ = fs::remove_dir(&probe);
+            Containment::Cgroup { root }
+        }
+        Err(e) => Containment::ProcessGroup {
+            why: format!("cannot create cgroups under {}: {e}", root.display()),
+        },
+    }
+}
+
+/// Pids in a cgroup (empty if it does not exist).
+pub(crate) fn procs(cg: &Path) -> Vec<i32> {
+    fs::read_to_string(cg.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+pub(crate) fn signal_all(cg: &Path, sig: i32) {
+    for pid in procs(cg) {
+        // SAFETY: kill(2) with a pid read from the cgroup; no memory is touched.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// SIGKILL everything in the cgroup: `cgroup.kill` where the kernel has it, else one by one.
+pub(crate) fn kill_all(cg: &Path) {
+    let ok = fs::OpenOptions::new()
+        .write(true)
+        .open(cg.join("cgroup.kill"))
+        .and_then(|mut f| f.write_all(b"1"))
+        .is_ok();
+    if !ok {
+        signal_all(cg, libc::SIGKILL);
+    }
+}
+
+/// Make sure `cg` exists and holds no process (from an earlier run or daemon): kill what is
+/// there and wait up to 2 s for it to go. Returns how many were killed.
+pub(crate) fn ensure_empty(cg: &Path) -> std::io::Result<usize> {
+    fs::create_dir_all(cg)?;
+    let found = procs(cg).len();
+    if found > 0 {
+        kill_all(cg);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        // Zombies leave cgroup.procs on exit; the keeper's loop reaps them later.
+        while !procs(cg).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(found)
+}
+
+/// Kill and remove service cgroups under `root` whose names are not in `keep`.
+pub(crate) fn sweep(root: &Path, keep: &[String]) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(root) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.path().is_dir() || keep.contains(&name) {
+            continue;
+        }
+        let _ = ensure_empty(&e.path());
+        if fs::remove_dir(e.path()).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
+}

@@ -1,0 +1,367 @@
+//! The keeper's thread: a poll loop over a wake pipe and the pidfds of main processes, reaping
+//! every child (it is a subreaper) and carrying stops through to SIGKILL.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::pipe::{pipe_with, PipeFlags};
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
+
+use crate::cgroup::{self, Containment};
+use crate::spawn;
+use crate::{ExitStatus, KeeperCommand, KeeperConfig, KeeperEvent};
+
+const COMMAND_QUEUE: usize = 1024;
+
+/// The brain's end: sends commands and wakes the keeper.
+#[derive(Clone)]
+pub struct KeeperHandle {
+    tx: SyncSender<KeeperCommand>,
+    wake: Arc<std::fs::File>,
+}
+
+#[derive(Debug)]
+pub struct SendError(pub String);
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl KeeperHandle {
+    /// Never blocks: a full queue (the keeper is stuck) is an error, not a stall.
+    pub fn send(&self, cmd: KeeperCommand) -> Result<(), SendError> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => {
+                let _ = (&*self.wake).write(&[1]);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(SendError("keeper command queue is full".into())),
+            Err(TrySendError::Disconnected(_)) => Err(SendError("keeper has stopped".into())),
+        }
+    }
+}
+
+struct Tracked {
+    run_id: u64,
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    cgroup: Option<PathBuf>,
+    main_exit: Option<ExitStatus>,
+    stop_signal: i32,
+    stop_timeout: Duration,
+    /// Set once a stop (requested, or cleanup of leftovers) is under way.
+    kill_at: Option<Instant>,
+    escalated: bool,
+}
+
+struct Keeper {
+    containment: Containment,
+    tracked: HashMap<String, Tracked>,
+    emit: Box<dyn FnMut(KeeperEvent) + Send>,
+    shutting_down: bool,
+}
+
+/// Start the keeper thread. `emit` receives every event, in order, on the keeper's thread.
+pub fn start(
+    config: KeeperConfig,
+    emit: Box<dyn FnMut(KeeperEvent) + Send>,
+) -> std::io::Result<(KeeperHandle, Containment, std::thread::JoinHandle<()>)> {
+    // Orphaned grandchildren of services are re-parented to us, so we can reap and kill them.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+    let containment = cgroup::detect(&config.instance, config.use_cgroups);
+    let (wake_r, wake_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    let (tx, rx) = sync_channel(COMMAND_QUEUE);
+    let keeper = Keeper {
+        containment: containment.clone(),
+        tracked: HashMap::new(),
+        emit,
+        shutting_down: false,
+    };
+    let thread = std::thread::Builder::new()
+        .name("candor-keeper".into())
+        .spawn(move || keeper.run(rx, std::fs::File::from(wake_r)))?;
+    Ok((
+        KeeperHandle {
+            tx,
+            wake: Arc::new(std::fs::File::from(wake_w)),
+        },
+        containment,
+        thread,
+    ))
+}
+
+/// Reap every finished child without blocking; returns what was reaped.
+pub(crate) fn reap_any() -> Vec<(i32, ExitStatus)> {
+    let mut out = Vec::new();
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid(2) writes only into `status`.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return out;
+        }
+        let st = if libc::WIFSIGNALED(status) {
+            ExitStatus::Signal(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Code(libc::WEXITSTATUS(status))
+        };
+        out.push((pid, st));
+    }
+}
+
+fn signal_group(pgid: i32, sig: i32) {
+    // SAFETY: kill(2) on a process group; no memory is touched.
+    unsafe { libc::kill(-pgid, sig) };
+}
+
+fn group_alive(pgid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks existence.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
+impl Keeper {
+    fn run(mut self, rx: Receiver<KeeperCommand>, mut wake: std::fs::File) {
+        loop {
+            // Commands first, then reaping, then stop deadlines.
+            loop {
+                match rx.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        self.shutting_down = true;
+                        break;
+                    }
+                }
+            }
+            self.reap();
+            self.advance_stops();
+            if self.shutting_down && self.tracked.is_empty() {
+                return;
+            }
+            let busy = self
+                .tracked
+                .values()
+                .any(|t| t.kill_at.is_some() || t.main_exit.is_some());
+            let timeout = if busy {
+                Duration::from_millis(10)
+            } else {
+                Duration::from_secs(1)
+            };
+            let ts = rustix::event::Timespec {
+                tv_sec: timeout.as_secs() as _,
+                tv_nsec: timeout.subsec_nanos() as _,
+            };
+            let mut fds = Vec::with_capacity(1 + self.tracked.len());
+            fds.push(PollFd::new(&wake, PollFlags::IN));
+            for t in self.tracked.values() {
+                if let (Some(fd), None) = (&t.pidfd, t.main_exit) {
+                    fds.push(PollFd::new(fd, PollFlags::IN));
+                }
+            }
+            let _ = poll(&mut fds, Some(&ts));
+            drop(fds);
+            let mut buf = [0u8; 256];
+            while matches!(wake.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    }
+
+    fn emit(&mut self, ev: KeeperEvent) {
+        (self.emit)(ev)
+    }
+
+    fn cgroup_for(&self, service: &str) -> Option<PathBuf> {
+        match &self.containment {
+            Containment::Cgroup { root } => Some(root.join(service)),
+            Containment::ProcessGroup { .. } => None,
+        }
+    }
+
+    fn command(&mut self, cmd: KeeperCommand) {
+        match cmd {
+            KeeperCommand::Spawn(req) => self.spawn(req),
+            KeeperCommand::Stop {
+                service,
+                run_id,
+                signal,
+                timeout,
+            } => {
+                let Some(t) = self.tracked.get_mut(&service) else {
+                    return;
+                };
+                if t.run_id != run_id || t.kill_at.is_some() {
+                    return;
+                }
+                t.kill_at = Some(Instant::now() + timeout);
+                t.stop_signal = signal;
+                match &t.cgroup {
+                    Some(cg) => {
+                        signal_group(t.pid, signal);
+                        cgroup::signal_all(cg, signal);
+                    }
+                    None => signal_group(t.pid, signal),
+                }
+            }
+            KeeperCommand::Sweep { keep } => {
+                if let Containment::Cgroup { root } = &self.containment {
+                    let removed = cgroup::sweep(root, &keep);
+                    if !removed.is_empty() {
+                        let message = format!(
+                            "removed cgroups of services no longer configured: {}",
+                            removed.join(", ")
+                        );
+                        self.emit(KeeperEvent::Warning { message });
+                    }
+                }
+            }
+            KeeperCommand::Shutdown => self.shutting_down = true,
+        }
+    }
+
+    fn spawn(&mut self, req: crate::SpawnRequest) {
+        let fail = |error: String| KeeperEvent::SpawnFailed {
+            service: req.service.clone(),
+            run_id: req.run_id,
+            error,
+        };
+        if self.shutting_down {
+            return self.emit(fail("the supervisor is shutting down".into()));
+        }
+        if self.tracked.contains_key(&req.service) {
+            return self.emit(fail("a previous run of this service is still alive".into()));
+        }
+        if req.argv.is_empty() {
+            return self.emit(fail("empty command".into()));
+        }
+        let cg = self.cgroup_for(&req.service);
+        let mut cleared = 0;
+        if let Some(cg) = &cg {
+            match cgroup::ensure_empty(cg) {
+                Ok(n) => cleared = n,
+                Err(e) => {
+                    return self.emit(fail(format!("cannot prepare cgroup {}: {e}", cg.display())))
+                }
+            }
+        }
+        match spawn::spawn(&req, cg.as_deref()) {
+            Ok(s) => {
+                let pidfd = Pid::from_raw(s.pid as i32)
+                    .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+                self.tracked.insert(
+                    req.service.clone(),
+                    Tracked {
+                        run_id: req.run_id,
+                        pid: s.pid as i32,
+                        pidfd,
+                        cgroup: cg,
+                        main_exit: None,
+                        stop_signal: req.stop_signal,
+                        stop_timeout: req.stop_timeout,
+                        kill_at: None,
+                        escalated: false,
+                    },
+                );
+                self.emit(KeeperEvent::Spawned {
+                    service: req.service,
+                    run_id: req.run_id,
+                    pid: s.pid,
+                    at: SystemTime::now(),
+                    stdout: s.stdout,
+                    stderr: s.stderr,
+                    cleared_leftovers: cleared,
+                });
+            }
+            Err(e) => self.emit(fail(e)),
+        }
+    }
+
+    fn reap(&mut self) {
+        for (pid, status) in reap_any() {
+            let Some((name, t)) = self
+                .tracked
+                .iter_mut()
+                .find(|(_, t)| t.pid == pid && t.main_exit.is_none())
+            else {
+                continue; // a grandchild we adopted as subreaper
+            };
+            t.main_exit = Some(status);
+            t.pidfd = None;
+            let (service, run_id) = (name.clone(), t.run_id);
+            let group_empty = Self::is_empty(t);
+            if group_empty {
+                self.tracked.remove(&service);
+            }
+            self.emit(KeeperEvent::Exited {
+                service,
+                run_id,
+                status,
+                at: SystemTime::now(),
+                group_empty,
+            });
+        }
+    }
+
+    fn is_empty(t: &Tracked) -> bool {
+        match &t.cgroup {
+            Some(cg) => cgroup::procs(cg).is_empty(),
+            None => !group_alive(t.pid),
+        }
+    }
+
+    fn advance_stops(&mut self) {
+        let now = Instant::now();
+        let mut done = Vec::new();
+        for (name, t) in self.tracked.iter_mut() {
+            if t.main_exit.is_some() && Self::is_empty(t) {
+                done.push(name.clone());
+                continue;
+            }
+            if t.main_exit.is_some() && t.kill_at.is_none() {
+                // The main process left others behind: stop them like a requested stop.
+                t.kill_at = Some(now + t.stop_timeout);
+                signal_group(t.pid, t.stop_signal);
+                if let Some(cg) = &t.cgroup {
+                    cgroup::signal_all(cg, t.stop_signal);
+                }
+            }
+            if let Some(kill_at) = t.kill_at {
+                if now >= kill_at && !t.escalated {
+                    t.escalated = true;
+                    signal_group(t.pid, libc::SIGKILL);
+                    if let Some(cg) = &t.cgroup {
+                        cgroup::kill_all(cg);
+                    }
+                }
+                if t.escalated && t.main_exit.is_none() {
+                    // Re-send: a process may have been forking while we killed.
+                    signal_group(t.pid, libc::SIGKILL);
+                }
+            }
+        }
+        for name in done {
+            if let Some(t) = self.tracked.remove(&name) {
+                self.emit(KeeperEvent::Emptied {
+                    service: name,
+                    run_id: t.run_id,
+                    at: SystemTime::now(),
+                    escalated: t.escalated,
+                });
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for KeeperHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeeperHandle")
+            .field("wake", &self.wake.as_fd())
+            .finish()
+    }
+}

@@ -1,0 +1,144 @@
+//! Fork/exec of one service: argv (no shell), env, cwd, rlimits, stdout/stderr pipes, a new
+//! session (so its own process group), and its cgroup before exec.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use rustix::pipe::{pipe_with, PipeFlags};
+
+use crate::SpawnRequest;
+
+pub(crate) struct Spawned {
+    pub pid: u32,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Find a bare program name on PATH the way execvp would, to say clearly when it is missing.
+fn resolve_program(program: &str, env: &[(String, String)]) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    path.split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "command `{program}` not found on PATH ({path}); give its full path in `command`"
+            )
+        })
+}
+
+fn explain(program: &Path, e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => format!(
+            "command {} not found; fix `command` or install it",
+            program.display()
+        ),
+        Some(libc::EACCES) => format!(
+            "command {} is not executable (permission denied); chmod +x it or fix `command`",
+            program.display()
+        ),
+        Some(libc::ENOEXEC) => format!(
+            "command {} is not a program this system can run (bad format)",
+            program.display()
+        ),
+        _ => format!("cannot start {}: {e}", program.display()),
+    }
+}
+
+pub(crate) fn spawn(req: &SpawnRequest, cgroup: Option<&Path>) -> Result<Spawned, String> {
+    let program = resolve_program(&req.argv[0], &req.env)?;
+    if let Some(wd) = &req.workdir {
+        if !wd.is_dir() {
+            return Err(format!(
+                "workdir {} does not exist or is not a directory",
+                wd.display()
+            ));
+        }
+    }
+    if !program.exists() {
+        return Err(explain(
+            &program,
+            &io::Error::from_raw_os_error(libc::ENOENT),
+        ));
+    }
+    let (out_r, out_w) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make stdout pipe: {e}"))?;
+    let (err_r, err_w) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make stderr pipe: {e}"))?;
+    let procs_file = match cgroup {
+        Some(cg) => Some(
+            OpenOptions::new()
+                .write(true)
+                .open(cg.join("cgroup.procs"))
+                .map_err(|e| format!("cannot open {}/cgroup.procs: {e}", cg.display()))?,
+        ),
+        None => None,
+    };
+    let procs_fd = procs_file.as_ref().map(|f| f.as_raw_fd());
+    let nofile = req.nofile;
+
+    let mut cmd = Command::new(&program);
+    cmd.arg0(&req.argv[0]).args(&req.argv[1..]);
+    cmd.env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
+    for (k, v) in &req.env {
+        cmd.env(k, v);
+    }
+    if let Some(wd) = &req.workdir {
+        cmd.current_dir(wd);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w));
+    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe syscalls
+    // on values captured by copy; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(fd) = procs_fd {
+                // Writing "0" to cgroup.procs moves the writing process.
+                if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some(n) = nofile {
+                let lim = libc::rlimit {
+                    rlim_cur: n as libc::rlim_t,
+                    rlim_max: n as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        // The keeper reaps with waitpid(-1); the Child handle is dropped without waiting.
+        Ok(child) => Ok(Spawned {
+            pid: child.id(),
+            stdout: out_r,
+            stderr: err_r,
+        }),
+        Err(e) => Err(explain(&program, &e)),
+    }
+}

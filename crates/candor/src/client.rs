@@ -1,0 +1,111 @@
+//! A minimal HTTP/1.1 client over the daemon's Unix socket (hyper), used by every CLI command.
+
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+
+#[derive(Debug)]
+pub enum ClientError {
+    /// No daemon answers at the socket.
+    Unreachable(String),
+    /// The daemon answered with a non-2xx status.
+    Api {
+        status: u16,
+        body: candor_api::ErrorBody,
+    },
+    /// Something else went wrong talking to it.
+    Other(String),
+}
+
+pub struct Client {
+    pub socket: PathBuf,
+}
+
+/// `--socket`, else `$CANDOR_SOCKET`, else the default state dir's `candor.sock`.
+pub fn socket_path(cli: Option<&Path>) -> PathBuf {
+    cli.map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os("CANDOR_SOCKET")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| candor_daemon::paths::default_state_dir().join("candor.sock"))
+}
+
+impl Client {
+    pub async fn call(&self, method: &str, path: &str) -> Result<Bytes, ClientError> {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
+            ClientError::Unreachable(format!(
+                "cannot reach the candor daemon at {}: {e}; start it with `candor daemon -c candor.toml`, or point --socket / $CANDOR_SOCKET at it",
+                self.socket.display()
+            ))
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                ClientError::Unreachable(format!(
+                    "daemon at {} did not speak HTTP: {e}",
+                    self.socket.display()
+                ))
+            })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "candor")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Other(format!("bad request: {e}")))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            ClientError::Unreachable(format!(
+                "the daemon at {} closed the connection: {e}",
+                self.socket.display()
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Other(format!("reading the daemon's answer: {e}")))?
+            .to_bytes();
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            let body = serde_json::from_slice(&body).unwrap_or_else(|_| candor_api::ErrorBody {
+                error: String::from_utf8_lossy(&body).into_owned(),
+                details: Vec::new(),
+                status: None,
+            });
+            Err(ClientError::Api { status, body })
+        }
+    }
+
+    pub async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let body = self.call(method, path).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Other(format!("unexpected answer from the daemon: {e}")))
+    }
+}
+
+/// Percent-encode a query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

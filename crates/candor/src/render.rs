@@ -1,0 +1,110 @@
+//! Human output: the status table, one service's details, durations and sizes.
+
+use std::time::Duration;
+
+use candor_api::{DaemonInfo, ServiceStatus};
+use candor_spec::format_duration;
+
+fn uptime(s: Option<f64>) -> String {
+    s.map(|s| format_duration(Duration::from_secs_f64(s.max(0.0))))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn bytes(n: Option<u64>) -> String {
+    match n {
+        None => "-".into(),
+        Some(n) if n >= 1 << 30 => format!("{:.1}G", n as f64 / (1u64 << 30) as f64),
+        Some(n) if n >= 1 << 20 => format!("{:.1}M", n as f64 / (1u64 << 20) as f64),
+        Some(n) => format!("{}K", n / 1024),
+    }
+}
+
+pub fn header(info: &DaemonInfo) -> String {
+    format!(
+        "candor {} · pid {} · containment: {}",
+        info.version, info.pid, info.containment_detail
+    )
+}
+
+pub fn table(services: &[ServiceStatus]) -> String {
+    let rows: Vec<[String; 8]> = services
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                s.state.clone(),
+                s.reason.clone(),
+                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                uptime(s.uptime_s),
+                s.restarts.to_string(),
+                s.fds
+                    .as_ref()
+                    .map(|f| format!("{}/{}", f.count, f.limit))
+                    .unwrap_or_else(|| "-".into()),
+                bytes(s.rss_bytes),
+            ]
+        })
+        .collect();
+    let head = [
+        "NAME", "STATE", "REASON", "PID", "UPTIME", "RESTARTS", "FDS", "RSS",
+    ];
+    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    widths[2] = widths[2].min(70);
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut parts = Vec::new();
+        for (i, c) in cells.iter().enumerate() {
+            let mut c = c.to_string();
+            if c.chars().count() > widths[i] {
+                c = c.chars().take(widths[i] - 1).collect::<String>() + "…";
+            }
+            parts.push(format!("{:w$}", c, w = widths[i]));
+        }
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(head.to_vec(), &mut out);
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+pub fn details(s: &ServiceStatus) -> String {
+    let mut out = format!(
+        "{}: {}\n  reason:   {}\n  since:    {}\n",
+        s.name, s.state, s.reason, s.since
+    );
+    if let Some(pid) = s.pid {
+        out += &format!("  pid:      {pid} (up {})\n", uptime(s.uptime_s));
+    }
+    if let Some(r) = &s.ready {
+        out += &format!("  ready:    via {} at {}\n", r.via, r.at);
+    }
+    out += &format!("  restarts: {} (runs: {})\n", s.restarts, s.runs);
+    if let Some(e) = &s.last_exit {
+        let how = match (&e.code, &e.signal) {
+            (_, Some(sig)) => format!("killed by {sig}"),
+            (Some(c), None) => format!("exited with code {c}"),
+            _ => "exited".into(),
+        };
+        out += &format!(
+            "  last exit: {how} at {} after {}\n",
+            e.at,
+            uptime(Some(e.uptime_s))
+        );
+    }
+    if let Some(n) = &s.next_start {
+        out += &format!("  next start: {n}\n");
+    }
+    out += &format!(
+        "  logs:     {} lines, {} dropped\n",
+        s.logs.lines, s.logs.dropped
+    );
+    out
+}
