@@ -1,1 +1,284 @@
+//! Scenario-test harness: a real `candor daemon` in a temp dir with a real config, driven
+//! through the real CLI. Waits are conditions with deadlines, never bare sleeps.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CANDOR_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/<profile>/deps/<test-exe> -> target/<profile>
+    let exe = std::env::current_exe().expect("test exe path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the scenario tests",
+        p.display()
+    );
+    p
+}
+
+pub fn candor_bin() -> PathBuf {
+    bin("candor")
+}
+
+pub fn zoo() -> PathBuf {
+    bin("candor-zoo")
+}
+
+/// Poll `f` until it returns `Some`, or panic with `what` after `deadline`.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a pid is a live (non-zombie) process.
+pub fn alive(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Daemon {
+    /// Write `config` (with `{zoo}` and `{dir}` filled in) and start a daemon on it.
+    pub fn start(config: &str) -> Daemon {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("candor-t")
+            .tempdir()
+            .expect("temp dir");
+        let socket = dir.path().join("candor.sock");
+        let config_path = dir.path().join("candor.toml");
+        let mut d = Daemon {
+            socket,
+            config: config_path,
+            child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dir,
+        };
+        d.write_config(config);
+        d.spawn();
+        d
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn fill(&self, text: &str) -> String {
+        text.replace("{zoo}", &zoo().display().to_string())
+            .replace("{dir}", &self.dir.path().display().to_string())
+    }
+
+    pub fn write_config(&self, text: &str) {
+        let body = format!(
+            "[daemon]\nstate_dir = \"{}/state\"\n\n{}",
+            self.dir.path().display(),
+            self.fill(text)
+        );
+        std::fs::write(&self.config, body).expect("write config");
+    }
+
+    /// Start (again) a daemon process on this dir and wait until it answers.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("daemon.log"))
+            .expect("log file");
+        let mut cmd = Command::new(candor_bin());
+        cmd.arg("daemon")
+            .arg("-c")
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn candor daemon"));
+        wait_for("the daemon to answer", Duration::from_secs(30), || {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("daemon exited early with {st}; log:\n{}", self.log());
+            }
+            self.cli(&["status", "--json"])
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("daemon running")
+    }
+
+    /// Kill the daemon process with SIGKILL (services stay behind) and reap it.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(candor_bin())
+            .args(args)
+            .env("CANDOR_SOCKET", &self.socket)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run candor")
+    }
+
+    /// Run the CLI and expect success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "candor {args:?} failed with {}:\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn status(&self, name: &str) -> Value {
+        serde_json::from_str(&self.ok(&["status", name, "--json"])).expect("status json")
+    }
+
+    pub fn state(&self, name: &str) -> String {
+        self.status(name)["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Wait until `name` is in `state`; returns its status.
+    pub fn wait_state(&self, name: &str, state: &str, deadline: Duration) -> Value {
+        wait_for(&format!("{name} to be {state}"), deadline, || {
+            let s = self.status(name);
+            (s["state"] == state).then_some(s)
+        })
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        serde_json::from_str(&self.ok(&["events", "--json", "-n", "10000"])).expect("events json")
+    }
+
+    /// Ask the daemon to shut down and wait for it to exit.
+    pub fn shutdown(&mut self) {
+        let _ = self.cli(&["shutdown"]);
+        if let Some(mut c) = self.child.take() {
+            let end = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!(
+                "daemon did not exit within 60s of shutdown; log:\n{}",
+                self.log()
+            );
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.cli(&["shutdown"]);
+            if let Some(mut c) = self.child.take() {
+                let end = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < end {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Read pids written by a zoo `--pids FILE`, once the file exists.
+pub fn read_pids(file: &Path) -> Vec<u64> {
+    wait_for(
+        &format!("pids in {}", file.display()),
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(file).ok()?;
+            let pids: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            (!pids.is_empty()).then_some(pids)
+        },
+    )
+}
+
+/// Lines `<what> <unix_ns> <pid>` from a zoo `--stamp FILE`.
+pub fn read_stamps(file: &Path) -> Vec<(String, u128, u64)> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((
+                f.next()?.to_string(),
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}

@@ -132,6 +132,8 @@ pub struct Brain {
     store: Store,
     board: watch::Sender<Arc<Board>>,
     shutting_down: bool,
+    /// Answers to requests, sent only after the board shows their effect.
+    replies: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 fn satisfied(state: ServiceState) -> bool {
@@ -161,6 +163,7 @@ impl Brain {
             store,
             board,
             shutting_down: false,
+            replies: Vec::new(),
         };
         brain.send(KeeperCommand::Sweep { keep });
         brain
@@ -175,6 +178,16 @@ impl Brain {
         self.settle();
         loop {
             let now = SystemTime::now();
+            if self
+                .services
+                .values()
+                .any(|s| matches!(s.phase, Phase::Backoff { until, .. } if until <= now))
+            {
+                // A restart is due (e.g. immediately after a good run): no need to sleep first.
+                self.on_timer();
+                self.settle();
+                continue;
+            }
             let next = self
                 .services
                 .values()
@@ -201,6 +214,9 @@ impl Brain {
                 _ = tokio::time::sleep(next) => self.on_timer(),
             }
             self.settle();
+            for reply in self.replies.drain(..) {
+                reply();
+            }
             if self.shutting_down && self.services.values().all(Svc::is_down) {
                 self.send(KeeperCommand::Shutdown);
                 return;
@@ -252,7 +268,9 @@ impl Brain {
                     Action::Stop => self.stop(&key, StopCause::Requested),
                     Action::Restart => self.restart(&key),
                 }
-                let _ = reply.send(Ok(()));
+                self.replies.push(Box::new(move || {
+                    let _ = reply.send(Ok(()));
+                }));
             }
             Request::ResetFailed { force, reply } => {
                 let now = SystemTime::now();
@@ -271,10 +289,15 @@ impl Brain {
                         out.left_alone.push(name.to_string());
                     }
                 }
-                let _ = reply.send(out);
+                self.replies.push(Box::new(move || {
+                    let _ = reply.send(out);
+                }));
             }
             Request::Reload { spec, reply } => {
-                let _ = reply.send(self.reload(*spec));
+                let out = self.reload(*spec);
+                self.replies.push(Box::new(move || {
+                    let _ = reply.send(out);
+                }));
             }
             Request::Shutdown => self.begin_shutdown(),
         }
@@ -670,9 +693,8 @@ impl Brain {
                             until: now + delay,
                             streak: quick_exits,
                         };
-                        if delay.is_zero() {
-                            self.restart_due(name);
-                        }
+                        // Even a zero delay goes through `backoff`, so the decision is recorded;
+                        // the run loop starts due restarts without sleeping.
                     }
                     AfterExit::Completed => s.phase = Phase::Completed,
                     AfterExit::GiveUp { reason } => s.phase = Phase::Failed { reason },
@@ -752,6 +774,10 @@ impl Brain {
                     "run": run.map(|r| r.id),
                     "restarts": s.restarts,
                     "last_exit": s.last_exit.map(|e| e.status.describe()),
+                    "restart_in_ms": match s.phase {
+                        Phase::Backoff { until, .. } => Some(until.duration_since(now).unwrap_or_default().as_millis() as u64),
+                        _ => None,
+                    },
                 });
                 changes.push((name.to_string(), d.state.as_str(), d.reason, detail));
             }

@@ -130,7 +130,31 @@ fn serve_http(mut conn: impl Read + Write) {
     let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
 }
 
+/// Exit 0 on SIGTERM, stamping the exit first when `--stamp` is given.
+fn exit_on_sigterm(opts: &Opts) {
+    let stamp_file = opts.get("--stamp");
+    // SAFETY: blocking SIGTERM before any thread exists, so every thread inherits the mask
+    // and only the sigwait thread below receives it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let set_copy = set;
+        std::thread::spawn(move || {
+            let mut sig = 0;
+            libc::sigwait(&set_copy, &mut sig);
+            if let Some(f) = stamp_file {
+                stamp(&f, "exit");
+            }
+            println!("healthy: SIGTERM, exiting");
+            std::process::exit(0);
+        });
+    }
+}
+
 fn healthy(opts: &Opts) {
+    exit_on_sigterm(opts);
     let mut listening = Vec::new();
     if let Some(port) = opts.get("--port") {
         let l = TcpListener::bind((

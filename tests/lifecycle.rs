@@ -1,0 +1,395 @@
+//! Starting, stopping, restarting and backoff, with a real daemon and real processes.
+
+use std::time::{Duration, Instant};
+
+use candor_scenarios::{alive, read_stamps, wait_for, Daemon};
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn start_stop_restart_healthy_service() {
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+stop = { timeout = "5s" }
+"#,
+    );
+    let s = d.wait_state("web", "running", T);
+    let pid = s["pid"].as_u64().expect("running service has a pid");
+    assert!(alive(pid));
+    assert_eq!(s["restarts"], 0);
+    assert_eq!(s["ready"]["via"], "started");
+    wait_for("uptime to grow", T, || {
+        (d.status("web")["uptime_s"].as_f64()? > 0.2).then_some(())
+    });
+
+    // The table shows the columns a person reads.
+    let table = d.ok(&["status"]);
+    assert!(table.contains("containment: cgroup v2"), "{table}");
+    let head = table.lines().nth(1).expect("table header");
+    for col in [
+        "NAME", "STATE", "REASON", "PID", "UPTIME", "RESTARTS", "FDS", "RSS",
+    ] {
+        assert!(head.contains(col), "missing column {col} in {head}");
+    }
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web"))
+        .expect("web row");
+    assert!(
+        row.contains("running") && row.contains(&pid.to_string()),
+        "{row}"
+    );
+
+    let out = d.ok(&["stop", "web", "--wait"]);
+    assert!(out.contains("web: stopped"), "{out}");
+    let s = d.status("web");
+    assert_eq!(s["state"], "stopped");
+    assert!(s["pid"].is_null());
+    wait_for("old process gone", T, || (!alive(pid)).then_some(()));
+
+    d.ok(&["start", "web", "--wait"]);
+    let s = d.status("web");
+    assert_eq!(s["state"], "running");
+    let pid2 = s["pid"].as_u64().unwrap();
+    assert_ne!(pid2, pid);
+
+    d.ok(&["restart", "web", "--wait"]);
+    let s = d.status("web");
+    let pid3 = s["pid"].as_u64().unwrap();
+    assert_eq!(s["state"], "running");
+    assert_ne!(pid3, pid2, "restart gives a new process");
+    wait_for("restarted process's predecessor gone", T, || {
+        (!alive(pid2)).then_some(())
+    });
+    // Requested restarts are not crash restarts.
+    assert_eq!(s["restarts"], 0);
+}
+
+fn restart_delays_ms(d: &Daemon, service: &str) -> Vec<u64> {
+    d.events()
+        .iter()
+        .filter(|e| e["service"] == service && e["state"] == "backoff")
+        .filter_map(|e| e["detail"]["restart_in_ms"].as_u64())
+        .collect()
+}
+
+#[test]
+fn crash_loop_backs_off_with_growing_gaps_capped_at_max() {
+    let d = Daemon::start(
+        r#"
+[service.crashy]
+command = ["{zoo}", "crash-loop", "--after", "20ms", "--code", "7", "--stamp", "{dir}/stamps"]
+backoff = { initial = "100ms", max = "400ms", reset_after = "30s" }
+"#,
+    );
+    let stamps = d.path("stamps");
+    wait_for("six starts", Duration::from_secs(30), || {
+        (read_stamps(&stamps)
+            .iter()
+            .filter(|s| s.0 == "start")
+            .count()
+            >= 6)
+            .then_some(())
+    });
+    let s = d.status("crashy");
+    assert_eq!(s["last_exit"]["code"], 7, "{s}");
+    assert!(s["restarts"].as_u64().unwrap() >= 5, "{s}");
+
+    // The daemon's scheduled delays: doubling from initial, never above max.
+    let delays = restart_delays_ms(&d, "crashy");
+    assert!(delays.len() >= 5, "{delays:?}");
+    for w in delays.windows(2) {
+        assert!(
+            w[1] + 5 >= w[0],
+            "delays must not shrink within a streak: {delays:?}"
+        );
+    }
+    assert!(
+        delays.iter().all(|&ms| ms <= 400),
+        "a delay exceeded backoff.max: {delays:?}"
+    );
+    assert!(
+        delays[0] >= 90 && delays[0] <= 100,
+        "first delay is initial: {delays:?}"
+    );
+    assert!(
+        delays[3] >= 390,
+        "the fourth delay has reached max: {delays:?}"
+    );
+
+    // And the process really waited at least that long between exit and next start.
+    let st = read_stamps(&stamps);
+    let mut gaps = Vec::new();
+    for w in st.windows(2) {
+        if w[0].0 == "exit" && w[1].0 == "start" {
+            gaps.push(((w[1].1 - w[0].1) / 1_000_000) as u64);
+        }
+    }
+    assert!(gaps.len() >= 4, "{st:?}");
+    assert!(gaps[0] >= 90, "first gap {gaps:?}");
+    assert!(
+        gaps[2] >= 390,
+        "third restart waited less than its delay: {gaps:?}"
+    );
+}
+
+#[test]
+fn good_run_resets_the_backoff() {
+    // Each run lasts longer than reset_after, so each restart is immediate, however often.
+    let d = Daemon::start(
+        r#"
+[service.steady]
+command = ["{zoo}", "crash-loop", "--after", "400ms", "--code", "1"]
+backoff = { initial = "5s", max = "30s", reset_after = "300ms" }
+"#,
+    );
+    wait_for("three restarts", Duration::from_secs(30), || {
+        (d.status("steady")["restarts"].as_u64()? >= 3).then_some(())
+    });
+    let delays = restart_delays_ms(&d, "steady");
+    assert!(delays.len() >= 3, "{delays:?}");
+    assert!(
+        delays.iter().all(|&ms| ms == 0),
+        "restarts after good runs must be immediate: {delays:?}"
+    );
+}
+
+#[test]
+fn quick_exit_after_good_runs_starts_backoff_from_initial() {
+    let d = Daemon::start(
+        r#"
+[service.q]
+command = ["{zoo}", "crash-loop", "--after", "10ms", "--code", "2"]
+backoff = { initial = "150ms", max = "10s", reset_after = "5s" }
+"#,
+    );
+    wait_for("two restarts", Duration::from_secs(30), || {
+        (d.status("q")["restarts"].as_u64()? >= 2).then_some(())
+    });
+    let delays = restart_delays_ms(&d, "q");
+    assert!(delays[0] >= 140 && delays[0] <= 150, "{delays:?}");
+    assert!(delays[1] >= 290 && delays[1] <= 300, "{delays:?}");
+}
+
+#[test]
+fn restart_never_leaves_failed_with_the_exit_code() {
+    let d = Daemon::start(
+        r#"
+[service.once]
+command = ["{zoo}", "crash-loop", "--after", "10ms", "--code", "4"]
+restart = "never"
+
+[service.job]
+command = ["{zoo}", "crash-loop", "--after", "10ms", "--code", "0"]
+restart = "on-failure"
+"#,
+    );
+    let s = d.wait_state("once", "failed", T);
+    assert!(
+        s["reason"].as_str().unwrap().contains("exited with code 4"),
+        "{s}"
+    );
+    assert_eq!(s["last_exit"]["code"], 4);
+    let j = d.wait_state("job", "exited", T);
+    assert!(
+        j["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("finished successfully"),
+        "{j}"
+    );
+}
+
+#[test]
+fn missing_binary_fails_with_reason_and_the_rest_start() {
+    let d = Daemon::start(
+        r#"
+[service.ghost]
+command = ["/nonexistent/bin/ghost", "--serve"]
+
+[service.noexec]
+command = ["{dir}/candor.toml"]
+
+[service.fine]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    let g = d.wait_state("ghost", "failed", T);
+    assert!(
+        g["reason"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/bin/ghost not found"),
+        "{g}"
+    );
+    let n = d.wait_state("noexec", "failed", T);
+    assert!(
+        n["reason"].as_str().unwrap().contains("not executable"),
+        "{n}"
+    );
+    d.wait_state("fine", "running", T);
+    // `start --wait` on it reports the failure with exit code 1.
+    let out = d.cli(&["start", "ghost", "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn dependency_order_on_start_and_reverse_on_shutdown() {
+    let mut d = Daemon::start(
+        r#"
+[service.app]
+command = ["{zoo}", "healthy", "--stamp", "{dir}/app"]
+after = ["cache", "db"]
+
+[service.cache]
+command = ["{zoo}", "healthy", "--stamp", "{dir}/cache"]
+after = ["db"]
+
+[service.db]
+command = ["{zoo}", "healthy", "--stamp", "{dir}/db"]
+"#,
+    );
+    for n in ["app", "cache", "db"] {
+        d.wait_state(n, "running", T);
+    }
+    let dir = d.dir.path().to_path_buf();
+    let t = |name: &str, what: &str| -> u128 {
+        read_stamps(&dir.join(name))
+            .iter()
+            .find(|s| s.0 == what)
+            .unwrap_or_else(|| panic!("{name} has no {what} stamp"))
+            .1
+    };
+    assert!(
+        t("db", "start") < t("cache", "start"),
+        "db must start before cache"
+    );
+    assert!(
+        t("cache", "start") < t("app", "start"),
+        "cache must start before app"
+    );
+    d.shutdown();
+    assert!(
+        t("app", "exit") < t("cache", "exit"),
+        "app must stop before cache"
+    );
+    assert!(
+        t("cache", "exit") < t("db", "exit"),
+        "cache must stop before db"
+    );
+}
+
+#[test]
+fn logs_show_the_last_lines() {
+    let d = Daemon::start(
+        r#"
+[service.talker]
+command = ["{zoo}", "crash-loop", "--after", "50ms", "--code", "9"]
+restart = "never"
+"#,
+    );
+    d.wait_state("talker", "failed", T);
+    let out = wait_for("logs stored", T, || {
+        let o = d.ok(&["logs", "talker", "-n", "1"]);
+        o.contains("exiting with code 9").then_some(o)
+    });
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("stderr"), "{out}");
+    let both = d.ok(&["logs", "talker", "-n", "10"]);
+    assert!(both.contains("crash-loop: pid"), "{both}");
+    let grep = d.ok(&["logs", "talker", "--grep", "will exit"]);
+    assert_eq!(grep.lines().count(), 1, "{grep}");
+}
+
+#[test]
+fn reset_failed_restarts_only_failed_services() {
+    let d = Daemon::start(
+        r#"
+[service.bad]
+command = ["{zoo}", "crash-loop", "--after", "10ms", "--code", "3"]
+restart = "never"
+
+[service.good1]
+command = ["{zoo}", "healthy"]
+
+[service.good2]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    d.wait_state("bad", "failed", T);
+    let p1 = d.wait_state("good1", "running", T)["pid"].clone();
+    let p2 = d.wait_state("good2", "running", T)["pid"].clone();
+    let runs_before = d.status("bad")["runs"].as_u64().unwrap();
+    let out: serde_json::Value = serde_json::from_str(&d.ok(&["reset-failed", "--json"])).unwrap();
+    assert_eq!(out["restarted"], serde_json::json!(["bad"]));
+    assert_eq!(out["left_alone"], serde_json::json!(["good1", "good2"]));
+    wait_for("bad to run again", T, || {
+        (d.status("bad")["runs"].as_u64()? > runs_before).then_some(())
+    });
+    assert_eq!(d.status("good1")["pid"], p1);
+    assert_eq!(d.status("good2")["pid"], p2);
+}
+
+#[test]
+fn cli_without_daemon_exits_3_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(candor_scenarios::candor_bin())
+        .args(["status"])
+        .env("CANDOR_SOCKET", dir.path().join("nobody.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the candor daemon") && err.contains("nobody.sock"),
+        "{err}"
+    );
+    let out = std::process::Command::new(candor_scenarios::candor_bin())
+        .args(["status", "--json"])
+        .env("CANDOR_SOCKET", dir.path().join("nobody.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json error");
+    assert!(v["error"].as_str().unwrap().contains("cannot reach"));
+}
+
+#[test]
+fn malformed_requests_get_4xx_with_a_reason() {
+    use std::io::{Read, Write};
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    d.wait_state("web", "running", T);
+    let raw = |req: &str| -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let cases = [
+        ("POST /v1/services/web/explode HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "404", "unknown action"),
+        ("GET /v1/services/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "404", "no service named `nope`"),
+        ("POST /v1/services/web/start?wait=maybe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "400", "must be true or false"),
+        ("GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "404", "no such endpoint"),
+        ("DELETE /v1/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "405", "method not allowed"),
+        ("GET /v1/services/web/logs?n=lots HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "400", "whole number"),
+        ("this is not http\r\n\r\n", "400", ""),
+    ];
+    for (req, code, reason) in cases {
+        let resp = raw(req);
+        let status_line = resp.lines().next().unwrap_or("");
+        assert!(status_line.contains(code), "{req:?} -> {resp}");
+        assert!(resp.contains(reason), "{req:?} -> {resp}");
+    }
+    // The daemon is still fine.
+    assert_eq!(d.state("web"), "running");
+    let _ = Instant::now();
+}
