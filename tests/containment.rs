@@ -1,1 +1,162 @@
+//! Containment: a stop always ends and leaves nothing behind, escaped grandchildren included;
+//! a restarted daemon never runs a second copy; the process-group fallback says so.
 
+use std::time::{Duration, Instant};
+
+use candor_scenarios::{alive, read_pids, wait_for, Daemon};
+
+const T: Duration = Duration::from_secs(20);
+
+fn cgroup_of(pid: u64) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[test]
+fn half_dead_service_is_killed_after_stop_timeout_with_its_child() {
+    let d = Daemon::start(
+        r#"
+[service.zombie]
+command = ["{zoo}", "half-dead", "--pids", "{dir}/pids"]
+stop = { signal = "SIGTERM", timeout = "1s" }
+"#,
+    );
+    d.wait_state("zombie", "running", T);
+    let pids = read_pids(&d.path("pids"));
+    assert_eq!(pids.len(), 2, "parent and child");
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    let t0 = Instant::now();
+    let out = d.ok(&["stop", "zombie", "--wait"]);
+    let took = t0.elapsed();
+    assert!(out.contains("zombie: stopped"), "{out}");
+    // SIGTERM is ignored, so only the SIGKILL at stop.timeout ends it.
+    assert!(took >= Duration::from_millis(950), "stop returned before the timeout: {took:?}");
+    for p in &pids {
+        wait_for(&format!("pid {p} gone"), T, || (!alive(*p)).then_some(()));
+    }
+    wait_for("the escalation recorded as an event", T, || {
+        d.events()
+            .into_iter()
+            .any(|e| e["service"] == "zombie" && e["reason"].as_str().unwrap_or("").contains("killed with SIGKILL"))
+            .then_some(())
+    });
+    assert_eq!(d.status("zombie")["state"], "stopped");
+}
+
+#[test]
+fn double_fork_grandchild_is_stopped_with_its_service() {
+    let d = Daemon::start(
+        r#"
+[service.daemonizer]
+command = ["{zoo}", "double-fork", "--pids", "{dir}/pids"]
+stop = { timeout = "2s" }
+"#,
+    );
+    let s = d.wait_state("daemonizer", "running", T);
+    let main = s["pid"].as_u64().unwrap();
+    let pids = read_pids(&d.path("pids"));
+    let grandchild = pids[1];
+    assert!(alive(grandchild));
+    // It left the process group (setsid), but not the service's cgroup.
+    assert!(cgroup_of(grandchild).ends_with("/daemonizer"), "{}", cgroup_of(grandchild));
+    assert_eq!(cgroup_of(grandchild), cgroup_of(main));
+
+    d.ok(&["stop", "daemonizer", "--wait"]);
+    wait_for("escaped grandchild gone", T, || (!alive(grandchild)).then_some(()));
+    assert!(!alive(main));
+}
+
+#[test]
+fn leftovers_of_an_exited_main_are_killed_before_the_restart() {
+    // The main process daemonizes a grandchild and exits 0: the run is over, so what it left
+    // behind is stopped before the next run starts. Never two copies.
+    let d = Daemon::start(
+        r#"
+[service.forker]
+command = ["{zoo}", "double-fork", "--pids", "{dir}/pids", "--parent-exits"]
+stop = { timeout = "1s" }
+backoff = { initial = "200ms", max = "1s", reset_after = "30s" }
+"#,
+    );
+    let first = read_pids(&d.path("pids"));
+    let first_gc = first[1];
+    wait_for("a second run", Duration::from_secs(30), || {
+        let p = read_pids(&d.path("pids"));
+        (p[1] != first_gc).then_some(())
+    });
+    assert!(!alive(first_gc), "the first run's grandchild survived into the second run");
+    wait_for("the cleanup recorded", T, || {
+        d.events()
+            .into_iter()
+            .any(|e| e["service"] == "forker" && e["reason"].as_str().unwrap_or("").contains("stopping the processes it left"))
+            .then_some(())
+    });
+}
+
+#[test]
+fn restarted_daemon_kills_what_an_earlier_run_left_in_the_cgroup() {
+    let mut d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    let old = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
+    d.kill_daemon();
+    // The service outlives a SIGKILLed daemon (its pipes break, but it is alive).
+    assert!(alive(old));
+    d.spawn();
+    let s = d.wait_state("web", "running", T);
+    let new = s["pid"].as_u64().unwrap();
+    assert_ne!(new, old);
+    wait_for("the earlier copy gone", T, || (!alive(old)).then_some(()));
+    wait_for("killing the earlier copy recorded", T, || {
+        d.events()
+            .into_iter()
+            .any(|e| e["service"] == "web" && e["reason"].as_str().unwrap_or("").contains("left in its cgroup by an earlier run"))
+            .then_some(())
+    });
+}
+
+#[test]
+fn process_group_fallback_is_reported_and_stops_still_end() {
+    let d = Daemon::start_with_env(
+        r#"
+[service.zombie]
+command = ["{zoo}", "half-dead", "--pids", "{dir}/pids"]
+stop = { timeout = "500ms" }
+"#,
+        &[("CANDOR_CGROUP", "off")],
+    );
+    d.wait_state("zombie", "running", T);
+    let table = d.ok(&["status"]);
+    assert!(table.contains("containment: process groups only"), "{table}");
+    assert!(table.contains("cannot be tracked"), "{table}");
+    let pids = read_pids(&d.path("pids"));
+    d.ok(&["stop", "zombie", "--wait"]);
+    for p in pids {
+        wait_for("half-dead process gone", T, || (!alive(p)).then_some(()));
+    }
+}
+
+#[test]
+fn services_run_in_their_own_cgroup_and_process_group() {
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    let pid = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
+    assert!(cgroup_of(pid).ends_with("/web"), "{}", cgroup_of(pid));
+    // setsid: the service leads its own session and process group.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    assert_eq!(fields[2], pid.to_string(), "pgid");
+    assert_eq!(fields[3], pid.to_string(), "sid");
+    assert_ne!(cgroup_of(pid), cgroup_of(d.daemon_pid() as u64));
+}

@@ -588,13 +588,14 @@ impl Brain {
                 status,
                 at,
                 group_empty,
+                escalated,
             } => {
                 let Some(name) = ServiceName::new(&service).ok() else {
                     return;
                 };
                 self.on_exited(&name, run_id, status, at);
                 if group_empty {
-                    self.on_emptied(&name, run_id, false);
+                    self.on_emptied(&name, run_id, escalated);
                 }
             }
             KeeperEvent::Emptied {

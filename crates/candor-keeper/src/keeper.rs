@@ -295,6 +295,7 @@ impl Keeper {
             t.pidfd = None;
             let (service, run_id) = (name.clone(), t.run_id);
             let group_empty = Self::is_empty(t);
+            let escalated = t.escalated;
             if group_empty {
                 self.tracked.remove(&service);
             }
@@ -304,6 +305,7 @@ impl Keeper {
                 status,
                 at: SystemTime::now(),
                 group_empty,
+                escalated,
             });
         }
     }

@@ -85,6 +85,8 @@ pub enum KeeperEvent {
         status: ExitStatus,
         at: SystemTime,
         group_empty: bool,
+        /// SIGKILL was needed (as in `Emptied`).
+        escalated: bool,
     },
     /// Nothing of the run is left (main reaped, group/cgroup empty). Only now may it start again.
     Emptied {
