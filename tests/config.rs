@@ -1,1 +1,259 @@
+//! `candor check` and `candor reload`: every config error names file:line:col and what to do;
+//! an invalid config changes nothing that is running.
 
+use std::process::Command;
+use std::time::Duration;
+
+use candor_scenarios::{candor_bin, wait_for, Daemon};
+
+const T: Duration = Duration::from_secs(20);
+
+fn check(text: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("candor.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(candor_bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+#[test]
+fn check_names_file_line_col_for_each_bad_config() {
+    // (config, "line:col", words the message must contain)
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("[service.a]\ncommand = [\"/bin/true\"\n", "2:", &["invalid TOML"]),
+        ("[service.a]\ncomand = [\"/bin/true\"]\n", "2:1", &["unknown key `comand`", "did you mean `command`?"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nrestart = \"alwys\"\n", "3:11", &["not a policy", "did you mean \"always\"?"]),
+        ("[service.a]\ncommand = \"/bin/true --x\"\n", "2:11", &["argv array, not a shell string", "[\"/bin/true\", \"--x\"]"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nbackoff = { initial = \"10\" }\n", "3:23", &["no unit"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nstop = { signal = \"SIGFOO\" }\n", "3:19", &["not a signal", "SIGTERM"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nstop = { timout = \"1s\" }\n", "3:10", &["unknown key `timout`", "did you mean `timeout`?"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nafter = [\"b\"]\n\n[service.b]\ncommand = [\"/bin/true\"]\nafter = [\"a\"]\n", "1:10", &["dependency cycle", "a -> b -> a"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nafter = [\"dbb\"]\n\n[service.db]\ncommand = [\"/bin/true\"]\n", "1:10", &["unknown service `dbb`", "did you mean `db`?"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nprobe = { tcp = \"127.0.0.1:80\" }\n", "3:1", &["not supported yet"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nready = \"notify\"\n", "3:9", &["not supported yet"]),
+        ("[service.a]\nworkdir = \"/tmp\"\n", "1:10", &["has no `command`"]),
+        ("[deamon]\nsocket = \"/tmp/x\"\n", "1:2", &["unknown key `deamon`", "did you mean `daemon`?"]),
+        ("[service.\"bad name\"]\ncommand = [\"/bin/true\"]\n", "1:10", &["invalid service name"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nenv = { PORT = 8080 }\n", "3:16", &["must be a string"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nlimits = { nofile = \"many\" }\n", "3:21", &["must be an integer"]),
+    ];
+    for (text, pos, words) in cases {
+        let (code, err, path) = check(text);
+        assert_eq!(code, Some(2), "check must exit 2 for:\n{text}\n{err}");
+        let at = format!("{path}:{pos}");
+        assert!(
+            err.contains(&at),
+            "expected `{at}` in the error for:\n{text}\ngot:\n{err}"
+        );
+        for w in *words {
+            assert!(
+                err.contains(w),
+                "expected `{w}` in the error for:\n{text}\ngot:\n{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_accepts_a_good_config_and_lists_services() {
+    let (code, _, _) = check("[service.a]\ncommand = [\"/bin/true\"]\n");
+    assert_eq!(code, Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/b.toml"),
+        "[service.b]\ncommand = [\"/bin/true\"]\nafter = [\"a\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/bad.toml"),
+        "[service.c]\ncommand = [\"/bin/true\"]\nwat = 1\n",
+    )
+    .unwrap();
+    let main = dir.path().join("candor.toml");
+    std::fs::write(
+        &main,
+        "[daemon]\ninclude = [\"conf.d/b.toml\"]\n\n[service.a]\ncommand = [\"/bin/true\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(candor_bin())
+        .args(["check", "-c"])
+        .arg(&main)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 services: a, b"));
+    // Errors in an included file name that file.
+    std::fs::write(
+        &main,
+        "[daemon]\ninclude = [\"conf.d/*.toml\"]\n\n[service.a]\ncommand = [\"/bin/true\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(candor_bin())
+        .args(["check", "-c"])
+        .arg(&main)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("conf.d/bad.toml:3:1: unknown key `wat`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn daemon_refuses_an_invalid_config_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("candor.toml");
+    std::fs::write(
+        &path,
+        "[service.a]\ncommand = [\"/bin/true\"]\nrestrat = \"never\"\n",
+    )
+    .unwrap();
+    let out = Command::new(candor_bin())
+        .args(["daemon", "-c"])
+        .arg(&path)
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":3:1: unknown key `restrat`") && err.contains("did you mean `restart`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reload_rejects_invalid_config_and_changes_nothing() {
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    let pid = d.wait_state("web", "running", T)["pid"].clone();
+    let good = std::fs::read_to_string(&d.config).unwrap();
+
+    // Invalid TOML.
+    std::fs::write(
+        &d.config,
+        format!("{good}\n[service.api\ncommand = [\"x\"]\n"),
+    )
+    .unwrap();
+    let out = d.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = good.lines().count() + 2;
+    assert!(
+        err.contains(&format!("candor.toml:{line}:")),
+        "expected the line of the broken header in:\n{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+
+    // An unknown key.
+    std::fs::write(&d.config, good.replace("command =", "comand =")).unwrap();
+    let out = d.cli(&["reload", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let details = v["details"].to_string();
+    assert!(
+        details.contains("unknown key `comand`") && details.contains("did you mean `command`?"),
+        "{v}"
+    );
+
+    assert_eq!(
+        d.status("web")["pid"],
+        pid,
+        "an invalid reload must not touch running services"
+    );
+    assert_eq!(d.state("web"), "running");
+
+    // A valid change: web unchanged, api added.
+    std::fs::write(
+        &d.config,
+        format!(
+            "{good}\n[service.api]\ncommand = [\"{}\", \"healthy\"]\n",
+            candor_scenarios::zoo().display()
+        ),
+    )
+    .unwrap();
+    let out = d.ok(&["reload", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["added"], serde_json::json!(["api"]));
+    assert_eq!(v["unchanged"], serde_json::json!(["web"]));
+    d.wait_state("api", "running", T);
+    assert_eq!(d.status("web")["pid"], pid);
+
+    // Removing api stops it; changing web restarts it.
+    std::fs::write(
+        &d.config,
+        good.replace("\"healthy\"]", "\"healthy\", \"--stamp\", \"/dev/null\"]"),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["reload", "--json"])).unwrap();
+    assert_eq!(v["removed"], serde_json::json!(["api"]));
+    assert_eq!(v["changed"], serde_json::json!(["web"]));
+    wait_for("web restarted with its new command", T, || {
+        let s = d.status("web");
+        (s["state"] == "running" && s["pid"] != pid).then_some(())
+    });
+    wait_for("api gone from the board", T, || {
+        let list: serde_json::Value = serde_json::from_str(&d.ok(&["status", "--json"])).ok()?;
+        (list.as_array()?.len() == 1).then_some(())
+    });
+}
+
+#[test]
+fn second_daemon_on_the_same_state_dir_or_socket_is_refused() {
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    let pid = d.wait_state("web", "running", T)["pid"].clone();
+    // Same config (so same state dir), another socket: it would share the cgroups.
+    let out = Command::new(candor_bin())
+        .args(["daemon", "-c"])
+        .arg(&d.config)
+        .arg("--socket")
+        .arg(d.path("other.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is using the state dir"),
+        "{out:?}"
+    );
+    // Another state dir, same socket.
+    let out = Command::new(candor_bin())
+        .args(["daemon", "-c"])
+        .arg(&d.config)
+        .arg("--state-dir")
+        .arg(d.path("state2"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already answering"),
+        "{out:?}"
+    );
+    assert_eq!(
+        d.status("web")["pid"],
+        pid,
+        "the refused daemons must not touch the running one"
+    );
+}

@@ -34,14 +34,23 @@ stop = { signal = "SIGTERM", timeout = "1s" }
     let took = t0.elapsed();
     assert!(out.contains("zombie: stopped"), "{out}");
     // SIGTERM is ignored, so only the SIGKILL at stop.timeout ends it.
-    assert!(took >= Duration::from_millis(950), "stop returned before the timeout: {took:?}");
+    assert!(
+        took >= Duration::from_millis(950),
+        "stop returned before the timeout: {took:?}"
+    );
     for p in &pids {
         wait_for(&format!("pid {p} gone"), T, || (!alive(*p)).then_some(()));
     }
     wait_for("the escalation recorded as an event", T, || {
         d.events()
             .into_iter()
-            .any(|e| e["service"] == "zombie" && e["reason"].as_str().unwrap_or("").contains("killed with SIGKILL"))
+            .any(|e| {
+                e["service"] == "zombie"
+                    && e["reason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("killed with SIGKILL")
+            })
             .then_some(())
     });
     assert_eq!(d.status("zombie")["state"], "stopped");
@@ -62,11 +71,17 @@ stop = { timeout = "2s" }
     let grandchild = pids[1];
     assert!(alive(grandchild));
     // It left the process group (setsid), but not the service's cgroup.
-    assert!(cgroup_of(grandchild).ends_with("/daemonizer"), "{}", cgroup_of(grandchild));
+    assert!(
+        cgroup_of(grandchild).ends_with("/daemonizer"),
+        "{}",
+        cgroup_of(grandchild)
+    );
     assert_eq!(cgroup_of(grandchild), cgroup_of(main));
 
     d.ok(&["stop", "daemonizer", "--wait"]);
-    wait_for("escaped grandchild gone", T, || (!alive(grandchild)).then_some(()));
+    wait_for("escaped grandchild gone", T, || {
+        (!alive(grandchild)).then_some(())
+    });
     assert!(!alive(main));
 }
 
@@ -88,11 +103,20 @@ backoff = { initial = "200ms", max = "1s", reset_after = "30s" }
         let p = read_pids(&d.path("pids"));
         (p[1] != first_gc).then_some(())
     });
-    assert!(!alive(first_gc), "the first run's grandchild survived into the second run");
+    assert!(
+        !alive(first_gc),
+        "the first run's grandchild survived into the second run"
+    );
     wait_for("the cleanup recorded", T, || {
         d.events()
             .into_iter()
-            .any(|e| e["service"] == "forker" && e["reason"].as_str().unwrap_or("").contains("stopping the processes it left"))
+            .any(|e| {
+                e["service"] == "forker"
+                    && e["reason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("stopping the processes it left")
+            })
             .then_some(())
     });
 }
@@ -117,7 +141,13 @@ command = ["{zoo}", "healthy"]
     wait_for("killing the earlier copy recorded", T, || {
         d.events()
             .into_iter()
-            .any(|e| e["service"] == "web" && e["reason"].as_str().unwrap_or("").contains("left in its cgroup by an earlier run"))
+            .any(|e| {
+                e["service"] == "web"
+                    && e["reason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("left in its cgroup by an earlier run")
+            })
             .then_some(())
     });
 }
@@ -134,7 +164,10 @@ stop = { timeout = "500ms" }
     );
     d.wait_state("zombie", "running", T);
     let table = d.ok(&["status"]);
-    assert!(table.contains("containment: process groups only"), "{table}");
+    assert!(
+        table.contains("containment: process groups only"),
+        "{table}"
+    );
     assert!(table.contains("cannot be tracked"), "{table}");
     let pids = read_pids(&d.path("pids"));
     d.ok(&["stop", "zombie", "--wait"]);
@@ -155,7 +188,12 @@ command = ["{zoo}", "healthy"]
     assert!(cgroup_of(pid).ends_with("/web"), "{}", cgroup_of(pid));
     // setsid: the service leads its own session and process group.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     assert_eq!(fields[2], pid.to_string(), "pgid");
     assert_eq!(fields[3], pid.to_string(), "sid");
     assert_ne!(cgroup_of(pid), cgroup_of(d.daemon_pid() as u64));

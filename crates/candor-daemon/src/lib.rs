@@ -36,6 +36,13 @@ pub enum DaemonError {
         "another candor daemon is already answering on {0}; stop it first or use another --socket"
     )]
     AlreadyRunning(PathBuf),
+    #[error("another candor daemon is using the state dir {0}; stop it first or use another --state-dir")]
+    StateDirBusy(PathBuf),
+    #[error("cannot use the state dir {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {path}: {source}")]
     Socket {
         path: PathBuf,
@@ -52,6 +59,26 @@ pub enum DaemonError {
 pub struct Started {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
+}
+
+fn lock_state_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
+    let err = |source| DaemonError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let path = dir.join("daemon.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::StateDirBusy(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
 }
 
 fn bind(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
@@ -82,6 +109,9 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         .expect("config loader panicked")?;
     let state_dir = paths::state_dir(opts.state_dir.as_deref(), &spec);
     let socket = paths::socket(opts.socket.as_deref(), &spec, &state_dir);
+    // One daemon per state dir: it names the cgroups, so a second one would kill the first's
+    // services. Held (by the open file) until the daemon exits.
+    let _lock = lock_state_dir(&state_dir)?;
     let listener = bind(&socket)?;
     let (store, store_thread) = candor_store::Store::open(&state_dir)?;
 
