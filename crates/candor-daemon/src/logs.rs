@@ -44,11 +44,8 @@ async fn read_lines(
     let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, rx);
     let mut line: Vec<u8> = Vec::new();
     let mut cut = false;
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(b) => b,
-            Err(_) => break,
-        };
+    // A read error ends the stream like EOF: the pipe's writer side is gone either way.
+    while let Ok(buf) = reader.fill_buf().await {
         if buf.is_empty() {
             break;
         }
