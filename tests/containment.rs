@@ -54,6 +54,17 @@ stop = { signal = "SIGTERM", timeout = "1s" }
             .then_some(())
     });
     assert_eq!(d.status("zombie")["state"], "stopped");
+
+    // Its cgroup was killed with cgroup.kill; a new run must still live there.
+    d.ok(&["start", "zombie", "--wait"]);
+    let s = wait_for("the new run to stay up", T, || {
+        let s = d.status("zombie");
+        (s["state"] == "running" && s["uptime_s"].as_f64()? > 0.5).then_some(s)
+    });
+    assert_eq!(
+        s["runs"], 2,
+        "the new run was not killed and restarted: {s}"
+    );
 }
 
 #[test]

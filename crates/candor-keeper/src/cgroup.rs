@@ -98,9 +98,13 @@ pub(crate) fn kill_all(cg: &Path) {
     }
 }
 
-/// Make sure `cg` exists and holds no process (from an earlier run or daemon): kill what is
-/// there and wait up to 2 s for it to go. Returns how many were killed.
-pub(crate) fn ensure_empty(cg: &Path) -> std::io::Result<usize> {
+/// Make `cg` a fresh, empty cgroup: kill what an earlier run or daemon left in it, wait up to
+/// 2 s for it to go, then remove and recreate the directory. Returns how many were killed.
+///
+/// Why recreate: once `cgroup.kill` has been written to a cgroup, this kernel SIGKILLs every
+/// child later cloned into it with CLONE_INTO_CGROUP (seen on 6.18). A new cgroup has never
+/// been killed, so spawning into it is safe.
+pub(crate) fn make_fresh(cg: &Path) -> std::io::Result<usize> {
     fs::create_dir_all(cg)?;
     let found = procs(cg).len();
     if found > 0 {
@@ -108,9 +112,18 @@ pub(crate) fn ensure_empty(cg: &Path) -> std::io::Result<usize> {
         let deadline = Instant::now() + Duration::from_secs(2);
         // Zombies leave cgroup.procs on exit; the keeper's loop reaps them later.
         while !procs(cg).is_empty() && Instant::now() < deadline {
+            signal_all(cg, libc::SIGKILL);
             std::thread::sleep(Duration::from_millis(5));
         }
+        if !procs(cg).is_empty() {
+            return Err(std::io::Error::other(format!(
+                "processes in {} survived SIGKILL for 2 s (uninterruptible sleep?)",
+                cg.display()
+            )));
+        }
     }
+    fs::remove_dir(cg)?;
+    fs::create_dir(cg)?;
     Ok(found)
 }
 
@@ -125,7 +138,7 @@ pub(crate) fn sweep(root: &Path, keep: &[String]) -> Vec<String> {
         if !e.path().is_dir() || keep.contains(&name) {
             continue;
         }
-        let _ = ensure_empty(&e.path());
+        let _ = make_fresh(&e.path());
         if fs::remove_dir(e.path()).is_ok() {
             removed.push(name);
         }

@@ -67,6 +67,9 @@ struct Keeper {
     tracked: HashMap<String, Tracked>,
     emit: Box<dyn FnMut(KeeperEvent) + Send>,
     shutting_down: bool,
+    /// Service cgroups this keeper made fresh and never wrote `cgroup.kill` to since: safe to
+    /// spawn into without recreating (see `cgroup::make_fresh`).
+    fresh: std::collections::HashSet<String>,
 }
 
 /// Start the keeper thread. `emit` receives every event, in order, on the keeper's thread.
@@ -84,6 +87,7 @@ pub fn start(
         tracked: HashMap::new(),
         emit,
         shutting_down: false,
+        fresh: Default::default(),
     };
     let thread = std::thread::Builder::new()
         .name("candor-keeper".into())
@@ -243,7 +247,16 @@ impl Keeper {
         let cg = self.cgroup_for(&req.service);
         let mut cleared = 0;
         if let Some(cg) = &cg {
-            match cgroup::ensure_empty(cg) {
+            let reusable = self.fresh.contains(&req.service) && cgroup::procs(cg).is_empty();
+            let prepared = if reusable {
+                Ok(0)
+            } else {
+                cgroup::make_fresh(cg)
+            };
+            if prepared.is_ok() {
+                self.fresh.insert(req.service.clone());
+            }
+            match prepared {
                 Ok(n) => cleared = n,
                 Err(e) => {
                     return self.emit(fail(format!("cannot prepare cgroup {}: {e}", cg.display())))
@@ -252,8 +265,10 @@ impl Keeper {
         }
         match spawn::spawn(&req, cg.as_deref()) {
             Ok(s) => {
-                let pidfd = Pid::from_raw(s.pid as i32)
-                    .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+                let pidfd = s.pidfd.or_else(|| {
+                    Pid::from_raw(s.pid as i32)
+                        .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
+                });
                 self.tracked.insert(
                     req.service.clone(),
                     Tracked {
@@ -339,6 +354,7 @@ impl Keeper {
                     signal_group(t.pid, libc::SIGKILL);
                     if let Some(cg) = &t.cgroup {
                         cgroup::kill_all(cg);
+                        self.fresh.remove(name);
                     }
                 }
                 if t.escalated && t.main_exit.is_none() {

@@ -8,6 +8,7 @@
 //! the timeout, so a stop always ends and leaves nothing behind.
 
 mod cgroup;
+mod clone3;
 mod keeper;
 mod spawn;
 

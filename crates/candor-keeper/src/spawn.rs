@@ -14,6 +14,8 @@ use crate::SpawnRequest;
 
 pub(crate) struct Spawned {
     pub pid: u32,
+    /// From CLONE_PIDFD where available (no pid-reuse race).
+    pub pidfd: Option<OwnedFd>,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
 }
@@ -40,7 +42,7 @@ fn resolve_program(program: &str, env: &[(String, String)]) -> Result<PathBuf, S
         })
 }
 
-fn explain(program: &Path, e: &io::Error) -> String {
+pub(crate) fn explain(program: &Path, e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(libc::ENOENT) => format!(
             "command {} not found; fix `command` or install it",
@@ -74,6 +76,15 @@ pub(crate) fn spawn(req: &SpawnRequest, cgroup: Option<&Path>) -> Result<Spawned
             &io::Error::from_raw_os_error(libc::ENOENT),
         ));
     }
+    match crate::clone3::spawn(req, &program, cgroup) {
+        Err(crate::clone3::Unsupported) => spawn_std(req, &program, cgroup),
+        Ok(result) => result.map_err(|e| explain(&program, &e)),
+    }
+}
+
+/// The portable path (kernels without clone3): std's fork/exec, joining the cgroup from the
+/// child before exec (slower: a cgroup migration costs milliseconds).
+fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Result<Spawned, String> {
     let (out_r, out_w) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make stdout pipe: {e}"))?;
     let (err_r, err_w) =
@@ -90,7 +101,7 @@ pub(crate) fn spawn(req: &SpawnRequest, cgroup: Option<&Path>) -> Result<Spawned
     let procs_fd = procs_file.as_ref().map(|f| f.as_raw_fd());
     let nofile = req.nofile;
 
-    let mut cmd = Command::new(&program);
+    let mut cmd = Command::new(program);
     cmd.arg0(&req.argv[0]).args(&req.argv[1..]);
     cmd.env_remove("NOTIFY_SOCKET")
         .env_remove("LISTEN_FDS")
@@ -136,9 +147,10 @@ pub(crate) fn spawn(req: &SpawnRequest, cgroup: Option<&Path>) -> Result<Spawned
         // The keeper reaps with waitpid(-1); the Child handle is dropped without waiting.
         Ok(child) => Ok(Spawned {
             pid: child.id(),
+            pidfd: None,
             stdout: out_r,
             stderr: err_r,
         }),
-        Err(e) => Err(explain(&program, &e)),
+        Err(e) => Err(explain(program, &e)),
     }
 }
