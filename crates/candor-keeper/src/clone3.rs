@@ -81,7 +81,7 @@ pub(crate) fn spawn(
             .as_ref()
             .map(|w| cstring(OsStr::as_bytes(w.as_os_str())))
             .transpose()?;
-        let cg_dir = cgroup.map(|cg| File::open(cg)).transpose()?;
+        let cg_dir = cgroup.map(File::open).transpose()?;
         let devnull = OpenOptions::new().read(true).open("/dev/null")?;
         let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
         let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
