@@ -220,3 +220,112 @@ command = ["{zoo}", "healthy"]
     assert_eq!(fields[2], pid.to_string(), "pgid");
     assert_eq!(fields[3], pid.to_string(), "sid");
 }
+
+/// Everything the keeper promises about a spawned process, checked from /proc.
+fn assert_spawned_as_configured(env: &[(&str, &str)]) {
+    let d = Daemon::start_with_env(
+        r#"
+[service.web]
+# sleep(1) touches no signal (a Rust program would ignore SIGPIPE itself), so the mask and
+# dispositions seen are the keeper's doing.
+command = ["sleep", "3600"]
+workdir = "{dir}"
+env = { CANDOR_TEST_VAR = "hello world" }
+limits = { nofile = 321 }
+"#,
+        env,
+    );
+    let pid = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
+    if d.has_cgroups() {
+        assert!(
+            cgroup_of(pid).ends_with("/web"),
+            "{env:?}: {}",
+            cgroup_of(pid)
+        );
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        (fields[2], fields[3]),
+        (pid.to_string().as_str(), pid.to_string().as_str()),
+        "{env:?}: pgid and sid"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        nofile.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["321", "321"],
+        "{env:?}: {nofile}"
+    );
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    assert!(
+        vars.contains(&&b"CANDOR_TEST_VAR=hello world"[..]),
+        "{env:?}: env not passed"
+    );
+    assert!(
+        !vars.iter().any(|v| v.starts_with(b"NOTIFY_SOCKET=")),
+        "{env:?}: NOTIFY_SOCKET leaked"
+    );
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(
+        cwd,
+        d.dir.path().canonicalize().unwrap(),
+        "{env:?}: workdir"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for key in ["SigBlk:", "SigIgn:"] {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        assert!(
+            line.trim_end().ends_with("0000000000000000"),
+            "{env:?}: {line} (a service starts with no signal blocked or ignored)"
+        );
+    }
+    // stdin is /dev/null.
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap(),
+        std::path::Path::new("/dev/null")
+    );
+}
+
+#[test]
+fn clone3_spawn_sets_up_the_process_as_configured() {
+    assert_spawned_as_configured(&[]);
+}
+
+#[test]
+fn portable_spawn_sets_up_the_process_as_configured() {
+    assert_spawned_as_configured(&[("CANDOR_CLONE3", "off")]);
+}
+
+#[test]
+fn portable_spawn_path_stops_and_restarts_after_sigkill() {
+    let d = Daemon::start_with_env(
+        r#"
+[service.zombie]
+command = ["{zoo}", "half-dead", "--pids", "{dir}/pids"]
+stop = { timeout = "300ms" }
+"#,
+        &[("CANDOR_CLONE3", "off")],
+    );
+    d.wait_state("zombie", "running", T);
+    let pids = read_pids(&d.path("pids"));
+    d.ok(&["stop", "zombie", "--wait"]);
+    for p in pids {
+        wait_for("half-dead process gone", T, || (!alive(p)).then_some(()));
+    }
+    d.ok(&["start", "zombie", "--wait"]);
+    let s = wait_for("the new run to stay up", T, || {
+        let s = d.status("zombie");
+        (s["state"] == "running" && s["uptime_s"].as_f64()? > 0.5).then_some(s)
+    });
+    assert_eq!(s["runs"], 2, "{s}");
+}

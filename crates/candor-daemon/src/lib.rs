@@ -24,8 +24,10 @@ pub struct Options {
     pub config: PathBuf,
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
-    /// `false` forces process-group containment.
+    /// `false` forces process-group containment (`CANDOR_CGROUP=off`).
     pub use_cgroups: bool,
+    /// `false` forces the portable fork/exec spawn path (`CANDOR_CLONE3=off`).
+    pub use_clone3: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +125,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let keeper_cfg = KeeperConfig {
         instance: paths::instance_name(&state_dir),
         use_cgroups: opts.use_cgroups,
+        use_clone3: opts.use_clone3,
     };
     let (keeper, containment, _keeper_thread) =
         candor_keeper::start(keeper_cfg, emit).map_err(DaemonError::Keeper)?;

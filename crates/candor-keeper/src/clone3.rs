@@ -173,14 +173,7 @@ pub(crate) fn spawn(
                 }
             }
             // A clean signal state: nothing blocked, nothing ignored (Rust ignores SIGPIPE).
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            for sig in 1..32 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
+            crate::spawn::reset_signals();
             libc::execve(prog.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
             fail(report)
         }

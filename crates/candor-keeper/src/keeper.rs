@@ -64,6 +64,7 @@ struct Tracked {
 
 struct Keeper {
     containment: Containment,
+    use_clone3: bool,
     tracked: HashMap<String, Tracked>,
     emit: Box<dyn FnMut(KeeperEvent) + Send>,
     shutting_down: bool,
@@ -84,6 +85,7 @@ pub fn start(
     let (tx, rx) = sync_channel(COMMAND_QUEUE);
     let keeper = Keeper {
         containment: containment.clone(),
+        use_clone3: config.use_clone3,
         tracked: HashMap::new(),
         emit,
         shutting_down: false,
@@ -263,7 +265,7 @@ impl Keeper {
                 }
             }
         }
-        match spawn::spawn(&req, cg.as_deref()) {
+        match spawn::spawn(&req, cg.as_deref(), self.use_clone3) {
             Ok(s) => {
                 let pidfd = s.pidfd.or_else(|| {
                     Pid::from_raw(s.pid as i32)

@@ -27,6 +27,8 @@ pub struct KeeperConfig {
     pub instance: String,
     /// `false` forces process-group containment (as where cgroups are not writable).
     pub use_cgroups: bool,
+    /// `false` forces the portable fork/exec path (as on kernels without clone3).
+    pub use_clone3: bool,
 }
 
 /// Everything needed to start one run of a service.

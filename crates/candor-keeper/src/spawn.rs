@@ -12,6 +12,47 @@ use rustix::pipe::{pipe_with, PipeFlags};
 
 use crate::SpawnRequest;
 
+/// The kernel's `struct sigaction` (x86_64 and aarch64 layout), for the raw syscall: glibc's
+/// `signal()` refuses its reserved signals 32 and 33, which a daemon may still have inherited
+/// as ignored.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Between fork and exec: nothing blocked, every signal at its default disposition.
+/// Async-signal-safe: raw syscalls only.
+pub(crate) unsafe fn reset_signals() {
+    let empty: u64 = 0;
+    libc::syscall(
+        libc::SYS_rt_sigprocmask,
+        libc::SIG_SETMASK,
+        &empty as *const u64,
+        std::ptr::null_mut::<u64>(),
+        8usize,
+    );
+    let dfl = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+}
+
 pub(crate) struct Spawned {
     pub pid: u32,
     /// From CLONE_PIDFD where available (no pid-reuse race).
@@ -60,7 +101,11 @@ pub(crate) fn explain(program: &Path, e: &io::Error) -> String {
     }
 }
 
-pub(crate) fn spawn(req: &SpawnRequest, cgroup: Option<&Path>) -> Result<Spawned, String> {
+pub(crate) fn spawn(
+    req: &SpawnRequest,
+    cgroup: Option<&Path>,
+    use_clone3: bool,
+) -> Result<Spawned, String> {
     let program = resolve_program(&req.argv[0], &req.env)?;
     if let Some(wd) = &req.workdir {
         if !wd.is_dir() {
@@ -75,6 +120,9 @@ pub(crate) fn spawn(req: &SpawnRequest, cgroup: Option<&Path>) -> Result<Spawned
             &program,
             &io::Error::from_raw_os_error(libc::ENOENT),
         ));
+    }
+    if !use_clone3 {
+        return spawn_std(req, &program, cgroup);
     }
     match crate::clone3::spawn(req, &program, cgroup) {
         Err(crate::clone3::Unsupported) => spawn_std(req, &program, cgroup),
@@ -137,9 +185,7 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
                     return Err(io::Error::last_os_error());
                 }
             }
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            reset_signals();
             Ok(())
         });
     }

@@ -147,14 +147,13 @@ fn daemon_options(
     state_dir: Option<PathBuf>,
     socket: Option<PathBuf>,
 ) -> candor_daemon::Options {
-    let use_cgroups = std::env::var("CANDOR_CGROUP")
-        .map(|v| v != "off")
-        .unwrap_or(true);
+    let on = |var: &str| std::env::var(var).map(|v| v != "off").unwrap_or(true);
     candor_daemon::Options {
         config,
         state_dir,
         socket,
-        use_cgroups,
+        use_cgroups: on("CANDOR_CGROUP"),
+        use_clone3: on("CANDOR_CLONE3"),
     }
 }
 
