@@ -398,3 +398,46 @@ command = ["{zoo}", "healthy"]
     assert_eq!(d.state("web"), "running");
     let _ = Instant::now();
 }
+
+#[test]
+fn events_follow_streams_changes_and_ends_with_the_daemon() {
+    use std::io::BufRead;
+    let mut d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    d.wait_state("web", "running", T);
+    let mut follower = std::process::Command::new(candor_scenarios::candor_bin())
+        .args(["events", "-f", "--json", "-n", "1"])
+        .env("CANDOR_SOCKET", &d.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let out = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    // The history line comes first, so the follower is connected before we act.
+    rx.recv_timeout(T).expect("history event");
+    d.ok(&["stop", "web"]);
+    let mut states = Vec::new();
+    while !states.contains(&"stopped".to_string()) {
+        let ev = rx.recv_timeout(T).expect("a live event after stop");
+        if ev["service"] == "web" {
+            states.push(ev["state"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(states, ["stopping", "stopped"]);
+    d.shutdown();
+    let status = wait_for("the follower to end with the daemon", T, || {
+        follower.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "{status}");
+}

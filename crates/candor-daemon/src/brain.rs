@@ -13,7 +13,7 @@ use candor_core::{stop, Evidence, ExitStatus, ServiceState, StopCause};
 use candor_keeper::{KeeperCommand, KeeperEvent, KeeperHandle, SpawnRequest};
 use candor_spec::{ServiceName, ServiceSpec, Spec};
 use candor_store::{EventRow, Store};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::board::{Board, LogCounters, ServiceView};
 use crate::logs;
@@ -131,6 +131,8 @@ pub struct Brain {
     keeper: KeeperHandle,
     store: Store,
     board: watch::Sender<Arc<Board>>,
+    /// Live events for followers (`GET /v1/events?follow`); slow followers lag and are told.
+    events: broadcast::Sender<api::Event>,
     shutting_down: bool,
     /// Answers to requests, sent only after the board shows their effect.
     replies: Vec<Box<dyn FnOnce() + Send>>,
@@ -149,6 +151,7 @@ impl Brain {
         keeper: KeeperHandle,
         store: Store,
         board: watch::Sender<Arc<Board>>,
+        events: broadcast::Sender<api::Event>,
     ) -> Self {
         let now = SystemTime::now();
         let services = spec
@@ -162,6 +165,7 @@ impl Brain {
             keeper,
             store,
             board,
+            events,
             shutting_down: false,
             replies: Vec::new(),
         };
@@ -233,6 +237,13 @@ impl Brain {
     fn record(&self, service: &str, state: &str, reason: &str, detail: serde_json::Value) {
         let now = SystemTime::now();
         eprintln!("{} {service} {state}: {reason}", api::timestamp_ms(now));
+        let _ = self.events.send(api::Event {
+            at: api::timestamp_ms(now),
+            service: service.into(),
+            state: state.into(),
+            reason: reason.into(),
+            detail: detail.clone(),
+        });
         self.store.event(EventRow {
             at_ms: unix_ms(now),
             service: service.into(),

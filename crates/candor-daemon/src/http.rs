@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::board::Board;
 use crate::brain::{ApiError, Request};
+use crate::sse;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,6 +29,8 @@ pub struct AppState {
     pub store: Store,
     pub info: Arc<api::DaemonInfo>,
     pub config: PathBuf,
+    /// Weak, so that the stream of followers ends when the brain does.
+    pub events: tokio::sync::broadcast::WeakSender<api::Event>,
 }
 
 impl IntoResponse for ApiError {
@@ -344,40 +347,43 @@ async fn logs(
     ))
 }
 
-async fn events(
-    State(st): State<AppState>,
-    Query(q): Q,
-) -> Result<Json<Vec<api::Event>>, ApiError> {
-    if flag(&q, "follow")? {
-        return Err(ApiError::new(
-            501,
-            "following events (-f) is not available yet; run `candor events` again",
-        ));
-    }
+async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {
+    let follow = flag(&q, "follow")?;
     let n = match q.get("n") {
         Some(s) => s
             .parse::<usize>()
             .map_err(|_| ApiError::new(400, format!("`n` must be a whole number, not `{s}`")))?,
+        None if follow => 10,
         None => 200,
     }
     .min(100_000);
     let service = q.get("service").cloned();
+    // Subscribe before reading history, so nothing falls between the two.
+    let live = st
+        .events
+        .upgrade()
+        .ok_or_else(|| ApiError::new(503, "the supervisor is shutting down"))?
+        .subscribe();
     let store = st.store.clone();
-    let rows = tokio::task::spawn_blocking(move || store.recent_events(service.as_deref(), n))
+    let wanted = service.clone();
+    let rows = tokio::task::spawn_blocking(move || store.recent_events(wanted.as_deref(), n))
         .await
         .map_err(|e| ApiError::new(500, format!("event query failed: {e}")))?
         .map_err(|e| ApiError::new(500, format!("event query failed: {e}")))?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|r| api::Event {
-                at: api::timestamp_ms(api::from_unix_ms(r.at_ms)),
-                service: r.service,
-                state: r.state,
-                reason: r.reason,
-                detail: serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::Null),
-            })
-            .collect(),
-    ))
+    let history: Vec<api::Event> = rows
+        .into_iter()
+        .map(|r| api::Event {
+            at: api::timestamp_ms(api::from_unix_ms(r.at_ms)),
+            service: r.service,
+            state: r.state,
+            reason: r.reason,
+            detail: serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::Null),
+        })
+        .collect();
+    if !follow {
+        return Ok(Json(history).into_response());
+    }
+    Ok(sse::follow(history, live, service).into_response())
 }
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {

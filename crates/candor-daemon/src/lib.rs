@@ -6,6 +6,7 @@ pub mod brain;
 pub mod http;
 pub mod logs;
 pub mod paths;
+pub mod sse;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use candor_api as api;
 use candor_keeper::{Containment, KeeperConfig};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::board::Board;
 use crate::brain::{Brain, Request};
@@ -156,14 +157,17 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     );
     eprintln!("candor: listening on {}", socket.display());
 
-    let brain = Brain::new(&spec, keeper, store.clone(), board_tx);
+    let (events_tx, _) = broadcast::channel(1024);
+    let brain = Brain::new(&spec, keeper, store.clone(), board_tx, events_tx.clone());
     let app = http::router(http::AppState {
         requests: req_tx.clone(),
         board: board_rx,
         store: store.clone(),
         info: Arc::new(info),
         config: config_abs,
+        events: events_tx.downgrade(),
     });
+    drop(events_tx);
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

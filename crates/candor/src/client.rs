@@ -86,6 +86,68 @@ impl Client {
         }
     }
 
+    /// GET a server-sent-events stream; `on_event` gets each event's data until the stream ends.
+    pub async fn follow(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
+            ClientError::Unreachable(format!(
+                "cannot reach the candor daemon at {}: {e}; start it with `candor daemon -c candor.toml`, or point --socket / $CANDOR_SOCKET at it",
+                self.socket.display()
+            ))
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Unreachable(format!("daemon did not speak HTTP: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::builder()
+            .uri(path)
+            .header("host", "candor")
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Other(format!("bad request: {e}")))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            ClientError::Unreachable(format!("the daemon closed the connection: {e}"))
+        })?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        if !(200..300).contains(&status) {
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| candor_api::ErrorBody {
+                error: String::from_utf8_lossy(&bytes).into_owned(),
+                details: Vec::new(),
+                status: None,
+            });
+            return Err(ClientError::Api { status, body });
+        }
+        let mut pending = String::new();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ClientError::Other(format!("event stream broke: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.push_str(&String::from_utf8_lossy(&data));
+            while let Some(end) = pending.find("\n\n") {
+                let block: String = pending.drain(..end + 2).collect();
+                for line in block.lines() {
+                    if let Some(d) = line.strip_prefix("data:") {
+                        on_event(d.trim_start());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn json<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,

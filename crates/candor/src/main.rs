@@ -93,10 +93,12 @@ enum Command {
     },
     /// Show state changes with their reasons.
     Events {
+        /// Keep printing new events as they happen (one JSON object a line with --json).
         #[arg(short, long)]
         follow: bool,
-        #[arg(short = 'n', long, default_value_t = 200)]
-        lines: usize,
+        /// How many of the latest events first (default 200; 10 with -f).
+        #[arg(short = 'n', long)]
+        lines: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -208,16 +210,38 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
             lines,
             json,
         } => {
-            let path = format!(
-                "/v1/events?n={lines}{}",
-                if follow { "&follow=true" } else { "" }
-            );
-            match client.json::<Vec<candor_api::Event>>("GET", &path).await {
+            let show = |e: &candor_api::Event| {
+                if json {
+                    println!("{}", serde_json::to_string(e).unwrap_or_default());
+                } else {
+                    println!("{} {} {}: {}", e.at, e.service, e.state, e.reason);
+                }
+            };
+            if follow {
+                let path = format!("/v1/events?follow=true&n={}", lines.unwrap_or(10));
+                let r = client
+                    .follow(&path, |data| {
+                        match serde_json::from_str::<candor_api::Event>(data) {
+                            Ok(e) => show(&e),
+                            Err(_) => eprintln!("candor: unreadable event: {data}"),
+                        }
+                    })
+                    .await;
+                return match r {
+                    Ok(()) => OK,
+                    Err(e) => fail(e, json),
+                };
+            }
+            match client
+                .json::<Vec<candor_api::Event>>(
+                    "GET",
+                    &format!("/v1/events?n={}", lines.unwrap_or(200)),
+                )
+                .await
+            {
                 Ok(evs) if json => print_json(&evs),
                 Ok(evs) => {
-                    for e in evs {
-                        println!("{} {} {}: {}", e.at, e.service, e.state, e.reason);
-                    }
+                    evs.iter().for_each(show);
                     OK
                 }
                 Err(e) => fail(e, json),
