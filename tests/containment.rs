@@ -7,22 +7,17 @@ use candor_scenarios::{alive, read_pids, wait_for, Daemon};
 
 const T: Duration = Duration::from_secs(20);
 
-fn cgroup_of(pid: u64) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
-        .unwrap_or_default()
-}
-
-#[test]
-fn half_dead_service_is_killed_after_stop_timeout_with_its_child() {
-    let d = Daemon::start(
+/// A service that ignores SIGTERM, with a child that does too: `stop --wait` returns only after
+/// stop.timeout, both are gone, the escalation is an event, and the service can start again in
+/// the cgroup that was killed. The same promise under every containment mode.
+fn half_dead_stop_ends_and_start_works_again(env: &[(&str, &str)]) -> Daemon {
+    let d = Daemon::start_with_env(
         r#"
 [service.zombie]
 command = ["{zoo}", "half-dead", "--pids", "{dir}/pids"]
 stop = { signal = "SIGTERM", timeout = "1s" }
 "#,
+        env,
     );
     d.wait_state("zombie", "running", T);
     let pids = read_pids(&d.path("pids"));
@@ -32,11 +27,11 @@ stop = { signal = "SIGTERM", timeout = "1s" }
     let t0 = Instant::now();
     let out = d.ok(&["stop", "zombie", "--wait"]);
     let took = t0.elapsed();
-    assert!(out.contains("zombie: stopped"), "{out}");
+    assert!(out.contains("zombie: stopped"), "{env:?}: {out}");
     // SIGTERM is ignored, so only the SIGKILL at stop.timeout ends it.
     assert!(
         took >= Duration::from_millis(950),
-        "stop returned before the timeout: {took:?}"
+        "{env:?}: stop returned before the timeout: {took:?}"
     );
     for p in &pids {
         wait_for(&format!("pid {p} gone"), T, || (!alive(*p)).then_some(()));
@@ -55,7 +50,7 @@ stop = { signal = "SIGTERM", timeout = "1s" }
     });
     assert_eq!(d.status("zombie")["state"], "stopped");
 
-    // Its cgroup was killed with cgroup.kill; a new run must still live there.
+    // A new run must live (its cgroup, if any, was killed with cgroup.kill).
     d.ok(&["start", "zombie", "--wait"]);
     let s = wait_for("the new run to stay up", T, || {
         let s = d.status("zombie");
@@ -63,8 +58,39 @@ stop = { signal = "SIGTERM", timeout = "1s" }
     });
     assert_eq!(
         s["runs"], 2,
-        "the new run was not killed and restarted: {s}"
+        "{env:?}: the new run was killed and restarted: {s}"
     );
+    d
+}
+
+#[test]
+fn half_dead_service_is_killed_after_stop_timeout_with_its_child() {
+    half_dead_stop_ends_and_start_works_again(&[]);
+}
+
+#[test]
+fn portable_spawn_path_stops_half_dead_and_starts_again() {
+    half_dead_stop_ends_and_start_works_again(&[("CANDOR_CLONE3", "off")]);
+}
+
+#[test]
+fn process_group_fallback_is_reported_and_stops_still_end() {
+    let d = half_dead_stop_ends_and_start_works_again(&[("CANDOR_CGROUP", "off")]);
+    let table = d.ok(&["status"]);
+    assert!(
+        table.contains("containment: process groups only"),
+        "{table}"
+    );
+    assert!(table.contains("cannot be tracked"), "{table}");
+    assert_eq!(d.info()["containment"], "process-group");
+}
+
+fn cgroup_of(pid: u64) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        .unwrap_or_default()
 }
 
 #[test]
@@ -170,30 +196,6 @@ command = ["{zoo}", "healthy"]
             })
             .then_some(())
     });
-}
-
-#[test]
-fn process_group_fallback_is_reported_and_stops_still_end() {
-    let d = Daemon::start_with_env(
-        r#"
-[service.zombie]
-command = ["{zoo}", "half-dead", "--pids", "{dir}/pids"]
-stop = { timeout = "500ms" }
-"#,
-        &[("CANDOR_CGROUP", "off")],
-    );
-    d.wait_state("zombie", "running", T);
-    let table = d.ok(&["status"]);
-    assert!(
-        table.contains("containment: process groups only"),
-        "{table}"
-    );
-    assert!(table.contains("cannot be tracked"), "{table}");
-    let pids = read_pids(&d.path("pids"));
-    d.ok(&["stop", "zombie", "--wait"]);
-    for p in pids {
-        wait_for("half-dead process gone", T, || (!alive(p)).then_some(()));
-    }
 }
 
 #[test]
@@ -304,28 +306,4 @@ fn clone3_spawn_sets_up_the_process_as_configured() {
 #[test]
 fn portable_spawn_sets_up_the_process_as_configured() {
     assert_spawned_as_configured(&[("CANDOR_CLONE3", "off")]);
-}
-
-#[test]
-fn portable_spawn_path_stops_and_restarts_after_sigkill() {
-    let d = Daemon::start_with_env(
-        r#"
-[service.zombie]
-command = ["{zoo}", "half-dead", "--pids", "{dir}/pids"]
-stop = { timeout = "300ms" }
-"#,
-        &[("CANDOR_CLONE3", "off")],
-    );
-    d.wait_state("zombie", "running", T);
-    let pids = read_pids(&d.path("pids"));
-    d.ok(&["stop", "zombie", "--wait"]);
-    for p in pids {
-        wait_for("half-dead process gone", T, || (!alive(p)).then_some(()));
-    }
-    d.ok(&["start", "zombie", "--wait"]);
-    let s = wait_for("the new run to stay up", T, || {
-        let s = d.status("zombie");
-        (s["state"] == "running" && s["uptime_s"].as_f64()? > 0.5).then_some(s)
-    });
-    assert_eq!(s["runs"], 2, "{s}");
 }

@@ -228,12 +228,29 @@ impl Daemon {
             .to_string()
     }
 
-    /// Wait until `name` is in `state`; returns its status.
+    /// Wait until `name` is in `state`; returns its status. On timeout, says where it was
+    /// instead, with the end of the daemon's log.
     pub fn wait_state(&self, name: &str, state: &str, deadline: Duration) -> Value {
-        wait_for(&format!("{name} to be {state}"), deadline, || {
+        let end = Instant::now() + deadline;
+        loop {
             let s = self.status(name);
-            (s["state"] == state).then_some(s)
-        })
+            if s["state"] == state {
+                return s;
+            }
+            if Instant::now() >= end {
+                let log = self.log();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                panic!("timed out after {deadline:?} waiting for {name} to be {state}; it is {s}\ndaemon log tail:\n{}", tail.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn events(&self) -> Vec<Value> {
@@ -242,41 +259,35 @@ impl Daemon {
 
     /// Ask the daemon to shut down and wait for it to exit.
     pub fn shutdown(&mut self) {
-        let _ = self.cli(&["shutdown"]);
-        if let Some(mut c) = self.child.take() {
-            let end = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < end {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!(
-                "daemon did not exit within 60s of shutdown; log:\n{}",
-                self.log()
-            );
+        if let Err(why) = self.stop_daemon(Duration::from_secs(60)) {
+            panic!("{why}; log:\n{}", self.log());
         }
+    }
+
+    /// `candor shutdown`, then wait for the process; SIGKILL it after `patience`.
+    fn stop_daemon(&mut self, patience: Duration) -> Result<(), String> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = self.cli(&["shutdown"]);
+        let end = Instant::now() + patience;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = c.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        Err(format!(
+            "daemon did not exit within {patience:?} of shutdown"
+        ))
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.cli(&["shutdown"]);
-            if let Some(mut c) = self.child.take() {
-                let end = Instant::now() + Duration::from_secs(30);
-                while Instant::now() < end {
-                    if let Ok(Some(_)) = c.try_wait() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+        let _ = self.stop_daemon(Duration::from_secs(30));
     }
 }
 

@@ -441,3 +441,41 @@ command = ["{zoo}", "healthy"]
     });
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn metrics_report_state_and_restarts_per_service() {
+    use std::io::{Read, Write};
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+
+[service.crashy]
+command = ["{zoo}", "crash-loop", "--after", "10ms", "--code", "1"]
+backoff = { initial = "50ms", max = "100ms" }
+"#,
+    );
+    d.wait_state("web", "running", T);
+    wait_for("two crash restarts", T, || {
+        (d.status("crashy")["restarts"].as_u64()? >= 2).then_some(())
+    });
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(
+        out.contains("candor_service_up{service=\"web\",state=\"running\"} 1"),
+        "{out}"
+    );
+    let restarts = out
+        .lines()
+        .find_map(|l| l.strip_prefix("candor_service_restarts_total{service=\"crashy\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no restart counter for crashy in {out}"));
+    assert!(restarts >= 2, "{out}");
+    assert!(
+        out.contains("# TYPE candor_log_lines_total counter"),
+        "{out}"
+    );
+}

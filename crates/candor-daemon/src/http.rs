@@ -387,48 +387,51 @@ async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, Api
 }
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    use std::sync::atomic::Ordering::Relaxed;
     let now = SystemTime::now();
     let board = st.board.borrow().clone();
     let mut out = String::new();
-    out.push_str("# HELP candor_service_up 1 when the service is running and ready.\n# TYPE candor_service_up gauge\n");
-    for s in &board.services {
-        let st = s.derived(now).state;
-        let _ = writeln!(
-            out,
-            "candor_service_up{{service=\"{}\",state=\"{}\"}} {}",
-            s.spec.name,
-            st.as_str(),
-            u8::from(st == ServiceState::Running)
-        );
-    }
-    out.push_str("# HELP candor_service_restarts_total Automatic restarts.\n# TYPE candor_service_restarts_total counter\n");
-    for s in &board.services {
-        let _ = writeln!(
-            out,
-            "candor_service_restarts_total{{service=\"{}\"}} {}",
-            s.spec.name, s.evidence.restarts
-        );
-    }
-    out.push_str(
-        "# HELP candor_log_lines_total Log lines stored.\n# TYPE candor_log_lines_total counter\n",
+    let mut family =
+        |name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&crate::board::ServiceView) -> (String, u64)| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in &board.services {
+                let (extra, v) = value(s);
+                let _ = writeln!(out, "{name}{{service=\"{}\"{extra}}} {v}", s.spec.name);
+            }
+        };
+    family(
+        "candor_service_up",
+        "gauge",
+        "1 when the service is running and ready.",
+        &|s| {
+            let state = s.derived(now).state;
+            (
+                format!(",state=\"{}\"", state.as_str()),
+                u64::from(state == ServiceState::Running),
+            )
+        },
     );
-    for s in &board.services {
-        let _ = writeln!(
-            out,
-            "candor_log_lines_total{{service=\"{}\"}} {}",
-            s.spec.name,
-            s.logs.lines.load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-    out.push_str("# HELP candor_log_dropped_total Log lines dropped.\n# TYPE candor_log_dropped_total counter\n");
-    for s in &board.services {
-        let _ = writeln!(
-            out,
-            "candor_log_dropped_total{{service=\"{}\"}} {}",
-            s.spec.name,
-            s.logs.dropped.load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
+    family(
+        "candor_service_restarts_total",
+        "counter",
+        "Automatic restarts.",
+        &|s| (String::new(), u64::from(s.evidence.restarts)),
+    );
+    family(
+        "candor_log_lines_total",
+        "counter",
+        "Log lines stored.",
+        &|s| (String::new(), s.logs.lines.load(Relaxed)),
+    );
+    family(
+        "candor_log_dropped_total",
+        "counter",
+        "Log lines dropped.",
+        &|s| (String::new(), s.logs.dropped.load(Relaxed)),
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -72,6 +72,14 @@ pub(crate) fn detect(instance: &str, enabled: bool) -> Containment {
     }
 }
 
+/// Whether any task, exiting ones included, is still in the cgroup (`cgroup.events`).
+/// `cgroup.procs` stops listing a task as soon as it is exiting; `rmdir` waits for this.
+pub(crate) fn populated(cg: &Path) -> bool {
+    fs::read_to_string(cg.join("cgroup.events"))
+        .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
+        .unwrap_or(false)
+}
+
 /// Pids in a cgroup (empty if it does not exist).
 pub(crate) fn procs(cg: &Path) -> Vec<i32> {
     fs::read_to_string(cg.join("cgroup.procs"))
@@ -122,7 +130,27 @@ pub(crate) fn make_fresh(cg: &Path) -> std::io::Result<usize> {
             )));
         }
     }
-    fs::remove_dir(cg)?;
+    // Exiting tasks keep the cgroup populated for a moment after leaving cgroup.procs.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match fs::remove_dir(cg) {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => {
+                let what = if populated(cg) {
+                    "still has exiting processes"
+                } else {
+                    "cannot be removed"
+                };
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{} {what}: {e}", cg.display()),
+                ));
+            }
+        }
+    }
     fs::create_dir(cg)?;
     Ok(found)
 }

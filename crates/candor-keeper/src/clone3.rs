@@ -62,56 +62,66 @@ fn environment(req: &SpawnRequest) -> io::Result<Vec<CString>> {
         .collect()
 }
 
+/// What the child needs, made before the clone (the child must not allocate).
+struct Prepared {
+    prog: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    workdir: Option<CString>,
+    cg_dir: Option<File>,
+    devnull: File,
+    out: (OwnedFd, OwnedFd),
+    err: (OwnedFd, OwnedFd),
+    /// Carries errno if the child fails before exec; closed by a successful exec.
+    status: (OwnedFd, OwnedFd),
+}
+
+impl Prepared {
+    fn new(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> io::Result<Self> {
+        Ok(Self {
+            prog: cstring(program.as_os_str().as_bytes())?,
+            argv: req
+                .argv
+                .iter()
+                .map(|a| cstring(a.as_bytes()))
+                .collect::<io::Result<_>>()?,
+            envp: environment(req)?,
+            workdir: req
+                .workdir
+                .as_ref()
+                .map(|w| cstring(OsStr::as_bytes(w.as_os_str())))
+                .transpose()?,
+            cg_dir: cgroup.map(File::open).transpose()?,
+            devnull: OpenOptions::new().read(true).open("/dev/null")?,
+            out: pipe_with(PipeFlags::CLOEXEC)?,
+            err: pipe_with(PipeFlags::CLOEXEC)?,
+            status: pipe_with(PipeFlags::CLOEXEC)?,
+        })
+    }
+}
+
 pub(crate) fn spawn(
     req: &SpawnRequest,
     program: &Path,
     cgroup: Option<&Path>,
 ) -> Result<io::Result<Spawned>, Unsupported> {
     // Everything is allocated here, before the clone.
-    let prepared = (|| -> io::Result<_> {
-        let prog = cstring(program.as_os_str().as_bytes())?;
-        let argv: Vec<CString> = req
-            .argv
-            .iter()
-            .map(|a| cstring(a.as_bytes()))
-            .collect::<io::Result<_>>()?;
-        let envp = environment(req)?;
-        let workdir = req
-            .workdir
-            .as_ref()
-            .map(|w| cstring(OsStr::as_bytes(w.as_os_str())))
-            .transpose()?;
-        let cg_dir = cgroup.map(File::open).transpose()?;
-        let devnull = OpenOptions::new().read(true).open("/dev/null")?;
-        let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
-        let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
-        let (status_r, status_w) = pipe_with(PipeFlags::CLOEXEC)?;
-        Ok((
-            prog,
-            argv,
-            envp,
-            workdir,
-            cg_dir,
-            devnull,
-            (out_r, out_w),
-            (err_r, err_w),
-            (status_r, status_w),
-        ))
-    })();
-    let (
+    let p = match Prepared::new(req, program, cgroup) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Prepared {
         prog,
         argv,
         envp,
         workdir,
         cg_dir,
         devnull,
-        (out_r, out_w),
-        (err_r, err_w),
-        (status_r, status_w),
-    ) = match prepared {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
+        out,
+        err,
+        status,
+    } = p;
+    let ((out_r, out_w), (err_r, err_w), (status_r, status_w)) = (out, err, status);
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::Request;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
@@ -36,21 +36,29 @@ pub fn socket_path(cli: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| candor_daemon::paths::default_state_dir().join("candor.sock"))
 }
 
+/// A non-2xx answer: the daemon's JSON error, or its raw text if it is not JSON.
+fn api_error(status: u16, bytes: &[u8]) -> ClientError {
+    let body = serde_json::from_slice(bytes).unwrap_or_else(|_| candor_api::ErrorBody {
+        error: String::from_utf8_lossy(bytes).into_owned(),
+        details: Vec::new(),
+        status: None,
+    });
+    ClientError::Api { status, body }
+}
+
 impl Client {
-    pub async fn call(&self, method: &str, path: &str) -> Result<Bytes, ClientError> {
+    /// Connect, send one request, return the response head with its body still streaming.
+    async fn send(&self, method: &str, path: &str) -> Result<Response<Incoming>, ClientError> {
+        let socket = self.socket.display();
         let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
             ClientError::Unreachable(format!(
-                "cannot reach the candor daemon at {}: {e}; start it with `candor daemon -c candor.toml`, or point --socket / $CANDOR_SOCKET at it",
-                self.socket.display()
+                "cannot reach the candor daemon at {socket}: {e}; start it with `candor daemon -c candor.toml`, or point --socket / $CANDOR_SOCKET at it"
             ))
         })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| {
-                ClientError::Unreachable(format!(
-                    "daemon at {} did not speak HTTP: {e}",
-                    self.socket.display()
-                ))
+                ClientError::Unreachable(format!("the daemon at {socket} did not speak HTTP: {e}"))
             })?;
         tokio::spawn(async move {
             let _ = conn.await;
@@ -61,12 +69,13 @@ impl Client {
             .header("host", "candor")
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Other(format!("bad request: {e}")))?;
-        let resp = sender.send_request(req).await.map_err(|e| {
-            ClientError::Unreachable(format!(
-                "the daemon at {} closed the connection: {e}",
-                self.socket.display()
-            ))
-        })?;
+        sender.send_request(req).await.map_err(|e| {
+            ClientError::Unreachable(format!("the daemon at {socket} closed the connection: {e}"))
+        })
+    }
+
+    pub async fn call(&self, method: &str, path: &str) -> Result<Bytes, ClientError> {
+        let resp = self.send(method, path).await?;
         let status = resp.status().as_u16();
         let body = resp
             .into_body()
@@ -77,12 +86,7 @@ impl Client {
         if (200..300).contains(&status) {
             Ok(body)
         } else {
-            let body = serde_json::from_slice(&body).unwrap_or_else(|_| candor_api::ErrorBody {
-                error: String::from_utf8_lossy(&body).into_owned(),
-                details: Vec::new(),
-                status: None,
-            });
-            Err(ClientError::Api { status, body })
+            Err(api_error(status, &body))
         }
     }
 
@@ -92,27 +96,7 @@ impl Client {
         path: &str,
         mut on_event: impl FnMut(&str),
     ) -> Result<(), ClientError> {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
-            ClientError::Unreachable(format!(
-                "cannot reach the candor daemon at {}: {e}; start it with `candor daemon -c candor.toml`, or point --socket / $CANDOR_SOCKET at it",
-                self.socket.display()
-            ))
-        })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ClientError::Unreachable(format!("daemon did not speak HTTP: {e}")))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = Request::builder()
-            .uri(path)
-            .header("host", "candor")
-            .header("accept", "text/event-stream")
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| ClientError::Other(format!("bad request: {e}")))?;
-        let resp = sender.send_request(req).await.map_err(|e| {
-            ClientError::Unreachable(format!("the daemon closed the connection: {e}"))
-        })?;
+        let resp = self.send("GET", path).await?;
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         if !(200..300).contains(&status) {
@@ -121,12 +105,7 @@ impl Client {
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| candor_api::ErrorBody {
-                error: String::from_utf8_lossy(&bytes).into_owned(),
-                details: Vec::new(),
-                status: None,
-            });
-            return Err(ClientError::Api { status, body });
+            return Err(api_error(status, &bytes));
         }
         let mut pending = String::new();
         while let Some(frame) = body.frame().await {
