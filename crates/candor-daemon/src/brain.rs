@@ -179,20 +179,11 @@ impl Brain {
         mut keeper_rx: mpsc::Receiver<KeeperEvent>,
         mut req_rx: mpsc::Receiver<Request>,
     ) {
+        let mut requests_open = true;
         self.settle();
         loop {
             let now = SystemTime::now();
-            if self
-                .services
-                .values()
-                .any(|s| matches!(s.phase, Phase::Backoff { until, .. } if until <= now))
-            {
-                // A restart is due (e.g. immediately after a good run): no need to sleep first.
-                self.on_timer();
-                self.settle();
-                continue;
-            }
-            let next = self
+            let next_restart = self
                 .services
                 .values()
                 .filter_map(|s| match s.phase {
@@ -201,21 +192,27 @@ impl Brain {
                     }
                     _ => None,
                 })
-                .min()
-                .unwrap_or(Duration::from_secs(3600));
-            tokio::select! {
-                ev = keeper_rx.recv() => match ev {
-                    Some(ev) => self.on_keeper(ev),
-                    None => {
-                        eprintln!("candor: the keeper stopped; exiting");
-                        return;
-                    }
+                .min();
+            match next_restart {
+                // Due now (e.g. right after a good run): no sleeping, no waiting on the select.
+                Some(d) if d.is_zero() => self.on_timer(),
+                next => tokio::select! {
+                    ev = keeper_rx.recv() => match ev {
+                        Some(ev) => self.on_keeper(ev),
+                        None => {
+                            eprintln!("candor: the keeper stopped; exiting");
+                            return;
+                        }
+                    },
+                    req = req_rx.recv(), if requests_open => match req {
+                        Some(req) => self.on_request(req),
+                        None => {
+                            requests_open = false;
+                            self.begin_shutdown();
+                        }
+                    },
+                    _ = tokio::time::sleep(next.unwrap_or(Duration::from_secs(3600))) => self.on_timer(),
                 },
-                req = req_rx.recv() => match req {
-                    Some(req) => self.on_request(req),
-                    None => self.begin_shutdown(),
-                },
-                _ = tokio::time::sleep(next) => self.on_timer(),
             }
             self.settle();
             for reply in self.replies.drain(..) {
@@ -441,7 +438,14 @@ impl Brain {
             stop_signal: spec.stop.signal.number(),
             stop_timeout: spec.stop.timeout,
         };
-        self.send(KeeperCommand::Spawn(req));
+        if let Err(e) = self.keeper.send(KeeperCommand::Spawn(req)) {
+            s.spawning = None;
+            s.phase = Phase::Failed {
+                reason: format!(
+                    "could not be handed to the keeper ({e}); the supervisor needs a restart"
+                ),
+            };
+        }
     }
 
     fn reload(&mut self, spec: Spec) -> api::ReloadOutcome {
@@ -696,6 +700,15 @@ impl Brain {
             Phase::Leftovers { run, main_exit } if run.id == run_id => {
                 let uptime = s.last_exit.map(|e| e.uptime).unwrap_or_default();
                 if shutting_down || !s.wanted {
+                    return;
+                }
+                // A start/restart asked for while the leftovers were being stopped wins over
+                // the restart policy.
+                if matches!(
+                    std::mem::replace(&mut s.after_stop, AfterStop::Nothing),
+                    AfterStop::Start
+                ) {
+                    self.try_start(name);
                     return;
                 }
                 match restart::after_exit(&s.spec, main_exit, uptime, s.streak) {
