@@ -245,16 +245,20 @@ command = ["{zoo}", "healthy"]
 fn dependency_order_on_start_and_reverse_on_shutdown() {
     let mut d = Daemon::start(
         r#"
+# Each stamps its start, then says READY=1: "running" then means it really began.
 [service.app]
 command = ["{zoo}", "healthy", "--stamp", "{dir}/app"]
 after = ["cache", "db"]
+ready = "notify"
 
 [service.cache]
 command = ["{zoo}", "healthy", "--stamp", "{dir}/cache"]
 after = ["db"]
+ready = "notify"
 
 [service.db]
 command = ["{zoo}", "healthy", "--stamp", "{dir}/db"]
+ready = "notify"
 "#,
     );
     for n in ["app", "cache", "db"] {

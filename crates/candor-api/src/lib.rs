@@ -47,6 +47,8 @@ pub struct ServiceStatus {
     pub runs: u64,
     /// When a restart is scheduled (state `backoff`).
     pub next_start: Option<String>,
+    /// The service's own words, from sd_notify `STATUS=`.
+    pub status_text: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -111,6 +113,18 @@ pub struct DaemonInfo {
     pub containment_detail: String,
     pub services: usize,
     pub store_dropped: LogCounts,
+    pub notify: NotifyStats,
+}
+
+/// The sd_notify socket's traffic: what was received and what was dropped, and why.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct NotifyStats {
+    pub socket: String,
+    pub received: u64,
+    /// Over 4096 bytes.
+    pub dropped_oversized: u64,
+    /// From a process that belongs to no running service.
+    pub dropped_strangers: u64,
 }
 
 /// `POST /v1/reset-failed`.

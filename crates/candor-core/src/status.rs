@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use candor_spec::{format_duration, ServiceSpec};
 
+use crate::health::Health;
 use crate::stop::{self, StopTimeline};
 use crate::ExitStatus;
 
@@ -51,23 +52,29 @@ pub struct Run {
     pub ready: Option<(SystemTime, &'static str)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StopCause {
     Requested,
     Restart,
     Shutdown,
     ConfigChanged,
     Removed,
+    /// Unhealthy with `on_unhealthy = "restart"` (or the watchdog fired): restart with backoff.
+    Unhealthy(String),
+    /// Will not be restarted: the reason becomes the `failed` reason (e.g. never got ready).
+    GiveUp(String),
 }
 
 impl StopCause {
-    fn phrase(self) -> &'static str {
+    fn phrase(&self) -> String {
         match self {
-            StopCause::Requested => "stop requested",
-            StopCause::Restart => "restart requested",
-            StopCause::Shutdown => "supervisor shutting down",
-            StopCause::ConfigChanged => "config changed",
-            StopCause::Removed => "removed from config",
+            StopCause::Requested => "stop requested".into(),
+            StopCause::Restart => "restart requested".into(),
+            StopCause::Shutdown => "supervisor shutting down".into(),
+            StopCause::ConfigChanged => "config changed".into(),
+            StopCause::Removed => "removed from config".into(),
+            StopCause::Unhealthy(why) => format!("restarting because {why}"),
+            StopCause::GiveUp(why) => why.clone(),
         }
     }
 }
@@ -93,10 +100,11 @@ pub enum Phase {
         run: Run,
         main_exit: ExitStatus,
     },
-    /// Exited; the next start is scheduled.
+    /// Exited; the next start is scheduled. `why`: the run was stopped for this (unhealthy).
     Backoff {
         until: SystemTime,
         streak: u32,
+        why: Option<String>,
     },
     /// Down and not coming back by itself.
     Failed {
@@ -119,6 +127,15 @@ pub struct Evidence {
     pub phase: Phase,
     pub last_exit: Option<LastExit>,
     pub restarts: u32,
+    /// Health of a run; used only if it is the live run's.
+    pub health: Option<Health>,
+}
+
+impl Evidence {
+    /// The health evidence, if it belongs to the live run.
+    pub fn health_of(&self, run: &Run) -> Option<&Health> {
+        self.health.as_ref().filter(|h| h.run_id == run.id)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +146,62 @@ pub struct Derived {
 
 fn d(state: ServiceState, reason: String) -> Derived {
     Derived { state, reason }
+}
+
+/// A live run: starting until ready; then unhealthy if any evidence of this run says so.
+fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>) -> Derived {
+    use ServiceState::*;
+    let status = health
+        .and_then(|h| h.notify_status.as_deref())
+        .map(|s| format!("; status: {s}"))
+        .unwrap_or_default();
+    let Some((_, via)) = run.ready else {
+        let last_probe = health
+            .and_then(|h| h.probe.last.as_ref())
+            .filter(|o| !o.ok)
+            .map(|o| format!(" (last probe: {})", o.detail))
+            .unwrap_or_default();
+        return d(
+            Starting,
+            format!(
+                "spawned as pid {}, waiting for readiness (ready = \"{}\"){last_probe}{status}",
+                run.pid,
+                spec.ready.as_str()
+            ),
+        );
+    };
+    if let Some(h) = health {
+        if let Some(why) = &h.watchdog_missed {
+            return d(Unhealthy, why.clone());
+        }
+        if let Some(problem) = h.sockets.iter().find_map(|c| c.problem()) {
+            return d(Unhealthy, problem);
+        }
+        if h.probe.unhealthy {
+            let kind = spec
+                .probe
+                .as_ref()
+                .map(|p| p.check.kind())
+                .unwrap_or("probe");
+            let last = h
+                .probe
+                .last
+                .as_ref()
+                .map(|o| o.detail.as_str())
+                .unwrap_or("no answer");
+            return d(
+                Unhealthy,
+                format!(
+                    "{kind} probe failed {} times in a row: {last}",
+                    h.probe.failures_in_a_row
+                ),
+            );
+        }
+    }
+    d(
+        Running,
+        format!("running as pid {}, ready via {via}{status}", run.pid),
+    )
 }
 
 /// The one place a state is decided.
@@ -166,20 +239,7 @@ pub fn derive(spec: &ServiceSpec, ev: &Evidence, now: SystemTime) -> Derived {
                 ),
             )
         }
-        Phase::Running(run) => match run.ready {
-            Some((_, via)) => d(
-                Running,
-                format!("running as pid {}, ready via {via}", run.pid),
-            ),
-            None => d(
-                Starting,
-                format!(
-                    "spawned as pid {}, waiting for readiness (ready = \"{}\")",
-                    run.pid,
-                    spec.ready.as_str()
-                ),
-            ),
-        },
+        Phase::Running(run) => running(spec, run, ev.health_of(run)),
         Phase::Stopping {
             cause,
             timeline,
@@ -213,13 +273,16 @@ pub fn derive(spec: &ServiceSpec, ev: &Evidence, now: SystemTime) -> Derived {
                 main_exit.describe()
             ),
         ),
-        Phase::Backoff { until, streak } => {
+        Phase::Backoff { until, streak, why } => {
             let wait = format_duration(until.duration_since(now).unwrap_or_default());
-            let what = ev
-                .last_exit
-                .as_ref()
-                .map(exit_words)
-                .unwrap_or_else(|| "exited".into());
+            let what = match why {
+                Some(why) => format!("stopped because {why}"),
+                None => ev
+                    .last_exit
+                    .as_ref()
+                    .map(exit_words)
+                    .unwrap_or_else(|| "exited".into()),
+            };
             if *streak == 0 {
                 d(Backoff, format!("{what}; restarting now"))
             } else {
@@ -268,6 +331,7 @@ mod tests {
                 uptime: Duration::from_millis(200),
             }),
             restarts: 2,
+            health: None,
         }
     }
 
@@ -315,7 +379,7 @@ mod tests {
                 "main process exited with code 0; stopping the processes it left in its group",
             ),
             (
-                ev(true, Phase::Backoff { until: t(24), streak: 3 }),
+                ev(true, Phase::Backoff { until: t(24), streak: 3, why: None }),
                 t(20),
                 Backoff,
                 "exited with code 1 after 200ms; restarting in 4s (quick exit 3 in a row)",
@@ -340,5 +404,187 @@ mod tests {
         let spec = ServiceSpec::with_command("api", &["/bin/api"]);
         let got = derive(&spec, &ev(true, Phase::Running(run(false))), t(100));
         assert_ne!(got.state, ServiceState::Running);
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+    use crate::health::{Health, ProbeOutcome, SocketCheck};
+    use candor_spec::{ProbeCheck, ProbeSpec};
+    use proptest::prelude::*;
+    use std::path::PathBuf;
+    use std::time::UNIX_EPOCH;
+
+    fn spec() -> ServiceSpec {
+        let mut s = ServiceSpec::with_command("api", &["/bin/api"]);
+        s.probe = Some(ProbeSpec::with_check(ProbeCheck::Tcp {
+            host: "127.0.0.1".into(),
+            port: 1,
+        }));
+        s
+    }
+    fn run(id: u64, ready: bool) -> Run {
+        Run {
+            id,
+            pid: 7,
+            started_at: UNIX_EPOCH,
+            ready: ready.then_some((UNIX_EPOCH, "notify")),
+        }
+    }
+    fn outcome(ok: bool, detail: &str) -> ProbeOutcome {
+        ProbeOutcome {
+            ok,
+            detail: detail.into(),
+            latency: Duration::from_millis(2),
+            at: UNIX_EPOCH,
+        }
+    }
+    fn socket(exists: bool, accepts: bool) -> SocketCheck {
+        SocketCheck {
+            path: PathBuf::from("/run/api/rpc.sock"),
+            exists,
+            accepts,
+            at: UNIX_EPOCH,
+        }
+    }
+    fn with(run: Run, health: Health) -> Evidence {
+        Evidence {
+            wanted: true,
+            phase: Phase::Running(run),
+            last_exit: None,
+            restarts: 0,
+            health: Some(health),
+        }
+    }
+
+    #[test]
+    fn every_unhealthy_reason() {
+        use ServiceState::*;
+        let mut probe_failed = Health::for_run(1);
+        for _ in 0..3 {
+            probe_failed.probe.record(outcome(false, "HTTP 503"), 3, 1);
+        }
+        let cases: Vec<(Health, ServiceState, &str)> = vec![
+            (
+                Health::for_run(1),
+                Running,
+                "running as pid 7, ready via notify",
+            ),
+            (
+                Health {
+                    notify_status: Some("serving 3 req/s".into()),
+                    ..Health::for_run(1)
+                },
+                Running,
+                "running as pid 7, ready via notify; status: serving 3 req/s",
+            ),
+            (
+                Health {
+                    sockets: vec![socket(false, false)],
+                    ..Health::for_run(1)
+                },
+                Unhealthy,
+                "declared socket /run/api/rpc.sock missing on disk",
+            ),
+            (
+                Health {
+                    sockets: vec![socket(true, false)],
+                    ..Health::for_run(1)
+                },
+                Unhealthy,
+                "declared socket /run/api/rpc.sock refuses connections",
+            ),
+            (
+                probe_failed,
+                Unhealthy,
+                "tcp probe failed 3 times in a row: HTTP 503",
+            ),
+            (
+                Health {
+                    watchdog_missed: Some("watchdog timeout: no WATCHDOG=1 for 2s".into()),
+                    ..Health::for_run(1)
+                },
+                Unhealthy,
+                "watchdog timeout: no WATCHDOG=1 for 2s",
+            ),
+            // Evidence taken for another run is never used.
+            (
+                Health {
+                    sockets: vec![socket(false, false)],
+                    ..Health::for_run(9)
+                },
+                Running,
+                "running as pid 7, ready via notify",
+            ),
+        ];
+        for (health, state, reason) in cases {
+            let got = derive(&spec(), &with(run(1, true), health.clone()), UNIX_EPOCH);
+            assert_eq!(
+                (got.state, got.reason.as_str()),
+                (state, reason),
+                "{health:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn waiting_for_readiness_shows_the_last_failed_probe() {
+        let mut h = Health::for_run(1);
+        h.probe.record(outcome(false, "connection refused"), 3, 1);
+        let got = derive(&spec(), &with(run(1, false), h), UNIX_EPOCH);
+        assert_eq!(got.state, ServiceState::Starting);
+        assert!(
+            got.reason.ends_with("(last probe: connection refused)"),
+            "{}",
+            got.reason
+        );
+    }
+
+    fn arb_health(run_id: u64) -> impl Strategy<Value = Health> {
+        (
+            proptest::collection::vec((any::<bool>(), any::<bool>()), 0..4),
+            proptest::collection::vec(any::<bool>(), 0..8),
+            any::<bool>(),
+            prop_oneof![Just(run_id), 0u64..4],
+        )
+            .prop_map(|(sockets, probes, watchdog, id)| {
+                let mut h = Health::for_run(id);
+                h.sockets = sockets
+                    .into_iter()
+                    .map(|(e, a)| socket(e, e && a))
+                    .collect();
+                for ok in probes {
+                    h.probe.record(outcome(ok, "x"), 2, 1);
+                }
+                if watchdog {
+                    h.watchdog_missed = Some("watchdog timeout".into());
+                }
+                h
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn never_running_while_a_declared_socket_is_missing(h in arb_health(1), ready in any::<bool>()) {
+            let got = derive(&spec(), &with(run(1, ready), h.clone()), UNIX_EPOCH);
+            if h.run_id == 1 && h.sockets.iter().any(|s| !s.exists) {
+                prop_assert_ne!(got.state, ServiceState::Running);
+            }
+        }
+
+        #[test]
+        fn never_running_before_ready(h in arb_health(1)) {
+            let got = derive(&spec(), &with(run(1, false), h), UNIX_EPOCH);
+            prop_assert_eq!(got.state, ServiceState::Starting);
+        }
+
+        #[test]
+        fn running_only_when_all_evidence_of_this_run_is_good(h in arb_health(1)) {
+            let got = derive(&spec(), &with(run(1, true), h.clone()), UNIX_EPOCH);
+            let bad = h.run_id == 1
+                && (h.watchdog_missed.is_some() || h.probe.unhealthy || h.sockets.iter().any(|s| s.problem().is_some()));
+            prop_assert_eq!(got.state == ServiceState::Running, !bad);
+        }
     }
 }

@@ -66,6 +66,7 @@ impl ServiceView {
     pub fn status(&self, now: SystemTime) -> api::ServiceStatus {
         let Derived { state, reason } = self.derived(now);
         let run = live_run(&self.evidence.phase);
+        let health = run.and_then(|r| self.evidence.health_of(r));
         api::ServiceStatus {
             name: self.spec.name.to_string(),
             state: state.as_str().into(),
@@ -88,8 +89,35 @@ impl ServiceView {
                 via: via.into(),
                 at: timestamp(at),
             }),
-            probes: Vec::new(),
-            sockets: Vec::new(),
+            probes: health
+                .and_then(|h| h.probe.last.as_ref())
+                .map(|o| api::ProbeResult {
+                    kind: self
+                        .spec
+                        .probe
+                        .as_ref()
+                        .map(|p| p.check.kind())
+                        .unwrap_or("probe")
+                        .into(),
+                    ok: o.ok,
+                    detail: o.detail.clone(),
+                    latency_ms: (o.latency.as_secs_f64() * 1e4).round() / 10.0,
+                    at: timestamp(o.at),
+                })
+                .into_iter()
+                .collect(),
+            sockets: health
+                .map(|h| {
+                    h.sockets
+                        .iter()
+                        .map(|c| api::SocketCheck {
+                            path: c.path.display().to_string(),
+                            exists: c.exists,
+                            accepts: c.accepts,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             fds: None,
             rss_bytes: None,
             logs: api::LogCounts {
@@ -101,6 +129,7 @@ impl ServiceView {
                 Phase::Backoff { until, .. } => Some(timestamp(*until)),
                 _ => None,
             },
+            status_text: health.and_then(|h| h.notify_status.clone()),
         }
     }
 }

@@ -7,16 +7,31 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use candor_api::{self as api, unix_ms, Action, ErrorBody};
+use candor_core::health::Health;
 use candor_core::restart::{self, AfterExit};
 use candor_core::status::{LastExit, Phase, Run};
 use candor_core::{stop, Evidence, ExitStatus, ServiceState, StopCause};
 use candor_keeper::{KeeperCommand, KeeperEvent, KeeperHandle, SpawnRequest};
-use candor_spec::{ServiceName, ServiceSpec, Spec};
+use candor_spec::{OnUnhealthy, ReadySpec, ServiceName, ServiceSpec, Spec};
 use candor_store::{EventRow, Store};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::board::{Board, LogCounters, ServiceView};
 use crate::logs;
+use crate::monitor::{self, Internal, Monitor};
+use crate::notify::{NotifyCounters, NotifyMessage};
+use crate::probe::ExecProbes;
+
+/// What the brain shares with the tasks that gather evidence for it.
+#[derive(Clone)]
+pub struct BrainContext {
+    /// Monitors and the notify server send evidence here.
+    pub internal: mpsc::Sender<Internal>,
+    pub exec: Arc<ExecProbes>,
+    pub notify_counters: Arc<NotifyCounters>,
+    /// `NOTIFY_SOCKET` for services that use sd_notify.
+    pub notify_socket: std::path::PathBuf,
+}
 
 /// An API failure: an HTTP status and the body to send.
 #[derive(Debug)]
@@ -81,6 +96,14 @@ struct Svc {
     since: SystemTime,
     last_state: Option<ServiceState>,
     logs: Arc<LogCounters>,
+    /// Health evidence of the current (or last) run.
+    health: Option<Health>,
+    /// Evidence gatherers of the live run; dropping it stops them.
+    monitor: Option<Monitor>,
+    /// Not ready by then: stop it and fail it (`ready_timeout`).
+    ready_deadline: Option<SystemTime>,
+    /// No `WATCHDOG=1` by then: unhealthy, restart.
+    watchdog_deadline: Option<SystemTime>,
 }
 
 impl Svc {
@@ -99,6 +122,23 @@ impl Svc {
             since: now,
             last_state: None,
             logs: Arc::default(),
+            health: None,
+            monitor: None,
+            ready_deadline: None,
+            watchdog_deadline: None,
+        }
+    }
+    /// The run is over: stop gathering evidence for it.
+    fn end_run(&mut self) {
+        self.monitor = None;
+        self.ready_deadline = None;
+        self.watchdog_deadline = None;
+    }
+    /// The live run and its health, when the health is this run's.
+    fn live(&mut self) -> Option<(&mut Run, &mut Health)> {
+        match (&mut self.phase, &mut self.health) {
+            (Phase::Running(run), Some(h)) if h.run_id == run.id => Some((run, h)),
+            _ => None,
         }
     }
     fn evidence(&self) -> Evidence {
@@ -107,6 +147,7 @@ impl Svc {
             phase: self.phase.clone(),
             last_exit: self.last_exit,
             restarts: self.restarts,
+            health: self.health.clone(),
         }
     }
     fn state(&self, now: SystemTime) -> ServiceState {
@@ -136,6 +177,45 @@ pub struct Brain {
     shutting_down: bool,
     /// Answers to requests, sent only after the board shows their effect.
     replies: Vec<Box<dyn FnOnce() + Send>>,
+    ctx: BrainContext,
+    /// sd_notify messages that arrived before the spawn of their sender was reported.
+    early_notify: Vec<NotifyMessage>,
+}
+
+/// Readiness markers cleared before each spawn: the ready file, and `<socket>.ready` beside
+/// each declared socket.
+fn ready_markers(spec: &ServiceSpec) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = spec
+        .sockets
+        .iter()
+        .map(|s| {
+            let mut m = s.clone().into_os_string();
+            m.push(".ready");
+            m.into()
+        })
+        .collect();
+    if let ReadySpec::File(f) = &spec.ready {
+        out.push(f.clone());
+    }
+    out
+}
+
+/// The evidence behind a health verdict, for the event log.
+fn health_detail(s: &Svc) -> serde_json::Value {
+    let Some(h) = &s.health else {
+        return serde_json::json!({});
+    };
+    serde_json::json!({
+        "run": h.run_id,
+        "probe": h.probe.last.as_ref().map(|o| serde_json::json!({
+            "ok": o.ok, "detail": o.detail, "latency_ms": o.latency.as_secs_f64() * 1000.0,
+            "failures_in_a_row": h.probe.failures_in_a_row,
+        })),
+        "sockets": h.sockets.iter().map(|c| serde_json::json!({
+            "path": c.path, "exists": c.exists, "accepts": c.accepts,
+        })).collect::<Vec<_>>(),
+        "watchdog": h.watchdog_missed,
+    })
 }
 
 fn satisfied(state: ServiceState) -> bool {
@@ -152,6 +232,7 @@ impl Brain {
         store: Store,
         board: watch::Sender<Arc<Board>>,
         events: broadcast::Sender<api::Event>,
+        ctx: BrainContext,
     ) -> Self {
         let now = SystemTime::now();
         let services = spec
@@ -168,6 +249,8 @@ impl Brain {
             events,
             shutting_down: false,
             replies: Vec::new(),
+            ctx,
+            early_notify: Vec::new(),
         };
         brain.send(KeeperCommand::Sweep { keep });
         brain
@@ -178,6 +261,7 @@ impl Brain {
         mut self,
         mut keeper_rx: mpsc::Receiver<KeeperEvent>,
         mut req_rx: mpsc::Receiver<Request>,
+        mut internal_rx: mpsc::Receiver<Internal>,
     ) {
         let mut requests_open = true;
         self.settle();
@@ -186,12 +270,15 @@ impl Brain {
             let next_restart = self
                 .services
                 .values()
-                .filter_map(|s| match s.phase {
-                    Phase::Backoff { until, .. } => {
-                        Some(until.duration_since(now).unwrap_or_default())
-                    }
-                    _ => None,
+                .flat_map(|s| {
+                    let backoff = match s.phase {
+                        Phase::Backoff { until, .. } => Some(until),
+                        _ => None,
+                    };
+                    [backoff, s.ready_deadline, s.watchdog_deadline]
                 })
+                .flatten()
+                .map(|t| t.duration_since(now).unwrap_or_default())
                 .min();
             match next_restart {
                 // Due now (e.g. right after a good run): no sleeping, no waiting on the select.
@@ -211,6 +298,7 @@ impl Brain {
                             self.begin_shutdown();
                         }
                     },
+                                        Some(msg) = internal_rx.recv() => self.on_internal(msg),
                     _ = tokio::time::sleep(next.unwrap_or(Duration::from_secs(3600))) => self.on_timer(),
                 },
             }
@@ -437,7 +525,26 @@ impl Brain {
             nofile: spec.limits.nofile,
             stop_signal: spec.stop.signal.number(),
             stop_timeout: spec.stop.timeout,
+            ready_fd: match spec.ready {
+                ReadySpec::Fd(n) => Some(n),
+                _ => None,
+            },
+            watchdog_pid: spec.watchdog.is_some(),
+            sockets: spec.sockets.clone(),
+            clear_files: ready_markers(spec),
+            capture_output: true,
         };
+        let mut req = req;
+        if spec.uses_notify() {
+            req.env.push((
+                "NOTIFY_SOCKET".into(),
+                self.ctx.notify_socket.display().to_string(),
+            ));
+        }
+        if let Some(w) = spec.watchdog {
+            req.env
+                .push(("WATCHDOG_USEC".into(), w.as_micros().to_string()));
+        }
         if let Err(e) = self.keeper.send(KeeperCommand::Spawn(req)) {
             s.spawning = None;
             s.phase = Phase::Failed {
@@ -544,6 +651,7 @@ impl Brain {
                 at,
                 stdout,
                 stderr,
+                ready_fd,
                 cleared_leftovers,
             } => {
                 let Some(name) = ServiceName::new(&service).ok() else {
@@ -568,16 +676,31 @@ impl Brain {
                     s.restarts += 1;
                     s.spawning_is_restart = false;
                 }
-                logs::spawn_readers(&service, stdout, stderr, self.store.clone(), s.logs.clone());
+                if let (Some(out), Some(err)) = (stdout, stderr) {
+                    logs::spawn_readers(&service, out, err, self.store.clone(), s.logs.clone());
+                }
+                let ready_now = s.spec.ready == ReadySpec::Started;
                 s.phase = Phase::Running(Run {
                     id: run_id,
                     pid,
                     started_at: at,
-                    ready: Some((at, s.spec.ready.as_str())),
+                    ready: ready_now.then_some((at, s.spec.ready.as_str())),
                 });
+                s.health = Some(Health::for_run(run_id));
+                s.ready_deadline = s.spec.ready_timeout.filter(|_| !ready_now).map(|t| at + t);
+                s.watchdog_deadline = s.spec.watchdog.map(|w| at + w);
+                s.monitor = Some(monitor::start(
+                    s.spec.clone(),
+                    run_id,
+                    self.keeper.clone(),
+                    self.ctx.exec.clone(),
+                    self.ctx.internal.clone(),
+                    ready_fd,
+                ));
                 if !s.wanted || self.shutting_down {
                     self.stop_run(&name, StopCause::Requested);
                 }
+                self.replay_early_notify();
             }
             KeeperEvent::SpawnFailed {
                 service,
@@ -596,6 +719,7 @@ impl Brain {
                 s.spawning = None;
                 s.spawning_is_restart = false;
                 s.phase = Phase::Failed { reason: error };
+                self.replay_early_notify();
             }
             KeeperEvent::Exited {
                 service,
@@ -624,6 +748,11 @@ impl Brain {
                 };
                 self.on_emptied(&name, run_id, escalated);
             }
+            KeeperEvent::ProbeDone {
+                token,
+                end,
+                elapsed,
+            } => self.ctx.exec.done(token, end, elapsed),
             KeeperEvent::Warning { message } => {
                 self.record("candor", "warning", &message, serde_json::json!({}))
             }
@@ -648,7 +777,160 @@ impl Brain {
                 s.last_exit = Some(LastExit { status, at, uptime });
                 *main_exit = Some(status);
             }
-            _ => {}
+            _ => return,
+        }
+        s.end_run();
+    }
+
+    /// Evidence from a run's monitor or the notify server.
+    fn on_internal(&mut self, msg: Internal) {
+        let now = SystemTime::now();
+        match msg {
+            Internal::Probe {
+                service,
+                run_id,
+                outcome,
+            } => {
+                let Some(s) = self.svc_for_run(&service, run_id) else {
+                    return;
+                };
+                let (failures, successes) = s
+                    .spec
+                    .probe
+                    .as_ref()
+                    .map(|p| (p.failures, p.successes))
+                    .unwrap_or((3, 1));
+                let ready_by_probe = s.spec.ready == ReadySpec::Probe;
+                let ok = outcome.ok;
+                let Some((run, h)) = s.live() else { return };
+                h.probe.record(outcome, failures, successes);
+                if ready_by_probe && ok && run.ready.is_none() {
+                    run.ready = Some((now, "probe"));
+                }
+            }
+            Internal::Sockets {
+                service,
+                run_id,
+                checks,
+            } => {
+                let Some(s) = self.svc_for_run(&service, run_id) else {
+                    return;
+                };
+                if let Some((_, h)) = s.live() {
+                    h.sockets = checks;
+                }
+            }
+            Internal::Ready {
+                service,
+                run_id,
+                via,
+            } => {
+                let Some(s) = self.svc_for_run(&service, run_id) else {
+                    return;
+                };
+                if let Some((run, _)) = s.live() {
+                    if run.ready.is_none() {
+                        run.ready = Some((now, via));
+                    }
+                }
+            }
+            Internal::Notify(msg) => self.on_notify(msg, now),
+        }
+    }
+
+    /// The service, if `run_id` is its live run (evidence for any other run is dropped).
+    fn svc_for_run(&mut self, service: &str, run_id: u64) -> Option<&mut Svc> {
+        let name = ServiceName::new(service).ok()?;
+        let s = self.services.get_mut(&name)?;
+        matches!(&s.phase, Phase::Running(run) if run.id == run_id).then_some(s)
+    }
+
+    /// Messages held for a spawn in flight: their senders may be known now.
+    fn replay_early_notify(&mut self) {
+        let now = SystemTime::now();
+        for msg in std::mem::take(&mut self.early_notify) {
+            self.on_notify(msg, now);
+        }
+    }
+
+    fn on_notify(&mut self, msg: NotifyMessage, now: SystemTime) {
+        // Whose is it? A process in a service's cgroup, else in its process group.
+        let owner = self
+            .services
+            .iter()
+            .find(|(name, s)| {
+                let Phase::Running(run) = &s.phase else {
+                    return false;
+                };
+                msg.cgroup_service.as_deref() == Some(name.as_str())
+                    || msg.pgid == Some(run.pid)
+                    || msg.pid == run.pid
+            })
+            .map(|(n, _)| n.clone());
+        let Some(name) = owner else {
+            // A service may have spoken before the keeper's report of its spawn reached us:
+            // hold the message until that spawn is reported.
+            let spawning = self.services.iter().any(|(n, s)| {
+                s.spawning.is_some()
+                    && msg
+                        .cgroup_service
+                        .as_deref()
+                        .is_none_or(|c| c == n.as_str())
+            });
+            if spawning && self.early_notify.len() < 256 {
+                self.early_notify.push(msg);
+            } else {
+                self.ctx
+                    .notify_counters
+                    .strangers
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            return;
+        };
+        let Some(s) = self.services.get_mut(&name) else {
+            return;
+        };
+        let notify_ready = s.spec.ready == ReadySpec::Notify;
+        let watchdog = s.spec.watchdog;
+        let mut new_deadline = None;
+        let mut mainpid = None;
+        if let Some((run, h)) = s.live() {
+            for (key, value) in &msg.fields {
+                match key.as_str() {
+                                        "READY" if value == "1" && notify_ready && run.ready.is_none() => {
+                        run.ready = Some((now, "notify"));
+                    }
+                    "STATUS" => h.notify_status = Some(value.chars().take(200).collect()),
+                    "STOPPING" if value == "1" => {
+                        h.notify_status = Some("stopping on its own (STOPPING=1)".into())
+                    }
+                    "RELOADING" if value == "1" => {
+                        h.notify_status = Some("reloading (RELOADING=1)".into())
+                    }
+                    "ERRNO" => h.notify_status = Some(format!("reports errno {value} (ERRNO=)")),
+                    "MAINPID" => mainpid = value.parse::<u32>().ok(),
+                    "WATCHDOG" if value == "1" => new_deadline = watchdog.map(|w| now + w),
+                    "WATCHDOG" if value == "trigger" => {
+                        h.watchdog_missed =
+                            Some("watchdog triggered by the service (WATCHDOG=trigger)".into())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if new_deadline.is_some() {
+            s.watchdog_deadline = new_deadline;
+        }
+        if let Some(pid) = mainpid {
+            // The keeper watches the process it spawned; MAINPID is recorded, not followed.
+            let msg =
+                format!("reported MAINPID={pid}; candor keeps supervising the process it started");
+            self.record(
+                name.as_str(),
+                "notify",
+                &msg,
+                serde_json::json!({ "mainpid": pid }),
+            );
         }
     }
 
@@ -677,6 +959,27 @@ impl Brain {
                 let Some(s) = self.services.get_mut(name) else {
                     return;
                 };
+                let untouched =
+                    matches!(s.after_stop, AfterStop::Nothing) && s.wanted && !shutting_down;
+                match cause {
+                    StopCause::GiveUp(reason) if untouched => {
+                        s.phase = Phase::Failed { reason };
+                        return;
+                    }
+                    StopCause::Unhealthy(why) if untouched => {
+                        let uptime = s.last_exit.map(|e| e.uptime).unwrap_or_default();
+                        let (delay, streak) =
+                            candor_core::backoff::after_exit(&s.spec.backoff, s.streak, uptime);
+                        s.streak = streak;
+                        s.phase = Phase::Backoff {
+                            until: now + delay,
+                            streak,
+                            why: Some(why),
+                        };
+                        return;
+                    }
+                    _ => {}
+                }
                 match std::mem::replace(&mut s.after_stop, AfterStop::Nothing) {
                     AfterStop::Nothing => {}
                     AfterStop::Start => self.try_start(name),
@@ -717,6 +1020,7 @@ impl Brain {
                         s.phase = Phase::Backoff {
                             until: now + delay,
                             streak: quick_exits,
+                            why: None,
                         };
                         // Even a zero delay goes through `backoff`, so the decision is recorded;
                         // the run loop starts due restarts without sleeping.
@@ -755,12 +1059,73 @@ impl Brain {
         for name in due {
             self.restart_due(&name);
         }
+        let names: Vec<ServiceName> = self.services.keys().cloned().collect();
+        for name in names {
+            let Some(s) = self.services.get_mut(&name) else {
+                continue;
+            };
+            if s.ready_deadline.is_some_and(|t| t <= now) {
+                s.ready_deadline = None;
+                let never_ready = matches!(&s.phase, Phase::Running(run) if run.ready.is_none());
+                if never_ready {
+                    let reason = format!(
+                        "not ready within {} of starting (ready = \"{}\"); fix the service or raise ready_timeout",
+                        candor_spec::format_duration(s.spec.ready_timeout.unwrap_or_default()),
+                        s.spec.ready.as_str()
+                    );
+                    self.stop_run(&name, StopCause::GiveUp(reason));
+                    continue;
+                }
+            }
+            let Some(s) = self.services.get_mut(&name) else {
+                continue;
+            };
+            if s.watchdog_deadline.is_some_and(|t| t <= now) {
+                s.watchdog_deadline = None;
+                let every = candor_spec::format_duration(s.spec.watchdog.unwrap_or_default());
+                if let Some((_, h)) = s.live() {
+                    h.watchdog_missed =
+                        Some(format!("watchdog timeout: no WATCHDOG=1 within {every}"));
+                }
+            }
+        }
+    }
+
+    /// Act on unhealthy runs: restart them (`on_unhealthy = "restart"`, or any watchdog
+    /// timeout) after recording why; with "alert" the state alone says it.
+    fn enforce(&mut self, now: SystemTime) {
+        let mut to_restart = Vec::new();
+        for (name, s) in &mut self.services {
+            let d = candor_core::derive(&s.spec, &s.evidence(), now);
+            if d.state != ServiceState::Unhealthy || self.shutting_down {
+                continue;
+            }
+            let watchdog = s
+                .health
+                .as_ref()
+                .is_some_and(|h| h.watchdog_missed.is_some());
+            if s.spec.on_unhealthy == OnUnhealthy::Restart || watchdog {
+                to_restart.push((name.clone(), d.reason));
+                s.last_state = Some(ServiceState::Unhealthy);
+                s.since = now;
+            }
+        }
+        for (name, reason) in to_restart {
+            let detail = self
+                .services
+                .get(&name)
+                .map(health_detail)
+                .unwrap_or_default();
+            self.record(name.as_str(), "unhealthy", &reason, detail);
+            self.stop_run(&name, StopCause::Unhealthy(reason));
+        }
     }
 
     // ---- after every change -----------------------------------------------------------------
 
     /// Start what can start, stop what shutdown order allows, record state changes, publish.
     fn settle(&mut self) {
+        self.enforce(SystemTime::now());
         let names: Vec<ServiceName> = self.services.keys().cloned().collect();
         if self.shutting_down {
             for name in &names {

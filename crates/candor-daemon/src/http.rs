@@ -31,6 +31,7 @@ pub struct AppState {
     pub config: PathBuf,
     /// Weak, so that the stream of followers ends when the brain does.
     pub events: tokio::sync::broadcast::WeakSender<api::Event>,
+    pub notify: Arc<crate::notify::NotifyCounters>,
 }
 
 impl IntoResponse for ApiError {
@@ -108,6 +109,10 @@ fn unknown_service(board: &Board, name: &str) -> ApiError {
 async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
     let mut info = (*st.info).clone();
     info.services = st.board.borrow().services.len();
+    let n = &st.notify;
+    info.notify.received = n.received.load(std::sync::atomic::Ordering::Relaxed);
+    info.notify.dropped_oversized = n.oversized.load(std::sync::atomic::Ordering::Relaxed);
+    info.notify.dropped_strangers = n.strangers.load(std::sync::atomic::Ordering::Relaxed);
     info.store_dropped = api::LogCounts {
         lines: st
             .store

@@ -5,7 +5,10 @@ pub mod board;
 pub mod brain;
 pub mod http;
 pub mod logs;
+pub mod monitor;
+pub mod notify;
 pub mod paths;
+pub mod probe;
 pub mod sse;
 
 use std::os::unix::fs::PermissionsExt;
@@ -148,6 +151,10 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         containment_detail: containment.describe(),
         services: spec.services.len(),
         store_dropped: api::LogCounts::default(),
+        notify: api::NotifyStats {
+            socket: state_dir.join("notify.sock").display().to_string(),
+            ..Default::default()
+        },
     };
     eprintln!(
         "candor: {} services from {}; containment: {}",
@@ -158,7 +165,37 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     eprintln!("candor: listening on {}", socket.display());
 
     let (events_tx, _) = broadcast::channel(1024);
-    let brain = Brain::new(&spec, keeper, store.clone(), board_tx, events_tx.clone());
+    let (internal_tx, internal_rx) = mpsc::channel(1024);
+    let notify_path = state_dir.join("notify.sock");
+    let notify_sock = notify::bind(&notify_path).map_err(|source| DaemonError::Socket {
+        path: notify_path.clone(),
+        source,
+    })?;
+    let notify_counters = Arc::new(notify::NotifyCounters::default());
+    let cgroup_root = match &containment {
+        Containment::Cgroup { root } => Some(root.clone()),
+        Containment::ProcessGroup { .. } => None,
+    };
+    tokio::spawn(notify::serve(
+        notify_sock,
+        cgroup_root,
+        internal_tx.clone(),
+        notify_counters.clone(),
+    ));
+    let ctx = brain::BrainContext {
+        internal: internal_tx,
+        exec: Arc::default(),
+        notify_counters: notify_counters.clone(),
+        notify_socket: notify_path.clone(),
+    };
+    let brain = Brain::new(
+        &spec,
+        keeper,
+        store.clone(),
+        board_tx,
+        events_tx.clone(),
+        ctx,
+    );
     let app = http::router(http::AppState {
         requests: req_tx.clone(),
         board: board_rx,
@@ -166,6 +203,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         info: Arc::new(info),
         config: config_abs,
         events: events_tx.downgrade(),
+        notify: notify_counters,
     });
     drop(events_tx);
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
@@ -199,7 +237,8 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         socket: socket.clone(),
         state_dir: state_dir.clone(),
     });
-    brain.run(keeper_rx, req_rx).await;
+    brain.run(keeper_rx, req_rx, internal_rx).await;
+    let _ = std::fs::remove_file(&notify_path);
 
     let _ = stop_http_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;

@@ -12,13 +12,14 @@ use std::path::Path;
 
 use rustix::pipe::{pipe_with, PipeFlags};
 
-use crate::spawn::Spawned;
+use crate::spawn::{install_ready_fd, keep_clear_of, Spawned};
 use crate::SpawnRequest;
 
 /// clone3 (or CLONE_INTO_CGROUP) is not available: use the portable path.
 pub(crate) struct Unsupported;
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+const WATCHDOG_PID: &[u8] = b"WATCHDOG_PID=";
 
 #[repr(C)]
 #[derive(Default)]
@@ -45,7 +46,14 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
 fn environment(req: &SpawnRequest) -> io::Result<Vec<CString>> {
     let mut vars: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
         .filter(|(k, _)| {
-            !["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID"].contains(&k.to_str().unwrap_or(""))
+            ![
+                "NOTIFY_SOCKET",
+                "LISTEN_FDS",
+                "LISTEN_PID",
+                "WATCHDOG_PID",
+                "WATCHDOG_USEC",
+            ]
+            .contains(&k.to_str().unwrap_or(""))
         })
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
@@ -67,17 +75,22 @@ struct Prepared {
     prog: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// `WATCHDOG_PID=` followed by room for the digits the child writes in.
+    watchdog_pid: Option<Vec<u8>>,
     workdir: Option<CString>,
     cg_dir: Option<File>,
     devnull: File,
-    out: (OwnedFd, OwnedFd),
-    err: (OwnedFd, OwnedFd),
+    out: Option<(OwnedFd, OwnedFd)>,
+    err: Option<(OwnedFd, OwnedFd)>,
+    ready: Option<(OwnedFd, OwnedFd)>,
     /// Carries errno if the child fails before exec; closed by a successful exec.
     status: (OwnedFd, OwnedFd),
 }
 
 impl Prepared {
     fn new(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> io::Result<Self> {
+        let pipe = || -> io::Result<(OwnedFd, OwnedFd)> { Ok(pipe_with(PipeFlags::CLOEXEC)?) };
+        let (status_r, status_w) = pipe()?;
         Ok(Self {
             prog: cstring(program.as_os_str().as_bytes())?,
             argv: req
@@ -86,18 +99,46 @@ impl Prepared {
                 .map(|a| cstring(a.as_bytes()))
                 .collect::<io::Result<_>>()?,
             envp: environment(req)?,
+            watchdog_pid: req.watchdog_pid.then(|| {
+                let mut buf = WATCHDOG_PID.to_vec();
+                buf.resize(WATCHDOG_PID.len() + 24, 0);
+                buf
+            }),
             workdir: req
                 .workdir
                 .as_ref()
                 .map(|w| cstring(OsStr::as_bytes(w.as_os_str())))
                 .transpose()?,
             cg_dir: cgroup.map(File::open).transpose()?,
-            devnull: OpenOptions::new().read(true).open("/dev/null")?,
-            out: pipe_with(PipeFlags::CLOEXEC)?,
-            err: pipe_with(PipeFlags::CLOEXEC)?,
-            status: pipe_with(PipeFlags::CLOEXEC)?,
+            devnull: OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?,
+            out: req.capture_output.then(pipe).transpose()?,
+            err: req.capture_output.then(pipe).transpose()?,
+            ready: req.ready_fd.map(|_| pipe()).transpose()?,
+            // The status pipe is written after the ready fd is installed: keep it off that fd.
+            status: (status_r, keep_clear_of(status_w, req.ready_fd)?),
         })
     }
+}
+
+/// Write `pid` in decimal at `buf` followed by a NUL. Async-signal-safe (no allocation).
+unsafe fn write_pid(buf: *mut u8, pid: i32) {
+    let mut digits = [0u8; 12];
+    let mut n = pid.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    std::ptr::copy_nonoverlapping(digits.as_ptr().add(i), buf, len);
+    *buf.add(len) = 0;
 }
 
 pub(crate) fn spawn(
@@ -106,27 +147,34 @@ pub(crate) fn spawn(
     cgroup: Option<&Path>,
 ) -> Result<io::Result<Spawned>, Unsupported> {
     // Everything is allocated here, before the clone.
-    let p = match Prepared::new(req, program, cgroup) {
+    let mut p = match Prepared::new(req, program, cgroup) {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
-    let Prepared {
-        prog,
-        argv,
-        envp,
-        workdir,
-        cg_dir,
-        devnull,
-        out,
-        err,
-        status,
-    } = p;
-    let ((out_r, out_w), (err_r, err_w), (status_r, status_w)) = (out, err, status);
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    let mut argv_ptrs: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    let mut envp_ptrs: Vec<*const libc::c_char> = p.envp.iter().map(|e| e.as_ptr()).collect();
+    let watchdog_digits: Option<*mut u8> = p.watchdog_pid.as_mut().map(|buf| {
+        envp_ptrs.push(buf.as_ptr().cast());
+        // SAFETY: the buffer has room for the prefix plus 24 bytes.
+        unsafe { buf.as_mut_ptr().add(WATCHDOG_PID.len()) }
+    });
     envp_ptrs.push(std::ptr::null());
     let nofile = req.nofile;
+    let ready_fd = req.ready_fd;
+    let report = p.status.1.as_raw_fd();
+    let devnull = p.devnull.as_raw_fd();
+    let out_w = p
+        .out
+        .as_ref()
+        .map(|(_, w)| w.as_raw_fd())
+        .unwrap_or(devnull);
+    let err_w = p
+        .err
+        .as_ref()
+        .map(|(_, w)| w.as_raw_fd())
+        .unwrap_or(devnull);
+    let ready_w = p.ready.as_ref().map(|(_, w)| w.as_raw_fd());
 
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
@@ -135,7 +183,7 @@ pub(crate) fn spawn(
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
-    if let Some(cg) = &cg_dir {
+    if let Some(cg) = &p.cg_dir {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = cg.as_raw_fd() as u64;
     }
@@ -152,25 +200,21 @@ pub(crate) fn spawn(
     if pid == 0 {
         // Child.
         unsafe {
-            let fail = |fd: libc::c_int| -> ! {
+            let fail = || -> ! {
                 let errno = *libc::__errno_location();
                 let bytes = errno.to_ne_bytes();
-                libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+                libc::write(report, bytes.as_ptr().cast(), bytes.len());
                 libc::_exit(127)
             };
-            let report = status_w.as_raw_fd();
             if libc::setsid() < 0 {
-                fail(report);
+                fail();
             }
-            if libc::dup2(devnull.as_raw_fd(), 0) < 0
-                || libc::dup2(out_w.as_raw_fd(), 1) < 0
-                || libc::dup2(err_w.as_raw_fd(), 2) < 0
-            {
-                fail(report);
+            if libc::dup2(devnull, 0) < 0 || libc::dup2(out_w, 1) < 0 || libc::dup2(err_w, 2) < 0 {
+                fail();
             }
-            if let Some(wd) = &workdir {
+            if let Some(wd) = &p.workdir {
                 if libc::chdir(wd.as_ptr()) < 0 {
-                    fail(report);
+                    fail();
                 }
             }
             if let Some(n) = nofile {
@@ -179,13 +223,21 @@ pub(crate) fn spawn(
                     rlim_max: n as libc::rlim_t,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
-                    fail(report);
+                    fail();
                 }
+            }
+            if let (Some(w), Some(n)) = (ready_w, ready_fd) {
+                if !install_ready_fd(w, n) {
+                    fail();
+                }
+            }
+            if let Some(digits) = watchdog_digits {
+                write_pid(digits, libc::getpid());
             }
             // A clean signal state: nothing blocked, nothing ignored (Rust ignores SIGPIPE).
             crate::spawn::reset_signals();
-            libc::execve(prog.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
-            fail(report)
+            libc::execve(p.prog.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
+            fail()
         }
     }
     if pid < 0 {
@@ -197,7 +249,17 @@ pub(crate) fn spawn(
         };
     }
     // Parent: drop the child's ends, then learn whether exec worked.
-    drop((out_w, err_w, status_w, devnull));
+    let Prepared {
+        out,
+        err,
+        ready,
+        status: (status_r, status_w),
+        ..
+    } = p;
+    drop(status_w);
+    let out_r = out.map(|(r, _)| r);
+    let err_r = err.map(|(r, _)| r);
+    let ready_r = ready.map(|(r, _)| r);
     // SAFETY: CLONE_PIDFD stored a fresh pidfd that we now own.
     let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     let mut buf = [0u8; 4];
@@ -220,5 +282,6 @@ pub(crate) fn spawn(
         pidfd,
         stdout: out_r,
         stderr: err_r,
+        ready: ready_r,
     }))
 }

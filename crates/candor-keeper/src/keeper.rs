@@ -62,10 +62,21 @@ struct Tracked {
     escalated: bool,
 }
 
+/// An exec probe in flight.
+struct ProbeRun {
+    token: u64,
+    pidfd: Option<OwnedFd>,
+    started: Instant,
+    deadline: Instant,
+    timed_out: bool,
+}
+
 struct Keeper {
     containment: Containment,
     use_clone3: bool,
     tracked: HashMap<String, Tracked>,
+    /// Exec probes by pid.
+    probes: HashMap<i32, ProbeRun>,
     emit: Box<dyn FnMut(KeeperEvent) + Send>,
     shutting_down: bool,
     /// Service cgroups this keeper made fresh and never wrote `cgroup.kill` to since: safe to
@@ -87,6 +98,7 @@ pub fn start(
         containment: containment.clone(),
         use_clone3: config.use_clone3,
         tracked: HashMap::new(),
+        probes: HashMap::new(),
         emit,
         shutting_down: false,
         fresh: Default::default(),
@@ -149,6 +161,7 @@ impl Keeper {
             }
             self.reap();
             self.advance_stops();
+            self.advance_probes();
             if self.shutting_down && self.tracked.is_empty() {
                 return;
             }
@@ -156,11 +169,20 @@ impl Keeper {
                 .tracked
                 .values()
                 .any(|t| t.kill_at.is_some() || t.main_exit.is_some());
-            let timeout = if busy {
+            let mut timeout = if busy {
                 Duration::from_millis(10)
             } else {
                 Duration::from_secs(1)
             };
+            let now = Instant::now();
+            for p in self.probes.values() {
+                let left = if p.timed_out {
+                    Duration::from_millis(10)
+                } else {
+                    p.deadline.saturating_duration_since(now)
+                };
+                timeout = timeout.min(left);
+            }
             let ts = rustix::event::Timespec {
                 tv_sec: timeout.as_secs() as _,
                 tv_nsec: timeout.subsec_nanos() as _,
@@ -169,6 +191,11 @@ impl Keeper {
             fds.push(PollFd::new(&wake, PollFlags::IN));
             for t in self.tracked.values() {
                 if let (Some(fd), None) = (&t.pidfd, t.main_exit) {
+                    fds.push(PollFd::new(fd, PollFlags::IN));
+                }
+            }
+            for p in self.probes.values() {
+                if let Some(fd) = &p.pidfd {
                     fds.push(PollFd::new(fd, PollFlags::IN));
                 }
             }
@@ -227,6 +254,13 @@ impl Keeper {
                     }
                 }
             }
+            KeeperCommand::RunProbe {
+                token,
+                argv,
+                env,
+                workdir,
+                timeout,
+            } => self.run_probe(token, argv, env, workdir, timeout),
             KeeperCommand::Shutdown => self.shutting_down = true,
         }
     }
@@ -248,6 +282,9 @@ impl Keeper {
         }
         let cg = self.cgroup_for(&req.service);
         let mut cleared = 0;
+        if let Err(e) = spawn::prepare_paths(&req) {
+            return self.emit(fail(e));
+        }
         if let Some(cg) = &cg {
             let reusable = self.fresh.contains(&req.service) && cgroup::procs(cg).is_empty();
             let prepared = if reusable {
@@ -292,6 +329,7 @@ impl Keeper {
                     at: SystemTime::now(),
                     stdout: s.stdout,
                     stderr: s.stderr,
+                    ready_fd: s.ready,
                     cleared_leftovers: cleared,
                 });
             }
@@ -299,8 +337,81 @@ impl Keeper {
         }
     }
 
+    fn run_probe(
+        &mut self,
+        token: u64,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        workdir: Option<PathBuf>,
+        timeout: Duration,
+    ) {
+        let started = Instant::now();
+        if argv.is_empty() {
+            let end = crate::ProbeEnd::CannotStart("empty probe command".into());
+            return self.emit(KeeperEvent::ProbeDone {
+                token,
+                end,
+                elapsed: Duration::ZERO,
+            });
+        }
+        let mut req = crate::SpawnRequest::new("probe", token, argv);
+        req.env = env;
+        req.workdir = workdir;
+        req.capture_output = false;
+        match spawn::spawn(&req, None, self.use_clone3) {
+            Ok(s) => {
+                let pidfd = s.pidfd.or_else(|| {
+                    Pid::from_raw(s.pid as i32)
+                        .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
+                });
+                let run = ProbeRun {
+                    token,
+                    pidfd,
+                    started,
+                    deadline: started + timeout,
+                    timed_out: false,
+                };
+                self.probes.insert(s.pid as i32, run);
+            }
+            Err(e) => {
+                let end = crate::ProbeEnd::CannotStart(e);
+                self.emit(KeeperEvent::ProbeDone {
+                    token,
+                    end,
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
+    }
+
+    /// Kill probes past their deadline (the whole process group).
+    fn advance_probes(&mut self) {
+        let now = Instant::now();
+        for (pid, p) in self.probes.iter_mut() {
+            if now >= p.deadline && !p.timed_out {
+                p.timed_out = true;
+                signal_group(*pid, libc::SIGKILL);
+            }
+        }
+    }
+
     fn reap(&mut self) {
         for (pid, status) in reap_any() {
+            if let Some(p) = self.probes.remove(&pid) {
+                // Whatever the probe left in its group goes with it.
+                signal_group(pid, libc::SIGKILL);
+                let end = if p.timed_out {
+                    crate::ProbeEnd::TimedOut
+                } else {
+                    crate::ProbeEnd::Exited(status)
+                };
+                self.emit(KeeperEvent::ProbeDone {
+                    token: p.token,
+                    end,
+                    elapsed: p.started.elapsed(),
+                });
+                continue;
+            }
             let Some((name, t)) = self
                 .tracked
                 .iter_mut()

@@ -43,6 +43,39 @@ pub struct SpawnRequest {
     /// Used when the main process exits on its own and leaves others in its group.
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    /// s6-style readiness: the child gets a pipe's write end on this fd; its read end comes
+    /// back in `Spawned::ready_fd`.
+    pub ready_fd: Option<u32>,
+    /// Add `WATCHDOG_PID=<the child's pid>` to its environment (filled in by the child).
+    pub watchdog_pid: bool,
+    /// Declared sockets: a stale file (connection refused) is removed before the spawn; one
+    /// with a live listener makes the spawn fail with that reason.
+    pub sockets: Vec<PathBuf>,
+    /// Readiness marker files, removed before the spawn.
+    pub clear_files: Vec<PathBuf>,
+    /// `false`: stdout/stderr go to /dev/null (probes), no pipes.
+    pub capture_output: bool,
+}
+
+impl SpawnRequest {
+    /// A plain request with no readiness, sockets or markers.
+    pub fn new(service: &str, run_id: u64, argv: Vec<String>) -> Self {
+        Self {
+            service: service.into(),
+            run_id,
+            argv,
+            env: Vec::new(),
+            workdir: None,
+            nofile: None,
+            stop_signal: 15,
+            stop_timeout: Duration::from_secs(10),
+            ready_fd: None,
+            watchdog_pid: false,
+            sockets: Vec::new(),
+            clear_files: Vec::new(),
+            capture_output: true,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -59,8 +92,25 @@ pub enum KeeperCommand {
     Sweep {
         keep: Vec<String>,
     },
+    /// Run an exec probe: argv in its own process group (not the service's cgroup), output
+    /// discarded, SIGKILLed with its group at `timeout`. Answered by `ProbeDone`.
+    RunProbe {
+        token: u64,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        workdir: Option<PathBuf>,
+        timeout: Duration,
+    },
     /// Stop reading commands; the keeper thread ends once nothing it tracks is alive.
     Shutdown,
+}
+
+/// How an exec probe ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeEnd {
+    Exited(ExitStatus),
+    TimedOut,
+    CannotStart(String),
 }
 
 #[derive(Debug)]
@@ -70,8 +120,10 @@ pub enum KeeperEvent {
         run_id: u64,
         pid: u32,
         at: SystemTime,
-        stdout: OwnedFd,
-        stderr: OwnedFd,
+        stdout: Option<OwnedFd>,
+        stderr: Option<OwnedFd>,
+        /// Read end of the readiness pipe when `ready_fd` was asked for.
+        ready_fd: Option<OwnedFd>,
         /// Processes from an earlier run found in the service's cgroup and killed first.
         cleared_leftovers: usize,
     },
@@ -97,6 +149,12 @@ pub enum KeeperEvent {
         run_id: u64,
         at: SystemTime,
         escalated: bool,
+    },
+    /// An exec probe finished.
+    ProbeDone {
+        token: u64,
+        end: ProbeEnd,
+        elapsed: Duration,
     },
     /// Something went wrong that is not tied to one command (kept for the event log).
     Warning { message: String },

@@ -57,8 +57,86 @@ pub(crate) struct Spawned {
     pub pid: u32,
     /// From CLONE_PIDFD where available (no pid-reuse race).
     pub pidfd: Option<OwnedFd>,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    /// Read ends of stdout/stderr (None when output is discarded).
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// Read end of the readiness pipe (`ready_fd`).
+    pub ready: Option<OwnedFd>,
+}
+
+/// Before a spawn: remove readiness markers and stale declared sockets; refuse when a
+/// declared socket has a live listener (another copy is serving there).
+pub(crate) fn prepare_paths(req: &SpawnRequest) -> Result<(), String> {
+    for f in &req.clear_files {
+        match std::fs::remove_file(f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot remove readiness marker {}: {e}",
+                    f.display()
+                ))
+            }
+        }
+    }
+    for sock in &req.sockets {
+        let meta = match std::fs::symlink_metadata(sock) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(format!(
+                    "cannot inspect declared socket {}: {e}",
+                    sock.display()
+                ))
+            }
+        };
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(format!(
+                "declared socket {} exists and is not a socket; remove it or fix `sockets`",
+                sock.display()
+            ));
+        }
+        match std::os::unix::net::UnixStream::connect(sock) {
+            Ok(_) => {
+                return Err(format!(
+                    "declared socket {} is served by another live listener; stop that process first (never two copies)",
+                    sock.display()
+                ))
+            }
+            // Nobody listens: a stale file from an earlier run.
+            Err(_) => std::fs::remove_file(sock)
+                .map_err(|e| format!("cannot remove stale socket {}: {e}", sock.display()))?,
+        }
+    }
+    Ok(())
+}
+
+/// Make sure `fd` is not `target` (which the child will dup2 over): move it higher if so.
+pub(crate) fn keep_clear_of(fd: OwnedFd, target: Option<u32>) -> io::Result<OwnedFd> {
+    match target {
+        Some(t) if fd.as_raw_fd() == t as i32 => {
+            // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we then own.
+            let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, t as i32 + 1) };
+            if new < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `new` is a fresh descriptor owned by nobody else.
+            Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(new) })
+        }
+        _ => Ok(fd),
+    }
+}
+
+/// In the child: put the readiness pipe's write end on fd `n` (inheritable).
+/// Async-signal-safe.
+pub(crate) unsafe fn install_ready_fd(write_end: i32, n: u32) -> bool {
+    let n = n as i32;
+    if write_end == n {
+        libc::fcntl(n, libc::F_SETFD, 0) >= 0
+    } else {
+        libc::dup2(write_end, n) >= 0
+    }
 }
 
 /// Find a bare program name on PATH the way execvp would, to say clearly when it is missing.
@@ -131,12 +209,24 @@ pub(crate) fn spawn(
 }
 
 /// The portable path (kernels without clone3): std's fork/exec, joining the cgroup from the
-/// child before exec (slower: a cgroup migration costs milliseconds).
+/// child before exec (slower: a cgroup migration costs milliseconds). `WATCHDOG_PID` is not
+/// set on this path (std builds the environment before the fork).
 fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Result<Spawned, String> {
-    let (out_r, out_w) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make stdout pipe: {e}"))?;
-    let (err_r, err_w) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make stderr pipe: {e}"))?;
+    let pipe = |what: &str| {
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make {what} pipe: {e}"))
+    };
+    let (out, err) = if req.capture_output {
+        (Some(pipe("stdout")?), Some(pipe("stderr")?))
+    } else {
+        (None, None)
+    };
+    let ready = match req.ready_fd {
+        Some(n) => {
+            let (r, w) = pipe("readiness")?;
+            Some((r, w, n))
+        }
+        None => None,
+    };
     let procs_file = match cgroup {
         Some(cg) => Some(
             OpenOptions::new()
@@ -147,6 +237,7 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
         None => None,
     };
     let procs_fd = procs_file.as_ref().map(|f| f.as_raw_fd());
+    let ready_w = ready.as_ref().map(|(_, w, n)| (w.as_raw_fd(), *n));
     let nofile = req.nofile;
 
     let mut cmd = Command::new(program);
@@ -160,9 +251,20 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
     if let Some(wd) = &req.workdir {
         cmd.current_dir(wd);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w));
+    cmd.stdin(Stdio::null());
+    match (&out, &err) {
+        (Some((_, ow)), Some((_, ew))) => {
+            let dup = |fd: &OwnedFd| {
+                fd.try_clone()
+                    .map_err(|e| format!("cannot pass a pipe: {e}"))
+            };
+            cmd.stdout(Stdio::from(dup(ow)?))
+                .stderr(Stdio::from(dup(ew)?));
+        }
+        _ => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
     // SAFETY: the closure runs between fork and exec and makes only async-signal-safe syscalls
     // on values captured by copy; it allocates nothing.
     unsafe {
@@ -185,17 +287,25 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
                     return Err(io::Error::last_os_error());
                 }
             }
+            if let Some((w, n)) = ready_w {
+                if !install_ready_fd(w, n) {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             reset_signals();
             Ok(())
         });
     }
-    match cmd.spawn() {
+    let spawned = cmd.spawn();
+    drop(cmd);
+    match spawned {
         // The keeper reaps with waitpid(-1); the Child handle is dropped without waiting.
         Ok(child) => Ok(Spawned {
             pid: child.id(),
             pidfd: None,
-            stdout: out_r,
-            stderr: err_r,
+            stdout: out.map(|(r, _)| r),
+            stderr: err.map(|(r, _)| r),
+            ready: ready.map(|(r, _, _)| r),
         }),
         Err(e) => Err(explain(program, &e)),
     }

@@ -175,19 +175,109 @@ impl Default for StopSpec {
     }
 }
 
-/// How readiness is established. Only `started` exists so far; the others arrive with probes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How readiness is established.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadySpec {
     /// Ready as soon as the process is spawned.
     Started,
+    /// sd_notify `READY=1` from a process of the service.
+    Notify,
+    /// The first successful probe.
+    Probe,
+    /// The file exists (removed before each spawn).
+    File(PathBuf),
+    /// s6 style: the service writes a newline on this fd.
+    Fd(u32),
 }
 
 impl ReadySpec {
-    pub fn as_str(self) -> &'static str {
+    /// How the status names it (`ready.via`).
+    pub fn as_str(&self) -> &'static str {
         match self {
             ReadySpec::Started => "started",
+            ReadySpec::Notify => "notify",
+            ReadySpec::Probe => "probe",
+            ReadySpec::File(_) => "file",
+            ReadySpec::Fd(_) => "fd",
         }
     }
+}
+
+/// Where an HTTP probe connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpTarget {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+/// What a probe does; every kind is request/response except `tcp`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeCheck {
+    /// GET `path`; ok when the status is `expect_status` (default 200–399) and the body
+    /// contains `expect_body` (if set).
+    Http {
+        target: HttpTarget,
+        path: String,
+        expect_status: Option<u16>,
+        expect_body: Option<String>,
+    },
+    /// Connect only: proves a listener, not a working handler.
+    Tcp { host: String, port: u16 },
+    /// Connect to a Unix socket; optionally send `send` and expect `expect` in the reply.
+    Uds {
+        socket: PathBuf,
+        send: Option<String>,
+        expect: Option<String>,
+    },
+    /// Run argv (own process group, killed at the timeout); ok on exit 0.
+    Exec { argv: Vec<String> },
+}
+
+impl ProbeCheck {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeCheck::Http { .. } => "http",
+            ProbeCheck::Tcp { .. } => "tcp",
+            ProbeCheck::Uds { .. } => "uds",
+            ProbeCheck::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// A probe and its schedule (Kubernetes defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub check: ProbeCheck,
+    pub every: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures that make the service unhealthy.
+    pub failures: u32,
+    /// Consecutive successes that make it healthy again.
+    pub successes: u32,
+    /// Wait this long after spawn before the first probe.
+    pub start_delay: Duration,
+}
+
+impl ProbeSpec {
+    pub fn with_check(check: ProbeCheck) -> Self {
+        Self {
+            check,
+            every: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            failures: 3,
+            successes: 1,
+            start_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// What happens when a running service turns unhealthy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnUnhealthy {
+    /// Restart it, with the service's backoff.
+    Restart,
+    /// Only show it (and record the event).
+    Alert,
 }
 
 /// Resource limits applied at spawn.
@@ -211,6 +301,14 @@ pub struct ServiceSpec {
     pub backoff: BackoffSpec,
     pub stop: StopSpec,
     pub ready: ReadySpec,
+    /// A service not ready this long after spawn is stopped and `failed`.
+    pub ready_timeout: Option<Duration>,
+    /// sd_notify watchdog: a `WATCHDOG=1` must come at least this often.
+    pub watchdog: Option<Duration>,
+    pub probe: Option<ProbeSpec>,
+    pub on_unhealthy: OnUnhealthy,
+    /// Unix sockets that must exist and accept while the service runs.
+    pub sockets: Vec<PathBuf>,
     pub limits: LimitsSpec,
     /// Where the section was defined, `file:line:col`, for messages.
     pub defined_at: String,
@@ -218,6 +316,11 @@ pub struct ServiceSpec {
 
 impl ServiceSpec {
     /// A service with defaults everywhere, for tests and tools.
+    /// Whether the service is told where to send sd_notify messages.
+    pub fn uses_notify(&self) -> bool {
+        self.ready == ReadySpec::Notify || self.watchdog.is_some()
+    }
+
     pub fn with_command(name: &str, command: &[&str]) -> Self {
         Self {
             name: ServiceName::new(name).expect("valid test name"),
@@ -229,6 +332,11 @@ impl ServiceSpec {
             backoff: BackoffSpec::default(),
             stop: StopSpec::default(),
             ready: ReadySpec::Started,
+            ready_timeout: None,
+            watchdog: None,
+            probe: None,
+            on_unhealthy: OnUnhealthy::Restart,
+            sockets: Vec::new(),
             limits: LimitsSpec::default(),
             defined_at: String::new(),
         }

@@ -9,24 +9,51 @@ use toml::Spanned;
 
 use crate::error::{did_you_mean, line_col};
 use crate::{
-    graph, parse_duration, resolve, BackoffSpec, DaemonSpec, LimitsSpec, ReadySpec, RestartPolicy,
-    ServiceName, ServiceSpec, Spec, SpecError, SpecErrors, StopSignal, StopSpec,
+    graph, parse_duration, resolve, BackoffSpec, DaemonSpec, HttpTarget, LimitsSpec, OnUnhealthy,
+    ProbeCheck, ProbeSpec, ReadySpec, RestartPolicy, ServiceName, ServiceSpec, Spec, SpecError,
+    SpecErrors, StopSignal, StopSpec,
 };
 
 const ROOT_KEYS: &[&str] = &["daemon", "service"];
 const DAEMON_KEYS: &[&str] = &["state_dir", "socket", "include"];
 const SERVICE_KEYS: &[&str] = &[
-    "command", "workdir", "env", "after", "restart", "backoff", "stop", "ready", "limits",
+    "command",
+    "workdir",
+    "env",
+    "after",
+    "restart",
+    "backoff",
+    "stop",
+    "ready",
+    "ready_timeout",
+    "watchdog",
+    "probe",
+    "on_unhealthy",
+    "sockets",
+    "limits",
 ];
 /// Keys that belong to Candor's design but are not implemented yet: rejected, never ignored.
-const LATER_SERVICE_KEYS: &[(&str, &str)] = &[
-    ("probe", "request/response probes"),
-    ("sockets", "declared sockets"),
-    ("logs", "per-service log limits"),
-    ("watchdog", "the sd_notify watchdog"),
-    ("ready_timeout", "readiness timeouts"),
-    ("on_unhealthy", "probe policies"),
+const LATER_SERVICE_KEYS: &[(&str, &str)] = &[("logs", "per-service log limits")];
+const PROBE_KEYS: &[&str] = &[
+    "http",
+    "tcp",
+    "uds",
+    "exec",
+    "every",
+    "timeout",
+    "failures",
+    "successes",
+    "start_delay",
 ];
+const HTTP_KEYS: &[&str] = &[
+    "port",
+    "host",
+    "socket",
+    "path",
+    "expect_status",
+    "expect_body",
+];
+const UDS_KEYS: &[&str] = &["socket", "send", "expect"];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 const STOP_KEYS: &[&str] = &["signal", "timeout"];
 const LIMITS_KEYS: &[&str] = &["nofile"];
@@ -351,6 +378,7 @@ impl FileCtx<'_> {
         let mut spec = ServiceSpec::with_command(name.as_str(), &[]);
         spec.defined_at = defined_at;
         let mut has_command = false;
+        let mut ready_given = false;
         let mut ok = true;
         let errors_before = self.errors.len();
         for (key, value) in t.iter() {
@@ -372,9 +400,12 @@ impl FileCtx<'_> {
                                 if list.is_empty() || list[0].0.is_empty() {
                                     self.err(value.span().start, format!("{what} must name a program: [\"/path/to/bin\", \"arg\"]"));
                                 } else {
-                                    let mut argv: Vec<String> = list.into_iter().map(|(s, _)| s).collect();
+                                    let mut argv: Vec<String> =
+                                        list.into_iter().map(|(s, _)| s).collect();
                                     if argv[0].contains('/') && !Path::new(&argv[0]).is_absolute() {
-                                        argv[0] = resolve(self.base, &argv[0]).to_string_lossy().into_owned();
+                                        argv[0] = resolve(self.base, &argv[0])
+                                            .to_string_lossy()
+                                            .into_owned();
                                     }
                                     spec.command = argv;
                                 }
@@ -382,9 +413,13 @@ impl FileCtx<'_> {
                         }
                     }
                 }
-                "workdir" => spec.workdir = self.string(value, &what).map(|s| resolve(self.base, &s)),
+                "workdir" => {
+                    spec.workdir = self.string(value, &what).map(|s| resolve(self.base, &s))
+                }
                 "env" => {
-                    let Some(env) = self.table(value, &what) else { continue };
+                    let Some(env) = self.table(value, &what) else {
+                        continue;
+                    };
                     for (ek, ev) in env.iter() {
                         if let Some(s) = self.string(ev, &format!("{what}.{}", ek.get_ref())) {
                             spec.env.insert(ek.get_ref().to_string(), s);
@@ -392,17 +427,23 @@ impl FileCtx<'_> {
                     }
                 }
                 "after" => {
-                    let Some(list) = self.string_list(value, &what) else { continue };
+                    let Some(list) = self.string_list(value, &what) else {
+                        continue;
+                    };
                     for (dep, off) in list {
                         match ServiceName::new(&dep) {
-                            Ok(d) if d == name => self.err(off, format!("service `{name}` cannot be after itself")),
+                            Ok(d) if d == name => {
+                                self.err(off, format!("service `{name}` cannot be after itself"))
+                            }
                             Ok(d) => spec.after.push(d),
                             Err(e) => self.err(off, e),
                         }
                     }
                 }
                 "restart" => {
-                    let Some(s) = self.string(value, &what) else { continue };
+                    let Some(s) = self.string(value, &what) else {
+                        continue;
+                    };
                     spec.restart = match s.as_str() {
                         "always" => RestartPolicy::Always,
                         "on-failure" => RestartPolicy::OnFailure,
@@ -421,18 +462,33 @@ impl FileCtx<'_> {
                 }
                 "backoff" => self.backoff(value, &what, &mut spec.backoff),
                 "stop" => self.stop(value, &what, &mut spec.stop),
-                "ready" => match value.get_ref() {
-                    DeValue::String(s) if s == "started" => spec.ready = ReadySpec::Started,
-                    DeValue::String(s) if ["notify", "probe"].contains(&s.as_ref()) => self.err(
+                "ready" => {
+                    ready_given = true;
+                    if let Some(r) = self.ready(value, &what) {
+                        spec.ready = r;
+                    }
+                }
+                "ready_timeout" => spec.ready_timeout = self.duration(value, &what),
+                "watchdog" => spec.watchdog = self.duration(value, &what),
+                "probe" => spec.probe = self.probe(value, &what),
+                "on_unhealthy" => match value.get_ref() {
+                    DeValue::String(s) if s == "restart" => {
+                        spec.on_unhealthy = OnUnhealthy::Restart
+                    }
+                    DeValue::String(s) if s == "alert" => spec.on_unhealthy = OnUnhealthy::Alert,
+                    _ => self.err(
                         value.span().start,
-                        format!("{what} = \"{s}\" is not supported yet (readiness signals arrive with probes); use \"started\" for now"),
+                        format!("{what} must be \"restart\" or \"alert\""),
                     ),
-                    DeValue::Table(_) => self.err(
-                        value.span().start,
-                        format!("{what}: file and fd readiness are not supported yet; use \"started\" for now"),
-                    ),
-                    _ => self.err(value.span().start, format!("{what} must be \"started\" (other kinds are not supported yet)")),
                 },
+                "sockets" => {
+                    if let Some(list) = self.string_list(value, &what) {
+                        spec.sockets = list
+                            .into_iter()
+                            .map(|(p, _)| resolve(self.base, &p))
+                            .collect();
+                    }
+                }
                 "limits" => self.limits(value, &what, &mut spec.limits),
                 _ => {
                     if let Some((_, feature)) = LATER_SERVICE_KEYS.iter().find(|(l, _)| *l == k) {
@@ -445,6 +501,12 @@ impl FileCtx<'_> {
                     }
                 }
             }
+        }
+        if !ready_given && spec.probe.is_some() {
+            spec.ready = ReadySpec::Probe;
+        }
+        if spec.ready == ReadySpec::Probe && spec.probe.is_none() {
+            self.err(name_key.span().start, format!("{section} has ready = \"probe\" but no `probe`; add one or choose another `ready`"));
         }
         if !has_command {
             self.err(
@@ -461,6 +523,229 @@ impl FileCtx<'_> {
         ok &= self.errors.len() == errors_before;
         if ok {
             services.insert(name, spec);
+        }
+    }
+
+    fn int(&mut self, v: &Val<'_>, what: &str, min: u64, max: u64) -> Option<u64> {
+        let parsed = match v.get_ref() {
+            DeValue::Integer(i) => {
+                u64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
+            }
+            _ => None,
+        };
+        match parsed {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.err(
+                    v.span().start,
+                    format!("{what} must be a whole number from {min} to {max}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn ready(&mut self, v: &Val<'_>, what: &str) -> Option<ReadySpec> {
+        match v.get_ref() {
+            DeValue::String(s) => match s.as_ref() {
+                "started" => Some(ReadySpec::Started),
+                "notify" => Some(ReadySpec::Notify),
+                "probe" => Some(ReadySpec::Probe),
+                other => {
+                    let hint = did_you_mean(other, &["started", "notify", "probe"])
+                        .map(|s| format!("did you mean \"{s}\"? "))
+                        .unwrap_or_default();
+                    self.err(v.span().start, format!("{what} = \"{other}\" is not a readiness kind; {hint}expected \"started\", \"notify\", \"probe\", {{ file = PATH }} or {{ fd = N }}"));
+                    None
+                }
+            },
+            DeValue::Table(t) => {
+                let mut out = None;
+                for (key, value) in t.iter() {
+                    match key.get_ref().as_ref() {
+                        "file" => {
+                            out = self
+                                .string(value, &format!("{what}.file"))
+                                .map(|p| ReadySpec::File(resolve(self.base, &p)))
+                        }
+                        "fd" => {
+                            out = self
+                                .int(value, &format!("{what}.fd"), 3, 1023)
+                                .map(|n| ReadySpec::Fd(n as u32))
+                        }
+                        _ => self.unknown_key(key, what, &["file", "fd"]),
+                    }
+                }
+                if out.is_none() && t.is_empty() {
+                    self.err(
+                        v.span().start,
+                        format!("{what} needs `file` or `fd`, e.g. {{ fd = 3 }}"),
+                    );
+                }
+                out
+            }
+            other => {
+                self.err(
+                    v.span().start,
+                    format!(
+                        "{what} must be a string or a table, found {}",
+                        other.type_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn probe(&mut self, v: &Val<'_>, what: &str) -> Option<ProbeSpec> {
+        let t = self.table(v, what)?;
+        let mut check = None;
+        let mut kinds = 0;
+        let mut spec = ProbeSpec::with_check(ProbeCheck::Exec { argv: Vec::new() });
+        for (key, value) in t.iter() {
+            let k = key.get_ref().as_ref();
+            let field = format!("{what}.{k}");
+            match k {
+                "http" | "tcp" | "uds" | "exec" => {
+                    kinds += 1;
+                    check = match k {
+                        "http" => self.http_probe(value, &field),
+                        "tcp" => self.tcp_probe(value, &field),
+                        "uds" => self.uds_probe(value, &field),
+                        _ => self.string_list(value, &field).and_then(|argv| {
+                            if argv.is_empty() {
+                                self.err(
+                                    value.span().start,
+                                    format!(
+                                        "{field} must name a program: [\"/bin/check\", \"arg\"]"
+                                    ),
+                                );
+                                None
+                            } else {
+                                Some(ProbeCheck::Exec {
+                                    argv: argv.into_iter().map(|(a, _)| a).collect(),
+                                })
+                            }
+                        }),
+                    };
+                }
+                "every" => spec.every = self.duration(value, &field).unwrap_or(spec.every),
+                "timeout" => spec.timeout = self.duration(value, &field).unwrap_or(spec.timeout),
+                "start_delay" => {
+                    spec.start_delay = self.duration(value, &field).unwrap_or(spec.start_delay)
+                }
+                "failures" => spec.failures = self.int(value, &field, 1, 1000).unwrap_or(3) as u32,
+                "successes" => {
+                    spec.successes = self.int(value, &field, 1, 1000).unwrap_or(1) as u32
+                }
+                _ => self.unknown_key(key, what, PROBE_KEYS),
+            }
+        }
+        if kinds != 1 {
+            self.err(
+                v.span().start,
+                format!("{what} needs exactly one of http, tcp, uds or exec (found {kinds})"),
+            );
+            return None;
+        }
+        if spec.every.is_zero() || spec.timeout.is_zero() {
+            self.err(
+                v.span().start,
+                format!("{what}: `every` and `timeout` must be more than zero"),
+            );
+            return None;
+        }
+        spec.check = check?;
+        Some(spec)
+    }
+
+    fn http_probe(&mut self, v: &Val<'_>, what: &str) -> Option<ProbeCheck> {
+        let t = self.table(v, what)?;
+        let (mut port, mut host, mut socket, mut path) =
+            (None, "127.0.0.1".to_string(), None, "/".to_string());
+        let (mut expect_status, mut expect_body) = (None, None);
+        for (key, value) in t.iter() {
+            let field = format!("{what}.{}", key.get_ref());
+            match key.get_ref().as_ref() {
+                "port" => port = self.int(value, &field, 1, 65535).map(|p| p as u16),
+                "host" => host = self.string(value, &field).unwrap_or(host),
+                "socket" => socket = self.string(value, &field).map(|p| resolve(self.base, &p)),
+                "path" => {
+                    path = self.string(value, &field).unwrap_or(path);
+                    if !path.starts_with('/') {
+                        self.err(value.span().start, format!("{field} must start with `/`"));
+                    }
+                }
+                "expect_status" => {
+                    expect_status = self.int(value, &field, 100, 599).map(|c| c as u16)
+                }
+                "expect_body" => expect_body = self.string(value, &field),
+                _ => self.unknown_key(key, what, HTTP_KEYS),
+            }
+        }
+        let target = match (port, socket) {
+            (Some(port), None) => HttpTarget::Tcp { host, port },
+            (None, Some(s)) => HttpTarget::Unix(s),
+            _ => {
+                self.err(
+                    v.span().start,
+                    format!("{what} needs either `port` (with optional `host`) or `socket`"),
+                );
+                return None;
+            }
+        };
+        Some(ProbeCheck::Http {
+            target,
+            path,
+            expect_status,
+            expect_body,
+        })
+    }
+
+    fn tcp_probe(&mut self, v: &Val<'_>, what: &str) -> Option<ProbeCheck> {
+        let s = self.string(v, what)?;
+        let parsed = s.rsplit_once(':').and_then(|(h, p)| {
+            Some((
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse::<u16>().ok()?,
+            ))
+        });
+        match parsed {
+            Some((host, port)) if !host.is_empty() && port > 0 => {
+                Some(ProbeCheck::Tcp { host, port })
+            }
+            _ => {
+                self.err(
+                    v.span().start,
+                    format!("{what} must be \"host:port\", e.g. \"127.0.0.1:8080\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn uds_probe(&mut self, v: &Val<'_>, what: &str) -> Option<ProbeCheck> {
+        let t = self.table(v, what)?;
+        let (mut socket, mut send, mut expect) = (None, None, None);
+        for (key, value) in t.iter() {
+            let field = format!("{what}.{}", key.get_ref());
+            match key.get_ref().as_ref() {
+                "socket" => socket = self.string(value, &field).map(|p| resolve(self.base, &p)),
+                "send" => send = self.string(value, &field),
+                "expect" => expect = self.string(value, &field),
+                _ => self.unknown_key(key, what, UDS_KEYS),
+            }
+        }
+        match socket {
+            Some(socket) => Some(ProbeCheck::Uds {
+                socket,
+                send,
+                expect,
+            }),
+            None => {
+                self.err(v.span().start, format!("{what} needs `socket`"));
+                None
+            }
         }
     }
 

@@ -1,0 +1,132 @@
+//! The sd_notify server: one datagram socket per daemon (`<state_dir>/notify.sock`), with
+//! SO_PASSCRED so each message carries its sender's pid. Messages over 4096 bytes are dropped
+//! and counted; the brain decides whose a message is (sender in a service's cgroup or process
+//! group) and counts the rest as strangers.
+
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+use tokio::io::Interest;
+use tokio::net::UnixDatagram;
+use tokio::sync::mpsc;
+
+use crate::monitor::Internal;
+
+/// Longest message accepted (systemd's limit is similar).
+pub const MAX_MESSAGE: usize = 4096;
+
+#[derive(Debug, Default)]
+pub struct NotifyCounters {
+    pub received: AtomicU64,
+    pub oversized: AtomicU64,
+    pub strangers: AtomicU64,
+}
+
+/// One datagram, with what the kernel says about its sender.
+#[derive(Debug, Clone)]
+pub struct NotifyMessage {
+    pub pid: u32,
+    /// The service whose cgroup (under this daemon's root) the sender is in.
+    pub cgroup_service: Option<String>,
+    /// The sender's process group.
+    pub pgid: Option<u32>,
+    /// `KEY=VALUE` lines.
+    pub fields: Vec<(String, String)>,
+}
+
+pub fn bind(path: &Path) -> std::io::Result<UnixDatagram> {
+    let _ = std::fs::remove_file(path);
+    let sock = UnixDatagram::bind(path)?;
+    rustix::net::sockopt::set_socket_passcred(&sock, true)?;
+    Ok(sock)
+}
+
+fn cgroup_service(pid: u32, root: Option<&Path>) -> Option<String> {
+    let root = root?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let rel = Path::new(rel.trim());
+    let parent = rel.parent()?;
+    // `root` is absolute (mount + relative); the sender's path is relative to the mount.
+    root.ends_with(parent.strip_prefix("/").unwrap_or(parent))
+        .then(|| rel.file_name())?
+        .map(|n| n.to_string_lossy().into_owned())
+}
+
+fn pgid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+pub fn parse(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect()
+}
+
+pub async fn serve(
+    sock: UnixDatagram,
+    cgroup_root: Option<PathBuf>,
+    tx: mpsc::Sender<Internal>,
+    counters: Arc<NotifyCounters>,
+) {
+    let mut buf = vec![0u8; MAX_MESSAGE + 1];
+    loop {
+        if sock.readable().await.is_err() {
+            return;
+        }
+        let got = sock.try_io(Interest::READABLE, || {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = recvmsg(
+                &sock,
+                &mut iov,
+                &mut control,
+                RecvFlags::TRUNC | RecvFlags::CMSG_CLOEXEC,
+            )
+            .map_err(std::io::Error::from)?;
+            let mut pid = None;
+            for c in control.drain() {
+                if let RecvAncillaryMessage::ScmCredentials(cred) = c {
+                    pid = Some(cred.pid.as_raw_nonzero().get() as u32);
+                }
+            }
+            Ok((msg.bytes, msg.flags.contains(ReturnFlags::TRUNC), pid))
+        });
+        let (len, truncated, pid) = match got {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => continue,
+        };
+        counters.received.fetch_add(1, Ordering::Relaxed);
+        if truncated || len > MAX_MESSAGE {
+            counters.oversized.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let Some(pid) = pid else {
+            counters.strangers.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        let msg = NotifyMessage {
+            pid,
+            cgroup_service: cgroup_service(pid, cgroup_root.as_deref()),
+            pgid: pgid(pid),
+            fields: parse(&text),
+        };
+        if tx.send(Internal::Notify(msg)).await.is_err() {
+            return;
+        }
+    }
+}

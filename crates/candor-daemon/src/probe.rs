@@ -1,0 +1,268 @@
+//! Carrying out one probe or socket check, with a deadline and a one-line detail. Every kind
+//! but `tcp` is request/response: a listener that accepts and then closes fails here.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use candor_core::health::{ProbeOutcome, SocketCheck};
+use candor_keeper::{KeeperCommand, KeeperHandle, ProbeEnd};
+use candor_spec::{format_duration, HttpTarget, ProbeCheck, ServiceSpec};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::oneshot;
+
+/// Exec probes run by the keeper; their answers come back through the brain to the waiter.
+#[derive(Default)]
+pub struct ExecProbes {
+    next: AtomicU64,
+    waiters: Mutex<HashMap<u64, oneshot::Sender<(ProbeEnd, Duration)>>>,
+}
+
+impl ExecProbes {
+    /// Route a `ProbeDone` to its waiter (a waiter that gave up is simply gone).
+    pub fn done(&self, token: u64, end: ProbeEnd, elapsed: Duration) {
+        if let Some(tx) = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token)
+        {
+            let _ = tx.send((end, elapsed));
+        }
+    }
+}
+
+/// How an I/O error reads in a probe detail.
+fn io_detail(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::NotFound => "socket file missing".into(),
+        std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+        std::io::ErrorKind::UnexpectedEof => "connection closed before response".into(),
+        _ => e.to_string(),
+    }
+}
+
+async fn http_over<S>(
+    io: S,
+    host: &str,
+    path: &str,
+    expect_status: Option<u16>,
+    expect_body: Option<&str>,
+) -> (bool, String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
+        Ok(x) => x,
+        Err(e) => return (false, format!("HTTP handshake failed: {e}")),
+    };
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = match hyper::Request::get(path)
+        .header("host", host)
+        .header("user-agent", "candor-probe")
+        .body(Empty::<Bytes>::new())
+    {
+        Ok(r) => r,
+        Err(e) => return (false, format!("bad probe request: {e}")),
+    };
+    let result = match sender.send_request(req).await {
+        Err(e) if e.is_incomplete_message() || e.is_canceled() => {
+            (false, "connection closed before response".to_string())
+        }
+        Err(e) => (false, format!("request failed: {e}")),
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            let status_ok = match expect_status {
+                Some(want) => code == want,
+                None => (200..400).contains(&code),
+            };
+            if !status_ok {
+                (false, format!("HTTP {code}"))
+            } else if let Some(want) = expect_body {
+                // Bodies are read up to 64 KiB.
+                let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+                    .collect()
+                    .await;
+                match body.map(|b| String::from_utf8_lossy(&b.to_bytes()).contains(want)) {
+                    Ok(true) => (true, format!("HTTP {code}")),
+                    Ok(false) => (false, format!("HTTP {code} but the body lacks \"{want}\"")),
+                    Err(_) => (false, format!("HTTP {code} but the body could not be read")),
+                }
+            } else {
+                (true, format!("HTTP {code}"))
+            }
+        }
+    };
+    driver.abort();
+    result
+}
+
+async fn uds_exchange(socket: &Path, send: Option<&str>, expect: Option<&str>) -> (bool, String) {
+    let mut s = match UnixStream::connect(socket).await {
+        Ok(s) => s,
+        Err(e) => return (false, io_detail(&e)),
+    };
+    if let Some(msg) = send {
+        if let Err(e) = s.write_all(msg.as_bytes()).await {
+            return (false, format!("send failed: {}", io_detail(&e)));
+        }
+    }
+    let Some(want) = expect else {
+        return (true, "connected".into());
+    };
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < 64 * 1024 {
+        match s.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&got).contains(want) {
+                    return (true, format!("replied \"{want}\""));
+                }
+            }
+            Err(e) => return (false, io_detail(&e)),
+        }
+    }
+    if got.is_empty() {
+        (false, "connection closed before response".into())
+    } else {
+        (false, format!("reply lacks \"{want}\""))
+    }
+}
+
+/// Run the service's probe once, within its timeout.
+pub async fn run(
+    spec: &ServiceSpec,
+    keeper: &KeeperHandle,
+    exec: &Arc<ExecProbes>,
+) -> Option<ProbeOutcome> {
+    let probe = spec.probe.as_ref()?;
+    let started = Instant::now();
+    let at = SystemTime::now();
+    let attempt = async {
+        match &probe.check {
+            ProbeCheck::Http {
+                target,
+                path,
+                expect_status,
+                expect_body,
+            } => match target {
+                HttpTarget::Tcp { host, port } => match TcpStream::connect((host.as_str(), *port))
+                    .await
+                {
+                    Ok(s) => http_over(s, host, path, *expect_status, expect_body.as_deref()).await,
+                    Err(e) => (false, io_detail(&e)),
+                },
+                HttpTarget::Unix(socket) => match UnixStream::connect(socket).await {
+                    Ok(s) => {
+                        http_over(s, "localhost", path, *expect_status, expect_body.as_deref())
+                            .await
+                    }
+                    Err(e) => (false, io_detail(&e)),
+                },
+            },
+            ProbeCheck::Tcp { host, port } => {
+                match TcpStream::connect((host.as_str(), *port)).await {
+                    Ok(_) => (true, "connected".into()),
+                    Err(e) => (false, io_detail(&e)),
+                }
+            }
+            ProbeCheck::Uds {
+                socket,
+                send,
+                expect,
+            } => uds_exchange(socket, send.as_deref(), expect.as_deref()).await,
+            ProbeCheck::Exec { argv } => {
+                let token = exec.next.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = oneshot::channel();
+                exec.waiters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(token, tx);
+                let cmd = KeeperCommand::RunProbe {
+                    token,
+                    argv: argv.clone(),
+                    env: spec
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    workdir: spec.workdir.clone(),
+                    timeout: probe.timeout,
+                };
+                if let Err(e) = keeper.send(cmd) {
+                    exec.waiters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&token);
+                    return (false, format!("cannot run: {e}"));
+                }
+                match rx.await {
+                    Ok((ProbeEnd::Exited(st), _)) if st.success() => (true, "exit 0".into()),
+                    Ok((ProbeEnd::Exited(st), _)) => (false, st.describe()),
+                    Ok((ProbeEnd::TimedOut, _)) => (
+                        false,
+                        format!(
+                            "timed out after {} (killed)",
+                            format_duration(probe.timeout)
+                        ),
+                    ),
+                    Ok((ProbeEnd::CannotStart(e), _)) => (false, e),
+                    Err(_) => (false, "the keeper did not answer".into()),
+                }
+            }
+        }
+    };
+    // Exec probes are killed by the keeper at the timeout; give them a moment to report it.
+    let limit = match probe.check {
+        ProbeCheck::Exec { .. } => probe.timeout + Duration::from_secs(1),
+        _ => probe.timeout,
+    };
+    let (ok, detail) = match tokio::time::timeout(limit, attempt).await {
+        Ok(r) => r,
+        Err(_) => (
+            false,
+            format!("timed out after {}", format_duration(probe.timeout)),
+        ),
+    };
+    Some(ProbeOutcome {
+        ok,
+        detail,
+        latency: started.elapsed(),
+        at,
+    })
+}
+
+/// Check each declared socket: the file is there (and a socket), and something accepts.
+pub async fn check_sockets(paths: &[std::path::PathBuf], timeout: Duration) -> Vec<SocketCheck> {
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        use std::os::unix::fs::FileTypeExt;
+        let exists = tokio::fs::symlink_metadata(path)
+            .await
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false);
+        let accepts = exists
+            && matches!(
+                tokio::time::timeout(timeout, UnixStream::connect(path)).await,
+                Ok(Ok(_))
+            );
+        out.push(SocketCheck {
+            path: path.clone(),
+            exists,
+            accepts,
+            at: SystemTime::now(),
+        });
+    }
+    out
+}
