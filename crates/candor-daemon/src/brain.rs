@@ -897,7 +897,7 @@ impl Brain {
         if let Some((run, h)) = s.live() {
             for (key, value) in &msg.fields {
                 match key.as_str() {
-                                        "READY" if value == "1" && notify_ready && run.ready.is_none() => {
+                    "READY" if value == "1" && notify_ready && run.ready.is_none() => {
                         run.ready = Some((now, "notify"));
                     }
                     "STATUS" => h.notify_status = Some(value.chars().take(200).collect()),

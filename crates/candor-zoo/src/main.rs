@@ -10,7 +10,12 @@ const USAGE: &str = "usage: candor-zoo <behaviour> [options]
   healthy [--port N] [--socket PATH] [--stamp FILE]   HTTP 200 on /health over TCP and/or UDS; sd_notify READY=1
   crash-loop --after DUR --code N [--stamp FILE]      run DUR, then exit with code N
   half-dead [--pids FILE]                             ignore SIGTERM, with a child that ignores it too
-  double-fork [--pids FILE] [--parent-exits]          daemonize a grandchild that escapes with setsid()
+    double-fork [--pids FILE] [--parent-exits]          daemonize a grandchild that escapes with setsid()
+  handler-dead --after DUR [--port N] [--socket PATH] HTTP 200 until DUR, then accept and close every connection
+  unlink-own-socket --after DUR --socket PATH         UDS HTTP server that unlinks its socket file after DUR, still listening
+  slow-ready --after DUR                              sd_notify READY=1 only after DUR
+  watchdog-stall --after DUR [--every DUR]            sd_notify WATCHDOG=1 until DUR, then silence (alive)
+healthy also takes --ready-fd N (s6: newline on fd N) and --ready-file PATH (created when ready)
 common: --stamp FILE appends `start <unix_ns> <pid>` / `exit <unix_ns> <pid>` lines";
 
 fn main() {
@@ -28,6 +33,10 @@ fn main() {
         "crash-loop" => crash_loop(&opts),
         "half-dead" => half_dead(&opts),
         "double-fork" => double_fork(&opts),
+        "handler-dead" => handler_dead(&opts),
+        "unlink-own-socket" => unlink_own_socket(&opts),
+        "slow-ready" => slow_ready(&opts),
+        "watchdog-stall" => watchdog_stall(&opts),
         other => {
             eprintln!("candor-zoo: unknown behaviour `{other}`\n{USAGE}");
             std::process::exit(2);
@@ -192,6 +201,7 @@ fn healthy(opts: &Opts) {
             listening.join(", ")
         }
     );
+    announce_ready(opts);
     notify("READY=1\nSTATUS=serving");
     let mut n = 0u64;
     loop {
@@ -279,5 +289,142 @@ fn double_fork(opts: &Opts) {
     if opts.has("--parent-exits") {
         std::process::exit(0);
     }
+    sleep_forever();
+}
+
+/// The s6 and file readiness signals, when asked for.
+fn announce_ready(opts: &Opts) {
+    if let Some(fd) = opts.get("--ready-fd") {
+        let fd: i32 = fd
+            .parse()
+            .unwrap_or_else(|_| die("--ready-fd: not a number"));
+        // SAFETY: writes one byte to an fd our supervisor gave us, then closes it.
+        unsafe {
+            libc::write(fd, b"\n".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
+    if let Some(f) = opts.get("--ready-file") {
+        std::fs::write(&f, b"ready\n").unwrap_or_else(|e| die(&format!("{f}: {e}")));
+    }
+}
+
+/// Serve HTTP 200 on every listener given, until `dead` is set; from then on accept each
+/// connection and close it at once (the F4 failure: a listener with no working handler).
+fn serve_until_dead(opts: &Opts, dead: &std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    if let Some(port) = opts.get("--port") {
+        let l = TcpListener::bind((
+            "127.0.0.1",
+            port.parse::<u16>()
+                .unwrap_or_else(|_| die("--port: not a port")),
+        ))
+        .unwrap_or_else(|e| die(&format!("bind 127.0.0.1:{port}: {e}")));
+        let dead = dead.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                if dead.load(Ordering::Relaxed) {
+                    drop(c);
+                } else {
+                    std::thread::spawn(move || serve_http(c));
+                }
+            }
+        });
+    }
+    if let Some(path) = opts.get("--socket") {
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).unwrap_or_else(|e| die(&format!("bind {path}: {e}")));
+        let dead = dead.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                if dead.load(Ordering::Relaxed) {
+                    drop(c);
+                } else {
+                    std::thread::spawn(move || serve_http(c));
+                }
+            }
+        });
+    }
+}
+
+fn handler_dead(opts: &Opts) {
+    let after = opts.duration("--after", Duration::from_secs(5));
+    let dead = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    serve_until_dead(opts, &dead);
+    println!(
+        "handler-dead: pid {} serving; handler dies in {after:?}",
+        std::process::id()
+    );
+    notify("READY=1");
+    std::thread::sleep(after);
+    dead.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(f) = opts.get("--stamp") {
+        stamp(&f, "fault");
+    }
+    println!("handler-dead: handler is dead; still accepting, closing every connection");
+    sleep_forever();
+}
+
+fn unlink_own_socket(opts: &Opts) {
+    let after = opts.duration("--after", Duration::from_secs(5));
+    let path = opts
+        .get("--socket")
+        .unwrap_or_else(|| die("unlink-own-socket needs --socket PATH"));
+    let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    serve_until_dead(opts, &alive);
+    println!(
+        "unlink-own-socket: pid {} serving on {path}; unlinking it in {after:?}",
+        std::process::id()
+    );
+    announce_ready(opts);
+    notify("READY=1");
+    std::thread::sleep(after);
+    std::fs::remove_file(&path).unwrap_or_else(|e| die(&format!("unlink {path}: {e}")));
+    if let Some(f) = opts.get("--stamp") {
+        stamp(&f, "fault");
+    }
+    println!("unlink-own-socket: unlinked {path}; the listener lives on");
+    sleep_forever();
+}
+
+fn slow_ready(opts: &Opts) {
+    let after = opts.duration("--after", Duration::from_secs(2));
+    println!(
+        "slow-ready: pid {} will be ready in {after:?}",
+        std::process::id()
+    );
+    notify("STATUS=warming up");
+    std::thread::sleep(after);
+    notify("READY=1\nSTATUS=ready after warm-up");
+    if let Some(f) = opts.get("--stamp") {
+        stamp(&f, "ready");
+    }
+    println!("slow-ready: READY=1 sent");
+    sleep_forever();
+}
+
+fn watchdog_stall(opts: &Opts) {
+    let after = opts.duration("--after", Duration::from_secs(2));
+    // Ping at half the period the supervisor asked for (as sd_watchdog_enabled suggests).
+    let usec: u64 = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let every = opts.duration("--every", Duration::from_micros(usec / 2));
+    println!(
+        "watchdog-stall: pid {} (WATCHDOG_PID={}) pinging every {every:?} for {after:?}, then stalling",
+        std::process::id(),
+        std::env::var("WATCHDOG_PID").unwrap_or_default()
+    );
+    notify("READY=1");
+    let end = std::time::Instant::now() + after;
+    while std::time::Instant::now() < end {
+        notify("WATCHDOG=1");
+        std::thread::sleep(every);
+    }
+    if let Some(f) = opts.get("--stamp") {
+        stamp(&f, "fault");
+    }
+    println!("watchdog-stall: stalled (no more WATCHDOG=1)");
     sleep_forever();
 }

@@ -1,0 +1,363 @@
+//! Truthful status: readiness protocols, request/response probes, declared sockets, the
+//! watchdog, and no stale truth after a daemon restart. Real daemon, real zoo processes.
+
+use std::time::Duration;
+
+use candor_scenarios::{alive, read_stamps, wait_for, Daemon};
+
+const T: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn event_with(d: &Daemon, service: &str, state: &str, words: &str) -> Option<serde_json::Value> {
+    d.events().into_iter().find(|e| {
+        e["service"] == service
+            && e["state"] == state
+            && e["reason"].as_str().unwrap_or("").contains(words)
+    })
+}
+
+#[test]
+fn dangling_socket_flips_unhealthy_and_the_restart_brings_it_back() {
+    // F3: the listener lives, the file is gone; clients get ENOENT.
+    let d = Daemon::start(
+        r#"
+[service.rpc]
+command = ["{zoo}", "unlink-own-socket", "--after", "1s", "--socket", "{dir}/rpc.sock", "--stamp", "{dir}/stamps"]
+ready = "notify"
+sockets = ["{dir}/rpc.sock"]
+probe = { http = { socket = "{dir}/rpc.sock", path = "/health" }, every = "300ms", timeout = "300ms" }
+"#,
+    );
+    let s = d.wait_state("rpc", "running", T);
+    let first_pid = s["pid"].clone();
+    assert_eq!(s["sockets"][0]["exists"], true, "{s}");
+    // Detection comes from the next check after the fault: one period plus the timeout.
+    // (The precise latency is measured in bench/detect; here a noisy machine gets slack.)
+    let reason = format!(
+        "declared socket {}/rpc.sock missing on disk",
+        d.dir.path().display()
+    );
+    let ev = wait_for("the unhealthy event", Duration::from_secs(10), || {
+        event_with(&d, "rpc", "unhealthy", &reason)
+    });
+    assert_eq!(ev["reason"], reason.as_str());
+    assert_eq!(ev["detail"]["sockets"][0]["exists"], false, "{ev}");
+    // Default on_unhealthy = "restart": a new run, with its socket back.
+    let s = wait_for("a new run with the socket back", T, || {
+        let s = d.status("rpc");
+        (s["state"] == "running" && s["pid"] != first_pid && s["sockets"][0]["accepts"] == true)
+            .then_some(s)
+    });
+    assert_eq!(s["sockets"][0]["exists"], true, "{s}");
+    assert!(read_stamps(&d.path("stamps"))
+        .iter()
+        .any(|s| s.0 == "fault"));
+}
+
+#[test]
+fn stale_socket_file_is_removed_and_a_live_foreign_listener_blocks_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap()); // file left, nobody listening
+    let taken = dir.path().join("taken.sock");
+    let _foreign = std::os::unix::net::UnixListener::bind(&taken).unwrap();
+    let d = Daemon::start(&format!(
+        r#"
+[service.fresh]
+command = ["{{zoo}}", "healthy", "--socket", "{stale}"]
+sockets = ["{stale}"]
+ready = "notify"
+
+[service.twin]
+command = ["{{zoo}}", "healthy", "--socket", "{taken}"]
+sockets = ["{taken}"]
+"#,
+        stale = stale.display(),
+        taken = taken.display()
+    ));
+    let s = d.wait_state("fresh", "running", T);
+    assert!(s["pid"].is_u64());
+    let t = d.wait_state("twin", "failed", T);
+    let reason = t["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("served by another live listener"),
+        "{reason}"
+    );
+    assert!(reason.contains("taken.sock"), "{reason}");
+}
+
+#[test]
+fn dead_handler_behind_an_http_probe_is_unhealthy_but_tcp_sees_nothing() {
+    // F4: the listener accepts and closes; a connect-only probe calls that healthy.
+    let (p1, p2) = (free_port(), free_port());
+    let d = Daemon::start(&format!(
+        r#"
+[service.http-probed]
+command = ["{{zoo}}", "handler-dead", "--after", "1s", "--port", "{p1}"]
+ready = "notify"
+on_unhealthy = "alert"
+probe = {{ http = {{ port = {p1}, path = "/health" }}, every = "300ms", timeout = "500ms", failures = 2 }}
+
+[service.tcp-probed]
+command = ["{{zoo}}", "handler-dead", "--after", "1s", "--port", "{p2}"]
+ready = "notify"
+on_unhealthy = "alert"
+probe = {{ tcp = "127.0.0.1:{p2}", every = "300ms", timeout = "500ms", failures = 2 }}
+"#
+    ));
+    d.wait_state("http-probed", "running", T);
+    let s = d.wait_state("http-probed", "unhealthy", T);
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.starts_with("http probe failed"), "{reason}");
+    assert!(
+        reason.contains("connection closed before response"),
+        "{reason}"
+    );
+    assert_eq!(s["probes"][0]["ok"], false);
+    assert_eq!(s["probes"][0]["kind"], "http");
+    // alert: the process is left alone.
+    assert_eq!(s["runs"], 1);
+    // The tcp probe still connects: it cannot see a dead handler (see README).
+    let t = d.status("tcp-probed");
+    assert_eq!(t["state"], "running", "{t}");
+    assert_eq!(t["probes"][0]["detail"], "connected");
+}
+
+#[test]
+fn slow_ready_waits_for_notify_and_strangers_are_ignored_and_counted() {
+    let d = Daemon::start(
+        r#"
+[service.slow]
+command = ["{zoo}", "slow-ready", "--after", "2s"]
+ready = "notify"
+"#,
+    );
+    let s = wait_for("slow to report its warm-up status", T, || {
+        let s = d.status("slow");
+        (s["status_text"] == "warming up").then_some(s)
+    });
+    assert_eq!(s["state"], "starting", "{s}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for readiness (ready = \"notify\")"),
+        "{s}"
+    );
+    // A READY=1 from a process that is not the service changes nothing.
+    let notify = d.info()["notify"]["socket"].as_str().unwrap().to_string();
+    let before = d.info()["notify"]["dropped_strangers"].as_u64().unwrap();
+    std::os::unix::net::UnixDatagram::unbound()
+        .unwrap()
+        .send_to(b"READY=1", &notify)
+        .unwrap();
+    wait_for("the stranger counted", T, || {
+        (d.info()["notify"]["dropped_strangers"].as_u64()? > before).then_some(())
+    });
+    assert_eq!(d.state("slow"), "starting");
+    let s = d.wait_state("slow", "running", T);
+    assert_eq!(s["ready"]["via"], "notify");
+    assert_eq!(s["status_text"], "ready after warm-up");
+}
+
+#[test]
+fn oversized_notify_messages_are_dropped_and_counted() {
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    d.wait_state("web", "running", T);
+    let notify = d.info()["notify"]["socket"].as_str().unwrap().to_string();
+    let big = vec![b'x'; 5000];
+    std::os::unix::net::UnixDatagram::unbound()
+        .unwrap()
+        .send_to(&big, &notify)
+        .unwrap();
+    wait_for("the oversized message counted", T, || {
+        (d.info()["notify"]["dropped_oversized"].as_u64()? >= 1).then_some(())
+    });
+}
+
+#[test]
+fn watchdog_stall_is_restarted_with_reason_watchdog_timeout() {
+    let d = Daemon::start(
+        r#"
+[service.dog]
+command = ["{zoo}", "watchdog-stall", "--after", "1s"]
+ready = "notify"
+watchdog = "400ms"
+on_unhealthy = "alert"
+"#,
+    );
+    let s = d.wait_state("dog", "running", T);
+    let pid = s["pid"].as_u64().unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    assert!(
+        vars.contains(&format!("WATCHDOG_PID={pid}").as_bytes()),
+        "WATCHDOG_PID is the service's pid"
+    );
+    assert!(vars.contains(&&b"WATCHDOG_USEC=400000"[..]));
+    // Even with on_unhealthy = "alert", a missed watchdog restarts: it is a liveness contract.
+    let ev = wait_for("the watchdog event", T, || {
+        event_with(&d, "dog", "unhealthy", "watchdog timeout")
+    });
+    assert_eq!(ev["reason"], "watchdog timeout: no WATCHDOG=1 within 400ms");
+    wait_for("a restart", T, || {
+        (d.status("dog")["runs"].as_u64()? >= 2).then_some(())
+    });
+    wait_for("the stalled process gone", T, || {
+        (!alive(pid)).then_some(())
+    });
+}
+
+#[test]
+fn fd_and_file_readiness_and_ready_timeout() {
+    let d = Daemon::start(
+        r#"
+[service.by-fd]
+command = ["{zoo}", "healthy", "--ready-fd", "5"]
+ready = { fd = 5 }
+
+[service.by-file]
+command = ["{zoo}", "healthy", "--ready-file", "{dir}/ready"]
+ready = { file = "{dir}/ready" }
+
+[service.never]
+command = ["{zoo}", "crash-loop", "--after", "1h"]
+ready = { file = "{dir}/never-ready" }
+ready_timeout = "700ms"
+"#,
+    );
+    assert_eq!(d.wait_state("by-fd", "running", T)["ready"]["via"], "fd");
+    assert_eq!(
+        d.wait_state("by-file", "running", T)["ready"]["via"],
+        "file"
+    );
+    let s = d.wait_state("never", "failed", T);
+    assert_eq!(s["reason"], "not ready within 700ms of starting (ready = \"file\"); fix the service or raise ready_timeout");
+}
+
+#[test]
+fn a_stale_ready_file_is_removed_before_the_spawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ready");
+    std::fs::write(&marker, "left from an earlier run").unwrap();
+    let d = Daemon::start(&format!(
+        r#"
+[service.never]
+command = ["{{zoo}}", "crash-loop", "--after", "1h"]
+ready = {{ file = "{}" }}
+"#,
+        marker.display()
+    ));
+    let s = wait_for("the service spawned", T, || {
+        let s = d.status("never");
+        s["pid"].is_u64().then_some(s)
+    });
+    assert_eq!(
+        s["state"], "starting",
+        "an old marker must not count as ready: {s}"
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn exec_and_uds_probes_are_request_response() {
+    let d = Daemon::start(
+        r#"
+[service.exec-ok]
+command = ["{zoo}", "healthy"]
+probe = { exec = ["sh", "-c", "exit 0"], every = "200ms" }
+
+[service.exec-hangs]
+command = ["{zoo}", "healthy"]
+probe = { exec = ["sleep", "30"], every = "300ms", timeout = "200ms" }
+
+[service.uds]
+command = ["{zoo}", "healthy", "--socket", "{dir}/u.sock"]
+probe = { uds = { socket = "{dir}/u.sock", send = "GET /health HTTP/1.0\r\n\r\n", expect = "200 OK" }, every = "200ms" }
+
+[service.uds-wrong]
+command = ["{zoo}", "healthy", "--socket", "{dir}/w.sock"]
+probe = { uds = { socket = "{dir}/w.sock", send = "GET /health HTTP/1.0\r\n\r\n", expect = "PONG" }, every = "200ms" }
+"#,
+    );
+    assert_eq!(
+        d.wait_state("exec-ok", "running", T)["ready"]["via"],
+        "probe"
+    );
+    let u = d.wait_state("uds", "running", T);
+    assert_eq!(u["probes"][0]["detail"], "replied \"200 OK\"");
+    let hang = wait_for("the hung exec probe reported", T, || {
+        let s = d.status("exec-hangs");
+        s["reason"]
+            .as_str()?
+            .contains("timed out after 200ms (killed)")
+            .then_some(s)
+    });
+    assert_eq!(hang["state"], "starting", "{hang}");
+    let w = wait_for("the wrong reply reported", T, || {
+        let s = d.status("uds-wrong");
+        s["reason"]
+            .as_str()?
+            .contains("reply lacks \"PONG\"")
+            .then_some(s)
+    });
+    assert_eq!(w["state"], "starting");
+    // The hung probes were killed: no `sleep 30` outlives its timeout for long.
+    wait_for("hung probes cleaned up", T, || {
+        let n = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| c.starts_with(b"sleep\x0030"))
+                    .unwrap_or(false)
+            })
+            .count();
+        (n <= 1).then_some(())
+    });
+}
+
+#[test]
+fn after_a_daemon_restart_the_board_never_shows_stale_truth() {
+    let port = free_port();
+    let mut d = Daemon::start(&format!(
+        r#"
+[service.web]
+command = ["{{zoo}}", "healthy", "--port", "{port}"]
+probe = {{ http = {{ port = {port}, path = "/health" }}, every = "300ms", start_delay = "200ms" }}
+"#
+    ));
+    let old = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
+    d.kill_daemon();
+    d.spawn();
+    // From the first answer on: never `failed`, and `running` only from a probe of a new run.
+    let end = std::time::Instant::now() + T;
+    loop {
+        let s = d.status("web");
+        assert_ne!(s["state"], "failed", "{s}");
+        if s["state"] == "running" {
+            assert_ne!(
+                s["pid"].as_u64(),
+                Some(old),
+                "running shown for the old run: {s}"
+            );
+            assert_eq!(s["ready"]["via"], "probe", "{s}");
+            assert_eq!(s["probes"][0]["ok"], true, "{s}");
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "never settled: {s}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
