@@ -344,9 +344,16 @@ probe = {{ http = {{ port = {port}, path = "/health" }}, every = "300ms", start_
     d.spawn();
     // From the first answer on: never `failed`, and `running` only from a probe of a new run.
     let end = std::time::Instant::now() + T;
+    let mut said_rechecking = false;
     loop {
         let s = d.status("web");
         assert_ne!(s["state"], "failed", "{s}");
+        if s["state"] == "starting" && s["pid"].as_u64().is_some_and(|p| p != old) {
+            said_rechecking |= s["reason"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("re-checking after supervisor restart: ");
+        }
         if s["state"] == "running" {
             assert_ne!(
                 s["pid"].as_u64(),
@@ -355,6 +362,10 @@ probe = {{ http = {{ port = {port}, path = "/health" }}, every = "300ms", start_
             );
             assert_eq!(s["ready"]["via"], "probe", "{s}");
             assert_eq!(s["probes"][0]["ok"], true, "{s}");
+            assert!(
+                said_rechecking,
+                "until ready, the reason says it is re-checking"
+            );
             break;
         }
         assert!(std::time::Instant::now() < end, "never settled: {s}");

@@ -50,6 +50,9 @@ pub struct Run {
     pub started_at: SystemTime,
     /// When readiness was seen, and how.
     pub ready: Option<(SystemTime, &'static str)>,
+    /// This run replaced one an earlier supervisor left running: until it is ready, nothing
+    /// about it is known yet.
+    pub after_supervisor_restart: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,10 +164,15 @@ fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>) -> Derived {
             .filter(|o| !o.ok)
             .map(|o| format!(" (last probe: {})", o.detail))
             .unwrap_or_default();
+        let prefix = if run.after_supervisor_restart {
+            "re-checking after supervisor restart: "
+        } else {
+            ""
+        };
         return d(
             Starting,
             format!(
-                "spawned as pid {}, waiting for readiness (ready = \"{}\"){last_probe}{status}",
+                "{prefix}spawned as pid {}, waiting for readiness (ready = \"{}\"){last_probe}{status}",
                 run.pid,
                 spec.ready.as_str()
             ),
@@ -319,6 +327,7 @@ mod tests {
             pid: 4242,
             started_at: t(0),
             ready: ready.then_some((t(0), "started")),
+            after_supervisor_restart: false,
         }
     }
     fn ev(wanted: bool, phase: Phase) -> Evidence {
@@ -430,6 +439,7 @@ mod health_tests {
             pid: 7,
             started_at: UNIX_EPOCH,
             ready: ready.then_some((UNIX_EPOCH, "notify")),
+            after_supervisor_restart: false,
         }
     }
     fn outcome(ok: bool, detail: &str) -> ProbeOutcome {
@@ -526,6 +536,23 @@ mod health_tests {
                 "{health:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_run_that_replaced_an_earlier_supervisors_says_so_until_ready() {
+        let mut r = run(1, false);
+        r.after_supervisor_restart = true;
+        let got = derive(&spec(), &with(r.clone(), Health::for_run(1)), UNIX_EPOCH);
+        assert_eq!(got.state, ServiceState::Starting);
+        assert_eq!(
+            got.reason,
+            "re-checking after supervisor restart: spawned as pid 7, waiting for readiness (ready = \"started\")"
+        );
+        r.ready = Some((UNIX_EPOCH, "probe"));
+        assert_eq!(
+            derive(&spec(), &with(r, Health::for_run(1)), UNIX_EPOCH).state,
+            ServiceState::Running
+        );
     }
 
     #[test]

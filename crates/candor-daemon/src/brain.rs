@@ -685,6 +685,8 @@ impl Brain {
                     pid,
                     started_at: at,
                     ready: ready_now.then_some((at, s.spec.ready.as_str())),
+                    // The first run of this daemon found an earlier supervisor's run in place.
+                    after_supervisor_restart: cleared_leftovers > 0 && run_id == 1,
                 });
                 s.health = Some(Health::for_run(run_id));
                 s.ready_deadline = s.spec.ready_timeout.filter(|_| !ready_now).map(|t| at + t);
