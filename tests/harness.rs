@@ -73,6 +73,8 @@ pub struct Daemon {
     pub config: PathBuf,
     child: Option<Child>,
     env: Vec<(String, String)>,
+    /// The state dir's name inside the temp dir.
+    state: String,
 }
 
 impl Daemon {
@@ -82,6 +84,11 @@ impl Daemon {
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_full(config, env, "state")
+    }
+
+    /// With the state dir named `state` inside the temp dir (e.g. a very long name).
+    pub fn start_full(config: &str, env: &[(&str, &str)], state: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("candor-t")
             .tempdir()
@@ -96,6 +103,7 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            state: state.to_string(),
             dir,
         };
         d.write_config(config);
@@ -114,8 +122,9 @@ impl Daemon {
 
     pub fn write_config(&self, text: &str) {
         let body = format!(
-            "[daemon]\nstate_dir = \"{}/state\"\n\n{}",
+            "[daemon]\nstate_dir = \"{}/{}\"\n\n{}",
             self.dir.path().display(),
+            self.state,
             self.fill(text)
         );
         std::fs::write(&self.config, body).expect("write config");

@@ -35,7 +35,11 @@ sockets = ["{dir}/rpc.sock"]
 probe = { http = { socket = "{dir}/rpc.sock", path = "/health" }, every = "300ms", timeout = "300ms" }
 "#,
     );
-    let s = d.wait_state("rpc", "running", T);
+    d.wait_state("rpc", "running", T);
+    let s = wait_for("the first socket check", T, || {
+        let s = d.status("rpc");
+        (s["state"] == "running" && s["sockets"][0]["exists"].is_boolean()).then_some(s)
+    });
     let first_pid = s["pid"].clone();
     assert_eq!(s["sockets"][0]["exists"], true, "{s}");
     // Detection comes from the next check after the fault: one period plus the timeout.
@@ -371,4 +375,22 @@ probe = {{ http = {{ port = {port}, path = "/health" }}, every = "300ms", start_
         assert!(std::time::Instant::now() < end, "never settled: {s}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[test]
+fn notify_works_through_an_abstract_socket_when_the_state_dir_path_is_too_long() {
+    let long = format!("state-{}", "x".repeat(120));
+    let d = Daemon::start_full(
+        r#"
+[service.slow]
+command = ["{zoo}", "slow-ready", "--after", "200ms"]
+ready = "notify"
+"#,
+        &[],
+        &long,
+    );
+    let socket = d.info()["notify"]["socket"].as_str().unwrap().to_string();
+    assert!(socket.starts_with("@candor-notify-"), "{socket}");
+    let s = d.wait_state("slow", "running", T);
+    assert_eq!(s["ready"]["via"], "notify");
 }

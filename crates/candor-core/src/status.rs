@@ -158,7 +158,7 @@ fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>) -> Derived {
         .and_then(|h| h.notify_status.as_deref())
         .map(|s| format!("; status: {s}"))
         .unwrap_or_default();
-    let Some((_, via)) = run.ready else {
+    let Some((ready_at, via)) = run.ready else {
         let last_probe = health
             .and_then(|h| h.probe.last.as_ref())
             .filter(|o| !o.ok)
@@ -178,11 +178,16 @@ fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>) -> Derived {
             ),
         );
     };
+    // Declared sockets count only from checks taken once ready: before that they may not
+    // exist yet, and a check from then says nothing about now.
+    let fresh: Vec<_> = health
+        .map(|h| h.sockets.iter().filter(|c| c.at >= ready_at).collect())
+        .unwrap_or_default();
     if let Some(h) = health {
         if let Some(why) = &h.watchdog_missed {
             return d(Unhealthy, why.clone());
         }
-        if let Some(problem) = h.sockets.iter().find_map(|c| c.problem()) {
+        if let Some(problem) = fresh.iter().find_map(|c| c.problem()) {
             return d(Unhealthy, problem);
         }
         if h.probe.unhealthy {
@@ -205,6 +210,15 @@ fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>) -> Derived {
                 ),
             );
         }
+    }
+    if fresh.len() < spec.sockets.len() {
+        return d(
+            Starting,
+            format!(
+                "ready via {via} as pid {}; checking its declared sockets{status}",
+                run.pid
+            ),
+        );
     }
     d(
         Running,
@@ -552,6 +566,39 @@ mod health_tests {
         assert_eq!(
             derive(&spec(), &with(r, Health::for_run(1)), UNIX_EPOCH).state,
             ServiceState::Running
+        );
+    }
+
+    #[test]
+    fn sockets_count_only_from_checks_after_ready() {
+        let mut s = spec();
+        s.sockets = vec![PathBuf::from("/run/api/rpc.sock")];
+        let mut r = run(1, false);
+        r.ready = Some((UNIX_EPOCH + Duration::from_secs(10), "notify"));
+        let at = |secs: u64, exists: bool| SocketCheck {
+            at: UNIX_EPOCH + Duration::from_secs(secs),
+            ..socket(exists, exists)
+        };
+        let cases = [
+            (vec![], ServiceState::Starting),
+            // Missing before ready: not evidence about now.
+            (vec![at(5, false)], ServiceState::Starting),
+            (vec![at(5, true)], ServiceState::Starting),
+            (vec![at(11, true)], ServiceState::Running),
+            (vec![at(11, false)], ServiceState::Unhealthy),
+        ];
+        for (checks, state) in cases {
+            let h = Health {
+                sockets: checks.clone(),
+                ..Health::for_run(1)
+            };
+            let got = derive(&s, &with(r.clone(), h), UNIX_EPOCH);
+            assert_eq!(got.state, state, "{checks:?}: {}", got.reason);
+        }
+        let got = derive(&s, &with(r.clone(), Health::for_run(1)), UNIX_EPOCH);
+        assert_eq!(
+            got.reason,
+            "ready via notify as pid 7; checking its declared sockets"
         );
     }
 

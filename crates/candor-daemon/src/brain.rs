@@ -30,7 +30,7 @@ pub struct BrainContext {
     pub exec: Arc<ExecProbes>,
     pub notify_counters: Arc<NotifyCounters>,
     /// `NOTIFY_SOCKET` for services that use sd_notify.
-    pub notify_socket: std::path::PathBuf,
+    pub notify_socket: String,
 }
 
 /// An API failure: an HTTP status and the body to send.
@@ -536,10 +536,8 @@ impl Brain {
         };
         let mut req = req;
         if spec.uses_notify() {
-            req.env.push((
-                "NOTIFY_SOCKET".into(),
-                self.ctx.notify_socket.display().to_string(),
-            ));
+            req.env
+                .push(("NOTIFY_SOCKET".into(), self.ctx.notify_socket.clone()));
         }
         if let Some(w) = spec.watchdog {
             req.env
@@ -786,6 +784,28 @@ impl Brain {
 
     /// Evidence from a run's monitor or the notify server.
     fn on_internal(&mut self, msg: Internal) {
+        let ready_before = self.ready_runs();
+        self.take_evidence(msg);
+        // A run that just became ready gets its declared sockets checked right away.
+        for (name, s) in &self.services {
+            let ready_now = matches!(&s.phase, Phase::Running(r) if r.ready.is_some());
+            if ready_now && !ready_before.contains(name) {
+                if let Some(m) = &s.monitor {
+                    m.check_now();
+                }
+            }
+        }
+    }
+
+    fn ready_runs(&self) -> Vec<ServiceName> {
+        self.services
+            .iter()
+            .filter(|(_, s)| matches!(&s.phase, Phase::Running(r) if r.ready.is_some()))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    fn take_evidence(&mut self, msg: Internal) {
         let now = SystemTime::now();
         match msg {
             Internal::Probe {

@@ -137,7 +137,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let (board_tx, board_rx) = watch::channel(Arc::new(Board::default()));
     let (req_tx, req_rx) = mpsc::channel::<Request>(256);
     let config_abs = spec.source.clone();
-    let info = api::DaemonInfo {
+    let mut info = api::DaemonInfo {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").into(),
         started_at: api::timestamp(SystemTime::now()),
@@ -151,10 +151,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         containment_detail: containment.describe(),
         services: spec.services.len(),
         store_dropped: api::LogCounts::default(),
-        notify: api::NotifyStats {
-            socket: state_dir.join("notify.sock").display().to_string(),
-            ..Default::default()
-        },
+        notify: api::NotifyStats::default(),
     };
     eprintln!(
         "candor: {} services from {}; containment: {}",
@@ -167,10 +164,11 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let (events_tx, _) = broadcast::channel(1024);
     let (internal_tx, internal_rx) = mpsc::channel(1024);
     let notify_path = state_dir.join("notify.sock");
-    let notify_sock = notify::bind(&notify_path).map_err(|source| DaemonError::Socket {
-        path: notify_path.clone(),
-        source,
-    })?;
+    let (notify_sock, notify_name) = notify::bind(&notify_path, &paths::instance_name(&state_dir))
+        .map_err(|source| DaemonError::Socket {
+            path: notify_path.clone(),
+            source,
+        })?;
     let notify_counters = Arc::new(notify::NotifyCounters::default());
     let cgroup_root = match &containment {
         Containment::Cgroup { root } => Some(root.clone()),
@@ -186,7 +184,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         internal: internal_tx,
         exec: Arc::default(),
         notify_counters: notify_counters.clone(),
-        notify_socket: notify_path.clone(),
+        notify_socket: notify_name.clone(),
     };
     let brain = Brain::new(
         &spec,
@@ -196,6 +194,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         events_tx.clone(),
         ctx,
     );
+    info.notify.socket = notify_name;
     let app = http::router(http::AppState {
         requests: req_tx.clone(),
         board: board_rx,

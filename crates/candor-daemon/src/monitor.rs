@@ -42,6 +42,15 @@ pub enum Internal {
 
 pub struct Monitor {
     tasks: Vec<AbortHandle>,
+    check_now: Arc<tokio::sync::Notify>,
+}
+
+impl Monitor {
+    /// Probe and check the sockets now rather than at the next tick (e.g. the run just became
+    /// ready, and its socket checks must be taken after that).
+    pub fn check_now(&self) {
+        self.check_now.notify_one();
+    }
 }
 
 impl Drop for Monitor {
@@ -62,6 +71,7 @@ pub fn start(
 ) -> Monitor {
     let mut tasks = Vec::new();
     let service = spec.name.to_string();
+    let check_now = Arc::new(tokio::sync::Notify::new());
     if let Some(fd) = ready_fd {
         let (tx, service) = (tx.clone(), service.clone());
         tasks.push(
@@ -110,6 +120,7 @@ pub fn start(
     }
     if spec.probe.is_some() || !spec.sockets.is_empty() {
         let spec = spec.clone();
+        let wake = check_now.clone();
         tasks.push(
             tokio::spawn(async move {
                 let (every, delay, timeout) = match &spec.probe {
@@ -120,7 +131,10 @@ pub fn start(
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = wake.notified() => {}
+                    }
                     let (outcome, checks) = tokio::join!(
                         probe::run(&spec, &keeper, &exec),
                         probe::check_sockets(&spec.sockets, timeout)
@@ -153,5 +167,5 @@ pub fn start(
             .abort_handle(),
         );
     }
-    Monitor { tasks }
+    Monitor { tasks, check_now }
 }

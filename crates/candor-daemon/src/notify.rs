@@ -38,11 +38,32 @@ pub struct NotifyMessage {
     pub fields: Vec<(String, String)>,
 }
 
-pub fn bind(path: &Path) -> std::io::Result<UnixDatagram> {
-    let _ = std::fs::remove_file(path);
-    let sock = UnixDatagram::bind(path)?;
+/// Longest Unix socket path (sun_path holds 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Bind the notify socket at `path`, or, when that path is too long for a Unix socket, in the
+/// abstract namespace as `@candor-notify-<instance>`. Returns the socket and the value for
+/// `NOTIFY_SOCKET`.
+pub fn bind(path: &Path, instance: &str) -> std::io::Result<(UnixDatagram, String)> {
+    let (std_sock, name) = if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        let _ = std::fs::remove_file(path);
+        (
+            std::os::unix::net::UnixDatagram::bind(path)?,
+            path.display().to_string(),
+        )
+    } else {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("candor-notify-{instance}");
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        (
+            std::os::unix::net::UnixDatagram::bind_addr(&addr)?,
+            format!("@{name}"),
+        )
+    };
+    std_sock.set_nonblocking(true)?;
+    let sock = UnixDatagram::from_std(std_sock)?;
     rustix::net::sockopt::set_socket_passcred(&sock, true)?;
-    Ok(sock)
+    Ok((sock, name))
 }
 
 fn cgroup_service(pid: u32, root: Option<&Path>) -> Option<String> {

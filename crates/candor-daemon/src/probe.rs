@@ -49,6 +49,31 @@ fn io_detail(e: &std::io::Error) -> String {
     }
 }
 
+/// A failed HTTP exchange in one line: a peer that hung up (FIN or RST, before or during the
+/// request) reads "connection closed before response"; anything else names its root cause.
+fn request_error(e: &hyper::Error) -> String {
+    use std::error::Error as _;
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return "connection closed before response".into();
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.source();
+    let mut last = None;
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | UnexpectedEof | ConnectionAborted
+            ) {
+                return "connection closed before response".into();
+            }
+        }
+        last = Some(c.to_string());
+        cause = c.source();
+    }
+    format!("request failed: {}", last.unwrap_or_else(|| e.to_string()))
+}
+
 async fn http_over<S>(
     io: S,
     host: &str,
@@ -75,10 +100,7 @@ where
         Err(e) => return (false, format!("bad probe request: {e}")),
     };
     let result = match sender.send_request(req).await {
-        Err(e) if e.is_incomplete_message() || e.is_canceled() => {
-            (false, "connection closed before response".to_string())
-        }
-        Err(e) => (false, format!("request failed: {e}")),
+        Err(e) => (false, request_error(&e)),
         Ok(resp) => {
             let code = resp.status().as_u16();
             let status_ok = match expect_status {
