@@ -394,3 +394,49 @@ ready = "notify"
     let s = d.wait_state("slow", "running", T);
     assert_eq!(s["ready"]["via"], "notify");
 }
+
+#[test]
+fn notify_protocol_status_stopping_reloading_errno_and_mainpid() {
+    let d = Daemon::start(
+        r#"
+[service.talker]
+command = ["{zoo}", "notify", "STATUS=loading 3 plugins", "READY=1\nSTATUS=serving", "RELOADING=1", "ERRNO=5", "MAINPID=1", "STOPPING=1"]
+ready = "notify"
+"#,
+    );
+    let mut seen = Vec::new();
+    wait_for("every message shown in turn", T, || {
+        let s = d.status("talker");
+        if let Some(text) = s["status_text"].as_str() {
+            if seen.last().map(String::as_str) != Some(text) {
+                seen.push(text.to_string());
+            }
+        }
+        (seen.last().map(String::as_str) == Some("stopping on its own (STOPPING=1)")).then_some(())
+    });
+    for want in [
+        "serving",
+        "reloading (RELOADING=1)",
+        "reports errno 5 (ERRNO=)",
+    ] {
+        assert!(
+            seen.iter().any(|s| s == want),
+            "{want} not seen in {seen:?}"
+        );
+    }
+    let s = d.status("talker");
+    assert_eq!(s["ready"]["via"], "notify");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("; status: stopping on its own (STOPPING=1)"),
+        "{s}"
+    );
+    let ev = wait_for("MAINPID recorded", T, || {
+        d.events()
+            .into_iter()
+            .find(|e| e["service"] == "talker" && e["state"] == "notify")
+    });
+    assert_eq!(ev["detail"]["mainpid"], 1);
+}

@@ -31,6 +31,8 @@ pub struct BrainContext {
     pub notify_counters: Arc<NotifyCounters>,
     /// `NOTIFY_SOCKET` for services that use sd_notify.
     pub notify_socket: String,
+    /// Print every state change on stderr.
+    pub echo_events: bool,
 }
 
 /// An API failure: an HTTP status and the body to send.
@@ -321,7 +323,9 @@ impl Brain {
 
     fn record(&self, service: &str, state: &str, reason: &str, detail: serde_json::Value) {
         let now = SystemTime::now();
-        eprintln!("{} {service} {state}: {reason}", api::timestamp_ms(now));
+        if self.ctx.echo_events {
+            eprintln!("{} {service} {state}: {reason}", api::timestamp_ms(now));
+        }
         let _ = self.events.send(api::Event {
             at: api::timestamp_ms(now),
             service: service.into(),
@@ -1186,6 +1190,7 @@ impl Brain {
                     "run": run.map(|r| r.id),
                     "restarts": s.restarts,
                     "last_exit": s.last_exit.map(|e| e.status.describe()),
+                    "health": run.map(|_| health_detail(s)),
                     "restart_in_ms": match s.phase {
                         Phase::Backoff { until, .. } => Some(until.duration_since(now).unwrap_or_default().as_millis() as u64),
                         _ => None,

@@ -32,6 +32,8 @@ pub struct Options {
     pub use_cgroups: bool,
     /// `false` forces the portable fork/exec spawn path (`CANDOR_CLONE3=off`).
     pub use_clone3: bool,
+    /// Print every state change on stderr (off under `candor up`'s live view).
+    pub echo_events: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +187,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         exec: Arc::default(),
         notify_counters: notify_counters.clone(),
         notify_socket: notify_name.clone(),
+        echo_events: opts.echo_events,
     };
     let brain = Brain::new(
         &spec,

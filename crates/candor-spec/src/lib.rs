@@ -343,12 +343,46 @@ impl ServiceSpec {
     }
 }
 
-/// Resolve `p` against `base` unless it is absolute.
+/// Resolve `p` against `base` unless it is absolute, and drop `.` and `..` components
+/// lexically (no symlinks are followed), so paths read as people expect in messages.
 pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
+    use std::path::Component;
     let p = Path::new(p);
-    if p.is_absolute() {
+    let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         base.join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_dir_without_dot_components() {
+        let base = Path::new("/srv/app/examples");
+        assert_eq!(
+            resolve(base, "../.candor/rpc.sock"),
+            PathBuf::from("/srv/app/.candor/rpc.sock")
+        );
+        assert_eq!(
+            resolve(base, "./x/./y"),
+            PathBuf::from("/srv/app/examples/x/y")
+        );
+        assert_eq!(resolve(base, "/abs/../path"), PathBuf::from("/path"));
     }
 }

@@ -15,6 +15,7 @@ const USAGE: &str = "usage: candor-zoo <behaviour> [options]
   unlink-own-socket --after DUR --socket PATH         UDS HTTP server that unlinks its socket file after DUR, still listening
   slow-ready --after DUR                              sd_notify READY=1 only after DUR
   watchdog-stall --after DUR [--every DUR]            sd_notify WATCHDOG=1 until DUR, then silence (alive)
+  notify MSG [MSG...]                                 send each MSG (\\n for newlines) to $NOTIFY_SOCKET, 300 ms apart, then stay up
 healthy also takes --ready-fd N (s6: newline on fd N) and --ready-file PATH (created when ready)
 common: --stamp FILE appends `start <unix_ns> <pid>` / `exit <unix_ns> <pid>` lines";
 
@@ -37,6 +38,7 @@ fn main() {
         "unlink-own-socket" => unlink_own_socket(&opts),
         "slow-ready" => slow_ready(&opts),
         "watchdog-stall" => watchdog_stall(&opts),
+        "notify" => notify_script(&args[1..]),
         other => {
             eprintln!("candor-zoo: unknown behaviour `{other}`\n{USAGE}");
             std::process::exit(2);
@@ -426,5 +428,14 @@ fn watchdog_stall(opts: &Opts) {
         stamp(&f, "fault");
     }
     println!("watchdog-stall: stalled (no more WATCHDOG=1)");
+    sleep_forever();
+}
+
+/// Send sd_notify messages in order, then stay up (for tests of the protocol).
+fn notify_script(msgs: &[String]) {
+    for m in msgs {
+        notify(&m.replace("\\n", "\n"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
     sleep_forever();
 }

@@ -156,6 +156,7 @@ fn daemon_options(
         socket,
         use_cgroups: on("CANDOR_CGROUP"),
         use_clone3: on("CANDOR_CLONE3"),
+        echo_events: true,
     }
 }
 
@@ -168,7 +169,10 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
             candor_daemon::run(daemon_options(config, state_dir, explicit_socket), |_| {}).await,
         ),
         Command::Up { config, state_dir } => {
-            up(daemon_options(config, state_dir, explicit_socket)).await
+            let mut opts = daemon_options(config, state_dir, explicit_socket);
+            // The live view is the output; `candor events` has the history.
+            opts.echo_events = !std::io::stdout().is_terminal();
+            up(opts).await
         }
         Command::Status { name, json } => status(&client, name.as_deref(), json).await,
         Command::Start(a) => action(&client, "start", a).await,
