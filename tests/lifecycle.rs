@@ -32,7 +32,17 @@ stop = { timeout = "5s" }
         "containment: process groups only"
     };
     assert!(table.contains(expect), "{table}");
-    let head = table.lines().nth(1).expect("table header");
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("daemon: fds ")),
+        "{table}"
+    );
+    let head = table
+        .lines()
+        .find(|l| l.starts_with("NAME"))
+        .expect("table header");
     for col in [
         "NAME", "STATE", "REASON", "PID", "UPTIME", "RESTARTS", "FDS", "RSS",
     ] {

@@ -114,6 +114,20 @@ pub struct DaemonInfo {
     pub services: usize,
     pub store_dropped: LogCounts,
     pub notify: NotifyStats,
+    /// The daemon's own fds and memory, sampled like a service's.
+    pub resources: DaemonResources,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DaemonResources {
+    pub fds: u64,
+    pub fd_limit: u64,
+    pub fd_pct: f64,
+    pub rss_bytes: u64,
+    /// API connections refused because the daemon was above 80 % of its fd limit.
+    pub refused_connections: u64,
+    /// Accept errors (EMFILE/ENFILE and others) on the control socket.
+    pub accept_errors: u64,
 }
 
 /// The sd_notify socket's traffic: what was received and what was dropped, and why.

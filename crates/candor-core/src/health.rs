@@ -88,12 +88,15 @@ pub struct Health {
     pub watchdog_missed: Option<String>,
     /// sd_notify `STATUS=` text.
     pub notify_status: Option<String>,
+    /// fd and RSS samples of this run.
+    pub budget: crate::budget::Window,
 }
 
 impl Health {
     pub fn for_run(run_id: u64) -> Self {
         Self {
             run_id,
+            budget: crate::budget::Window::for_run(run_id),
             ..Self::default()
         }
     }

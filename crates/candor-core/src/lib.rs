@@ -7,6 +7,7 @@
 //! - [`status`]: `derive(spec, evidence, now) -> Status`, the only place a state is decided.
 
 pub mod backoff;
+pub mod budget;
 pub mod exit;
 pub mod health;
 pub mod restart;

@@ -220,6 +220,14 @@ fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>) -> Derived {
             ),
         );
     }
+    if let Some(h) = health {
+        match crate::budget::verdict(&spec.limits, &h.budget) {
+            crate::budget::Verdict::Ok => {}
+            crate::budget::Verdict::Warn(why) | crate::budget::Verdict::Restart(why) => {
+                return d(Degraded, why)
+            }
+        }
+    }
     d(
         Running,
         format!("running as pid {}, ready via {via}{status}", run.pid),

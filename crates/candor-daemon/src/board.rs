@@ -16,6 +16,8 @@ use candor_spec::ServiceSpec;
 pub struct LogCounters {
     pub lines: AtomicU64,
     pub dropped: AtomicU64,
+    /// A crude per-service rate cap (both streams together); per-service limits come later.
+    pub bucket: std::sync::Mutex<crate::logs::TokenBucket>,
 }
 
 #[derive(Clone, Debug)]
@@ -118,8 +120,17 @@ impl ServiceView {
                         .collect()
                 })
                 .unwrap_or_default(),
-            fds: None,
-            rss_bytes: None,
+            fds: health.and_then(|h| {
+                let last = h.budget.latest()?;
+                Some(api::Fds {
+                    count: last.fds,
+                    limit: last.fd_limit,
+                    pct: (candor_core::budget::pct(last.fds, last.fd_limit) * 10.0).round() / 10.0,
+                    per_hour: h.budget.fds_per_hour().map(|r| r.round()),
+                    eta_s: h.budget.fd_eta().map(|d| d.as_secs_f64().round()),
+                })
+            }),
+            rss_bytes: health.and_then(|h| h.budget.latest()).map(|s| s.rss),
             logs: api::LogCounts {
                 lines: self.logs.lines.load(Ordering::Relaxed),
                 dropped: self.logs.dropped.load(Ordering::Relaxed),

@@ -33,6 +33,8 @@ pub struct BrainContext {
     pub notify_socket: String,
     /// Print every state change on stderr.
     pub echo_events: bool,
+    /// RLIMIT_NOFILE (soft, hard) the daemon started with: what services get by default.
+    pub service_nofile: Option<(u64, u64)>,
 }
 
 /// An API failure: an HTTP status and the body to send.
@@ -526,7 +528,12 @@ impl Brain {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             workdir: spec.workdir.clone(),
-            nofile: spec.limits.nofile,
+            // Services do not inherit the daemon's raised limit: theirs, or the one it had.
+            nofile: spec
+                .limits
+                .nofile
+                .map(|n| (n, n))
+                .or(self.ctx.service_nofile),
             stop_signal: spec.stop.signal.number(),
             stop_timeout: spec.stop.timeout,
             ready_fd: match spec.ready {
@@ -861,6 +868,18 @@ impl Brain {
                 }
             }
             Internal::Notify(msg) => self.on_notify(msg, now),
+            Internal::Sample {
+                service,
+                run_id,
+                sample,
+            } => {
+                let Some(s) = self.svc_for_run(&service, run_id) else {
+                    return;
+                };
+                if let Some((_, h)) = s.live() {
+                    h.budget.push(run_id, sample);
+                }
+            }
         }
     }
 
@@ -1123,7 +1142,25 @@ impl Brain {
         let mut to_restart = Vec::new();
         for (name, s) in &mut self.services {
             let d = candor_core::derive(&s.spec, &s.evidence(), now);
-            if d.state != ServiceState::Unhealthy || self.shutting_down {
+            if self.shutting_down {
+                continue;
+            }
+            // fd_restart / memory_restart: a graceful restart with the numbers as the reason.
+            if d.state == ServiceState::Degraded {
+                let over = s
+                    .health
+                    .as_ref()
+                    .map(|h| candor_core::budget::verdict(&s.spec.limits, &h.budget));
+                if let Some(candor_core::budget::Verdict::Restart(why)) = over {
+                    if matches!(s.phase, Phase::Running(_)) {
+                        to_restart.push((name.clone(), why));
+                        s.last_state = Some(ServiceState::Degraded);
+                        s.since = now;
+                    }
+                }
+                continue;
+            }
+            if d.state != ServiceState::Unhealthy {
                 continue;
             }
             let watchdog = s
@@ -1142,7 +1179,12 @@ impl Brain {
                 .get(&name)
                 .map(health_detail)
                 .unwrap_or_default();
-            self.record(name.as_str(), "unhealthy", &reason, detail);
+            let state = self
+                .services
+                .get(&name)
+                .and_then(|s| s.last_state)
+                .unwrap_or(ServiceState::Unhealthy);
+            self.record(name.as_str(), state.as_str(), &reason, detail);
             self.stop_run(&name, StopCause::Unhealthy(reason));
         }
     }

@@ -32,6 +32,7 @@ pub struct AppState {
     /// Weak, so that the stream of followers ends when the brain does.
     pub events: tokio::sync::broadcast::WeakSender<api::Event>,
     pub notify: Arc<crate::notify::NotifyCounters>,
+    pub guard: Arc<crate::guard::GuardCounters>,
 }
 
 impl IntoResponse for ApiError {
@@ -108,6 +109,19 @@ fn unknown_service(board: &Board, name: &str) -> ApiError {
 
 async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
     let mut info = (*st.info).clone();
+    if let Ok(me) = tokio::task::spawn_blocking(crate::sampler::sample_self).await {
+        info.resources = api::DaemonResources {
+            fds: me.fds,
+            fd_limit: me.fd_limit,
+            fd_pct: (candor_core::budget::pct(me.fds, me.fd_limit) * 10.0).round() / 10.0,
+            rss_bytes: me.rss,
+            refused_connections: st.guard.refused.load(std::sync::atomic::Ordering::Relaxed),
+            accept_errors: st
+                .guard
+                .accept_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+        };
+    }
     info.services = st.board.borrow().services.len();
     let n = &st.notify;
     info.notify.received = n.received.load(std::sync::atomic::Ordering::Relaxed);

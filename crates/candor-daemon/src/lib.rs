@@ -3,12 +3,14 @@
 
 pub mod board;
 pub mod brain;
+pub mod guard;
 pub mod http;
 pub mod logs;
 pub mod monitor;
 pub mod notify;
 pub mod paths;
 pub mod probe;
+pub mod sampler;
 pub mod sse;
 
 use std::os::unix::fs::PermissionsExt;
@@ -69,6 +71,27 @@ pub struct Started {
     pub state_dir: PathBuf,
 }
 
+/// Raise the soft RLIMIT_NOFILE to the hard limit; returns the (soft, hard) we started with.
+fn raise_nofile() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read only `lim`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        let before = (lim.rlim_cur as u64, lim.rlim_max as u64);
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+        Some(before)
+    }
+}
+
 fn lock_state_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
     let err = |source| DaemonError::StateDir {
         path: dir.to_path_buf(),
@@ -111,6 +134,8 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
 /// Run the daemon until it is shut down (API, SIGTERM or SIGINT). `on_started` is told where
 /// it listens once the socket is bound.
 pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), DaemonError> {
+    // Raise our own soft fd limit to the hard one; services keep the limit we were given.
+    let service_nofile = raise_nofile();
     let config_path = opts.config.clone();
     let spec = tokio::task::spawn_blocking(move || candor_spec::load(&config_path))
         .await
@@ -154,6 +179,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         services: spec.services.len(),
         store_dropped: api::LogCounts::default(),
         notify: api::NotifyStats::default(),
+        resources: api::DaemonResources::default(),
     };
     eprintln!(
         "candor: {} services from {}; containment: {}",
@@ -176,6 +202,16 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         Containment::Cgroup { root } => Some(root.clone()),
         Containment::ProcessGroup { .. } => None,
     };
+    let every = spec.daemon.sample_every.unwrap_or(Duration::from_secs(5));
+    if !every.is_zero() {
+        tokio::spawn(sampler::run(
+            every,
+            cgroup_root.clone(),
+            board_rx.clone(),
+            internal_tx.clone(),
+        ));
+    }
+    let guard_counters = Arc::new(guard::GuardCounters::default());
     tokio::spawn(notify::serve(
         notify_sock,
         cgroup_root,
@@ -188,6 +224,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         notify_counters: notify_counters.clone(),
         notify_socket: notify_name.clone(),
         echo_events: opts.echo_events,
+        service_nofile,
     };
     let brain = Brain::new(
         &spec,
@@ -206,9 +243,11 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         config: config_abs,
         events: events_tx.downgrade(),
         notify: notify_counters,
+        guard: guard_counters.clone(),
     });
     drop(events_tx);
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = guard::GuardedListener::new(listener, guard_counters);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async {

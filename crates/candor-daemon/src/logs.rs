@@ -16,6 +16,41 @@ use crate::board::LogCounters;
 /// Longest line kept; the rest of a longer line is cut and marked.
 pub const MAX_LINE: usize = 16 * 1024;
 
+/// Lines per second a service may log, and the burst above that (journald's spirit).
+pub const RATE: f64 = 1000.0;
+pub const BURST: f64 = 5000.0;
+
+/// A token bucket: `RATE` lines a second, up to `BURST` saved.
+#[derive(Debug)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Default for TokenBucket {
+    fn default() -> Self {
+        Self {
+            tokens: BURST,
+            last: std::time::Instant::now(),
+        }
+    }
+}
+
+impl TokenBucket {
+    /// Take one token if there is one.
+    pub fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * RATE).min(BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 pub fn spawn_readers(
     service: &str,
     stdout: OwnedFd,
@@ -81,6 +116,16 @@ fn emit(
     }
     line.clear();
     *cut = false;
+    // Over the rate: read on and discard (the service never blocks on us), counted.
+    if !counters
+        .bucket
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        counters.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let ok = store.log(LogLine {
         at_ms: unix_ms(SystemTime::now()),
         service: service.to_string(),

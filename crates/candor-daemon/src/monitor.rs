@@ -38,6 +38,11 @@ pub enum Internal {
         via: &'static str,
     },
     Notify(NotifyMessage),
+    Sample {
+        service: String,
+        run_id: u64,
+        sample: candor_core::budget::Sample,
+    },
 }
 
 pub struct Monitor {

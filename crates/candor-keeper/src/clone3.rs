@@ -217,10 +217,10 @@ pub(crate) fn spawn(
                     fail();
                 }
             }
-            if let Some(n) = nofile {
+            if let Some((soft, hard)) = nofile {
                 let lim = libc::rlimit {
-                    rlim_cur: n as libc::rlim_t,
-                    rlim_max: n as libc::rlim_t,
+                    rlim_cur: soft as libc::rlim_t,
+                    rlim_max: hard as libc::rlim_t,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
                     fail();

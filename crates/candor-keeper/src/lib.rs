@@ -39,7 +39,8 @@ pub struct SpawnRequest {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub workdir: Option<PathBuf>,
-    pub nofile: Option<u64>,
+    /// RLIMIT_NOFILE (soft, hard) for the child; None keeps the keeper's own.
+    pub nofile: Option<(u64, u64)>,
     /// Used when the main process exits on its own and leaves others in its group.
     pub stop_signal: i32,
     pub stop_timeout: Duration,

@@ -278,10 +278,10 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
                     return Err(io::Error::last_os_error());
                 }
             }
-            if let Some(n) = nofile {
+            if let Some((soft, hard)) = nofile {
                 let lim = libc::rlimit {
-                    rlim_cur: n as libc::rlim_t,
-                    rlim_max: n as libc::rlim_t,
+                    rlim_cur: soft as libc::rlim_t,
+                    rlim_max: hard as libc::rlim_t,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
                     return Err(io::Error::last_os_error());

@@ -117,3 +117,73 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(3900)), "1h5m");
     }
 }
+
+/// A percentage written as "80%" (or "80"): 0 < p <= 100.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let t = s.trim().trim_end_matches('%').trim();
+    match t.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(format!("\"{s}\" is not a percentage; write e.g. \"80%\"")),
+    }
+}
+
+/// A size with a unit: "512MiB", "1GiB", "64MB", "4096" (bytes), "10KiB".
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a size; write e.g. \"512MiB\""))?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" | "K" => 1024.0,
+        "MiB" | "M" => 1024.0 * 1024.0,
+        "GiB" | "G" => 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in \"{s}\"; use B, KiB, MiB, GiB (or KB, MB, GB)"
+            ))
+        }
+    };
+    let v = n * scale;
+    if !(v >= 1.0 && v.is_finite()) {
+        return Err(format!("\"{s}\" is not a usable size"));
+    }
+    Ok(v as u64)
+}
+
+/// Bytes for people: "812 KiB", "12.3 MiB", "1.5 GiB".
+pub fn format_bytes(b: u64) -> String {
+    let f = b as f64;
+    if f >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} GiB", f / (1024.0 * 1024.0 * 1024.0))
+    } else if f >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", f / (1024.0 * 1024.0))
+    } else {
+        format!("{} KiB", b / 1024)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_percents() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("64MB").unwrap(), 64_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_percent("80%").unwrap(), 80.0);
+        assert_eq!(parse_percent("95").unwrap(), 95.0);
+        assert!(parse_percent("120%").is_err());
+        assert_eq!(format_bytes(12_900_000), "12.3 MiB");
+    }
+}

@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use duration::{format_duration, parse_duration};
+pub use duration::{format_bytes, format_duration, parse_duration, parse_percent, parse_size};
 pub use error::{SpecError, SpecErrors};
 pub use parse::{load, parse_str};
 
@@ -68,6 +68,8 @@ pub struct DaemonSpec {
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
     pub include: Vec<String>,
+    /// How often fds and memory of every service (and the daemon) are sampled; zero: never.
+    pub sample_every: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,10 +283,25 @@ pub enum OnUnhealthy {
 }
 
 /// Resource limits applied at spawn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct LimitsSpec {
     /// RLIMIT_NOFILE (soft and hard) for the service.
     pub nofile: Option<u64>,
+    /// Percent of the fd limit at which the service is `degraded` (default 80).
+    pub fd_warn: Option<f64>,
+    /// Percent of the fd limit at which it is restarted (off by default).
+    pub fd_restart: Option<f64>,
+    /// RSS in bytes at which it is `degraded`.
+    pub memory_warn: Option<u64>,
+    /// RSS in bytes at which it is restarted.
+    pub memory_restart: Option<u64>,
+}
+
+impl LimitsSpec {
+    pub const DEFAULT_FD_WARN: f64 = 80.0;
+    pub fn fd_warn_pct(&self) -> f64 {
+        self.fd_warn.unwrap_or(Self::DEFAULT_FD_WARN)
+    }
 }
 
 /// One `[service.NAME]` section.

@@ -15,7 +15,7 @@ use crate::{
 };
 
 const ROOT_KEYS: &[&str] = &["daemon", "service"];
-const DAEMON_KEYS: &[&str] = &["state_dir", "socket", "include"];
+const DAEMON_KEYS: &[&str] = &["state_dir", "socket", "include", "sample_every"];
 const SERVICE_KEYS: &[&str] = &[
     "command",
     "workdir",
@@ -56,8 +56,13 @@ const HTTP_KEYS: &[&str] = &[
 const UDS_KEYS: &[&str] = &["socket", "send", "expect"];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 const STOP_KEYS: &[&str] = &["signal", "timeout"];
-const LIMITS_KEYS: &[&str] = &["nofile"];
-const LATER_LIMITS_KEYS: &[&str] = &["fd_warn", "fd_restart", "memory_warn", "memory_restart"];
+const LIMITS_KEYS: &[&str] = &[
+    "nofile",
+    "fd_warn",
+    "fd_restart",
+    "memory_warn",
+    "memory_restart",
+];
 
 /// Load and validate `path` and everything it includes.
 pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
@@ -348,6 +353,7 @@ impl FileCtx<'_> {
                         daemon.include = list.into_iter().map(|(s, _)| s).collect();
                     }
                 }
+                "sample_every" => daemon.sample_every = self.duration(value, "daemon.sample_every"),
                 _ => self.unknown_key(key, "[daemon]", DAEMON_KEYS),
             }
         }
@@ -814,15 +820,39 @@ impl FileCtx<'_> {
                         let digits = i.as_str().replace('_', "");
                         match u64::from_str_radix(&digits, i.radix()) {
                             Ok(n) if n >= 8 => out.nofile = Some(n),
-                            _ => self.err(value.span().start, format!("{what}.nofile must be a whole number of at least 8")),
+                            _ => self.err(
+                                value.span().start,
+                                format!("{what}.nofile must be a whole number of at least 8"),
+                            ),
                         }
                     }
-                    _ => self.err(value.span().start, format!("{what}.nofile must be an integer, e.g. 4096")),
+                    _ => self.err(
+                        value.span().start,
+                        format!("{what}.nofile must be an integer, e.g. 4096"),
+                    ),
                 },
-                _ if LATER_LIMITS_KEYS.contains(&k) => self.err(
-                    key.span().start,
-                    format!("`{k}` in {what} is not supported yet (fd and memory budgets are still to come); remove it for now"),
-                ),
+                "fd_warn" | "fd_restart" => {
+                    let field = format!("{what}.{k}");
+                    let Some(s) = self.string(value, &field) else {
+                        continue;
+                    };
+                    match crate::parse_percent(&s) {
+                        Ok(p) if k == "fd_warn" => out.fd_warn = Some(p),
+                        Ok(p) => out.fd_restart = Some(p),
+                        Err(e) => self.err(value.span().start, format!("{field}: {e}")),
+                    }
+                }
+                "memory_warn" | "memory_restart" => {
+                    let field = format!("{what}.{k}");
+                    let Some(s) = self.string(value, &field) else {
+                        continue;
+                    };
+                    match crate::parse_size(&s) {
+                        Ok(b) if k == "memory_warn" => out.memory_warn = Some(b),
+                        Ok(b) => out.memory_restart = Some(b),
+                        Err(e) => self.err(value.span().start, format!("{field}: {e}")),
+                    }
+                }
                 _ => self.unknown_key(key, what, LIMITS_KEYS),
             }
         }

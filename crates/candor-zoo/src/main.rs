@@ -16,6 +16,9 @@ const USAGE: &str = "usage: candor-zoo <behaviour> [options]
   slow-ready --after DUR                              sd_notify READY=1 only after DUR
   watchdog-stall --after DUR [--every DUR]            sd_notify WATCHDOG=1 until DUR, then silence (alive)
   notify MSG [MSG...]                                 send each MSG (\\n for newlines) to $NOTIFY_SOCKET, 300 ms apart, then stay up
+  leak-fds --per-sec N                                open /dev/null N times a second, never close
+  emfile-spin                                         exhaust fds, then spin on accept errors logging each (seed 000)
+  mem-grow --mb-per-sec N                             allocate and touch N MiB a second
 healthy also takes --ready-fd N (s6: newline on fd N) and --ready-file PATH (created when ready)
 common: --stamp FILE appends `start <unix_ns> <pid>` / `exit <unix_ns> <pid>` lines";
 
@@ -39,6 +42,9 @@ fn main() {
         "slow-ready" => slow_ready(&opts),
         "watchdog-stall" => watchdog_stall(&opts),
         "notify" => notify_script(&args[1..]),
+        "leak-fds" => leak_fds(&opts),
+        "emfile-spin" => emfile_spin(),
+        "mem-grow" => mem_grow(&opts),
         other => {
             eprintln!("candor-zoo: unknown behaviour `{other}`\n{USAGE}");
             std::process::exit(2);
@@ -438,4 +444,77 @@ fn notify_script(msgs: &[String]) {
         std::thread::sleep(Duration::from_millis(300));
     }
     sleep_forever();
+}
+
+fn leak_fds(opts: &Opts) {
+    let per_sec: u64 = opts
+        .get("--per-sec")
+        .map(|n| n.parse().unwrap_or_else(|_| die("--per-sec: not a number")))
+        .unwrap_or(10);
+    println!(
+        "leak-fds: pid {} leaking {per_sec} fds a second",
+        std::process::id()
+    );
+    notify("READY=1");
+    let gap = Duration::from_secs_f64(1.0 / per_sec.max(1) as f64);
+    let mut leaked = 0u64;
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => {
+                std::mem::forget(f);
+                leaked += 1;
+                if leaked % 100 == 0 {
+                    println!("leak-fds: {leaked} leaked");
+                }
+            }
+            Err(e) => eprintln!("leak-fds: open failed: {e}"),
+        }
+        std::thread::sleep(gap);
+    }
+}
+
+/// Seed 000: a pending connection, no fds left, and an accept loop with no backoff that logs
+/// every EMFILE.
+fn emfile_spin() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| die(&format!("addr: {e}")));
+    let _pending =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| die(&format!("connect: {e}")));
+    println!(
+        "emfile-spin: pid {} listening on {addr}; exhausting fds",
+        std::process::id()
+    );
+    notify("READY=1");
+    let mut hoard = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        hoard.push(f);
+    }
+    loop {
+        match listener.accept() {
+            Ok((c, _)) => drop(c),
+            Err(e) => eprintln!("ERROR emfile-spin: Socket accept error: {e}"),
+        }
+    }
+}
+
+fn mem_grow(opts: &Opts) {
+    let mb: usize = opts
+        .get("--mb-per-sec")
+        .map(|n| {
+            n.parse()
+                .unwrap_or_else(|_| die("--mb-per-sec: not a number"))
+        })
+        .unwrap_or(10);
+    println!(
+        "mem-grow: pid {} growing {mb} MiB a second",
+        std::process::id()
+    );
+    notify("READY=1");
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; mb << 20]);
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

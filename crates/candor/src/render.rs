@@ -20,9 +20,18 @@ fn bytes(n: Option<u64>) -> String {
 }
 
 pub fn header(info: &DaemonInfo) -> String {
+    let r = &info.resources;
     format!(
-        "candor {} · pid {} · containment: {}",
-        info.version, info.pid, info.containment_detail
+        "candor {} · pid {} · containment: {}\ndaemon: fds {}/{} ({:.0} %), rss {}; notify: {} received, {} dropped",
+        info.version,
+        info.pid,
+        info.containment_detail,
+        r.fds,
+        r.fd_limit,
+        r.fd_pct,
+        bytes(Some(r.rss_bytes)),
+        info.notify.received,
+        info.notify.dropped_oversized + info.notify.dropped_strangers
     )
 }
 

@@ -1,0 +1,171 @@
+//! Sampling fds and memory: for every running service, summed over every process of its
+//! cgroup (or process group), plus the daemon itself. Each /proc file is opened, read and
+//! closed within the sample; nothing under /proc is held open between samples.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use candor_core::budget::Sample;
+use candor_core::status::Phase;
+use tokio::sync::{mpsc, watch};
+
+use crate::board::Board;
+use crate::monitor::Internal;
+
+/// Open fds of a process: on Linux ≥ 6.2 the size of /proc/PID/fd is the count; older kernels
+/// report 0 there, so count the entries then.
+pub fn fd_count(pid: u32) -> Option<u64> {
+    let dir = format!("/proc/{pid}/fd");
+    let size = std::fs::metadata(&dir).ok()?.len();
+    if size > 0 {
+        return Some(size);
+    }
+    Some(std::fs::read_dir(&dir).ok()?.count() as u64)
+}
+
+/// Resident set size in bytes (/proc/PID/statm, second field, in pages).
+pub fn rss(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf reads a constant.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+/// The soft RLIMIT_NOFILE of a process, from /proc/PID/limits.
+pub fn nofile_limit(pid: u32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    soft.parse().ok()
+}
+
+/// pid -> process group, from one pass over /proc (only where there are no cgroups).
+fn process_groups() -> HashMap<u32, Vec<u32>> {
+    let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return groups;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let pgid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(2))
+            .and_then(|p| p.parse().ok());
+        if let Some(pgid) = pgid {
+            groups.entry(pgid).or_default().push(pid);
+        }
+    }
+    groups
+}
+
+/// Sum a set of processes into one sample; the fd limit is the main process's.
+pub fn sample(main: u32, pids: &[u32]) -> Sample {
+    let (mut fds, mut rss_sum) = (0, 0);
+    for &pid in pids {
+        fds += fd_count(pid).unwrap_or(0);
+        rss_sum += rss(pid).unwrap_or(0);
+    }
+    Sample {
+        at: SystemTime::now(),
+        fds,
+        fd_limit: nofile_limit(main).unwrap_or(0),
+        rss: rss_sum,
+    }
+}
+
+/// The daemon's own numbers, for the API and for its accept loop.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SelfSample {
+    pub fds: u64,
+    pub fd_limit: u64,
+    pub rss: u64,
+}
+
+pub fn sample_self() -> SelfSample {
+    let me = std::process::id();
+    SelfSample {
+        fds: fd_count(me).unwrap_or(0),
+        fd_limit: nofile_limit(me).unwrap_or(0),
+        rss: rss(me).unwrap_or(0),
+    }
+}
+
+/// Every `every`: sample each running service and send it to the brain.
+pub async fn run(
+    every: Duration,
+    cgroup_root: Option<PathBuf>,
+    board: watch::Receiver<Arc<Board>>,
+    tx: mpsc::Sender<Internal>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let running: Vec<(String, u64, u32)> = board
+            .borrow()
+            .services
+            .iter()
+            .filter_map(|s| match &s.evidence.phase {
+                Phase::Running(run) => Some((s.spec.name.to_string(), run.id, run.pid)),
+                _ => None,
+            })
+            .collect();
+        let root = cgroup_root.clone();
+        let samples = tokio::task::spawn_blocking(move || {
+            let groups = if root.is_none() {
+                process_groups()
+            } else {
+                HashMap::new()
+            };
+            let out: Vec<(String, u64, Sample)> = running
+                .into_iter()
+                .map(|(name, run_id, pid)| {
+                    let pids = match &root {
+                        Some(r) => procs(&r.join(&name)),
+                        None => groups.get(&pid).cloned().unwrap_or_else(|| vec![pid]),
+                    };
+                    (name, run_id, sample(pid, &pids))
+                })
+                .collect();
+            out
+        })
+        .await;
+        let Ok(samples) = samples else { continue };
+        for (service, run_id, sample) in samples {
+            if tx
+                .send(Internal::Sample {
+                    service,
+                    run_id,
+                    sample,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+fn procs(cg: &Path) -> Vec<u32> {
+    std::fs::read_to_string(cg.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
