@@ -49,7 +49,9 @@ fn own_limit() -> u64 {
     };
     // SAFETY: getrlimit writes only `lim`.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    lim.rlim_cur as u64
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 only on 64-bit targets
+    let soft = lim.rlim_cur as u64;
+    soft
 }
 
 fn refuse(stream: UnixStream, open: u64, limit: u64) {

@@ -82,6 +82,7 @@ fn raise_nofile() -> Option<(u64, u64)> {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return None;
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is u64 only on 64-bit targets
         let before = (lim.rlim_cur as u64, lim.rlim_max as u64);
         let raised = libc::rlimit {
             rlim_cur: lim.rlim_max,

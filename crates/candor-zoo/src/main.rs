@@ -463,7 +463,7 @@ fn leak_fds(opts: &Opts) {
             Ok(f) => {
                 std::mem::forget(f);
                 leaked += 1;
-                if leaked % 100 == 0 {
+                if leaked.is_multiple_of(100) {
                     println!("leak-fds: {leaked} leaked");
                 }
             }
