@@ -75,6 +75,8 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     /// The state dir's name inside the temp dir.
     state: String,
+    /// RLIMIT_NOFILE (soft = hard) for the daemon process, when set.
+    pub nofile: Option<u64>,
 }
 
 impl Daemon {
@@ -88,7 +90,16 @@ impl Daemon {
     }
 
     /// With the state dir named `state` inside the temp dir (e.g. a very long name).
+    /// A daemon whose RLIMIT_NOFILE (soft and hard) is `nofile`.
+    pub fn start_limited(config: &str, nofile: u64) -> Daemon {
+        Self::start_inner(config, &[], "state", Some(nofile))
+    }
+
     pub fn start_full(config: &str, env: &[(&str, &str)], state: &str) -> Daemon {
+        Self::start_inner(config, env, state, None)
+    }
+
+    fn start_inner(config: &str, env: &[(&str, &str)], state: &str, nofile: Option<u64>) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("candor-t")
             .tempdir()
@@ -104,6 +115,7 @@ impl Daemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             state: state.to_string(),
+            nofile,
             dir,
         };
         d.write_config(config);
@@ -122,7 +134,7 @@ impl Daemon {
 
     pub fn write_config(&self, text: &str) {
         let body = format!(
-            "[daemon]\nstate_dir = \"{}/{}\"\n\n{}",
+                        "[daemon]\nstate_dir = \"{}/{}\"\nsample_every = \"200ms\"\n\n{}",
             self.dir.path().display(),
             self.state,
             self.fill(text)
@@ -138,6 +150,20 @@ impl Daemon {
             .open(self.path("daemon.log"))
             .expect("log file");
         let mut cmd = Command::new(candor_bin());
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit between fork and exec touches only the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         cmd.arg("daemon")
             .arg("-c")
             .arg(&self.config)
@@ -185,6 +211,11 @@ impl Daemon {
             info["containment_detail"]
         );
         false
+    }
+
+    /// Open fds of the daemon process now.
+    pub fn daemon_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.daemon_pid())).map(|d| d.count()).unwrap_or(0)
     }
 
     pub fn daemon_pid(&self) -> u32 {

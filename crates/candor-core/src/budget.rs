@@ -53,7 +53,7 @@ impl Window {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
-    /// fds growth per hour by least squares over the window (None below 3 samples or 10 s).
+    /// fds growth per hour by least squares over the window (None below 3 samples or 5 s).
     pub fn fds_per_hour(&self) -> Option<f64> {
         self.fit().map(|f| f.per_hour)
     }
@@ -84,7 +84,7 @@ pub fn growth_per_hour(points: impl Iterator<Item = (SystemTime, f64)>) -> Optio
     fit(points).map(|f| f.per_hour)
 }
 
-/// Least-squares fit of (time, value) points (None below 3 points or 10 s of span).
+/// Least-squares fit of (time, value) points (None below 3 points or 5 s of span).
 pub fn fit(points: impl Iterator<Item = (SystemTime, f64)>) -> Option<Fit> {
     let pts: Vec<(f64, f64)> = points
         .map(|(t, v)| {
@@ -101,7 +101,7 @@ pub fn fit(points: impl Iterator<Item = (SystemTime, f64)>) -> Option<Fit> {
     }
     let t0 = pts[0].0;
     let span = pts[pts.len() - 1].0 - t0;
-    if span < 10.0 {
+    if span < 5.0 {
         return None;
     }
     let n = pts.len() as f64;
