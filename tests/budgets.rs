@@ -34,7 +34,12 @@ limits = { nofile = 512, fd_warn = "50%", fd_restart = "80%" }
     // Above 50 %: degraded, with the numbers in the reason.
     let s = d.wait_state("leaky", "degraded", T);
     let reason = s["reason"].as_str().unwrap();
-    assert!(reason.starts_with("fds ") && reason.contains("/512 (") && reason.contains("/h, limit in ~"), "{reason}");
+    assert!(
+        reason.starts_with("fds ")
+            && reason.contains("/512 (")
+            && reason.contains("/h, limit in ~"),
+        "{reason}"
+    );
     assert!(s["fds"]["pct"].as_f64().unwrap() >= 50.0, "{s}");
     // The table shows count/limit.
     let table = d.ok(&["status"]);
@@ -42,14 +47,24 @@ limits = { nofile = 512, fd_warn = "50%", fd_restart = "80%" }
     assert!(row.contains("/512"), "{row}");
     // fd_restart: restarted with the reason, and the new run starts low.
     let ev = wait_for("the fd_restart", T, || {
-        d.events().into_iter().find(|e| e["service"] == "restarted" && e["reason"].as_str().unwrap_or("").contains("reached fd_restart 80 %"))
+        d.events().into_iter().find(|e| {
+            e["service"] == "restarted"
+                && e["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("reached fd_restart 80 %")
+        })
     });
     assert_eq!(ev["state"], "degraded", "{ev}");
     let s = wait_for("a new run, sampled", T, || {
         let s = d.status("restarted");
-        (s["runs"].as_u64()? >= 2 && s["state"] == "running" && s["fds"]["count"].is_u64()).then_some(s)
+        (s["runs"].as_u64()? >= 2 && s["state"] == "running" && s["fds"]["count"].is_u64())
+            .then_some(s)
     });
-    assert!(s["fds"]["count"].as_u64().unwrap() < 300, "the new run starts from a low count: {s}");
+    assert!(
+        s["fds"]["count"].as_u64().unwrap() < 300,
+        "the new run starts from a low count: {s}"
+    );
 }
 
 #[test]
@@ -65,11 +80,27 @@ backoff = { initial = "500ms", max = "1s" }
     );
     let t0 = Instant::now();
     let ev = wait_for("the restart at the fd limit", T, || {
-                d.events().into_iter().find(|e| e["service"] == "spinner" && e["reason"].as_str().unwrap_or("").contains("/64 ("))
+        d.events().into_iter().find(|e| {
+            e["service"] == "spinner" && e["reason"].as_str().unwrap_or("").contains("/64 (")
+        })
     });
-    assert!(ev["reason"].as_str().unwrap().starts_with("fds 64/64 (100 %)"), "all 64 used, no inherited extras: {ev}");
-    assert!(ev["reason"].as_str().unwrap().contains("reached fd_restart 95 %"), "{ev}");
-    wait_for("a second run", T, || (d.status("spinner")["runs"].as_u64()? >= 2).then_some(()));
+    assert!(
+        ev["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("fds 64/64 (100 %)"),
+        "all 64 used, no inherited extras: {ev}"
+    );
+    assert!(
+        ev["reason"]
+            .as_str()
+            .unwrap()
+            .contains("reached fd_restart 95 %"),
+        "{ev}"
+    );
+    wait_for("a second run", T, || {
+        (d.status("spinner")["runs"].as_u64()? >= 2).then_some(())
+    });
     // Each run spins out EMFILE lines as fast as it can; the daemon keeps a bounded rate.
     let s = wait_for("drops counted", T, || {
         let s = d.status("spinner");
@@ -77,7 +108,10 @@ backoff = { initial = "500ms", max = "1s" }
     });
     let kept = s["logs"]["lines"].as_u64().unwrap() as f64;
     let allowed = 5000.0 + 1000.0 * t0.elapsed().as_secs_f64() + 100.0;
-    assert!(kept <= allowed, "kept {kept} lines, more than burst + rate allow ({allowed:.0})");
+    assert!(
+        kept <= allowed,
+        "kept {kept} lines, more than burst + rate allow ({allowed:.0})"
+    );
 }
 
 #[test]
@@ -92,18 +126,30 @@ limits = { memory_warn = "30MiB", memory_restart = "90MiB" }
     );
     let s = d.wait_state("grower", "degraded", T);
     let reason = s["reason"].as_str().unwrap();
-    assert!(reason.starts_with("rss ") && reason.contains("over memory_warn 30.0 MiB"), "{reason}");
+    assert!(
+        reason.starts_with("rss ") && reason.contains("over memory_warn 30.0 MiB"),
+        "{reason}"
+    );
     assert!(s["rss_bytes"].as_u64().unwrap() >= 30 << 20, "{s}");
     wait_for("the memory restart", T, || {
-        d.events().into_iter().find(|e| e["service"] == "grower" && e["reason"].as_str().unwrap_or("").contains("reached memory_restart 90.0 MiB"))
+        d.events().into_iter().find(|e| {
+            e["service"] == "grower"
+                && e["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("reached memory_restart 90.0 MiB")
+        })
     });
-    wait_for("a second run", T, || (d.status("grower")["runs"].as_u64()? >= 2).then_some(()));
+    wait_for("a second run", T, || {
+        (d.status("grower")["runs"].as_u64()? >= 2).then_some(())
+    });
 }
 
 fn get(socket: &std::path::Path, path: &str) -> Option<String> {
     let mut s = UnixStream::connect(socket).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
@@ -131,7 +177,8 @@ command = ["{zoo}", "healthy"]
     // Some were answered "503, near its fd limit" and closed instead of eating the last fds.
     let mut refused = 0;
     for s in &mut idle {
-        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let mut buf = [0u8; 512];
         if let Ok(n) = s.read(&mut buf) {
             if String::from_utf8_lossy(&buf[..n]).contains("503 Service Unavailable") {
@@ -141,15 +188,26 @@ command = ["{zoo}", "healthy"]
     }
     assert!(refused > 0, "no client was refused");
     // The daemon did not fall over, and did not log a line per failed accept.
-    let accept_lines = d.log().lines().filter(|l| l.contains("accept failed")).count();
-    assert!(accept_lines <= 8, "{accept_lines} accept-error lines: the backoff should log once per step");
+    let accept_lines = d
+        .log()
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        accept_lines <= 8,
+        "{accept_lines} accept-error lines: the backoff should log once per step"
+    );
     drop(idle);
     let body = wait_for("the daemon to answer again", T, || {
         let r = get(&d.socket, "/v1/daemon")?;
         r.starts_with("HTTP/1.1 200").then_some(r)
     });
-    let json: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    assert!(json["resources"]["refused_connections"].as_u64().unwrap() > 0, "{json}");
+    let json: serde_json::Value =
+        serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(
+        json["resources"]["refused_connections"].as_u64().unwrap() > 0,
+        "{json}"
+    );
     assert_eq!(d.state("web"), "running");
 }
 
@@ -162,7 +220,9 @@ command = ["{zoo}", "crash-loop", "--after", "1ms", "--code", "1"]
 backoff = { initial = "1ms", max = "1ms", reset_after = "1h" }
 "#,
     );
-    wait_for("warm-up restarts", T, || (d.status("crashy")["restarts"].as_u64()? >= 20).then_some(()));
+    wait_for("warm-up restarts", T, || {
+        (d.status("crashy")["restarts"].as_u64()? >= 20).then_some(())
+    });
     let before = d.daemon_fds();
     let start = d.status("crashy")["restarts"].as_u64().unwrap();
     for _ in 0..10_000 {
@@ -173,5 +233,8 @@ backoff = { initial = "1ms", max = "1ms", reset_after = "1h" }
         (d.status("crashy")["restarts"].as_u64()? >= start + 1000).then_some(())
     });
     let after = d.daemon_fds();
-    assert!(after <= before + 8, "daemon fds grew from {before} to {after}");
+    assert!(
+        after <= before + 8,
+        "daemon fds grew from {before} to {after}"
+    );
 }

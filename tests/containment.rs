@@ -291,13 +291,17 @@ limits = { nofile = 321 }
             "{env:?}: {line} (a service starts with no signal blocked or ignored)"
         );
     }
-        // Nothing the daemon inherited or opened leaks in: only stdin, stdout, stderr.
+    // Nothing the daemon inherited or opened leaks in: only stdin, stdout, stderr.
     let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     fds.sort();
-    assert_eq!(fds, [0, 1, 2], "{env:?}: the service holds fds it was not given");
+    assert_eq!(
+        fds,
+        [0, 1, 2],
+        "{env:?}: the service holds fds it was not given"
+    );
     // stdin is /dev/null.
     assert_eq!(
         std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap(),

@@ -134,7 +134,7 @@ impl Daemon {
 
     pub fn write_config(&self, text: &str) {
         let body = format!(
-                        "[daemon]\nstate_dir = \"{}/{}\"\nsample_every = \"200ms\"\n\n{}",
+            "[daemon]\nstate_dir = \"{}/{}\"\nsample_every = \"200ms\"\n\n{}",
             self.dir.path().display(),
             self.state,
             self.fill(text)
@@ -155,7 +155,10 @@ impl Daemon {
             // SAFETY: setrlimit between fork and exec touches only the child.
             unsafe {
                 cmd.pre_exec(move || {
-                    let lim = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
                         Ok(())
                     } else {
@@ -215,7 +218,9 @@ impl Daemon {
 
     /// Open fds of the daemon process now.
     pub fn daemon_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.daemon_pid())).map(|d| d.count()).unwrap_or(0)
+        std::fs::read_dir(format!("/proc/{}/fd", self.daemon_pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     pub fn daemon_pid(&self) -> u32 {

@@ -302,7 +302,17 @@ impl Brain {
                             self.begin_shutdown();
                         }
                     },
-                                        Some(msg) = internal_rx.recv() => self.on_internal(msg),
+                                                            Some(msg) = internal_rx.recv() => {
+                        self.on_internal(msg);
+                        // Take what else is queued before settling once (probe results of
+                        // many services arrive together).
+                        for _ in 0..1024 {
+                            match internal_rx.try_recv() {
+                                Ok(more) => self.on_internal(more),
+                                Err(_) => break,
+                            }
+                        }
+                    },
                     _ = tokio::time::sleep(next.unwrap_or(Duration::from_secs(3600))) => self.on_timer(),
                 },
             }
@@ -868,16 +878,14 @@ impl Brain {
                 }
             }
             Internal::Notify(msg) => self.on_notify(msg, now),
-            Internal::Sample {
-                service,
-                run_id,
-                sample,
-            } => {
-                let Some(s) = self.svc_for_run(&service, run_id) else {
-                    return;
-                };
-                if let Some((_, h)) = s.live() {
-                    h.budget.push(run_id, sample);
+            Internal::Samples(samples) => {
+                for (service, run_id, sample) in samples {
+                    let Some(s) = self.svc_for_run(&service, run_id) else {
+                        continue;
+                    };
+                    if let Some((_, h)) = s.live() {
+                        h.budget.push(run_id, sample);
+                    }
                 }
             }
         }

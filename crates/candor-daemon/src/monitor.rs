@@ -38,11 +38,8 @@ pub enum Internal {
         via: &'static str,
     },
     Notify(NotifyMessage),
-    Sample {
-        service: String,
-        run_id: u64,
-        sample: candor_core::budget::Sample,
-    },
+    /// One sampling round: (service, run id, sample) for every running service.
+    Samples(Vec<(String, u64, candor_core::budget::Sample)>),
 }
 
 pub struct Monitor {

@@ -148,18 +148,9 @@ pub async fn run(
         })
         .await;
         let Ok(samples) = samples else { continue };
-        for (service, run_id, sample) in samples {
-            if tx
-                .send(Internal::Sample {
-                    service,
-                    run_id,
-                    sample,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
+        // One message a round: the brain settles once for all of them.
+        if tx.send(Internal::Samples(samples)).await.is_err() {
+            return;
         }
     }
 }

@@ -226,7 +226,7 @@ pub(crate) fn spawn(
                     fail();
                 }
             }
-                        crate::spawn::cloexec_from_3();
+            crate::spawn::cloexec_from_3();
             if let (Some(w), Some(n)) = (ready_w, ready_fd) {
                 if !install_ready_fd(w, n) {
                     fail();

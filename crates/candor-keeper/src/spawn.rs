@@ -133,13 +133,22 @@ pub(crate) fn keep_clear_of(fd: OwnedFd, target: Option<u32>) -> io::Result<Owne
 /// keeps the exec-status pipe usable until the exec. Async-signal-safe.
 pub(crate) unsafe fn cloexec_from_3() {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    if libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) == 0 {
+    if libc::syscall(
+        libc::SYS_close_range,
+        3 as libc::c_uint,
+        libc::c_uint::MAX,
+        CLOSE_RANGE_CLOEXEC,
+    ) == 0
+    {
         return;
     }
     // Kernels before 5.11: one fcntl per possible fd up to the soft limit.
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-    let max = (lim.rlim_cur as u64).min(1 << 20) as i32;
+    let max = lim.rlim_cur.min(1 << 20) as i32;
     for fd in 3..max {
         let flags = libc::fcntl(fd, libc::F_GETFD);
         if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
@@ -307,7 +316,7 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
                     return Err(io::Error::last_os_error());
                 }
             }
-                        cloexec_from_3();
+            cloexec_from_3();
             if let Some((w, n)) = ready_w {
                 if !install_ready_fd(w, n) {
                     return Err(io::Error::last_os_error());
