@@ -19,6 +19,15 @@ pub struct Sample {
     pub rss: u64,
 }
 
+/// What derive needs of a window: the newest sample and the trend. Small, so evidence that
+/// carries it is cheap to copy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub latest: Sample,
+    pub per_hour: Option<f64>,
+    pub eta: Option<Duration>,
+}
+
 /// The samples of one run, oldest first, at most `WINDOW` of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Window {
@@ -43,6 +52,13 @@ impl Window {
             self.samples.pop_front();
         }
         self.samples.push_back(s);
+    }
+    pub fn summary(&self) -> Option<Summary> {
+        Some(Summary {
+            latest: *self.latest()?,
+            per_hour: self.fds_per_hour(),
+            eta: self.fd_eta(),
+        })
     }
     pub fn latest(&self) -> Option<&Sample> {
         self.samples.back()
@@ -193,12 +209,10 @@ pub enum Verdict {
     Restart(String),
 }
 
-pub fn verdict(limits: &LimitsSpec, w: &Window) -> Verdict {
-    let Some(last) = w.latest() else {
-        return Verdict::Ok;
-    };
+pub fn verdict(limits: &LimitsSpec, s: &Summary) -> Verdict {
+    let last = &s.latest;
     let used = pct(last.fds, last.fd_limit);
-    let fds = describe_fds(last.fds, last.fd_limit, w.fds_per_hour(), w.fd_eta());
+    let fds = describe_fds(last.fds, last.fd_limit, s.per_hour, s.eta);
     if let Some(r) = limits.fd_restart {
         if used >= r {
             return Verdict::Restart(format!("{fds} reached fd_restart {r:.0} %"));
@@ -323,13 +337,16 @@ mod tests {
         let mut limits = LimitsSpec::default();
         let w = window(1, &[(0, 850)]);
         assert_eq!(
-            verdict(&limits, &w),
+            verdict(&limits, &w.summary().unwrap()),
             Verdict::Warn("fds 850/1024 (83 %)".into())
         );
-        assert_eq!(verdict(&limits, &window(1, &[(0, 500)])), Verdict::Ok);
+        assert_eq!(
+            verdict(&limits, &window(1, &[(0, 500)]).summary().unwrap()),
+            Verdict::Ok
+        );
         limits.fd_restart = Some(80.0);
         assert_eq!(
-            verdict(&limits, &w),
+            verdict(&limits, &w.summary().unwrap()),
             Verdict::Restart("fds 850/1024 (83 %) reached fd_restart 80 %".into())
         );
         let mut mem = LimitsSpec {
@@ -347,12 +364,12 @@ mod tests {
             },
         );
         assert_eq!(
-            verdict(&mem, &big),
+            verdict(&mem, &big.summary().unwrap()),
             Verdict::Warn("rss 150.0 MiB over memory_warn 100.0 MiB".into())
         );
         mem.memory_restart = Some(120 << 20);
         assert_eq!(
-            verdict(&mem, &big),
+            verdict(&mem, &big.summary().unwrap()),
             Verdict::Restart("rss 150.0 MiB reached memory_restart 120.0 MiB".into())
         );
     }

@@ -79,7 +79,7 @@ impl SocketCheck {
 }
 
 /// Everything known about the health of one run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Health {
     pub run_id: u64,
     pub probe: ProbeHealth,
@@ -88,15 +88,14 @@ pub struct Health {
     pub watchdog_missed: Option<String>,
     /// sd_notify `STATUS=` text.
     pub notify_status: Option<String>,
-    /// fd and RSS samples of this run.
-    pub budget: crate::budget::Window,
+    /// The newest fd/RSS sample of this run and its trend.
+    pub budget: Option<crate::budget::Summary>,
 }
 
 impl Health {
     pub fn for_run(run_id: u64) -> Self {
         Self {
             run_id,
-            budget: crate::budget::Window::for_run(run_id),
             ..Self::default()
         }
     }

@@ -124,7 +124,7 @@ pub struct LastExit {
     pub uptime: Duration,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Evidence {
     pub wanted: bool,
     pub phase: Phase,
@@ -221,7 +221,11 @@ fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>) -> Derived {
         );
     }
     if let Some(h) = health {
-        match crate::budget::verdict(&spec.limits, &h.budget) {
+        let verdict = h
+            .budget
+            .as_ref()
+            .map(|b| crate::budget::verdict(&spec.limits, b));
+        match verdict.unwrap_or(crate::budget::Verdict::Ok) {
             crate::budget::Verdict::Ok => {}
             crate::budget::Verdict::Warn(why) | crate::budget::Verdict::Restart(why) => {
                 return d(Degraded, why)

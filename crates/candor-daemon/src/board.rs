@@ -121,16 +121,17 @@ impl ServiceView {
                 })
                 .unwrap_or_default(),
             fds: health.and_then(|h| {
-                let last = h.budget.latest()?;
+                let b = h.budget.as_ref()?;
+                let last = &b.latest;
                 Some(api::Fds {
                     count: last.fds,
                     limit: last.fd_limit,
                     pct: (candor_core::budget::pct(last.fds, last.fd_limit) * 10.0).round() / 10.0,
-                    per_hour: h.budget.fds_per_hour().map(|r| r.round()),
-                    eta_s: h.budget.fd_eta().map(|d| d.as_secs_f64().round()),
+                    per_hour: b.per_hour.map(|r| r.round()),
+                    eta_s: b.eta.map(|d| d.as_secs_f64().round()),
                 })
             }),
-            rss_bytes: health.and_then(|h| h.budget.latest()).map(|s| s.rss),
+            rss_bytes: health.and_then(|h| h.budget.as_ref()).map(|b| b.latest.rss),
             logs: api::LogCounts {
                 lines: self.logs.lines.load(Ordering::Relaxed),
                 dropped: self.logs.dropped.load(Ordering::Relaxed),

@@ -108,6 +108,8 @@ struct Svc {
     ready_deadline: Option<SystemTime>,
     /// No `WATCHDOG=1` by then: unhealthy, restart.
     watchdog_deadline: Option<SystemTime>,
+    /// fd/RSS samples of the current run (bounded); only its summary goes into evidence.
+    window: candor_core::budget::Window,
 }
 
 impl Svc {
@@ -130,6 +132,7 @@ impl Svc {
             monitor: None,
             ready_deadline: None,
             watchdog_deadline: None,
+            window: candor_core::budget::Window::default(),
         }
     }
     /// The run is over: stop gathering evidence for it.
@@ -883,8 +886,11 @@ impl Brain {
                     let Some(s) = self.svc_for_run(&service, run_id) else {
                         continue;
                     };
+                    // The window stays here; the evidence gets its small summary.
+                    s.window.push(run_id, sample);
+                    let summary = s.window.summary();
                     if let Some((_, h)) = s.live() {
-                        h.budget.push(run_id, sample);
+                        h.budget = summary;
                     }
                 }
             }
@@ -1158,7 +1164,8 @@ impl Brain {
                 let over = s
                     .health
                     .as_ref()
-                    .map(|h| candor_core::budget::verdict(&s.spec.limits, &h.budget));
+                    .and_then(|h| h.budget.as_ref())
+                    .map(|b| candor_core::budget::verdict(&s.spec.limits, b));
                 if let Some(candor_core::budget::Verdict::Restart(why)) = over {
                     if matches!(s.phase, Phase::Running(_)) {
                         to_restart.push((name.clone(), why));

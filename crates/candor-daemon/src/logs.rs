@@ -76,7 +76,9 @@ async fn read_lines(
     store: &Store,
     counters: &LogCounters,
 ) {
-    let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, rx);
+    // Small buffers: there are two readers per service (1000 services: 16 MiB, not 128);
+    // longer lines are still assembled up to MAX_LINE.
+    let mut reader = tokio::io::BufReader::with_capacity(8 * 1024, rx);
     let mut line: Vec<u8> = Vec::new();
     let mut cut = false;
     // A read error ends the stream like EOF: the pipe's writer side is gone either way.

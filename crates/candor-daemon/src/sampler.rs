@@ -75,8 +75,8 @@ fn process_groups() -> HashMap<u32, Vec<u32>> {
     groups
 }
 
-/// Sum a set of processes into one sample; the fd limit is the main process's.
-pub fn sample(main: u32, pids: &[u32]) -> Sample {
+/// Sum a set of processes into one sample; `fd_limit` is the main process's soft limit.
+pub fn sample(pids: &[u32], fd_limit: u64) -> Sample {
     let (mut fds, mut rss_sum) = (0, 0);
     for &pid in pids {
         fds += fd_count(pid).unwrap_or(0);
@@ -85,8 +85,34 @@ pub fn sample(main: u32, pids: &[u32]) -> Sample {
     Sample {
         at: SystemTime::now(),
         fds,
-        fd_limit: nofile_limit(main).unwrap_or(0),
+        fd_limit,
         rss: rss_sum,
+    }
+}
+
+/// Main pid -> (soft fd limit, round it was read). /proc/PID/limits is costly to generate and
+/// rarely changes: it is re-read once a minute, or for a new main pid.
+struct LimitCache {
+    limits: HashMap<u32, (u64, u64)>,
+    round: u64,
+    every: u64,
+}
+
+impl LimitCache {
+    fn get(&mut self, pid: u32) -> u64 {
+        match self.limits.get(&pid) {
+            Some(&(limit, at)) if self.round - at < self.every => limit,
+            _ => {
+                let limit = nofile_limit(pid).unwrap_or(0);
+                self.limits.insert(pid, (limit, self.round));
+                limit
+            }
+        }
+    }
+    /// A new round: forget pids that are no longer main processes (bounded by the services).
+    fn next_round(&mut self, live: &std::collections::HashSet<u32>) {
+        self.limits.retain(|pid, _| live.contains(pid));
+        self.round += 1;
     }
 }
 
@@ -114,6 +140,12 @@ pub async fn run(
     board: watch::Receiver<Arc<Board>>,
     tx: mpsc::Sender<Internal>,
 ) {
+    let rounds_a_minute = (60.0 / every.as_secs_f64()).ceil().max(1.0) as u64;
+    let cache = Arc::new(std::sync::Mutex::new(LimitCache {
+        limits: HashMap::new(),
+        round: 0,
+        every: rounds_a_minute,
+    }));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -128,23 +160,28 @@ pub async fn run(
             })
             .collect();
         let root = cgroup_root.clone();
+        let cache = cache.clone();
         let samples = tokio::task::spawn_blocking(move || {
+            let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+            let mains: std::collections::HashSet<u32> =
+                running.iter().map(|(_, _, pid)| *pid).collect();
+            cache.next_round(&mains);
             let groups = if root.is_none() {
                 process_groups()
             } else {
                 HashMap::new()
             };
-            let out: Vec<(String, u64, Sample)> = running
+            running
                 .into_iter()
                 .map(|(name, run_id, pid)| {
                     let pids = match &root {
                         Some(r) => procs(&r.join(&name)),
                         None => groups.get(&pid).cloned().unwrap_or_else(|| vec![pid]),
                     };
-                    (name, run_id, sample(pid, &pids))
+                    let limit = cache.get(pid);
+                    (name, run_id, sample(&pids, limit))
                 })
-                .collect();
-            out
+                .collect::<Vec<_>>()
         })
         .await;
         let Ok(samples) = samples else { continue };
