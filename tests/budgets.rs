@@ -163,6 +163,7 @@ fn a_daemon_short_of_fds_refuses_excess_clients_and_recovers() {
 command = ["{zoo}", "healthy"]
 "#,
         64,
+        64,
     );
     d.wait_state("web", "running", T);
     let info = d.info();
@@ -237,4 +238,46 @@ backoff = { initial = "1ms", max = "1ms", reset_after = "1h" }
         after <= before + 8,
         "daemon fds grew from {before} to {after}"
     );
+}
+
+#[test]
+fn the_daemon_raises_its_own_fd_limit_but_services_keep_the_original() {
+    let d = Daemon::start_limited(
+        r#"
+[service.plain]
+command = ["{zoo}", "healthy"]
+ready = "notify"
+
+[service.configured]
+command = ["{zoo}", "healthy"]
+ready = "notify"
+limits = { nofile = 200 }
+"#,
+        100,
+        300,
+    );
+    let plain = d.wait_state("plain", "running", T);
+    assert_eq!(
+        d.info()["resources"]["fd_limit"],
+        300,
+        "the daemon raised its soft limit to the hard one"
+    );
+    let limits = |pid: u64| std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = |text: String| {
+        text.lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        line(limits(plain["pid"].as_u64().unwrap())),
+        "100 300",
+        "a service gets the limit the daemon was given"
+    );
+    let configured = d.wait_state("configured", "running", T);
+    assert_eq!(line(limits(configured["pid"].as_u64().unwrap())), "200 200");
 }

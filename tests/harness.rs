@@ -75,8 +75,8 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     /// The state dir's name inside the temp dir.
     state: String,
-    /// RLIMIT_NOFILE (soft = hard) for the daemon process, when set.
-    pub nofile: Option<u64>,
+    /// RLIMIT_NOFILE (soft, hard) for the daemon process, when set.
+    pub nofile: Option<(u64, u64)>,
 }
 
 impl Daemon {
@@ -90,16 +90,21 @@ impl Daemon {
     }
 
     /// With the state dir named `state` inside the temp dir (e.g. a very long name).
-    /// A daemon whose RLIMIT_NOFILE (soft and hard) is `nofile`.
-    pub fn start_limited(config: &str, nofile: u64) -> Daemon {
-        Self::start_inner(config, &[], "state", Some(nofile))
+    /// A daemon started with RLIMIT_NOFILE `soft`/`hard`.
+    pub fn start_limited(config: &str, soft: u64, hard: u64) -> Daemon {
+        Self::start_inner(config, &[], "state", Some((soft, hard)))
     }
 
     pub fn start_full(config: &str, env: &[(&str, &str)], state: &str) -> Daemon {
         Self::start_inner(config, env, state, None)
     }
 
-    fn start_inner(config: &str, env: &[(&str, &str)], state: &str, nofile: Option<u64>) -> Daemon {
+    fn start_inner(
+        config: &str,
+        env: &[(&str, &str)],
+        state: &str,
+        nofile: Option<(u64, u64)>,
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("candor-t")
             .tempdir()
@@ -150,14 +155,14 @@ impl Daemon {
             .open(self.path("daemon.log"))
             .expect("log file");
         let mut cmd = Command::new(candor_bin());
-        if let Some(n) = self.nofile {
+        if let Some((soft, hard)) = self.nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit between fork and exec touches only the child.
             unsafe {
                 cmd.pre_exec(move || {
                     let lim = libc::rlimit {
-                        rlim_cur: n as libc::rlim_t,
-                        rlim_max: n as libc::rlim_t,
+                        rlim_cur: soft as libc::rlim_t,
+                        rlim_max: hard as libc::rlim_t,
                     };
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
                         Ok(())

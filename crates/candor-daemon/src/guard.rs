@@ -66,6 +66,15 @@ fn refuse(stream: UnixStream, open: u64, limit: u64) {
     let _ = stream.try_write(resp.as_bytes());
 }
 
+/// The accept-error backoff ladder: 100 ms, doubling, at most 5 s.
+pub fn next_backoff(current: Duration) -> Duration {
+    if current.is_zero() {
+        Duration::from_millis(100)
+    } else {
+        (current * 2).min(Duration::from_secs(5))
+    }
+}
+
 impl axum::serve::Listener for GuardedListener {
     type Io = UnixStream;
     type Addr = tokio::net::unix::SocketAddr;
@@ -86,11 +95,7 @@ impl axum::serve::Listener for GuardedListener {
                 }
                 Err(e) => {
                     self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
-                    let next = if self.backoff.is_zero() {
-                        Duration::from_millis(100)
-                    } else {
-                        (self.backoff * 2).min(Duration::from_secs(5))
-                    };
+                    let next = next_backoff(self.backoff);
                     // One line per step up the ladder, not one per error.
                     if next != self.backoff {
                         eprintln!(
@@ -107,5 +112,28 @@ impl axum::serve::Listener for GuardedListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.inner.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_100ms_to_5s_and_logs_once_per_step() {
+        let mut d = Duration::ZERO;
+        let mut steps = Vec::new();
+        let mut lines = 0;
+        for _ in 0..1000 {
+            let next = next_backoff(d);
+            if next != d {
+                lines += 1; // the accept loop logs only when the step changes
+            }
+            d = next;
+            steps.push(d.as_millis());
+        }
+        assert_eq!(&steps[..8], [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert!(steps.iter().all(|&ms| ms <= 5000));
+        assert_eq!(lines, 7, "1000 errors, 7 log lines");
     }
 }
