@@ -808,6 +808,14 @@ impl Brain {
 
     /// Evidence from a run's monitor or the notify server.
     fn on_internal(&mut self, msg: Internal) {
+        // Only readiness evidence can make a run ready; samples and socket checks cannot.
+        let may_ready = matches!(
+            msg,
+            Internal::Probe { .. } | Internal::Ready { .. } | Internal::Notify(_)
+        );
+        if !may_ready {
+            return self.take_evidence(msg);
+        }
         let ready_before = self.ready_runs();
         self.take_evidence(msg);
         // A run that just became ready gets its declared sockets checked right away.
@@ -821,7 +829,7 @@ impl Brain {
         }
     }
 
-    fn ready_runs(&self) -> Vec<ServiceName> {
+    fn ready_runs(&self) -> std::collections::BTreeSet<ServiceName> {
         self.services
             .iter()
             .filter(|(_, s)| matches!(&s.phase, Phase::Running(r) if r.ready.is_some()))
