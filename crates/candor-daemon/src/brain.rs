@@ -535,11 +535,7 @@ impl Brain {
             service: name.to_string(),
             run_id,
             argv: spec.command.clone(),
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            env: spec.env_pairs(),
             workdir: spec.workdir.clone(),
             // Services do not inherit the daemon's raised limit: theirs, or the one it had.
             nofile: spec

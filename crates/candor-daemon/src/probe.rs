@@ -214,11 +214,7 @@ pub async fn run(
                 let cmd = KeeperCommand::RunProbe {
                     token,
                     argv: argv.clone(),
-                    env: spec
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
+                    env: spec.env_pairs(),
                     workdir: spec.workdir.clone(),
                     timeout: probe.timeout,
                 };

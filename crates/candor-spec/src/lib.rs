@@ -333,6 +333,14 @@ pub struct ServiceSpec {
 
 impl ServiceSpec {
     /// A service with defaults everywhere, for tests and tools.
+    /// `env` as the (name, value) pairs a spawn takes.
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Whether the service is told where to send sd_notify messages.
     pub fn uses_notify(&self) -> bool {
         self.ready == ReadySpec::Notify || self.watchdog.is_some()

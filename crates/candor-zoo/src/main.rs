@@ -107,6 +107,15 @@ fn write_pids(opts: &Opts, pids: &[u32]) {
     }
 }
 
+/// Mark the fault (`--stamp FILE` gets `fault <ns> <pid>`), say what happened, stay up.
+fn after_fault(opts: &Opts, what: &str) -> ! {
+    if let Some(f) = opts.get("--stamp") {
+        stamp(&f, "fault");
+    }
+    println!("{what}");
+    sleep_forever()
+}
+
 fn sleep_forever() -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
@@ -366,11 +375,10 @@ fn handler_dead(opts: &Opts) {
     notify("READY=1");
     std::thread::sleep(after);
     dead.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(f) = opts.get("--stamp") {
-        stamp(&f, "fault");
-    }
-    println!("handler-dead: handler is dead; still accepting, closing every connection");
-    sleep_forever();
+    after_fault(
+        opts,
+        "handler-dead: handler is dead; still accepting, closing every connection",
+    );
 }
 
 fn unlink_own_socket(opts: &Opts) {
@@ -388,11 +396,10 @@ fn unlink_own_socket(opts: &Opts) {
     notify("READY=1");
     std::thread::sleep(after);
     std::fs::remove_file(&path).unwrap_or_else(|e| die(&format!("unlink {path}: {e}")));
-    if let Some(f) = opts.get("--stamp") {
-        stamp(&f, "fault");
-    }
-    println!("unlink-own-socket: unlinked {path}; the listener lives on");
-    sleep_forever();
+    after_fault(
+        opts,
+        &format!("unlink-own-socket: unlinked {path}; the listener lives on"),
+    );
 }
 
 fn slow_ready(opts: &Opts) {
@@ -430,11 +437,7 @@ fn watchdog_stall(opts: &Opts) {
         notify("WATCHDOG=1");
         std::thread::sleep(every);
     }
-    if let Some(f) = opts.get("--stamp") {
-        stamp(&f, "fault");
-    }
-    println!("watchdog-stall: stalled (no more WATCHDOG=1)");
-    sleep_forever();
+    after_fault(opts, "watchdog-stall: stalled (no more WATCHDOG=1)");
 }
 
 /// Send sd_notify messages in order, then stay up (for tests of the protocol).
