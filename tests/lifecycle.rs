@@ -493,3 +493,49 @@ backoff = { initial = "50ms", max = "100ms" }
         "{out}"
     );
 }
+
+#[test]
+fn logs_follow_shows_new_lines_as_they_come_and_ends_with_the_daemon() {
+    use std::io::BufRead;
+    let mut d = Daemon::start(
+        r#"
+[service.talker]
+command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; echo \"noise $i\"; sleep 0.1; done"]
+"#,
+    );
+    d.wait_state("talker", "running", T);
+    let mut follower = std::process::Command::new(candor_scenarios::candor_bin())
+        .args([
+            "logs", "talker", "-f", "--json", "-n", "1", "--grep", "line",
+        ])
+        .env("CANDOR_SOCKET", &d.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let out = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut numbers = Vec::new();
+    while numbers.len() < 5 {
+        let l = rx.recv_timeout(T).expect("a followed line");
+        let text = l["line"].as_str().unwrap().to_string();
+        assert!(
+            text.starts_with("line "),
+            "--grep applies to followed lines: {text}"
+        );
+        numbers.push(text[5..].parse::<u64>().unwrap());
+    }
+    // New lines, in order, none lost between history and live.
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    d.shutdown();
+    let status = wait_for("the follower to end with the daemon", T, || {
+        follower.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "{status}");
+}

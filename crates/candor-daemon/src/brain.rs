@@ -33,6 +33,8 @@ pub struct BrainContext {
     pub notify_socket: String,
     /// Print every state change on stderr.
     pub echo_events: bool,
+    /// Log lines as they are stored, for `logs -f`.
+    pub logs_live: broadcast::Sender<api::LogEntry>,
     /// RLIMIT_NOFILE (soft, hard) the daemon started with: what services get by default.
     pub service_nofile: Option<(u64, u64)>,
 }
@@ -695,7 +697,11 @@ impl Brain {
                     s.spawning_is_restart = false;
                 }
                 if let (Some(out), Some(err)) = (stdout, stderr) {
-                    logs::spawn_readers(&service, out, err, self.store.clone(), s.logs.clone());
+                    let sink = logs::LogSink {
+                        store: self.store.clone(),
+                        live: self.ctx.logs_live.clone(),
+                    };
+                    logs::spawn_readers(&service, out, err, sink, s.logs.clone());
                 }
                 let ready_now = s.spec.ready == ReadySpec::Started;
                 s.phase = Phase::Running(Run {

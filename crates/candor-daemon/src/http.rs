@@ -33,6 +33,8 @@ pub struct AppState {
     pub events: tokio::sync::broadcast::WeakSender<api::Event>,
     pub notify: Arc<crate::notify::NotifyCounters>,
     pub guard: Arc<crate::guard::GuardCounters>,
+    /// Weak, so that log followers' streams end when the daemon does.
+    pub logs_live: tokio::sync::broadcast::WeakSender<api::LogEntry>,
 }
 
 impl IntoResponse for ApiError {
@@ -325,45 +327,66 @@ async fn logs(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Query(q): Q,
-) -> Result<Json<Vec<api::LogEntry>>, ApiError> {
+) -> Result<Response, ApiError> {
     {
         let board = st.board.borrow();
         if board.get(&name).is_none() {
             return Err(unknown_service(&board, &name));
         }
     }
-    if flag(&q, "follow")? {
-        return Err(ApiError::new(
-            501,
-            "following logs (-f) is not available yet; use -n N to read the last lines",
-        ));
-    }
+    let follow = flag(&q, "follow")?;
     let n = match q.get("n") {
         Some(s) => s
             .parse::<usize>()
             .map_err(|_| ApiError::new(400, format!("`n` must be a whole number, not `{s}`")))?,
+        None if follow => 10,
         None => 100,
     }
     .min(100_000);
     let since_ms = duration_param(&q, "since")?.map(|d| api::unix_ms(SystemTime::now() - d));
     let grep = q.get("grep").cloned();
+    // Subscribe before reading history, so nothing falls between the two.
+    let live = match follow {
+        true => Some(
+            st.logs_live
+                .upgrade()
+                .ok_or_else(|| ApiError::new(503, "the supervisor is shutting down"))?
+                .subscribe(),
+        ),
+        false => None,
+    };
     let store = st.store.clone();
+    let (svc, pattern) = (name.clone(), grep.clone());
     let lines =
-        tokio::task::spawn_blocking(move || store.tail_logs(&name, n, since_ms, grep.as_deref()))
+        tokio::task::spawn_blocking(move || store.tail_logs(&svc, n, since_ms, pattern.as_deref()))
             .await
             .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?
             .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?;
-    Ok(Json(
-        lines
-            .into_iter()
-            .map(|l| api::LogEntry {
-                at: api::timestamp_ms(api::from_unix_ms(l.at_ms)),
-                service: l.service,
-                stream: l.stream.into(),
-                line: l.line,
-            })
-            .collect(),
-    ))
+    let history: Vec<api::LogEntry> = lines
+        .into_iter()
+        .map(|l| api::LogEntry {
+            at: api::timestamp_ms(api::from_unix_ms(l.at_ms)),
+            service: l.service,
+            stream: l.stream.into(),
+            line: l.line,
+        })
+        .collect();
+    let Some(live) = live else {
+        return Ok(Json(history).into_response());
+    };
+    // Live lines come from the pipe readers as they are stored: no polling of the database.
+    let keep = move |l: &api::LogEntry| {
+        l.service == name && grep.as_ref().is_none_or(|g| l.line.contains(g.as_str()))
+    };
+    let lagged = |missed: u64| {
+        api::LogEntry {
+        at: api::timestamp_ms(SystemTime::now()),
+        service: "candor".into(),
+        stream: "stderr".into(),
+        line: format!("-- this follower fell behind; {missed} lines were skipped (they are stored: see `candor logs`) --"),
+    }
+    };
+    Ok(sse::follow(history, live, keep, lagged).into_response())
 }
 
 async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {
@@ -402,7 +425,17 @@ async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, Api
     if !follow {
         return Ok(Json(history).into_response());
     }
-    Ok(sse::follow(history, live, service).into_response())
+    let keep = move |e: &api::Event| service.as_ref().is_none_or(|s| *s == e.service);
+    let lagged = |missed: u64| api::Event {
+        at: api::timestamp_ms(SystemTime::now()),
+        service: "candor".into(),
+        state: "warning".into(),
+        reason: format!(
+            "this follower fell behind; {missed} events were skipped (see `candor events`)"
+        ),
+        detail: serde_json::json!({ "skipped": missed }),
+    };
+    Ok(sse::follow(history, live, keep, lagged).into_response())
 }
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {

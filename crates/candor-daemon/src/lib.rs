@@ -192,6 +192,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
 
     let (events_tx, _) = broadcast::channel(1024);
     let (internal_tx, internal_rx) = mpsc::channel(1024);
+    let (logs_live, _) = broadcast::channel(4096);
     let notify_path = state_dir.join("notify.sock");
     let (notify_sock, notify_name) = notify::bind(&notify_path, &paths::instance_name(&state_dir))
         .map_err(|source| DaemonError::Socket {
@@ -226,6 +227,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         notify_socket: notify_name.clone(),
         echo_events: opts.echo_events,
         service_nofile,
+        logs_live: logs_live.clone(),
     };
     let brain = Brain::new(
         &spec,
@@ -245,8 +247,10 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         events: events_tx.downgrade(),
         notify: notify_counters,
         guard: guard_counters.clone(),
+        logs_live: logs_live.downgrade(),
     });
     drop(events_tx);
+    drop(logs_live);
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let listener = guard::GuardedListener::new(listener, guard_counters);
     let server = tokio::spawn(async move {

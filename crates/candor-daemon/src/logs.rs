@@ -51,18 +51,25 @@ impl TokenBucket {
     }
 }
 
+/// Where read lines go: the store, and followers of `logs -f` (only while there are any).
+#[derive(Clone)]
+pub struct LogSink {
+    pub store: Store,
+    pub live: tokio::sync::broadcast::Sender<candor_api::LogEntry>,
+}
+
 pub fn spawn_readers(
     service: &str,
     stdout: OwnedFd,
     stderr: OwnedFd,
-    store: Store,
+    sink: LogSink,
     counters: Arc<LogCounters>,
 ) {
     for (fd, stream) in [(stdout, "stdout"), (stderr, "stderr")] {
-        let (service, store, counters) = (service.to_string(), store.clone(), counters.clone());
+        let (service, sink, counters) = (service.to_string(), sink.clone(), counters.clone());
         tokio::spawn(async move {
             match pipe::Receiver::from_owned_fd(fd) {
-                Ok(rx) => read_lines(rx, &service, stream, &store, &counters).await,
+                Ok(rx) => read_lines(rx, &service, stream, &sink, &counters).await,
                 Err(e) => eprintln!("candor: {service} {stream}: cannot read pipe: {e}"),
             }
         });
@@ -73,7 +80,7 @@ async fn read_lines(
     rx: pipe::Receiver,
     service: &str,
     stream: &'static str,
-    store: &Store,
+    sink: &LogSink,
     counters: &LogCounters,
 ) {
     // Small buffers: there are two readers per service (1000 services: 16 MiB, not 128);
@@ -96,11 +103,11 @@ async fn read_lines(
         let used = chunk.len() + usize::from(newline);
         reader.consume(used);
         if newline {
-            emit(&mut line, &mut cut, service, stream, store, counters);
+            emit(&mut line, &mut cut, service, stream, sink, counters);
         }
     }
     if !line.is_empty() {
-        emit(&mut line, &mut cut, service, stream, store, counters);
+        emit(&mut line, &mut cut, service, stream, sink, counters);
     }
 }
 
@@ -109,7 +116,7 @@ fn emit(
     cut: &mut bool,
     service: &str,
     stream: &'static str,
-    store: &Store,
+    sink: &LogSink,
     counters: &LogCounters,
 ) {
     let mut text = String::from_utf8_lossy(line).into_owned();
@@ -128,13 +135,25 @@ fn emit(
         counters.dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let ok = store.log(LogLine {
-        at_ms: unix_ms(SystemTime::now()),
+    let at_ms = unix_ms(SystemTime::now());
+    // Followers get the line only if the store took it: `logs -f` never shows a line that
+    // `logs` would not.
+    let live = (sink.live.receiver_count() > 0).then(|| candor_api::LogEntry {
+        at: candor_api::timestamp_ms(candor_api::from_unix_ms(at_ms)),
+        service: service.to_string(),
+        stream: stream.into(),
+        line: text.clone(),
+    });
+    let ok = sink.store.log(LogLine {
+        at_ms,
         service: service.to_string(),
         stream,
         line: text,
     });
     if ok {
+        if let Some(entry) = live {
+            let _ = sink.live.send(entry);
+        }
         counters.lines.fetch_add(1, Ordering::Relaxed);
     } else {
         counters.dropped.fetch_add(1, Ordering::Relaxed);

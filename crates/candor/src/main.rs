@@ -76,12 +76,12 @@ enum Command {
     /// Show a service's logs.
     Logs {
         name: String,
-        /// Follow new lines (not available yet).
+        /// Keep printing new lines as they come (one JSON object a line with --json).
         #[arg(short, long)]
         follow: bool,
-        /// How many of the last lines.
-        #[arg(short = 'n', long, default_value_t = 100)]
-        lines: usize,
+        /// How many of the last lines (default 100; 10 with -f).
+        #[arg(short = 'n', long)]
+        lines: Option<usize>,
         /// Only lines newer than this, e.g. 10m.
         #[arg(long)]
         since: Option<String>,
@@ -187,7 +187,7 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
             grep,
             json,
         } => {
-            let mut q = format!("n={lines}");
+            let mut q = format!("n={}", lines.unwrap_or(if follow { 10 } else { 100 }));
             if follow {
                 q += "&follow=true";
             }
@@ -198,6 +198,24 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
                 q += &format!("&grep={}", encode(&g));
             }
             let path = format!("/v1/services/{}/logs?{q}", encode(&name));
+            if follow {
+                // History, then each line as it is stored, until the daemon goes away.
+                let r = client
+                    .follow(&path, |data| {
+                        match serde_json::from_str::<candor_api::LogEntry>(data) {
+                            Ok(l) if json => {
+                                println!("{}", serde_json::to_string(&l).unwrap_or_default())
+                            }
+                            Ok(l) => println!("{} {} {}", l.at, l.stream, l.line),
+                            Err(_) => eprintln!("candor: unreadable log line: {data}"),
+                        }
+                    })
+                    .await;
+                return match r {
+                    Ok(()) => OK,
+                    Err(e) => fail(e, json),
+                };
+            }
             match client.json::<Vec<candor_api::LogEntry>>("GET", &path).await {
                 Ok(lines) if json => print_json(&lines),
                 Ok(lines) => {
