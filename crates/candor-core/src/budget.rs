@@ -26,6 +26,17 @@ pub struct Summary {
     pub latest: Sample,
     pub per_hour: Option<f64>,
     pub eta: Option<Duration>,
+    /// How long after `latest.at` this still describes the service (a few sampling periods);
+    /// older, it is not evidence about now.
+    pub valid_for: Duration,
+}
+
+impl Summary {
+    pub fn is_fresh(&self, now: SystemTime) -> bool {
+        now.duration_since(self.latest.at)
+            .map(|age| age <= self.valid_for)
+            .unwrap_or(true)
+    }
 }
 
 /// The samples of one run, oldest first, at most `WINDOW` of them.
@@ -58,6 +69,7 @@ impl Window {
             latest: *self.latest()?,
             per_hour: self.fds_per_hour(),
             eta: self.fd_eta(),
+            valid_for: Duration::MAX,
         })
     }
     pub fn latest(&self) -> Option<&Sample> {

@@ -152,7 +152,7 @@ fn d(state: ServiceState, reason: String) -> Derived {
 }
 
 /// A live run: starting until ready; then unhealthy if any evidence of this run says so.
-fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>) -> Derived {
+fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>, now: SystemTime) -> Derived {
     use ServiceState::*;
     let status = health
         .and_then(|h| h.notify_status.as_deref())
@@ -224,6 +224,7 @@ fn running(spec: &ServiceSpec, run: &Run, health: Option<&Health>) -> Derived {
         let verdict = h
             .budget
             .as_ref()
+            .filter(|b| b.is_fresh(now))
             .map(|b| crate::budget::verdict(&spec.limits, b));
         match verdict.unwrap_or(crate::budget::Verdict::Ok) {
             crate::budget::Verdict::Ok => {}
@@ -273,7 +274,7 @@ pub fn derive(spec: &ServiceSpec, ev: &Evidence, now: SystemTime) -> Derived {
                 ),
             )
         }
-        Phase::Running(run) => running(spec, run, ev.health_of(run)),
+        Phase::Running(run) => running(spec, run, ev.health_of(run), now),
         Phase::Stopping {
             cause,
             timeline,
@@ -562,6 +563,36 @@ mod health_tests {
                 "{health:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_stale_budget_sample_is_not_evidence_about_now() {
+        use crate::budget::{Sample, Summary};
+        let sample = Sample {
+            at: UNIX_EPOCH,
+            fds: 900,
+            fd_limit: 1000,
+            rss: 0,
+        };
+        let summary = Summary {
+            latest: sample,
+            per_hour: None,
+            eta: None,
+            valid_for: Duration::from_secs(15),
+        };
+        let h = Health {
+            budget: Some(summary),
+            ..Health::for_run(1)
+        };
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(
+            derive(&spec(), &with(run(1, true), h.clone()), at(10)).state,
+            ServiceState::Degraded
+        );
+        assert_eq!(
+            derive(&spec(), &with(run(1, true), h), at(60)).state,
+            ServiceState::Running
+        );
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl ServiceView {
                 })
                 .unwrap_or_default(),
             fds: health.and_then(|h| {
-                let b = h.budget.as_ref()?;
+                let b = h.budget.as_ref().filter(|b| b.is_fresh(now))?;
                 let last = &b.latest;
                 Some(api::Fds {
                     count: last.fds,
@@ -131,7 +131,10 @@ impl ServiceView {
                     eta_s: b.eta.map(|d| d.as_secs_f64().round()),
                 })
             }),
-            rss_bytes: health.and_then(|h| h.budget.as_ref()).map(|b| b.latest.rss),
+            rss_bytes: health
+                .and_then(|h| h.budget.as_ref())
+                .filter(|b| b.is_fresh(now))
+                .map(|b| b.latest.rss),
             logs: api::LogCounts {
                 lines: self.logs.lines.load(Ordering::Relaxed),
                 dropped: self.logs.dropped.load(Ordering::Relaxed),

@@ -33,6 +33,8 @@ pub struct BrainContext {
     pub notify_socket: String,
     /// Print every state change on stderr.
     pub echo_events: bool,
+    /// How often fds and memory are sampled.
+    pub sample_every: Duration,
     /// Log lines as they are stored, for `logs -f`.
     pub logs_live: broadcast::Sender<api::LogEntry>,
     /// RLIMIT_NOFILE (soft, hard) the daemon started with: what services get by default.
@@ -892,13 +894,18 @@ impl Brain {
             }
             Internal::Notify(msg) => self.on_notify(msg, now),
             Internal::Samples(samples) => {
+                // A summary describes now for three sampling periods, no longer.
+                let valid_for = self.ctx.sample_every * 3;
                 for (service, run_id, sample) in samples {
                     let Some(s) = self.svc_for_run(&service, run_id) else {
                         continue;
                     };
                     // The window stays here; the evidence gets its small summary.
                     s.window.push(run_id, sample);
-                    let summary = s.window.summary();
+                    let summary = s
+                        .window
+                        .summary()
+                        .map(|b| candor_core::budget::Summary { valid_for, ..b });
                     if let Some((_, h)) = s.live() {
                         h.budget = summary;
                     }
@@ -1175,6 +1182,7 @@ impl Brain {
                     .health
                     .as_ref()
                     .and_then(|h| h.budget.as_ref())
+                    .filter(|b| b.is_fresh(now))
                     .map(|b| candor_core::budget::verdict(&s.spec.limits, b));
                 if let Some(candor_core::budget::Verdict::Restart(why)) = over {
                     if matches!(s.phase, Phase::Running(_)) {

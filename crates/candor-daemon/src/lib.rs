@@ -228,6 +228,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         echo_events: opts.echo_events,
         service_nofile,
         logs_live: logs_live.clone(),
+        sample_every: every,
     };
     let brain = Brain::new(
         &spec,
