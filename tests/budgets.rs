@@ -233,14 +233,17 @@ backoff = { initial = "1ms", max = "1ms", reset_after = "1h" }
     wait_for("1000 restarts", Duration::from_secs(120), || {
         (d.status("crashy")["restarts"].as_u64()? >= start + 1000).then_some(())
     });
-        // Transient fds (a spawn in flight, a closing connection) come and go; a leak stays. Stop
+    // Transient fds (a spawn in flight, a closing connection) come and go; a leak stays. Stop
     // the loop and wait for the count to come back to where it was.
     d.ok(&["stop", "crashy", "--wait"]);
     let settled = wait_for("the daemon's fds back to the baseline", T, || {
         let n = d.daemon_fds();
         (n <= before + 8).then_some(n)
     });
-    assert!(settled <= before + 8, "daemon fds grew from {before} to {settled}");
+    assert!(
+        settled <= before + 8,
+        "daemon fds grew from {before} to {settled}"
+    );
 }
 
 #[test]
