@@ -91,6 +91,17 @@ fn flag(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// `n`: how many of the latest items, `default` when absent, at most 100 000.
+fn count_param(q: &HashMap<String, String>, default: usize) -> Result<usize, ApiError> {
+    match q.get("n") {
+        Some(s) => s
+            .parse::<usize>()
+            .map(|n| n.min(100_000))
+            .map_err(|_| ApiError::new(400, format!("`n` must be a whole number, not `{s}`"))),
+        None => Ok(default),
+    }
+}
+
 fn duration_param(q: &HashMap<String, String>, key: &str) -> Result<Option<Duration>, ApiError> {
     q.get(key)
         .map(|s| {
@@ -335,14 +346,7 @@ async fn logs(
         }
     }
     let follow = flag(&q, "follow")?;
-    let n = match q.get("n") {
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| ApiError::new(400, format!("`n` must be a whole number, not `{s}`")))?,
-        None if follow => 10,
-        None => 100,
-    }
-    .min(100_000);
+    let n = count_param(&q, if follow { 10 } else { 100 })?;
     let since_ms = duration_param(&q, "since")?.map(|d| api::unix_ms(SystemTime::now() - d));
     let grep = q.get("grep").cloned();
     // Subscribe before reading history, so nothing falls between the two.
@@ -391,14 +395,7 @@ async fn logs(
 
 async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {
     let follow = flag(&q, "follow")?;
-    let n = match q.get("n") {
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| ApiError::new(400, format!("`n` must be a whole number, not `{s}`")))?,
-        None if follow => 10,
-        None => 200,
-    }
-    .min(100_000);
+    let n = count_param(&q, if follow { 10 } else { 200 })?;
     let service = q.get("service").cloned();
     // Subscribe before reading history, so nothing falls between the two.
     let live = st
