@@ -181,34 +181,11 @@ fn exit_on_sigterm(opts: &Opts) {
 
 fn healthy(opts: &Opts) {
     exit_on_sigterm(opts);
-    let mut listening = Vec::new();
-    if let Some(port) = opts.get("--port") {
-        let l = TcpListener::bind((
-            "127.0.0.1",
-            port.parse::<u16>()
-                .unwrap_or_else(|_| die("--port: not a port")),
-        ))
-        .unwrap_or_else(|e| die(&format!("bind 127.0.0.1:{port}: {e}")));
-        listening.push(format!(
-            "tcp {}",
-            l.local_addr().map(|a| a.to_string()).unwrap_or_default()
-        ));
-        std::thread::spawn(move || {
-            for c in l.incoming().flatten() {
-                std::thread::spawn(move || serve_http(c));
-            }
-        });
-    }
-    if let Some(path) = opts.get("--socket") {
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).unwrap_or_else(|e| die(&format!("bind {path}: {e}")));
-        listening.push(format!("uds {path}"));
-        std::thread::spawn(move || {
-            for c in l.incoming().flatten() {
-                std::thread::spawn(move || serve_http(c));
-            }
-        });
-    }
+    // A handler that never dies.
+    let listening = serve_until_dead(
+        opts,
+        &std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     println!(
         "healthy: pid {} serving /health on {}",
         std::process::id(),
@@ -326,10 +303,29 @@ fn announce_ready(opts: &Opts) {
     }
 }
 
+/// Accept connections on a thread: serve each (HTTP 200) while `dead` is unset, close each
+/// at once after.
+fn serve_on<S: Read + Write + Send + 'static>(
+    dead: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
+) {
+    std::thread::spawn(move || loop {
+        let Ok(c) = accept() else { continue };
+        if dead.load(std::sync::atomic::Ordering::Relaxed) {
+            drop(c);
+        } else {
+            std::thread::spawn(move || serve_http(c));
+        }
+    });
+}
+
 /// Serve HTTP 200 on every listener given, until `dead` is set; from then on accept each
 /// connection and close it at once (the F4 failure: a listener with no working handler).
-fn serve_until_dead(opts: &Opts, dead: &std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::Ordering;
+fn serve_until_dead(
+    opts: &Opts,
+    dead: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    let mut listening = Vec::new();
     if let Some(port) = opts.get("--port") {
         let l = TcpListener::bind((
             "127.0.0.1",
@@ -337,31 +333,19 @@ fn serve_until_dead(opts: &Opts, dead: &std::sync::Arc<std::sync::atomic::Atomic
                 .unwrap_or_else(|_| die("--port: not a port")),
         ))
         .unwrap_or_else(|e| die(&format!("bind 127.0.0.1:{port}: {e}")));
-        let dead = dead.clone();
-        std::thread::spawn(move || {
-            for c in l.incoming().flatten() {
-                if dead.load(Ordering::Relaxed) {
-                    drop(c);
-                } else {
-                    std::thread::spawn(move || serve_http(c));
-                }
-            }
-        });
+        listening.push(format!(
+            "tcp {}",
+            l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        ));
+        serve_on(dead.clone(), move || l.accept().map(|(c, _)| c));
     }
     if let Some(path) = opts.get("--socket") {
         let _ = std::fs::remove_file(&path);
         let l = UnixListener::bind(&path).unwrap_or_else(|e| die(&format!("bind {path}: {e}")));
-        let dead = dead.clone();
-        std::thread::spawn(move || {
-            for c in l.incoming().flatten() {
-                if dead.load(Ordering::Relaxed) {
-                    drop(c);
-                } else {
-                    std::thread::spawn(move || serve_http(c));
-                }
-            }
-        });
+        listening.push(format!("uds {path}"));
+        serve_on(dead.clone(), move || l.accept().map(|(c, _)| c));
     }
+    listening
 }
 
 fn handler_dead(opts: &Opts) {
