@@ -1,11 +1,11 @@
 //! Resource budgets: fd counts with trend and ETA, fd and memory policies, and a daemon that
 //! guards itself (seeds 000, 003, 004; DESIGN.md F1, F2, F10). Samples every 200 ms here.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use candor_scenarios::{wait_for, Daemon};
+use candor_scenarios::{get_request, wait_for, Daemon};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -145,16 +145,6 @@ limits = { memory_warn = "30MiB", memory_restart = "90MiB" }
     });
 }
 
-fn get(socket: &std::path::Path, path: &str) -> Option<String> {
-    let mut s = UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
 #[test]
 fn a_daemon_short_of_fds_refuses_excess_clients_and_recovers() {
     let d = Daemon::start_limited(
@@ -200,7 +190,7 @@ command = ["{zoo}", "healthy"]
     );
     drop(idle);
     let body = wait_for("the daemon to answer again", T, || {
-        let r = get(&d.socket, "/v1/daemon")?;
+        let r = d.raw(&get_request("/v1/daemon"))?;
         r.starts_with("HTTP/1.1 200").then_some(r)
     });
     let json: serde_json::Value =
@@ -227,7 +217,7 @@ backoff = { initial = "1ms", max = "1ms", reset_after = "1h" }
     let before = d.daemon_fds();
     let start = d.status("crashy")["restarts"].as_u64().unwrap();
     for _ in 0..10_000 {
-        let r = get(&d.socket, "/v1/services").expect("status answer");
+        let r = d.raw(&get_request("/v1/services")).expect("status answer");
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     }
     wait_for("1000 restarts", Duration::from_secs(120), || {

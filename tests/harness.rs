@@ -197,14 +197,45 @@ impl Daemon {
 
     /// `GET /v1/daemon`, raw over the socket.
     pub fn info(&self) -> Value {
-        use std::io::{Read, Write};
-        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect");
-        s.write_all(b"GET /v1/daemon HTTP/1.1\r\nHost: candor\r\nConnection: close\r\n\r\n")
-            .expect("write");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
+        let out = self
+            .raw(&get_request("/v1/daemon"))
+            .expect("GET /v1/daemon");
         let body = out.split("\r\n\r\n").nth(1).unwrap_or("");
         serde_json::from_str(body).unwrap_or_else(|e| panic!("bad /v1/daemon answer {out:?}: {e}"))
+    }
+
+    /// Send `request` as is over the control socket; the whole answer, or None if the daemon
+    /// could not be reached or did not answer within 5 s.
+    pub fn raw(&self, request: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(request.as_bytes()).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    }
+
+    /// Run `candor ARGS` (a following command, e.g. `events -f --json`) and hand each JSON
+    /// line it prints to the returned channel.
+    pub fn follow_json(&self, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<Value>) {
+        use std::io::BufRead;
+        let mut child = Command::new(candor_bin())
+            .args(args)
+            .env("CANDOR_SOCKET", &self.socket)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn follower");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("follower stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        (child, rx)
     }
 
     /// Whether services are contained in cgroups here. Where cgroup v2 is not writable, tests
@@ -368,4 +399,9 @@ pub fn read_stamps(file: &Path) -> Vec<(String, u128, u64)> {
             ))
         })
         .collect()
+}
+
+/// A one-shot GET request line for `Daemon::raw`.
+pub fn get_request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: candor\r\nConnection: close\r\n\r\n")
 }

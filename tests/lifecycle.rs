@@ -378,7 +378,6 @@ fn cli_without_daemon_exits_3_with_a_clear_message() {
 
 #[test]
 fn malformed_requests_get_4xx_with_a_reason() {
-    use std::io::{Read, Write};
     let d = Daemon::start(
         r#"
 [service.web]
@@ -386,13 +385,7 @@ command = ["{zoo}", "healthy"]
 "#,
     );
     d.wait_state("web", "running", T);
-    let raw = |req: &str| -> String {
-        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let raw = |req: &str| d.raw(req).expect("an answer");
     let cases = [
         ("POST /v1/services/web/explode HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "404", "unknown action"),
         ("GET /v1/services/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "404", "no service named `nope`"),
@@ -415,7 +408,6 @@ command = ["{zoo}", "healthy"]
 
 #[test]
 fn events_follow_streams_changes_and_ends_with_the_daemon() {
-    use std::io::BufRead;
     let mut d = Daemon::start(
         r#"
 [service.web]
@@ -423,21 +415,7 @@ command = ["{zoo}", "healthy"]
 "#,
     );
     d.wait_state("web", "running", T);
-    let mut follower = std::process::Command::new(candor_scenarios::candor_bin())
-        .args(["events", "-f", "--json", "-n", "1"])
-        .env("CANDOR_SOCKET", &d.socket)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    let out = follower.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
+    let (mut follower, rx) = d.follow_json(&["events", "-f", "--json", "-n", "1"]);
     // The history line comes first, so the follower is connected before we act.
     rx.recv_timeout(T).expect("history event");
     d.ok(&["stop", "web"]);
@@ -458,7 +436,6 @@ command = ["{zoo}", "healthy"]
 
 #[test]
 fn metrics_report_state_and_restarts_per_service() {
-    use std::io::{Read, Write};
     let d = Daemon::start(
         r#"
 [service.web]
@@ -473,11 +450,9 @@ backoff = { initial = "50ms", max = "100ms" }
     wait_for("two crash restarts", T, || {
         (d.status("crashy")["restarts"].as_u64()? >= 2).then_some(())
     });
-    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    let out = d
+        .raw(&candor_scenarios::get_request("/metrics"))
+        .expect("an answer");
     assert!(
         out.contains("candor_service_up{service=\"web\",state=\"running\"} 1"),
         "{out}"
@@ -496,7 +471,6 @@ backoff = { initial = "50ms", max = "100ms" }
 
 #[test]
 fn logs_follow_shows_new_lines_as_they_come_and_ends_with_the_daemon() {
-    use std::io::BufRead;
     let mut d = Daemon::start(
         r#"
 [service.talker]
@@ -504,23 +478,9 @@ command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; echo \
 "#,
     );
     d.wait_state("talker", "running", T);
-    let mut follower = std::process::Command::new(candor_scenarios::candor_bin())
-        .args([
-            "logs", "talker", "-f", "--json", "-n", "1", "--grep", "line",
-        ])
-        .env("CANDOR_SOCKET", &d.socket)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    let out = follower.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
+    let (mut follower, rx) = d.follow_json(&[
+        "logs", "talker", "-f", "--json", "-n", "1", "--grep", "line",
+    ]);
     let mut numbers = Vec::new();
     while numbers.len() < 5 {
         let l = rx.recv_timeout(T).expect("a followed line");
