@@ -1,24 +1,41 @@
 //! The store: SQLite (bundled) in the state dir for events and log lines.
 //!
 //! One writer thread owns the write connection and commits in batches; callers hand it rows
-//! through a bounded queue and never wait — when the queue is full the row is dropped and
-//! counted. Tables are capped by row count. Reads use their own connection.
+//! through a queue bounded in rows and in bytes and never wait — when it is full the row is
+//! dropped and counted. Log lines are capped in bytes per service and in total (oldest first,
+//! in batches); events by row count. Reads use their own connection (`read.rs`).
 
+mod chunk;
+mod read;
+mod writer;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
+
+pub use read::LogQuery;
 
 /// Rows waiting for the writer, at most.
-pub const QUEUE_CAP: usize = 16_384;
-/// Log lines kept on disk, at most (oldest go first).
-pub const MAX_LOG_ROWS: i64 = 1_000_000;
+pub const QUEUE_ROWS: usize = 16_384;
+/// Bytes of log lines waiting for the writer (each counted with `QUEUED_ROW_COST` more), at
+/// most: what bounds the daemon's memory when many services flood at once.
+pub const QUEUE_BYTES: usize = 4 << 20;
+/// What a queued line costs beyond its text (its slot, the service name's handle).
+const QUEUED_ROW_COST: usize = 192;
 /// Events kept on disk, at most.
-pub const MAX_EVENT_ROWS: i64 = 100_000;
-const BATCH: usize = 2048;
+pub const MAX_EVENT_ROWS: i64 = 50_000;
+/// What a stored log line costs beyond its text (row header, id, time, index entry), so that
+/// byte caps track the file. Measured: see `bench/results/store.txt`.
+pub const ROW_OVERHEAD: u64 = 40;
+/// Default cap of one service's lines on disk.
+pub const DEFAULT_SERVICE_BYTES: u64 = 64 << 20;
+/// Default cap of all services' lines together.
+pub const DEFAULT_TOTAL_BYTES: u64 = 512 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,13 +51,50 @@ pub enum StoreError {
     },
 }
 
+/// Which stream a line came from; `Candor` marks lines the supervisor wrote about the stream
+/// (suppressed or dropped lines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Stdout = 1,
+    Stderr = 2,
+    Candor = 3,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::Candor => "candor",
+        }
+    }
+    /// `out`/`stdout`, `err`/`stderr`, `candor`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "out" | "stdout" => Some(Stream::Stdout),
+            "err" | "stderr" => Some(Stream::Stderr),
+            "candor" => Some(Stream::Candor),
+            _ => None,
+        }
+    }
+    fn from_i64(i: i64) -> Self {
+        match i {
+            2 => Stream::Stderr,
+            3 => Stream::Candor,
+            _ => Stream::Stdout,
+        }
+    }
+}
+
+/// One log line. `line` holds the bytes as the service wrote them (not necessarily UTF-8).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
+    /// Handed out by [`Store::log`]: increasing in arrival order, unique.
+    pub id: i64,
     pub at_ms: i64,
-    pub service: String,
-    /// "stdout" or "stderr".
-    pub stream: &'static str,
-    pub line: String,
+    pub service: Arc<str>,
+    pub stream: Stream,
+    pub line: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +110,8 @@ pub struct EventRow {
 enum Row {
     Log(LogLine),
     Event(EventRow),
+    /// Answered once every row queued before it is committed.
+    Barrier(SyncSender<()>),
 }
 
 /// Counters of what the store could not keep.
@@ -63,6 +119,44 @@ enum Row {
 pub struct Dropped {
     pub logs: AtomicU64,
     pub events: AtomicU64,
+    /// Lines removed from disk by the byte caps (not lost in flight: kept, then aged out).
+    pub trimmed: AtomicU64,
+}
+
+/// Byte caps on log lines; changed at run time by the daemon (config reloads).
+#[derive(Clone, Debug)]
+pub struct Caps {
+    pub total: u64,
+    pub default_service: u64,
+    pub per_service: HashMap<String, u64>,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Self {
+            total: DEFAULT_TOTAL_BYTES,
+            default_service: DEFAULT_SERVICE_BYTES,
+            per_service: HashMap::new(),
+        }
+    }
+}
+
+impl Caps {
+    pub fn service(&self, name: &str) -> u64 {
+        self.per_service
+            .get(name)
+            .copied()
+            .unwrap_or(self.default_service)
+    }
+}
+
+/// What the store holds now, for status and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Accounted bytes of log lines (text + `ROW_OVERHEAD` each).
+    pub log_bytes: u64,
+    pub file_bytes: u64,
+    pub wal_bytes: u64,
 }
 
 #[derive(Clone)]
@@ -70,6 +164,10 @@ pub struct Store {
     tx: SyncSender<Row>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    next_id: Arc<AtomicI64>,
+    queued_bytes: Arc<AtomicUsize>,
+    caps: Arc<Mutex<Caps>>,
+    log_bytes: Arc<AtomicU64>,
     pub dropped: Arc<Dropped>,
 }
 
@@ -83,29 +181,35 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 impl Store {
     /// Open (creating) `<dir>/candor.db` and start the writer thread.
     pub fn open(dir: &Path) -> Result<(Store, JoinHandle<()>), StoreError> {
+        Self::open_with(dir, Caps::default())
+    }
+
+    pub fn open_with(dir: &Path, caps: Caps) -> Result<(Store, JoinHandle<()>), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join("candor.db");
-        let writer = Connection::open(&path).map_err(sql_err(&path))?;
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode=WAL;
-                 PRAGMA synchronous=NORMAL;
-                 CREATE TABLE IF NOT EXISTS logs(id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,
-                     service TEXT NOT NULL, stream TEXT NOT NULL, line TEXT NOT NULL);
-                 CREATE INDEX IF NOT EXISTS logs_by_service ON logs(service, id);
-                 CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,
-                     service TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);",
-            )
-            .map_err(sql_err(&path))?;
+        let conn = Connection::open(&path).map_err(sql_err(&path))?;
+        let caps = Arc::new(Mutex::new(caps));
+        let dropped: Arc<Dropped> = Arc::default();
+        let queued_bytes: Arc<AtomicUsize> = Arc::default();
+        let log_bytes: Arc<AtomicU64> = Arc::default();
+        let writer = writer::Writer::open(
+            conn,
+            path.clone(),
+            caps.clone(),
+            dropped.clone(),
+            queued_bytes.clone(),
+            log_bytes.clone(),
+        )
+        .map_err(sql_err(&path))?;
+        let next_id = Arc::new(AtomicI64::new(writer.max_log_id() + 1));
         let reader = Connection::open(&path).map_err(sql_err(&path))?;
-        let (tx, rx) = sync_channel(QUEUE_CAP);
-        let p = path.clone();
+        let (tx, rx) = sync_channel(QUEUE_ROWS);
         let thread = std::thread::Builder::new()
             .name("candor-store".into())
-            .spawn(move || write_loop(writer, rx, &p))
+            .spawn(move || writer.run(rx))
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -115,7 +219,11 @@ impl Store {
                 tx,
                 reader: Arc::new(Mutex::new(reader)),
                 path,
-                dropped: Arc::default(),
+                next_id,
+                queued_bytes,
+                caps,
+                log_bytes,
+                dropped,
             },
             thread,
         ))
@@ -125,15 +233,31 @@ impl Store {
         &self.path
     }
 
-    /// Queue a log line; never blocks. Returns false (and counts it) when dropped.
-    pub fn log(&self, line: LogLine) -> bool {
+    /// Queue a log line; never blocks. Its `id` is assigned here (the `id` given is ignored):
+    /// returns it when queued, `None` (counted) when dropped because the writer is behind.
+    pub fn log(&self, mut line: LogLine) -> Option<i64> {
+        let size = line.line.len() + QUEUED_ROW_COST;
+        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.dropped.logs.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        line.id = id;
         match self.tx.try_send(Row::Log(line)) {
-            Ok(()) => true,
+            Ok(()) => Some(id),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
                 self.dropped.logs.fetch_add(1, Ordering::Relaxed);
-                false
+                None
             }
         }
+    }
+
+    /// Whether the writer has caught up enough (its queue is less than half full) for a
+    /// service whose lines were refused to be let through again.
+    pub fn has_room(&self) -> bool {
+        self.queued_bytes.load(Ordering::Relaxed) < QUEUE_BYTES / 2
     }
 
     /// Queue an event; never blocks. Returns false (and counts it) when dropped.
@@ -147,196 +271,35 @@ impl Store {
         }
     }
 
-    /// The last `n` log lines of `service` (oldest first), optionally only since `since_ms` and
-    /// containing `grep` (a plain substring).
-    pub fn tail_logs(
-        &self,
-        service: &str,
-        n: usize,
-        since_ms: Option<i64>,
-        grep: Option<&str>,
-    ) -> Result<Vec<LogLine>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT at_ms, stream, line FROM logs WHERE service = ?1 AND at_ms >= ?2
-                   AND (?3 IS NULL OR instr(line, ?3) > 0) ORDER BY id DESC LIMIT ?4",
-            )
-            .map_err(sql_err(&self.path))?;
-        let rows = stmt
-            .query_map(
-                params![service, since_ms.unwrap_or(0), grep, n as i64],
-                |r| {
-                    let stream: String = r.get(1)?;
-                    Ok(LogLine {
-                        at_ms: r.get(0)?,
-                        service: service.to_string(),
-                        stream: if stream == "stderr" {
-                            "stderr"
-                        } else {
-                            "stdout"
-                        },
-                        line: r.get(2)?,
-                    })
-                },
-            )
-            .map_err(sql_err(&self.path))?;
-        let mut out: Vec<LogLine> = rows
-            .collect::<Result<_, _>>()
-            .map_err(sql_err(&self.path))?;
-        out.reverse();
-        Ok(out)
+    /// Wait until every row queued before this call is committed (blocking: call it off the
+    /// async threads). Reads after it see everything logged before it.
+    pub fn flush(&self) {
+        let (tx, rx) = sync_channel(1);
+        if self.tx.send(Row::Barrier(tx)).is_ok() {
+            let _ = rx.recv();
+        }
     }
 
-    /// The last `n` events (oldest first), optionally of one service.
-    pub fn recent_events(
-        &self,
-        service: Option<&str>,
-        n: usize,
-    ) -> Result<Vec<EventRow>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT at_ms, service, state, reason, detail FROM events
-                 WHERE (?1 IS NULL OR service = ?1) ORDER BY id DESC LIMIT ?2",
-            )
-            .map_err(sql_err(&self.path))?;
-        let rows = stmt
-            .query_map(params![service, n as i64], |r| {
-                Ok(EventRow {
-                    at_ms: r.get(0)?,
-                    service: r.get(1)?,
-                    state: r.get(2)?,
-                    reason: r.get(3)?,
-                    detail: r.get(4)?,
-                })
-            })
-            .map_err(sql_err(&self.path))?;
-        let mut out: Vec<EventRow> = rows
-            .collect::<Result<_, _>>()
-            .map_err(sql_err(&self.path))?;
-        out.reverse();
-        Ok(out)
+    /// Replace the byte caps; applied from the next batch on.
+    pub fn set_caps(&self, caps: Caps) {
+        *self.caps.lock().unwrap_or_else(|e| e.into_inner()) = caps;
     }
-}
 
-fn write_loop(mut conn: Connection, rx: Receiver<Row>, path: &Path) {
-    let mut since_trim = 0usize;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        since_trim += batch.len();
-        if let Err(e) = write_batch(&mut conn, &batch) {
-            eprintln!(
-                "candor: store {}: cannot write {} rows: {e}",
-                path.display(),
-                batch.len()
-            );
-        }
-        if since_trim >= 10_000 {
-            since_trim = 0;
-            let _ = conn.execute(
-                "DELETE FROM logs WHERE id <= (SELECT MAX(id) FROM logs) - ?1",
-                [MAX_LOG_ROWS],
-            );
-            let _ = conn.execute(
-                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
-                [MAX_EVENT_ROWS],
-            );
-        }
+    pub fn caps(&self) -> Caps {
+        self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
-}
 
-fn write_batch(conn: &mut Connection, batch: &[Row]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut log = tx.prepare_cached(
-            "INSERT INTO logs(at_ms, service, stream, line) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        let mut ev = tx.prepare_cached(
-            "INSERT INTO events(at_ms, service, state, reason, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for row in batch {
-            match row {
-                Row::Log(l) => {
-                    log.execute(params![l.at_ms, l.service, l.stream, l.line])?;
-                }
-                Row::Event(e) => {
-                    ev.execute(params![e.at_ms, e.service, e.state, e.reason, e.detail])?;
-                }
-            }
+    pub fn usage(&self) -> Usage {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Usage {
+            log_bytes: self.log_bytes.load(Ordering::Relaxed),
+            file_bytes: size(&self.path),
+            wal_bytes: size(Path::new(&wal)),
         }
     }
-    tx.commit()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, Instant};
-
-    fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "condition not met in 10s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    #[test]
-    fn tail_returns_last_lines_in_order_with_filters() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _t) = Store::open(dir.path()).unwrap();
-        for i in 0..100 {
-            let line = LogLine {
-                at_ms: i,
-                service: "api".into(),
-                stream: "stdout",
-                line: format!("line {i}"),
-            };
-            assert!(store.log(line));
-        }
-        store.log(LogLine {
-            at_ms: 5,
-            service: "db".into(),
-            stream: "stderr",
-            line: "other".into(),
-        });
-        let got = wait_for(|| {
-            let v = store.tail_logs("api", 3, None, None).unwrap();
-            (v.last().map(|l| l.line.as_str()) == Some("line 99")).then_some(v)
-        });
-        let lines: Vec<&str> = got.iter().map(|l| l.line.as_str()).collect();
-        assert_eq!(lines, ["line 97", "line 98", "line 99"]);
-        let grep = store.tail_logs("api", 50, None, Some("line 4")).unwrap();
-        assert_eq!(grep.len(), 11); // 4, 40..49
-        let since = store.tail_logs("api", 1000, Some(90), None).unwrap();
-        assert_eq!(since.len(), 10);
-    }
-
-    #[test]
-    fn events_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _t) = Store::open(dir.path()).unwrap();
-        store.event(EventRow {
-            at_ms: 1,
-            service: "api".into(),
-            state: "running".into(),
-            reason: "r".into(),
-            detail: "{}".into(),
-        });
-        let got = wait_for(|| {
-            let v = store.recent_events(Some("api"), 10).unwrap();
-            (!v.is_empty()).then_some(v)
-        });
-        assert_eq!(got[0].state, "running");
-    }
-}
+mod tests;

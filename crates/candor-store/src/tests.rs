@@ -1,0 +1,199 @@
+use super::*;
+use std::time::{Duration, Instant};
+
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not met in 10s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn line(service: &str, at_ms: i64, text: &[u8]) -> LogLine {
+    LogLine {
+        id: 0,
+        at_ms,
+        service: service.into(),
+        stream: Stream::Stdout,
+        line: text.to_vec(),
+    }
+}
+
+fn query(service: Option<&str>, n: usize) -> LogQuery {
+    LogQuery {
+        service: service.map(str::to_string),
+        n,
+        ..LogQuery::default()
+    }
+}
+
+#[test]
+fn tail_returns_last_lines_in_order_with_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    for i in 0..100 {
+        assert!(store
+            .log(line("api", i, format!("line {i}").as_bytes()))
+            .is_some());
+    }
+    let mut other = line("db", 5, b"other");
+    other.stream = Stream::Stderr;
+    store.log(other);
+    store.flush();
+    let got = store.tail_logs(&query(Some("api"), 3)).unwrap();
+    let lines: Vec<&[u8]> = got.iter().map(|l| l.line.as_slice()).collect();
+    assert_eq!(lines, [&b"line 97"[..], b"line 98", b"line 99"]);
+    let grep = LogQuery {
+        grep: Some(regex::bytes::Regex::new(r"^line 4\d?$").unwrap()),
+        ..query(Some("api"), 50)
+    };
+    assert_eq!(store.tail_logs(&grep).unwrap().len(), 11); // 4, 40..49
+    let since = LogQuery {
+        since_ms: Some(90),
+        ..query(Some("api"), 1000)
+    };
+    assert_eq!(store.tail_logs(&since).unwrap().len(), 10);
+    // All services interleaved by arrival; a stream filter.
+    let all = store.tail_logs(&query(None, 2)).unwrap();
+    assert_eq!(&*all[0].service, "api");
+    assert_eq!(&*all[1].service, "db");
+    let err = LogQuery {
+        stream: Some(Stream::Stderr),
+        ..query(None, 1000)
+    };
+    let got = store.tail_logs(&err).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].line, b"other");
+}
+
+#[test]
+fn ids_increase_and_bytes_come_back_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    let raw = b"caf\xe9 \xff\xfe end".to_vec();
+    let a = store.log(line("api", 1, &raw)).unwrap();
+    let b = store.log(line("api", 2, b"next")).unwrap();
+    assert!(b > a);
+    store.flush();
+    let got = store.tail_logs(&query(Some("api"), 10)).unwrap();
+    assert_eq!(got[0].line, raw);
+    assert_eq!((got[0].id, got[1].id), (a, b));
+}
+
+#[test]
+fn ids_continue_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let (store, t) = Store::open(dir.path()).unwrap();
+        let id = store.log(line("api", 1, b"one")).unwrap();
+        drop(store);
+        t.join().unwrap();
+        id
+    };
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    assert!(store.log(line("api", 2, b"two")).unwrap() > first);
+}
+
+#[test]
+fn a_service_over_its_cap_loses_its_oldest_lines_and_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut caps = Caps::default();
+    caps.per_service.insert("loud".into(), 100_000);
+    let (store, _t) = Store::open_with(dir.path(), caps).unwrap();
+    for i in 0..50 {
+        store.log(line("quiet", i, format!("quiet {i}").as_bytes()));
+    }
+    let text = [b'x'; 960];
+    for i in 0..2000 {
+        let mut l = line("loud", 100 + i, &text);
+        l.line.extend_from_slice(format!(" {i}").as_bytes());
+        while store.log(l.clone()).is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    store.flush();
+    let loud = store.tail_logs(&query(Some("loud"), 100_000)).unwrap();
+    let bytes: u64 = loud
+        .iter()
+        .map(|l| l.line.len() as u64 + ROW_OVERHEAD)
+        .sum();
+    assert!(bytes <= 100_000, "loud keeps {bytes} bytes");
+    assert!(
+        loud.len() >= 80,
+        "trimmed to 90 %, in batches: {}",
+        loud.len()
+    );
+    assert!(loud.last().unwrap().line.ends_with(b" 1999"), "newest kept");
+    assert_eq!(
+        store.tail_logs(&query(Some("quiet"), 1000)).unwrap().len(),
+        50
+    );
+    assert!(store.dropped.trimmed.load(Ordering::Relaxed) > 1800);
+}
+
+#[test]
+fn past_the_total_cap_the_biggest_service_gives_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let caps = Caps {
+        total: 200_000,
+        ..Caps::default()
+    };
+    let (store, _t) = Store::open_with(dir.path(), caps).unwrap();
+    for i in 0..50 {
+        store.log(line("quiet", i, format!("quiet {i}").as_bytes()));
+    }
+    for i in 0..1000 {
+        let l = line("loud", 100 + i, &[b'y'; 1000]);
+        while store.log(l.clone()).is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    store.flush();
+    assert!(store.usage().log_bytes <= 200_000);
+    assert_eq!(
+        store.tail_logs(&query(Some("quiet"), 1000)).unwrap().len(),
+        50
+    );
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_instead_of_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    let big = vec![b'z'; 16 * 1024];
+    let (mut kept, mut dropped) = (0u64, 0u64);
+    for i in 0..2000 {
+        match store.log(line("api", i, &big)) {
+            Some(_) => kept += 1,
+            None => dropped += 1,
+        }
+    }
+    assert_eq!(kept + dropped, 2000);
+    assert_eq!(store.dropped.logs.load(Ordering::Relaxed), dropped);
+    store.flush();
+    assert_eq!(
+        store.tail_logs(&query(Some("api"), 10_000)).unwrap().len() as u64,
+        kept
+    );
+}
+
+#[test]
+fn events_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    store.event(EventRow {
+        at_ms: 1,
+        service: "api".into(),
+        state: "running".into(),
+        reason: "r".into(),
+        detail: "{}".into(),
+    });
+    let got = wait_for(|| {
+        let v = store.recent_events(Some("api"), 10).unwrap();
+        (!v.is_empty()).then_some(v)
+    });
+    assert_eq!(got[0].state, "running");
+}
