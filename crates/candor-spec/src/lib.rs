@@ -70,6 +70,8 @@ pub struct DaemonSpec {
     pub include: Vec<String>,
     /// How often fds and memory of every service (and the daemon) are sampled; zero: never.
     pub sample_every: Option<Duration>,
+    /// All services' log lines on disk, at most (`[daemon] logs = { max_bytes }`).
+    pub logs_max_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,6 +306,27 @@ impl LimitsSpec {
     }
 }
 
+/// `logs = { rate, burst, max_bytes }`: how much of a service's output is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogsSpec {
+    /// Lines per second (both streams together); 0: no limit.
+    pub rate: u32,
+    /// Lines that may come at once above the rate.
+    pub burst: u32,
+    /// The service's lines on disk, at most (oldest removed first).
+    pub max_bytes: u64,
+}
+
+impl Default for LogsSpec {
+    fn default() -> Self {
+        Self {
+            rate: 1000,
+            burst: 5000,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
 /// One `[service.NAME]` section.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceSpec {
@@ -327,6 +350,7 @@ pub struct ServiceSpec {
     /// Unix sockets that must exist and accept while the service runs.
     pub sockets: Vec<PathBuf>,
     pub limits: LimitsSpec,
+    pub logs: LogsSpec,
     /// Where the section was defined, `file:line:col`, for messages.
     pub defined_at: String,
 }
@@ -363,6 +387,7 @@ impl ServiceSpec {
             on_unhealthy: OnUnhealthy::Restart,
             sockets: Vec::new(),
             limits: LimitsSpec::default(),
+            logs: LogsSpec::default(),
             defined_at: String::new(),
         }
     }

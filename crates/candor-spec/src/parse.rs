@@ -9,13 +9,13 @@ use toml::Spanned;
 
 use crate::error::{did_you_mean, line_col};
 use crate::{
-    graph, parse_duration, resolve, BackoffSpec, DaemonSpec, HttpTarget, LimitsSpec, OnUnhealthy,
-    ProbeCheck, ProbeSpec, ReadySpec, RestartPolicy, ServiceName, ServiceSpec, Spec, SpecError,
-    SpecErrors, StopSignal, StopSpec,
+    graph, parse_duration, resolve, BackoffSpec, DaemonSpec, HttpTarget, LimitsSpec, LogsSpec,
+    OnUnhealthy, ProbeCheck, ProbeSpec, ReadySpec, RestartPolicy, ServiceName, ServiceSpec, Spec,
+    SpecError, SpecErrors, StopSignal, StopSpec,
 };
 
 const ROOT_KEYS: &[&str] = &["daemon", "service"];
-const DAEMON_KEYS: &[&str] = &["state_dir", "socket", "include", "sample_every"];
+const DAEMON_KEYS: &[&str] = &["state_dir", "socket", "include", "sample_every", "logs"];
 const SERVICE_KEYS: &[&str] = &[
     "command",
     "workdir",
@@ -31,9 +31,10 @@ const SERVICE_KEYS: &[&str] = &[
     "on_unhealthy",
     "sockets",
     "limits",
+    "logs",
 ];
 /// Keys that belong to Candor's design but are not implemented yet: rejected, never ignored.
-const LATER_SERVICE_KEYS: &[(&str, &str)] = &[("logs", "per-service log limits")];
+const LATER_SERVICE_KEYS: &[(&str, &str)] = &[];
 const PROBE_KEYS: &[&str] = &[
     "http",
     "tcp",
@@ -56,6 +57,9 @@ const HTTP_KEYS: &[&str] = &[
 const UDS_KEYS: &[&str] = &["socket", "send", "expect"];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
 const STOP_KEYS: &[&str] = &["signal", "timeout"];
+const LOGS_KEYS: &[&str] = &["rate", "burst", "max_bytes"];
+/// A log cap below this would keep too few lines to be useful.
+const MIN_LOG_BYTES: u64 = 64 * 1024;
 const LIMITS_KEYS: &[&str] = &[
     "nofile",
     "fd_warn",
@@ -354,6 +358,20 @@ impl FileCtx<'_> {
                     }
                 }
                 "sample_every" => daemon.sample_every = self.duration(value, "daemon.sample_every"),
+                "logs" => {
+                    let Some(t) = self.table(value, "daemon.logs") else {
+                        continue;
+                    };
+                    for (key, value) in t.iter() {
+                        match key.get_ref().as_ref() {
+                            "max_bytes" => {
+                                daemon.logs_max_bytes =
+                                    self.log_bytes(value, "daemon.logs.max_bytes")
+                            }
+                            _ => self.unknown_key(key, "daemon.logs", &["max_bytes"]),
+                        }
+                    }
+                }
                 _ => self.unknown_key(key, "[daemon]", DAEMON_KEYS),
             }
         }
@@ -496,6 +514,7 @@ impl FileCtx<'_> {
                     }
                 }
                 "limits" => self.limits(value, &what, &mut spec.limits),
+                "logs" => self.logs(value, &what, &mut spec.logs),
                 _ => {
                     if let Some((_, feature)) = LATER_SERVICE_KEYS.iter().find(|(l, _)| *l == k) {
                         self.err(
@@ -808,6 +827,51 @@ impl FileCtx<'_> {
                 _ => self.unknown_key(key, what, STOP_KEYS),
             }
         }
+    }
+
+    fn log_bytes(&mut self, v: &Val<'_>, what: &str) -> Option<u64> {
+        let s = self.string(v, what)?;
+        match crate::parse_size(&s) {
+            Ok(b) if b >= MIN_LOG_BYTES => Some(b),
+            Ok(_) => {
+                self.err(v.span().start, format!("{what} must be at least 64KiB"));
+                None
+            }
+            Err(e) => {
+                self.err(v.span().start, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn logs(&mut self, v: &Val<'_>, what: &str, out: &mut LogsSpec) {
+        let Some(t) = self.table(v, what) else { return };
+        let mut burst = None;
+        for (key, value) in t.iter() {
+            let k = key.get_ref().as_ref();
+            let field = format!("{what}.{k}");
+            match k {
+                "rate" => {
+                    if let Some(n) = self.int(
+                        value,
+                        &format!("{field} (lines/s, 0: no limit)"),
+                        0,
+                        10_000_000,
+                    ) {
+                        out.rate = n as u32;
+                    }
+                }
+                "burst" => burst = self.int(value, &field, 1, 100_000_000).map(|n| n as u32),
+                "max_bytes" => {
+                    if let Some(b) = self.log_bytes(value, &field) {
+                        out.max_bytes = b;
+                    }
+                }
+                _ => self.unknown_key(key, what, LOGS_KEYS),
+            }
+        }
+        // Like the defaults (1000/s, burst 5000): five seconds' worth unless given.
+        out.burst = burst.unwrap_or(out.rate.saturating_mul(5).max(1));
     }
 
     fn limits(&mut self, v: &Val<'_>, what: &str, out: &mut LimitsSpec) {
