@@ -16,6 +16,18 @@ pub fn timestamp_ms(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// A `since` parameter: a duration back from `now` (`10m`, `1h30m`, `500ms`) or a UTC time
+/// (`2026-11-23T18:00:00Z`, `2026-11-23 18:00:00`, fractions allowed).
+pub fn parse_since(s: &str, now: SystemTime) -> Result<SystemTime, String> {
+    let s = s.trim();
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now.checked_sub(d).unwrap_or(UNIX_EPOCH));
+    }
+    humantime::parse_rfc3339_weak(s).map_err(|_| {
+        format!("`{s}` is neither a duration (10m, 2h) nor a UTC time (2026-11-23T18:00:00Z)")
+    })
+}
+
 pub fn from_unix_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
@@ -94,8 +106,14 @@ pub struct Fds {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct LogCounts {
+    /// Lines kept.
     pub lines: u64,
+    /// Lines lost: over the service's rate limit, or the store was behind (each gap is marked
+    /// in the log by a `-- suppressed N lines … --` / `-- dropped N lines … --` line).
     pub dropped: u64,
+    /// Identical consecutive lines folded into `-- previous line repeated N times --`.
+    #[serde(default)]
+    pub folded: u64,
 }
 
 /// `GET /v1/daemon`: the supervisor itself.
@@ -112,10 +130,31 @@ pub struct DaemonInfo {
     /// One sentence: where the cgroups are, or why only process groups are used.
     pub containment_detail: String,
     pub services: usize,
+    /// Kept for older clients: `lines` = log lines and `dropped` = events the store's queue
+    /// could not take. `store` has the whole picture.
     pub store_dropped: LogCounts,
+    #[serde(default)]
+    pub store: StoreInfo,
     pub notify: NotifyStats,
     /// The daemon's own fds and memory, sampled like a service's.
     pub resources: DaemonResources,
+}
+
+/// The log store: what it holds against its cap, and what it could not keep.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StoreInfo {
+    pub path: String,
+    /// Log lines held, in bytes (with their per-chunk overhead).
+    pub log_bytes: u64,
+    /// `[daemon] logs.max_bytes`: the cap on all services' lines together.
+    pub log_cap_bytes: u64,
+    pub file_bytes: u64,
+    pub wal_bytes: u64,
+    /// Lines lost because the writer was behind (the queue was full).
+    pub dropped_lines: u64,
+    pub dropped_events: u64,
+    /// Lines removed, oldest first, to stay within the caps.
+    pub trimmed_lines: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -173,10 +212,18 @@ pub struct ErrorBody {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LogEntry {
+    /// Increasing in arrival order across all services.
+    #[serde(default)]
+    pub id: i64,
     pub at: String,
     pub service: String,
+    /// "stdout", "stderr", or "candor" for lines Candor wrote about the service's output.
     pub stream: String,
+    /// The line as text; bytes that are not UTF-8 are shown as U+FFFD.
     pub line: String,
+    /// The exact bytes, hex-encoded, when the line is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_hex: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -2,7 +2,7 @@
 //! Readers turn it into statuses with `derive` at read time, so a status is never older than
 //! the request that asked for it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,14 +11,7 @@ use candor_core::status::{Evidence, Phase, Run};
 use candor_core::{derive, Derived};
 use candor_spec::ServiceSpec;
 
-/// Log counters of one service, shared with its pipe readers.
-#[derive(Debug, Default)]
-pub struct LogCounters {
-    pub lines: AtomicU64,
-    pub dropped: AtomicU64,
-    /// A crude per-service rate cap (both streams together); per-service limits come later.
-    pub bucket: std::sync::Mutex<crate::logs::TokenBucket>,
-}
+use crate::logs::LogCounters;
 
 #[derive(Clone, Debug)]
 pub struct ServiceView {
@@ -138,6 +131,7 @@ impl ServiceView {
             logs: api::LogCounts {
                 lines: self.logs.lines.load(Ordering::Relaxed),
                 dropped: self.logs.dropped.load(Ordering::Relaxed),
+                folded: self.logs.folded.load(Ordering::Relaxed),
             },
             runs: self.runs,
             next_start: match &self.evidence.phase {

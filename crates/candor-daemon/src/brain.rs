@@ -16,8 +16,9 @@ use candor_spec::{OnUnhealthy, ReadySpec, ServiceName, ServiceSpec, Spec};
 use candor_store::{EventRow, Store};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::board::{Board, LogCounters, ServiceView};
+use crate::board::{Board, ServiceView};
 use crate::logs;
+use crate::logs::LogCounters;
 use crate::monitor::{self, Internal, Monitor};
 use crate::notify::{NotifyCounters, NotifyMessage};
 use crate::probe::ExecProbes;
@@ -36,7 +37,7 @@ pub struct BrainContext {
     /// How often fds and memory are sampled.
     pub sample_every: Duration,
     /// Log lines as they are stored, for `logs -f`.
-    pub logs_live: broadcast::Sender<api::LogEntry>,
+    pub logs_live: broadcast::Sender<logs::LiveLine>,
     /// RLIMIT_NOFILE (soft, hard) the daemon started with: what services get by default.
     pub service_nofile: Option<(u64, u64)>,
 }
@@ -119,6 +120,7 @@ struct Svc {
 impl Svc {
     fn new(spec: Arc<ServiceSpec>, now: SystemTime) -> Self {
         Self {
+            logs: Arc::new(LogCounters::new(&spec.logs)),
             spec,
             wanted: true,
             phase: Phase::Idle,
@@ -131,7 +133,6 @@ impl Svc {
             after_stop: AfterStop::Nothing,
             since: now,
             last_state: None,
-            logs: Arc::default(),
             health: None,
             monitor: None,
             ready_deadline: None,
@@ -579,6 +580,7 @@ impl Brain {
 
     fn reload(&mut self, spec: Spec) -> api::ReloadOutcome {
         let now = SystemTime::now();
+        self.store.set_caps(crate::logs::caps(&spec));
         let mut out = api::ReloadOutcome::default();
         let removed: Vec<ServiceName> = self
             .services
@@ -616,9 +618,21 @@ impl Brain {
                 Some(s) => {
                     let mut old = (*s.spec).clone();
                     old.defined_at.clone_from(&new.defined_at);
+                    let logs_changed = old.logs != new.logs;
+                    old.logs = new.logs;
+                    if logs_changed {
+                        // Log limits apply to the running service: no restart for them.
+                        s.logs.configure(&new.logs);
+                    }
                     if old == *new {
                         s.spec = new;
-                        out.unchanged.push(name.to_string());
+                        if logs_changed {
+                            out.changed.push(name.to_string());
+                            out.notes
+                                .push(format!("{name}: new log limits applied without a restart"));
+                        } else {
+                            out.unchanged.push(name.to_string());
+                        }
                     } else {
                         out.changed.push(name.to_string());
                         match s.phase {

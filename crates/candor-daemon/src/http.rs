@@ -34,7 +34,7 @@ pub struct AppState {
     pub notify: Arc<crate::notify::NotifyCounters>,
     pub guard: Arc<crate::guard::GuardCounters>,
     /// Weak, so that log followers' streams end when the daemon does.
-    pub logs_live: tokio::sync::broadcast::WeakSender<api::LogEntry>,
+    pub logs_live: tokio::sync::broadcast::WeakSender<crate::logs::LiveLine>,
 }
 
 impl IntoResponse for ApiError {
@@ -44,14 +44,18 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Q = Query<HashMap<String, String>>;
+pub(crate) type Q = Query<HashMap<String, String>>;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/daemon", get(daemon))
         .route("/v1/services", get(list))
         .route("/v1/services/{name}", get(one))
-        .route("/v1/services/{name}/logs", get(logs))
+        .route(
+            "/v1/services/{name}/logs",
+            get(crate::log_routes::service_logs),
+        )
+        .route("/v1/logs", get(crate::log_routes::all_logs))
         .route("/v1/services/{name}/{action}", post(action))
         .route("/v1/reset-failed", post(reset_failed))
         .route("/v1/events", get(events))
@@ -80,7 +84,7 @@ async fn ask<T>(
         .map_err(|_| ApiError::new(503, "the supervisor is shutting down"))
 }
 
-fn flag(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
+pub(crate) fn flag(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
     match q.get(key).map(String::as_str) {
         None | Some("false") | Some("0") => Ok(false),
         Some("") | Some("true") | Some("1") => Ok(true),
@@ -92,7 +96,7 @@ fn flag(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
 }
 
 /// `n`: how many of the latest items, `default` when absent, at most 100 000.
-fn count_param(q: &HashMap<String, String>, default: usize) -> Result<usize, ApiError> {
+pub(crate) fn count_param(q: &HashMap<String, String>, default: usize) -> Result<usize, ApiError> {
     match q.get("n") {
         Some(s) => s
             .parse::<usize>()
@@ -110,7 +114,7 @@ fn duration_param(q: &HashMap<String, String>, key: &str) -> Result<Option<Durat
         .transpose()
 }
 
-fn unknown_service(board: &Board, name: &str) -> ApiError {
+pub(crate) fn unknown_service(board: &Board, name: &str) -> ApiError {
     ApiError::new(
         404,
         format!(
@@ -151,7 +155,22 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
             .dropped
             .events
             .load(std::sync::atomic::Ordering::Relaxed),
+        folded: 0,
     };
+    let store = st.store.clone();
+    if let Ok(usage) = tokio::task::spawn_blocking(move || store.usage()).await {
+        let d = &st.store.dropped;
+        info.store = api::StoreInfo {
+            path: st.store.path().display().to_string(),
+            log_bytes: usage.log_bytes,
+            log_cap_bytes: st.store.caps().total,
+            file_bytes: usage.file_bytes,
+            wal_bytes: usage.wal_bytes,
+            dropped_lines: d.logs.load(std::sync::atomic::Ordering::Relaxed),
+            dropped_events: d.events.load(std::sync::atomic::Ordering::Relaxed),
+            trimmed_lines: d.trimmed.load(std::sync::atomic::Ordering::Relaxed),
+        };
+    }
     Json(info)
 }
 
@@ -334,65 +353,6 @@ async fn shutdown(State(st): State<AppState>) -> Result<Json<api::Ack>, ApiError
     }))
 }
 
-async fn logs(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-    Query(q): Q,
-) -> Result<Response, ApiError> {
-    {
-        let board = st.board.borrow();
-        if board.get(&name).is_none() {
-            return Err(unknown_service(&board, &name));
-        }
-    }
-    let follow = flag(&q, "follow")?;
-    let n = count_param(&q, if follow { 10 } else { 100 })?;
-    let since_ms = duration_param(&q, "since")?.map(|d| api::unix_ms(SystemTime::now() - d));
-    let grep = q.get("grep").cloned();
-    // Subscribe before reading history, so nothing falls between the two.
-    let live = match follow {
-        true => Some(
-            st.logs_live
-                .upgrade()
-                .ok_or_else(|| ApiError::new(503, "the supervisor is shutting down"))?
-                .subscribe(),
-        ),
-        false => None,
-    };
-    let store = st.store.clone();
-    let (svc, pattern) = (name.clone(), grep.clone());
-    let lines =
-        tokio::task::spawn_blocking(move || store.tail_logs(&svc, n, since_ms, pattern.as_deref()))
-            .await
-            .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?
-            .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?;
-    let history: Vec<api::LogEntry> = lines
-        .into_iter()
-        .map(|l| api::LogEntry {
-            at: api::timestamp_ms(api::from_unix_ms(l.at_ms)),
-            service: l.service,
-            stream: l.stream.into(),
-            line: l.line,
-        })
-        .collect();
-    let Some(live) = live else {
-        return Ok(Json(history).into_response());
-    };
-    // Live lines come from the pipe readers as they are stored: no polling of the database.
-    let keep = move |l: &api::LogEntry| {
-        l.service == name && grep.as_ref().is_none_or(|g| l.line.contains(g.as_str()))
-    };
-    let lagged = |missed: u64| {
-        api::LogEntry {
-        at: api::timestamp_ms(SystemTime::now()),
-        service: "candor".into(),
-        stream: "stderr".into(),
-        line: format!("-- this follower fell behind; {missed} lines were skipped (they are stored: see `candor logs`) --"),
-    }
-    };
-    Ok(sse::follow(history, live, keep, lagged).into_response())
-}
-
 async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {
     let follow = flag(&q, "follow")?;
     let n = count_param(&q, if follow { 10 } else { 200 })?;
@@ -422,7 +382,19 @@ async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, Api
     if !follow {
         return Ok(Json(history).into_response());
     }
-    let keep = move |e: &api::Event| service.as_ref().is_none_or(|s| *s == e.service);
+    // Events recorded between the subscription and the history read arrive both ways.
+    let mut seen = history.clone();
+    let keep = move |e: &api::Event| {
+        if service.as_ref().is_some_and(|s| *s != e.service) {
+            return None;
+        }
+        if let Some(i) = seen.iter().position(|s| s == e) {
+            seen.remove(i);
+            return None;
+        }
+        seen.clear();
+        Some(e.clone())
+    };
     let lagged = |missed: u64| api::Event {
         at: api::timestamp_ms(SystemTime::now()),
         service: "candor".into(),

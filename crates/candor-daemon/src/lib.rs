@@ -5,6 +5,7 @@ pub mod board;
 pub mod brain;
 pub mod guard;
 pub mod http;
+pub mod log_routes;
 pub mod logs;
 pub mod monitor;
 pub mod notify;
@@ -147,7 +148,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     // services. Held (by the open file) until the daemon exits.
     let _lock = lock_state_dir(&state_dir)?;
     let listener = bind(&socket)?;
-    let (store, store_thread) = candor_store::Store::open(&state_dir)?;
+    let (store, store_thread) = candor_store::Store::open_with(&state_dir, logs::caps(&spec))?;
 
     let (keeper_tx, keeper_rx) = mpsc::channel(1024);
     let emit = Box::new(move |ev| {
@@ -179,6 +180,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         containment_detail: containment.describe(),
         services: spec.services.len(),
         store_dropped: api::LogCounts::default(),
+        store: api::StoreInfo::default(),
         notify: api::NotifyStats::default(),
         resources: api::DaemonResources::default(),
     };

@@ -1,161 +1,580 @@
-//! Readers of services' stdout/stderr pipes: split into lines (capped in length) and hand them
-//! to the store, never waiting on it; what the store cannot take is dropped and counted.
+//! Readers of services' stdout/stderr pipes. Each reader splits its stream into lines (longer
+//! than 16 KiB: split, marked), folds identical consecutive lines into one plus a count, and
+//! passes the rest through the service's rate limit to the store — never waiting on it. What
+//! is suppressed or cannot be queued is counted and replaced by one marker line.
+//!
+//! A service whose output exceeds its limit is read on and its excess discarded: it does not
+//! wait on a full pipe because of us, up to `READ_CEILING` (see ARCHITECTURE.md, "Logs").
 
-use std::os::fd::OwnedFd;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use candor_api::unix_ms;
-use candor_store::{LogLine, Store};
-use tokio::io::AsyncBufReadExt;
+use candor_spec::LogsSpec;
+use candor_store::{LogLine, Store, Stream};
 use tokio::net::unix::pipe;
 
-use crate::board::LogCounters;
-
-/// Longest line kept; the rest of a longer line is cut and marked.
+/// Longest line kept whole; a longer one is stored in pieces of this size.
 pub const MAX_LINE: usize = 16 * 1024;
+/// Appended to every piece of a split line but the last.
+pub const CONTINUES: &str = " …[line continues]";
+/// A pipe reader's buffer while its service is quiet, and while it floods.
+const SMALL_BUF: usize = 8 * 1024;
+const BIG_BUF: usize = 64 * 1024;
+/// Pending repeats are written out after this long without another one…
+const FOLD_IDLE: Duration = Duration::from_secs(1);
+/// …and at least this often while a line keeps repeating.
+const FOLD_MAX: Duration = Duration::from_secs(10);
 
-/// Lines per second a service may log, and the burst above that (journald's spirit).
-pub const RATE: f64 = 1000.0;
-pub const BURST: f64 = 5000.0;
-
-/// A token bucket: `RATE` lines a second, up to `BURST` saved.
-#[derive(Debug)]
-pub struct TokenBucket {
-    tokens: f64,
-    last: std::time::Instant,
+/// Log counters of one service, shared by its two pipe readers and shown in status.
+#[derive(Debug, Default)]
+pub struct LogCounters {
+    /// Lines kept (stored).
+    pub lines: AtomicU64,
+    /// Lines lost: over the rate limit, or the store was behind.
+    pub dropped: AtomicU64,
+    /// Identical consecutive lines folded into a "repeated N times" marker.
+    pub folded: AtomicU64,
+    gate: Mutex<Gate>,
 }
 
-impl Default for TokenBucket {
+impl LogCounters {
+    pub fn new(spec: &LogsSpec) -> Self {
+        let c = Self::default();
+        c.configure(spec);
+        c
+    }
+
+    /// Apply (new) limits; the bucket starts full.
+    pub fn configure(&self, spec: &LogsSpec) {
+        let mut g = self.gate();
+        g.rate = f64::from(spec.rate);
+        g.burst = f64::from(spec.burst.max(1));
+        g.tokens = g.burst;
+    }
+
+    fn gate(&self) -> MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The rate limit of one service (both streams): a token bucket. Once it runs dry, the
+/// service stays suppressed until the bucket is half full again, so a steady flood gives one
+/// marker per window rather than one per refilled token. A line the store cannot queue starts
+/// a short suppression too (the writer is behind: let it catch up rather than drop line by
+/// line, with a marker for every other line).
+#[derive(Debug)]
+struct Gate {
+    /// Lines per second; 0: no limit.
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Option<Instant>,
+    /// Lines suppressed since `suppressed_since`.
+    suppressed: u64,
+    suppressed_since: Option<Instant>,
+    /// Whether the store (not the rate limit) started the current suppression.
+    store_behind: bool,
+}
+
+/// A suppression because the store was behind lasts until its queue is half empty, checked
+/// this often; then lines flow again as the rate limit allows.
+const STORE_POLL: Duration = Duration::from_millis(5);
+
+impl Default for Gate {
     fn default() -> Self {
+        let d = LogsSpec::default();
         Self {
-            tokens: BURST,
-            last: std::time::Instant::now(),
+            rate: f64::from(d.rate),
+            burst: f64::from(d.burst),
+            tokens: f64::from(d.burst),
+            last: None,
+            suppressed: 0,
+            suppressed_since: None,
+            store_behind: false,
         }
     }
 }
 
-impl TokenBucket {
-    /// Take one token if there is one.
-    pub fn take(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * RATE).min(BURST);
-        self.last = now;
+impl Gate {
+    fn refill(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let add = now.saturating_duration_since(last).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + add).min(self.burst);
+        }
+        self.last = Some(now);
+    }
+
+    fn resume_level(&self) -> f64 {
+        (self.burst / 2.0).max(1.0)
+    }
+
+    /// When the current suppression may end if nothing more comes.
+    fn lifts_at(&self, now: Instant) -> Option<Instant> {
+        self.suppressed_since?;
+        if self.store_behind {
+            return Some(now + STORE_POLL);
+        }
+        let missing = (self.resume_level() - self.tokens).max(0.0);
+        Some(now + Duration::from_secs_f64(missing / self.rate))
+    }
+
+    /// Whether the current suppression may end now (`store_room`: the store's queue is back
+    /// under half full).
+    fn may_lift(&self, store_room: bool) -> bool {
+        match self.suppressed_since {
+            None => false,
+            Some(_) if self.store_behind => store_room,
+            Some(_) => self.tokens >= self.resume_level(),
+        }
+    }
+
+    /// The marker line that stands for the current suppression; it ends with [`Gate::clear`]
+    /// once the marker is stored.
+    fn marker(&self, now: Instant) -> Option<Vec<u8>> {
+        let since = self.suppressed_since?;
+        let (n, secs) = (
+            self.suppressed,
+            now.saturating_duration_since(since).as_secs_f64(),
+        );
+        Some(
+            match self.store_behind {
+                false => format!("-- suppressed {n} lines in {secs:.1} s --"),
+                true => {
+                    format!("-- dropped {n} lines in {secs:.1} s: the log store fell behind --")
+                }
+            }
+            .into_bytes(),
+        )
+    }
+
+    fn clear(&mut self) {
+        self.suppressed = 0;
+        self.suppressed_since = None;
+        self.store_behind = false;
+    }
+
+    /// Whether one more line may pass now. When this ends a suppression, the caller writes its
+    /// marker first (see [`Gate::marker`]).
+    fn admit(&mut self, now: Instant, store_room: impl Fn() -> bool) -> bool {
+        if self.rate > 0.0 {
+            self.refill(now);
+        }
+        if self.suppressed_since.is_some() && !self.may_lift(store_room()) {
+            return false;
+        }
+        if self.rate <= 0.0 {
+            return true;
+        }
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
+            self.suppressed_since.get_or_insert(now);
             false
+        }
+    }
+
+    /// The store refused a line standing for `weight` lines.
+    fn store_full(&mut self, now: Instant, weight: u64) {
+        self.suppressed += weight;
+        if self.suppressed_since.is_none() {
+            self.suppressed_since = Some(now);
+            self.store_behind = true;
         }
     }
 }
 
-/// Where read lines go: the store, and followers of `logs -f` (only while there are any).
+/// The store's byte caps, from the config.
+pub fn caps(spec: &candor_spec::Spec) -> candor_store::Caps {
+    candor_store::Caps {
+        total: spec
+            .daemon
+            .logs_max_bytes
+            .unwrap_or(candor_store::DEFAULT_TOTAL_BYTES),
+        default_service: LogsSpec::default().max_bytes,
+        per_service: spec
+            .services
+            .iter()
+            .map(|(name, s)| (name.to_string(), s.logs.max_bytes))
+            .collect(),
+    }
+}
+
+/// What a reader hands lines to: the store, and followers of `logs -f` (only while any).
 #[derive(Clone)]
 pub struct LogSink {
     pub store: Store,
-    pub live: tokio::sync::broadcast::Sender<candor_api::LogEntry>,
+    pub live: tokio::sync::broadcast::Sender<LiveLine>,
+}
+
+/// A stored line, as followers receive it.
+#[derive(Clone, Debug)]
+pub struct LiveLine {
+    pub id: i64,
+    pub at_ms: i64,
+    pub service: Arc<str>,
+    pub stream: Stream,
+    pub line: Arc<[u8]>,
+}
+
+/// A line on the wire: `line` is always text (invalid UTF-8 replaced); `raw_hex` carries the
+/// exact bytes when they are not UTF-8.
+pub fn entry(
+    id: i64,
+    at_ms: i64,
+    service: &str,
+    stream: Stream,
+    line: &[u8],
+) -> candor_api::LogEntry {
+    let (text, raw_hex) = match std::str::from_utf8(line) {
+        Ok(s) => (s.to_string(), None),
+        Err(_) => (
+            String::from_utf8_lossy(line).into_owned(),
+            Some(line.iter().map(|b| format!("{b:02x}")).collect()),
+        ),
+    };
+    candor_api::LogEntry {
+        id,
+        at: candor_api::timestamp_ms(candor_api::from_unix_ms(at_ms)),
+        service: service.to_string(),
+        stream: stream.as_str().into(),
+        line: text,
+        raw_hex,
+    }
 }
 
 pub fn spawn_readers(
     service: &str,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    stdout: std::os::fd::OwnedFd,
+    stderr: std::os::fd::OwnedFd,
     sink: LogSink,
     counters: Arc<LogCounters>,
 ) {
-    for (fd, stream) in [(stdout, "stdout"), (stderr, "stderr")] {
-        let (service, sink, counters) = (service.to_string(), sink.clone(), counters.clone());
+    let service: Arc<str> = service.into();
+    for (fd, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
+        let mut r = Reader {
+            service: service.clone(),
+            stream,
+            sink: sink.clone(),
+            counters: counters.clone(),
+            partial: Vec::new(),
+            fold: Fold::default(),
+        };
         tokio::spawn(async move {
             match pipe::Receiver::from_owned_fd(fd) {
-                Ok(rx) => read_lines(rx, &service, stream, &sink, &counters).await,
-                Err(e) => eprintln!("candor: {service} {stream}: cannot read pipe: {e}"),
+                Ok(rx) => r.run(rx).await,
+                Err(e) => eprintln!(
+                    "candor: {} {}: cannot read pipe: {e}",
+                    r.service,
+                    stream.as_str()
+                ),
             }
         });
     }
 }
 
-async fn read_lines(
-    rx: pipe::Receiver,
-    service: &str,
-    stream: &'static str,
-    sink: &LogSink,
-    counters: &LogCounters,
-) {
-    // Small buffers: there are two readers per service (1000 services: 16 MiB, not 128);
-    // longer lines are still assembled up to MAX_LINE.
-    let mut reader = tokio::io::BufReader::with_capacity(8 * 1024, rx);
-    let mut line: Vec<u8> = Vec::new();
-    let mut cut = false;
-    // A read error ends the stream like EOF: the pipe's writer side is gone either way.
-    while let Ok(buf) = reader.fill_buf().await {
-        if buf.is_empty() {
-            break;
+/// The most a reader reads a second. Reading a pipe as fast as a writer like `yes` fills it
+/// costs a whole core however little is done with the bytes (`dd of=/dev/null` takes 98 % of
+/// one at 7 GB/s); a service writing more than this is spinning, and waits on its pipe like on
+/// a slow disk. Below it (about 4.5 M lines/s of 56 bytes) a service never waits on Candor.
+pub const READ_CEILING: f64 = 256.0 * 1024.0 * 1024.0;
+
+/// Bytes a reader may still read before it pauses (a token bucket of 10 ms of the ceiling).
+struct Pace {
+    budget: f64,
+    last: Instant,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            budget: READ_CEILING / 100.0,
+            last: Instant::now(),
         }
-        let (chunk, newline) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (&buf[..i], true),
-            None => (buf, false),
-        };
-        let room = MAX_LINE.saturating_sub(line.len());
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        cut |= chunk.len() > room;
-        let used = chunk.len() + usize::from(newline);
-        reader.consume(used);
-        if newline {
-            emit(&mut line, &mut cut, service, stream, sink, counters);
-        }
-    }
-    if !line.is_empty() {
-        emit(&mut line, &mut cut, service, stream, sink, counters);
     }
 }
 
-fn emit(
-    line: &mut Vec<u8>,
-    cut: &mut bool,
-    service: &str,
-    stream: &'static str,
-    sink: &LogSink,
-    counters: &LogCounters,
-) {
-    let mut text = String::from_utf8_lossy(line).into_owned();
-    if *cut {
-        text.push_str(" …[line cut at 16 KiB]");
+impl Pace {
+    /// How long to pause after reading `n` bytes, if at all.
+    fn after_read(&mut self, n: usize, now: Instant) -> Option<Duration> {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * READ_CEILING;
+        self.budget = (self.budget + refill).min(READ_CEILING / 100.0) - n as f64;
+        self.last = now;
+        (self.budget < 0.0).then(|| Duration::from_secs_f64(-self.budget / READ_CEILING))
     }
-    line.clear();
-    *cut = false;
-    // Over the rate: read on and discard (the service never blocks on us), counted.
-    if !counters
-        .bucket
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    {
-        counters.dropped.fetch_add(1, Ordering::Relaxed);
-        return;
+}
+
+/// The last line kept on a stream and how often it came again since.
+#[derive(Default)]
+struct Fold {
+    last: Option<Vec<u8>>,
+    repeats: u64,
+    first_repeat: Option<Instant>,
+    last_repeat: Option<Instant>,
+}
+
+impl Fold {
+    fn due(&self) -> Option<Instant> {
+        Some((self.last_repeat? + FOLD_IDLE).min(self.first_repeat? + FOLD_MAX))
     }
-    let at_ms = unix_ms(SystemTime::now());
-    // Followers get the line only if the store took it: `logs -f` never shows a line that
-    // `logs` would not.
-    let live = (sink.live.receiver_count() > 0).then(|| candor_api::LogEntry {
-        at: candor_api::timestamp_ms(candor_api::from_unix_ms(at_ms)),
-        service: service.to_string(),
-        stream: stream.into(),
-        line: text.clone(),
-    });
-    let ok = sink.store.log(LogLine {
-        at_ms,
-        service: service.to_string(),
-        stream,
-        line: text,
-    });
-    if ok {
-        if let Some(entry) = live {
-            let _ = sink.live.send(entry);
+}
+
+struct Reader {
+    service: Arc<str>,
+    stream: Stream,
+    sink: LogSink,
+    counters: Arc<LogCounters>,
+    /// The start of a line whose end has not been read yet.
+    partial: Vec<u8>,
+    fold: Fold,
+}
+
+impl Reader {
+    async fn run(&mut self, rx: pipe::Receiver) {
+        // Small buffers while a service is quiet: there are two readers per service (1000
+        // services: 16 MiB, not 128). A read that fills the buffer grows it for a flood (fewer
+        // reads); a short read shrinks it back. Longer lines are assembled in `partial`.
+        let mut buf = vec![0u8; SMALL_BUF];
+        let counters = self.counters.clone();
+        let mut pace = Pace::default();
+        loop {
+            let due = {
+                let gate = counters.gate();
+                let lifts = gate.lifts_at(Instant::now());
+                [self.fold.due(), lifts].into_iter().flatten().min()
+            };
+            let ready = match due {
+                // readable() is cancel-safe: a timeout loses no data.
+                Some(at) => tokio::time::timeout_at(at.into(), rx.readable()).await.ok(),
+                None => Some(rx.readable().await),
+            };
+            let now = Instant::now();
+            let n = match ready {
+                None => {
+                    self.tick(&mut counters.gate(), now);
+                    continue;
+                }
+                Some(Ok(())) => match rx.try_read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    // A read error ends the stream like EOF: the writer side is gone either way.
+                    Err(_) => break,
+                },
+                Some(Err(_)) => break,
+            };
+            self.take(&buf[..n], &mut counters.gate(), now);
+            if let Some(wait) = pace.after_read(n, now) {
+                tokio::time::sleep(wait).await;
+            }
+            if n == buf.len() && buf.len() < BIG_BUF {
+                buf.resize(BIG_BUF, 0);
+            } else if n < SMALL_BUF && buf.len() > SMALL_BUF {
+                buf = vec![0u8; SMALL_BUF];
+            }
         }
-        counters.lines.fetch_add(1, Ordering::Relaxed);
-    } else {
-        counters.dropped.fetch_add(1, Ordering::Relaxed);
+        // The process is gone: its partial last line, pending repeats and suppression count.
+        let now = Instant::now();
+        let mut gate = counters.gate();
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line, &mut gate, now);
+        }
+        self.flush_fold(&mut gate, now);
+        self.write_marker(&mut gate, now);
+    }
+
+    /// Time-driven work: repeats that stopped coming, a suppression that has lifted.
+    fn tick(&mut self, gate: &mut Gate, now: Instant) {
+        if self.fold.due().is_some_and(|at| at <= now) {
+            self.flush_fold(gate, now);
+        }
+        if gate.rate > 0.0 {
+            gate.refill(now);
+        }
+        if gate.may_lift(self.sink.store.has_room()) {
+            self.write_marker(gate, now);
+        }
+    }
+
+    /// End the current suppression with its marker line (kept suppressed if the store cannot
+    /// take even that).
+    fn write_marker(&self, gate: &mut Gate, now: Instant) {
+        if let Some(marker) = gate.marker(now) {
+            if self.send(marker, Stream::Candor) {
+                gate.clear();
+            }
+        }
+    }
+
+    fn take(&mut self, mut buf: &[u8], gate: &mut Gate, now: Instant) {
+        while let Some(i) = memchr::memchr(b'\n', buf) {
+            let (line, rest) = (&buf[..i], &buf[i + 1..]);
+            buf = rest;
+            if self.partial.is_empty() && line.len() <= MAX_LINE {
+                self.line(line, gate, now);
+            } else {
+                self.append(line, gate, now);
+                let line = std::mem::take(&mut self.partial);
+                self.line(&line, gate, now);
+                self.partial = line;
+                self.partial.clear();
+            }
+        }
+        if !buf.is_empty() {
+            self.append(buf, gate, now);
+        }
+    }
+
+    /// Add to the unfinished line; every full MAX_LINE of it goes out as a marked piece.
+    fn append(&mut self, bytes: &[u8], gate: &mut Gate, now: Instant) {
+        self.partial.extend_from_slice(bytes);
+        while self.partial.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            // Do not cut a UTF-8 character in two.
+            while cut > MAX_LINE - 3 && self.partial[cut] & 0xC0 == 0x80 {
+                cut -= 1;
+            }
+            let mut piece: Vec<u8> = self.partial.drain(..cut).collect();
+            piece.extend_from_slice(CONTINUES.as_bytes());
+            self.flush_fold(gate, now);
+            self.fold.last = None;
+            self.admit(piece, self.stream, 1, gate, now);
+        }
+    }
+
+    /// One whole line (or the last piece of a split one).
+    fn line(&mut self, line: &[u8], gate: &mut Gate, now: Instant) {
+        if self.fold.last.as_deref() == Some(line) {
+            self.fold.repeats += 1;
+            self.fold.first_repeat.get_or_insert(now);
+            self.fold.last_repeat = Some(now);
+            self.counters.folded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.flush_fold(gate, now);
+        let mut last = self.fold.last.take().unwrap_or_default();
+        last.clear();
+        last.extend_from_slice(line);
+        self.fold.last = Some(last);
+        self.admit(line.to_vec(), self.stream, 1, gate, now);
+    }
+
+    fn flush_fold(&mut self, gate: &mut Gate, now: Instant) {
+        let n = std::mem::take(&mut self.fold.repeats);
+        self.fold.first_repeat = None;
+        self.fold.last_repeat = None;
+        if n > 0 {
+            let marker = format!("-- previous line repeated {n} times --").into_bytes();
+            // It stands for n lines: if the limit stops it, n lines were suppressed.
+            self.admit(marker, self.stream, n, gate, now);
+        }
+    }
+
+    /// Through the rate limit, then to the store.
+    fn admit(&mut self, line: Vec<u8>, stream: Stream, weight: u64, gate: &mut Gate, now: Instant) {
+        if !gate.admit(now, || self.sink.store.has_room()) {
+            gate.suppressed += weight;
+            self.counters.dropped.fetch_add(weight, Ordering::Relaxed);
+            return;
+        }
+        if gate.suppressed_since.is_some() {
+            self.write_marker(gate, now);
+        }
+        if self.send(line, stream) {
+            self.counters.lines.fetch_add(1, Ordering::Relaxed);
+        } else {
+            gate.store_full(now, weight);
+            self.counters.dropped.fetch_add(weight, Ordering::Relaxed);
+        }
+    }
+
+    /// Queue one line; followers get it only if the store took it (`logs -f` never shows a
+    /// line that `logs` would not).
+    fn send(&self, line: Vec<u8>, stream: Stream) -> bool {
+        let at_ms = unix_ms(SystemTime::now());
+        let live = (self.sink.live.receiver_count() > 0).then(|| Arc::<[u8]>::from(&line[..]));
+        let row = LogLine {
+            id: 0,
+            at_ms,
+            service: self.service.clone(),
+            stream,
+            line,
+        };
+        let Some(id) = self.sink.store.log(row) else {
+            return false;
+        };
+        if let Some(line) = live {
+            let _ = self.sink.live.send(LiveLine {
+                id,
+                at_ms,
+                service: self.service.clone(),
+                stream,
+                line,
+            });
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(rate: u32, burst: u32) -> Gate {
+        Gate {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            ..Gate::default()
+        }
+    }
+
+    #[test]
+    fn a_flood_passes_the_burst_then_one_marker_per_window() {
+        let mut g = gate(100, 10);
+        let t0 = Instant::now();
+        let passed = (0..10).filter(|_| g.admit(t0, || true)).count();
+        assert_eq!(passed, 10);
+        // Dry: suppressed until half the burst is back (50 ms at 100/s).
+        for i in 0..1000 {
+            assert!(!g.admit(t0 + Duration::from_micros(i * 40), || true));
+            g.suppressed += 1;
+        }
+        let later = t0 + Duration::from_millis(60);
+        assert!(g.admit(later, || true));
+        let marker = g.marker(later).unwrap();
+        assert_eq!(
+            String::from_utf8(marker).unwrap(),
+            "-- suppressed 1000 lines in 0.1 s --"
+        );
+        g.clear();
+        assert!(g.marker(later).is_none());
+    }
+
+    #[test]
+    fn rate_zero_means_no_limit_but_a_full_store_pauses_until_it_has_room() {
+        let mut g = gate(0, 1);
+        let t0 = Instant::now();
+        assert!((0..100_000).all(|_| g.admit(t0, || true)));
+        g.store_full(t0, 1);
+        g.store_full(t0, 3);
+        let later = t0 + Duration::from_millis(100);
+        assert!(!g.admit(later, || false));
+        assert!(g.admit(later, || true));
+        assert_eq!(
+            String::from_utf8(g.marker(later).unwrap()).unwrap(),
+            "-- dropped 4 lines in 0.1 s: the log store fell behind --"
+        );
+    }
+
+    #[test]
+    fn the_wire_form_keeps_bytes_that_are_not_utf8() {
+        let e = entry(7, 0, "api", Stream::Stderr, b"caf\xe9");
+        assert_eq!(e.line, "caf\u{fffd}");
+        assert_eq!(e.raw_hex.as_deref(), Some("636166e9"));
+        assert_eq!(entry(8, 0, "api", Stream::Stdout, b"ok").raw_hex, None);
     }
 }

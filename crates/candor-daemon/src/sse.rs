@@ -14,41 +14,35 @@ fn frame<T: Serialize>(item: &T) -> Result<Event, Infallible> {
     Ok(Event::default().data(serde_json::to_string(item).unwrap_or_default()))
 }
 
-/// `history`, then the live items for which `keep` holds; `lagged(n)` is sent in place of `n`
-/// items the follower was too slow for. Items that arrive both ways (recorded between the
-/// subscription and the history read) are sent once.
-pub fn follow<T, K, L>(
+/// `history`, then what `keep` makes of each live item (`None`: skip it — not wanted, or
+/// already sent with the history); `lagged(n)` is sent in place of `n` items the follower was
+/// too slow for.
+pub fn follow<L, T, K, F>(
     history: Vec<T>,
-    live: broadcast::Receiver<T>,
+    live: broadcast::Receiver<L>,
     keep: K,
-    lagged: L,
+    lagged: F,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
 where
-    T: Serialize + Clone + PartialEq + Send + 'static,
-    K: Fn(&T) -> bool + Send + 'static,
-    L: Fn(u64) -> T + Send + 'static,
+    L: Clone + Send + 'static,
+    T: Serialize + Send + 'static,
+    K: FnMut(&L) -> Option<T> + Send + 'static,
+    F: Fn(u64) -> T + Send + 'static,
 {
-    let seen = history.clone();
     let past = stream::iter(history.iter().map(frame).collect::<Vec<_>>());
     let new = stream::unfold(
-        (live, seen, keep, lagged),
-        |(mut rx, mut seen, keep, lagged)| async move {
+        (live, keep, lagged),
+        |(mut rx, mut keep, lagged)| async move {
             loop {
                 match rx.recv().await {
                     Ok(item) => {
-                        if !keep(&item) {
-                            continue;
+                        if let Some(out) = keep(&item) {
+                            return Some((frame(&out), (rx, keep, lagged)));
                         }
-                        if let Some(i) = seen.iter().position(|s| *s == item) {
-                            seen.remove(i);
-                            continue;
-                        }
-                        seen.clear();
-                        return Some((frame(&item), (rx, seen, keep, lagged)));
                     }
                     Err(RecvError::Lagged(missed)) => {
                         let warn = lagged(missed);
-                        return Some((frame(&warn), (rx, seen, keep, lagged)));
+                        return Some((frame(&warn), (rx, keep, lagged)));
                     }
                     Err(RecvError::Closed) => return None,
                 }

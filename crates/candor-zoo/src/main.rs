@@ -19,6 +19,8 @@ const USAGE: &str = "usage: candor-zoo <behaviour> [options]
   leak-fds --per-sec N                                open /dev/null N times a second, never close
   emfile-spin                                         exhaust fds, then spin on accept errors logging each (seed 000)
   mem-grow --mb-per-sec N                             allocate and touch N MiB a second
+  log-flood --lines-per-sec N [--for DUR] [--same]    numbered lines on stdout (0: as fast as it can), then stay up;
+                                                      --same: one identical line over and over
 healthy also takes --ready-fd N (s6: newline on fd N) and --ready-file PATH (created when ready)
 common: --stamp FILE appends `start <unix_ns> <pid>` / `exit <unix_ns> <pid>` lines";
 
@@ -45,6 +47,7 @@ fn main() {
         "leak-fds" => leak_fds(&opts),
         "emfile-spin" => emfile_spin(),
         "mem-grow" => mem_grow(&opts),
+        "log-flood" => log_flood(&opts),
         other => {
             eprintln!("candor-zoo: unknown behaviour `{other}`\n{USAGE}");
             std::process::exit(2);
@@ -64,6 +67,14 @@ impl Opts {
     }
     fn has(&self, key: &str) -> bool {
         self.0.iter().any(|a| a == key)
+    }
+    fn number(&self, key: &str, default: u64) -> u64 {
+        self.get(key)
+            .map(|n| {
+                n.parse()
+                    .unwrap_or_else(|_| die(&format!("{key}: not a number")))
+            })
+            .unwrap_or(default)
     }
     fn duration(&self, key: &str, default: Duration) -> Duration {
         match self.get(key) {
@@ -487,13 +498,7 @@ fn emfile_spin() {
 }
 
 fn mem_grow(opts: &Opts) {
-    let mb: usize = opts
-        .get("--mb-per-sec")
-        .map(|n| {
-            n.parse()
-                .unwrap_or_else(|_| die("--mb-per-sec: not a number"))
-        })
-        .unwrap_or(10);
+    let mb = opts.number("--mb-per-sec", 10) as usize;
     println!(
         "mem-grow: pid {} growing {mb} MiB a second",
         std::process::id()
@@ -503,5 +508,43 @@ fn mem_grow(opts: &Opts) {
     loop {
         hoard.push(vec![1u8; mb << 20]);
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn log_flood(opts: &Opts) {
+    let rate = opts.number("--lines-per-sec", 0);
+    let until = std::time::Instant::now() + opts.duration("--for", Duration::from_secs(86_400));
+    let same = opts.has("--same");
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let (mut n, start) = (0u64, std::time::Instant::now());
+    while std::time::Instant::now() < until {
+        // Paced in 10 ms steps: as many lines as the rate allows by now.
+        let due = match rate {
+            0 => n + 1000,
+            r => (start.elapsed().as_secs_f64() * r as f64) as u64,
+        };
+        while n < due {
+            let r = if same {
+                writeln!(
+                    out,
+                    "Socket accept error: Too many open files (os error 24)"
+                )
+            } else {
+                writeln!(out, "flood line {n} lorem ipsum dolor sit amet")
+            };
+            if r.is_err() {
+                std::process::exit(1);
+            }
+            n += 1;
+        }
+        let _ = out.flush();
+        if rate > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = out.flush();
+    eprintln!("log-flood: wrote {n} lines");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }

@@ -75,19 +75,24 @@ enum Command {
     },
     /// Show a service's logs.
     Logs {
-        name: String,
+        /// One service; without it, every service's lines interleaved by time.
+        name: Option<String>,
         /// Keep printing new lines as they come (one JSON object a line with --json).
         #[arg(short, long)]
         follow: bool,
-        /// How many of the last lines (default 100; 10 with -f).
+        /// How many of the last lines (default 100; 10 with -f; all of them with --since).
         #[arg(short = 'n', long)]
         lines: Option<usize>,
-        /// Only lines newer than this, e.g. 10m.
+        /// Only lines newer than this: a duration back (10m, 2h) or a UTC time
+        /// (2026-11-23T18:00:00Z).
         #[arg(long)]
         since: Option<String>,
-        /// Only lines containing this text.
+        /// Only lines matching this regular expression.
         #[arg(long)]
         grep: Option<String>,
+        /// Only one stream: out or err.
+        #[arg(long, value_parser = ["out", "err", "stdout", "stderr"])]
+        stream: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -185,9 +190,15 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
             lines,
             since,
             grep,
+            stream,
             json,
         } => {
-            let mut q = format!("n={}", lines.unwrap_or(if follow { 10 } else { 100 }));
+            let default_n = match (follow, &since) {
+                (true, _) => 10,
+                (false, Some(_)) => 100_000,
+                (false, None) => 100,
+            };
+            let mut q = format!("n={}", lines.unwrap_or(default_n));
             if follow {
                 q += "&follow=true";
             }
@@ -197,16 +208,29 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
             if let Some(g) = grep {
                 q += &format!("&grep={}", encode(&g));
             }
-            let path = format!("/v1/services/{}/logs?{q}", encode(&name));
+            if let Some(s) = stream {
+                q += &format!("&stream={}", encode(&s));
+            }
+            let path = match &name {
+                Some(name) => format!("/v1/services/{}/logs?{q}", encode(name)),
+                None => format!("/v1/logs?{q}"),
+            };
+            // Without a name, lines of every service: show whose each is.
+            let show = |l: &candor_api::LogEntry| {
+                if json {
+                    println!("{}", serde_json::to_string(l).unwrap_or_default());
+                } else if name.is_none() {
+                    println!("{} {:<12} {} {}", l.at, l.service, l.stream, l.line);
+                } else {
+                    println!("{} {} {}", l.at, l.stream, l.line);
+                }
+            };
             if follow {
                 // History, then each line as it is stored, until the daemon goes away.
                 let r = client
                     .follow(&path, |data| {
                         match serde_json::from_str::<candor_api::LogEntry>(data) {
-                            Ok(l) if json => {
-                                println!("{}", serde_json::to_string(&l).unwrap_or_default())
-                            }
-                            Ok(l) => println!("{} {} {}", l.at, l.stream, l.line),
+                            Ok(l) => show(&l),
                             Err(_) => eprintln!("candor: unreadable log line: {data}"),
                         }
                     })
@@ -219,9 +243,7 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
             match client.json::<Vec<candor_api::LogEntry>>("GET", &path).await {
                 Ok(lines) if json => print_json(&lines),
                 Ok(lines) => {
-                    for l in lines {
-                        println!("{} {} {}", l.at, l.stream, l.line);
-                    }
+                    lines.iter().for_each(show);
                     OK
                 }
                 Err(e) => fail(e, json),

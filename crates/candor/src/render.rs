@@ -22,7 +22,7 @@ fn bytes(n: Option<u64>) -> String {
 pub fn header(info: &DaemonInfo) -> String {
     let r = &info.resources;
     format!(
-        "candor {} · pid {} · containment: {}\ndaemon: fds {}/{} ({:.0} %), rss {}; notify: {} received, {} dropped",
+        "candor {} · pid {} · containment: {}\ndaemon: fds {}/{} ({:.0} %), rss {}; notify: {} received, {} dropped; logs: {} of {} on disk",
         info.version,
         info.pid,
         info.containment_detail,
@@ -31,7 +31,9 @@ pub fn header(info: &DaemonInfo) -> String {
         r.fd_pct,
         bytes(Some(r.rss_bytes)),
         info.notify.received,
-        info.notify.dropped_oversized + info.notify.dropped_strangers
+        info.notify.dropped_oversized + info.notify.dropped_strangers,
+        bytes(Some(info.store.log_bytes)),
+        bytes(Some(info.store.log_cap_bytes)),
     )
 }
 
@@ -112,8 +114,8 @@ pub fn details(s: &ServiceStatus) -> String {
         out += &format!("  next start: {n}\n");
     }
     out += &format!(
-        "  logs:     {} lines, {} dropped\n",
-        s.logs.lines, s.logs.dropped
+        "  logs:     {} lines, {} dropped, {} folded repeats\n",
+        s.logs.lines, s.logs.dropped, s.logs.folded
     );
     out
 }

@@ -1,0 +1,130 @@
+//! `GET /v1/services/{name}/logs` and `GET /v1/logs` (every service, interleaved by arrival):
+//! the last lines matching `n`, `since`, `stream`, `grep`; with `follow`, then each new line as
+//! the pipe readers store it (server-sent events — no polling of the database).
+
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use candor_api as api;
+use candor_store::{LogQuery, Stream};
+
+use crate::brain::ApiError;
+use crate::http::{count_param, flag, unknown_service, AppState, Q};
+use crate::logs::{entry, LiveLine};
+use crate::sse;
+
+pub async fn service_logs(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    {
+        let board = st.board.borrow();
+        if board.get(&name).is_none() {
+            return Err(unknown_service(&board, &name));
+        }
+    }
+    logs(st, Some(name), q).await
+}
+
+pub async fn all_logs(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {
+    logs(st, None, q).await
+}
+
+fn query(service: Option<String>, q: &HashMap<String, String>) -> Result<LogQuery, ApiError> {
+    let follow = flag(q, "follow")?;
+    let since_ms = q
+        .get("since")
+        .map(|s| api::parse_since(s, SystemTime::now()).map(api::unix_ms))
+        .transpose()
+        .map_err(|e| ApiError::new(400, format!("`since`: {e}")))?;
+    let stream = q
+        .get("stream")
+        .map(|s| {
+            Stream::parse(s)
+                .filter(|s| *s != Stream::Candor)
+                .ok_or_else(|| {
+                    ApiError::new(400, format!("`stream` must be out or err, not `{s}`"))
+                })
+        })
+        .transpose()?;
+    let grep = q
+        .get("grep")
+        .map(|g| {
+            regex::bytes::Regex::new(g).map_err(|e| {
+                ApiError::new(
+                    400,
+                    format!("`grep` is not a valid regular expression: {e}"),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(LogQuery {
+        service,
+        n: count_param(q, if follow { 10 } else { 100 })?,
+        since_ms,
+        stream,
+        grep,
+    })
+}
+
+async fn logs(
+    st: AppState,
+    service: Option<String>,
+    q: HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let follow = flag(&q, "follow")?;
+    let query = query(service, &q)?;
+    // Subscribe before reading history, so nothing falls between the two.
+    let live = match follow {
+        true => Some(
+            st.logs_live
+                .upgrade()
+                .ok_or_else(|| ApiError::new(503, "the supervisor is shutting down"))?
+                .subscribe(),
+        ),
+        false => None,
+    };
+    let store = st.store.clone();
+    let wanted = query.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        // Lines queued before this request are committed first: a line logged before the
+        // request is in the answer (or, following, arrives live — never neither).
+        store.flush();
+        store.tail_logs(&wanted)
+    })
+    .await
+    .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?
+    .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?;
+    let history: Vec<api::LogEntry> = lines
+        .iter()
+        .map(|l| entry(l.id, l.at_ms, &l.service, l.stream, &l.line))
+        .collect();
+    let Some(live) = live else {
+        return Ok(Json(history).into_response());
+    };
+    // Lines stored between the subscription and the history read arrive both ways.
+    let mut sent: HashSet<i64> = history.iter().map(|e| e.id).collect();
+    let keep = move |l: &LiveLine| {
+        if sent.remove(&l.id) || !query.matches(&l.service, l.stream, &l.line) {
+            return None;
+        }
+        Some(entry(l.id, l.at_ms, &l.service, l.stream, &l.line))
+    };
+    let lagged = |missed: u64| {
+        api::LogEntry {
+        id: 0,
+        at: api::timestamp_ms(SystemTime::now()),
+        service: "candor".into(),
+        stream: Stream::Candor.as_str().into(),
+        line: format!(
+            "-- this follower fell behind; {missed} lines were skipped (they are stored: see `candor logs`) --"
+        ),
+        raw_hex: None,
+    }
+    };
+    Ok(sse::follow(history, live, keep, lagged).into_response())
+}
