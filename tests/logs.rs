@@ -1,0 +1,280 @@
+//! Logs at scale: floods cannot fill the disk or the daemon's memory, every lost line is
+//! counted and marked, and what is kept reads back as written (seeds 000, 002; DESIGN.md F1,
+//! F8).
+
+use std::time::{Duration, Instant};
+
+use candor_scenarios::{wait_for, Daemon};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+fn lines(d: &Daemon, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["logs", "--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&d.ok(&all)).expect("logs --json is a JSON array")
+}
+
+fn texts(v: &[Value]) -> Vec<String> {
+    v.iter()
+        .map(|l| l["line"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 4096
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn a_flood_is_capped_in_memory_and_on_disk_and_a_quiet_neighbour_keeps_every_line() {
+    // Daemon-wide cap 3 MiB; the flooder may keep 1 MiB at 2000 lines/s (40 000 in 20 s).
+    let d = Daemon::start(
+        r#"logs = { max_bytes = "3MiB" }
+
+[service.flood]
+command = ["{zoo}", "log-flood", "--lines-per-sec", "0"]
+logs = { rate = 2000, burst = 2000, max_bytes = "1MiB" }
+
+[service.good]
+command = ["sh", "-c", "i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo \"good $i\"; sleep 0.05; done; exec sleep 1000"]
+"#,
+    );
+    d.wait_state("flood", "running", T);
+    let state_dir = std::path::PathBuf::from(d.info()["state_dir"].as_str().unwrap().to_string());
+    let (pid, start) = (d.daemon_pid(), Instant::now());
+    let (mut peak_rss, mut peak_disk) = (0, 0);
+    while start.elapsed() < Duration::from_secs(20) {
+        peak_rss = peak_rss.max(rss_bytes(pid));
+        peak_disk = peak_disk.max(dir_bytes(&state_dir));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(peak_rss < 64 << 20, "daemon RSS peaked at {peak_rss} bytes");
+    // The cap, plus the write-ahead log (1 MiB before it is checkpointed) and slack.
+    assert!(
+        peak_disk < (3 << 20) + (2 << 20),
+        "state dir peaked at {peak_disk} bytes"
+    );
+    let flood = d.status("flood");
+    assert!(flood["logs"]["dropped"].as_u64().unwrap() > 0, "{flood}");
+    let info = d.info();
+    assert!(
+        info["store"]["trimmed_lines"].as_u64().unwrap() > 0,
+        "{info}"
+    );
+    assert!(
+        info["store"]["log_bytes"].as_u64().unwrap() <= 3 << 20,
+        "{info}"
+    );
+    // Every gap is marked: `-- suppressed N lines in X s --`, on the `candor` stream.
+    let markers = lines(
+        &d,
+        &[
+            "flood",
+            "-n",
+            "100000",
+            "--grep",
+            r"^-- suppressed \d+ lines in \d+\.\d s --$",
+        ],
+    );
+    assert!(!markers.is_empty(), "no suppression marker");
+    assert!(markers.iter().all(|m| m["stream"] == "candor"));
+    // The well-behaved service lost nothing.
+    let good = texts(&lines(&d, &["good", "-n", "1000", "--stream", "out"]));
+    let want: Vec<String> = (1..=200).map(|i| format!("good {i}")).collect();
+    assert_eq!(good, want);
+    assert_eq!(d.status("good")["logs"]["dropped"], 0);
+}
+
+#[test]
+fn identical_lines_fold_into_one_and_a_count() {
+    let d = Daemon::start(
+        r#"
+[service.spin]
+command = ["sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo 'accept error: Too many open files'; i=$((i+1)); done; echo recovered; exec sleep 1000"]
+"#,
+    );
+    let got = wait_for("the folded lines", T, || {
+        let t = texts(&lines(&d, &["spin"]));
+        t.iter().any(|l| l == "recovered").then_some(t)
+    });
+    assert_eq!(
+        got,
+        [
+            "accept error: Too many open files",
+            "-- previous line repeated 2999 times --",
+            "recovered"
+        ]
+    );
+    let logs = &d.status("spin")["logs"];
+    assert_eq!(
+        (logs["folded"].as_u64(), logs["dropped"].as_u64()),
+        (Some(2999), Some(0))
+    );
+}
+
+#[test]
+fn a_one_mib_line_is_split_into_marked_pieces_that_add_up() {
+    let d = Daemon::start(
+        r#"
+[service.long]
+command = ["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x; echo; echo after; exec sleep 1000"]
+"#,
+    );
+    let got = wait_for("the long line and the next", T, || {
+        let t = texts(&lines(&d, &["long", "-n", "1000"]));
+        t.last().is_some_and(|l| l == "after").then_some(t)
+    });
+    let pieces = &got[..got.len() - 1];
+    assert_eq!(pieces.len(), 64, "16 KiB pieces");
+    let mut whole = String::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let body = match i + 1 == pieces.len() {
+            true => p.as_str(),
+            false => p
+                .strip_suffix(" …[line continues]")
+                .unwrap_or_else(|| panic!("piece {i} is not marked")),
+        };
+        assert!(body.len() <= 16 * 1024);
+        whole += body;
+    }
+    assert_eq!(whole.len(), 1 << 20);
+    assert!(whole.bytes().all(|b| b == b'x'));
+}
+
+#[test]
+fn bytes_that_are_not_utf8_survive_and_a_partial_last_line_is_kept() {
+    let d = Daemon::start(
+        r#"
+[service.odd]
+command = ["sh", "-c", "printf 'caf\\351 \\377\\376 end\\n'; printf 'no newline at the end'"]
+restart = "never"
+"#,
+    );
+    d.wait_state("odd", "exited", T);
+    let got = wait_for("both lines", T, || {
+        let v = lines(&d, &["odd"]);
+        (v.len() == 2).then_some(v)
+    });
+    assert_eq!(got[0]["line"], "caf\u{fffd} \u{fffd}\u{fffd} end");
+    assert_eq!(got[0]["raw_hex"], "636166e920fffe20656e64");
+    assert_eq!(got[1]["line"], "no newline at the end");
+    assert!(got[1].get("raw_hex").is_none());
+    // The plain listing shows the text (lossy) without failing.
+    assert!(d.ok(&["logs", "odd"]).contains("caf\u{fffd}"));
+}
+
+#[test]
+fn since_grep_stream_and_all_services_filter_as_asked() {
+    let d = Daemon::start(
+        r#"
+[service.a]
+command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"tick $i\"; echo \"warn $i\" >&2; sleep 0.05; done"]
+
+[service.b]
+command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"beat $i\"; sleep 0.05; done"]
+"#,
+    );
+    wait_for("some lines", T, || {
+        (lines(&d, &["a"]).len() >= 20).then_some(())
+    });
+    // A UTC time between two lines: everything listed since is newer.
+    let cut = lines(&d, &["a", "-n", "1"])[0]["at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("newer lines", T, || {
+        let v = lines(&d, &["a", "--since", &cut]);
+        (v.len() >= 10).then_some(())
+    });
+    let since = lines(&d, &["a", "--since", &cut]);
+    assert!(since
+        .iter()
+        .all(|l| l["at"].as_str().unwrap() >= cut.as_str()));
+    assert!(since.len() < lines(&d, &["a", "-n", "100000"]).len());
+    // A duration back from now.
+    let recent = lines(&d, &["a", "--since", "1s", "--stream", "err"]);
+    assert!(!recent.is_empty() && recent.len() < 40, "{}", recent.len());
+    assert!(recent.iter().all(|l| l["stream"] == "stderr"));
+    // A regular expression.
+    let fives = texts(&lines(&d, &["a", "-n", "1000", "--grep", r"^tick \d*5$"]));
+    assert!(!fives.is_empty());
+    assert!(
+        fives
+            .iter()
+            .all(|l| l.starts_with("tick ") && l.ends_with('5')),
+        "{fives:?}"
+    );
+    let bad = d.cli(&["logs", "a", "--grep", "(unclosed"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("regular expression"));
+    // No name: both services, interleaved in arrival order, with a name column.
+    let all = lines(&d, &["-n", "200"]);
+    let names: std::collections::BTreeSet<&str> =
+        all.iter().map(|l| l["service"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "b"].into());
+    assert!(all
+        .windows(2)
+        .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64()));
+    let plain = d.ok(&["logs", "-n", "5"]);
+    assert!(
+        plain.lines().all(|l| l
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|n| n == "a" || n == "b")),
+        "{plain}"
+    );
+}
+
+#[test]
+fn a_reload_changes_log_limits_without_a_restart() {
+    let mut d = Daemon::start(
+        r#"
+[service.chatty]
+command = ["{zoo}", "log-flood", "--lines-per-sec", "400"]
+logs = { rate = 100, burst = 100 }
+"#,
+    );
+    d.wait_state("chatty", "running", T);
+    let pid = d.status("chatty")["pid"].clone();
+    wait_for("drops at 100 lines/s", T, || {
+        (d.status("chatty")["logs"]["dropped"].as_u64()? > 0).then_some(())
+    });
+    d.write_config(
+        r#"
+[service.chatty]
+command = ["{zoo}", "log-flood", "--lines-per-sec", "400"]
+logs = { rate = 0 }
+"#,
+    );
+    let out: Value = serde_json::from_str(&d.ok(&["reload", "--json"])).unwrap();
+    assert_eq!(out["changed"], serde_json::json!(["chatty"]), "{out}");
+    assert_eq!(d.status("chatty")["pid"], pid, "not restarted");
+    let before = d.status("chatty")["logs"]["dropped"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let kept = d.status("chatty")["logs"]["lines"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = d.status("chatty")["logs"].clone();
+    assert_eq!(
+        after["dropped"].as_u64().unwrap(),
+        before,
+        "no limit any more"
+    );
+    assert!(after["lines"].as_u64().unwrap() > kept + 400);
+    d.shutdown();
+}
