@@ -1,0 +1,66 @@
+"""Shared by the Python benches: start a release daemon on a config, wait for its services,
+read its CPU time and memory from /proc, shut it down."""
+import json, os, subprocess, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--bins", "-q"], cwd=ROOT, check=True)
+
+
+def cpu_ticks(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])  # utime + stime
+
+
+def rss(pid):
+    return int(open(f"/proc/{pid}/statm").read().split()[1]) * PAGE
+
+
+def peak_rss(pid):
+    """VmHWM: the highest RSS the process ever had, in bytes."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Daemon:
+    """`candor daemon` on `config` (a string) in `work`, with `cli(...)` for its CLI."""
+
+    def __init__(self, work, config):
+        self.work, self.sock = work, f"{work}/s.sock"
+        open(f"{work}/candor.toml", "w").write(config)
+        log = open(f"{work}/daemon.log", "w")
+        self.proc = subprocess.Popen(
+            [f"{BIN}/candor", "daemon", "-c", f"{work}/candor.toml", "--socket", self.sock],
+            stdout=log, stderr=log)
+        self.pid = self.proc.pid
+
+    def cli(self, *args, timeout=60):
+        out = subprocess.run([f"{BIN}/candor", "--socket", self.sock, *args],
+                             capture_output=True, text=True, timeout=timeout)
+        return out.stdout
+
+    def status(self):
+        return json.loads(self.cli("status", "--json"))
+
+    def wait_running(self, n, limit=120):
+        deadline = time.time() + limit
+        while time.time() < deadline:
+            try:
+                st = self.status()
+                if len(st) == n and all(s["state"] == "running" for s in st):
+                    return
+            except Exception:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("services did not all start")
+
+    def stop(self):
+        subprocess.run([f"{BIN}/candor", "--socket", self.sock, "shutdown"], capture_output=True, timeout=300)
+        self.proc.wait(timeout=300)

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Log flood: one service writes as fast as it can for N seconds; report the daemon's peak RSS,
+its CPU (% of one core), bytes on disk, and lines kept / dropped / folded.
+
+Cases:
+  yes       `yes 'Socket accept error: Too many open files (os error 24)'` (seed 000), default
+            limits (1000 lines/s, burst 5000, 64 MiB): identical lines, folded
+  distinct  `candor-zoo log-flood` numbered lines, default limits: rate-limited
+  capped    the same with max_bytes = 4MiB and rate 0 (no limit): the disk cap at work
+  ingest    the same, rate 0, default caps: the end-to-end unthrottled ingest rate (pipe to disk)
+
+usage: bench/flood.py [--seconds 10] [--cases yes,distinct,capped,ingest]  (builds release first)
+"""
+import argparse, os, subprocess, sys, tempfile, time
+
+from common import BIN, TICK, Daemon, build, cpu_ticks, peak_rss
+
+LINE = "Socket accept error: Too many open files (os error 24)"
+
+
+def du(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
+               if not f.endswith(".sock") and os.path.isfile(os.path.join(d, f)))
+
+
+def run(case, seconds):
+    work = tempfile.mkdtemp(prefix="candor-flood.")
+    zoo = f"{BIN}/candor-zoo"
+    cmd = {
+        "yes": f'["yes", "{LINE}"]',
+        "distinct": f'["{zoo}", "log-flood", "--lines-per-sec", "0"]',
+        "capped": f'["{zoo}", "log-flood", "--lines-per-sec", "0"]',
+        "ingest": f'["{zoo}", "log-flood", "--lines-per-sec", "0"]',
+    }[case]
+    logs = {"capped": '\nlogs = { rate = 0, max_bytes = "4MiB" }', "ingest": "\nlogs = { rate = 0 }"}.get(case, "")
+    # Start the service stopped-then-started so the window covers the flood from its start.
+    cfg = (f'[daemon]\nstate_dir = "{work}/state"\n\n'
+           f'[service.flood]\ncommand = {cmd}{logs}\n')
+    d = Daemon(work, cfg)
+    try:
+        d.wait_running(1)
+        d.cli("stop", "flood", "--wait")
+        time.sleep(1)
+        c0, t0 = cpu_ticks(d.pid), time.time()
+        d.cli("start", "flood")
+        time.sleep(seconds)
+        c1, t1 = cpu_ticks(d.pid), time.time()
+        disk = du(f"{work}/state")
+        d.cli("stop", "flood", "--wait")
+        s = [x for x in d.status() if x["name"] == "flood"][0]["logs"]
+        return {
+            "cpu": (c1 - c0) / TICK / (t1 - t0) * 100,
+            "peak_rss": peak_rss(d.pid),
+            "disk": disk,
+            "kept": s["lines"],
+            "dropped": s["dropped"],
+            "folded": s.get("folded", 0),
+            "secs": t1 - t0,
+        }
+    finally:
+        d.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--cases", default="yes,distinct,capped,ingest")
+    a = ap.parse_args()
+    build()
+    print(f"# bench/flood.py --seconds {a.seconds} --cases {a.cases}; {os.cpu_count()} cores, kernel {os.uname().release}")
+    print("# peak RSS = the daemon's VmHWM over its whole life; CPU = % of one core during the flood")
+    for case in a.cases.split(","):
+        r = run(case, a.seconds)
+        seen = r["kept"] + r["dropped"] + r["folded"]
+        print(f"{case:9} peak rss {r['peak_rss'] / 2**20:5.1f} MiB  cpu {r['cpu']:5.1f} %  disk {r['disk'] / 2**20:7.2f} MiB  "
+              f"kept {r['kept']:>9}  dropped {r['dropped']:>10}  folded {r['folded']:>10}  "
+              f"read {seen / r['secs'] / 1e6:5.2f} M lines/s  kept {r['kept'] / r['secs'] / 1e3:7.1f} k lines/s", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
