@@ -144,31 +144,25 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
     info.notify.received = n.received.load(std::sync::atomic::Ordering::Relaxed);
     info.notify.dropped_oversized = n.oversized.load(std::sync::atomic::Ordering::Relaxed);
     info.notify.dropped_strangers = n.strangers.load(std::sync::atomic::Ordering::Relaxed);
+    let d = st.store.dropped();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (dropped_lines, dropped_events) = (load(&d.logs), load(&d.events));
     info.store_dropped = api::LogCounts {
-        lines: st
-            .store
-            .dropped
-            .logs
-            .load(std::sync::atomic::Ordering::Relaxed),
-        dropped: st
-            .store
-            .dropped
-            .events
-            .load(std::sync::atomic::Ordering::Relaxed),
+        lines: dropped_lines,
+        dropped: dropped_events,
         folded: 0,
     };
     let store = st.store.clone();
     if let Ok(usage) = tokio::task::spawn_blocking(move || store.usage()).await {
-        let d = &st.store.dropped;
         info.store = api::StoreInfo {
             path: st.store.path().display().to_string(),
             log_bytes: usage.log_bytes,
             log_cap_bytes: st.store.caps().total,
             file_bytes: usage.file_bytes,
             wal_bytes: usage.wal_bytes,
-            dropped_lines: d.logs.load(std::sync::atomic::Ordering::Relaxed),
-            dropped_events: d.events.load(std::sync::atomic::Ordering::Relaxed),
-            trimmed_lines: d.trimmed.load(std::sync::atomic::Ordering::Relaxed),
+            dropped_lines,
+            dropped_events,
+            trimmed_lines: load(&d.trimmed),
         };
     }
     Json(info)

@@ -76,7 +76,7 @@ fn main() {
         u.file_bytes as f64 / 1048576.0,
         u.wal_bytes as f64 / 1048576.0,
         peak_file as f64 / 1048576.0,
-        store.dropped.trimmed.load(Ordering::Relaxed),
-        store.dropped.logs.load(Ordering::Relaxed)
+        store.dropped().trimmed.load(Ordering::Relaxed),
+        store.dropped().logs.load(Ordering::Relaxed)
     );
 }

@@ -159,16 +159,31 @@ pub struct Usage {
     pub wal_bytes: u64,
 }
 
+/// What the store's handles and its writer thread share.
+#[derive(Default)]
+struct Shared {
+    /// The id the next queued line gets.
+    next_id: AtomicI64,
+    /// Bytes of lines queued and not yet committed (see `QUEUED_ROW_COST`).
+    queued_bytes: AtomicUsize,
+    caps: Mutex<Caps>,
+    /// Accounted bytes of log lines on disk, as of the last commit or trim.
+    log_bytes: AtomicU64,
+    dropped: Dropped,
+}
+
+impl Shared {
+    fn caps(&self) -> Caps {
+        self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     tx: SyncSender<Row>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
-    next_id: Arc<AtomicI64>,
-    queued_bytes: Arc<AtomicUsize>,
-    caps: Arc<Mutex<Caps>>,
-    log_bytes: Arc<AtomicU64>,
-    pub dropped: Arc<Dropped>,
+    shared: Arc<Shared>,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -191,20 +206,12 @@ impl Store {
         })?;
         let path = dir.join("candor.db");
         let conn = Connection::open(&path).map_err(sql_err(&path))?;
-        let caps = Arc::new(Mutex::new(caps));
-        let dropped: Arc<Dropped> = Arc::default();
-        let queued_bytes: Arc<AtomicUsize> = Arc::default();
-        let log_bytes: Arc<AtomicU64> = Arc::default();
-        let writer = writer::Writer::open(
-            conn,
-            path.clone(),
-            caps.clone(),
-            dropped.clone(),
-            queued_bytes.clone(),
-            log_bytes.clone(),
-        )
-        .map_err(sql_err(&path))?;
-        let next_id = Arc::new(AtomicI64::new(writer.max_log_id() + 1));
+        let shared = Arc::new(Shared {
+            caps: Mutex::new(caps),
+            ..Shared::default()
+        });
+        let writer =
+            writer::Writer::open(conn, path.clone(), shared.clone()).map_err(sql_err(&path))?;
         let reader = Connection::open(&path).map_err(sql_err(&path))?;
         let (tx, rx) = sync_channel(QUEUE_ROWS);
         let thread = std::thread::Builder::new()
@@ -219,11 +226,7 @@ impl Store {
                 tx,
                 reader: Arc::new(Mutex::new(reader)),
                 path,
-                next_id,
-                queued_bytes,
-                caps,
-                log_bytes,
-                dropped,
+                shared,
             },
             thread,
         ))
@@ -236,19 +239,20 @@ impl Store {
     /// Queue a log line; never blocks. Its `id` is assigned here (the `id` given is ignored):
     /// returns it when queued, `None` (counted) when dropped because the writer is behind.
     pub fn log(&self, mut line: LogLine) -> Option<i64> {
+        let sh = &*self.shared;
         let size = line.line.len() + QUEUED_ROW_COST;
-        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
-            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.dropped.logs.fetch_add(1, Ordering::Relaxed);
+        if sh.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
+            sh.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            sh.dropped.logs.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
         line.id = id;
         match self.tx.try_send(Row::Log(line)) {
             Ok(()) => Some(id),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-                self.dropped.logs.fetch_add(1, Ordering::Relaxed);
+                sh.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                sh.dropped.logs.fetch_add(1, Ordering::Relaxed);
                 None
             }
         }
@@ -257,7 +261,7 @@ impl Store {
     /// Whether the writer has caught up enough (its queue is less than half full) for a
     /// service whose lines were refused to be let through again.
     pub fn has_room(&self) -> bool {
-        self.queued_bytes.load(Ordering::Relaxed) < QUEUE_BYTES / 2
+        self.shared.queued_bytes.load(Ordering::Relaxed) < QUEUE_BYTES / 2
     }
 
     /// Queue an event; never blocks. Returns false (and counts it) when dropped.
@@ -265,7 +269,7 @@ impl Store {
         match self.tx.try_send(Row::Event(ev)) {
             Ok(()) => true,
             Err(_) => {
-                self.dropped.events.fetch_add(1, Ordering::Relaxed);
+                self.shared.dropped.events.fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
@@ -282,11 +286,16 @@ impl Store {
 
     /// Replace the byte caps; applied from the next batch on.
     pub fn set_caps(&self, caps: Caps) {
-        *self.caps.lock().unwrap_or_else(|e| e.into_inner()) = caps;
+        *self.shared.caps.lock().unwrap_or_else(|e| e.into_inner()) = caps;
     }
 
     pub fn caps(&self) -> Caps {
-        self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared.caps()
+    }
+
+    /// What the store could not keep, and what it aged out.
+    pub fn dropped(&self) -> &Dropped {
+        &self.shared.dropped
     }
 
     pub fn usage(&self) -> Usage {
@@ -294,7 +303,7 @@ impl Store {
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         Usage {
-            log_bytes: self.log_bytes.load(Ordering::Relaxed),
+            log_bytes: self.shared.log_bytes.load(Ordering::Relaxed),
             file_bytes: size(&self.path),
             wal_bytes: size(Path::new(&wal)),
         }

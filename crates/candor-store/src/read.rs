@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
 use crate::chunk::{decode, MAX_SPAN};
 use crate::{sql_err, EventRow, LogLine, Store, StoreError, Stream};
@@ -62,24 +62,22 @@ impl LogQuery {
     }
 }
 
+/// Every service that has (had) lines, by its id in `chunks`.
+pub(crate) fn service_names(conn: &Connection) -> rusqlite::Result<Vec<(i64, Arc<str>)>> {
+    let mut stmt = conn.prepare_cached("SELECT id, name FROM services")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?.into()))
+    })?;
+    rows.collect()
+}
+
 impl Store {
     /// The last `q.n` lines matching `q`, oldest first (by arrival).
     pub fn tail_logs(&self, q: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
         let err = sql_err(&self.path);
         let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let mut names: HashMap<i64, Arc<str>> = HashMap::new();
-        {
-            let mut stmt = conn
-                .prepare_cached("SELECT id, name FROM services")
-                .map_err(&err)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-                .map_err(&err)?;
-            for row in rows {
-                let (id, name) = row.map_err(&err)?;
-                names.insert(id, name.into());
-            }
-        }
+        let names: HashMap<i64, Arc<str>> =
+            service_names(&conn).map_err(&err)?.into_iter().collect();
         let svc = match &q.service {
             Some(name) => match names.iter().find(|(_, n)| ***n == **name) {
                 Some((id, _)) => Some(*id),

@@ -131,7 +131,7 @@ fn a_service_over_its_cap_loses_its_oldest_lines_and_only_its_own() {
         store.tail_logs(&query(Some("quiet"), 1000)).unwrap().len(),
         50
     );
-    assert!(store.dropped.trimmed.load(Ordering::Relaxed) > 1800);
+    assert!(store.dropped().trimmed.load(Ordering::Relaxed) > 1800);
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn a_full_queue_drops_and_counts_instead_of_waiting() {
         }
     }
     assert_eq!(kept + dropped, 2000);
-    assert_eq!(store.dropped.logs.load(Ordering::Relaxed), dropped);
+    assert_eq!(store.dropped().logs.load(Ordering::Relaxed), dropped);
     store.flush();
     assert_eq!(
         store.tail_logs(&query(Some("api"), 10_000)).unwrap().len() as u64,

@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rusqlite::{params, Connection};
 
 use crate::chunk::{ChunkBuilder, MAX_BYTES};
-use crate::{Caps, Dropped, Row, MAX_EVENT_ROWS, QUEUED_ROW_COST, ROW_OVERHEAD};
+use crate::{Caps, Row, Shared, MAX_EVENT_ROWS, QUEUED_ROW_COST, ROW_OVERHEAD};
 
 const SCHEMA_VERSION: i64 = 3;
 const BATCH: usize = 4096;
@@ -25,10 +25,8 @@ const KEEP_FREE_BYTES: u64 = 16 << 20;
 pub(crate) struct Writer {
     conn: Connection,
     path: PathBuf,
-    caps: Arc<Mutex<Caps>>,
-    dropped: Arc<Dropped>,
-    queued_bytes: Arc<AtomicUsize>,
-    log_bytes: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+    page_size: u64,
     svc_ids: HashMap<Arc<str>, i64>,
     svc_names: HashMap<i64, Arc<str>>,
     /// Accounted bytes (text + `ROW_OVERHEAD`) per service id, and in total.
@@ -41,10 +39,7 @@ impl Writer {
     pub(crate) fn open(
         conn: Connection,
         path: PathBuf,
-        caps: Arc<Mutex<Caps>>,
-        dropped: Arc<Dropped>,
-        queued_bytes: Arc<AtomicUsize>,
-        log_bytes: Arc<AtomicU64>,
+        shared: Arc<Shared>,
     ) -> rusqlite::Result<Self> {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version < SCHEMA_VERSION {
@@ -69,28 +64,23 @@ impl Writer {
                  service TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);
              PRAGMA user_version=3;",
         )?;
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let mut w = Writer {
             conn,
             path,
-            caps,
-            dropped,
-            queued_bytes,
-            log_bytes,
+            shared,
+            page_size: page_size.max(1) as u64,
             svc_ids: HashMap::new(),
             svc_names: HashMap::new(),
             bytes: HashMap::new(),
             total: 0,
             events_since_trim: 0,
         };
+        for (id, name) in crate::read::service_names(&w.conn)? {
+            w.svc_ids.insert(name.clone(), id);
+            w.svc_names.insert(id, name);
+        }
         {
-            let mut stmt = w.conn.prepare("SELECT id, name FROM services")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (id, name) = row?;
-                let name: Arc<str> = name.into();
-                w.svc_ids.insert(name.clone(), id);
-                w.svc_names.insert(id, name);
-            }
             let mut stmt = w.conn.prepare(
                 "SELECT svc, SUM(length(data)) + COUNT(*) * ?1 FROM chunks GROUP BY svc",
             )?;
@@ -103,16 +93,14 @@ impl Writer {
                 w.total += b as u64;
             }
         }
-        w.log_bytes.store(w.total, Ordering::Relaxed);
+        let max_id: i64 =
+            w.conn
+                .query_row("SELECT COALESCE(MAX(last_id), 0) FROM chunks", [], |r| {
+                    r.get(0)
+                })?;
+        w.shared.next_id.store(max_id + 1, Ordering::Relaxed);
+        w.shared.log_bytes.store(w.total, Ordering::Relaxed);
         Ok(w)
-    }
-
-    pub(crate) fn max_log_id(&self) -> i64 {
-        self.conn
-            .query_row("SELECT COALESCE(MAX(last_id), 0) FROM chunks", [], |r| {
-                r.get(0)
-            })
-            .unwrap_or(0)
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Row>) {
@@ -125,10 +113,12 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.write_batch(&batch) {
+            // Caps as they are now, for this batch and its trim.
+            let caps = self.shared.caps();
+            if let Err(e) = self.write_batch(&batch, &caps) {
                 self.complain("cannot write a batch", &e);
             }
-            if let Err(e) = self.trim() {
+            if let Err(e) = self.trim(&caps) {
                 self.complain("cannot trim to the caps", &e);
             }
             // Everything queued before a barrier is committed (and trimmed) now.
@@ -162,27 +152,27 @@ impl Writer {
         Ok(id)
     }
 
-    fn write_batch(&mut self, batch: &[Row]) -> rusqlite::Result<()> {
-        // Lines of one service in this batch go into chunks, in arrival order.
-        let mut open: HashMap<i64, ChunkBuilder> = HashMap::new();
+    fn write_batch(&mut self, batch: &[Row], caps: &Caps) -> rusqlite::Result<()> {
+        // Lines of one service in this batch go into chunks, in arrival order; a chunk holds
+        // at most a 32nd of its service's cap, so that trims stay fine-grained.
+        let mut open: HashMap<i64, (ChunkBuilder, usize)> = HashMap::new();
         let mut done: Vec<(i64, ChunkBuilder)> = Vec::new();
         let mut freed_queue = 0usize;
-        let caps = self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for row in batch {
             let Row::Log(l) = row else { continue };
             freed_queue += l.line.len() + QUEUED_ROW_COST;
             let svc = self.service_id(&l.service)?;
-            let chunk = open
-                .entry(svc)
-                .or_insert_with(|| ChunkBuilder::new(l.id, l.at_ms));
-            let max = (caps.service(&l.service) / 32).clamp(4096, MAX_BYTES as u64) as usize;
-            if !chunk.fits(l.id, l.at_ms, l.line.len(), max) {
+            let (chunk, max) = open.entry(svc).or_insert_with(|| {
+                let max = (caps.service(&l.service) / 32).clamp(4096, MAX_BYTES as u64);
+                (ChunkBuilder::new(l.id, l.at_ms), max as usize)
+            });
+            if !chunk.fits(l.id, l.at_ms, l.line.len(), *max) {
                 let full = std::mem::replace(chunk, ChunkBuilder::new(l.id, l.at_ms));
                 done.push((svc, full));
             }
             chunk.push(l.id, l.at_ms, l.stream, &l.line);
         }
-        done.extend(open);
+        done.extend(open.into_iter().map(|(svc, (c, _))| (svc, c)));
         let tx = self.conn.transaction()?;
         let mut added: Vec<(i64, u64)> = Vec::with_capacity(done.len());
         let mut lines = 0u64;
@@ -209,23 +199,25 @@ impl Writer {
             }
         }
         let committed = tx.commit();
-        self.queued_bytes.fetch_sub(freed_queue, Ordering::Relaxed);
+        self.shared
+            .queued_bytes
+            .fetch_sub(freed_queue, Ordering::Relaxed);
         if let Err(e) = committed {
-            self.dropped.logs.fetch_add(lines, Ordering::Relaxed);
+            self.shared.dropped.logs.fetch_add(lines, Ordering::Relaxed);
             return Err(e);
         }
         for (svc, b) in added {
             *self.bytes.entry(svc).or_default() += b;
             self.total += b;
         }
-        self.log_bytes.store(self.total, Ordering::Relaxed);
+        self.shared.log_bytes.store(self.total, Ordering::Relaxed);
         Ok(())
     }
 
     /// Bring every service under its cap and all of them under the total, oldest lines first;
     /// past the total, the services holding the most give way first (a quiet service keeps its
     /// lines while a flooding one ages out).
-    fn trim(&mut self) -> rusqlite::Result<()> {
+    fn trim(&mut self, caps: &Caps) -> rusqlite::Result<()> {
         if self.events_since_trim >= 10_000 {
             self.events_since_trim = 0;
             self.conn.execute(
@@ -233,7 +225,6 @@ impl Writer {
                 [MAX_EVENT_ROWS],
             )?;
         }
-        let caps = self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let over: Vec<(i64, u64)> = self
             .bytes
             .iter()
@@ -262,7 +253,7 @@ impl Writer {
             }
         }
         if trimmed {
-            self.log_bytes.store(self.total, Ordering::Relaxed);
+            self.shared.log_bytes.store(self.total, Ordering::Relaxed);
             self.release_free_pages(caps.total)?;
         }
         Ok(())
@@ -298,7 +289,10 @@ impl Writer {
         let freed = freed.min(*b);
         *b -= freed;
         self.total -= freed;
-        self.dropped.trimmed.fetch_add(rows, Ordering::Relaxed);
+        self.shared
+            .dropped
+            .trimmed
+            .fetch_add(rows, Ordering::Relaxed);
         Ok(freed)
     }
 
@@ -306,11 +300,10 @@ impl Writer {
     /// when far more is free than a trim batch (a cap was lowered, a service's lines went) are
     /// pages handed back.
     fn release_free_pages(&self, total_cap: u64) -> rusqlite::Result<()> {
-        let page: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let free: i64 = self
             .conn
             .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-        let keep = KEEP_FREE_BYTES.max(total_cap / 4) / page.max(1) as u64;
+        let keep = KEEP_FREE_BYTES.max(total_cap / 4) / self.page_size;
         if free as u64 > keep {
             let n = free as u64 - keep;
             self.conn
