@@ -34,8 +34,11 @@ pub async fn all_logs(State(st): State<AppState>, Query(q): Q) -> Result<Respons
     logs(st, None, q).await
 }
 
-fn query(service: Option<String>, q: &HashMap<String, String>) -> Result<LogQuery, ApiError> {
-    let follow = flag(q, "follow")?;
+fn query(
+    service: Option<String>,
+    q: &HashMap<String, String>,
+    follow: bool,
+) -> Result<LogQuery, ApiError> {
     let since_ms = q
         .get("since")
         .map(|s| api::parse_since(s, SystemTime::now()).map(api::unix_ms))
@@ -77,7 +80,7 @@ async fn logs(
     q: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let follow = flag(&q, "follow")?;
-    let query = query(service, &q)?;
+    let query = query(service, &q, follow)?;
     // Subscribe before reading history, so nothing falls between the two.
     let live = match follow {
         true => Some(
@@ -114,17 +117,16 @@ async fn logs(
         }
         Some(entry(l.id, l.at_ms, &l.service, l.stream, &l.line))
     };
-    let lagged = |missed: u64| {
-        api::LogEntry {
+    let lagged = |missed: u64| api::LogEntry {
         id: 0,
         at: api::timestamp_ms(SystemTime::now()),
         service: "candor".into(),
         stream: Stream::Candor.as_str().into(),
         line: format!(
-            "-- this follower fell behind; {missed} lines were skipped (they are stored: see `candor logs`) --"
+            "-- this follower fell behind; {missed} lines were skipped \
+             (they are stored: see `candor logs`) --"
         ),
         raw_hex: None,
-    }
     };
     Ok(sse::follow(history, live, keep, lagged).into_response())
 }

@@ -441,7 +441,7 @@ impl Reader {
             piece.extend_from_slice(CONTINUES.as_bytes());
             self.flush_fold(gate, now);
             self.fold.last = None;
-            self.admit(piece, self.stream, 1, gate, now);
+            self.admit(piece, 1, gate, now);
         }
     }
 
@@ -459,7 +459,7 @@ impl Reader {
         last.clear();
         last.extend_from_slice(line);
         self.fold.last = Some(last);
-        self.admit(line.to_vec(), self.stream, 1, gate, now);
+        self.admit(line.to_vec(), 1, gate, now);
     }
 
     fn flush_fold(&mut self, gate: &mut Gate, now: Instant) {
@@ -469,12 +469,13 @@ impl Reader {
         if n > 0 {
             let marker = format!("-- previous line repeated {n} times --").into_bytes();
             // It stands for n lines: if the limit stops it, n lines were suppressed.
-            self.admit(marker, self.stream, n, gate, now);
+            self.admit(marker, n, gate, now);
         }
     }
 
-    /// Through the rate limit, then to the store.
-    fn admit(&mut self, line: Vec<u8>, stream: Stream, weight: u64, gate: &mut Gate, now: Instant) {
+    /// A line of this stream standing for `weight` lines: through the rate limit, then to
+    /// the store.
+    fn admit(&mut self, line: Vec<u8>, weight: u64, gate: &mut Gate, now: Instant) {
         if !gate.admit(now, || self.sink.store.has_room()) {
             gate.suppressed += weight;
             self.counters.dropped.fetch_add(weight, Ordering::Relaxed);
@@ -483,7 +484,7 @@ impl Reader {
         if gate.suppressed_since.is_some() {
             self.write_marker(gate, now);
         }
-        if self.send(line, stream) {
+        if self.send(line, self.stream) {
             self.counters.lines.fetch_add(1, Ordering::Relaxed);
         } else {
             gate.store_full(now, weight);

@@ -225,29 +225,7 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
                     println!("{} {} {}", l.at, l.stream, l.line);
                 }
             };
-            if follow {
-                // History, then each line as it is stored, until the daemon goes away.
-                let r = client
-                    .follow(&path, |data| {
-                        match serde_json::from_str::<candor_api::LogEntry>(data) {
-                            Ok(l) => show(&l),
-                            Err(_) => eprintln!("candor: unreadable log line: {data}"),
-                        }
-                    })
-                    .await;
-                return match r {
-                    Ok(()) => OK,
-                    Err(e) => fail(e, json),
-                };
-            }
-            match client.json::<Vec<candor_api::LogEntry>>("GET", &path).await {
-                Ok(lines) if json => print_json(&lines),
-                Ok(lines) => {
-                    lines.iter().for_each(show);
-                    OK
-                }
-                Err(e) => fail(e, json),
-            }
+            list_or_follow(&client, &path, follow, json, "log line", show).await
         }
         Command::Events {
             follow,
@@ -261,35 +239,11 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
                     println!("{} {} {}: {}", e.at, e.service, e.state, e.reason);
                 }
             };
-            if follow {
-                let path = format!("/v1/events?follow=true&n={}", lines.unwrap_or(10));
-                let r = client
-                    .follow(&path, |data| {
-                        match serde_json::from_str::<candor_api::Event>(data) {
-                            Ok(e) => show(&e),
-                            Err(_) => eprintln!("candor: unreadable event: {data}"),
-                        }
-                    })
-                    .await;
-                return match r {
-                    Ok(()) => OK,
-                    Err(e) => fail(e, json),
-                };
-            }
-            match client
-                .json::<Vec<candor_api::Event>>(
-                    "GET",
-                    &format!("/v1/events?n={}", lines.unwrap_or(200)),
-                )
-                .await
-            {
-                Ok(evs) if json => print_json(&evs),
-                Ok(evs) => {
-                    evs.iter().for_each(show);
-                    OK
-                }
-                Err(e) => fail(e, json),
-            }
+            let path = match follow {
+                true => format!("/v1/events?follow=true&n={}", lines.unwrap_or(10)),
+                false => format!("/v1/events?n={}", lines.unwrap_or(200)),
+            };
+            list_or_follow(&client, &path, follow, json, "event", show).await
         }
         Command::Reload { json } => match client
             .json::<candor_api::ReloadOutcome>("POST", "/v1/reload")
@@ -319,6 +273,42 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
             Err(e) => fail(e, json),
         },
         Command::Shutdown => shutdown(&client).await,
+    }
+}
+
+/// The items at `path`, each printed by `show` (with `--json`: the list as one JSON array).
+/// Following: the daemon's history, then each new item as it streams it, until it goes away
+/// (`show` prints one JSON object a line then).
+async fn list_or_follow<T>(
+    client: &Client,
+    path: &str,
+    follow: bool,
+    json: bool,
+    what: &str,
+    show: impl Fn(&T),
+) -> u8
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    if follow {
+        let r = client
+            .follow(path, |data| match serde_json::from_str::<T>(data) {
+                Ok(item) => show(&item),
+                Err(_) => eprintln!("candor: unreadable {what}: {data}"),
+            })
+            .await;
+        return match r {
+            Ok(()) => OK,
+            Err(e) => fail(e, json),
+        };
+    }
+    match client.json::<Vec<T>>("GET", path).await {
+        Ok(items) if json => print_json(&items),
+        Ok(items) => {
+            items.iter().for_each(show);
+            OK
+        }
+        Err(e) => fail(e, json),
     }
 }
 
