@@ -356,7 +356,6 @@ pub struct ServiceSpec {
 }
 
 impl ServiceSpec {
-    /// A service with defaults everywhere, for tests and tools.
     /// `env` as the (name, value) pairs a spawn takes.
     pub fn env_pairs(&self) -> Vec<(String, String)> {
         self.env
@@ -370,6 +369,7 @@ impl ServiceSpec {
         self.ready == ReadySpec::Notify || self.watchdog.is_some()
     }
 
+    /// A service with defaults everywhere, for tests and tools.
     pub fn with_command(name: &str, command: &[&str]) -> Self {
         Self {
             name: ServiceName::new(name).expect("valid test name"),

@@ -33,8 +33,6 @@ const SERVICE_KEYS: &[&str] = &[
     "limits",
     "logs",
 ];
-/// Keys that belong to Candor's design but are not implemented yet: rejected, never ignored.
-const LATER_SERVICE_KEYS: &[(&str, &str)] = &[];
 const PROBE_KEYS: &[&str] = &[
     "http",
     "tcp",
@@ -515,16 +513,7 @@ impl FileCtx<'_> {
                 }
                 "limits" => self.limits(value, &what, &mut spec.limits),
                 "logs" => self.logs(value, &what, &mut spec.logs),
-                _ => {
-                    if let Some((_, feature)) = LATER_SERVICE_KEYS.iter().find(|(l, _)| *l == k) {
-                        self.err(
-                            key.span().start,
-                            format!("`{k}` in {section} is not supported yet ({feature} are still to come); remove it for now"),
-                        );
-                    } else {
-                        self.unknown_key(key, &section, SERVICE_KEYS);
-                    }
-                }
+                _ => self.unknown_key(key, &section, SERVICE_KEYS),
             }
         }
         if !ready_given && spec.probe.is_some() {

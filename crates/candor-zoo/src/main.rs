@@ -544,7 +544,5 @@ fn log_flood(opts: &Opts) {
     }
     let _ = out.flush();
     eprintln!("log-flood: wrote {n} lines");
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    sleep_forever()
 }
