@@ -16,11 +16,12 @@ pub fn timestamp_ms(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// A `since` parameter: a duration back from `now` (`10m`, `1h30m`, `500ms`) or a UTC time
-/// (`2026-11-23T18:00:00Z`, `2026-11-23 18:00:00`, fractions allowed).
+/// A `since` parameter: a duration back from `now` (`10m`, `1h30m`, `500ms`; the config's
+/// grammar, [`candor_spec::parse_duration`]) or a UTC time (`2026-11-23T18:00:00Z`,
+/// `2026-11-23 18:00:00`, fractions allowed).
 pub fn parse_since(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     let s = s.trim();
-    if let Ok(d) = humantime::parse_duration(s) {
+    if let Ok(d) = candor_spec::parse_duration(s) {
         return Ok(now.checked_sub(d).unwrap_or(UNIX_EPOCH));
     }
     humantime::parse_rfc3339_weak(s).map_err(|_| {
@@ -267,4 +268,105 @@ impl Action {
 pub struct Ack {
     pub ok: bool,
     pub message: String,
+}
+
+/// `Event::detail`: the evidence behind an event. Serialized without a tag; each kind has its
+/// own fields.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum EventDetail {
+    /// A change of derived state.
+    State(StateDetail),
+    /// The health evidence behind an unhealthy (or over-budget) verdict acted on.
+    Health(HealthDetail),
+    /// Processes of an earlier run found in the cgroup and killed before a spawn.
+    Cleared {
+        killed: usize,
+    },
+    /// A stop that needed SIGKILL.
+    Escalated {
+        cause: String,
+    },
+    /// A service reported `MAINPID=`.
+    MainPid {
+        mainpid: u32,
+    },
+    /// A command the keeper did not take.
+    Refused {
+        command: String,
+        error: String,
+    },
+    None {},
+}
+
+impl EventDetail {
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StateDetail {
+    pub pid: Option<u32>,
+    pub run: Option<u64>,
+    pub restarts: u32,
+    /// "exited with code 1", "killed by SIGKILL".
+    pub last_exit: Option<String>,
+    pub health: Option<HealthDetail>,
+    /// With `backoff`: how long until the next start.
+    pub restart_in_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HealthDetail {
+    pub run: u64,
+    pub probe: Option<ProbeDetail>,
+    pub sockets: Vec<SocketCheck>,
+    /// Why the watchdog counts as missed.
+    pub watchdog: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProbeDetail {
+    pub ok: bool,
+    pub detail: String,
+    pub latency_ms: f64,
+    pub failures_in_a_row: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_back_from_now_or_utc_times() {
+        let now = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let back = |s: &str| now.duration_since(parse_since(s, now).unwrap()).unwrap();
+        assert_eq!(back("30s"), Duration::from_secs(30));
+        assert_eq!(back("5m"), Duration::from_secs(300));
+        assert_eq!(back("5min"), Duration::from_secs(300));
+        assert_eq!(back("1h"), Duration::from_secs(3600));
+        assert_eq!(back("1h30m"), Duration::from_secs(5400));
+        assert_eq!(back("2h 37min"), Duration::from_secs(9420));
+        assert_eq!(back("500ms"), Duration::from_millis(500));
+        assert_eq!(back("2d"), Duration::from_secs(172_800));
+        assert_eq!(back(" 10m "), Duration::from_secs(600));
+        assert_eq!(back("0"), Duration::ZERO);
+        assert_eq!(
+            parse_since("2026-11-30T10:00:00Z", now).unwrap(),
+            UNIX_EPOCH + Duration::from_secs(1_796_032_800)
+        );
+        assert_eq!(
+            parse_since("2026-11-30 10:00:00.5", now).unwrap(),
+            UNIX_EPOCH + Duration::from_millis(1_796_032_800_500)
+        );
+    }
+
+    #[test]
+    fn since_rejects_what_is_neither() {
+        for bad in ["10", "yesterday", "5 parsecs", "", "2026-13-40T10:00:00Z"] {
+            let e = parse_since(bad, SystemTime::now()).unwrap_err();
+            assert!(e.contains("neither a duration"), "{bad}: {e}");
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! squares) and the ETA to the fd limit, and the verdicts of the `limits` policy.
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use crate::time::Mono;
 
 use candor_spec::{format_bytes, LimitsSpec};
 
@@ -12,7 +14,7 @@ pub const WINDOW: usize = 720;
 /// One sample of a service: summed over every process of its cgroup / process group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
-    pub at: SystemTime,
+    pub at: Mono,
     pub fds: u64,
     /// Soft RLIMIT_NOFILE of the main process.
     pub fd_limit: u64,
@@ -32,10 +34,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn is_fresh(&self, now: SystemTime) -> bool {
-        now.duration_since(self.latest.at)
-            .map(|age| age <= self.valid_for)
-            .unwrap_or(true)
+    /// Whether the newest sample still describes `now` (a sample from the future, which the
+    /// boot clock cannot produce, counts as fresh only up to `valid_for` ahead).
+    pub fn is_fresh(&self, now: Mono) -> bool {
+        now.since(self.latest.at) <= self.valid_for && self.latest.at.since(now) <= self.valid_for
     }
 }
 
@@ -108,22 +110,13 @@ pub struct Fit {
 }
 
 /// Least-squares slope of (time, value) points, per hour.
-pub fn growth_per_hour(points: impl Iterator<Item = (SystemTime, f64)>) -> Option<f64> {
+pub fn growth_per_hour(points: impl Iterator<Item = (Mono, f64)>) -> Option<f64> {
     fit(points).map(|f| f.per_hour)
 }
 
 /// Least-squares fit of (time, value) points (None below 3 points or 5 s of span).
-pub fn fit(points: impl Iterator<Item = (SystemTime, f64)>) -> Option<Fit> {
-    let pts: Vec<(f64, f64)> = points
-        .map(|(t, v)| {
-            (
-                t.duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs_f64(),
-                v,
-            )
-        })
-        .collect();
+pub fn fit(points: impl Iterator<Item = (Mono, f64)>) -> Option<Fit> {
+    let pts: Vec<(f64, f64)> = points.map(|(t, v)| (t.as_secs_f64(), v)).collect();
     if pts.len() < 3 {
         return None;
     }
@@ -257,10 +250,8 @@ pub fn verdict(limits: &LimitsSpec, s: &Summary) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
-
-    fn at(s: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_000_000 + s)
+    fn at(s: u64) -> Mono {
+        Mono(Duration::from_secs(1_000_000 + s))
     }
     /// (seconds, fds) points.
     type Series = Vec<(u64, u64)>;

@@ -3,7 +3,9 @@
 //! any other run.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use crate::time::Mono;
 
 /// One probe attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,7 +14,7 @@ pub struct ProbeOutcome {
     /// One line: "HTTP 200", "connection closed before response", "timed out after 2s".
     pub detail: String,
     pub latency: Duration,
-    pub at: SystemTime,
+    pub at: Mono,
 }
 
 /// Consecutive-result tracking, Kubernetes style: `failures` in a row make it unhealthy,
@@ -56,7 +58,7 @@ pub struct SocketCheck {
     pub path: PathBuf,
     pub exists: bool,
     pub accepts: bool,
-    pub at: SystemTime,
+    pub at: Mono,
 }
 
 impl SocketCheck {
@@ -104,7 +106,6 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
 
     fn o(ok: bool) -> ProbeOutcome {
         ProbeOutcome {
@@ -115,7 +116,7 @@ mod tests {
                 "HTTP 503".into()
             },
             latency: Duration::from_millis(1),
-            at: UNIX_EPOCH,
+            at: Mono::default(),
         }
     }
 

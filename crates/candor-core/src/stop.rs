@@ -1,18 +1,20 @@
 //! The escalation timeline of a stop: the configured signal to the whole group now, SIGKILL
 //! to the whole group / cgroup at `requested + timeout`. A stop always ends.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use crate::time::Mono;
 
 use candor_spec::{StopSignal, StopSpec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StopTimeline {
     pub signal: StopSignal,
-    pub signal_at: SystemTime,
-    pub kill_at: SystemTime,
+    pub signal_at: Mono,
+    pub kill_at: Mono,
 }
 
-pub fn timeline(spec: &StopSpec, requested_at: SystemTime) -> StopTimeline {
+pub fn timeline(spec: &StopSpec, requested_at: Mono) -> StopTimeline {
     StopTimeline {
         signal: spec.signal,
         signal_at: requested_at,
@@ -21,23 +23,22 @@ pub fn timeline(spec: &StopSpec, requested_at: SystemTime) -> StopTimeline {
 }
 
 /// Whether the SIGKILL step is due.
-pub fn kill_due(t: &StopTimeline, now: SystemTime) -> bool {
+pub fn kill_due(t: &StopTimeline, now: Mono) -> bool {
     now >= t.kill_at
 }
 
 /// Time left before SIGKILL (zero once due).
-pub fn until_kill(t: &StopTimeline, now: SystemTime) -> Duration {
-    t.kill_at.duration_since(now).unwrap_or(Duration::ZERO)
+pub fn until_kill(t: &StopTimeline, now: Mono) -> Duration {
+    now.until(t.kill_at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
 
     #[test]
     fn escalates_after_timeout() {
-        let t0 = UNIX_EPOCH + Duration::from_secs(1000);
+        let t0 = Mono(Duration::from_secs(1000));
         let spec = StopSpec {
             signal: StopSignal::Int,
             timeout: Duration::from_secs(3),

@@ -1,94 +1,116 @@
-//! The board: a snapshot of every service's facts, published by the brain after each change.
-//! Readers turn it into statuses with `derive` at read time, so a status is never older than
-//! the request that asked for it.
+//! The board: the brain's facts as last published (shared, copy-on-write), plus each service's
+//! log counters. Readers derive statuses from it at read time, so a status is never older
+//! than the request that asked for it.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use candor_api::{self as api, timestamp};
-use candor_core::status::{Evidence, Phase, Run};
-use candor_core::{derive, Derived};
-use candor_spec::ServiceSpec;
+use candor_brain::{derive, Derived, Run, Service, Services};
+use candor_core::{Mono, Now};
+use candor_spec::{ServiceName, ServiceSpec};
 
 use crate::logs::LogCounters;
 
-#[derive(Clone, Debug)]
-pub struct ServiceView {
-    pub spec: Arc<ServiceSpec>,
-    pub evidence: Evidence,
-    /// When the derived state last changed.
-    pub since: SystemTime,
-    pub runs: u64,
-    pub logs: Arc<LogCounters>,
-}
-
 #[derive(Clone, Debug, Default)]
 pub struct Board {
-    pub services: Vec<ServiceView>,
+    pub services: Services,
+    pub logs: BTreeMap<ServiceName, Arc<LogCounters>>,
+}
+
+/// One service on a board.
+#[derive(Clone, Copy)]
+pub struct ServiceView<'a> {
+    board: &'a Board,
+    pub svc: &'a Service,
+    logs: Option<&'a LogCounters>,
 }
 
 impl Board {
-    pub fn get(&self, name: &str) -> Option<&ServiceView> {
-        self.services.iter().find(|s| s.spec.name.as_str() == name)
+    pub fn get(&self, name: &str) -> Option<ServiceView<'_>> {
+        let key = ServiceName::new(name).ok()?;
+        let svc = self.services.get(&key)?;
+        Some(self.view(&key, svc))
+    }
+    fn view<'a>(&'a self, name: &ServiceName, svc: &'a Service) -> ServiceView<'a> {
+        ServiceView {
+            board: self,
+            svc,
+            logs: self.logs.get(name).map(|l| &**l),
+        }
+    }
+    /// Every service, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = ServiceView<'_>> {
+        self.services.iter().map(|(n, s)| self.view(n, s))
+    }
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
     }
     pub fn names(&self) -> Vec<String> {
-        self.services
-            .iter()
-            .map(|s| s.spec.name.to_string())
-            .collect()
+        self.services.keys().map(|n| n.to_string()).collect()
     }
 }
 
-/// The live run, if a process of the service is alive.
-pub fn live_run(phase: &Phase) -> Option<&Run> {
-    match phase {
-        Phase::Running(run) => Some(run),
-        Phase::Stopping {
-            run,
-            main_exit: None,
-            ..
-        } => Some(run),
-        _ => None,
+impl<'a> ServiceView<'a> {
+    pub fn spec(&self) -> &'a ServiceSpec {
+        &self.svc.spec
     }
-}
-
-impl ServiceView {
-    pub fn derived(&self, now: SystemTime) -> Derived {
-        derive(&self.spec, &self.evidence, now)
+    pub fn runs(&self) -> u64 {
+        self.svc.runs
+    }
+    pub fn restarts(&self) -> u32 {
+        self.svc.restarts
+    }
+    pub fn derived(&self, now: Mono) -> Derived {
+        derive(&self.board.services, self.svc, now)
+    }
+    /// The run whose main process is alive (spawned, not yet reaped).
+    pub fn alive(&self) -> Option<&'a Run> {
+        self.svc
+            .live()
+            .filter(|r| r.pid().is_some() && r.main_exit.is_none())
+    }
+    pub fn log_count(&self, pick: impl Fn(&LogCounters) -> u64) -> u64 {
+        self.logs.map(pick).unwrap_or_default()
     }
 
-    pub fn status(&self, now: SystemTime) -> api::ServiceStatus {
-        let Derived { state, reason } = self.derived(now);
-        let run = live_run(&self.evidence.phase);
-        let health = run.and_then(|r| self.evidence.health_of(r));
+    pub fn status(&self, now: Now) -> api::ServiceStatus {
+        let Derived { state, reason } = self.derived(now.mono);
+        let spec = self.spec();
+        let run = self.alive();
+        let health = run.map(|r| &r.health);
+        let fresh_budget = health
+            .and_then(|h| h.budget.as_ref())
+            .filter(|b| b.is_fresh(now.mono));
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         api::ServiceStatus {
-            name: self.spec.name.to_string(),
+            name: spec.name.to_string(),
             state: state.as_str().into(),
             reason,
-            since: timestamp(self.since),
-            pid: run.map(|r| r.pid),
-            uptime_s: run.map(|r| {
-                now.duration_since(r.started_at)
-                    .unwrap_or_default()
-                    .as_secs_f64()
-            }),
-            restarts: self.evidence.restarts,
-            last_exit: self.evidence.last_exit.map(|e| api::LastExit {
+            since: timestamp(now.wall_of(self.svc.shown.map(|(_, at)| at).unwrap_or(now.mono))),
+            pid: run.and_then(Run::pid),
+            uptime_s: run
+                .and_then(Run::started_at)
+                .map(|at| now.mono.since(at).as_secs_f64()),
+            restarts: self.svc.restarts,
+            last_exit: self.svc.last_exit.map(|e| api::LastExit {
                 code: e.status.code(),
                 signal: e.status.signal().map(candor_core::exit::signal_name),
-                at: timestamp(e.at),
+                at: timestamp(now.wall_of(e.at)),
                 uptime_s: e.uptime.as_secs_f64(),
             }),
             ready: run.and_then(|r| r.ready).map(|(at, via)| api::Ready {
                 via: via.into(),
-                at: timestamp(at),
+                at: timestamp(now.wall_of(at)),
             }),
             probes: health
                 .and_then(|h| h.probe.last.as_ref())
                 .map(|o| api::ProbeResult {
-                    kind: self
-                        .spec
+                    kind: spec
                         .probe
                         .as_ref()
                         .map(|p| p.check.kind())
@@ -97,7 +119,7 @@ impl ServiceView {
                     ok: o.ok,
                     detail: o.detail.clone(),
                     latency_ms: (o.latency.as_secs_f64() * 1e4).round() / 10.0,
-                    at: timestamp(o.at),
+                    at: timestamp(now.wall_of(o.at)),
                 })
                 .into_iter()
                 .collect(),
@@ -113,31 +135,28 @@ impl ServiceView {
                         .collect()
                 })
                 .unwrap_or_default(),
-            fds: health.and_then(|h| {
-                let b = h.budget.as_ref().filter(|b| b.is_fresh(now))?;
+            fds: fresh_budget.map(|b| {
                 let last = &b.latest;
-                Some(api::Fds {
+                api::Fds {
                     count: last.fds,
                     limit: last.fd_limit,
                     pct: (candor_core::budget::pct(last.fds, last.fd_limit) * 10.0).round() / 10.0,
                     per_hour: b.per_hour.map(|r| r.round()),
                     eta_s: b.eta.map(|d| d.as_secs_f64().round()),
-                })
+                }
             }),
-            rss_bytes: health
-                .and_then(|h| h.budget.as_ref())
-                .filter(|b| b.is_fresh(now))
-                .map(|b| b.latest.rss),
+            rss_bytes: fresh_budget.map(|b| b.latest.rss),
             logs: api::LogCounts {
-                lines: self.logs.lines.load(Ordering::Relaxed),
-                dropped: self.logs.dropped.load(Ordering::Relaxed),
-                folded: self.logs.folded.load(Ordering::Relaxed),
+                lines: self.log_count(|l| load(&l.lines)),
+                dropped: self.log_count(|l| load(&l.dropped)),
+                folded: self.log_count(|l| load(&l.folded)),
             },
-            runs: self.runs,
-            next_start: match &self.evidence.phase {
-                Phase::Backoff { until, .. } => Some(timestamp(*until)),
-                _ => None,
-            },
+            runs: self.svc.runs,
+            next_start: self
+                .svc
+                .start
+                .filter(|s| s.due > now.mono)
+                .map(|s| timestamp(now.wall_of(s.due))),
             status_text: health.and_then(|h| h.notify_status.clone()),
         }
     }

@@ -55,9 +55,14 @@ fn own_limit() -> u64 {
 }
 
 fn refuse(stream: UnixStream, open: u64, limit: u64) {
-    let body = format!(
-        "{{\"error\":\"the candor daemon is near its fd limit ({open}/{limit} open); refusing new API connections until some close\"}}"
-    );
+    let body = serde_json::to_string(&candor_api::ErrorBody {
+        error: format!(
+            "the candor daemon is near its fd limit ({open}/{limit} open); refusing new API connections until some close"
+        ),
+        details: Vec::new(),
+        status: None,
+    })
+    .unwrap_or_default();
     let resp = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -8,23 +8,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use candor_brain::{Reply, Request, ServiceState};
+use candor_keeper::clock;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use candor_api::{self as api, Action};
-use candor_core::ServiceState;
 use candor_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::board::Board;
-use crate::brain::{ApiError, Request};
+use crate::shell::{ApiError, Asked};
 use crate::sse;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub requests: mpsc::Sender<Request>,
+    pub requests: mpsc::Sender<Asked>,
     pub board: watch::Receiver<Arc<Board>>,
     pub store: Store,
     pub info: Arc<api::DaemonInfo>,
@@ -71,17 +73,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn ask<T>(
-    st: &AppState,
-    make: impl FnOnce(oneshot::Sender<T>) -> Request,
-) -> Result<T, ApiError> {
+/// Hand a request to the brain and wait for its answer (sent once the board shows it).
+async fn ask(st: &AppState, request: Request) -> Result<Reply, ApiError> {
     let (tx, rx) = oneshot::channel();
-    st.requests
-        .send(make(tx))
-        .await
-        .map_err(|_| ApiError::new(503, "the supervisor is shutting down"))?;
-    rx.await
-        .map_err(|_| ApiError::new(503, "the supervisor is shutting down"))
+    let gone = || ApiError::new(503, "the supervisor is shutting down");
+    let asked = Asked {
+        request,
+        reply: Some(tx),
+    };
+    st.requests.send(asked).await.map_err(|_| gone())?;
+    match rx.await.map_err(|_| gone())? {
+        Reply::Error { status, error } => Err(ApiError::new(status, error)),
+        reply => Ok(reply),
+    }
+}
+
+fn unexpected(reply: Reply) -> ApiError {
+    ApiError::new(500, format!("unexpected answer from the brain: {reply:?}"))
 }
 
 pub(crate) fn flag(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
@@ -139,7 +147,7 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
                 .load(std::sync::atomic::Ordering::Relaxed),
         };
     }
-    info.services = st.board.borrow().services.len();
+    info.services = st.board.borrow().len();
     let n = &st.notify;
     info.notify.received = n.received.load(std::sync::atomic::Ordering::Relaxed);
     info.notify.dropped_oversized = n.oversized.load(std::sync::atomic::Ordering::Relaxed);
@@ -169,9 +177,9 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
 }
 
 async fn list(State(st): State<AppState>) -> Json<Vec<api::ServiceStatus>> {
-    let now = SystemTime::now();
+    let now = clock::now();
     let board = st.board.borrow().clone();
-    Json(board.services.iter().map(|s| s.status(now)).collect())
+    Json(board.iter().map(|s| s.status(now)).collect())
 }
 
 async fn one(
@@ -182,7 +190,7 @@ async fn one(
     let view = board
         .get(&name)
         .ok_or_else(|| unknown_service(&board, &name))?;
-    Ok(Json(view.status(SystemTime::now())))
+    Ok(Json(view.status(clock::now())))
 }
 
 /// Whether a waited-for action reached its goal: `Some(Ok)` done, `Some(Err)` will not.
@@ -229,14 +237,17 @@ async fn action(
         let view = board
             .get(&name)
             .ok_or_else(|| unknown_service(&board, &name))?;
-        (view.runs, view.spec.stop.timeout)
+        (view.runs(), view.spec().stop.timeout)
     };
-    ask(&st, |reply| Request::Action {
-        name: name.clone(),
-        action,
-        reply,
-    })
-    .await??;
+    let request = match action {
+        Action::Start => Request::Start(name.clone()),
+        Action::Stop => Request::Stop(name.clone()),
+        Action::Restart => Request::Restart(name.clone()),
+    };
+    match ask(&st, request).await? {
+        Reply::Done => {}
+        other => return Err(unexpected(other)),
+    }
     let default_wait = match action {
         Action::Stop => stop_timeout + Duration::from_secs(30),
         _ => stop_timeout + Duration::from_secs(60),
@@ -245,17 +256,17 @@ async fn action(
     loop {
         let (status, outcome) = {
             let board = board_rx.borrow_and_update();
-            let now = SystemTime::now();
+            let now = clock::now();
             let Some(view) = board.get(&name) else {
                 return Err(ApiError::new(
                     410,
                     format!("service `{name}` was removed while waiting"),
                 ));
             };
-            let d = view.derived(now);
+            let d = view.derived(now.mono);
             (
                 view.status(now),
-                goal(action, d.state, &d.reason, view.runs, runs_before),
+                goal(action, d.state, &d.reason, view.runs(), runs_before),
             )
         };
         if !wait {
@@ -295,9 +306,10 @@ async fn reset_failed(
     Query(q): Q,
 ) -> Result<Json<api::ResetFailed>, ApiError> {
     let force = flag(&q, "force")?;
-    Ok(Json(
-        ask(&st, |reply| Request::ResetFailed { force, reply }).await?,
-    ))
+    match ask(&st, Request::ResetFailed { force }).await? {
+        Reply::ResetFailed(out) => Ok(Json(out)),
+        other => Err(unexpected(other)),
+    }
 }
 
 async fn reload(State(st): State<AppState>) -> Result<Json<api::ReloadOutcome>, ApiError> {
@@ -327,18 +339,21 @@ async fn reload(State(st): State<AppState>) -> Result<Json<api::ReloadOutcome>, 
             "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
         );
     }
-    let mut out = ask(&st, |reply| Request::Reload {
-        spec: Box::new(spec),
-        reply,
-    })
-    .await?;
+    let mut out = match ask(&st, Request::Reload(Arc::new(spec))).await? {
+        Reply::Reload(out) => out,
+        other => return Err(unexpected(other)),
+    };
     out.notes.extend(notes);
     Ok(Json(out))
 }
 
 async fn shutdown(State(st): State<AppState>) -> Result<Json<api::Ack>, ApiError> {
+    let asked = Asked {
+        request: Request::Shutdown,
+        reply: None,
+    };
     st.requests
-        .send(Request::Shutdown)
+        .send(asked)
         .await
         .map_err(|_| ApiError::new(503, "already shutting down"))?;
     Ok(Json(api::Ack {
@@ -403,7 +418,7 @@ async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, Api
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
-    let now = SystemTime::now();
+    let now = clock::mono();
     let board = st.board.borrow().clone();
     let mut out = String::new();
     let mut family =
@@ -412,9 +427,9 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
          help: &str,
          value: &dyn Fn(&crate::board::ServiceView) -> (String, u64)| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for s in &board.services {
-                let (extra, v) = value(s);
-                let _ = writeln!(out, "{name}{{service=\"{}\"{extra}}} {v}", s.spec.name);
+            for s in board.iter() {
+                let (extra, v) = value(&s);
+                let _ = writeln!(out, "{name}{{service=\"{}\"{extra}}} {v}", s.spec().name);
             }
         };
     family(
@@ -433,19 +448,19 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         "candor_service_restarts_total",
         "counter",
         "Automatic restarts.",
-        &|s| (String::new(), u64::from(s.evidence.restarts)),
+        &|s| (String::new(), u64::from(s.restarts())),
     );
     family(
         "candor_log_lines_total",
         "counter",
         "Log lines stored.",
-        &|s| (String::new(), s.logs.lines.load(Relaxed)),
+        &|s| (String::new(), s.log_count(|l| l.lines.load(Relaxed))),
     );
     family(
         "candor_log_dropped_total",
         "counter",
         "Log lines dropped.",
-        &|s| (String::new(), s.logs.dropped.load(Relaxed)),
+        &|s| (String::new(), s.log_count(|l| l.dropped.load(Relaxed))),
     );
     (
         [(

@@ -2,7 +2,6 @@
 //! actor and serves the API on a Unix socket (mode 0600) until shutdown.
 
 pub mod board;
-pub mod brain;
 pub mod guard;
 pub mod http;
 pub mod log_routes;
@@ -12,6 +11,7 @@ pub mod notify;
 pub mod paths;
 pub mod probe;
 pub mod sampler;
+pub mod shell;
 pub mod sse;
 
 use std::os::unix::fs::PermissionsExt;
@@ -24,7 +24,7 @@ use candor_keeper::{Containment, KeeperConfig};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::board::Board;
-use crate::brain::{Brain, Request};
+use crate::shell::{Asked, Shell};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -164,7 +164,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         candor_keeper::start(keeper_cfg, emit).map_err(DaemonError::Keeper)?;
 
     let (board_tx, board_rx) = watch::channel(Arc::new(Board::default()));
-    let (req_tx, req_rx) = mpsc::channel::<Request>(256);
+    let (req_tx, req_rx) = mpsc::channel::<Asked>(256);
     let config_abs = spec.source.clone();
     let mut info = api::DaemonInfo {
         pid: std::process::id(),
@@ -222,7 +222,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         internal_tx.clone(),
         notify_counters.clone(),
     ));
-    let ctx = brain::BrainContext {
+    let ctx = shell::BrainContext {
         internal: internal_tx,
         exec: Arc::default(),
         notify_counters: notify_counters.clone(),
@@ -232,7 +232,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         logs_live: logs_live.clone(),
         sample_every: every,
     };
-    let brain = Brain::new(
+    let brain = Shell::new(
         &spec,
         keeper,
         store.clone(),
@@ -278,7 +278,13 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        let _ = sig_tx.send(Request::Shutdown).await;
+        let request = candor_brain::Request::Shutdown;
+        let _ = sig_tx
+            .send(Asked {
+                request,
+                reply: None,
+            })
+            .await;
     });
     drop(req_tx);
 

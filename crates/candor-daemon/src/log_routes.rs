@@ -11,9 +11,9 @@ use axum::Json;
 use candor_api as api;
 use candor_store::{LogQuery, Stream};
 
-use crate::brain::ApiError;
 use crate::http::{count_param, flag, unknown_service, AppState, Q};
 use crate::logs::{entry, LiveLine};
+use crate::shell::ApiError;
 use crate::sse;
 
 pub async fn service_logs(

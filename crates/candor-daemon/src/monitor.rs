@@ -6,41 +6,19 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use candor_core::health::{ProbeOutcome, SocketCheck};
 use candor_keeper::KeeperHandle;
 use candor_spec::{ReadySpec, ServiceSpec};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::notify::NotifyMessage;
 use crate::probe::{self, ExecProbes};
 
 /// Declared sockets of a service without a probe are checked this often.
 pub const SOCKET_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Evidence for the brain, each piece tagged with the run it was taken for.
-#[derive(Debug)]
-pub enum Internal {
-    Probe {
-        service: String,
-        run_id: u64,
-        outcome: ProbeOutcome,
-    },
-    Sockets {
-        service: String,
-        run_id: u64,
-        checks: Vec<SocketCheck>,
-    },
-    Ready {
-        service: String,
-        run_id: u64,
-        via: &'static str,
-    },
-    Notify(NotifyMessage),
-    /// One sampling round: (service, run id, sample) for every running service.
-    Samples(Vec<(String, u64, candor_core::budget::Sample)>),
-}
+pub use candor_brain::Evidence as Internal;
 
 pub struct Monitor {
     tasks: Vec<AbortHandle>,

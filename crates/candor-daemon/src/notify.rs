@@ -27,16 +27,7 @@ pub struct NotifyCounters {
 }
 
 /// One datagram, with what the kernel says about its sender.
-#[derive(Debug, Clone)]
-pub struct NotifyMessage {
-    pub pid: u32,
-    /// The service whose cgroup (under this daemon's root) the sender is in.
-    pub cgroup_service: Option<String>,
-    /// The sender's process group.
-    pub pgid: Option<u32>,
-    /// `KEY=VALUE` lines.
-    pub fields: Vec<(String, String)>,
-}
+pub use candor_brain::Notify as NotifyMessage;
 
 /// Longest Unix socket path (sun_path holds 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -76,16 +67,6 @@ fn cgroup_service(pid: u32, root: Option<&Path>) -> Option<String> {
     root.ends_with(parent.strip_prefix("/").unwrap_or(parent))
         .then(|| rel.file_name())?
         .map(|n| n.to_string_lossy().into_owned())
-}
-
-fn pgid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
 }
 
 pub fn parse(text: &str) -> Vec<(String, String)> {
@@ -143,7 +124,7 @@ pub async fn serve(
         let msg = NotifyMessage {
             pid,
             cgroup_service: cgroup_service(pid, cgroup_root.as_deref()),
-            pgid: pgid(pid),
+            pgid: candor_keeper::pgid(pid),
             fields: parse(&text),
         };
         if tx.send(Internal::Notify(msg)).await.is_err() {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use candor_core::health::{ProbeOutcome, SocketCheck};
 use candor_keeper::{KeeperCommand, KeeperHandle, ProbeEnd};
@@ -170,7 +170,7 @@ pub async fn run(
 ) -> Option<ProbeOutcome> {
     let probe = spec.probe.as_ref()?;
     let started = Instant::now();
-    let at = SystemTime::now();
+    let at = candor_keeper::clock::mono();
     let attempt = async {
         match &probe.check {
             ProbeCheck::Http {
@@ -279,7 +279,7 @@ pub async fn check_sockets(paths: &[std::path::PathBuf], timeout: Duration) -> V
             path: path.clone(),
             exists,
             accepts,
-            at: SystemTime::now(),
+            at: candor_keeper::clock::mono(),
         });
     }
     out

@@ -3,12 +3,11 @@
 //! closed within the sample; nothing under /proc is held open between samples.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use candor_core::budget::Sample;
-use candor_core::status::Phase;
 use tokio::sync::{mpsc, watch};
 
 use crate::board::Board;
@@ -60,15 +59,7 @@ fn process_groups() -> HashMap<u32, Vec<u32>> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let pgid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(2))
-            .and_then(|p| p.parse().ok());
-        if let Some(pgid) = pgid {
+        if let Some(pgid) = candor_keeper::pgid(pid) {
             groups.entry(pgid).or_default().push(pid);
         }
     }
@@ -83,7 +74,7 @@ pub fn sample(pids: &[u32], fd_limit: u64) -> Sample {
         rss_sum += rss(pid).unwrap_or(0);
     }
     Sample {
-        at: SystemTime::now(),
+        at: candor_keeper::clock::mono(),
         fds,
         fd_limit,
         rss: rss_sum,
@@ -154,9 +145,9 @@ pub async fn run(
             .borrow()
             .services
             .iter()
-            .filter_map(|s| match &s.evidence.phase {
-                Phase::Running(run) => Some((s.spec.name.to_string(), run.id, run.pid)),
-                _ => None,
+            .filter_map(|(name, s)| {
+                let run = s.live().filter(|r| r.is_serving())?;
+                Some((name.to_string(), run.id, run.pid()?))
             })
             .collect();
         let root = cgroup_root.clone();
@@ -175,7 +166,7 @@ pub async fn run(
                 .into_iter()
                 .map(|(name, run_id, pid)| {
                     let pids = match &root {
-                        Some(r) => procs(&r.join(&name)),
+                        Some(r) => candor_keeper::cgroup_procs(&r.join(&name)),
                         None => groups.get(&pid).cloned().unwrap_or_else(|| vec![pid]),
                     };
                     let limit = cache.get(pid);
@@ -190,10 +181,4 @@ pub async fn run(
             return;
         }
     }
-}
-
-fn procs(cg: &Path) -> Vec<u32> {
-    std::fs::read_to_string(cg.join("cgroup.procs"))
-        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
 }

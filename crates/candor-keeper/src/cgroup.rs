@@ -80,15 +80,25 @@ pub(crate) fn populated(cg: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Pids in a cgroup (empty if it does not exist).
-pub(crate) fn procs(cg: &Path) -> Vec<i32> {
+/// Pids in a cgroup (empty if it does not exist). Exported as [`crate::cgroup_procs`].
+/// The pids in a cgroup. A process outside our pid namespace is listed as 0; it is left out,
+/// since kill(0, sig) would signal the daemon's own process group.
+pub fn procs(cg: &Path) -> Vec<u32> {
     fs::read_to_string(cg.join("cgroup.procs"))
-        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .filter(|pid| *pid != 0)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 pub(crate) fn signal_all(cg: &Path, sig: i32) {
     for pid in procs(cg) {
+        let Ok(pid) = i32::try_from(pid) else {
+            continue;
+        };
         // SAFETY: kill(2) with a pid read from the cgroup; no memory is touched.
         unsafe { libc::kill(pid, sig) };
     }

@@ -7,7 +7,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
+
+use candor_core::Mono;
+
+use crate::clock::mono;
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::pipe::{pipe_with, PipeFlags};
@@ -17,12 +21,20 @@ use crate::cgroup::{self, Containment};
 use crate::spawn;
 use crate::{ExitStatus, KeeperCommand, KeeperConfig, KeeperEvent};
 
-const COMMAND_QUEUE: usize = 1024;
+/// Spawns, stops, sweeps: at most one spawn or stop in flight per service, so this holds a
+/// thousand services' worth twice over.
+const COMMAND_QUEUE: usize = 2048;
+/// Exec probes wait in a queue of their own: work Candor makes for itself never takes a place
+/// a stop needs, and a full probe queue sheds probes, not stops.
+const PROBE_QUEUE: usize = 256;
+/// Probes started per turn of the loop, so that a burst of them never delays a reap or a stop.
+const PROBES_PER_TURN: usize = 32;
 
 /// The brain's end: sends commands and wakes the keeper.
 #[derive(Clone)]
 pub struct KeeperHandle {
     tx: SyncSender<KeeperCommand>,
+    probes: SyncSender<KeeperCommand>,
     wake: Arc<std::fs::File>,
 }
 
@@ -38,12 +50,16 @@ impl std::fmt::Display for SendError {
 impl KeeperHandle {
     /// Never blocks: a full queue (the keeper is stuck) is an error, not a stall.
     pub fn send(&self, cmd: KeeperCommand) -> Result<(), SendError> {
-        match self.tx.try_send(cmd) {
+        let (queue, what) = match cmd {
+            KeeperCommand::RunProbe { .. } => (&self.probes, "keeper probe queue is full"),
+            _ => (&self.tx, "keeper command queue is full"),
+        };
+        match queue.try_send(cmd) {
             Ok(()) => {
                 let _ = (&*self.wake).write(&[1]);
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(SendError("keeper command queue is full".into())),
+            Err(TrySendError::Full(_)) => Err(SendError(what.into())),
             Err(TrySendError::Disconnected(_)) => Err(SendError("keeper has stopped".into())),
         }
     }
@@ -58,7 +74,7 @@ struct Tracked {
     stop_signal: i32,
     stop_timeout: Duration,
     /// Set once a stop (requested, or cleanup of leftovers) is under way.
-    kill_at: Option<Instant>,
+    kill_at: Option<Mono>,
     escalated: bool,
 }
 
@@ -66,8 +82,8 @@ struct Tracked {
 struct ProbeRun {
     token: u64,
     pidfd: Option<OwnedFd>,
-    started: Instant,
-    deadline: Instant,
+    started: Mono,
+    deadline: Mono,
     timed_out: bool,
 }
 
@@ -94,6 +110,7 @@ pub fn start(
     let containment = cgroup::detect(&config.instance, config.use_cgroups);
     let (wake_r, wake_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     let (tx, rx) = sync_channel(COMMAND_QUEUE);
+    let (probe_tx, probe_rx) = sync_channel(PROBE_QUEUE);
     let keeper = Keeper {
         containment: containment.clone(),
         use_clone3: config.use_clone3,
@@ -105,10 +122,11 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name("candor-keeper".into())
-        .spawn(move || keeper.run(rx, std::fs::File::from(wake_r)))?;
+        .spawn(move || keeper.run(rx, probe_rx, std::fs::File::from(wake_r)))?;
     Ok((
         KeeperHandle {
             tx,
+            probes: probe_tx,
             wake: Arc::new(std::fs::File::from(wake_w)),
         },
         containment,
@@ -146,9 +164,15 @@ fn group_alive(pgid: i32) -> bool {
 }
 
 impl Keeper {
-    fn run(mut self, rx: Receiver<KeeperCommand>, mut wake: std::fs::File) {
+    fn run(
+        mut self,
+        rx: Receiver<KeeperCommand>,
+        probe_rx: Receiver<KeeperCommand>,
+        mut wake: std::fs::File,
+    ) {
         loop {
-            // Commands first, then reaping, then stop deadlines.
+            // Spawns and stops first, then a bounded number of probes, then reaping and
+            // stop deadlines.
             loop {
                 match rx.try_recv() {
                     Ok(cmd) => self.command(cmd),
@@ -157,6 +181,17 @@ impl Keeper {
                         self.shutting_down = true;
                         break;
                     }
+                }
+            }
+            let mut more_probes = false;
+            for taken in 0.. {
+                if taken == PROBES_PER_TURN {
+                    more_probes = true;
+                    break;
+                }
+                match probe_rx.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(_) => break,
                 }
             }
             self.reap();
@@ -169,17 +204,19 @@ impl Keeper {
                 .tracked
                 .values()
                 .any(|t| t.kill_at.is_some() || t.main_exit.is_some());
-            let mut timeout = if busy {
+            let mut timeout = if more_probes {
+                Duration::ZERO
+            } else if busy {
                 Duration::from_millis(10)
             } else {
                 Duration::from_secs(1)
             };
-            let now = Instant::now();
+            let now = mono();
             for p in self.probes.values() {
                 let left = if p.timed_out {
                     Duration::from_millis(10)
                 } else {
-                    p.deadline.saturating_duration_since(now)
+                    now.until(p.deadline)
                 };
                 timeout = timeout.min(left);
             }
@@ -232,7 +269,7 @@ impl Keeper {
                 if t.run_id != run_id || t.kill_at.is_some() {
                     return;
                 }
-                t.kill_at = Some(Instant::now() + timeout);
+                t.kill_at = Some(mono() + timeout);
                 t.stop_signal = signal;
                 match &t.cgroup {
                     Some(cg) => {
@@ -326,7 +363,7 @@ impl Keeper {
                     service: req.service,
                     run_id: req.run_id,
                     pid: s.pid,
-                    at: SystemTime::now(),
+                    at: crate::clock::mono(),
                     stdout: s.stdout,
                     stderr: s.stderr,
                     ready_fd: s.ready,
@@ -345,7 +382,7 @@ impl Keeper {
         workdir: Option<PathBuf>,
         timeout: Duration,
     ) {
-        let started = Instant::now();
+        let started = mono();
         if argv.is_empty() {
             let end = crate::ProbeEnd::CannotStart("empty probe command".into());
             return self.emit(KeeperEvent::ProbeDone {
@@ -378,7 +415,7 @@ impl Keeper {
                 self.emit(KeeperEvent::ProbeDone {
                     token,
                     end,
-                    elapsed: started.elapsed(),
+                    elapsed: mono().since(started),
                 });
             }
         }
@@ -386,7 +423,7 @@ impl Keeper {
 
     /// Kill probes past their deadline (the whole process group).
     fn advance_probes(&mut self) {
-        let now = Instant::now();
+        let now = mono();
         for (pid, p) in self.probes.iter_mut() {
             if now >= p.deadline && !p.timed_out {
                 p.timed_out = true;
@@ -408,7 +445,7 @@ impl Keeper {
                 self.emit(KeeperEvent::ProbeDone {
                     token: p.token,
                     end,
-                    elapsed: p.started.elapsed(),
+                    elapsed: mono().since(p.started),
                 });
                 continue;
             }
@@ -431,7 +468,7 @@ impl Keeper {
                 service,
                 run_id,
                 status,
-                at: SystemTime::now(),
+                at: crate::clock::mono(),
                 group_empty,
                 escalated,
             });
@@ -446,7 +483,7 @@ impl Keeper {
     }
 
     fn advance_stops(&mut self) {
-        let now = Instant::now();
+        let now = mono();
         let mut done = Vec::new();
         for (name, t) in self.tracked.iter_mut() {
             if t.main_exit.is_some() && Self::is_empty(t) {
@@ -481,7 +518,7 @@ impl Keeper {
                 self.emit(KeeperEvent::Emptied {
                     service: name,
                     run_id: t.run_id,
-                    at: SystemTime::now(),
+                    at: crate::clock::mono(),
                     escalated: t.escalated,
                 });
             }

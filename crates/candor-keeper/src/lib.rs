@@ -8,17 +8,21 @@
 //! the timeout, so a stop always ends and leaves nothing behind.
 
 mod cgroup;
+pub mod clock;
 mod clone3;
 mod keeper;
+mod procfs;
 mod spawn;
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-pub use candor_core::ExitStatus;
+pub use candor_core::{ExitStatus, Mono};
+pub use cgroup::procs as cgroup_procs;
 pub use cgroup::Containment;
 pub use keeper::{start, KeeperHandle, SendError};
+pub use procfs::pgid;
 
 /// How the keeper should contain services.
 #[derive(Clone, Debug)]
@@ -120,7 +124,7 @@ pub enum KeeperEvent {
         service: String,
         run_id: u64,
         pid: u32,
-        at: SystemTime,
+        at: Mono,
         stdout: Option<OwnedFd>,
         stderr: Option<OwnedFd>,
         /// Read end of the readiness pipe when `ready_fd` was asked for.
@@ -139,7 +143,7 @@ pub enum KeeperEvent {
         service: String,
         run_id: u64,
         status: ExitStatus,
-        at: SystemTime,
+        at: Mono,
         group_empty: bool,
         /// SIGKILL was needed (as in `Emptied`).
         escalated: bool,
@@ -148,7 +152,7 @@ pub enum KeeperEvent {
     Emptied {
         service: String,
         run_id: u64,
-        at: SystemTime,
+        at: Mono,
         escalated: bool,
     },
     /// An exec probe finished.

@@ -1,12 +1,19 @@
-//! Durations written with units: `100ms`, `30s`, `5m`, `1h`, `1m30s`, `1.5s`.
+//! Durations written with units: `100ms`, `30s`, `5m`, `1h`, `1m30s`, `1.5s`, `2h 37min`.
+//! The one duration grammar of Candor: config values, `--timeout` and `--since` all use it.
 
 use std::time::Duration;
 
-/// Parse a duration string. Every number needs a unit (`us`, `ms`, `s`, `m`, `h`, `d`).
+/// Parse a duration string. Every number needs a unit (`ns`, `us`, `ms`, `s`, `m`, `h`, `d`,
+/// `w`, `y` (365.25 d), or a longer name: `sec`, `min`, `hours`, `days`, `month` (30.44 d),
+/// ...); only a bare `0` may go without. No `M`: in a config, "5M" is more likely a typo for
+/// minutes than a wish for months.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("empty duration; write it with a unit, e.g. \"10s\"".into());
+    }
+    if t == "0" {
+        return Ok(Duration::ZERO);
     }
     let mut total = 0f64;
     let mut rest = t;
@@ -31,12 +38,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         let unit = rest[..unit_len].trim();
         let scale = match unit {
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" | "sec" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
+            "ns" | "nsec" | "nanos" => 1e-9,
+            "us" | "µs" | "usec" => 1e-6,
+            "ms" | "msec" | "millis" => 1e-3,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => 86400.0,
+            "w" | "wk" | "wks" | "week" | "weeks" => 7.0 * 86400.0,
+            "month" | "months" => 2_630_016.0,
+            "y" | "yr" | "yrs" | "year" | "years" => 31_557_600.0,
             "" => {
                 return Err(format!(
                     "duration \"{s}\" has no unit; write e.g. \"{}s\" or \"{}ms\"",
@@ -100,6 +111,32 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_long_unit_names_and_spaces() {
+        let table = [
+            ("5min", 300_000),
+            ("1h30m", 5_400_000),
+            ("1h 30m", 5_400_000),
+            ("2h 37min", 9_420_000),
+            ("2 hours", 7_200_000),
+            ("1hr", 3_600_000),
+            ("3 days", 259_200_000),
+            ("1w", 604_800_000),
+            ("2weeks", 1_209_600_000),
+            ("1month", 2_630_016_000),
+            ("1y", 31_557_600_000),
+            ("10 seconds", 10_000),
+            ("1second", 1000),
+            ("250msec", 250),
+            ("1500000ns", 1),
+            ("0", 0),
+            (" 30s ", 30_000),
+        ];
+        for (input, ms) in table {
+            assert_eq!(parse_duration(input).unwrap().as_millis(), ms, "{input}");
+        }
+    }
+
+    #[test]
     fn rejects_missing_or_unknown_units() {
         assert!(parse_duration("10").unwrap_err().contains("no unit"));
         assert!(parse_duration("10 parsecs")
@@ -107,6 +144,13 @@ mod tests {
             .contains("unknown unit"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
+        assert!(parse_duration("00").unwrap_err().contains("no unit"));
+        assert!(parse_duration("1h30").unwrap_err().contains("no unit"));
+        assert!(parse_duration("5mon").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5M").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("2026-11-30T10:00:00Z").is_err());
+        assert!(parse_duration("100y").unwrap_err().contains("too large"));
     }
 
     #[test]

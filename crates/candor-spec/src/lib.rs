@@ -82,6 +82,12 @@ pub enum RestartPolicy {
 }
 
 impl RestartPolicy {
+    /// Every policy, in the order messages list them.
+    pub const ALL: [RestartPolicy; 3] = [
+        RestartPolicy::Always,
+        RestartPolicy::OnFailure,
+        RestartPolicy::Never,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             RestartPolicy::Always => "always",

@@ -14,57 +14,36 @@ use crate::{
     SpecError, SpecErrors, StopSignal, StopSpec,
 };
 
-const ROOT_KEYS: &[&str] = &["daemon", "service"];
-const DAEMON_KEYS: &[&str] = &["state_dir", "socket", "include", "sample_every", "logs"];
-const SERVICE_KEYS: &[&str] = &[
-    "command",
-    "workdir",
-    "env",
-    "after",
-    "restart",
-    "backoff",
-    "stop",
-    "ready",
-    "ready_timeout",
-    "watchdog",
-    "probe",
-    "on_unhealthy",
-    "sockets",
-    "limits",
-    "logs",
-];
-const PROBE_KEYS: &[&str] = &[
-    "http",
-    "tcp",
-    "uds",
-    "exec",
-    "every",
-    "timeout",
-    "failures",
-    "successes",
-    "start_delay",
-];
-const HTTP_KEYS: &[&str] = &[
-    "port",
-    "host",
-    "socket",
-    "path",
-    "expect_status",
-    "expect_body",
-];
-const UDS_KEYS: &[&str] = &["socket", "send", "expect"];
-const BACKOFF_KEYS: &[&str] = &["initial", "max", "reset_after"];
-const STOP_KEYS: &[&str] = &["signal", "timeout"];
-const LOGS_KEYS: &[&str] = &["rate", "burst", "max_bytes"];
+/// A `match` on a table's key whose arms are the only list of that table's keys: any other
+/// key goes to `unknown_key`, with "did you mean" over exactly the keys of these arms in the
+/// order written (then `else EXPR`, if given, e.g. `continue`). Adding an arm is all it takes
+/// to add a key; the list and the match cannot diverge.
+macro_rules! match_key {
+    ($file:expr, $key:expr, $section:expr, $k:expr => {
+        $($($name:literal)|+ => $arm:expr),+ $(,)?
+    } $(else $unknown:expr)?) => {
+        match $k {
+            $($($name)|+ => $arm,)+
+            _ => {
+                $file.unknown_key($key, $section, &[$($($name),+),+]);
+                $($unknown)?
+            }
+        }
+    };
+}
+
 /// A log cap below this would keep too few lines to be useful.
 const MIN_LOG_BYTES: u64 = 64 * 1024;
-const LIMITS_KEYS: &[&str] = &[
-    "nofile",
-    "fd_warn",
-    "fd_restart",
-    "memory_warn",
-    "memory_restart",
-];
+
+/// `"a", "b" or "c"`.
+fn quoted_or(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
 
 /// Load and validate `path` and everything it includes.
 pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
@@ -260,12 +239,15 @@ impl FileCtx<'_> {
             }
         };
         for (key, value) in root.iter() {
-            match key.get_ref().as_ref() {
-                "daemon" if main => self.daemon_section(value, daemon),
-                "daemon" => self.err(
-                    key.span().start,
-                    "[daemon] may only appear in the main config file, not in an included one",
-                ),
+            match_key!(self, key, "the top level", key.get_ref().as_ref() => {
+                "daemon" => if main {
+                    self.daemon_section(value, daemon)
+                } else {
+                    self.err(
+                        key.span().start,
+                        "[daemon] may only appear in the main config file, not in an included one",
+                    )
+                },
                 "service" => {
                     let Some(table) = self.table(value, "[service]") else {
                         continue;
@@ -273,9 +255,8 @@ impl FileCtx<'_> {
                     for (name, body) in table.iter() {
                         self.service(name, body, services);
                     }
-                }
-                _ => self.unknown_key(key, "the top level", ROOT_KEYS),
-            }
+                },
+            })
         }
     }
 
@@ -339,39 +320,37 @@ impl FileCtx<'_> {
             return;
         };
         for (key, value) in t.iter() {
-            match key.get_ref().as_ref() {
+            match_key!(self, key, "[daemon]", key.get_ref().as_ref() => {
                 "state_dir" => {
                     daemon.state_dir = self
                         .string(value, "daemon.state_dir")
                         .map(|s| resolve(self.base, &s))
-                }
+                },
                 "socket" => {
                     daemon.socket = self
                         .string(value, "daemon.socket")
                         .map(|s| resolve(self.base, &s))
-                }
+                },
                 "include" => {
                     if let Some(list) = self.string_list(value, "daemon.include") {
                         daemon.include = list.into_iter().map(|(s, _)| s).collect();
                     }
-                }
+                },
                 "sample_every" => daemon.sample_every = self.duration(value, "daemon.sample_every"),
                 "logs" => {
                     let Some(t) = self.table(value, "daemon.logs") else {
                         continue;
                     };
                     for (key, value) in t.iter() {
-                        match key.get_ref().as_ref() {
+                        match_key!(self, key, "daemon.logs", key.get_ref().as_ref() => {
                             "max_bytes" => {
                                 daemon.logs_max_bytes =
                                     self.log_bytes(value, "daemon.logs.max_bytes")
-                            }
-                            _ => self.unknown_key(key, "daemon.logs", &["max_bytes"]),
-                        }
+                            },
+                        })
                     }
-                }
-                _ => self.unknown_key(key, "[daemon]", DAEMON_KEYS),
-            }
+                },
+            })
         }
     }
 
@@ -406,7 +385,7 @@ impl FileCtx<'_> {
         for (key, value) in t.iter() {
             let k = key.get_ref().as_ref();
             let what = format!("service.{name}.{k}");
-            match k {
+            match_key!(self, key, &section, k => {
                 "command" => {
                     has_command = true;
                     match value.get_ref() {
@@ -434,10 +413,10 @@ impl FileCtx<'_> {
                             }
                         }
                     }
-                }
+                },
                 "workdir" => {
                     spec.workdir = self.string(value, &what).map(|s| resolve(self.base, &s))
-                }
+                },
                 "env" => {
                     let Some(env) = self.table(value, &what) else {
                         continue;
@@ -447,7 +426,7 @@ impl FileCtx<'_> {
                             spec.env.insert(ek.get_ref().to_string(), s);
                         }
                     }
-                }
+                },
                 "after" => {
                     let Some(list) = self.string_list(value, &what) else {
                         continue;
@@ -461,27 +440,29 @@ impl FileCtx<'_> {
                             Err(e) => self.err(off, e),
                         }
                     }
-                }
+                },
                 "restart" => {
                     let Some(s) = self.string(value, &what) else {
                         continue;
                     };
-                    spec.restart = match s.as_str() {
-                        "always" => RestartPolicy::Always,
-                        "on-failure" => RestartPolicy::OnFailure,
-                        "never" => RestartPolicy::Never,
-                        other => {
-                            let hint = did_you_mean(other, &["always", "on-failure", "never"])
+                    let names = RestartPolicy::ALL.map(RestartPolicy::as_str);
+                    spec.restart = match RestartPolicy::ALL.into_iter().find(|p| p.as_str() == s) {
+                        Some(policy) => policy,
+                        None => {
+                            let hint = did_you_mean(&s, &names)
                                 .map(|s| format!("did you mean \"{s}\"? "))
                                 .unwrap_or_default();
                             self.err(
                                 value.span().start,
-                                format!("{what} = \"{other}\" is not a policy; {hint}expected \"always\", \"on-failure\" or \"never\""),
+                                format!(
+                                    "{what} = \"{s}\" is not a policy; {hint}expected {}",
+                                    quoted_or(&names)
+                                ),
                             );
                             continue;
                         }
                     };
-                }
+                },
                 "backoff" => self.backoff(value, &what, &mut spec.backoff),
                 "stop" => self.stop(value, &what, &mut spec.stop),
                 "ready" => {
@@ -489,7 +470,7 @@ impl FileCtx<'_> {
                     if let Some(r) = self.ready(value, &what) {
                         spec.ready = r;
                     }
-                }
+                },
                 "ready_timeout" => spec.ready_timeout = self.duration(value, &what),
                 "watchdog" => spec.watchdog = self.duration(value, &what),
                 "probe" => spec.probe = self.probe(value, &what),
@@ -510,11 +491,10 @@ impl FileCtx<'_> {
                             .map(|(p, _)| resolve(self.base, &p))
                             .collect();
                     }
-                }
+                },
                 "limits" => self.limits(value, &what, &mut spec.limits),
                 "logs" => self.logs(value, &what, &mut spec.logs),
-                _ => self.unknown_key(key, &section, SERVICE_KEYS),
-            }
+            })
         }
         if !ready_given && spec.probe.is_some() {
             spec.ready = ReadySpec::Probe;
@@ -561,34 +541,36 @@ impl FileCtx<'_> {
 
     fn ready(&mut self, v: &Val<'_>, what: &str) -> Option<ReadySpec> {
         match v.get_ref() {
-            DeValue::String(s) => match s.as_ref() {
-                "started" => Some(ReadySpec::Started),
-                "notify" => Some(ReadySpec::Notify),
-                "probe" => Some(ReadySpec::Probe),
-                other => {
-                    let hint = did_you_mean(other, &["started", "notify", "probe"])
+            DeValue::String(s) => {
+                // The kinds written as a plain string; `file` and `fd` take a table.
+                const KINDS: [ReadySpec; 3] =
+                    [ReadySpec::Started, ReadySpec::Notify, ReadySpec::Probe];
+                let found = KINDS.iter().find(|r| r.as_str() == s.as_ref()).cloned();
+                if found.is_none() {
+                    let names = KINDS.each_ref().map(ReadySpec::as_str);
+                    let hint = did_you_mean(s, &names)
                         .map(|s| format!("did you mean \"{s}\"? "))
                         .unwrap_or_default();
-                    self.err(v.span().start, format!("{what} = \"{other}\" is not a readiness kind; {hint}expected \"started\", \"notify\", \"probe\", {{ file = PATH }} or {{ fd = N }}"));
-                    None
+                    let kinds = names.map(|n| format!("\"{n}\", ")).concat();
+                    self.err(v.span().start, format!("{what} = \"{s}\" is not a readiness kind; {hint}expected {kinds}{{ file = PATH }} or {{ fd = N }}"));
                 }
-            },
+                found
+            }
             DeValue::Table(t) => {
                 let mut out = None;
                 for (key, value) in t.iter() {
-                    match key.get_ref().as_ref() {
+                    match_key!(self, key, what, key.get_ref().as_ref() => {
                         "file" => {
                             out = self
                                 .string(value, &format!("{what}.file"))
                                 .map(|p| ReadySpec::File(resolve(self.base, &p)))
-                        }
+                        },
                         "fd" => {
                             out = self
                                 .int(value, &format!("{what}.fd"), 3, 1023)
                                 .map(|n| ReadySpec::Fd(n as u32))
-                        }
-                        _ => self.unknown_key(key, what, &["file", "fd"]),
-                    }
+                        },
+                    })
                 }
                 if out.is_none() && t.is_empty() {
                     self.err(
@@ -619,7 +601,7 @@ impl FileCtx<'_> {
         for (key, value) in t.iter() {
             let k = key.get_ref().as_ref();
             let field = format!("{what}.{k}");
-            match k {
+            match_key!(self, key, what, k => {
                 "http" | "tcp" | "uds" | "exec" => {
                     kinds += 1;
                     check = match k {
@@ -642,18 +624,17 @@ impl FileCtx<'_> {
                             }
                         }),
                     };
-                }
+                },
                 "every" => spec.every = self.duration(value, &field).unwrap_or(spec.every),
                 "timeout" => spec.timeout = self.duration(value, &field).unwrap_or(spec.timeout),
-                "start_delay" => {
-                    spec.start_delay = self.duration(value, &field).unwrap_or(spec.start_delay)
-                }
                 "failures" => spec.failures = self.int(value, &field, 1, 1000).unwrap_or(3) as u32,
                 "successes" => {
                     spec.successes = self.int(value, &field, 1, 1000).unwrap_or(1) as u32
-                }
-                _ => self.unknown_key(key, what, PROBE_KEYS),
-            }
+                },
+                "start_delay" => {
+                    spec.start_delay = self.duration(value, &field).unwrap_or(spec.start_delay)
+                },
+            })
         }
         if kinds != 1 {
             self.err(
@@ -680,7 +661,7 @@ impl FileCtx<'_> {
         let (mut expect_status, mut expect_body) = (None, None);
         for (key, value) in t.iter() {
             let field = format!("{what}.{}", key.get_ref());
-            match key.get_ref().as_ref() {
+            match_key!(self, key, what, key.get_ref().as_ref() => {
                 "port" => port = self.int(value, &field, 1, 65535).map(|p| p as u16),
                 "host" => host = self.string(value, &field).unwrap_or(host),
                 "socket" => socket = self.string(value, &field).map(|p| resolve(self.base, &p)),
@@ -689,13 +670,12 @@ impl FileCtx<'_> {
                     if !path.starts_with('/') {
                         self.err(value.span().start, format!("{field} must start with `/`"));
                     }
-                }
+                },
                 "expect_status" => {
                     expect_status = self.int(value, &field, 100, 599).map(|c| c as u16)
-                }
+                },
                 "expect_body" => expect_body = self.string(value, &field),
-                _ => self.unknown_key(key, what, HTTP_KEYS),
-            }
+            })
         }
         let target = match (port, socket) {
             (Some(port), None) => HttpTarget::Tcp { host, port },
@@ -743,12 +723,11 @@ impl FileCtx<'_> {
         let (mut socket, mut send, mut expect) = (None, None, None);
         for (key, value) in t.iter() {
             let field = format!("{what}.{}", key.get_ref());
-            match key.get_ref().as_ref() {
+            match_key!(self, key, what, key.get_ref().as_ref() => {
                 "socket" => socket = self.string(value, &field).map(|p| resolve(self.base, &p)),
                 "send" => send = self.string(value, &field),
                 "expect" => expect = self.string(value, &field),
-                _ => self.unknown_key(key, what, UDS_KEYS),
-            }
+            })
         }
         match socket {
             Some(socket) => Some(ProbeCheck::Uds {
@@ -768,15 +747,11 @@ impl FileCtx<'_> {
         for (key, value) in t.iter() {
             let k = key.get_ref().as_ref();
             let field = format!("{what}.{k}");
-            let slot = match k {
+            let slot = match_key!(self, key, what, k => {
                 "initial" => &mut out.initial,
                 "max" => &mut out.max,
                 "reset_after" => &mut out.reset_after,
-                _ => {
-                    self.unknown_key(key, what, BACKOFF_KEYS);
-                    continue;
-                }
-            };
+            } else continue);
             if let Some(d) = self.duration(value, &field) {
                 *slot = d;
             }
@@ -788,7 +763,7 @@ impl FileCtx<'_> {
         for (key, value) in t.iter() {
             let k = key.get_ref().as_ref();
             let field = format!("{what}.{k}");
-            match k {
+            match_key!(self, key, what, k => {
                 "signal" => {
                     let Some(s) = self.string(value, &field) else {
                         continue;
@@ -807,14 +782,13 @@ impl FileCtx<'_> {
                             )
                         }
                     }
-                }
+                },
                 "timeout" => {
                     if let Some(d) = self.duration(value, &field) {
                         out.timeout = d;
                     }
-                }
-                _ => self.unknown_key(key, what, STOP_KEYS),
-            }
+                },
+            })
         }
     }
 
@@ -839,7 +813,7 @@ impl FileCtx<'_> {
         for (key, value) in t.iter() {
             let k = key.get_ref().as_ref();
             let field = format!("{what}.{k}");
-            match k {
+            match_key!(self, key, what, k => {
                 "rate" => {
                     if let Some(n) = self.int(
                         value,
@@ -849,15 +823,14 @@ impl FileCtx<'_> {
                     ) {
                         out.rate = n as u32;
                     }
-                }
+                },
                 "burst" => burst = self.int(value, &field, 1, 100_000_000).map(|n| n as u32),
                 "max_bytes" => {
                     if let Some(b) = self.log_bytes(value, &field) {
                         out.max_bytes = b;
                     }
-                }
-                _ => self.unknown_key(key, what, LOGS_KEYS),
-            }
+                },
+            })
         }
         // Like the defaults (1000/s, burst 5000): five seconds' worth unless given.
         out.burst = burst.unwrap_or(out.rate.saturating_mul(5).max(1));
@@ -867,7 +840,7 @@ impl FileCtx<'_> {
         let Some(t) = self.table(v, what) else { return };
         for (key, value) in t.iter() {
             let k = key.get_ref().as_ref();
-            match k {
+            match_key!(self, key, what, k => {
                 "nofile" => match value.get_ref() {
                     DeValue::Integer(i) => {
                         let digits = i.as_str().replace('_', "");
@@ -894,7 +867,7 @@ impl FileCtx<'_> {
                         Ok(p) => out.fd_restart = Some(p),
                         Err(e) => self.err(value.span().start, format!("{field}: {e}")),
                     }
-                }
+                },
                 "memory_warn" | "memory_restart" => {
                     let field = format!("{what}.{k}");
                     let Some(s) = self.string(value, &field) else {
@@ -905,9 +878,8 @@ impl FileCtx<'_> {
                         Ok(b) => out.memory_restart = Some(b),
                         Err(e) => self.err(value.span().start, format!("{field}: {e}")),
                     }
-                }
-                _ => self.unknown_key(key, what, LIMITS_KEYS),
-            }
+                },
+            })
         }
     }
 }

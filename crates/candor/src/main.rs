@@ -339,11 +339,12 @@ fn fail(e: ClientError, json: bool) -> u8 {
         ClientError::Other(m) => (FAILED, m, Vec::new()),
     };
     if json {
-        let mut v = serde_json::json!({ "error": msg });
-        if !details.is_empty() {
-            v["details"] = serde_json::json!(details);
-        }
-        println!("{v}");
+        let body = candor_api::ErrorBody {
+            error: msg,
+            details,
+            status: None,
+        };
+        println!("{}", serde_json::to_string(&body).unwrap_or_default());
     } else {
         eprintln!("candor: {msg}");
         for d in details {

@@ -1,0 +1,329 @@
+//! `derive`: a service's state and one-sentence reason, computed from its facts, its `after`
+//! targets' facts and `now` on every read. The only place a state is decided.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candor_core::health::Health;
+use candor_core::restart::{self, AfterExit};
+use candor_core::{budget, Mono};
+use candor_spec::{format_duration, ServiceName, ServiceSpec};
+
+use crate::facts::{Delivery, LastExit, Run, Service, Spawn, StopCause, StopFact};
+
+/// Every service's facts, by name (a board shares them with the brain).
+pub type Services = BTreeMap<ServiceName, Arc<Service>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServiceState {
+    Stopped,
+    Starting,
+    Running,
+    Degraded,
+    Unhealthy,
+    Stopping,
+    Backoff,
+    Failed,
+    Exited,
+}
+
+impl ServiceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Stopped => "stopped",
+            ServiceState::Starting => "starting",
+            ServiceState::Running => "running",
+            ServiceState::Degraded => "degraded",
+            ServiceState::Unhealthy => "unhealthy",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Backoff => "backoff",
+            ServiceState::Failed => "failed",
+            ServiceState::Exited => "exited",
+        }
+    }
+    /// What an `after` link waits for.
+    pub fn satisfies_dependents(self) -> bool {
+        matches!(
+            self,
+            ServiceState::Running | ServiceState::Degraded | ServiceState::Exited
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Derived {
+    pub state: ServiceState,
+    pub reason: String,
+}
+
+fn d(state: ServiceState, reason: String) -> Derived {
+    Derived { state, reason }
+}
+
+fn exit_words(e: &LastExit) -> String {
+    format!(
+        "{} after {}",
+        e.status.describe(),
+        format_duration(e.uptime)
+    )
+}
+
+/// The `after` targets of `svc` that are not running yet, with their states.
+pub fn blocking_deps(services: &Services, svc: &Service, now: Mono) -> Vec<(String, ServiceState)> {
+    svc.spec
+        .after
+        .iter()
+        .filter_map(|dep| {
+            let ds = services.get(dep)?;
+            let state = derive(services, ds, now).state;
+            (!state.satisfies_dependents()).then(|| (dep.to_string(), state))
+        })
+        .collect()
+}
+
+/// The one place a state is decided.
+pub fn derive(services: &Services, svc: &Service, now: Mono) -> Derived {
+    use ServiceState::*;
+    let spec = &svc.spec;
+    if let Some(run) = svc.live() {
+        return live(spec, run, now);
+    }
+    if let Some(start) = svc.start {
+        if start.due > now {
+            return backoff(svc, start.due, now);
+        }
+        let deps = blocking_deps(services, svc, now);
+        if deps.is_empty() {
+            return d(Starting, "about to start".into());
+        }
+        let list: Vec<String> = deps
+            .iter()
+            .map(|(n, s)| format!("{n} ({})", s.as_str()))
+            .collect();
+        return d(
+            Starting,
+            format!(
+                "waiting for {} to be running before starting",
+                list.join(", ")
+            ),
+        );
+    }
+    let Some(run) = svc.run.as_ref().filter(|_| svc.wanted) else {
+        return match (&svc.run, svc.wanted) {
+            (None, true) => d(Starting, "about to start".into()),
+            (None, false) => d(
+                Stopped,
+                format!("not started; `candor start {}` starts it", spec.name),
+            ),
+            (Some(_), _) => d(
+                Stopped,
+                format!("stopped by request; `candor start {}` starts it", spec.name),
+            ),
+        };
+    };
+    // Wanted, down, nothing scheduled: what ended the last run says why.
+    match (&run.spawn, &run.stop) {
+        (Spawn::Failed { error }, _) => d(Failed, error.clone()),
+        (Spawn::Refused { error }, _) => d(
+            Failed,
+            format!(
+                "could not be handed to the keeper {} times in a row ({error}); `candor start {}` tries again",
+                svc.refusals, spec.name
+            ),
+        ),
+        (_, Some(StopFact { cause: StopCause::GiveUp(reason), .. })) => d(Failed, reason.clone()),
+        (_, None) => match run.main_exit {
+            Some(exit) => match restart::after_exit(spec, exit.status, exit.uptime, svc.streak) {
+                AfterExit::Completed => d(Exited, format!("finished successfully ({})", exit_words(&exit))),
+                AfterExit::GiveUp { reason } => d(Failed, reason),
+                AfterExit::Restart { .. } => d(Starting, "about to start".into()),
+            },
+            None => d(Starting, "about to start".into()),
+        },
+        (_, Some(_)) => d(
+            Stopped,
+            format!("stopped by request; `candor start {}` starts it", spec.name),
+        ),
+    }
+}
+
+/// Down, with the next start at `due`.
+fn backoff(svc: &Service, due: Mono, now: Mono) -> Derived {
+    let wait = format_duration(now.until(due));
+    let last = svc.run.as_ref();
+    if let Some(Spawn::Refused { error }) = last.map(|r| &r.spawn) {
+        return d(
+            ServiceState::Backoff,
+            format!(
+                "could not be handed to the keeper ({error}); trying again in {wait} (attempt {} of {})",
+                svc.refusals + 1,
+                crate::facts::MAX_SPAWN_REFUSALS
+            ),
+        );
+    }
+    let what = what_ended(svc);
+    d(
+        ServiceState::Backoff,
+        format!(
+            "{what}; restarting in {wait} (quick exit {} in a row)",
+            svc.streak
+        ),
+    )
+}
+
+/// How the last run ended, in words: "exited with code 1 after 2s", "stopped because ...".
+pub(crate) fn what_ended(svc: &Service) -> String {
+    match svc
+        .run
+        .as_ref()
+        .and_then(|r| r.stop.as_ref())
+        .map(|s| &s.cause)
+    {
+        Some(StopCause::Unhealthy(why)) => format!("stopped because {why}"),
+        _ => svc
+            .last_exit
+            .as_ref()
+            .map(exit_words)
+            .unwrap_or_else(|| "exited".into()),
+    }
+}
+
+/// A run some process of which may be alive.
+fn live(spec: &ServiceSpec, run: &Run, now: Mono) -> Derived {
+    use ServiceState::*;
+    if let Some(stop) = &run.stop {
+        return d(Stopping, stopping(stop, run.main_exit.as_ref(), now));
+    }
+    if let Some(exit) = &run.main_exit {
+        return d(
+            Stopping,
+            format!(
+                "main process {}; stopping the processes it left in its group",
+                exit.status.describe()
+            ),
+        );
+    }
+    match run.pid() {
+        Some(pid) => running(spec, run, pid, now),
+        None => d(Starting, "about to start".into()),
+    }
+}
+
+fn stopping(stop: &StopFact, main_exit: Option<&LastExit>, now: Mono) -> String {
+    let sig = stop.signal.name();
+    let cause = stop.cause.phrase();
+    let kill_due = now >= stop.kill_at;
+    if let Delivery::Refused { error, .. } = &stop.delivery {
+        let when = if kill_due {
+            "SIGKILL is overdue and goes with the next attempt".to_string()
+        } else {
+            format!(
+                "SIGKILL due in {}",
+                format_duration(now.until(stop.kill_at))
+            )
+        };
+        return format!(
+            "{cause}: the stop could not be handed to the keeper ({error}); retrying (attempt {}); {when}",
+            stop.refusals + 1
+        );
+    }
+    if kill_due {
+        return format!(
+            "{cause}: {sig} was ignored for {}, SIGKILL sent to the whole group; waiting for it to exit",
+            format_duration(stop.kill_at.since(stop.at))
+        );
+    }
+    let left = format_duration(now.until(stop.kill_at));
+    match main_exit {
+        Some(e) => format!(
+            "{cause}: main process {}; {sig} sent to the rest of its group, SIGKILL in {left}",
+            e.status.describe()
+        ),
+        None => format!("{cause}: {sig} sent to the whole group, SIGKILL in {left}"),
+    }
+}
+
+/// A live, spawned run: starting until ready; then unhealthy if any evidence of this run says
+/// so; degraded near a budget; else running.
+fn running(spec: &ServiceSpec, run: &Run, pid: u32, now: Mono) -> Derived {
+    use ServiceState::*;
+    let h: &Health = &run.health;
+    let status = h
+        .notify_status
+        .as_deref()
+        .map(|s| format!("; status: {s}"))
+        .unwrap_or_default();
+    let Some((ready_at, via)) = run.ready else {
+        let last_probe = h
+            .probe
+            .last
+            .as_ref()
+            .filter(|o| !o.ok)
+            .map(|o| format!(" (last probe: {})", o.detail))
+            .unwrap_or_default();
+        let prefix = if run.after_supervisor_restart {
+            "re-checking after supervisor restart: "
+        } else {
+            ""
+        };
+        return d(
+            Starting,
+            format!(
+                "{prefix}spawned as pid {pid}, waiting for readiness (ready = \"{}\"){last_probe}{status}",
+                spec.ready.as_str()
+            ),
+        );
+    };
+    // Declared sockets count only from checks taken once ready: before that they may not
+    // exist yet, and a check from then says nothing about now.
+    let fresh: Vec<_> = h.sockets.iter().filter(|c| c.at >= ready_at).collect();
+    if let Some(why) = &h.watchdog_missed {
+        return d(Unhealthy, why.clone());
+    }
+    if let Some(problem) = fresh.iter().find_map(|c| c.problem()) {
+        return d(Unhealthy, problem);
+    }
+    if h.probe.unhealthy {
+        let kind = spec
+            .probe
+            .as_ref()
+            .map(|p| p.check.kind())
+            .unwrap_or("probe");
+        let last = h
+            .probe
+            .last
+            .as_ref()
+            .map(|o| o.detail.as_str())
+            .unwrap_or("no answer");
+        return d(
+            Unhealthy,
+            format!(
+                "{kind} probe failed {} times in a row: {last}",
+                h.probe.failures_in_a_row
+            ),
+        );
+    }
+    if fresh.len() < spec.sockets.len() {
+        return d(
+            Starting,
+            format!("ready via {via} as pid {pid}; checking its declared sockets{status}"),
+        );
+    }
+    match budget_verdict(spec, h, now) {
+        budget::Verdict::Ok => {}
+        budget::Verdict::Warn(why) | budget::Verdict::Restart(why) => return d(Degraded, why),
+    }
+    d(
+        Running,
+        format!("running as pid {pid}, ready via {via}{status}"),
+    )
+}
+
+/// The `limits` verdict on this run's newest fd/RSS summary, if it still describes `now`.
+pub fn budget_verdict(spec: &ServiceSpec, h: &Health, now: Mono) -> budget::Verdict {
+    h.budget
+        .as_ref()
+        .filter(|b| b.is_fresh(now))
+        .map(|b| budget::verdict(&spec.limits, b))
+        .unwrap_or(budget::Verdict::Ok)
+}

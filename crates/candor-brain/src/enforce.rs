@@ -1,0 +1,186 @@
+//! Settling after every input: deadlines (ready_timeout, watchdog, stop retries), acting on
+//! unhealthy and over-budget runs, stopping what must stop (requests, reloads, shutdown in
+//! reverse dependency order), and starting what may start (`after` targets ready).
+
+use candor_api as api;
+use candor_core::budget::Verdict;
+use candor_spec::{format_duration, OnUnhealthy, ServiceName};
+
+use crate::derive::{blocking_deps, budget_verdict, derive, ServiceState};
+use crate::effect::Effect;
+use crate::facts::{Delivery, Run, Service, StopCause};
+use crate::step::{health_detail, Cx};
+
+/// Why a spawned run with no stop yet must be stopped now, if it must.
+fn must_stop(svc: &Service, shutting_down: bool) -> Option<StopCause> {
+    let run = svc.live()?;
+    if run.stop.is_some() || run.pid().is_none() {
+        return None;
+    }
+    if svc.removed {
+        Some(StopCause::Removed)
+    } else if shutting_down {
+        // Only once its dependents are down: checked by the caller.
+        Some(StopCause::Shutdown)
+    } else if !svc.wanted {
+        Some(StopCause::Requested)
+    } else if svc.next_spec.is_some() {
+        Some(StopCause::ConfigChanged)
+    } else if svc.start.is_some() && run.main_exit.is_none() {
+        Some(StopCause::Restart)
+    } else {
+        None
+    }
+}
+
+impl Cx<'_> {
+    pub(crate) fn settle(&mut self) {
+        let shutting_down = self.facts.shutdown.is_some();
+        let names = self.facts.names();
+        for name in &names {
+            self.deadlines(name);
+        }
+        if !shutting_down {
+            for name in &names {
+                self.enforce(name);
+            }
+        }
+        for name in &names {
+            let Some(svc) = self.facts.services.get(name) else {
+                continue;
+            };
+            let Some(cause) = must_stop(svc, shutting_down) else {
+                continue;
+            };
+            if cause == StopCause::Shutdown && !self.facts.dependents(name).all(Service::is_down) {
+                continue;
+            }
+            self.stop_run(name, cause);
+        }
+        if !shutting_down {
+            for name in &names {
+                self.start_if_due(name);
+            }
+        }
+        if shutting_down && !self.facts.exited && self.facts.services.values().all(|s| s.is_down())
+        {
+            self.facts.exited = true;
+            self.out.push(Effect::Exit);
+        }
+    }
+
+    /// ready_timeout, the watchdog, and stops the keeper did not take.
+    fn deadlines(&mut self, name: &ServiceName) {
+        let now = self.mono();
+        let Some(svc) = self.facts.services.get(name) else {
+            return;
+        };
+        let Some(run) = svc.live() else {
+            return;
+        };
+        let never_ready =
+            run.is_serving() && run.ready.is_none() && run.ready_due.is_some_and(|t| t <= now);
+        let retry = run.stop.as_ref().and_then(|s| match s.delivery {
+            Delivery::Refused { retry_at, .. } if retry_at <= now => Some(s.kill_at),
+            _ => None,
+        });
+        if never_ready {
+            let reason = format!(
+                "not ready within {} of starting (ready = \"{}\"); fix the service or raise ready_timeout",
+                format_duration(svc.spec.ready_timeout.unwrap_or_default()),
+                svc.spec.ready.as_str()
+            );
+            self.stop_run(name, StopCause::GiveUp(reason));
+        }
+        self.watchdog_missed(name);
+        if let Some(kill_at) = retry {
+            self.resend_stop(name, kill_at);
+        }
+    }
+
+    /// Send a refused stop again with what is left of its timeout: the SIGKILL still comes at
+    /// `kill_at` (at once if that has passed).
+    fn resend_stop(&mut self, name: &ServiceName, kill_at: candor_core::Mono) {
+        let now = self.mono();
+        let Some(svc) = self.facts.svc_mut(name) else {
+            return;
+        };
+        let signal = svc.spec.stop.signal.number();
+        let Some(run) = svc.live_mut() else {
+            return;
+        };
+        let Some(stop) = run.stop.as_mut() else {
+            return;
+        };
+        stop.delivery = Delivery::Sent;
+        let run_id = run.id;
+        self.out.push(Effect::Stop {
+            service: name.to_string(),
+            run_id,
+            signal,
+            timeout: now.until(kill_at),
+        });
+        self.timer(kill_at);
+    }
+
+    /// Restart an unhealthy run (`on_unhealthy = "restart"`, or any watchdog timeout) or one
+    /// over its fd/memory restart threshold, after recording why; with "alert" the state says it.
+    fn enforce(&mut self, name: &ServiceName) {
+        let now = self.mono();
+        let Some(svc) = self.facts.services.get(name) else {
+            return;
+        };
+        let Some(run) = svc.live().filter(|r| r.is_serving() && r.ready.is_some()) else {
+            return;
+        };
+        let d = derive(&self.facts.services, svc, now);
+        let why = match d.state {
+            ServiceState::Degraded => match budget_verdict(&svc.spec, &run.health, now) {
+                Verdict::Restart(why) => why,
+                _ => return,
+            },
+            ServiceState::Unhealthy
+                if svc.spec.on_unhealthy == OnUnhealthy::Restart
+                    || run.health.watchdog_missed.is_some() =>
+            {
+                d.reason
+            }
+            _ => return,
+        };
+        let detail = api::EventDetail::Health(health_detail(run));
+        self.note(name.as_str(), d.state.as_str(), why.clone(), detail);
+        if let Some(svc) = self.facts.svc_mut(name) {
+            // The verdict is on record; the next change shown is to `stopping`.
+            svc.shown = Some((d.state, now));
+        }
+        self.stop_run(name, StopCause::Unhealthy(why));
+    }
+
+    /// Spawn if a start is due, nothing of the last run is left, and every `after` target is
+    /// ready; otherwise keep waiting (derive says for whom).
+    fn start_if_due(&mut self, name: &ServiceName) {
+        let now = self.mono();
+        let Some(svc) = self.facts.services.get(name) else {
+            return;
+        };
+        let due = svc.start.is_some_and(|s| s.due <= now);
+        if !due || !svc.is_down() || !blocking_deps(&self.facts.services, svc, now).is_empty() {
+            return;
+        }
+        let Some(svc) = self.facts.svc_mut(name) else {
+            return;
+        };
+        let Some(start) = svc.start.take() else {
+            return;
+        };
+        svc.runs += 1;
+        let run_id = svc.runs;
+        svc.run = Some(Run::new(run_id, now, start.restart));
+        let spec = svc.spec.clone();
+        self.out.push(Effect::Spawn {
+            service: name.to_string(),
+            run_id,
+            spec,
+        });
+    }
+}

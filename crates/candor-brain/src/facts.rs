@@ -1,0 +1,315 @@
+//! What the brain knows: what happened, per service and per run. No verdict is stored here —
+//! no "failed because", no snapshot of another service's state; [`crate::derive`] computes
+//! state and reason from these facts and `now` on every read. Every instant is on the boot
+//! clock ([`Mono`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candor_core::budget::Window;
+use candor_core::health::Health;
+use candor_core::{ExitStatus, Mono};
+use candor_spec::{ServiceName, ServiceSpec, StopSignal};
+
+use crate::input::Notify;
+use crate::ServiceState;
+
+/// Spawns the keeper refused in a row before the service is left failed.
+pub const MAX_SPAWN_REFUSALS: u32 = 5;
+/// sd_notify messages held while their sender's spawn is not yet reported.
+pub const MAX_EARLY_NOTIFY: usize = 256;
+
+/// Everything the brain knows.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    /// Shared with published boards: a change copies only the service it touches.
+    pub services: BTreeMap<ServiceName, Arc<Service>>,
+    /// When shutdown was asked for.
+    pub shutdown: Option<Mono>,
+    /// The shell has been told to exit.
+    pub exited: bool,
+    /// sd_notify messages whose sender may be a spawn not yet reported (bounded).
+    pub early_notify: Vec<Notify>,
+    /// fd/RSS sample windows of live runs, kept apart so that copies of a service stay small.
+    pub windows: BTreeMap<ServiceName, Window>,
+    /// How often samples are taken: a summary describes now for three periods, no longer.
+    pub sample_every: Duration,
+    /// Config generation: 0 at start, +1 per accepted reload.
+    pub generation: u64,
+}
+
+/// One service's facts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub spec: Arc<ServiceSpec>,
+    /// The config generation (reload) that set `spec`.
+    pub generation: u64,
+    /// A changed spec that applies once the current run is over.
+    pub next_spec: Option<Arc<ServiceSpec>>,
+    /// Removed from the config: it goes once its run is over.
+    pub removed: bool,
+    /// Whether it should run: the config, then the last start/stop request.
+    pub wanted: bool,
+    /// The next start, when one is scheduled. A start waits for any live run to end and for
+    /// its `after` targets to be ready.
+    pub start: Option<ScheduledStart>,
+    /// The current run, or the last one once it is over.
+    pub run: Option<Run>,
+    /// Spawns asked of the keeper; run ids count up from 1.
+    pub runs: u64,
+    /// Automatic restarts that spawned.
+    pub restarts: u32,
+    /// Quick exits in a row (the backoff position).
+    pub streak: u32,
+    /// Spawns the keeper did not take, in a row.
+    pub refusals: u32,
+    /// The most recent exit of a main process.
+    pub last_exit: Option<LastExit>,
+    /// The derived state last published, and when it became that.
+    pub shown: Option<(ServiceState, Mono)>,
+}
+
+impl Service {
+    pub fn new(spec: Arc<ServiceSpec>, generation: u64, now: Mono) -> Self {
+        Self {
+            spec,
+            generation,
+            next_spec: None,
+            removed: false,
+            wanted: true,
+            start: Some(ScheduledStart {
+                due: now,
+                restart: false,
+            }),
+            run: None,
+            runs: 0,
+            restarts: 0,
+            streak: 0,
+            refusals: 0,
+            last_exit: None,
+            shown: None,
+        }
+    }
+    /// The run, while a process of it may be alive (its spawn is on its way or it has not been
+    /// reported gone).
+    pub fn live(&self) -> Option<&Run> {
+        self.run.as_ref().filter(|r| r.is_live())
+    }
+    pub fn live_mut(&mut self) -> Option<&mut Run> {
+        self.run.as_mut().filter(|r| r.is_live())
+    }
+    /// No process and none on its way.
+    pub fn is_down(&self) -> bool {
+        self.live().is_none()
+    }
+    /// The live run with this id.
+    pub fn run_mut(&mut self, run_id: u64) -> Option<&mut Run> {
+        self.live_mut().filter(|r| r.id == run_id)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduledStart {
+    pub due: Mono,
+    /// An automatic restart (counted in `restarts`), not a requested or first start.
+    pub restart: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastExit {
+    pub status: ExitStatus,
+    pub at: Mono,
+    /// How long the run lasted.
+    pub uptime: Duration,
+}
+
+/// How the spawn of a run went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spawn {
+    /// Handed to the keeper, not yet answered.
+    Pending,
+    Started {
+        pid: u32,
+        at: Mono,
+    },
+    /// The keeper tried and could not (missing binary, bad workdir, ...).
+    Failed {
+        error: String,
+    },
+    /// The keeper did not take the command (queue full, keeper gone).
+    Refused {
+        error: String,
+    },
+}
+
+/// Why the brain stopped a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    Requested,
+    Restart,
+    Shutdown,
+    ConfigChanged,
+    Removed,
+    /// Unhealthy with `on_unhealthy = "restart"`, a watchdog timeout or a budget restart:
+    /// started again after backoff.
+    Unhealthy(String),
+    /// Not started again: the reason is the `failed` reason (e.g. never got ready).
+    GiveUp(String),
+}
+
+impl StopCause {
+    pub fn phrase(&self) -> String {
+        match self {
+            StopCause::Requested => "stop requested".into(),
+            StopCause::Restart => "restart requested".into(),
+            StopCause::Shutdown => "supervisor shutting down".into(),
+            StopCause::ConfigChanged => "config changed".into(),
+            StopCause::Removed => "removed from config".into(),
+            StopCause::Unhealthy(why) => format!("restarting because {why}"),
+            StopCause::GiveUp(why) => why.clone(),
+        }
+    }
+}
+
+/// Whether the keeper took a stop command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// Not taken; sent again at `retry_at` (with what is left of the timeout, so the SIGKILL
+    /// still comes at `kill_at`).
+    Refused {
+        error: String,
+        retry_at: Mono,
+    },
+}
+
+/// A stop the brain asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopFact {
+    pub cause: StopCause,
+    pub at: Mono,
+    pub signal: StopSignal,
+    /// When the whole group gets SIGKILL.
+    pub kill_at: Mono,
+    pub delivery: Delivery,
+    /// Times the keeper did not take it.
+    pub refusals: u32,
+}
+
+/// How a run ended: nothing of it is left (main reaped, group/cgroup empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub at: Mono,
+    /// SIGKILL was needed.
+    pub escalated: bool,
+}
+
+/// One run of a service, from the spawn request to the last process gone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    pub id: u64,
+    pub requested_at: Mono,
+    /// Spawned as an automatic restart.
+    pub is_restart: bool,
+    pub spawn: Spawn,
+    /// The first run of this daemon found an earlier supervisor's processes in place.
+    pub after_supervisor_restart: bool,
+    /// When readiness was seen, and how.
+    pub ready: Option<(Mono, &'static str)>,
+    /// Not ready by then: stopped and failed (`ready_timeout`).
+    pub ready_due: Option<Mono>,
+    /// No `WATCHDOG=1` by then: unhealthy.
+    pub watchdog_due: Option<Mono>,
+    /// Evidence about this run (probes, sockets, watchdog, notify status, budget summary).
+    pub health: Health,
+    pub stop: Option<StopFact>,
+    /// The main process was reaped; others of its group may still be stopping.
+    pub main_exit: Option<LastExit>,
+    pub ended: Option<Ended>,
+}
+
+impl Run {
+    pub fn new(id: u64, now: Mono, is_restart: bool) -> Self {
+        Self {
+            id,
+            requested_at: now,
+            is_restart,
+            spawn: Spawn::Pending,
+            after_supervisor_restart: false,
+            ready: None,
+            ready_due: None,
+            watchdog_due: None,
+            health: Health::for_run(id),
+            stop: None,
+            main_exit: None,
+            ended: None,
+        }
+    }
+    pub fn is_live(&self) -> bool {
+        self.ended.is_none() && matches!(self.spawn, Spawn::Pending | Spawn::Started { .. })
+    }
+    pub fn pid(&self) -> Option<u32> {
+        match self.spawn {
+            Spawn::Started { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+    pub fn started_at(&self) -> Option<Mono> {
+        match self.spawn {
+            Spawn::Started { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+    /// Spawned, main process alive, not being stopped: the run evidence is about.
+    pub fn is_serving(&self) -> bool {
+        self.is_live() && self.pid().is_some() && self.stop.is_none() && self.main_exit.is_none()
+    }
+}
+
+impl Facts {
+    /// Facts for a fresh daemon: every service of `spec` wanted, its first start due now.
+    pub fn new(spec: &candor_spec::Spec, sample_every: Duration, now: Mono) -> Self {
+        Self {
+            services: spec
+                .services
+                .iter()
+                .map(|(n, s)| {
+                    (
+                        n.clone(),
+                        Arc::new(Service::new(Arc::new(s.clone()), 0, now)),
+                    )
+                })
+                .collect(),
+            shutdown: None,
+            exited: false,
+            early_notify: Vec::new(),
+            windows: BTreeMap::new(),
+            sample_every,
+            generation: 0,
+        }
+    }
+    pub fn get(&self, name: &str) -> Option<&Service> {
+        let name = ServiceName::new(name).ok()?;
+        self.services.get(&name).map(|s| &**s)
+    }
+    /// A service to change (copied first if a published board still shares it).
+    pub fn svc_mut(&mut self, name: &ServiceName) -> Option<&mut Service> {
+        self.services.get_mut(name).map(Arc::make_mut)
+    }
+    pub fn name_of(&self, name: &str) -> Option<ServiceName> {
+        ServiceName::new(name)
+            .ok()
+            .filter(|n| self.services.contains_key(n))
+    }
+    pub fn names(&self) -> Vec<ServiceName> {
+        self.services.keys().cloned().collect()
+    }
+    /// Services whose `after` names `name`.
+    pub fn dependents<'a>(&'a self, name: &'a ServiceName) -> impl Iterator<Item = &'a Service> {
+        self.services
+            .values()
+            .filter(move |s| s.spec.after.contains(name))
+            .map(|s| &**s)
+    }
+}

@@ -1,0 +1,120 @@
+//! What the shell feeds the brain: keeper events, evidence, requests, timer expiry, and the
+//! keeper's refusal of a command. Plain data (no fds, no channels), so that tests can write
+//! any sequence of them.
+
+use std::sync::Arc;
+
+use candor_core::budget::Sample;
+use candor_core::health::{ProbeOutcome, SocketCheck};
+use candor_core::{ExitStatus, Mono};
+use candor_spec::Spec;
+
+/// Answers are matched to requests by this id (the shell keeps the reply channel).
+pub type RequestId = u64;
+
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// The keeper started a run.
+    Spawned {
+        service: String,
+        run_id: u64,
+        pid: u32,
+        at: Mono,
+        /// Processes of an earlier supervisor found in the service's cgroup and killed first.
+        cleared_leftovers: usize,
+    },
+    SpawnFailed {
+        service: String,
+        run_id: u64,
+        error: String,
+    },
+    /// The main process was reaped; `group_empty`: nothing of the run is left.
+    Exited {
+        service: String,
+        run_id: u64,
+        status: ExitStatus,
+        at: Mono,
+        group_empty: bool,
+        escalated: bool,
+    },
+    /// Nothing of the run is left (main reaped, group/cgroup empty).
+    Emptied {
+        service: String,
+        run_id: u64,
+        escalated: bool,
+    },
+    /// Something the keeper wants in the event log.
+    KeeperWarning {
+        message: String,
+    },
+    /// The keeper did not take a command (queue full, keeper gone).
+    Refused {
+        command: Refusable,
+        error: String,
+    },
+    /// Evidence gathered since the last step, oldest first.
+    Evidence(Vec<Evidence>),
+    Request {
+        id: RequestId,
+        request: Request,
+    },
+    /// A timer the brain armed is due (spurious ticks are harmless).
+    Tick,
+}
+
+/// Commands whose refusal the brain handles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusable {
+    Spawn { service: String, run_id: u64 },
+    Stop { service: String, run_id: u64 },
+    Sweep,
+}
+
+#[derive(Clone, Debug)]
+pub enum Evidence {
+    Probe {
+        service: String,
+        run_id: u64,
+        outcome: ProbeOutcome,
+    },
+    Sockets {
+        service: String,
+        run_id: u64,
+        checks: Vec<SocketCheck>,
+    },
+    /// Readiness by fd or file.
+    Ready {
+        service: String,
+        run_id: u64,
+        via: &'static str,
+    },
+    Notify(Notify),
+    /// One sampling round: (service, run id, sample) per running service.
+    Samples(Vec<(String, u64, Sample)>),
+}
+
+/// One sd_notify datagram, with what the kernel says about its sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notify {
+    pub pid: u32,
+    /// The service whose cgroup (under this daemon's root) the sender is in.
+    pub cgroup_service: Option<String>,
+    /// The sender's process group.
+    pub pgid: Option<u32>,
+    /// `KEY=VALUE` lines.
+    pub fields: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Request {
+    Start(String),
+    Stop(String),
+    Restart(String),
+    ResetFailed {
+        force: bool,
+    },
+    /// A config that already validated.
+    Reload(Arc<Spec>),
+    /// Stop everything in reverse dependency order, then exit.
+    Shutdown,
+}

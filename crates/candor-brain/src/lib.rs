@@ -1,0 +1,37 @@
+//! Candor's brain as a pure state machine: `step(&mut Facts, Input, Now) -> Vec<Effect>`.
+//!
+//! No tokio, no IO, no clock: the daemon's shell turns keeper events, evidence, requests and
+//! timer expiry into [`Input`]s, calls [`step`], and carries out the returned [`Effect`]s in
+//! order. [`Facts`] hold what happened (runs, exits, stops, scheduled starts, evidence per run);
+//! [`derive`] computes each service's state and reason from them on every read.
+//!
+//! - `facts`: the facts. `input` / `effect`: the two boundaries.
+//! - `step`: the step and its bookkeeping (state-change events, publish, replies).
+//! - `keeper_events`: spawned, spawn failed, exited, emptied, and refused commands.
+//! - `evidence`: probes, socket checks, readiness, sd_notify, samples.
+//! - `requests`: start, stop, restart, reset-failed, reload, shutdown.
+//! - `enforce`: deadlines, unhealthy restarts, stop and start order.
+//! - `derive`: state and reason.
+
+mod derive;
+#[cfg(test)]
+mod derive_tests;
+mod effect;
+mod enforce;
+mod evidence;
+mod facts;
+mod input;
+mod keeper_events;
+mod requests;
+mod step;
+
+pub use derive::{blocking_deps, derive, Derived, ServiceState, Services};
+pub use effect::{Effect, Note, Reply};
+pub use facts::{
+    Delivery, Ended, Facts, LastExit, Run, ScheduledStart, Service, Spawn, StopCause, StopFact,
+    MAX_EARLY_NOTIFY, MAX_SPAWN_REFUSALS,
+};
+pub use input::{Evidence, Input, Notify, Refusable, Request, RequestId};
+pub use step::{boot, step};
+
+pub use candor_core::{Mono, Now};

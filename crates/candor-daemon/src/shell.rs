@@ -1,0 +1,529 @@
+//! The brain's shell: turns keeper events, evidence, requests and timer expiry into
+//! `candor_brain::Input`s, calls `step`, and carries out the effects in order — keeper
+//! commands (a refusal goes back in as an input), timers, monitors and log readers, the event
+//! log, the board, replies. It decides nothing; `candor_brain` does.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candor_api::{self as api, unix_ms, ErrorBody};
+use candor_brain::{Effect, Facts, Input, Note, Refusable, Reply, RequestId};
+use candor_core::Mono;
+use candor_keeper::{clock, KeeperCommand, KeeperEvent, KeeperHandle, SpawnRequest};
+use candor_spec::{ReadySpec, ServiceSpec, Spec};
+use candor_store::{EventRow, Store};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::board::Board;
+use crate::logs::{self, LogCounters};
+use crate::monitor::{self, Internal, Monitor};
+use crate::notify::NotifyCounters;
+use crate::probe::ExecProbes;
+
+/// Evidence messages taken into one step at most (probe results of many services arrive
+/// together).
+const EVIDENCE_PER_STEP: usize = 1024;
+/// The longest the shell sleeps on a timer: the runtime's sleep does not count time spent
+/// suspended, the boot clock does; waking at least this often bounds how late a deadline
+/// fires after a resume.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// What the brain shares with the tasks that gather evidence for it.
+#[derive(Clone)]
+pub struct BrainContext {
+    /// Monitors and the notify server send evidence here.
+    pub internal: mpsc::Sender<Internal>,
+    pub exec: Arc<ExecProbes>,
+    pub notify_counters: Arc<NotifyCounters>,
+    /// `NOTIFY_SOCKET` for services that use sd_notify.
+    pub notify_socket: String,
+    /// Print every state change on stderr.
+    pub echo_events: bool,
+    /// How often fds and memory are sampled.
+    pub sample_every: Duration,
+    /// Log lines as they are stored, for `logs -f`.
+    pub logs_live: broadcast::Sender<logs::LiveLine>,
+    /// RLIMIT_NOFILE (soft, hard) the daemon started with: what services get by default.
+    pub service_nofile: Option<(u64, u64)>,
+}
+
+/// An API failure: an HTTP status and the body to send.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: u16, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                details: Vec::new(),
+                status: None,
+            },
+        }
+    }
+}
+
+/// A request for the brain, with where to send its answer.
+pub struct Asked {
+    pub request: candor_brain::Request,
+    pub reply: Option<oneshot::Sender<Reply>>,
+}
+
+/// The pipes of a run the keeper reported spawned, until the brain says to watch it.
+struct RunPipes {
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    ready_fd: Option<OwnedFd>,
+}
+
+pub struct Shell {
+    facts: Facts,
+    keeper: KeeperHandle,
+    store: Store,
+    board: watch::Sender<Arc<Board>>,
+    /// Live events for followers (`GET /v1/events?follow`); slow followers lag and are told.
+    events: broadcast::Sender<api::Event>,
+    ctx: BrainContext,
+    /// Evidence gatherers of each service's live run; dropping one stops it.
+    monitors: HashMap<String, (u64, Monitor)>,
+    pipes: HashMap<(String, u64), RunPipes>,
+    /// Due times of armed timers.
+    timers: BTreeSet<Mono>,
+    waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
+    next_request: RequestId,
+    logs: BTreeMap<candor_spec::ServiceName, Arc<LogCounters>>,
+}
+
+/// Readiness markers cleared before each spawn: the ready file, and `<socket>.ready` beside
+/// each declared socket.
+fn ready_markers(spec: &ServiceSpec) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = spec
+        .sockets
+        .iter()
+        .map(|s| {
+            let mut m = s.clone().into_os_string();
+            m.push(".ready");
+            m.into()
+        })
+        .collect();
+    if let ReadySpec::File(f) = &spec.ready {
+        out.push(f.clone());
+    }
+    out
+}
+
+impl Shell {
+    pub fn new(
+        spec: &Spec,
+        keeper: KeeperHandle,
+        store: Store,
+        board: watch::Sender<Arc<Board>>,
+        events: broadcast::Sender<api::Event>,
+        ctx: BrainContext,
+    ) -> Self {
+        Self {
+            facts: Facts::new(spec, ctx.sample_every, clock::mono()),
+            keeper,
+            store,
+            board,
+            events,
+            ctx,
+            monitors: HashMap::new(),
+            pipes: HashMap::new(),
+            timers: BTreeSet::new(),
+            waiting: HashMap::new(),
+            next_request: 0,
+            logs: BTreeMap::new(),
+        }
+    }
+
+    /// Run until shutdown completes.
+    pub async fn run(
+        mut self,
+        mut keeper_rx: mpsc::Receiver<KeeperEvent>,
+        mut req_rx: mpsc::Receiver<Asked>,
+        mut internal_rx: mpsc::Receiver<Internal>,
+    ) {
+        let effects = candor_brain::boot(&mut self.facts, clock::now());
+        self.carry(effects);
+        let mut requests_open = true;
+        while !self.facts.exited {
+            let now = clock::mono();
+            let next = self.timers.first().copied();
+            if next.is_some_and(|due| due <= now) {
+                self.timers.retain(|due| *due > now);
+                self.feed(Input::Tick);
+                continue;
+            }
+            let sleep = next.map_or(MAX_SLEEP, |due| now.until(due).min(MAX_SLEEP));
+            let input = tokio::select! {
+                ev = keeper_rx.recv() => match ev {
+                    Some(ev) => match self.keeper_input(ev) {
+                        Some(input) => input,
+                        None => continue,
+                    },
+                    None => {
+                        eprintln!("candor: the keeper stopped; exiting");
+                        return;
+                    }
+                },
+                asked = req_rx.recv(), if requests_open => match asked {
+                    Some(asked) => self.request_input(asked),
+                    None => {
+                        requests_open = false;
+                        let id = self.ask_id();
+                        Input::Request { id, request: candor_brain::Request::Shutdown }
+                    }
+                },
+                Some(first) = internal_rx.recv() => {
+                    let mut items = vec![first];
+                    while items.len() < EVIDENCE_PER_STEP {
+                        match internal_rx.try_recv() {
+                            Ok(more) => items.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    Input::Evidence(items)
+                },
+                _ = tokio::time::sleep(sleep) => continue,
+            };
+            self.feed(input);
+        }
+        if let Err(e) = self.keeper.send(KeeperCommand::Shutdown) {
+            eprintln!("candor: cannot reach the keeper: {e}");
+        }
+    }
+
+    fn ask_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        self.next_request
+    }
+
+    fn request_input(&mut self, asked: Asked) -> Input {
+        let id = self.ask_id();
+        if let Some(reply) = asked.reply {
+            self.waiting.insert(id, reply);
+        }
+        if let candor_brain::Request::Reload(spec) = &asked.request {
+            self.store.set_caps(logs::caps(spec));
+        }
+        Input::Request {
+            id,
+            request: asked.request,
+        }
+    }
+
+    /// A keeper event as an input (pipes kept aside until the brain says to watch the run).
+    fn keeper_input(&mut self, ev: KeeperEvent) -> Option<Input> {
+        Some(match ev {
+            KeeperEvent::Spawned {
+                service,
+                run_id,
+                pid,
+                at,
+                stdout,
+                stderr,
+                ready_fd,
+                cleared_leftovers,
+            } => {
+                let pipes = RunPipes {
+                    stdout,
+                    stderr,
+                    ready_fd,
+                };
+                self.pipes.insert((service.clone(), run_id), pipes);
+                Input::Spawned {
+                    service,
+                    run_id,
+                    pid,
+                    at,
+                    cleared_leftovers,
+                }
+            }
+            KeeperEvent::SpawnFailed {
+                service,
+                run_id,
+                error,
+            } => Input::SpawnFailed {
+                service,
+                run_id,
+                error,
+            },
+            KeeperEvent::Exited {
+                service,
+                run_id,
+                status,
+                at,
+                group_empty,
+                escalated,
+            } => Input::Exited {
+                service,
+                run_id,
+                status,
+                at,
+                group_empty,
+                escalated,
+            },
+            KeeperEvent::Emptied {
+                service,
+                run_id,
+                escalated,
+                ..
+            } => Input::Emptied {
+                service,
+                run_id,
+                escalated,
+            },
+            KeeperEvent::ProbeDone {
+                token,
+                end,
+                elapsed,
+            } => {
+                self.ctx.exec.done(token, end, elapsed);
+                return None;
+            }
+            KeeperEvent::Warning { message } => Input::KeeperWarning { message },
+        })
+    }
+
+    fn feed(&mut self, input: Input) {
+        let effects = candor_brain::step(&mut self.facts, input, clock::now());
+        self.carry(effects);
+    }
+
+    /// Carry out effects in order; a command the keeper does not take goes back to the brain.
+    fn carry(&mut self, effects: Vec<Effect>) {
+        let mut queue = std::collections::VecDeque::from(effects);
+        while let Some(effect) = queue.pop_front() {
+            let refused = match effect {
+                Effect::Spawn {
+                    service,
+                    run_id,
+                    spec,
+                } => {
+                    let req = self.spawn_request(&service, run_id, &spec);
+                    self.keeper
+                        .send(KeeperCommand::Spawn(req))
+                        .err()
+                        .map(|e| (Refusable::Spawn { service, run_id }, e))
+                }
+                Effect::Stop {
+                    service,
+                    run_id,
+                    signal,
+                    timeout,
+                } => {
+                    let cmd = KeeperCommand::Stop {
+                        service: service.clone(),
+                        run_id,
+                        signal,
+                        timeout,
+                    };
+                    self.keeper
+                        .send(cmd)
+                        .err()
+                        .map(|e| (Refusable::Stop { service, run_id }, e))
+                }
+                Effect::Sweep { keep } => self
+                    .keeper
+                    .send(KeeperCommand::Sweep { keep })
+                    .err()
+                    .map(|e| (Refusable::Sweep, e)),
+                Effect::Timer(due) => {
+                    self.timers.insert(due);
+                    None
+                }
+                Effect::Watch {
+                    service,
+                    run_id,
+                    spec,
+                } => {
+                    self.watch(service, run_id, spec);
+                    None
+                }
+                Effect::Unwatch { service, run_id } => {
+                    if self
+                        .monitors
+                        .get(&service)
+                        .is_some_and(|(id, _)| *id == run_id)
+                    {
+                        self.monitors.remove(&service);
+                    }
+                    None
+                }
+                Effect::CheckNow { service, run_id } => {
+                    if let Some((id, m)) = self.monitors.get(&service) {
+                        if *id == run_id {
+                            m.check_now();
+                        }
+                    }
+                    None
+                }
+                Effect::ConfigureLogs { service, logs } => {
+                    if let Some(c) = candor_spec::ServiceName::new(&service)
+                        .ok()
+                        .and_then(|n| self.logs.get(&n))
+                    {
+                        c.configure(&logs);
+                    }
+                    None
+                }
+                Effect::CountStranger => {
+                    self.ctx
+                        .notify_counters
+                        .strangers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    None
+                }
+                Effect::Record(note) => {
+                    self.record(note);
+                    None
+                }
+                Effect::Publish => {
+                    self.publish();
+                    None
+                }
+                Effect::Reply { id, reply } => {
+                    if let Some(tx) = self.waiting.remove(&id) {
+                        let _ = tx.send(reply);
+                    }
+                    None
+                }
+                Effect::Exit => None,
+            };
+            if let Some((command, e)) = refused {
+                let input = Input::Refused {
+                    command,
+                    error: e.to_string(),
+                };
+                let more = candor_brain::step(&mut self.facts, input, clock::now());
+                queue.extend(more);
+            }
+        }
+        // Pipes of a run the brain did not take up (none expected) are closed.
+        self.pipes.clear();
+    }
+
+    fn spawn_request(&self, service: &str, run_id: u64, spec: &ServiceSpec) -> SpawnRequest {
+        let mut env = spec.env_pairs();
+        if spec.uses_notify() {
+            env.push(("NOTIFY_SOCKET".into(), self.ctx.notify_socket.clone()));
+        }
+        if let Some(w) = spec.watchdog {
+            env.push(("WATCHDOG_USEC".into(), w.as_micros().to_string()));
+        }
+        SpawnRequest {
+            service: service.into(),
+            run_id,
+            argv: spec.command.clone(),
+            env,
+            workdir: spec.workdir.clone(),
+            // Services do not inherit the daemon's raised limit: theirs, or the one it had.
+            nofile: spec
+                .limits
+                .nofile
+                .map(|n| (n, n))
+                .or(self.ctx.service_nofile),
+            stop_signal: spec.stop.signal.number(),
+            stop_timeout: spec.stop.timeout,
+            ready_fd: match spec.ready {
+                ReadySpec::Fd(n) => Some(n),
+                _ => None,
+            },
+            watchdog_pid: spec.watchdog.is_some(),
+            sockets: spec.sockets.clone(),
+            clear_files: ready_markers(spec),
+            capture_output: true,
+        }
+    }
+
+    /// Read the run's output and start gathering its evidence.
+    fn watch(&mut self, service: String, run_id: u64, spec: Arc<ServiceSpec>) {
+        let Some(pipes) = self.pipes.remove(&(service.clone(), run_id)) else {
+            return;
+        };
+        let counters = self.counters(&spec);
+        if let (Some(out), Some(err)) = (pipes.stdout, pipes.stderr) {
+            let sink = logs::LogSink {
+                store: self.store.clone(),
+                live: self.ctx.logs_live.clone(),
+            };
+            logs::spawn_readers(&service, out, err, sink, counters);
+        }
+        let m = monitor::start(
+            spec,
+            run_id,
+            self.keeper.clone(),
+            self.ctx.exec.clone(),
+            self.ctx.internal.clone(),
+            pipes.ready_fd,
+        );
+        self.monitors.insert(service, (run_id, m));
+    }
+
+    /// The service's log counters (made on first use; kept while it is configured).
+    fn counters(&mut self, spec: &ServiceSpec) -> Arc<LogCounters> {
+        self.logs
+            .entry(spec.name.clone())
+            .or_insert_with(|| Arc::new(LogCounters::new(&spec.logs)))
+            .clone()
+    }
+
+    fn record(&self, note: Note) {
+        let now = std::time::SystemTime::now();
+        let Note {
+            service,
+            state,
+            reason,
+            detail,
+        } = note;
+        if self.ctx.echo_events {
+            eprintln!("{} {service} {state}: {reason}", api::timestamp_ms(now));
+        }
+        let detail = detail.to_value();
+        self.store.event(EventRow {
+            at_ms: unix_ms(now),
+            service: service.clone(),
+            state: state.clone(),
+            reason: reason.clone(),
+            detail: detail.to_string(),
+        });
+        let _ = self.events.send(api::Event {
+            at: api::timestamp_ms(now),
+            service,
+            state,
+            reason,
+            detail,
+        });
+    }
+
+    fn publish(&mut self) {
+        // Counters for every configured service, none for removed ones.
+        let specs: Vec<Arc<ServiceSpec>> = self
+            .facts
+            .services
+            .values()
+            .filter(|s| !self.logs.contains_key(&s.spec.name))
+            .map(|s| s.spec.clone())
+            .collect();
+        for spec in specs {
+            self.counters(&spec);
+        }
+        if self.logs.len() != self.facts.services.len() {
+            self.logs.retain(|n, _| self.facts.services.contains_key(n));
+            self.monitors.retain(|n, _| {
+                candor_spec::ServiceName::new(n).is_ok_and(|n| self.facts.services.contains_key(&n))
+            });
+        }
+        self.board.send_replace(Arc::new(Board {
+            services: self.facts.services.clone(),
+            logs: self.logs.clone(),
+        }));
+    }
+}
