@@ -211,19 +211,26 @@ pub async fn run(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(token, tx);
-                let cmd = KeeperCommand::RunProbe {
+                let cmd = || KeeperCommand::RunProbe {
                     token,
                     argv: argv.clone(),
                     env: spec.env_pairs(),
                     workdir: spec.workdir.clone(),
                     timeout: probe.timeout,
                 };
-                if let Err(e) = keeper.send(cmd) {
-                    exec.waiters
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&token);
-                    return (false, format!("cannot run: {e}"));
+                // A full probe queue is the daemon's own backlog, not the service's failure:
+                // wait for room (5 ms, doubling to 100 ms) within the probe's timeout.
+                let mut pause = Duration::from_millis(5);
+                while let Err(e) = keeper.send(cmd()) {
+                    if e.0 != candor_keeper::PROBE_QUEUE_FULL {
+                        exec.waiters
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&token);
+                        return (false, format!("cannot run: {e}"));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
                 }
                 match rx.await {
                     Ok((ProbeEnd::Exited(st), _)) if st.success() => (true, "exit 0".into()),

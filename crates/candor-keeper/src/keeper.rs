@@ -26,7 +26,9 @@ use crate::{ExitStatus, KeeperCommand, KeeperConfig, KeeperEvent};
 const COMMAND_QUEUE: usize = 2048;
 /// Exec probes wait in a queue of their own: work Candor makes for itself never takes a place
 /// a stop needs, and a full probe queue sheds probes, not stops.
-const PROBE_QUEUE: usize = 256;
+const PROBE_QUEUE: usize = 1024;
+/// What `send` says when the probe queue is full (the caller may wait for room).
+pub const PROBE_QUEUE_FULL: &str = "keeper probe queue is full";
 /// Probes started per turn of the loop, so that a burst of them never delays a reap or a stop.
 const PROBES_PER_TURN: usize = 32;
 
@@ -51,7 +53,7 @@ impl KeeperHandle {
     /// Never blocks: a full queue (the keeper is stuck) is an error, not a stall.
     pub fn send(&self, cmd: KeeperCommand) -> Result<(), SendError> {
         let (queue, what) = match cmd {
-            KeeperCommand::RunProbe { .. } => (&self.probes, "keeper probe queue is full"),
+            KeeperCommand::RunProbe { .. } => (&self.probes, PROBE_QUEUE_FULL),
             _ => (&self.tx, "keeper command queue is full"),
         };
         match queue.try_send(cmd) {
