@@ -296,6 +296,10 @@ pub enum EventDetail {
         command: String,
         error: String,
     },
+    /// A follower fell behind and missed this many events.
+    Skipped {
+        skipped: u64,
+    },
     None {},
 }
 

@@ -48,6 +48,17 @@ impl Cx<'_> {
 
     /// Wanted from now on; a start is scheduled unless a run is already up or on its way.
     fn start(&mut self, name: &ServiceName) {
+        self.want(name, false);
+    }
+
+    /// A new run now: the live one (if up) is stopped first.
+    fn restart(&mut self, name: &ServiceName) {
+        self.want(name, true);
+    }
+
+    /// Wanted, with a fresh backoff streak and a start due now (a live run that is up keeps
+    /// running unless `anew`: then settling stops it first).
+    fn want(&mut self, name: &ServiceName, anew: bool) {
         let now = self.mono();
         let Some(svc) = self.facts.svc_mut(name) else {
             return;
@@ -58,27 +69,12 @@ impl Cx<'_> {
         let up = svc
             .live()
             .is_some_and(|r| r.stop.is_none() && r.main_exit.is_none());
-        if !up {
+        if anew || !up {
             svc.start = Some(ScheduledStart {
                 due: now,
                 restart: false,
             });
         }
-    }
-
-    /// A new run now: the live one (if up) is stopped first.
-    fn restart(&mut self, name: &ServiceName) {
-        let now = self.mono();
-        let Some(svc) = self.facts.svc_mut(name) else {
-            return;
-        };
-        svc.wanted = true;
-        svc.streak = 0;
-        svc.refusals = 0;
-        svc.start = Some(ScheduledStart {
-            due: now,
-            restart: false,
-        });
     }
 
     fn stop(&mut self, name: &ServiceName) {

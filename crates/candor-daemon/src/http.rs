@@ -411,7 +411,7 @@ async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, Api
         reason: format!(
             "this follower fell behind; {missed} events were skipped (see `candor events`)"
         ),
-        detail: serde_json::json!({ "skipped": missed }),
+        detail: api::EventDetail::Skipped { skipped: missed }.to_value(),
     };
     Ok(sse::follow(history, live, keep, lagged).into_response())
 }
