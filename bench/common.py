@@ -3,7 +3,8 @@ read its CPU time and memory from /proc, shut it down."""
 import json, os, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release")
+# CANDOR_BIN points the benches at another build (e.g. an older commit's, for a paired run).
+BIN = os.environ.get("CANDOR_BIN") or os.path.join(ROOT, "target", "release")
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
