@@ -499,3 +499,61 @@ command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; echo \
     });
     assert!(status.success(), "{status}");
 }
+
+/// Processes whose command line contains `needle` (read from /proc).
+fn processes_with(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| {
+            String::from_utf8_lossy(c)
+                .replace('\0', " ")
+                .contains(needle)
+        })
+        .count()
+}
+
+#[test]
+fn under_exec_probe_load_every_service_runs_and_every_stop_ends() {
+    // 300 services, each probed by a process every second: the keeper spawns 300 probes a
+    // second besides the services. Spawns and stops never wait behind probes, and a probe
+    // that waits for room is not a failure of its service.
+    let n = 300;
+    let tag = format!("{}", 9_000_000 + std::process::id());
+    let mut cfg = String::new();
+    for i in 0..n {
+        cfg.push_str(&format!(
+            "[service.s{i}]\ncommand = [\"sleep\", \"{tag}\"]\nprobe = {{ exec = [\"true\"], every = \"1s\", timeout = \"5s\" }}\n\n"
+        ));
+    }
+    let mut d = Daemon::start(&cfg);
+    let states = |d: &Daemon| -> Vec<String> {
+        let out = d.ok(&["status", "--json"]);
+        let all: Vec<serde_json::Value> = serde_json::from_str(&out).expect("status json");
+        all.iter()
+            .map(|s| format!("{} {}: {}", s["name"], s["state"], s["reason"]))
+            .collect()
+    };
+    wait_for("every service running", Duration::from_secs(90), || {
+        let s = states(&d);
+        (s.len() == n && s.iter().all(|l| l.contains(" \"running\":"))).then_some(())
+    });
+    // For a few seconds of steady load, a healthy service is never shown as anything else.
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        let odd: Vec<String> = states(&d)
+            .into_iter()
+            .filter(|l| !l.contains(" \"running\":"))
+            .collect();
+        assert!(odd.is_empty(), "healthy services shown otherwise: {odd:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(processes_with(&format!("sleep {tag}")), n);
+    // Every stop ends, and nothing is left behind.
+    d.shutdown();
+    wait_for("no service process left", T, || {
+        (processes_with(&format!("sleep {tag}")) == 0).then_some(())
+    });
+}
