@@ -440,3 +440,52 @@ ready = "notify"
     });
     assert_eq!(ev["detail"]["mainpid"], 1);
 }
+
+#[test]
+fn a_corrupt_database_is_moved_aside_and_services_run_anyway() {
+    let mut d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    d.wait_state("web", "running", T);
+    d.shutdown();
+    let db = d.path("state/candor.db");
+    std::fs::write(
+        &db,
+        b"not a database at all; a disk gave up here".repeat(64),
+    )
+    .unwrap();
+    d.spawn();
+    d.wait_state("web", "running", T);
+    let info = d.info();
+    let what = info["store"]["recovered"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        what.starts_with("candor.db could not be opened (")
+            && what.contains("moved aside to candor.db.corrupt-"),
+        "{info}"
+    );
+    let aside = std::fs::read_dir(d.path("state"))
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("candor.db.corrupt-")
+        });
+    assert!(aside, "the broken file is kept for a look");
+    // Said in the events and in the status header.
+    assert!(
+        d.events()
+            .iter()
+            .any(|e| e["state"] == "warning" && e["reason"] == what.as_str()),
+        "{:?}",
+        d.events()
+    );
+    let table = d.ok(&["status"]);
+    assert!(table.contains(&format!("warning: {what}")), "{table}");
+}

@@ -156,6 +156,9 @@ pub struct StoreInfo {
     pub dropped_events: u64,
     /// Lines removed, oldest first, to stay within the caps.
     pub trimmed_lines: u64,
+    /// The database could not be opened at start and was moved aside: what happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

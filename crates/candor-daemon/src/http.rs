@@ -171,6 +171,7 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
             dropped_lines,
             dropped_events,
             trimmed_lines: load(&d.trimmed),
+            recovered: st.store.recovered().map(String::from),
         };
     }
     Json(info)

@@ -149,6 +149,16 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let _lock = lock_state_dir(&state_dir)?;
     let listener = bind(&socket)?;
     let (store, store_thread) = candor_store::Store::open_with(&state_dir, logs::caps(&spec))?;
+    if let Some(what) = store.recovered() {
+        eprintln!("candor: warning: {what}");
+        store.event(candor_store::EventRow {
+            at_ms: api::unix_ms(SystemTime::now()),
+            service: "candor".into(),
+            state: "warning".into(),
+            reason: what.into(),
+            detail: api::EventDetail::None {}.to_value().to_string(),
+        });
+    }
 
     let (keeper_tx, keeper_rx) = mpsc::channel(1024);
     let emit = Box::new(move |ev| {

@@ -184,6 +184,34 @@ pub struct Store {
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
     shared: Arc<Shared>,
+    /// Set when the database could not be opened and was moved aside: what happened, in a
+    /// sentence.
+    recovered: Option<Arc<str>>,
+}
+
+/// Rename `path` (and its `-wal`, `-shm`) to `<name>.corrupt-<unix time>`; returns the new path.
+fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let with = |p: &Path, suffix: &str| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    let aside = with(path, &format!(".corrupt-{secs}"));
+    std::fs::rename(path, &aside).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for side in ["-wal", "-shm"] {
+        let from = with(path, side);
+        if from.exists() {
+            let _ = std::fs::rename(&from, with(&aside, side));
+        }
+    }
+    Ok(aside)
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -199,12 +227,48 @@ impl Store {
         Self::open_with(dir, Caps::default())
     }
 
+    /// Open `<dir>/candor.db`. A database that cannot be opened (corrupt, not a database,
+    /// unreadable) is moved aside to `candor.db.corrupt-<unix time>` (with its -wal and -shm)
+    /// and a fresh one is made: a broken state dir must never keep services from running.
+    /// [`Store::recovered`] then says what happened.
     pub fn open_with(dir: &Path, caps: Caps) -> Result<(Store, JoinHandle<()>), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join("candor.db");
+        match Self::open_at(&path, caps.clone()) {
+            Ok(opened) => Ok(opened),
+            Err(e) if path.exists() => {
+                let aside = move_aside(&path)?;
+                let (mut store, thread) = Self::open_at(&path, caps)?;
+                let name = aside
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let why = match &e {
+                    StoreError::Sqlite { source, .. } => source.to_string(),
+                    StoreError::Io { source, .. } => source.to_string(),
+                };
+                store.recovered = Some(
+                    format!(
+                        "candor.db could not be opened ({why}); moved aside to {name} and started with a fresh one (earlier logs and events are in that file)"
+                    )
+                    .into(),
+                );
+                Ok((store, thread))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What was done about a database that could not be opened, if anything.
+    pub fn recovered(&self) -> Option<&str> {
+        self.recovered.as_deref()
+    }
+
+    fn open_at(path: &Path, caps: Caps) -> Result<(Store, JoinHandle<()>), StoreError> {
+        let path = path.to_path_buf();
         let conn = Connection::open(&path).map_err(sql_err(&path))?;
         let shared = Arc::new(Shared {
             caps: Mutex::new(caps),
@@ -227,6 +291,7 @@ impl Store {
                 reader: Arc::new(Mutex::new(reader)),
                 path,
                 shared,
+                recovered: None,
             },
             thread,
         ))

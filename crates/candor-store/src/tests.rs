@@ -197,3 +197,49 @@ fn events_round_trip() {
     });
     assert_eq!(got[0].state, "running");
 }
+
+#[test]
+fn a_corrupt_database_is_moved_aside_and_a_fresh_one_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = b"this is not a SQLite database, whatever its name says".repeat(100);
+    std::fs::write(dir.path().join("candor.db"), &garbage).unwrap();
+    std::fs::write(dir.path().join("candor.db-wal"), b"junk").unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    let what = store.recovered().expect("says what it did");
+    assert!(
+        what.starts_with("candor.db could not be opened ("),
+        "{what}"
+    );
+    assert!(what.contains("moved aside to candor.db.corrupt-"), "{what}");
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("candor.db.corrupt-"))
+        .collect();
+    // (SQLite itself may discard a -wal it finds invalid; the database file is kept.)
+    let kept = aside
+        .iter()
+        .find(|n| !n.ends_with("-wal"))
+        .unwrap_or_else(|| panic!("the database moved aside: {aside:?}"));
+    assert_eq!(
+        std::fs::read(dir.path().join(kept)).unwrap(),
+        garbage,
+        "kept as it was"
+    );
+    store.event(EventRow {
+        at_ms: 1,
+        service: "api".into(),
+        state: "running".into(),
+        reason: "r".into(),
+        detail: "{}".into(),
+    });
+    wait_for(|| (!store.recent_events(Some("api"), 10).unwrap().is_empty()).then_some(()));
+}
+
+#[test]
+fn a_sound_database_is_opened_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    assert_eq!(store.recovered(), None);
+}

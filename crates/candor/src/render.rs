@@ -21,6 +21,12 @@ fn bytes(n: Option<u64>) -> String {
 
 pub fn header(info: &DaemonInfo) -> String {
     let r = &info.resources;
+    let recovered = info
+        .store
+        .recovered
+        .as_deref()
+        .map(|w| format!("\nwarning: {w}"))
+        .unwrap_or_default();
     format!(
         "candor {} · pid {} · containment: {}\ndaemon: fds {}/{} ({:.0} %), rss {}; notify: {} received, {} dropped; logs: {} of {} on disk",
         info.version,
@@ -34,7 +40,7 @@ pub fn header(info: &DaemonInfo) -> String {
         info.notify.dropped_oversized + info.notify.dropped_strangers,
         bytes(Some(info.store.log_bytes)),
         bytes(Some(info.store.log_cap_bytes)),
-    )
+    ) + &recovered
 }
 
 pub fn table(services: &[ServiceStatus]) -> String {
