@@ -177,7 +177,7 @@ command = ["{zoo}", "healthy"]
     }
     let old = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
     d.kill_daemon();
-    // The service outlives a SIGKILLed daemon (its pipes break, but it is alive).
+    // The service outlives a SIGKILLed daemon (it holds a reader of its own output pipes).
     assert!(alive(old));
     d.spawn();
     let s = d.wait_state("web", "running", T);
@@ -317,4 +317,47 @@ fn clone3_spawn_sets_up_the_process_as_configured() {
 #[test]
 fn portable_spawn_sets_up_the_process_as_configured() {
     assert_spawned_as_configured(&[("CANDOR_CLONE3", "off")]);
+}
+
+/// The process state letter of `pid` (R, S, D, Z, ...).
+fn proc_state(pid: u64) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .map(String::from)
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_service_writing_to_stdout_outlives_a_killed_daemon_without_sigpipe() {
+    // A shell writes as fast as it can; a shell's `echo` dies of SIGPIPE (default action) the
+    // moment its stdout has no reader. The service holds a reader of its own output pipe, so
+    // with the daemon gone it blocks once the pipe is full, and the kernel keeps its lines.
+    let mut d = Daemon::start(
+        r#"
+[service.chatty]
+command = ["/bin/sh", "-c", "i=0; while :; do echo line $i; i=$((i+1)); done"]
+logs = { rate = 0 }
+"#,
+    );
+    let pid = d.wait_state("chatty", "running", T)["pid"]
+        .as_u64()
+        .unwrap();
+    wait_for("some lines stored", T, || {
+        (d.status("chatty")["logs"]["lines"].as_u64()? > 100).then_some(())
+    });
+    d.kill_daemon();
+    // Blocked on its full pipe: alive, asleep in write(2), not killed.
+    wait_for("the writer blocked on its full pipe", T, || {
+        (alive(pid) && proc_state(pid) == "S").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(pid), "the service died once the daemon was gone");
+    // SAFETY: kill(2) of the service's process group (it leads one: setsid).
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    wait_for("the service gone", T, || (!alive(pid)).then_some(()));
 }

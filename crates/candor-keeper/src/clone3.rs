@@ -12,7 +12,7 @@ use std::path::Path;
 
 use rustix::pipe::{pipe_with, PipeFlags};
 
-use crate::spawn::{install_ready_fd, keep_clear_of, Spawned};
+use crate::spawn::{install_ready_fd, keep_clear_of, output_pipe, Spawned};
 use crate::SpawnRequest;
 
 /// clone3 (or CLONE_INTO_CGROUP) is not available: use the portable path.
@@ -114,8 +114,8 @@ impl Prepared {
                 .read(true)
                 .write(true)
                 .open("/dev/null")?,
-            out: req.capture_output.then(pipe).transpose()?,
-            err: req.capture_output.then(pipe).transpose()?,
+            out: req.capture_output.then(output_pipe).transpose()?,
+            err: req.capture_output.then(output_pipe).transpose()?,
             ready: req.ready_fd.map(|_| pipe()).transpose()?,
             // The status pipe is written after the ready fd is installed: keep it off that fd.
             status: (status_r, keep_clear_of(status_w, req.ready_fd)?),

@@ -113,6 +113,23 @@ pub(crate) fn prepare_paths(req: &SpawnRequest) -> Result<(), String> {
 }
 
 /// Make sure `fd` is not `target` (which the child will dup2 over): move it higher if so.
+/// A pipe for a service's stdout or stderr: (the read end for Candor, the end for the child).
+/// The child's end is opened read-write (through /proc/self/fd): the service itself holds a
+/// reader, so its writes never meet EPIPE or SIGPIPE when Candor's read end closes (a crash,
+/// an upgrade); with nobody reading they block once the pipe is full, as under s6, and the
+/// kernel keeps what was written. Where /proc cannot be opened, a plain write end.
+pub(crate) fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = pipe_with(PipeFlags::CLOEXEC)?;
+    let rw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{}", r.as_raw_fd()));
+    match rw {
+        Ok(rw) => Ok((r, OwnedFd::from(rw))),
+        Err(_) => Ok((r, w)),
+    }
+}
+
 pub(crate) fn keep_clear_of(fd: OwnedFd, target: Option<u32>) -> io::Result<OwnedFd> {
     match target {
         Some(t) if fd.as_raw_fd() == t as i32 => {
@@ -244,8 +261,9 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
     let pipe = |what: &str| {
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make {what} pipe: {e}"))
     };
+    let output = |what: &str| output_pipe().map_err(|e| format!("cannot make {what} pipe: {e}"));
     let (out, err) = if req.capture_output {
-        (Some(pipe("stdout")?), Some(pipe("stderr")?))
+        (Some(output("stdout")?), Some(output("stderr")?))
     } else {
         (None, None)
     };
