@@ -127,7 +127,7 @@ impl Shell {
         events: broadcast::Sender<api::Event>,
         ctx: BrainContext,
     ) -> Self {
-        Self {
+        let mut shell = Self {
             facts: Facts::new(spec, ctx.sample_every, clock::mono()),
             keeper,
             store,
@@ -140,7 +140,10 @@ impl Shell {
             waiting: HashMap::new(),
             next_request: 0,
             logs: BTreeMap::new(),
-        }
+        };
+        // Every configured service is on the board before the API answers its first request.
+        shell.publish();
+        shell
     }
 
     /// Run until shutdown completes.
