@@ -60,7 +60,11 @@ impl Cx<'_> {
                     return;
                 };
                 let ok = outcome.ok;
-                run.health.probe.record(outcome, failures, successes);
+                if run.ready.is_some() || (by_probe && ok) {
+                    run.health.probe.record(outcome, failures, successes);
+                } else {
+                    run.health.probe.record_before_ready(outcome);
+                }
                 if by_probe && ok && run.ready.is_none() {
                     run.ready = Some((now, "probe"));
                     self.became_ready(&name, run_id);

@@ -311,6 +311,38 @@ on_unhealthy = "{on_unhealthy}"
 }
 
 #[test]
+fn probe_failures_before_ready_do_not_count() {
+    let mut s = Sim::new(
+        r#"
+[service.api]
+command = ["/bin/api"]
+ready = "notify"
+probe = { tcp = "127.0.0.1:1", failures = 3 }
+"#,
+    );
+    s.spawned("api");
+    // Fast startup probes fail while the service is still starting...
+    for _ in 0..6 {
+        s.probe("api", false, "connection refused");
+    }
+    assert!(
+        s.reason("api")
+            .ends_with("(last probe: connection refused)"),
+        "{}",
+        s.reason("api")
+    );
+    // ...and once it says it is ready, it starts with a clean slate.
+    s.notify("api", &[("READY", "1")]);
+    assert_eq!(s.state("api"), Running, "{}", s.reason("api"));
+    assert!(s.stop_asked("api").is_none());
+    s.probe("api", false, "connection refused");
+    s.probe("api", false, "connection refused");
+    assert_eq!(s.state("api"), Running);
+    s.probe("api", false, "connection refused");
+    assert_eq!(s.state("api"), Stopping, "three failures after ready count");
+}
+
+#[test]
 fn a_declared_socket_missing_on_disk_is_unhealthy_and_restarted() {
     let mut s = Sim::new(
         r#"

@@ -30,6 +30,15 @@ pub struct ProbeHealth {
 }
 
 impl ProbeHealth {
+    /// An outcome taken before the run was ready: shown as the last result, but a failure is
+    /// not counted (the service may still be starting; Kubernetes' startup probe does the same).
+    pub fn record_before_ready(&mut self, outcome: ProbeOutcome) {
+        if outcome.ok {
+            self.ever_ok = true;
+        }
+        self.last = Some(outcome);
+    }
+
     /// Fold one outcome in. Returns true when healthy/unhealthy flipped.
     pub fn record(&mut self, outcome: ProbeOutcome, failures: u32, successes: u32) -> bool {
         let before = self.unhealthy;

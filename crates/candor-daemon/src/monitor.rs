@@ -16,6 +16,8 @@ use crate::probe::{self, ExecProbes};
 
 /// Declared sockets of a service without a probe are checked this often.
 pub const SOCKET_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// The first pause between probes of a run that is not ready yet (then doubling to `every`).
+pub const STARTUP_PROBE_FIRST: Duration = Duration::from_millis(20);
 
 /// Evidence for the brain, each piece tagged with the run it was taken for.
 pub use candor_brain::Evidence as Internal;
@@ -52,6 +54,7 @@ pub fn start(
     let mut tasks = Vec::new();
     let service = spec.name.to_string();
     let check_now = Arc::new(tokio::sync::Notify::new());
+    let ready_at_spawn = spec.ready == ReadySpec::Started;
     if let Some(fd) = ready_fd {
         let (tx, service) = (tx.clone(), service.clone());
         tasks.push(
@@ -108,13 +111,35 @@ pub fn start(
                     None => (SOCKET_CHECK_EVERY, Duration::ZERO, Duration::from_secs(1)),
                 };
                 tokio::time::sleep(delay).await;
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // Until the run is ready (the brain says so through `check_now`), probe from
+                // 20 ms, doubling up to `every`, as a startup probe would: a service is shown
+                // running soon after it can serve, not a whole period later. Then every `every`.
+                let mut ready = ready_at_spawn;
+                let mut pause = STARTUP_PROBE_FIRST.min(every);
+                let mut tick: Option<tokio::time::Interval> = None;
+                let mut first = true;
                 loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = wake.notified() => {}
+                    if !first {
+                        if ready && tick.is_none() {
+                            let mut t = tokio::time::interval_at(
+                                tokio::time::Instant::now() + every,
+                                every,
+                            );
+                            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                            tick = Some(t);
+                        }
+                        match tick.as_mut() {
+                            Some(t) => tokio::select! {
+                                _ = t.tick() => {}
+                                _ = wake.notified() => {}
+                            },
+                            None => tokio::select! {
+                                _ = tokio::time::sleep(pause) => pause = (pause * 2).min(every),
+                                _ = wake.notified() => ready = true,
+                            },
+                        }
                     }
+                    first = false;
                     let (outcome, checks) = tokio::join!(
                         probe::run(&spec, &keeper, &exec),
                         probe::check_sockets(&spec.sockets, timeout)
