@@ -393,16 +393,11 @@ impl Keeper {
                 elapsed: Duration::ZERO,
             });
         }
-        let mut req = crate::SpawnRequest::new("probe", token, argv);
-        req.env = env;
-        req.workdir = workdir;
-        req.capture_output = false;
-        match spawn::spawn(&req, None, self.use_clone3) {
-            Ok(s) => {
-                let pidfd = s.pidfd.or_else(|| {
-                    Pid::from_raw(s.pid as i32)
-                        .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
-                });
+        match spawn::spawn_probe(&argv, &env, workdir.as_deref()) {
+            Ok(pid) => {
+                // Our child, not yet reaped: its pid cannot be reused before we wait for it.
+                let pidfd =
+                    Pid::from_raw(pid as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
                 let run = ProbeRun {
                     token,
                     pidfd,
@@ -410,7 +405,7 @@ impl Keeper {
                     deadline: started + timeout,
                     timed_out: false,
                 };
-                self.probes.insert(s.pid as i32, run);
+                self.probes.insert(pid as i32, run);
             }
             Err(e) => {
                 let end = crate::ProbeEnd::CannotStart(e);

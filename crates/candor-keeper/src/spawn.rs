@@ -254,6 +254,41 @@ pub(crate) fn spawn(
     }
 }
 
+/// Start an exec probe the cheap way. std's `Command` uses posix_spawn (clone with
+/// CLONE_VM|CLONE_VFORK: the daemon's page tables are not copied) when nothing forces a fork,
+/// and nothing here does: no pre-exec hook, a process group of its own through
+/// POSIX_SPAWN_SETPGROUP, the workdir through posix_spawn_file_actions_addchdir_np, stdio on
+/// /dev/null. Forking a daemon of tens of MiB for every probe cost most of its CPU at 1000
+/// exec-probed services (page-table copies and copy-on-write faults).
+pub(crate) fn spawn_probe(
+    argv: &[String],
+    env: &[(String, String)],
+    workdir: Option<&Path>,
+) -> Result<u32, String> {
+    let Some(first) = argv.first() else {
+        return Err("empty probe command".into());
+    };
+    let program = resolve_program(first, env)?;
+    let mut cmd = Command::new(&program);
+    cmd.arg0(first).args(&argv[1..]);
+    cmd.env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(wd) = workdir {
+        cmd.current_dir(wd);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    // The keeper reaps it (waitpid(-1)); dropping the handle neither waits nor kills.
+    let child = cmd.spawn().map_err(|e| explain(&program, &e))?;
+    Ok(child.id())
+}
+
 /// The portable path (kernels without clone3): std's fork/exec, joining the cgroup from the
 /// child before exec (slower: a cgroup migration costs milliseconds). `WATCHDOG_PID` is not
 /// set on this path (std builds the environment before the fork).
