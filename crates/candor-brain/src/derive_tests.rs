@@ -28,7 +28,7 @@ fn spec() -> ServiceSpec {
 }
 
 fn run(ready: bool) -> Run {
-    let mut r = Run::new(1, at(0), false);
+    let mut r = Run::new(1, false);
     r.spawn = Spawn::Started { pid: 7, at: at(0) };
     r.ready = ready.then_some((at(0), "notify"));
     r
@@ -54,7 +54,7 @@ fn socket(exists: bool, accepts: bool) -> SocketCheck {
 
 fn with(spec: ServiceSpec, mut run: Run, health: Health) -> Service {
     run.health = health;
-    let mut svc = Service::new(Arc::new(spec), 0, at(0));
+    let mut svc = Service::new(Arc::new(spec), at(0));
     svc.start = None;
     svc.runs = 1;
     svc.run = Some(run);
@@ -210,7 +210,7 @@ fn waiting_for_readiness_shows_the_last_failed_probe() {
 
 #[test]
 fn not_started_and_stopped_read_differently() {
-    let mut svc = Service::new(Arc::new(spec()), 0, at(0));
+    let mut svc = Service::new(Arc::new(spec()), at(0));
     svc.start = None;
     svc.wanted = false;
     assert_eq!(
@@ -221,10 +221,7 @@ fn not_started_and_stopped_read_differently() {
         )
     );
     let mut r = run(true);
-    r.ended = Some(crate::facts::Ended {
-        at: at(1),
-        escalated: false,
-    });
+    r.ended = Some(at(1));
     svc.run = Some(r);
     assert_eq!(
         state_of(&svc, at(2)),

@@ -175,7 +175,7 @@ impl Cx<'_> {
         };
         svc.runs += 1;
         let run_id = svc.runs;
-        svc.run = Some(Run::new(run_id, now, start.restart));
+        svc.run = Some(Run::new(run_id, start.restart));
         let spec = svc.spec.clone();
         self.out.push(Effect::Spawn {
             service: name.to_string(),

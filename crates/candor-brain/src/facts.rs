@@ -35,16 +35,12 @@ pub struct Facts {
     pub windows: BTreeMap<ServiceName, Window>,
     /// How often samples are taken: a summary describes now for three periods, no longer.
     pub sample_every: Duration,
-    /// Config generation: 0 at start, +1 per accepted reload.
-    pub generation: u64,
 }
 
 /// One service's facts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Service {
     pub spec: Arc<ServiceSpec>,
-    /// The config generation (reload) that set `spec`.
-    pub generation: u64,
     /// A changed spec that applies once the current run is over.
     pub next_spec: Option<Arc<ServiceSpec>>,
     /// Removed from the config: it goes once its run is over.
@@ -71,10 +67,9 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(spec: Arc<ServiceSpec>, generation: u64, now: Mono) -> Self {
+    pub fn new(spec: Arc<ServiceSpec>, now: Mono) -> Self {
         Self {
             spec,
-            generation,
             next_spec: None,
             removed: false,
             wanted: true,
@@ -197,19 +192,10 @@ pub struct StopFact {
     pub refusals: u32,
 }
 
-/// How a run ended: nothing of it is left (main reaped, group/cgroup empty).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ended {
-    pub at: Mono,
-    /// SIGKILL was needed.
-    pub escalated: bool,
-}
-
 /// One run of a service, from the spawn request to the last process gone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Run {
     pub id: u64,
-    pub requested_at: Mono,
     /// Spawned as an automatic restart.
     pub is_restart: bool,
     pub spawn: Spawn,
@@ -226,14 +212,15 @@ pub struct Run {
     pub stop: Option<StopFact>,
     /// The main process was reaped; others of its group may still be stopping.
     pub main_exit: Option<LastExit>,
-    pub ended: Option<Ended>,
+    /// When nothing of it was left any more (main reaped, group/cgroup empty), or the
+    /// spawn failed or was refused.
+    pub ended: Option<Mono>,
 }
 
 impl Run {
-    pub fn new(id: u64, now: Mono, is_restart: bool) -> Self {
+    pub fn new(id: u64, is_restart: bool) -> Self {
         Self {
             id,
-            requested_at: now,
             is_restart,
             spawn: Spawn::Pending,
             after_supervisor_restart: false,
@@ -274,19 +261,13 @@ impl Facts {
             services: spec
                 .services
                 .iter()
-                .map(|(n, s)| {
-                    (
-                        n.clone(),
-                        Arc::new(Service::new(Arc::new(s.clone()), 0, now)),
-                    )
-                })
+                .map(|(n, s)| (n.clone(), Arc::new(Service::new(Arc::new(s.clone()), now))))
                 .collect(),
             shutdown: None,
             exited: false,
             early_notify: Vec::new(),
             windows: BTreeMap::new(),
             sample_every,
-            generation: 0,
         }
     }
     pub fn get(&self, name: &str) -> Option<&Service> {

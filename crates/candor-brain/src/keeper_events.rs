@@ -9,9 +9,7 @@ use candor_spec::{format_duration, ReadySpec, ServiceName};
 
 use crate::derive::ServiceState;
 use crate::effect::Effect;
-use crate::facts::{
-    Delivery, Ended, LastExit, ScheduledStart, Spawn, StopCause, MAX_SPAWN_REFUSALS,
-};
+use crate::facts::{Delivery, LastExit, ScheduledStart, Spawn, StopCause, MAX_SPAWN_REFUSALS};
 use crate::input::Refusable;
 use crate::step::{retry_delay, Cx};
 
@@ -83,10 +81,7 @@ impl Cx<'_> {
             return;
         };
         run.spawn = Spawn::Failed { error };
-        run.ended = Some(Ended {
-            at: now,
-            escalated: false,
-        });
+        run.ended = Some(now);
         svc.refusals = 0;
         self.run_ended(&name);
         self.replay_early_notify();
@@ -137,7 +132,7 @@ impl Cx<'_> {
         let Some(run) = svc.run_mut(run_id) else {
             return;
         };
-        run.ended = Some(Ended { at: now, escalated });
+        run.ended = Some(now);
         let main_was_alive = run.main_exit.is_none();
         let stop_cause = run.stop.as_ref().map(|s| s.cause.phrase());
         if main_was_alive {
@@ -263,10 +258,7 @@ impl Cx<'_> {
                 run.spawn = Spawn::Refused {
                     error: error.clone(),
                 };
-                run.ended = Some(Ended {
-                    at: now,
-                    escalated: false,
-                });
+                run.ended = Some(now);
                 svc.refusals += 1;
                 if svc.refusals == 1 {
                     self.refusal_note(&service, "spawn", error);

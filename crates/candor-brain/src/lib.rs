@@ -28,7 +28,7 @@ mod step;
 pub use derive::{blocking_deps, derive, Derived, ServiceState, Services};
 pub use effect::{Effect, Note, Reply};
 pub use facts::{
-    Delivery, Ended, Facts, LastExit, Run, ScheduledStart, Service, Spawn, StopCause, StopFact,
+    Delivery, Facts, LastExit, Run, ScheduledStart, Service, Spawn, StopCause, StopFact,
     MAX_EARLY_NOTIFY, MAX_SPAWN_REFUSALS,
 };
 pub use input::{Evidence, Input, Notify, Refusable, Request, RequestId};

@@ -119,8 +119,6 @@ impl Cx<'_> {
     /// applies once its run is over (the run is stopped for it).
     fn reload(&mut self, id: RequestId, spec: Arc<Spec>) {
         let now = self.mono();
-        self.facts.generation += 1;
-        let generation = self.facts.generation;
         let mut out = api::ReloadOutcome::default();
         let removed: Vec<ServiceName> = self
             .facts
@@ -154,7 +152,7 @@ impl Cx<'_> {
                 out.added.push(name.to_string());
                 self.facts
                     .services
-                    .insert(name.clone(), Arc::new(Service::new(new, generation, now)));
+                    .insert(name.clone(), Arc::new(Service::new(new, now)));
                 continue;
             };
             let mut old = (*svc.spec).clone();
@@ -180,7 +178,6 @@ impl Cx<'_> {
                 continue;
             }
             out.changed.push(name.to_string());
-            svc.generation = generation;
             if svc.is_down() {
                 svc.spec = new;
             } else {
