@@ -261,7 +261,7 @@ impl Cx<'_> {
                 run.ended = Some(now);
                 svc.refusals += 1;
                 if svc.refusals == 1 {
-                    self.refusal_note(&service, "spawn", error);
+                    self.refusal_note(&service, "spawn", error, "retrying");
                 }
                 self.run_ended(&name);
                 self.replay_early_notify();
@@ -285,18 +285,24 @@ impl Cx<'_> {
                 let first = stop.refusals == 1;
                 self.timer(retry_at);
                 if first {
-                    self.refusal_note(&service, "stop", error);
+                    self.refusal_note(&service, "stop", error, "retrying");
                 }
             }
-            Refusable::Sweep => self.refusal_note("candor", "sweep", error),
+            Refusable::Sweep => self.refusal_note(
+                "candor",
+                "sweep",
+                error,
+                "cgroups of services no longer configured stay until the next start",
+            ),
         }
     }
 
-    fn refusal_note(&mut self, service: &str, command: &str, error: String) {
+    /// `then`: what follows (a retry, or what stays as it is).
+    fn refusal_note(&mut self, service: &str, command: &str, error: String, then: &str) {
         self.note(
             service,
             "warning",
-            format!("the keeper did not take the {command} command ({error}); retrying"),
+            format!("the keeper did not take the {command} command ({error}); {then}"),
             api::EventDetail::Refused {
                 command: command.into(),
                 error,

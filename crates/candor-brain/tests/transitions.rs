@@ -754,6 +754,18 @@ fn a_refused_stop_is_retried_and_still_ends_with_sigkill_on_time() {
 }
 
 #[test]
+fn a_refused_sweep_says_what_stays_and_promises_no_retry() {
+    let mut s = Sim::new(ONE);
+    s.refuse(Refusable::Sweep, "keeper command queue is full");
+    let n = s.notes().into_iter().find(|n| n.1 == "warning").unwrap();
+    assert_eq!(
+        n.2,
+        "the keeper did not take the sweep command (keeper command queue is full); cgroups of services no longer configured stay until the next start"
+    );
+    assert!(s.timers().is_empty());
+}
+
+#[test]
 fn early_notify_waits_for_the_spawn_report_and_strangers_are_counted() {
     let mut s = Sim::new("[service.api]\ncommand = [\"/bin/api\"]\nready = \"notify\"\n");
     let msg = candor_brain::Notify {
