@@ -222,7 +222,7 @@ pub async fn run(
                 // wait for room (5 ms, doubling to 100 ms) within the probe's timeout.
                 let mut pause = Duration::from_millis(5);
                 while let Err(e) = keeper.send(cmd()) {
-                    if e.0 != candor_keeper::PROBE_QUEUE_FULL {
+                    if e != candor_keeper::SendError::ProbesFull {
                         exec.waiters
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

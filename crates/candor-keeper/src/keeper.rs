@@ -27,8 +27,6 @@ const COMMAND_QUEUE: usize = 2048;
 /// Exec probes wait in a queue of their own: work Candor makes for itself never takes a place
 /// a stop needs, and a full probe queue sheds probes, not stops.
 const PROBE_QUEUE: usize = 1024;
-/// What `send` says when the probe queue is full (the caller may wait for room).
-pub const PROBE_QUEUE_FULL: &str = "keeper probe queue is full";
 /// Probes started per turn of the loop, so that a burst of them never delays a reap or a stop.
 const PROBES_PER_TURN: usize = 32;
 
@@ -40,29 +38,41 @@ pub struct KeeperHandle {
     wake: Arc<std::fs::File>,
 }
 
-#[derive(Debug)]
-pub struct SendError(pub String);
+/// Why the keeper did not take a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The queue of spawns, stops and sweeps is full.
+    CommandsFull,
+    /// The queue of exec probes is full: the daemon's own backlog (a caller may wait for room).
+    ProbesFull,
+    /// The keeper thread is gone.
+    Stopped,
+}
 
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(match self {
+            SendError::CommandsFull => "keeper command queue is full",
+            SendError::ProbesFull => "keeper probe queue is full",
+            SendError::Stopped => "keeper has stopped",
+        })
     }
 }
 
 impl KeeperHandle {
     /// Never blocks: a full queue (the keeper is stuck) is an error, not a stall.
     pub fn send(&self, cmd: KeeperCommand) -> Result<(), SendError> {
-        let (queue, what) = match cmd {
-            KeeperCommand::RunProbe { .. } => (&self.probes, PROBE_QUEUE_FULL),
-            _ => (&self.tx, "keeper command queue is full"),
+        let (queue, full) = match cmd {
+            KeeperCommand::RunProbe { .. } => (&self.probes, SendError::ProbesFull),
+            _ => (&self.tx, SendError::CommandsFull),
         };
         match queue.try_send(cmd) {
             Ok(()) => {
                 let _ = (&*self.wake).write(&[1]);
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(SendError(what.into())),
-            Err(TrySendError::Disconnected(_)) => Err(SendError("keeper has stopped".into())),
+            Err(TrySendError::Full(_)) => Err(full),
+            Err(TrySendError::Disconnected(_)) => Err(SendError::Stopped),
         }
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use candor_core::{ExitStatus, Mono};
 pub use cgroup::procs as cgroup_procs;
 pub use cgroup::Containment;
-pub use keeper::{start, KeeperHandle, SendError, PROBE_QUEUE_FULL};
+pub use keeper::{start, KeeperHandle, SendError};
 pub use procfs::pgid;
 
 /// How the keeper should contain services.
