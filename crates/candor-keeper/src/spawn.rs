@@ -254,6 +254,28 @@ pub(crate) fn spawn(
     }
 }
 
+/// A `Command` for `argv` (program already resolved): the daemon's environment without the
+/// sd_notify and socket-activation variables meant for Candor itself, plus `env`, in `workdir`.
+fn command(
+    program: &Path,
+    argv: &[String],
+    env: &[(String, String)],
+    workdir: Option<&Path>,
+) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg0(&argv[0]).args(&argv[1..]);
+    cmd.env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(wd) = workdir {
+        cmd.current_dir(wd);
+    }
+    cmd
+}
+
 /// Start an exec probe the cheap way. std's `Command` uses posix_spawn (clone with
 /// CLONE_VM|CLONE_VFORK: the daemon's page tables are not copied) when nothing forces a fork,
 /// and nothing here does: no pre-exec hook, a process group of its own through
@@ -269,17 +291,7 @@ pub(crate) fn spawn_probe(
         return Err("empty probe command".into());
     };
     let program = resolve_program(first, env)?;
-    let mut cmd = Command::new(&program);
-    cmd.arg0(first).args(&argv[1..]);
-    cmd.env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    if let Some(wd) = workdir {
-        cmd.current_dir(wd);
-    }
+    let mut cmd = command(&program, argv, env, workdir);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -322,17 +334,7 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
     let ready_w = ready.as_ref().map(|(_, w, n)| (w.as_raw_fd(), *n));
     let nofile = req.nofile;
 
-    let mut cmd = Command::new(program);
-    cmd.arg0(&req.argv[0]).args(&req.argv[1..]);
-    cmd.env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID");
-    for (k, v) in &req.env {
-        cmd.env(k, v);
-    }
-    if let Some(wd) = &req.workdir {
-        cmd.current_dir(wd);
-    }
+    let mut cmd = command(program, &req.argv, &req.env, req.workdir.as_deref());
     cmd.stdin(Stdio::null());
     match (&out, &err) {
         (Some((_, ow)), Some((_, ew))) => {
