@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use candor_scenarios::{alive, read_pids, wait_for, Daemon};
+use candor_scenarios::{alive, proc_state, read_pids, wait_for, Daemon};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -319,19 +319,6 @@ fn portable_spawn_sets_up_the_process_as_configured() {
     assert_spawned_as_configured(&[("CANDOR_CLONE3", "off")]);
 }
 
-/// The process state letter of `pid` (R, S, D, Z, ...).
-fn proc_state(pid: u64) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                .map(String::from)
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_service_writing_to_stdout_outlives_a_killed_daemon_without_sigpipe() {
     // A shell writes as fast as it can; a shell's `echo` dies of SIGPIPE (default action) the
@@ -353,7 +340,7 @@ logs = { rate = 0 }
     d.kill_daemon();
     // Blocked on its full pipe: alive, asleep in write(2), not killed.
     wait_for("the writer blocked on its full pipe", T, || {
-        (alive(pid) && proc_state(pid) == "S").then_some(())
+        (proc_state(pid).as_deref() == Some("S")).then_some(())
     });
     std::thread::sleep(Duration::from_millis(300));
     assert!(alive(pid), "the service died once the daemon was gone");

@@ -54,17 +54,14 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
 
 /// Whether a pid is a live (non-zombie) process.
 pub fn alive(pid: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                .unwrap_or("");
-            state != "Z" && state != "X"
-        }
-        Err(_) => false,
-    }
+    proc_state(pid).is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// The process state letter of `pid` (R, S, D, Z, ...), None once it is gone.
+pub fn proc_state(pid: u64) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+    Some(state.to_string())
 }
 
 pub struct Daemon {
