@@ -9,17 +9,9 @@ ready brings it near the services' own start-up time.
 usage: bench/chain.py [--links 10] [--every 2s] [--rounds 3]
        CANDOR_BIN=/other/target/release bench/chain.py ...   (a paired run against another build)
 """
-import argparse, os, socket, statistics, subprocess, sys, tempfile, time
+import argparse, os, statistics, sys, tempfile, time
 
-from common import BIN, Daemon, build
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from common import BIN, Daemon, build, free_port
 
 
 def one(links, every):

@@ -1,12 +1,21 @@
 """Shared by the Python benches: start a release daemon on a config, wait for its services,
 read its CPU time and memory from /proc, shut it down."""
-import json, os, subprocess, time
+import json, os, socket, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # CANDOR_BIN points the benches at another build (e.g. an older commit's, for a paired run).
 BIN = os.environ.get("CANDOR_BIN") or os.path.join(ROOT, "target", "release")
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port():
+    """A TCP port on loopback that nothing listens on right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def build():

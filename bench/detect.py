@@ -11,19 +11,13 @@ faults <= one period + timeout.
 
 usage: bench/detect.py [--runs 20] [--periods 1,5]    (builds release binaries first)
 """
-import argparse, json, os, random, signal, socket, subprocess, sys, tempfile, time
+import argparse, json, os, random, signal, subprocess, sys, tempfile, time
 from datetime import datetime
+
+from common import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def cli(sock, *args):
