@@ -11,7 +11,7 @@ use std::time::Duration;
 use candor_api::{self as api, unix_ms, ErrorBody};
 use candor_brain::{Effect, Facts, Input, Note, Refusable, Reply, RequestId};
 use candor_core::Mono;
-use candor_keeper::{clock, KeeperCommand, KeeperEvent, KeeperHandle, SpawnRequest};
+use candor_keeper::{clock, KeeperCommand, KeeperEvent, KeeperHandle, SendError, SpawnRequest};
 use candor_spec::{ReadySpec, ServiceSpec, Spec};
 use candor_store::{EventRow, Store};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -311,10 +311,10 @@ impl Shell {
                     spec,
                 } => {
                     let req = self.spawn_request(&service, run_id, &spec);
-                    self.keeper
-                        .send(KeeperCommand::Spawn(req))
-                        .err()
-                        .map(|e| (Refusable::Spawn { service, run_id }, e))
+                    self.hand(
+                        KeeperCommand::Spawn(req),
+                        Refusable::Spawn { service, run_id },
+                    )
                 }
                 Effect::Stop {
                     service,
@@ -328,16 +328,11 @@ impl Shell {
                         signal,
                         timeout,
                     };
-                    self.keeper
-                        .send(cmd)
-                        .err()
-                        .map(|e| (Refusable::Stop { service, run_id }, e))
+                    self.hand(cmd, Refusable::Stop { service, run_id })
                 }
-                Effect::Sweep { keep } => self
-                    .keeper
-                    .send(KeeperCommand::Sweep { keep })
-                    .err()
-                    .map(|e| (Refusable::Sweep, e)),
+                Effect::Sweep { keep } => {
+                    self.hand(KeeperCommand::Sweep { keep }, Refusable::Sweep)
+                }
                 Effect::Timer(due) => {
                     self.timers.insert(due);
                     None
@@ -411,6 +406,11 @@ impl Shell {
         }
         // Pipes of a run the brain did not take up (none expected) are closed.
         self.pipes.clear();
+    }
+
+    /// Hand a command to the keeper; if it is not taken, what to tell the brain.
+    fn hand(&self, cmd: KeeperCommand, what: Refusable) -> Option<(Refusable, SendError)> {
+        self.keeper.send(cmd).err().map(|e| (what, e))
     }
 
     fn spawn_request(&self, service: &str, run_id: u64, spec: &ServiceSpec) -> SpawnRequest {

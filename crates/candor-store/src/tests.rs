@@ -22,6 +22,16 @@ fn line(service: &str, at_ms: i64, text: &[u8]) -> LogLine {
     }
 }
 
+fn running(service: &str) -> EventRow {
+    EventRow {
+        at_ms: 1,
+        service: service.into(),
+        state: "running".into(),
+        reason: "r".into(),
+        detail: "{}".into(),
+    }
+}
+
 fn query(service: Option<&str>, n: usize) -> LogQuery {
     LogQuery {
         service: service.map(str::to_string),
@@ -184,13 +194,7 @@ fn a_full_queue_drops_and_counts_instead_of_waiting() {
 fn events_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _t) = Store::open(dir.path()).unwrap();
-    store.event(EventRow {
-        at_ms: 1,
-        service: "api".into(),
-        state: "running".into(),
-        reason: "r".into(),
-        detail: "{}".into(),
-    });
+    store.event(running("api"));
     let got = wait_for(|| {
         let v = store.recent_events(Some("api"), 10).unwrap();
         (!v.is_empty()).then_some(v)
@@ -226,13 +230,7 @@ fn a_corrupt_database_is_moved_aside_and_a_fresh_one_works() {
         garbage,
         "kept as it was"
     );
-    store.event(EventRow {
-        at_ms: 1,
-        service: "api".into(),
-        state: "running".into(),
-        reason: "r".into(),
-        detail: "{}".into(),
-    });
+    store.event(running("api"));
     wait_for(|| (!store.recent_events(Some("api"), 10).unwrap().is_empty()).then_some(()));
 }
 
