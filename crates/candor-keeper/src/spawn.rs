@@ -117,7 +117,8 @@ pub(crate) fn prepare_paths(req: &SpawnRequest) -> Result<(), String> {
 /// The child's end is opened read-write (through /proc/self/fd): the service itself holds a
 /// reader, so its writes never meet EPIPE or SIGPIPE when Candor's read end closes (a crash,
 /// an upgrade); with nobody reading they block once the pipe is full, as under s6, and the
-/// kernel keeps what was written. Where /proc cannot be opened, a plain write end.
+/// kernel keeps what was written. Only where /proc is not mounted, a plain write end; any
+/// other failure (the fd limit) fails the spawn rather than silently dropping the guarantee.
 pub(crate) fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = pipe_with(PipeFlags::CLOEXEC)?;
     let rw = OpenOptions::new()
@@ -126,7 +127,8 @@ pub(crate) fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
         .open(format!("/proc/self/fd/{}", r.as_raw_fd()));
     match rw {
         Ok(rw) => Ok((r, OwnedFd::from(rw))),
-        Err(_) => Ok((r, w)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((r, w)),
+        Err(e) => Err(e),
     }
 }
 
