@@ -161,7 +161,7 @@ impl Cx<'_> {
         };
         let mut mainpid = None;
         let mut became_ready = false;
-        let mut watchdog_due = None;
+        let mut wake = None;
         for (key, value) in &msg.fields {
             let h = &mut run.health;
             match key.as_str() {
@@ -181,7 +181,11 @@ impl Cx<'_> {
                 "WATCHDOG" if value == "1" => {
                     if let Some(w) = watchdog {
                         run.watchdog_due = Some(now + w);
-                        watchdog_due = run.watchdog_due;
+                        // A timer still pending (earlier) re-arms itself when it fires.
+                        if run.watchdog_wake.is_none_or(|t| t <= now) {
+                            run.watchdog_wake = run.watchdog_due;
+                            wake = run.watchdog_due;
+                        }
                     }
                 }
                 "WATCHDOG" if value == "trigger" => {
@@ -194,7 +198,7 @@ impl Cx<'_> {
         if became_ready {
             self.became_ready(&name, run_id);
         }
-        if let Some(due) = watchdog_due {
+        if let Some(due) = wake {
             self.timer(due);
         }
         if let Some(pid) = mainpid {
@@ -208,18 +212,27 @@ impl Cx<'_> {
         }
     }
 
-    /// A run whose watchdog deadline passed without `WATCHDOG=1` is marked missed.
+    /// A run whose watchdog deadline passed without `WATCHDOG=1` is marked missed; one whose
+    /// watchdog timer fired before the (since moved) deadline gets its timer again.
     pub(crate) fn watchdog_missed(&mut self, name: &ServiceName) {
         let now = self.mono();
         let Some(svc) = self.facts.services.get(name) else {
             return;
         };
-        let due = svc
+        let Some((due, wake)) = svc
             .live()
             .filter(|r| r.is_serving() && r.health.watchdog_missed.is_none())
-            .and_then(|r| r.watchdog_due)
-            .is_some_and(|t| t <= now);
-        if !due {
+            .and_then(|r| Some((r.watchdog_due?, r.watchdog_wake)))
+        else {
+            return;
+        };
+        if due > now {
+            if wake.is_none_or(|t| t <= now) {
+                if let Some(run) = self.facts.svc_mut(name).and_then(|s| s.live_mut()) {
+                    run.watchdog_wake = Some(due);
+                }
+                self.timer(due);
+            }
             return;
         }
         let every = format_duration(svc.spec.watchdog.unwrap_or_default());

@@ -207,6 +207,10 @@ pub struct Run {
     pub ready_due: Option<Mono>,
     /// No `WATCHDOG=1` by then: unhealthy.
     pub watchdog_due: Option<Mono>,
+    /// When the brain next looks at the watchdog (a timer armed at or before `watchdog_due`).
+    /// One timer per run, however often the service pings: the pings move the deadline, the
+    /// timer, when it fires, is armed again at the deadline then current.
+    pub watchdog_wake: Option<Mono>,
     /// Evidence about this run (probes, sockets, watchdog, notify status, budget summary).
     pub health: Health,
     pub stop: Option<StopFact>,
@@ -227,6 +231,7 @@ impl Run {
             ready: None,
             ready_due: None,
             watchdog_due: None,
+            watchdog_wake: None,
             health: Health::for_run(id),
             stop: None,
             main_exit: None,

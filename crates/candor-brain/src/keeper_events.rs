@@ -52,6 +52,7 @@ impl Cx<'_> {
         }
         run.ready_due = spec.ready_timeout.filter(|_| !ready_now).map(|t| at + t);
         run.watchdog_due = spec.watchdog.map(|w| at + w);
+        run.watchdog_wake = run.watchdog_due;
         let (ready_due, watchdog_due, is_restart) =
             (run.ready_due, run.watchdog_due, run.is_restart);
         svc.refusals = 0;

@@ -253,9 +253,12 @@ backoff = { initial = "1s", max = "8s", reset_after = "1m" }
     s.spawned("api");
     s.advance(secs(1));
     s.notify("api", &[("WATCHDOG", "1")]);
-    assert_eq!(s.timers(), vec![s.in_secs(secs(2))]);
+    // The timer armed at spawn (due at 2 s) is still pending: the ping moves the deadline to
+    // 3 s without a second timer; when the first fires, it is armed again at the deadline.
+    assert!(s.timers().is_empty());
     s.advance(secs(1));
     assert_eq!(s.state("api"), Running, "pinged in time");
+    assert_eq!(s.timers(), vec![s.in_secs(secs(1))]);
     s.advance(secs(1));
     let unhealthy = s.notes().into_iter().find(|n| n.1 == "unhealthy").unwrap();
     assert_eq!(unhealthy.2, "watchdog timeout: no WATCHDOG=1 within 2s");
@@ -268,6 +271,31 @@ backoff = { initial = "1s", max = "8s", reset_after = "1m" }
     );
     s.advance(secs(1));
     assert_eq!(s.spawn_asked("api"), Some(2));
+}
+
+#[test]
+fn watchdog_pings_arm_one_timer_however_many_there_are() {
+    let mut s = Sim::new("[service.api]\ncommand = [\"/bin/api\"]\nwatchdog = \"10s\"\n");
+    s.spawned("api");
+    let mut timers = 0;
+    for _ in 0..1000 {
+        s.advance(ms(20));
+        timers += s.timers().len();
+        s.notify("api", &[("WATCHDOG", "1")]);
+        timers += s.timers().len();
+    }
+    // 20 s of pings every 20 ms: the deadline moved 1000 times, the timer was re-armed once
+    // per 10 s watchdog period.
+    assert!(timers <= 2, "{timers} timers for 1000 pings");
+    assert_eq!(s.state("api"), Running);
+    s.advance(secs(10) - ms(1));
+    assert_eq!(s.state("api"), Running);
+    s.advance(ms(1));
+    assert_eq!(
+        s.state("api"),
+        Stopping,
+        "the last ping's deadline still holds"
+    );
 }
 
 #[test]
