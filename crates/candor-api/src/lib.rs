@@ -290,6 +290,13 @@ pub enum EventDetail {
     Escalated {
         cause: String,
     },
+    /// A run of an earlier supervisor taken over after its restart (`alive`: its pid was
+    /// found running with the start time recorded).
+    Adopted {
+        adopted_pid: u32,
+        run: u64,
+        alive: bool,
+    },
     /// A service reported `MAINPID=`.
     MainPid {
         mainpid: u32,

@@ -27,6 +27,15 @@ pub enum Effect {
         signal: i32,
         timeout: Duration,
     },
+    /// Take over a run an earlier supervisor started: watch its pid (verified by start
+    /// time; reported `Exited` with an unknown status if gone), and SIGKILL its group at
+    /// `kill_at` when a stop was under way.
+    Adopt {
+        service: String,
+        run_id: u64,
+        pid: u32,
+        kill_at: Option<Mono>,
+    },
     /// Kill and remove cgroups of services not in `keep` (left by earlier configs).
     Sweep { keep: Vec<String> },
     /// Send `Input::Tick` at `due` (always in the future of the step's `now`).

@@ -60,13 +60,14 @@ impl Cx<'_> {
                     return;
                 };
                 let ok = outcome.ok;
-                if run.ready.is_some() || (by_probe && ok) {
+                if run.ready.is_some() || (ok && (by_probe || run.was_ready.is_some())) {
                     run.health.probe.record(outcome, failures, successes);
                 } else {
                     run.health.probe.record_before_ready(outcome);
                 }
-                if by_probe && ok && run.ready.is_none() {
-                    run.ready = Some((now, "probe"));
+                let again = run.was_ready.filter(|_| run.after_supervisor_restart);
+                if run.ready.is_none() && ok && (by_probe || again.is_some()) {
+                    run.ready = Some((now, again.unwrap_or("probe")));
                     self.became_ready(&name, run_id);
                 }
             }

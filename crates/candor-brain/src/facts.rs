@@ -11,6 +11,7 @@ use candor_core::budget::Window;
 use candor_core::health::Health;
 use candor_core::{ExitStatus, Mono};
 use candor_spec::{ServiceName, ServiceSpec, StopSignal};
+use serde::{Deserialize, Serialize};
 
 use crate::input::Notify;
 use crate::ServiceState;
@@ -104,14 +105,14 @@ impl Service {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduledStart {
     pub due: Mono,
     /// An automatic restart (counted in `restarts`), not a requested or first start.
     pub restart: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastExit {
     pub status: ExitStatus,
     pub at: Mono,
@@ -120,7 +121,7 @@ pub struct LastExit {
 }
 
 /// How the spawn of a run went.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Spawn {
     /// Handed to the keeper, not yet answered.
     Pending,
@@ -139,7 +140,7 @@ pub enum Spawn {
 }
 
 /// Why the brain stopped a run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StopCause {
     Requested,
     Restart,
@@ -199,8 +200,12 @@ pub struct Run {
     /// Spawned as an automatic restart.
     pub is_restart: bool,
     pub spawn: Spawn,
-    /// The first run of this daemon found an earlier supervisor's processes in place.
+    /// The first run of this daemon found an earlier supervisor's processes in place, or
+    /// this run was adopted from an earlier supervisor.
     pub after_supervisor_restart: bool,
+    /// Adopted from an earlier supervisor that had seen it ready (and how): fresh evidence of
+    /// this daemon makes it ready again (see `adopt`).
+    pub was_ready: Option<&'static str>,
     /// When readiness was seen, and how.
     pub ready: Option<(Mono, &'static str)>,
     /// Not ready by then: stopped and failed (`ready_timeout`).
@@ -228,6 +233,7 @@ impl Run {
             is_restart,
             spawn: Spawn::Pending,
             after_supervisor_restart: false,
+            was_ready: None,
             ready: None,
             ready_due: None,
             watchdog_due: None,

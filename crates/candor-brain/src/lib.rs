@@ -13,6 +13,7 @@
 //! - `enforce`: deadlines, unhealthy restarts, stop and start order.
 //! - `derive`: state and reason.
 
+mod adopt;
 mod derive;
 #[cfg(test)]
 mod derive_tests;
@@ -25,6 +26,7 @@ mod keeper_events;
 mod requests;
 mod step;
 
+pub use adopt::{adopt, Found, Saved, SavedRun, SavedStop};
 pub use derive::{blocking_deps, derive, Derived, ServiceState, Services};
 pub use effect::{Effect, Note, Reply};
 pub use facts::{

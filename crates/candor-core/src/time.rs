@@ -7,7 +7,19 @@ use std::ops::{Add, Sub};
 use std::time::{Duration, SystemTime};
 
 /// An instant on the boot-time clock (time since boot, suspend included).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Mono(pub Duration);
 
 impl Mono {

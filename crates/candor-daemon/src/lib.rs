@@ -10,6 +10,7 @@ pub mod monitor;
 pub mod notify;
 pub mod paths;
 pub mod probe;
+pub mod records;
 pub mod sampler;
 pub mod shell;
 pub mod sse;
@@ -160,6 +161,22 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         });
     }
 
+    // Runs an earlier daemon of this boot left running, checked against the kernel now (before
+    // the keeper starts: nothing is spawned until they are taken over).
+    let taken = {
+        let (dir, spec, use_cgroups) = (state_dir.clone(), spec.clone(), opts.use_cgroups);
+        tokio::task::spawn_blocking(move || {
+            let containment =
+                candor_keeper::detect_containment(&paths::instance_name(&dir), use_cgroups);
+            let contained = match &containment {
+                Containment::Cgroup { root } => records::Contained::Cgroup(root),
+                Containment::ProcessGroup { .. } => records::Contained::ProcessGroup,
+            };
+            records::load(&dir, &spec, contained)
+        })
+        .await
+        .unwrap_or_default()
+    };
     let (keeper_tx, keeper_rx) = mpsc::channel(1024);
     let emit = Box::new(move |ev| {
         // Blocking here is fine: this runs on the keeper's own thread.
@@ -242,6 +259,11 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         logs_live: logs_live.clone(),
         sample_every: every,
     };
+    let recorder =
+        records::Recorder::start(&state_dir).map_err(|source| DaemonError::StateDir {
+            path: state_dir.clone(),
+            source,
+        })?;
     let brain = Shell::new(
         &spec,
         keeper,
@@ -249,6 +271,8 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         board_tx,
         events_tx.clone(),
         ctx,
+        recorder,
+        taken,
     );
     info.notify.socket = notify_name;
     let app = http::router(http::AppState {

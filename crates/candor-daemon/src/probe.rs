@@ -36,6 +36,48 @@ impl ExecProbes {
             let _ = tx.send((end, elapsed));
         }
     }
+
+    /// Run a command through the keeper (the only reaper), output discarded, killed with its
+    /// process group at `timeout`. A full probe queue is the daemon's own backlog, not the
+    /// command's failure: it waits for room (5 ms, doubling to 100 ms).
+    pub async fn run(
+        &self,
+        keeper: &KeeperHandle,
+        argv: &[String],
+        env: Vec<(String, String)>,
+        workdir: Option<std::path::PathBuf>,
+        timeout: Duration,
+    ) -> ProbeEnd {
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token, tx);
+        let cmd = || KeeperCommand::RunProbe {
+            token,
+            argv: argv.to_vec(),
+            env: env.clone(),
+            workdir: workdir.clone(),
+            timeout,
+        };
+        let mut pause = Duration::from_millis(5);
+        while let Err(e) = keeper.send(cmd()) {
+            if e != candor_keeper::SendError::ProbesFull {
+                self.waiters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&token);
+                return ProbeEnd::CannotStart(format!("cannot run: {e}"));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+        match rx.await {
+            Ok((end, _)) => end,
+            Err(_) => ProbeEnd::CannotStart("the keeper did not answer".into()),
+        }
+    }
 }
 
 /// How an I/O error reads in a probe detail.
@@ -205,45 +247,19 @@ pub async fn run(
                 expect,
             } => uds_exchange(socket, send.as_deref(), expect.as_deref()).await,
             ProbeCheck::Exec { argv } => {
-                let token = exec.next.fetch_add(1, Ordering::Relaxed);
-                let (tx, rx) = oneshot::channel();
-                exec.waiters
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(token, tx);
-                let cmd = || KeeperCommand::RunProbe {
-                    token,
-                    argv: argv.clone(),
-                    env: spec.env_pairs(),
-                    workdir: spec.workdir.clone(),
-                    timeout: probe.timeout,
-                };
-                // A full probe queue is the daemon's own backlog, not the service's failure:
-                // wait for room (5 ms, doubling to 100 ms) within the probe's timeout.
-                let mut pause = Duration::from_millis(5);
-                while let Err(e) = keeper.send(cmd()) {
-                    if e != candor_keeper::SendError::ProbesFull {
-                        exec.waiters
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&token);
-                        return (false, format!("cannot run: {e}"));
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-                match rx.await {
-                    Ok((ProbeEnd::Exited(st), _)) if st.success() => (true, "exit 0".into()),
-                    Ok((ProbeEnd::Exited(st), _)) => (false, st.describe()),
-                    Ok((ProbeEnd::TimedOut, _)) => (
+                let env = spec.env_pairs();
+                let workdir = spec.workdir.clone();
+                match exec.run(keeper, argv, env, workdir, probe.timeout).await {
+                    ProbeEnd::Exited(st) if st.success() => (true, "exit 0".into()),
+                    ProbeEnd::Exited(st) => (false, st.describe()),
+                    ProbeEnd::TimedOut => (
                         false,
                         format!(
                             "timed out after {} (killed)",
                             format_duration(probe.timeout)
                         ),
                     ),
-                    Ok((ProbeEnd::CannotStart(e), _)) => (false, e),
-                    Err(_) => (false, "the keeper did not answer".into()),
+                    ProbeEnd::CannotStart(e) => (false, e),
                 }
             }
         }

@@ -21,6 +21,7 @@ use crate::logs::{self, LogCounters};
 use crate::monitor::{self, Internal, Monitor};
 use crate::notify::NotifyCounters;
 use crate::probe::ExecProbes;
+use crate::records::{ProcessId, Record, Recorder, Taken};
 
 /// Evidence messages taken into one step at most (probe results of many services arrive
 /// together).
@@ -98,6 +99,14 @@ pub struct Shell {
     waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
     next_request: RequestId,
     logs: BTreeMap<candor_spec::ServiceName, Arc<LogCounters>>,
+    /// Run records: the writer, the main process of each live run, and what was last saved.
+    recorder: Recorder,
+    procs: HashMap<String, ProcessId>,
+    saved: BTreeMap<candor_spec::ServiceName, (Arc<candor_brain::Service>, candor_brain::Saved)>,
+    /// Runs of an earlier supervisor to take over at the first step.
+    taken: Vec<Taken>,
+    /// Adoptions the keeper did not take yet (only at start, at most one per service).
+    adopt_backlog: Vec<KeeperCommand>,
 }
 
 /// Readiness markers cleared before each spawn: the ready file, and `<socket>.ready` beside
@@ -119,6 +128,7 @@ fn ready_markers(spec: &ServiceSpec) -> Vec<std::path::PathBuf> {
 }
 
 impl Shell {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         spec: &Spec,
         keeper: KeeperHandle,
@@ -126,6 +136,8 @@ impl Shell {
         board: watch::Sender<Arc<Board>>,
         events: broadcast::Sender<api::Event>,
         ctx: BrainContext,
+        recorder: Recorder,
+        taken: Vec<Taken>,
     ) -> Self {
         let mut shell = Self {
             facts: Facts::new(spec, ctx.sample_every, clock::mono()),
@@ -140,6 +152,11 @@ impl Shell {
             waiting: HashMap::new(),
             next_request: 0,
             logs: BTreeMap::new(),
+            recorder,
+            procs: HashMap::new(),
+            saved: BTreeMap::new(),
+            taken,
+            adopt_backlog: Vec::new(),
         };
         // Every configured service is on the board before the API answers its first request.
         shell.publish();
@@ -153,10 +170,12 @@ impl Shell {
         mut req_rx: mpsc::Receiver<Asked>,
         mut internal_rx: mpsc::Receiver<Internal>,
     ) {
+        self.take_over();
         let effects = candor_brain::boot(&mut self.facts, clock::now());
         self.carry(effects);
         let mut requests_open = true;
         while !self.facts.exited {
+            self.retry_adoptions();
             let now = clock::mono();
             let next = self.timers.first().copied();
             if next.is_some_and(|due| due <= now) {
@@ -201,6 +220,90 @@ impl Shell {
         if let Err(e) = self.keeper.send(KeeperCommand::Shutdown) {
             eprintln!("candor: cannot reach the keeper: {e}");
         }
+        // An orderly shutdown: every service is down; the next daemon starts from the config.
+        let recorder = self.recorder.clone();
+        let names: Vec<String> = self.saved.keys().map(|n| n.to_string()).collect();
+        let _ = tokio::task::spawn_blocking(move || recorder.clear(names)).await;
+    }
+
+    /// Take over the runs an earlier supervisor of this boot left (see `candor_brain::adopt`).
+    fn take_over(&mut self) {
+        let mut found = Vec::new();
+        for t in std::mem::take(&mut self.taken) {
+            if let Some(p) = t.process {
+                self.procs.insert(t.found.service.clone(), p);
+                if t.found.alive {
+                    let pipes = RunPipes {
+                        stdout: t.stdout,
+                        stderr: t.stderr,
+                        ready_fd: None,
+                    };
+                    self.pipes
+                        .insert((t.found.service.clone(), p.run_id), pipes);
+                }
+            }
+            found.push(t.found);
+        }
+        if found.is_empty() {
+            return;
+        }
+        let effects = candor_brain::adopt(&mut self.facts, found, clock::now());
+        self.carry(effects);
+    }
+
+    fn retry_adoptions(&mut self) {
+        if self.adopt_backlog.is_empty() {
+            return;
+        }
+        let mut left = Vec::new();
+        for cmd in std::mem::take(&mut self.adopt_backlog) {
+            if let Err((cmd, _)) = self.keeper.try_send(cmd) {
+                left.push(cmd);
+            }
+        }
+        self.adopt_backlog = left;
+    }
+
+    /// Hand the changed services' saved facts to the records' writer.
+    fn save_records(&mut self) {
+        for (name, svc) in &self.facts.services {
+            if self
+                .saved
+                .get(name)
+                .is_some_and(|(seen, _)| Arc::ptr_eq(seen, svc))
+            {
+                continue;
+            }
+            let saved = candor_brain::Saved::of(svc);
+            let unchanged = self.saved.get(name).is_some_and(|(_, s)| *s == saved);
+            if !unchanged {
+                let process = svc
+                    .live()
+                    .and_then(|r| self.procs.get(name.as_str()).filter(|p| p.run_id == r.id))
+                    .copied();
+                self.recorder.put(&Record {
+                    boot_id: self.recorder.boot_id(),
+                    service: name.to_string(),
+                    command: svc.spec.command.clone(),
+                    saved: saved.clone(),
+                    process,
+                });
+            }
+            self.saved.insert(name.clone(), (svc.clone(), saved));
+        }
+        if self.saved.len() != self.facts.services.len() {
+            let gone: Vec<_> = self
+                .saved
+                .keys()
+                .filter(|n| !self.facts.services.contains_key(*n))
+                .cloned()
+                .collect();
+            for name in gone {
+                self.saved.remove(&name);
+                self.procs.remove(name.as_str());
+                self.recorder.remove(name.as_str());
+            }
+        }
     }
 
     fn ask_id(&mut self) -> RequestId {
@@ -234,7 +337,16 @@ impl Shell {
                 stderr,
                 ready_fd,
                 cleared_leftovers,
+                start_ticks,
             } => {
+                let process = ProcessId {
+                    run_id,
+                    pid,
+                    start_ticks,
+                    stdout_ino: stdout.as_ref().and_then(crate::records::pipe_ino),
+                    stderr_ino: stderr.as_ref().and_then(crate::records::pipe_ino),
+                };
+                self.procs.insert(service.clone(), process);
                 let pipes = RunPipes {
                     stdout,
                     stderr,
@@ -330,6 +442,39 @@ impl Shell {
                     };
                     self.hand(cmd, Refusable::Stop { service, run_id })
                 }
+                Effect::Adopt {
+                    service,
+                    run_id,
+                    pid,
+                    kill_at,
+                } => {
+                    let start_ticks = self
+                        .procs
+                        .get(&service)
+                        .filter(|p| p.run_id == run_id && p.pid == pid)
+                        .map_or(0, |p| p.start_ticks);
+                    let stop = candor_spec::ServiceName::new(&service)
+                        .ok()
+                        .and_then(|n| self.facts.services.get(&n))
+                        .map(|s| s.spec.stop);
+                    let (stop_signal, stop_timeout) = stop
+                        .map_or((15, Duration::from_secs(10)), |s| {
+                            (s.signal.number(), s.timeout)
+                        });
+                    let cmd = KeeperCommand::Adopt {
+                        service,
+                        run_id,
+                        pid,
+                        start_ticks,
+                        kill_at,
+                        stop_signal,
+                        stop_timeout,
+                    };
+                    if let Err((cmd, _)) = self.keeper.try_send(cmd) {
+                        self.adopt_backlog.push(cmd);
+                    }
+                    None
+                }
                 Effect::Sweep { keep } => {
                     self.hand(KeeperCommand::Sweep { keep }, Refusable::Sweep)
                 }
@@ -406,6 +551,7 @@ impl Shell {
         }
         // Pipes of a run the brain did not take up (none expected) are closed.
         self.pipes.clear();
+        self.save_records();
     }
 
     /// Hand a command to the keeper; if it is not taken, what to tell the brain.

@@ -36,7 +36,7 @@ fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
-pub(crate) fn detect(instance: &str, enabled: bool) -> Containment {
+pub fn detect(instance: &str, enabled: bool) -> Containment {
     if !enabled {
         return Containment::ProcessGroup {
             why: "cgroups turned off (CANDOR_CGROUP=off)".into(),

@@ -27,6 +27,9 @@ const COMMAND_QUEUE: usize = 2048;
 /// Exec probes wait in a queue of their own: work Candor makes for itself never takes a place
 /// a stop needs, and a full probe queue sheds probes, not stops.
 const PROBE_QUEUE: usize = 1024;
+/// How long an adopted main process's exit status is waited for after its pidfd says it ended
+/// (its parent, not us, must reap it first), before it is reported unknown.
+const FOREIGN_EXIT_WAIT: Duration = Duration::from_secs(2);
 /// Probes started per turn of the loop, so that a burst of them never delays a reap or a stop.
 const PROBES_PER_TURN: usize = 32;
 
@@ -62,6 +65,12 @@ impl std::fmt::Display for SendError {
 impl KeeperHandle {
     /// Never blocks: a full queue (the keeper is stuck) is an error, not a stall.
     pub fn send(&self, cmd: KeeperCommand) -> Result<(), SendError> {
+        self.try_send(cmd).map_err(|(_, e)| e)
+    }
+
+    /// As `send`, giving a command that was not taken back.
+    #[allow(clippy::result_large_err)] // only on refusal, rare; boxing would cost every send
+    pub fn try_send(&self, cmd: KeeperCommand) -> Result<(), (KeeperCommand, SendError)> {
         let (queue, full) = match cmd {
             KeeperCommand::RunProbe { .. } => (&self.probes, SendError::ProbesFull),
             _ => (&self.tx, SendError::CommandsFull),
@@ -71,8 +80,8 @@ impl KeeperHandle {
                 let _ = (&*self.wake).write(&[1]);
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(full),
-            Err(TrySendError::Disconnected(_)) => Err(SendError::Stopped),
+            Err(TrySendError::Full(cmd)) => Err((cmd, full)),
+            Err(TrySendError::Disconnected(cmd)) => Err((cmd, SendError::Stopped)),
         }
     }
 }
@@ -88,6 +97,12 @@ struct Tracked {
     /// Set once a stop (requested, or cleanup of leftovers) is under way.
     kill_at: Option<Mono>,
     escalated: bool,
+    /// Adopted from an earlier supervisor and not our child: its exit comes through the
+    /// pidfd (and `PIDFD_INFO_EXIT`), not waitpid.
+    foreign: bool,
+    /// A foreign main process's pidfd said it exited; its status is asked of the kernel
+    /// until then (it is kept once the process is reaped by its parent).
+    gone_since: Option<Mono>,
 }
 
 /// An exec probe in flight.
@@ -156,21 +171,22 @@ pub(crate) fn reap_any() -> Vec<(i32, ExitStatus)> {
         if pid <= 0 {
             return out;
         }
-        let st = if libc::WIFSIGNALED(status) {
-            ExitStatus::Signal(libc::WTERMSIG(status))
-        } else {
-            ExitStatus::Code(libc::WEXITSTATUS(status))
-        };
-        out.push((pid, st));
+        out.push((pid, ExitStatus::from_wait(status)));
     }
 }
 
 fn signal_group(pgid: i32, sig: i32) {
+    if pgid <= 0 {
+        return; // kill(0 or -1) would signal our own group or everything
+    }
     // SAFETY: kill(2) on a process group; no memory is touched.
     unsafe { libc::kill(-pgid, sig) };
 }
 
 fn group_alive(pgid: i32) -> bool {
+    if pgid <= 0 {
+        return false;
+    }
     // SAFETY: kill(2) with signal 0 only checks existence.
     unsafe { libc::kill(-pgid, 0) == 0 }
 }
@@ -215,7 +231,7 @@ impl Keeper {
             let busy = self
                 .tracked
                 .values()
-                .any(|t| t.kill_at.is_some() || t.main_exit.is_some());
+                .any(|t| t.kill_at.is_some() || t.main_exit.is_some() || t.gone_since.is_some());
             let mut timeout = if more_probes {
                 Duration::ZERO
             } else if busy {
@@ -238,8 +254,13 @@ impl Keeper {
             };
             let mut fds = Vec::with_capacity(1 + self.tracked.len());
             fds.push(PollFd::new(&wake, PollFlags::IN));
-            for t in self.tracked.values() {
-                if let (Some(fd), None) = (&t.pidfd, t.main_exit) {
+            // Which polled pidfds are of adopted, foreign main processes.
+            let mut foreign = Vec::new();
+            for (name, t) in &self.tracked {
+                if let (Some(fd), None, None) = (&t.pidfd, t.main_exit, t.gone_since) {
+                    if t.foreign {
+                        foreign.push((fds.len(), name.clone()));
+                    }
                     fds.push(PollFd::new(fd, PollFlags::IN));
                 }
             }
@@ -249,7 +270,18 @@ impl Keeper {
                 }
             }
             let _ = poll(&mut fds, Some(&ts));
+            let exited: Vec<String> = foreign
+                .into_iter()
+                .filter(|(i, _)| !fds[*i].revents().is_empty())
+                .map(|(_, name)| name)
+                .collect();
             drop(fds);
+            let now = mono();
+            for name in exited {
+                if let Some(t) = self.tracked.get_mut(&name) {
+                    t.gone_since = Some(now);
+                }
+            }
             let mut buf = [0u8; 256];
             while matches!(wake.read(&mut buf), Ok(n) if n > 0) {}
         }
@@ -310,6 +342,23 @@ impl Keeper {
                 workdir,
                 timeout,
             } => self.run_probe(token, argv, env, workdir, timeout),
+            KeeperCommand::Adopt {
+                service,
+                run_id,
+                pid,
+                start_ticks,
+                kill_at,
+                stop_signal,
+                stop_timeout,
+            } => self.adopt(
+                service,
+                run_id,
+                pid,
+                start_ticks,
+                kill_at,
+                stop_signal,
+                stop_timeout,
+            ),
             KeeperCommand::Shutdown => self.shutting_down = true,
         }
     }
@@ -369,6 +418,8 @@ impl Keeper {
                         stop_timeout: req.stop_timeout,
                         kill_at: None,
                         escalated: false,
+                        foreign: false,
+                        gone_since: None,
                     },
                 );
                 self.emit(KeeperEvent::Spawned {
@@ -376,6 +427,8 @@ impl Keeper {
                     run_id: req.run_id,
                     pid: s.pid,
                     at: crate::clock::mono(),
+                    // Our child, not yet reaped: the pid still names it.
+                    start_ticks: crate::procfs::start_ticks(s.pid).unwrap_or(0),
                     stdout: s.stdout,
                     stderr: s.stderr,
                     ready_fd: s.ready,
@@ -440,6 +493,7 @@ impl Keeper {
     }
 
     fn reap(&mut self) {
+        self.reap_foreign();
         for (pid, status) in reap_any() {
             if let Some(p) = self.probes.remove(&pid) {
                 // Whatever the probe left in its group goes with it.
@@ -456,30 +510,128 @@ impl Keeper {
                 });
                 continue;
             }
-            let Some((name, t)) = self
+            let Some((name, _)) = self
                 .tracked
-                .iter_mut()
+                .iter()
                 .find(|(_, t)| t.pid == pid && t.main_exit.is_none())
             else {
                 continue; // a grandchild we adopted as subreaper
             };
-            t.main_exit = Some(status);
-            t.pidfd = None;
-            let (service, run_id) = (name.clone(), t.run_id);
-            let group_empty = Self::is_empty(t);
-            let escalated = t.escalated;
-            if group_empty {
-                self.tracked.remove(&service);
-            }
-            self.emit(KeeperEvent::Exited {
-                service,
-                run_id,
-                status,
-                at: crate::clock::mono(),
-                group_empty,
-                escalated,
-            });
+            let service = name.clone();
+            self.main_exited(&service, status);
         }
+    }
+
+    /// Record the main process's end and report it (and the end of the run, if nothing of it
+    /// is left).
+    fn main_exited(&mut self, service: &str, status: ExitStatus) {
+        let Some(t) = self.tracked.get_mut(service) else {
+            return;
+        };
+        t.main_exit = Some(status);
+        t.pidfd = None;
+        t.gone_since = None;
+        let run_id = t.run_id;
+        let group_empty = Self::is_empty(t);
+        let escalated = t.escalated;
+        if group_empty {
+            self.tracked.remove(service);
+        }
+        self.emit(KeeperEvent::Exited {
+            service: service.to_string(),
+            run_id,
+            status,
+            at: crate::clock::mono(),
+            group_empty,
+            escalated,
+        });
+    }
+
+    /// Adopted main processes that ended: their status once their parent has reaped them
+    /// (the kernel keeps it on our pidfd), or unknown after a while.
+    fn reap_foreign(&mut self) {
+        let now = mono();
+        let mut ended = Vec::new();
+        for (name, t) in &self.tracked {
+            let (Some(since), Some(fd)) = (t.gone_since, &t.pidfd) else {
+                continue;
+            };
+            match crate::pidfd::exit_status(fd) {
+                Some(status) => ended.push((name.clone(), status)),
+                None if now.since(since) >= FOREIGN_EXIT_WAIT => {
+                    ended.push((name.clone(), ExitStatus::Unknown))
+                }
+                None => {}
+            }
+        }
+        for (name, status) in ended {
+            self.main_exited(&name, status);
+        }
+    }
+
+    /// Take over a run of an earlier supervisor (see `KeeperCommand::Adopt`).
+    #[allow(clippy::too_many_arguments)]
+    fn adopt(
+        &mut self,
+        service: String,
+        run_id: u64,
+        pid: u32,
+        start_ticks: u64,
+        kill_at: Option<Mono>,
+        stop_signal: i32,
+        stop_timeout: Duration,
+    ) {
+        if self.tracked.contains_key(&service) {
+            return;
+        }
+        let cg = self.cgroup_for(&service);
+        // Open the pidfd first, then check that it is the process recorded: a pidfd names one
+        // process, so a check that passes after it is open cannot be fooled by pid reuse.
+        let pidfd = Pid::from_raw(pid as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+        let same = pidfd.is_some()
+            && crate::procfs::start_ticks(pid) == Some(start_ticks)
+            && match &cg {
+                Some(cg) => cgroup::procs(cg).contains(&pid),
+                None => crate::procfs::pgid(pid) == Some(pid),
+            };
+        let reused = !same && crate::procfs::start_ticks(pid).is_some();
+        let mut t = Tracked {
+            run_id,
+            pid: pid as i32,
+            pidfd: if same { pidfd } else { None },
+            cgroup: cg,
+            main_exit: None,
+            stop_signal,
+            stop_timeout,
+            kill_at,
+            escalated: false,
+            foreign: crate::procfs::ppid(pid) != Some(std::process::id()),
+            gone_since: None,
+        };
+        if same {
+            self.tracked.insert(service, t);
+            return;
+        }
+        // Gone while no supervisor watched. What is left of its run is stopped as after any
+        // exit; in a process group, only if the pid was not reused (a group cannot outlive a
+        // reuse of its id: the kernel does not hand out a pid that is still a group's id).
+        // With a cgroup, the cgroup is what is left; the pid is not signalled at all.
+        if reused || t.cgroup.is_some() {
+            t.pid = 0;
+        }
+        t.main_exit = Some(ExitStatus::Unknown);
+        let group_empty = Self::is_empty(&t);
+        if !group_empty {
+            self.tracked.insert(service.clone(), t);
+        }
+        self.emit(KeeperEvent::Exited {
+            service,
+            run_id,
+            status: ExitStatus::Unknown,
+            at: mono(),
+            group_empty,
+            escalated: false,
+        });
     }
 
     fn is_empty(t: &Tracked) -> bool {

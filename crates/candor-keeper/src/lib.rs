@@ -11,6 +11,7 @@ mod cgroup;
 pub mod clock;
 mod clone3;
 mod keeper;
+mod pidfd;
 mod procfs;
 mod spawn;
 
@@ -20,9 +21,9 @@ use std::time::Duration;
 
 pub use candor_core::{ExitStatus, Mono};
 pub use cgroup::procs as cgroup_procs;
-pub use cgroup::Containment;
+pub use cgroup::{detect as detect_containment, Containment};
 pub use keeper::{start, KeeperHandle, SendError};
-pub use procfs::pgid;
+pub use procfs::{pgid, start_ticks};
 
 /// How the keeper should contain services.
 #[derive(Clone, Debug)]
@@ -93,6 +94,20 @@ pub enum KeeperCommand {
         signal: i32,
         timeout: Duration,
     },
+    /// Take over a run an earlier supervisor started. The keeper checks that `pid` is still the
+    /// process that started at `start_ticks` and still in the service's cgroup (or leads its
+    /// process group) — never the pid alone — and watches it through a pidfd. Gone: it reports
+    /// `Exited` with the status the kernel kept (`PIDFD_INFO_EXIT`) or `Unknown`, and stops
+    /// whatever is left of the run. `kill_at`: a stop was under way; SIGKILL then.
+    Adopt {
+        service: String,
+        run_id: u64,
+        pid: u32,
+        start_ticks: u64,
+        kill_at: Option<Mono>,
+        stop_signal: i32,
+        stop_timeout: Duration,
+    },
     /// Kill and remove the cgroups of services not in `keep` (left from earlier configs/runs).
     Sweep {
         keep: Vec<String>,
@@ -125,6 +140,9 @@ pub enum KeeperEvent {
         run_id: u64,
         pid: u32,
         at: Mono,
+        /// The child's start time in clock ticks after boot: with `pid`, what a later daemon
+        /// checks before adopting it.
+        start_ticks: u64,
         stdout: Option<OwnedFd>,
         stderr: Option<OwnedFd>,
         /// Read end of the readiness pipe when `ready_fd` was asked for.

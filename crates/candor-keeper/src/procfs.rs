@@ -5,12 +5,33 @@ pub fn pgid(pid: u32) -> Option<u32> {
     stat_pgid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// When `pid` started, in clock ticks after boot (field 22 of `/proc/<pid>/stat`): with the pid,
+/// it names one process for the whole boot (a reused pid has a later start time).
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    stat_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?,
+        22,
+    )
+}
+
+/// The parent of `pid`.
+pub fn ppid(pid: u32) -> Option<u32> {
+    stat_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?,
+        4,
+    )
+}
+
+/// Field `n` (1-based, as in proc(5)) of a stat line, counted after the command name.
+fn stat_field<T: std::str::FromStr>(stat: &str, n: usize) -> Option<T> {
+    let (_, after_comm) = stat.rsplit_once(')')?;
+    after_comm.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
 /// Field 5 (`pgrp`) of a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses
 /// and may itself contain spaces and `)`, so the fields are counted after the last `)`.
 fn stat_pgid(stat: &str) -> Option<u32> {
-    let (_, after_comm) = stat.rsplit_once(')')?;
-    // state, ppid, pgrp
-    after_comm.split_whitespace().nth(2)?.parse().ok()
+    stat_field(stat, 5)
 }
 
 #[cfg(test)]
@@ -27,6 +48,18 @@ mod tests {
         assert_eq!(stat_pgid("4242 (a ) b) R 9 31 31 0"), Some(31));
         assert_eq!(stat_pgid("4242 (trunc"), None);
         assert_eq!(stat_pgid(""), None);
+    }
+
+    #[test]
+    fn start_time_and_parent_come_from_the_right_fields() {
+        let line =
+            "4242 (my (prog)) S 17 4240 4240 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 98765 123";
+        assert_eq!(stat_field::<u64>(line, 22), Some(98765));
+        assert_eq!(stat_field::<u32>(line, 4), Some(17));
+        let own = std::process::id();
+        assert!(start_ticks(own).is_some_and(|t| t > 0));
+        // SAFETY: getppid has no preconditions.
+        assert_eq!(ppid(own), Some(unsafe { libc::getppid() } as u32));
     }
 
     #[test]

@@ -1,0 +1,292 @@
+//! Run records: what of each service outlives the daemon, so that the next daemon of the same
+//! boot takes its services over instead of restarting them (after a crash, a kill -9, an
+//! upgrade).
+//!
+//! One small JSON file per service in `<state_dir>/runs/`, replaced atomically (write a temp
+//! file, rename) by a writer thread of its own whenever the service's saved facts change. They
+//! live outside `candor.db` on purpose: a corrupt database must not cost the services. No
+//! fsync: they must outlive the daemon, not the machine — a record from another boot (another
+//! `boot_id`) is ignored, as its processes are gone with it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use candor_brain::{Found, Saved};
+use serde::{Deserialize, Serialize};
+
+/// One service's record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// `/proc/sys/kernel/random/boot_id` when written.
+    pub boot_id: String,
+    pub service: String,
+    /// The command its live run was started with.
+    pub command: Vec<String>,
+    pub saved: Saved,
+    /// The live run's main process, as the keeper reported it.
+    pub process: Option<ProcessId>,
+}
+
+/// What names a run's main process for adoption: never the pid alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    pub run_id: u64,
+    pub pid: u32,
+    /// Its start time in clock ticks after boot (`/proc/<pid>/stat` field 22).
+    pub start_ticks: u64,
+    /// Inodes of its stdout/stderr pipes: reopened through `/proc/<pid>/fd` only if the same.
+    pub stdout_ino: Option<u64>,
+    pub stderr_ino: Option<u64>,
+}
+
+/// A saved run found alive again, with its output pipes reopened.
+pub struct Taken {
+    pub found: Found,
+    pub process: Option<ProcessId>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("runs")
+}
+
+/// The inode of a pipe (for `ProcessId`).
+pub fn pipe_ino(fd: &impl AsFd) -> Option<u64> {
+    let st = rustix::fs::fstat(fd).ok()?;
+    Some(st.st_ino)
+}
+
+/// How adoption checks a process: by cgroup membership, or as the leader of its own group.
+pub enum Contained<'a> {
+    Cgroup(&'a Path),
+    ProcessGroup,
+}
+
+/// Read the records of this boot and check each live run against the kernel (blocking: run it
+/// off the async threads). Records from another boot, unreadable ones and those of services
+/// not configured are skipped (a configured service's cgroup leftovers are killed before its
+/// next spawn; an unconfigured one's cgroup is swept).
+pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) -> Vec<Taken> {
+    let boot = boot_id();
+    let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let record: Record = match std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            Some(r) => r,
+            None => {
+                eprintln!(
+                    "candor: warning: ignoring unreadable run record {}",
+                    path.display()
+                );
+                continue;
+            }
+        };
+        if record.boot_id != boot || boot.is_empty() {
+            continue;
+        }
+        let Some(svc) = candor_spec::ServiceName::new(&record.service)
+            .ok()
+            .and_then(|n| spec.services.get(&n))
+        else {
+            continue;
+        };
+        let live_pid = record
+            .saved
+            .run
+            .as_ref()
+            .filter(|r| r.ended.is_none())
+            .and_then(|r| match r.spawn {
+                candor_brain::Spawn::Started { pid, .. } => Some((r.id, pid)),
+                _ => None,
+            });
+        let process = record
+            .process
+            .filter(|p| live_pid == Some((p.run_id, p.pid)));
+        let alive = process.is_some_and(|p| is_alive(&p, &record.service, &contained));
+        let (stdout, stderr) = match (alive, process) {
+            (true, Some(p)) => (
+                reopen(p.pid, 1, p.stdout_ino),
+                reopen(p.pid, 2, p.stderr_ino),
+            ),
+            _ => (None, None),
+        };
+        out.push(Taken {
+            found: Found {
+                same_command: record.command == svc.command,
+                service: record.service,
+                saved: record.saved,
+                alive,
+            },
+            process,
+            stdout,
+            stderr,
+        });
+    }
+    out
+}
+
+/// The recorded process still runs: same pid, same start time, still in the service's cgroup
+/// (or still leading its own process group).
+fn is_alive(p: &ProcessId, service: &str, contained: &Contained) -> bool {
+    candor_keeper::start_ticks(p.pid) == Some(p.start_ticks)
+        && match contained {
+            Contained::Cgroup(root) => {
+                candor_keeper::cgroup_procs(&root.join(service)).contains(&p.pid)
+            }
+            Contained::ProcessGroup => candor_keeper::pgid(p.pid) == Some(p.pid),
+        }
+}
+
+/// Open a reader of the pipe behind `/proc/<pid>/fd/<n>`, if it is still the recorded pipe.
+/// The kernel kept what the service wrote while nobody read; this reader gets all of it.
+fn reopen(pid: u32, n: u32, ino: Option<u64>) -> Option<OwnedFd> {
+    let ino = ino?;
+    let path = format!("/proc/{pid}/fd/{n}");
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.file_type().is_fifo() || meta.ino() != ino {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .ok()?;
+    let fd = OwnedFd::from(file);
+    (pipe_ino(&fd) == Some(ino)).then_some(fd)
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Per file name: the bytes to write, or None to remove it.
+    files: HashMap<String, Option<Vec<u8>>>,
+    /// Batches taken by the writer so far, and finished.
+    taken: u64,
+    done: u64,
+    stop: bool,
+}
+
+/// The records' writer: the latest record per service waits here (one per service, never a
+/// queue), and a thread of its own writes them.
+#[derive(Clone)]
+pub struct Recorder {
+    shared: Arc<(Mutex<Pending>, Condvar)>,
+    boot_id: Arc<str>,
+}
+
+impl Recorder {
+    pub fn start(state_dir: &Path) -> std::io::Result<Self> {
+        let dir = dir(state_dir);
+        std::fs::create_dir_all(&dir)?;
+        let shared: Arc<(Mutex<Pending>, Condvar)> = Arc::default();
+        let theirs = shared.clone();
+        std::thread::Builder::new()
+            .name("candor-records".into())
+            .spawn(move || write_loop(&dir, &theirs))?;
+        Ok(Self {
+            shared,
+            boot_id: boot_id().into(),
+        })
+    }
+
+    pub fn put(&self, record: &Record) {
+        let bytes = serde_json::to_vec(record).unwrap_or_default();
+        self.set(&record.service, Some(bytes));
+    }
+
+    pub fn remove(&self, service: &str) {
+        self.set(service, None);
+    }
+
+    pub fn boot_id(&self) -> String {
+        self.boot_id.to_string()
+    }
+
+    fn set(&self, service: &str, bytes: Option<Vec<u8>>) {
+        let (lock, cv) = &*self.shared;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        p.files.insert(format!("{service}.json"), bytes);
+        cv.notify_all();
+    }
+
+    /// Wait until everything handed over so far is written (blocking).
+    pub fn flush(&self) {
+        let (lock, cv) = &*self.shared;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let target = p.taken + u64::from(!p.files.is_empty());
+        while p.done < target {
+            p = cv.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Remove every record (after an orderly shutdown: the next daemon starts from the config).
+    pub fn clear(&self, services: impl IntoIterator<Item = String>) {
+        for s in services {
+            self.remove(&s);
+        }
+        self.flush();
+    }
+}
+
+fn write_loop(dir: &Path, shared: &(Mutex<Pending>, Condvar)) {
+    let (lock, cv) = shared;
+    loop {
+        let files = {
+            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while p.files.is_empty() && !p.stop {
+                p = cv.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            if p.stop && p.files.is_empty() {
+                return;
+            }
+            p.taken += 1;
+            std::mem::take(&mut p.files)
+        };
+        for (name, bytes) in files {
+            let path = dir.join(&name);
+            let result = match bytes {
+                Some(b) => write_atomically(&path, &b),
+                None => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                },
+            };
+            if let Err(e) = result {
+                eprintln!(
+                    "candor: warning: cannot write run record {}: {e}",
+                    path.display()
+                );
+            }
+        }
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        p.done += 1;
+        cv.notify_all();
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
