@@ -108,6 +108,36 @@ fn ids_continue_after_reopening() {
 }
 
 #[test]
+fn reopening_finds_the_highest_id_and_the_bytes_of_many_interleaved_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let (last, bytes) = {
+        let (store, t) = Store::open(dir.path()).unwrap();
+        let mut last = 0;
+        for i in 0..3000 {
+            let svc = format!("s{}", (i * 7) % 13);
+            let l = line(&svc, i, format!("line {i}").as_bytes());
+            last = loop {
+                match store.log(l.clone()) {
+                    Some(id) => break id,
+                    None => std::thread::sleep(Duration::from_millis(1)),
+                }
+            };
+        }
+        store.flush();
+        let bytes = store.usage().log_bytes;
+        drop(store);
+        t.join().unwrap();
+        (last, bytes)
+    };
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    assert!(store.log(line("s0", 9999, b"after")).unwrap() > last);
+    store.flush();
+    // The new line's bytes come on top of what was counted back from disk.
+    let now = store.usage().log_bytes;
+    assert!(now > bytes && now < bytes + 100, "{bytes} then {now}");
+}
+
+#[test]
 fn a_service_over_its_cap_loses_its_oldest_lines_and_only_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let mut caps = Caps::default();

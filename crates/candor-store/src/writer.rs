@@ -80,30 +80,42 @@ impl Writer {
             w.svc_ids.insert(name.clone(), id);
             w.svc_names.insert(id, name);
         }
-        {
-            let mut stmt = w.conn.prepare(
-                "SELECT svc, SUM(length(data)) + COUNT(*) * ?1 FROM chunks GROUP BY svc",
-            )?;
-            let rows = stmt.query_map([ROW_OVERHEAD as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-            })?;
-            for row in rows {
-                let (svc, b) = row?;
-                w.bytes.insert(svc, b as u64);
-                w.total += b as u64;
-            }
-        }
-        let max_id: i64 =
-            w.conn
-                .query_row("SELECT COALESCE(MAX(last_id), 0) FROM chunks", [], |r| {
-                    r.get(0)
-                })?;
+        // Line ids grow in queue order and a batch's lines all come after the last batch's, so
+        // the highest id is among the newest batch's chunks (at most BATCH of them): no scan
+        // of the whole table, which would make a restart slower as the store fills.
+        let max_id: i64 = w.conn.query_row(
+            "SELECT COALESCE(MAX(last_id), 0) FROM
+               (SELECT last_id FROM chunks ORDER BY id DESC LIMIT ?1)",
+            [BATCH as i64 + 1],
+            |r| r.get(0),
+        )?;
         w.shared.next_id.store(max_id + 1, Ordering::Relaxed);
-        w.shared.log_bytes.store(w.total, Ordering::Relaxed);
         Ok(w)
     }
 
+    /// What each service's lines take: a scan of every chunk, done on the writer's thread
+    /// before its first batch, so that it never delays the daemon's start.
+    fn count_bytes(&mut self) -> rusqlite::Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT svc, SUM(length(data)) + COUNT(*) * ?1 FROM chunks GROUP BY svc")?;
+        let rows = stmt.query_map([ROW_OVERHEAD as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (svc, b) = row?;
+            self.bytes.insert(svc, b as u64);
+            self.total += b as u64;
+        }
+        drop(stmt);
+        self.shared.log_bytes.store(self.total, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub(crate) fn run(mut self, rx: Receiver<Row>) {
+        if let Err(e) = self.count_bytes() {
+            self.complain("cannot count what is stored", &e);
+        }
         let mut batch = Vec::with_capacity(BATCH);
         while let Ok(first) = rx.recv() {
             batch.push(first);
