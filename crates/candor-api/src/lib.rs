@@ -139,6 +139,37 @@ pub struct DaemonInfo {
     pub notify: NotifyStats,
     /// The daemon's own fds and memory, sampled like a service's.
     pub resources: DaemonResources,
+    /// Names this daemon's life: a new one after every start, also after an upgrade (which
+    /// keeps the pid).
+    #[serde(default)]
+    pub incarnation: String,
+    /// Runs of an earlier daemon taken over at start.
+    #[serde(default)]
+    pub adopted: usize,
+    /// Set after `candor upgrade`: "pid P, version V" of the daemon that handed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgraded_from: Option<String>,
+    /// Set when an upgrade failed and this (old) binary took over again: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_error: Option<String>,
+}
+
+/// `POST /v1/upgrade`: hand every service to another binary (default: the candor binary now
+/// at the daemon's own path).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct UpgradeRequest {
+    #[serde(default)]
+    pub binary: Option<String>,
+}
+
+/// The answer to `POST /v1/upgrade` (202): the new binary passed its check and the daemon is
+/// handing over; the new one answers on the same socket once it has taken every service.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UpgradeStarted {
+    pub binary: String,
+    pub old_pid: u32,
+    pub old_version: String,
+    pub old_incarnation: String,
 }
 
 /// The log store: what it holds against its cap, and what it could not keep.

@@ -37,6 +37,10 @@ pub struct AppState {
     pub guard: Arc<crate::guard::GuardCounters>,
     /// Weak, so that log followers' streams end when the daemon does.
     pub logs_live: tokio::sync::broadcast::WeakSender<crate::logs::LiveLine>,
+    /// `candor upgrade`: checked here, carried out by the shell.
+    pub upgrade: mpsc::Sender<crate::shell::UpgradeAsk>,
+    pub keeper: candor_keeper::KeeperHandle,
+    pub exec: Arc<crate::probe::ExecProbes>,
 }
 
 impl IntoResponse for ApiError {
@@ -63,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/reload", post(reload))
         .route("/v1/shutdown", post(shutdown))
+        .route("/v1/upgrade", post(upgrade))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(404, "no such endpoint; see the API list in the README")
@@ -361,6 +366,98 @@ async fn shutdown(State(st): State<AppState>) -> Result<Json<api::Ack>, ApiError
         ok: true,
         message: "stopping services in reverse dependency order, then exiting".into(),
     }))
+}
+
+/// How long the new binary may take to check the config.
+const UPGRADE_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `POST /v1/upgrade`: check that the new binary runs and accepts the config (`<binary> check
+/// -c <config>`, through the keeper like any child), then have the shell hand over and exec
+/// it. Any failure before the handover changes nothing and says why.
+async fn upgrade(
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<api::UpgradeStarted>), ApiError> {
+    let asked: api::UpgradeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        api::UpgradeRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(400, format!("bad upgrade request: {e}")))?
+    };
+    let binary = match asked.binary {
+        Some(b) => PathBuf::from(b),
+        None => crate::upgrade::own_binary_path().ok_or_else(|| {
+            ApiError::new(
+                500,
+                "cannot tell where this daemon's binary is; pass --binary",
+            )
+        })?,
+    };
+    let refuse = |why: String| {
+        ApiError::new(
+            400,
+            format!(
+                "not upgrading to {}: {why}; nothing changed",
+                binary.display()
+            ),
+        )
+    };
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(&binary) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+        Ok(_) => return Err(refuse("not an executable file".into())),
+        Err(e) => return Err(refuse(e.to_string())),
+    }
+    let argv = vec![
+        binary.display().to_string(),
+        "check".to_string(),
+        "-c".to_string(),
+        st.config.display().to_string(),
+    ];
+    match st
+        .exec
+        .run(&st.keeper, &argv, Vec::new(), None, UPGRADE_CHECK_TIMEOUT)
+        .await
+    {
+        candor_keeper::ProbeEnd::Exited(s) if s.success() => {}
+        candor_keeper::ProbeEnd::Exited(s) => {
+            return Err(refuse(format!(
+                "`{}` {}; run it to see why",
+                argv.join(" "),
+                s.describe()
+            )))
+        }
+        candor_keeper::ProbeEnd::TimedOut => {
+            return Err(refuse(format!(
+                "`{}` did not finish in 30s",
+                argv.join(" ")
+            )))
+        }
+        candor_keeper::ProbeEnd::CannotStart(e) => {
+            return Err(refuse(format!("cannot run it: {e}")))
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    let ask = crate::shell::UpgradeAsk {
+        binary: binary.clone(),
+        reply: tx,
+    };
+    st.upgrade
+        .try_send(ask)
+        .map_err(|_| ApiError::new(409, "an upgrade or shutdown is already under way"))?;
+    match rx.await {
+        Ok(Ok(())) => Ok((
+            StatusCode::ACCEPTED,
+            Json(api::UpgradeStarted {
+                binary: binary.display().to_string(),
+                old_pid: st.info.pid,
+                old_version: st.info.version.clone(),
+                old_incarnation: st.info.incarnation.clone(),
+            }),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(503, format!("{e}; nothing changed"))),
+        Err(_) => Err(ApiError::new(503, "the supervisor is shutting down")),
+    }
 }
 
 async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {

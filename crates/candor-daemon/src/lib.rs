@@ -14,7 +14,9 @@ pub mod records;
 pub mod sampler;
 pub mod shell;
 pub mod sse;
+pub mod upgrade;
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +40,11 @@ pub struct Options {
     pub use_clone3: bool,
     /// Print every state change on stderr (off under `candor up`'s live view).
     pub echo_events: bool,
+    /// What a predecessor passed on when it exec'd this daemon for an upgrade.
+    pub handover: Handover,
 }
+
+pub use upgrade::Handover;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -115,7 +121,29 @@ fn lock_state_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
     }
 }
 
-fn bind(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
+/// The listening socket a predecessor handed over, if it is one bound at `path`.
+fn inherited_listener(fd: i32, path: &Path) -> Option<tokio::net::UnixListener> {
+    // SAFETY: the fd number came from our predecessor, which kept exactly this fd open for us;
+    // nothing else in this process owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let std = std::os::unix::net::UnixListener::from(fd);
+    let addr = std.local_addr().ok()?;
+    if addr.as_pathname() != Some(path) {
+        eprintln!(
+            "candor: warning: the handed-over socket is not {}; binding anew",
+            path.display()
+        );
+        return None;
+    }
+    rustix::io::fcntl_setfd(&std, rustix::io::FdFlags::CLOEXEC).ok()?;
+    std.set_nonblocking(true).ok()?;
+    tokio::net::UnixListener::from_std(std).ok()
+}
+
+fn bind(path: &Path, handed: Option<i32>) -> Result<tokio::net::UnixListener, DaemonError> {
+    if let Some(l) = handed.and_then(|fd| inherited_listener(fd, path)) {
+        return Ok(l);
+    }
     let err = |source| DaemonError::Socket {
         path: path.to_path_buf(),
         source,
@@ -148,7 +176,13 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     // One daemon per state dir: it names the cgroups, so a second one would kill the first's
     // services. Held (by the open file) until the daemon exits.
     let _lock = lock_state_dir(&state_dir)?;
-    let listener = bind(&socket)?;
+    let listener = bind(&socket, opts.handover.listen_fd)?;
+    // A copy of the listening socket, kept for a successor (`candor upgrade`).
+    let listen_fd =
+        rustix::io::fcntl_dupfd_cloexec(&listener, 3).map_err(|e| DaemonError::Socket {
+            path: socket.clone(),
+            source: e.into(),
+        })?;
     let (store, store_thread) = candor_store::Store::open_with(&state_dir, logs::caps(&spec))?;
     if let Some(what) = store.recovered() {
         eprintln!("candor: warning: {what}");
@@ -210,7 +244,35 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         store: api::StoreInfo::default(),
         notify: api::NotifyStats::default(),
         resources: api::DaemonResources::default(),
+        incarnation: format!(
+            "{}-{}",
+            std::process::id(),
+            candor_keeper::clock::mono().0.as_nanos()
+        ),
+        adopted: taken.iter().filter(|t| t.found.alive).count(),
+        upgraded_from: opts.handover.from.clone(),
+        upgrade_error: opts.handover.error.clone(),
     };
+    if let Some(from) = &opts.handover.from {
+        let (state, reason) = match &opts.handover.error {
+            Some(e) => (
+                "warning",
+                format!("upgrade failed, the old binary took over again: {e}"),
+            ),
+            None => (
+                "upgraded",
+                format!("took over from {from}; version {}", info.version),
+            ),
+        };
+        eprintln!("candor: {reason}");
+        store.event(candor_store::EventRow {
+            at_ms: api::unix_ms(SystemTime::now()),
+            service: "candor".into(),
+            state: state.into(),
+            reason,
+            detail: api::EventDetail::None {}.to_value().to_string(),
+        });
+    }
     eprintln!(
         "candor: {} services from {}; containment: {}",
         spec.services.len(),
@@ -249,13 +311,18 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         internal_tx.clone(),
         notify_counters.clone(),
     ));
+    let (upgrade_tx, upgrade_rx) = mpsc::channel(1);
+    let keeper_for_api = keeper.clone();
+    let exec_probes: Arc<probe::ExecProbes> = Arc::default();
     let ctx = shell::BrainContext {
         internal: internal_tx,
-        exec: Arc::default(),
+        exec: exec_probes.clone(),
         notify_counters: notify_counters.clone(),
         notify_socket: notify_name.clone(),
         echo_events: opts.echo_events,
         service_nofile,
+        log_stop: Arc::new(watch::channel(false).0),
+        log_readers: Arc::default(),
         logs_live: logs_live.clone(),
         sample_every: every,
     };
@@ -275,6 +342,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         taken,
     );
     info.notify.socket = notify_name;
+    let info_incarnation = info.incarnation.clone();
     let app = http::router(http::AppState {
         requests: req_tx.clone(),
         board: board_rx,
@@ -285,6 +353,9 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         notify: notify_counters,
         guard: guard_counters.clone(),
         logs_live: logs_live.downgrade(),
+        upgrade: upgrade_tx,
+        keeper: keeper_for_api,
+        exec: exec_probes,
     });
     drop(events_tx);
     drop(logs_live);
@@ -326,7 +397,12 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         socket: socket.clone(),
         state_dir: state_dir.clone(),
     });
-    brain.run(keeper_rx, req_rx, internal_rx).await;
+    let ended = brain.run(keeper_rx, req_rx, internal_rx, upgrade_rx).await;
+    if let shell::Ended::Upgrade(binary) = ended {
+        // Give the API a moment to send its answer to the upgrade request.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        upgrade::hand_over(&binary, &listen_fd, &socket, &info_incarnation);
+    }
     let _ = std::fs::remove_file(&notify_path);
 
     let _ = stop_http_tx.send(());

@@ -207,6 +207,27 @@ pub fn caps(spec: &candor_spec::Spec) -> candor_store::Caps {
 pub struct LogSink {
     pub store: Store,
     pub live: tokio::sync::broadcast::Sender<LiveLine>,
+    /// Readers stop when this turns true (before an upgrade), leaving what is unread in the
+    /// pipe for the next daemon.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Readers running now.
+    pub active: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a running reader for `LogSink::active`.
+struct Active(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Active {
+    fn new(n: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(n.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A stored line, as followers receive it.
@@ -262,7 +283,9 @@ pub fn spawn_readers(
             partial: Vec::new(),
             fold: Fold::default(),
         };
+        let active = Active::new(&r.sink.active);
         tokio::spawn(async move {
+            let _active = active;
             match pipe::Receiver::from_owned_fd(fd) {
                 Ok(rx) => r.run(rx).await,
                 Err(e) => eprintln!(
@@ -339,16 +362,24 @@ impl Reader {
         let mut buf = vec![0u8; SMALL_BUF];
         let counters = self.counters.clone();
         let mut pace = Pace::default();
+        let mut stop = self.sink.stop.clone();
         loop {
             let due = {
                 let gate = counters.gate();
                 let lifts = gate.lifts_at(Instant::now());
                 [self.fold.due(), lifts].into_iter().flatten().min()
             };
-            let ready = match due {
-                // readable() is cancel-safe: a timeout loses no data.
-                Some(at) => tokio::time::timeout_at(at.into(), rx.readable()).await.ok(),
-                None => Some(rx.readable().await),
+            let wait = async {
+                match due {
+                    // readable() is cancel-safe: a timeout loses no data.
+                    Some(at) => tokio::time::timeout_at(at.into(), rx.readable()).await.ok(),
+                    None => Some(rx.readable().await),
+                }
+            };
+            // Told to stop (an upgrade): what is unread stays in the pipe for the next daemon.
+            let ready = tokio::select! {
+                r = wait => r,
+                Ok(_) = stop.wait_for(|s| *s) => break,
             };
             let now = Instant::now();
             let n = match ready {
@@ -375,7 +406,8 @@ impl Reader {
                 buf = vec![0u8; SMALL_BUF];
             }
         }
-        // The process is gone: its partial last line, pending repeats and suppression count.
+        // The process is gone (or this daemon hands over): its partial last line, pending
+        // repeats and suppression count.
         let now = Instant::now();
         let mut gate = counters.gate();
         if !self.partial.is_empty() {

@@ -48,6 +48,9 @@ pub struct BrainContext {
     pub logs_live: broadcast::Sender<logs::LiveLine>,
     /// RLIMIT_NOFILE (soft, hard) the daemon started with: what services get by default.
     pub service_nofile: Option<(u64, u64)>,
+    /// Tells every log reader to stop (before an upgrade); how many are running.
+    pub log_stop: Arc<watch::Sender<bool>>,
+    pub log_readers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// An API failure: an HTTP status and the body to send.
@@ -69,6 +72,24 @@ impl ApiError {
         }
     }
 }
+
+/// An upgrade asked for through the API (the new binary has passed its check).
+pub struct UpgradeAsk {
+    pub binary: std::path::PathBuf,
+    /// Ok once everything is handed over (records written, readers stopped, keeper frozen).
+    pub reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// How the shell's loop ended.
+pub enum Ended {
+    /// Every service is down.
+    Shutdown,
+    /// Ready for the successor: exec it.
+    Upgrade(std::path::PathBuf),
+}
+
+/// How long a handover may take before it is given up and the daemon carries on.
+const HANDOVER_LIMIT: Duration = Duration::from_secs(5);
 
 /// A request for the brain, with where to send its answer.
 pub struct Asked {
@@ -158,7 +179,10 @@ impl Shell {
             taken,
             adopt_backlog: Vec::new(),
         };
-        // Every configured service is on the board before the API answers its first request.
+        // Every configured service is on the board before the API answers its first request,
+        // with the runs of an earlier daemon already taken over: never "about to start" for a
+        // service that is running.
+        shell.take_over();
         shell.publish();
         shell
     }
@@ -169,8 +193,8 @@ impl Shell {
         mut keeper_rx: mpsc::Receiver<KeeperEvent>,
         mut req_rx: mpsc::Receiver<Asked>,
         mut internal_rx: mpsc::Receiver<Internal>,
-    ) {
-        self.take_over();
+        mut upgrade_rx: mpsc::Receiver<UpgradeAsk>,
+    ) -> Ended {
         let effects = candor_brain::boot(&mut self.facts, clock::now());
         self.carry(effects);
         let mut requests_open = true;
@@ -192,7 +216,19 @@ impl Shell {
                     },
                     None => {
                         eprintln!("candor: the keeper stopped; exiting");
-                        return;
+                        return Ended::Shutdown;
+                    }
+                },
+                Some(up) = upgrade_rx.recv() => {
+                    match self.hand_over(&mut keeper_rx).await {
+                        Ok(()) => {
+                            let _ = up.reply.send(Ok(()));
+                            return Ended::Upgrade(up.binary);
+                        }
+                        Err(e) => {
+                            let _ = up.reply.send(Err(e));
+                            continue;
+                        }
                     }
                 },
                 asked = req_rx.recv(), if requests_open => match asked {
@@ -224,6 +260,60 @@ impl Shell {
         let recorder = self.recorder.clone();
         let names: Vec<String> = self.saved.keys().map(|n| n.to_string()).collect();
         let _ = tokio::task::spawn_blocking(move || recorder.clear(names)).await;
+        Ended::Shutdown
+    }
+
+    /// Get ready for a successor to take over: freeze the keeper (after the events it has
+    /// emitted, which are taken in), stop the log readers (what is unread stays in the pipes),
+    /// write every queued line and every run record. Fails — and changes nothing — only if the
+    /// keeper does not take the command; past that point the daemon execs its successor or,
+    /// failing that, itself.
+    async fn hand_over(
+        &mut self,
+        keeper_rx: &mut mpsc::Receiver<KeeperEvent>,
+    ) -> Result<(), String> {
+        let (ack_tx, ack) = std::sync::mpsc::sync_channel(1);
+        self.keeper
+            .send(KeeperCommand::Freeze { ack: ack_tx })
+            .map_err(|e| format!("cannot hand over now ({e}); try again"))?;
+        let deadline = tokio::time::Instant::now() + HANDOVER_LIMIT;
+        loop {
+            // The keeper may be waiting for room in its event channel: keep taking events.
+            while let Ok(ev) = keeper_rx.try_recv() {
+                if let Some(input) = self.keeper_input(ev) {
+                    self.feed(input);
+                }
+            }
+            match ack.try_recv() {
+                Ok(()) => break,
+                Err(_) if tokio::time::Instant::now() >= deadline => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+        while let Ok(ev) = keeper_rx.try_recv() {
+            if let Some(input) = self.keeper_input(ev) {
+                self.feed(input);
+            }
+        }
+        self.monitors.clear();
+        self.ctx.log_stop.send_replace(true);
+        while self
+            .ctx
+            .log_readers
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        self.save_records();
+        let (store, recorder) = (self.store.clone(), self.recorder.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            store.flush();
+            recorder.flush();
+        })
+        .await;
+        Ok(())
     }
 
     /// Take over the runs an earlier supervisor of this boot left (see `candor_brain::adopt`).
@@ -602,6 +692,8 @@ impl Shell {
             let sink = logs::LogSink {
                 store: self.store.clone(),
                 live: self.ctx.logs_live.clone(),
+                stop: self.ctx.log_stop.subscribe(),
+                active: self.ctx.log_readers.clone(),
             };
             logs::spawn_readers(&service, out, err, sink, counters);
         }

@@ -360,6 +360,15 @@ impl Keeper {
                 stop_timeout,
             ),
             KeeperCommand::Shutdown => self.shutting_down = true,
+            KeeperCommand::Freeze { ack } => {
+                let _ = ack.send(());
+                // Until the exec replaces this process (or, if the handover fails, its
+                // successor exec'd from the same binary). Children that exit meanwhile stay
+                // zombies for the next keeper to reap.
+                loop {
+                    std::thread::park();
+                }
+            }
         }
     }
 

@@ -123,6 +123,12 @@ pub enum KeeperCommand {
     },
     /// Stop reading commands; the keeper thread ends once nothing it tracks is alive.
     Shutdown,
+    /// Stop doing anything — no spawn, no signal, no reap — and say so on `ack` (after every
+    /// event so far has been emitted): the daemon is about to exec its successor, which takes
+    /// over what the keeper tracked from the run records.
+    Freeze {
+        ack: std::sync::mpsc::SyncSender<()>,
+    },
 }
 
 /// How an exec probe ended.

@@ -49,6 +49,15 @@ fn api_error(status: u16, bytes: &[u8]) -> ClientError {
 impl Client {
     /// Connect, send one request, return the response head with its body still streaming.
     async fn send(&self, method: &str, path: &str) -> Result<Response<Incoming>, ClientError> {
+        self.send_body(method, path, Bytes::new()).await
+    }
+
+    async fn send_body(
+        &self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, ClientError> {
         let socket = self.socket.display();
         let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
             ClientError::Unreachable(format!(
@@ -67,7 +76,8 @@ impl Client {
             .method(method)
             .uri(path)
             .header("host", "candor")
-            .body(Full::new(Bytes::new()))
+            .header("content-type", "application/json")
+            .body(Full::new(body))
             .map_err(|e| ClientError::Other(format!("bad request: {e}")))?;
         sender.send_request(req).await.map_err(|e| {
             ClientError::Unreachable(format!("the daemon at {socket} closed the connection: {e}"))
@@ -75,7 +85,17 @@ impl Client {
     }
 
     pub async fn call(&self, method: &str, path: &str) -> Result<Bytes, ClientError> {
-        let resp = self.send(method, path).await?;
+        self.call_body(method, path, Bytes::new()).await
+    }
+
+    /// As `call`, with a JSON body.
+    pub async fn call_body(
+        &self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Bytes, ClientError> {
+        let resp = self.send_body(method, path, body).await?;
         let status = resp.status().as_u16();
         let body = resp
             .into_body()

@@ -114,6 +114,28 @@ enum Command {
     },
     /// Stop services in reverse dependency order, then exit the daemon.
     Shutdown,
+    /// Hand every service to a new candor binary without restarting any: the daemon checks
+    /// it, execs it (same pid, same socket), and it adopts every run. Exit 0 once it answers.
+    Upgrade {
+        /// The new binary (default: the candor binary now at the daemon's own path).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+    /// Started by a daemon that execs its successor: if the successor exits or does not
+    /// answer in time, exec this (old) binary as the daemon again.
+    #[command(hide = true)]
+    UpgradeGuard {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        incarnation: String,
+        #[arg(long)]
+        listen_fd: i32,
+        #[arg(long)]
+        from: String,
+        #[arg(last = true)]
+        daemon_args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -131,6 +153,8 @@ struct ActionArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: what a daemon exec'd by `candor upgrade` was handed.
+    let handover = candor_daemon::Handover::take_from_env();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -144,7 +168,7 @@ fn main() -> ExitCode {
         }
     };
     let socket = client::socket_path(cli.socket.as_deref());
-    let code = rt.block_on(run(cli, socket));
+    let code = rt.block_on(run(cli, socket, handover));
     rt.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)
 }
@@ -153,6 +177,7 @@ fn daemon_options(
     config: PathBuf,
     state_dir: Option<PathBuf>,
     socket: Option<PathBuf>,
+    handover: candor_daemon::Handover,
 ) -> candor_daemon::Options {
     let on = |var: &str| std::env::var(var).map(|v| v != "off").unwrap_or(true);
     candor_daemon::Options {
@@ -162,19 +187,24 @@ fn daemon_options(
         use_cgroups: on("CANDOR_CGROUP"),
         use_clone3: on("CANDOR_CLONE3"),
         echo_events: true,
+        handover,
     }
 }
 
-async fn run(cli: Cli, socket: PathBuf) -> u8 {
+async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8 {
     let client = Client { socket };
     let explicit_socket = cli.socket.clone();
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Daemon { config, state_dir } => daemon_exit(
-            candor_daemon::run(daemon_options(config, state_dir, explicit_socket), |_| {}).await,
+            candor_daemon::run(
+                daemon_options(config, state_dir, explicit_socket, handover),
+                |_| {},
+            )
+            .await,
         ),
         Command::Up { config, state_dir } => {
-            let mut opts = daemon_options(config, state_dir, explicit_socket);
+            let mut opts = daemon_options(config, state_dir, explicit_socket, handover);
             // The live view is the output; `candor events` has the history.
             opts.echo_events = !std::io::stdout().is_terminal();
             up(opts).await
@@ -273,6 +303,14 @@ async fn run(cli: Cli, socket: PathBuf) -> u8 {
             Err(e) => fail(e, json),
         },
         Command::Shutdown => shutdown(&client).await,
+        Command::Upgrade { binary } => upgrade(&client, binary).await,
+        Command::UpgradeGuard {
+            pid,
+            incarnation,
+            listen_fd,
+            from,
+            daemon_args,
+        } => upgrade_guard(&client, pid, &incarnation, listen_fd, &from, &daemon_args).await,
     }
 }
 
@@ -495,6 +533,121 @@ async fn shutdown(client: &Client) -> u8 {
     }
     eprintln!("candor: the daemon is still answering after 10 minutes");
     FAILED
+}
+
+/// How long `candor upgrade` waits for the new daemon to answer.
+const UPGRADE_WAIT: Duration = Duration::from_secs(120);
+
+async fn upgrade(client: &Client, binary: Option<PathBuf>) -> u8 {
+    let old = match client
+        .json::<candor_api::DaemonInfo>("GET", "/v1/daemon")
+        .await
+    {
+        Ok(info) => info,
+        Err(e) => return fail(e, false),
+    };
+    let binary = match binary.map(std::path::absolute).transpose() {
+        Ok(b) => b.map(|b| b.display().to_string()),
+        Err(e) => {
+            eprintln!("candor: bad --binary: {e}");
+            return USAGE;
+        }
+    };
+    let body = serde_json::to_vec(&candor_api::UpgradeRequest { binary }).unwrap_or_default();
+    match client.call_body("POST", "/v1/upgrade", body.into()).await {
+        Ok(_) => {}
+        // The old daemon may exec its successor before its answer is out: the new one tells.
+        Err(ClientError::Unreachable(_)) => {}
+        Err(e) => return fail(e, false),
+    }
+    let deadline = tokio::time::Instant::now() + UPGRADE_WAIT;
+    loop {
+        // The socket stays bound and listening through the exec: a connection waits in its
+        // backlog, and one cut by the exec is simply tried again.
+        if let Some(new) = daemon_info_within(client, Duration::from_secs(1)).await {
+            if new.incarnation != old.incarnation {
+                return report_upgrade(&old, &new);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!(
+                "candor: the daemon did not answer as a new incarnation within {}s; see its log",
+                UPGRADE_WAIT.as_secs()
+            );
+            return FAILED;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The daemon's info, if it answers within `limit` (while a successor starts, a connection
+/// waits in the socket's backlog until it accepts).
+async fn daemon_info_within(client: &Client, limit: Duration) -> Option<candor_api::DaemonInfo> {
+    tokio::time::timeout(limit, client.json("GET", "/v1/daemon"))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// How long a successor may take to answer before the guard gives up on it.
+const GUARD_WAIT: Duration = Duration::from_secs(60);
+
+async fn upgrade_guard(
+    client: &Client,
+    pid: u32,
+    old: &str,
+    listen_fd: i32,
+    from: &str,
+    args: &[std::ffi::OsString],
+) -> u8 {
+    let alive = || candor_daemon::upgrade::running(pid);
+    let deadline = tokio::time::Instant::now() + GUARD_WAIT;
+    let why = loop {
+        if let Some(info) = daemon_info_within(client, Duration::from_millis(500)).await {
+            if info.incarnation != old {
+                return OK; // the successor answers: nothing to do
+            }
+        }
+        if !alive() {
+            break "the new binary exited before it answered".to_string();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            // The successor hangs instead of serving: it holds the state dir, so it must go.
+            candor_daemon::upgrade::kill(pid);
+            let gone_by = tokio::time::Instant::now() + Duration::from_secs(5);
+            while alive() && tokio::time::Instant::now() < gone_by {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            break format!(
+                "the new binary did not answer within {}s and was killed",
+                GUARD_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("candor: upgrade failed: {why}; the old binary takes over again");
+    let e = candor_daemon::upgrade::take_over(listen_fd, from, &why, args);
+    eprintln!("candor: cannot exec the old binary again: {e}; start `candor daemon` to adopt the services");
+    FAILED
+}
+
+fn report_upgrade(old: &candor_api::DaemonInfo, new: &candor_api::DaemonInfo) -> u8 {
+    let kept = format!(
+        "{} of {} services taken over without a restart",
+        new.adopted, new.services
+    );
+    if let Some(e) = &new.upgrade_error {
+        eprintln!(
+            "candor: upgrade failed: {e}; the old binary (version {}) took over again as pid {}; {kept}",
+            new.version, new.pid
+        );
+        return FAILED;
+    }
+    println!(
+        "upgraded: pid {} (version {}) -> pid {} (version {}); {kept}",
+        old.pid, old.version, new.pid, new.version
+    );
+    OK
 }
 
 /// The daemon in the foreground plus a live view of the board on the terminal.
