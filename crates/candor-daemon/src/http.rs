@@ -393,9 +393,10 @@ async fn upgrade(
             )
         })?,
     };
+    // 409: the request was understood; this binary cannot take over (the CLI exits 1).
     let refuse = |why: String| {
         ApiError::new(
-            400,
+            409,
             format!(
                 "not upgrading to {}: {why}; nothing changed",
                 binary.display()
