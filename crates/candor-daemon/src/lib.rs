@@ -249,7 +249,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             std::process::id(),
             candor_keeper::clock::mono().0.as_nanos()
         ),
-        adopted: taken.iter().filter(|t| t.found.alive).count(),
+        adopted: taken.taken.iter().filter(|t| t.found.alive).count(),
         upgraded_from: opts.handover.from.clone(),
         upgrade_error: opts.handover.error.clone(),
     };
@@ -323,6 +323,13 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         service_nofile,
         log_stop: Arc::new(watch::channel(false).0),
         log_readers: Arc::default(),
+        log_committed: {
+            let (tx, rx) = watch::channel(0);
+            store.on_commit(Box::new(move |id| {
+                tx.send_replace(id);
+            }));
+            rx
+        },
         logs_live: logs_live.clone(),
         sample_every: every,
     };

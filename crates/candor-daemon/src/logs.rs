@@ -212,6 +212,46 @@ pub struct LogSink {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// Readers running now.
     pub active: Arc<std::sync::atomic::AtomicUsize>,
+    /// The highest line id the store has written (see `Store::on_commit`).
+    pub committed: tokio::sync::watch::Receiver<i64>,
+}
+
+/// How long a reader waits for the store to write its lines before it frees their bytes from
+/// the pipe anyway: a slow disk must not turn into services blocked on their stdout.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// One pipe all readers copy through (one at a time) to look at a service's bytes without
+/// taking them out of its pipe (`tee`).
+static SCRATCH: std::sync::Mutex<Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>> =
+    std::sync::Mutex::new(None);
+
+/// Copy up to `buf.len()` bytes from the head of the pipe `src` into `buf`, leaving them in the
+/// pipe. `Ok(0)`: the pipe is empty and has no writer left (EOF).
+fn peek(src: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+    use rustix::pipe::{pipe_with, tee, PipeFlags, SpliceFlags};
+    let mut scratch = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+    if scratch.is_none() {
+        let (r, w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        rustix::pipe::fcntl_setpipe_size(&w, BIG_BUF)?;
+        *scratch = Some((r, w));
+    }
+    let Some((r, w)) = scratch.as_ref() else {
+        unreachable!("made above")
+    };
+    let n = tee(src, w, buf.len(), SpliceFlags::NONBLOCK)?;
+    let mut got = 0;
+    while got < n {
+        match rustix::io::read(r, &mut buf[got..n]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) => {
+                // Leave the scratch pipe empty for the next reader.
+                *scratch = None;
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(got)
 }
 
 /// Counts a running reader for `LogSink::active`.
@@ -282,6 +322,7 @@ pub fn spawn_readers(
             counters: counters.clone(),
             partial: Vec::new(),
             fold: Fold::default(),
+            queued: Default::default(),
         };
         let active = Active::new(&r.sink.active);
         tokio::spawn(async move {
@@ -352,6 +393,8 @@ struct Reader {
     /// The start of a line whose end has not been read yet.
     partial: Vec<u8>,
     fold: Fold,
+    /// The id of the last line this reader queued for the store.
+    queued: std::cell::Cell<i64>,
 }
 
 impl Reader {
@@ -387,7 +430,10 @@ impl Reader {
                     self.tick(&mut counters.gate(), now);
                     continue;
                 }
-                Some(Ok(())) => match rx.try_read(&mut buf) {
+                // Look first (the bytes stay in the pipe), take them out only once their lines
+                // are written: a daemon killed in between loses nothing; the next one reads
+                // them again (at least once, never lost).
+                Some(Ok(())) => match rx.try_io(|| peek(std::os::fd::AsFd::as_fd(&rx), &mut buf)) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -396,7 +442,17 @@ impl Reader {
                 },
                 Some(Err(_)) => break,
             };
+            let before = self.queued.get();
             self.take(&buf[..n], &mut counters.gate(), now);
+            if self.queued.get() > before {
+                let target = self.queued.get();
+                let mut committed = self.sink.committed.clone();
+                let _ =
+                    tokio::time::timeout(COMMIT_WAIT, committed.wait_for(|c| *c >= target)).await;
+            }
+            if !matches!(rx.try_read(&mut buf[..n]), Ok(k) if k == n) {
+                break; // the bytes just looked at are gone: nothing reads this pipe but us
+            }
             if let Some(wait) = pace.after_read(n, now) {
                 tokio::time::sleep(wait).await;
             }
@@ -539,6 +595,7 @@ impl Reader {
         let Some(id) = self.sink.store.log(row) else {
             return false;
         };
+        self.queued.set(self.queued.get().max(id));
         if let Some(line) = live {
             let _ = self.sink.live.send(LiveLine {
                 id,

@@ -51,6 +51,8 @@ pub struct BrainContext {
     /// Tells every log reader to stop (before an upgrade); how many are running.
     pub log_stop: Arc<watch::Sender<bool>>,
     pub log_readers: Arc<std::sync::atomic::AtomicUsize>,
+    /// The highest line id the store has written.
+    pub log_committed: watch::Receiver<i64>,
 }
 
 /// An API failure: an HTTP status and the body to send.
@@ -126,6 +128,8 @@ pub struct Shell {
     saved: BTreeMap<candor_spec::ServiceName, (Arc<candor_brain::Service>, candor_brain::Saved)>,
     /// Runs of an earlier supervisor to take over at the first step.
     taken: Vec<Taken>,
+    /// Live runs of services an earlier supervisor ran and the config no longer has.
+    strays: Vec<(String, ProcessId)>,
     /// Adoptions the keeper did not take yet (only at start, at most one per service).
     adopt_backlog: Vec<KeeperCommand>,
 }
@@ -158,7 +162,7 @@ impl Shell {
         events: broadcast::Sender<api::Event>,
         ctx: BrainContext,
         recorder: Recorder,
-        taken: Vec<Taken>,
+        loaded: crate::records::Loaded,
     ) -> Self {
         let mut shell = Self {
             facts: Facts::new(spec, ctx.sample_every, clock::mono()),
@@ -176,7 +180,8 @@ impl Shell {
             recorder,
             procs: HashMap::new(),
             saved: BTreeMap::new(),
-            taken,
+            taken: loaded.taken,
+            strays: loaded.strays,
             adopt_backlog: Vec::new(),
         };
         // Every configured service is on the board before the API answers its first request,
@@ -318,6 +323,7 @@ impl Shell {
 
     /// Take over the runs an earlier supervisor of this boot left (see `candor_brain::adopt`).
     fn take_over(&mut self) {
+        self.stop_strays();
         let mut found = Vec::new();
         for t in std::mem::take(&mut self.taken) {
             if let Some(p) = t.process {
@@ -339,6 +345,46 @@ impl Shell {
         }
         let effects = candor_brain::adopt(&mut self.facts, found, clock::now());
         self.carry(effects);
+    }
+
+    /// Stop what an earlier supervisor ran for services the config no longer has: taken over
+    /// by the keeper (checked like any adoption), then stopped like any run.
+    fn stop_strays(&mut self) {
+        for (service, p) in std::mem::take(&mut self.strays) {
+            let timeout = Duration::from_secs(10);
+            let adopt = KeeperCommand::Adopt {
+                service: service.clone(),
+                run_id: p.run_id,
+                pid: p.pid,
+                start_ticks: p.start_ticks,
+                kill_at: None,
+                stop_signal: libc::SIGTERM,
+                stop_timeout: timeout,
+            };
+            let stop = KeeperCommand::Stop {
+                service: service.clone(),
+                run_id: p.run_id,
+                signal: libc::SIGTERM,
+                timeout,
+            };
+            if self
+                .keeper
+                .send(adopt)
+                .and_then(|()| self.keeper.send(stop))
+                .is_ok()
+            {
+                self.record(Note {
+                    service: service.clone(),
+                    state: "stopping".into(),
+                    reason: format!(
+                        "pid {} was left running by an earlier supervisor and the config no longer has this service; stopping it",
+                        p.pid
+                    ),
+                    detail: api::EventDetail::None {},
+                });
+            }
+            self.recorder.remove(&service);
+        }
     }
 
     fn retry_adoptions(&mut self) {
@@ -694,6 +740,7 @@ impl Shell {
                 live: self.ctx.logs_live.clone(),
                 stop: self.ctx.log_stop.subscribe(),
                 active: self.ctx.log_readers.clone(),
+                committed: self.ctx.log_committed.clone(),
             };
             logs::spawn_readers(&service, out, err, sink, counters);
         }

@@ -170,7 +170,13 @@ struct Shared {
     /// Accounted bytes of log lines on disk, as of the last commit or trim.
     log_bytes: AtomicU64,
     dropped: Dropped,
+    /// Told the highest line id of each batch once the batch is written (see
+    /// [`Store::on_commit`]).
+    on_commit: Mutex<Option<CommitHook>>,
 }
+
+/// Called on the writer's thread with the highest line id of a batch just written.
+pub type CommitHook = Box<dyn Fn(i64) + Send + Sync>;
 
 impl Shared {
     fn caps(&self) -> Caps {
@@ -321,6 +327,17 @@ impl Store {
                 None
             }
         }
+    }
+
+    /// Have `hook` told the highest line id of every batch the writer has written (committed,
+    /// or given up on after an error): a pipe reader frees the bytes of its lines from the
+    /// pipe only then, so a line it read is never lost with the daemon.
+    pub fn on_commit(&self, hook: CommitHook) {
+        *self
+            .shared
+            .on_commit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// Whether the writer has caught up enough (its queue is less than half full) for a

@@ -130,6 +130,23 @@ impl Writer {
             if let Err(e) = self.write_batch(&batch, &caps) {
                 self.complain("cannot write a batch", &e);
             }
+            let written = batch
+                .iter()
+                .filter_map(|r| match r {
+                    Row::Log(l) => Some(l.id),
+                    _ => None,
+                })
+                .max();
+            if let Some(id) = written {
+                let hook = self
+                    .shared
+                    .on_commit
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if let Some(hook) = hook.as_ref() {
+                    hook(id);
+                }
+            }
             if let Err(e) = self.trim(&caps) {
                 self.complain("cannot trim to the caps", &e);
             }
