@@ -112,7 +112,9 @@ pub(crate) fn prepare_paths(req: &SpawnRequest) -> Result<(), String> {
     Ok(())
 }
 
-/// Make sure `fd` is not `target` (which the child will dup2 over): move it higher if so.
+/// Capacity asked for each service's stdout/stderr pipe.
+pub const OUTPUT_PIPE_SIZE: usize = 1 << 20;
+
 /// A pipe for a service's stdout or stderr: (the read end for Candor, the end for the child).
 /// The child's end is opened read-write (through /proc/self/fd): the service itself holds a
 /// reader, so its writes never meet EPIPE or SIGPIPE when Candor's read end closes (a crash,
@@ -121,6 +123,11 @@ pub(crate) fn prepare_paths(req: &SpawnRequest) -> Result<(), String> {
 /// other failure (the fd limit) fails the spawn rather than silently dropping the guarantee.
 pub(crate) fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = pipe_with(PipeFlags::CLOEXEC)?;
+    // Room for what a service writes while no daemon reads (a restart, an upgrade): 1 MiB is
+    // minutes of ordinary logging. Pages are taken only as it fills. Where the system's limit
+    // (fs.pipe-max-size, or a user over fs.pipe-user-pages-soft) does not allow it, the pipe
+    // keeps its default size.
+    let _ = rustix::pipe::fcntl_setpipe_size(&r, OUTPUT_PIPE_SIZE);
     let rw = OpenOptions::new()
         .read(true)
         .write(true)
@@ -132,6 +139,7 @@ pub(crate) fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
+/// Make sure `fd` is not `target` (which the child will dup2 over): move it higher if so.
 pub(crate) fn keep_clear_of(fd: OwnedFd, target: Option<u32>) -> io::Result<OwnedFd> {
     match target {
         Some(t) if fd.as_raw_fd() == t as i32 => {
