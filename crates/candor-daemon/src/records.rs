@@ -73,16 +73,24 @@ pub enum Contained<'a> {
     ProcessGroup,
 }
 
+/// What an earlier daemon of this boot left.
+#[derive(Default)]
+pub struct Loaded {
+    /// Configured services with a record.
+    pub taken: Vec<Taken>,
+    /// Live runs of services no longer configured: to be stopped (with cgroups, the sweep of
+    /// their cgroup does it too; in process-group mode nothing else would find them).
+    pub strays: Vec<(String, ProcessId)>,
+}
+
 /// Read the records of this boot and check each live run against the kernel (blocking: run it
-/// off the async threads). Records from another boot, unreadable ones and those of services
-/// not configured are skipped (a configured service's cgroup leftovers are killed before its
-/// next spawn; an unconfigured one's cgroup is swept).
-pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) -> Vec<Taken> {
+/// off the async threads). Records from another boot and unreadable ones are skipped.
+pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) -> Loaded {
     let boot = boot_id();
     let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
-        return Vec::new();
+        return Loaded::default();
     };
-    let mut out = Vec::new();
+    let mut out = Loaded::default();
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "json") {
@@ -104,12 +112,6 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
         if record.boot_id != boot || boot.is_empty() {
             continue;
         }
-        let Some(svc) = candor_spec::ServiceName::new(&record.service)
-            .ok()
-            .and_then(|n| spec.services.get(&n))
-        else {
-            continue;
-        };
         let live_pid = record
             .saved
             .run
@@ -123,6 +125,15 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
             .process
             .filter(|p| live_pid == Some((p.run_id, p.pid)));
         let alive = process.is_some_and(|p| is_alive(&p, &record.service, &contained));
+        let Some(svc) = candor_spec::ServiceName::new(&record.service)
+            .ok()
+            .and_then(|n| spec.services.get(&n))
+        else {
+            if let (true, Some(p)) = (alive, process) {
+                out.strays.push((record.service, p));
+            }
+            continue;
+        };
         let (stdout, stderr) = match (alive, process) {
             (true, Some(p)) => (
                 reopen(p.pid, 1, p.stdout_ino),
@@ -130,7 +141,7 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
             ),
             _ => (None, None),
         };
-        out.push(Taken {
+        out.taken.push(Taken {
             found: Found {
                 same_command: record.command == svc.command,
                 service: record.service,
@@ -145,16 +156,32 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
     out
 }
 
-/// The recorded process still runs: same pid, same start time, still in the service's cgroup
-/// (or still leading its own process group).
+/// The recorded process still runs: same pid, same start time, not a zombie, still in the
+/// service's cgroup (or still leading its own process group).
 fn is_alive(p: &ProcessId, service: &str, contained: &Contained) -> bool {
     candor_keeper::start_ticks(p.pid) == Some(p.start_ticks)
+        && !ended(p.pid)
         && match contained {
             Contained::Cgroup(root) => {
                 candor_keeper::cgroup_procs(&root.join(service)).contains(&p.pid)
             }
             Contained::ProcessGroup => candor_keeper::pgid(p.pid) == Some(p.pid),
         }
+}
+
+/// The process has ended and waits to be reaped by its parent (init, now that the daemon that
+/// spawned it is gone; one that reaps late leaves it so for a while). Its pid, start time and
+/// process group still read as recorded, but it is dead: adopted as gone (the keeper still
+/// watches it, for its exit status once reaped), never as a live run shown ready.
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after_comm) = stat.rsplit_once(')')?;
+            let state = after_comm.split_whitespace().next()?;
+            Some(state == "Z" || state == "X")
+        })
+        .unwrap_or(false)
 }
 
 /// Open a reader of the pipe behind `/proc/<pid>/fd/<n>`, if it is still the recorded pipe.
