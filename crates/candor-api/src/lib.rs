@@ -66,6 +66,10 @@ pub struct ServiceStatus {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LastExit {
+    /// "exited with code 1", "killed by SIGKILL", or "ended while the supervisor was down;
+    /// exit status unknown".
+    #[serde(default)]
+    pub description: String,
     pub code: Option<i32>,
     /// Signal name, e.g. "SIGKILL", when the process was killed by a signal.
     pub signal: Option<String>,

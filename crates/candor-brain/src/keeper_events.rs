@@ -109,12 +109,23 @@ impl Cx<'_> {
         if run.main_exit.is_none() {
             let uptime = run.started_at().map(|s| at.since(s)).unwrap_or_default();
             let exit = LastExit { status, at, uptime };
+            let pid = run.pid();
             run.main_exit = Some(exit);
             svc.last_exit = Some(exit);
             self.out.push(Effect::Unwatch {
                 service: service.into(),
                 run_id,
             });
+            if status == ExitStatus::Unknown {
+                // Said once in the events, whatever state follows (an immediate restart
+                // would show only "about to start").
+                self.note(
+                    service,
+                    "exited",
+                    format!("pid {} {}", pid.unwrap_or_default(), status.describe()),
+                    api::EventDetail::None {},
+                );
+            }
         }
         if group_empty {
             self.on_emptied(service, run_id, escalated);

@@ -98,6 +98,7 @@ impl<'a> ServiceView<'a> {
                 .map(|at| now.mono.since(at).as_secs_f64()),
             restarts: self.svc.restarts,
             last_exit: self.svc.last_exit.map(|e| api::LastExit {
+                description: e.status.describe(),
                 code: e.status.code(),
                 signal: e.status.signal().map(candor_core::exit::signal_name),
                 at: timestamp(now.wall_of(e.at)),

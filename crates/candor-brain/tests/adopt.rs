@@ -1,0 +1,234 @@
+//! A daemon's restart, as the brain sees it: the facts saved by one daemon (through JSON, as on
+//! disk) are taken up by the next with `adopt`, then `boot`. Nothing is restarted that ran;
+//! nothing is shown running on the record alone; deadlines carry over.
+
+mod sim;
+
+use candor_brain::{adopt, boot, Effect, Facts, Found, Input, Saved, ServiceState};
+use candor_core::ExitStatus;
+use sim::*;
+
+use ServiceState::*;
+
+/// Save every service as the records do (JSON round trip), start a new brain on `toml`, adopt
+/// (`alive`: the services whose recorded pid the shell found alive), boot.
+fn restart_daemon(s: &mut Sim, toml: &str, alive: &[&str], same_command: bool) {
+    let saved: Vec<(String, String)> = s
+        .facts
+        .services
+        .iter()
+        .map(|(n, svc)| {
+            let json = serde_json::to_string(&Saved::of(svc)).expect("saved facts serialize");
+            (n.to_string(), json)
+        })
+        .collect();
+    let mut facts = Facts::new(&spec(toml), secs(5), s.now.mono);
+    let found = saved
+        .into_iter()
+        .map(|(service, json)| Found {
+            alive: alive.contains(&service.as_str()),
+            same_command,
+            saved: serde_json::from_str(&json).expect("saved facts deserialize"),
+            service,
+        })
+        .collect();
+    let mut effects = adopt(&mut facts, found, s.now);
+    effects.extend(boot(&mut facts, s.now));
+    s.facts = facts;
+    s.all.extend(effects.iter().cloned());
+    s.last = effects;
+}
+
+fn adopted(s: &Sim, name: &str) -> Option<(u32, Option<candor_brain::Mono>)> {
+    s.last.iter().find_map(|e| match e {
+        Effect::Adopt {
+            service,
+            pid,
+            kill_at,
+            ..
+        } if service == name => Some((*pid, *kill_at)),
+        _ => None,
+    })
+}
+
+const PROBED: &str = r#"
+[service.web]
+command = ["/bin/web"]
+ready = "notify"
+probe = { tcp = "127.0.0.1:8080", every = "5s" }
+"#;
+
+#[test]
+fn a_probed_run_is_adopted_and_running_again_only_after_a_fresh_probe() {
+    let mut s = Sim::new(PROBED);
+    let pid = s.spawned("web");
+    s.notify("web", &[("READY", "1")]);
+    s.probe("web", true, "connected");
+    assert_eq!(s.state("web"), Running);
+
+    restart_daemon(&mut s, PROBED, &["web"], true);
+    assert_eq!(adopted(&s, "web"), Some((pid, None)));
+    assert_eq!(s.spawns("web"), 1, "never spawned again");
+    assert_eq!(s.state("web"), Starting);
+    assert!(
+        s.reason("web")
+            .starts_with("re-checking after supervisor restart: "),
+        "{}",
+        s.reason("web")
+    );
+    assert!(s
+        .last
+        .iter()
+        .any(|e| matches!(e, Effect::Watch { service, .. } if service == "web")));
+
+    s.probe("web", false, "connection refused");
+    assert_eq!(s.state("web"), Starting, "a failing probe is no evidence");
+    s.probe("web", true, "connected");
+    assert_eq!(s.state("web"), Running);
+    let run = s.facts.get("web").unwrap().live().unwrap();
+    assert_eq!(run.ready.map(|(_, via)| via), Some("notify"));
+    assert_eq!(s.facts.get("web").unwrap().restarts, 0);
+}
+
+const PLAIN: &str = r#"
+[service.worker]
+command = ["/bin/worker"]
+restart = "on-failure"
+"#;
+
+#[test]
+fn a_run_without_a_probe_is_running_again_once_its_pid_is_verified() {
+    let mut s = Sim::new(PLAIN);
+    let pid = s.up("worker");
+    restart_daemon(&mut s, PLAIN, &["worker"], true);
+    assert_eq!(adopted(&s, "worker"), Some((pid, None)));
+    assert_eq!(s.state("worker"), Running, "{}", s.reason("worker"));
+    assert_eq!(s.pid("worker"), Some(pid));
+}
+
+#[test]
+fn a_run_that_ended_while_no_daemon_ran_is_restarted_by_its_policy_with_the_truth() {
+    let mut s = Sim::new(PLAIN);
+    s.advance(secs(120));
+    let pid = s.up("worker");
+    s.advance(secs(120));
+    restart_daemon(&mut s, PLAIN, &[], true);
+    // Not verified alive: not shown running, and the keeper is asked to find out.
+    assert_eq!(adopted(&s, "worker"), Some((pid, None)));
+    assert_ne!(s.state("worker"), Running);
+    let run_id = s.run_id("worker");
+    s.feed(Input::Exited {
+        service: "worker".into(),
+        run_id,
+        status: ExitStatus::Unknown,
+        at: s.now.mono,
+        group_empty: true,
+        escalated: false,
+    });
+    let said = s.notes();
+    assert!(
+        said.iter().any(|(svc, state, why)| svc == "worker"
+            && state == "exited"
+            && why
+                == &format!("pid {pid} ended while the supervisor was down; exit status unknown")),
+        "{said:?}"
+    );
+    let last = s.facts.get("worker").unwrap().last_exit.unwrap();
+    assert_eq!(last.status, ExitStatus::Unknown);
+    // A long run: the next start is immediate, as an automatic restart.
+    assert!(s.spawn_asked("worker").is_some(), "{:?}", s.last);
+    s.spawned("worker");
+    assert_eq!(s.facts.get("worker").unwrap().restarts, 1);
+}
+
+const CRASHY: &str = r#"
+[service.crashy]
+command = ["/bin/crashy"]
+restart = "always"
+backoff = { initial = "10s", max = "1m" }
+"#;
+
+#[test]
+fn backoff_and_restart_counts_carry_over() {
+    let mut s = Sim::new(CRASHY);
+    s.spawned("crashy");
+    s.exits("crashy", ExitStatus::Code(1));
+    assert_eq!(s.state("crashy"), Backoff);
+    s.advance(secs(4));
+    restart_daemon(&mut s, CRASHY, &[], true);
+    assert_eq!(s.state("crashy"), Backoff, "{}", s.reason("crashy"));
+    assert!(s.spawn_asked("crashy").is_none(), "not started early");
+    s.advance(secs(5));
+    assert!(s.spawn_asked("crashy").is_none());
+    s.advance(secs(1));
+    assert!(s.spawn_asked("crashy").is_some(), "started when due");
+    s.spawned("crashy");
+    assert_eq!(s.facts.get("crashy").unwrap().restarts, 1);
+    assert_eq!(s.facts.get("crashy").unwrap().streak, 1);
+}
+
+const STUBBORN: &str = r#"
+[service.stubborn]
+command = ["/bin/stubborn"]
+stop = { timeout = "10s" }
+"#;
+
+#[test]
+fn a_stop_under_way_keeps_its_sigkill_deadline() {
+    let mut s = Sim::new(STUBBORN);
+    let pid = s.up("stubborn");
+    s.request(candor_brain::Request::Stop("stubborn".into()));
+    let kill_at = s.in_secs(secs(10));
+    s.advance(secs(3));
+    restart_daemon(&mut s, STUBBORN, &["stubborn"], true);
+    assert_eq!(adopted(&s, "stubborn"), Some((pid, Some(kill_at))));
+    assert_eq!(s.state("stubborn"), Stopping);
+    assert!(
+        s.stop_asked("stubborn").is_none(),
+        "the stop is not sent again"
+    );
+    assert!(s.timers().contains(&kill_at), "{:?}", s.timers());
+    // The keeper kills it at the deadline; then it stays stopped.
+    s.advance(secs(7));
+    s.stopped("stubborn");
+    assert_eq!(s.state("stubborn"), Stopped);
+    assert!(s.spawn_asked("stubborn").is_none());
+}
+
+const TWO: &str = r#"
+[service.once]
+command = ["/bin/once"]
+restart = "never"
+
+[service.idle]
+command = ["/bin/idle"]
+"#;
+
+#[test]
+fn a_failed_verdict_and_a_requested_stop_carry_over() {
+    let mut s = Sim::new(TWO);
+    s.spawned("once");
+    s.exits("once", ExitStatus::Code(1));
+    assert_eq!(s.state("once"), Failed);
+    let why = s.reason("once");
+    s.up("idle");
+    s.request(candor_brain::Request::Stop("idle".into()));
+    s.stopped("idle");
+    restart_daemon(&mut s, TWO, &[], true);
+    assert_eq!(s.state("once"), Failed);
+    assert_eq!(s.reason("once"), why);
+    assert_eq!(s.state("idle"), Stopped);
+    assert_eq!(s.spawns("once") + s.spawns("idle"), 2, "nothing started");
+}
+
+#[test]
+fn a_run_of_a_command_no_longer_configured_is_replaced() {
+    let mut s = Sim::new(PLAIN);
+    s.up("worker");
+    restart_daemon(&mut s, PLAIN, &["worker"], false);
+    assert!(
+        s.stop_asked("worker").is_some(),
+        "stopped to start the configured command: {:?}",
+        s.last
+    );
+}
