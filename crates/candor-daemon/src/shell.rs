@@ -551,6 +551,7 @@ impl Shell {
     /// Carry out effects in order; a command the keeper does not take goes back to the brain.
     fn carry(&mut self, effects: Vec<Effect>) {
         let mut queue = std::collections::VecDeque::from(effects);
+        let mut replies = Vec::new();
         while let Some(effect) = queue.pop_front() {
             let refused = match effect {
                 Effect::Spawn {
@@ -670,7 +671,7 @@ impl Shell {
                 }
                 Effect::Reply { id, reply } => {
                     if let Some(tx) = self.waiting.remove(&id) {
-                        let _ = tx.send(reply);
+                        replies.push((tx, reply));
                     }
                     None
                 }
@@ -688,6 +689,17 @@ impl Shell {
         // Pipes of a run the brain did not take up (none expected) are closed.
         self.pipes.clear();
         self.save_records();
+        if !replies.is_empty() {
+            // An answer follows the records of what it changed: a stop that was answered is
+            // still a stop for a daemon started after a kill -9 right after the answer.
+            let recorder = self.recorder.clone();
+            tokio::spawn(async move {
+                let _ = tokio::task::spawn_blocking(move || recorder.flush()).await;
+                for (tx, reply) in replies {
+                    let _ = tx.send(reply);
+                }
+            });
+        }
     }
 
     /// Hand a command to the keeper; if it is not taken, what to tell the brain.
