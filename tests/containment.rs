@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use candor_scenarios::{alive, proc_state, read_pids, wait_for, Daemon};
+use candor_scenarios::{alive, proc_state, read_pids, reap_orphans, wait_for, wait_reaped, Daemon};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -164,38 +164,61 @@ backoff = { initial = "200ms", max = "1s", reset_after = "30s" }
     });
 }
 
-#[test]
-fn restarted_daemon_kills_what_an_earlier_run_left_in_the_cgroup() {
-    let mut d = Daemon::start(
+/// The main process of a run dies while no daemon runs and leaves its child (which ignores
+/// SIGTERM) behind: the next daemon reports the run over, stops the leftover — the stop signal,
+/// SIGKILL after stop.timeout — and only then starts the service again. Never two copies.
+fn leftover_of_a_run_that_died_unseen_is_killed_before_the_restart(env: &[(&str, &str)]) {
+    reap_orphans();
+    let mut d = Daemon::start_with_env(
         r#"
-[service.web]
-command = ["{zoo}", "healthy"]
+[service.zombie]
+command = ["{zoo}", "half-dead", "--pids", "{dir}/pids"]
+stop = { signal = "SIGTERM", timeout = "1s" }
 "#,
+        env,
     );
-    if !d.has_cgroups() {
+    if env.is_empty() && !d.has_cgroups() {
         return;
     }
-    let old = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
+    let main = d.wait_state("zombie", "running", T)["pid"]
+        .as_u64()
+        .unwrap();
+    d.wait_recorded_ready("zombie", main);
+    let pids = read_pids(&d.path("pids"));
+    let child = pids[1];
     d.kill_daemon();
-    // The service outlives a SIGKILLed daemon (it holds a reader of its own output pipes).
-    assert!(alive(old));
+    // SAFETY: kill(2) of the service's main process only.
+    unsafe { libc::kill(main as i32, libc::SIGKILL) };
+    wait_reaped(main);
+    assert!(alive(child), "the child lives on without its parent");
     d.spawn();
-    let s = d.wait_state("web", "running", T);
-    let new = s["pid"].as_u64().unwrap();
-    assert_ne!(new, old);
-    wait_for("the earlier copy gone", T, || (!alive(old)).then_some(()));
-    wait_for("killing the earlier copy recorded", T, || {
-        d.events()
-            .into_iter()
-            .any(|e| {
-                e["service"] == "web"
-                    && e["reason"]
-                        .as_str()
-                        .unwrap_or("")
-                        .contains("left in its cgroup by an earlier run")
-            })
-            .then_some(())
+    let s = wait_for("a new run", T, || {
+        let s = d.status("zombie");
+        let pid = s["pid"].as_u64()?;
+        (s["state"] == "running" && pid != main).then_some(s)
     });
+    assert!(
+        !alive(child),
+        "the leftover outlived the next run's start: {s}"
+    );
+    assert_eq!(s["restarts"], 1, "{s}");
+    let said = d.events().into_iter().any(|e| {
+        e["service"] == "zombie"
+            && e["reason"]
+                == "main process ended while the supervisor was down; exit status unknown; \
+                    stopping the processes it left in its group"
+    });
+    assert!(said, "{:#?}", d.events());
+}
+
+#[test]
+fn a_leftover_in_the_cgroup_of_a_run_that_died_unseen_is_killed_before_the_restart() {
+    leftover_of_a_run_that_died_unseen_is_killed_before_the_restart(&[]);
+}
+
+#[test]
+fn a_leftover_in_the_group_of_a_run_that_died_unseen_is_killed_before_the_restart() {
+    leftover_of_a_run_that_died_unseen_is_killed_before_the_restart(&[("CANDOR_CGROUP", "off")]);
 }
 
 #[test]

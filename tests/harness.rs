@@ -331,6 +331,30 @@ impl Daemon {
         }
     }
 
+    /// The run record of `service` (`<state_dir>/runs/<service>.json`), if there is one.
+    pub fn record(&self, service: &str) -> Option<Value> {
+        let file = self.path(&format!("{}/runs/{service}.json", self.state));
+        serde_json::from_slice(&std::fs::read(file).ok()?).ok()
+    }
+
+    /// Wait until the run record of `service` says `what`. Records are written off the
+    /// daemon's threads a moment after a change: a test that kills the daemon after waiting
+    /// here kills it after the change, not in the middle of it.
+    pub fn wait_record(&self, service: &str, what: impl Fn(&Value) -> bool) -> Value {
+        wait_for(
+            &format!("the run record of {service}"),
+            Duration::from_secs(20),
+            || self.record(service).filter(|r| what(r)),
+        )
+    }
+
+    /// Wait until the record of `service` names a live run of `pid` that was seen ready.
+    pub fn wait_recorded_ready(&self, service: &str, pid: u64) -> Value {
+        self.wait_record(service, |r| {
+            r["process"]["pid"] == pid && !r["saved"]["run"]["ready"].is_null()
+        })
+    }
+
     pub fn events(&self) -> Vec<Value> {
         serde_json::from_str(&self.ok(&["events", "--json", "-n", "10000"])).expect("events json")
     }
@@ -347,13 +371,26 @@ impl Daemon {
         let Some(mut c) = self.child.take() else {
             return Ok(());
         };
-        let _ = self.cli(&["shutdown"]);
+        // Not waited for on its own: a daemon whose shutdown hangs must not hang the test.
+        let ask = Command::new(candor_bin())
+            .arg("shutdown")
+            .env("CANDOR_SOCKET", &self.socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
         let end = Instant::now() + patience;
-        while Instant::now() < end {
-            if let Ok(Some(_)) = c.try_wait() {
-                return Ok(());
-            }
+        let mut exited = false;
+        while !exited && Instant::now() < end {
+            exited = matches!(c.try_wait(), Ok(Some(_)));
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Ok(mut ask) = ask {
+            let _ = ask.kill();
+            let _ = ask.wait();
+        }
+        if exited {
+            return Ok(());
         }
         let _ = c.kill();
         let _ = c.wait();
@@ -401,4 +438,97 @@ pub fn read_stamps(file: &Path) -> Vec<(String, u128, u64)> {
 /// A one-shot GET request line for `Daemon::raw`.
 pub fn get_request(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: candor\r\nConnection: close\r\n\r\n")
+}
+
+/// Make this test process the reaper of the services a killed daemon leaves, as init (or
+/// systemd) is on a real machine: they are re-parented here and reaped once they end (except
+/// those held by [`hold_reaping`]). Needed where PID 1 reaps orphans late (some sandboxes take
+/// seconds), which would leave every service that ends after a `kill_daemon` a zombie for a
+/// while — still counted in its process group. Only zombies not named `candor` are reaped, so
+/// the exit status of the daemon and of CLI runs stays with the `Child` that waits for it.
+pub fn reap_orphans() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag of this process.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        std::thread::spawn(|| loop {
+            let held = HELD.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            for pid in zombie_children().into_iter().filter(|p| !held.contains(p)) {
+                // SAFETY: waitpid of one exited child of ours, without blocking.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        });
+    });
+}
+
+static HELD: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Leave `pid` a zombie (once it ends) until [`release_reaping`], as a busy init might.
+pub fn hold_reaping(pid: u64) {
+    HELD.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(pid as i32);
+}
+
+pub fn release_reaping(pid: u64) {
+    HELD.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid as i32);
+}
+
+/// Exited, unreaped children of this process that are not candor (the daemon, the CLI).
+fn zombie_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((head, tail)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let comm = head.split_once('(').map_or("", |(_, c)| c);
+            let mut f = tail.split_whitespace();
+            f.next() == Some("Z") && f.next() == Some(me.as_str()) && comm != "candor"
+        })
+        .collect()
+}
+
+/// Wait until `pid` is reaped (gone from /proc, not even a zombie).
+pub fn wait_reaped(pid: u64) {
+    wait_for(
+        &format!("pid {pid} reaped"),
+        Duration::from_secs(20),
+        || proc_state(pid).is_none().then_some(()),
+    );
+}
+
+/// Poll a service that was adopted with `pid` by a restarted daemon until it shows `running`:
+/// on the way never `failed`, never another pid, and until ready a reason that says it is
+/// re-checking. Returns the `running` status.
+pub fn wait_rechecked(d: &Daemon, name: &str, pid: u64, deadline: Duration) -> Value {
+    let mut said_rechecking = false;
+    wait_for(&format!("{name} running again"), deadline, || {
+        let s = d.status(name);
+        assert_eq!(s["pid"].as_u64(), Some(pid), "not the adopted pid: {s}");
+        match s["state"].as_str().unwrap_or_default() {
+            "starting" => {
+                said_rechecking |= s["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("re-checking after supervisor restart: ");
+                None
+            }
+            "running" => {
+                assert!(said_rechecking, "running before re-checking was shown: {s}");
+                Some(s)
+            }
+            _ => panic!("an adopted run must be starting, then running: {s}"),
+        }
+    })
 }

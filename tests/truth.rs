@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use candor_scenarios::{alive, read_stamps, wait_for, Daemon};
+use candor_scenarios::{alive, read_stamps, wait_for, wait_rechecked, Daemon};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -334,47 +334,34 @@ probe = { uds = { socket = "{dir}/w.sock", send = "GET /health HTTP/1.0\r\n\r\n"
 }
 
 #[test]
-fn after_a_daemon_restart_the_board_never_shows_stale_truth() {
+fn after_a_daemon_restart_the_same_pid_shows_running_only_on_a_fresh_probe() {
     let port = free_port();
     let mut d = Daemon::start(&format!(
         r#"
 [service.web]
 command = ["{{zoo}}", "healthy", "--port", "{port}"]
-probe = {{ http = {{ port = {port}, path = "/health" }}, every = "300ms", start_delay = "200ms" }}
+probe = {{ http = {{ port = {port}, path = "/health" }}, every = "300ms", start_delay = "500ms" }}
 "#
     ));
-    let old = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
+    let pid = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
+    d.wait_recorded_ready("web", pid);
     d.kill_daemon();
+    let restarted = std::time::SystemTime::now();
     d.spawn();
-    // From the first answer on: never `failed`, and `running` only from a probe of a new run.
-    let end = std::time::Instant::now() + T;
-    let mut said_rechecking = false;
-    loop {
-        let s = d.status("web");
-        assert_ne!(s["state"], "failed", "{s}");
-        if s["state"] == "starting" && s["pid"].as_u64().is_some_and(|p| p != old) {
-            said_rechecking |= s["reason"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("re-checking after supervisor restart: ");
-        }
-        if s["state"] == "running" {
-            assert_ne!(
-                s["pid"].as_u64(),
-                Some(old),
-                "running shown for the old run: {s}"
-            );
-            assert_eq!(s["ready"]["via"], "probe", "{s}");
-            assert_eq!(s["probes"][0]["ok"], true, "{s}");
-            assert!(
-                said_rechecking,
-                "until ready, the reason says it is re-checking"
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < end, "never settled: {s}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // From the first answer on: the same pid, never `failed`, re-checking until a probe of
+    // this daemon passes, then `running`.
+    let s = wait_rechecked(&d, "web", pid, T);
+    assert_eq!(s["ready"]["via"], "probe", "{s}");
+    assert_eq!(s["restarts"], 0, "{s}");
+    assert_eq!(s["probes"][0]["ok"], true, "{s}");
+    // Shown to the second: the probe was taken no earlier than the second of the restart.
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let probed = humantime::parse_rfc3339(s["probes"][0]["at"].as_str().unwrap()).unwrap();
+    assert!(
+        secs(probed) >= secs(restarted),
+        "a probe of the old daemon: {s}"
+    );
 }
 
 #[test]
