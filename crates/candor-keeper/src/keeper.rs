@@ -175,6 +175,14 @@ pub(crate) fn reap_any() -> Vec<(i32, ExitStatus)> {
     }
 }
 
+/// Reap `pid`, our child, if it has ended.
+fn reap_one(pid: i32) -> Option<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: waitpid(2) writes only into `status`.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    (r == pid).then(|| ExitStatus::from_wait(status))
+}
+
 fn signal_group(pgid: i32, sig: i32) {
     if pgid <= 0 {
         return; // kill(0 or -1) would signal our own group or everything
@@ -603,7 +611,15 @@ impl Keeper {
                 Some(cg) => cgroup::procs(cg).contains(&pid),
                 None => crate::procfs::pgid(pid) == Some(pid),
             };
-        let reused = !same && crate::procfs::start_ticks(pid).is_some();
+        let ticks = crate::procfs::start_ticks(pid);
+        let reused = !same && ticks.is_some() && ticks != Some(start_ticks);
+        let our_child = crate::procfs::ppid(pid) == Some(std::process::id());
+        // Our own child that ended already (while this process exec'd its successor for an
+        // upgrade): a zombie, out of its cgroup's list, whose status is ours to take.
+        let status = match (same, reused, our_child) {
+            (false, false, true) => reap_one(pid as i32).unwrap_or(ExitStatus::Unknown),
+            _ => ExitStatus::Unknown,
+        };
         let mut t = Tracked {
             run_id,
             pid: pid as i32,
@@ -614,7 +630,7 @@ impl Keeper {
             stop_timeout,
             kill_at,
             escalated: false,
-            foreign: crate::procfs::ppid(pid) != Some(std::process::id()),
+            foreign: !our_child,
             gone_since: None,
         };
         if same {
@@ -628,7 +644,7 @@ impl Keeper {
         if reused || t.cgroup.is_some() {
             t.pid = 0;
         }
-        t.main_exit = Some(ExitStatus::Unknown);
+        t.main_exit = Some(status);
         let group_empty = Self::is_empty(&t);
         if !group_empty {
             self.tracked.insert(service.clone(), t);
@@ -636,7 +652,7 @@ impl Keeper {
         self.emit(KeeperEvent::Exited {
             service,
             run_id,
-            status: ExitStatus::Unknown,
+            status,
             at: mono(),
             group_empty,
             escalated: false,
