@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use candor_scenarios::{wait_for, Daemon};
+use candor_scenarios::{candor_bin, wait_for, Daemon};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -283,4 +283,40 @@ logs = { rate = 0 }
     );
     assert!(after["lines"].as_u64().unwrap() > kept + 400);
     d.shutdown();
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_cli_quietly() {
+    let d = Daemon::start(
+        r#"
+[service.chatty]
+command = ["{zoo}", "log-flood", "--lines-per-sec", "0", "--for", "200ms"]
+logs = { rate = 0 }
+"#,
+    );
+    wait_for("lines to read", T, || {
+        let out = d.ok(&["logs", "chatty", "-n", "5000"]);
+        (out.lines().count() >= 5000).then_some(())
+    });
+    // Like `candor logs chatty -n 5000 | head -1`: the reader goes away after one line.
+    let mut child = std::process::Command::new(candor_bin())
+        .args(["logs", "chatty", "-n", "5000"])
+        .env("CANDOR_SOCKET", &d.socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    drop(out);
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        done.status.success() || done.status.signal() == Some(libc::SIGPIPE),
+        "{:?}",
+        done.status
+    );
 }

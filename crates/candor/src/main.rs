@@ -156,6 +156,12 @@ fn main() -> ExitCode {
     // Before any thread exists: what a daemon exec'd by `candor upgrade` was handed.
     let handover = candor_daemon::Handover::take_from_env();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon { .. } | Command::Up { .. }) {
+        // A client whose output is cut short (`candor logs | head`) ends quietly, as `cat`
+        // would, instead of panicking on EPIPE. The daemon keeps SIGPIPE ignored.
+        // SAFETY: setting a signal's disposition to the default, before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
