@@ -313,10 +313,29 @@ fn running(spec: &ServiceSpec, run: &Run, pid: u32, now: Mono) -> Derived {
         budget::Verdict::Ok => {}
         budget::Verdict::Warn(why) | budget::Verdict::Restart(why) => return d(Degraded, why),
     }
+    let late = probes_late(spec, h, now)
+        .map(|by| {
+            format!(
+                "; probes running {} late: the daemon is saturated, not the service",
+                format_duration(by)
+            )
+        })
+        .unwrap_or_default();
     d(
         Running,
-        format!("running as pid {pid}, ready via {via}{status}"),
+        format!("running as pid {pid}, ready via {via}{status}{late}"),
     )
+}
+
+/// How far behind its schedule the run's probing is, when that is more than a second: the
+/// next result was due one period plus one timeout after the last probe started. Late probes
+/// are the daemon's own backlog; the verdict stands, and the reason says it is not fresh.
+pub fn probes_late(spec: &ServiceSpec, h: &Health, now: Mono) -> Option<std::time::Duration> {
+    let probe = spec.probe.as_ref()?;
+    let last = h.probe.last.as_ref()?;
+    let due = last.at + probe.every + probe.timeout;
+    let by = now.since(due);
+    (by >= std::time::Duration::from_secs(1)).then_some(by)
 }
 
 /// The `limits` verdict on this run's newest fd/RSS summary, if it still describes `now`.

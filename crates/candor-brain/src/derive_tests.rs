@@ -124,6 +124,27 @@ fn every_unhealthy_reason() {
 }
 
 #[test]
+fn probes_behind_their_schedule_are_said_to_be_the_daemons_delay() {
+    // every 5s, timeout 1s: the next result is due 6 s after the last probe began.
+    let mut spec = spec();
+    if let Some(p) = spec.probe.as_mut() {
+        (p.every, p.timeout) = (Duration::from_secs(5), Duration::from_secs(1));
+    }
+    let mut h = Health::for_run(1);
+    h.probe.record(outcome(true, "connected"), 3, 1);
+    let svc = with(spec, run(true), h);
+    let (state, reason) = state_of(&svc, at(6));
+    assert_eq!(state, ServiceState::Running);
+    assert!(!reason.contains("late"), "{reason}");
+    let (state, reason) = state_of(&svc, at(9));
+    assert_eq!(state, ServiceState::Running, "the verdict stands");
+    assert!(
+        reason.ends_with("; probes running 3s late: the daemon is saturated, not the service"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn a_stale_budget_sample_is_not_evidence_about_now() {
     let summary = Summary {
         latest: Sample {
