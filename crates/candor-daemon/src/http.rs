@@ -182,10 +182,24 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
     Json(info)
 }
 
-async fn list(State(st): State<AppState>) -> Json<Vec<api::ServiceStatus>> {
+/// Every service's status. `?pretty`: indented as `candor status --json` prints it, so the CLI
+/// passes the bytes through instead of parsing and printing them again.
+async fn list(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {
+    let pretty = flag(&q, "pretty")?;
     let now = clock::now();
     let board = st.board.borrow().clone();
-    Json(board.iter().map(|s| s.status(now)).collect())
+    let list: Vec<api::ServiceStatus> = board.iter().map(|s| s.status(now)).collect();
+    if !pretty {
+        return Ok(Json(list).into_response());
+    }
+    let mut body = serde_json::to_vec_pretty(&list)
+        .map_err(|e| ApiError::new(500, format!("cannot encode the board: {e}")))?;
+    body.push(b'\n');
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 async fn one(

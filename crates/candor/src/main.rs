@@ -156,16 +156,24 @@ fn main() -> ExitCode {
     // Before any thread exists: what a daemon exec'd by `candor upgrade` was handed.
     let handover = candor_daemon::Handover::take_from_env();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Daemon { .. } | Command::Up { .. }) {
+    let serves = matches!(cli.command, Command::Daemon { .. } | Command::Up { .. });
+    if !serves {
         // A client whose output is cut short (`candor logs | head`) ends quietly, as `cat`
         // would, instead of panicking on EPIPE. The daemon keeps SIGPIPE ignored.
         // SAFETY: setting a signal's disposition to the default, before any thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build();
+    // The daemon gets two workers; a client command, one thread (no workers to start).
+    let rt = if serves {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
@@ -451,21 +459,28 @@ async fn status(client: &Client, name: Option<&str>, json: bool) -> u8 {
             }
             Err(e) => fail(e, json),
         },
+        None if json => match client.call("GET", "/v1/services?pretty=true").await {
+            // Already as `print_json` would print it: passed through, not parsed again.
+            Ok(body) => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                match out.write_all(&body).and_then(|()| out.flush()) {
+                    Ok(()) => OK,
+                    Err(_) => FAILED,
+                }
+            }
+            Err(e) => fail(e, json),
+        },
         None => {
-            let list = match client
-                .json::<Vec<candor_api::ServiceStatus>>("GET", "/v1/services")
-                .await
-            {
+            let (list, info) = tokio::join!(
+                client.json::<Vec<candor_api::ServiceStatus>>("GET", "/v1/services"),
+                client.json::<candor_api::DaemonInfo>("GET", "/v1/daemon"),
+            );
+            let list = match list {
                 Ok(l) => l,
                 Err(e) => return fail(e, json),
             };
-            if json {
-                return print_json(&list);
-            }
-            if let Ok(info) = client
-                .json::<candor_api::DaemonInfo>("GET", "/v1/daemon")
-                .await
-            {
+            if let Ok(info) = info {
                 println!("{}", render::header(&info));
             }
             print!("{}", render::table(&list));
