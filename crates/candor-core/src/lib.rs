@@ -6,6 +6,7 @@
 //! - [`stop`]: the escalation timeline of a stop (signal, then SIGKILL of the whole group).
 //! - [`health`]: probe, declared-socket and watchdog evidence of one run.
 //! - [`budget`]: fd/RSS sample windows, trend and ETA, the `limits` verdicts.
+//! - [`queue`]: a bounded queue whose memory grows with use (the keeper's and the store's).
 //!
 //! The state machine that uses them (`step` and `derive`) is the `candor-brain` crate.
 
@@ -13,6 +14,7 @@ pub mod backoff;
 pub mod budget;
 pub mod exit;
 pub mod health;
+pub mod queue;
 pub mod restart;
 pub mod stop;
 pub mod time;

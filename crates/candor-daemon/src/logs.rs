@@ -220,6 +220,11 @@ pub struct LogSink {
 /// the pipe anyway: a slow disk must not turn into services blocked on their stdout.
 const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+thread_local! {
+    /// Where a reader looks at a pipe's bytes: one buffer per worker thread, not per reader.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; BIG_BUF]);
+}
+
 /// One pipe all readers copy through (one at a time) to look at a service's bytes without
 /// taking them out of its pipe (`tee`).
 static SCRATCH: std::sync::Mutex<Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>> =
@@ -399,10 +404,11 @@ struct Reader {
 
 impl Reader {
     async fn run(&mut self, rx: pipe::Receiver) {
-        // Small buffers while a service is quiet: there are two readers per service (1000
-        // services: 16 MiB, not 128). A read that fills the buffer grows it for a flood (fewer
-        // reads); a short read shrinks it back. Longer lines are assembled in `partial`.
-        let mut buf = vec![0u8; SMALL_BUF];
+        // Small reads while a service is quiet; a read that fills them grows them for a flood
+        // (fewer reads), a short one shrinks them back. The bytes are looked at in the worker
+        // thread's buffer (no await while they are): an idle reader holds no buffer at all
+        // (there are two readers per service). Longer lines are assembled in `partial`.
+        let mut want = SMALL_BUF;
         let counters = self.counters.clone();
         let mut pace = Pace::default();
         let mut stop = self.sink.stop.clone();
@@ -425,6 +431,7 @@ impl Reader {
                 Ok(_) = stop.wait_for(|s| *s) => break,
             };
             let now = Instant::now();
+            let before = self.queued.get();
             let n = match ready {
                 None => {
                     self.tick(&mut counters.gate(), now);
@@ -433,7 +440,11 @@ impl Reader {
                 // Look first (the bytes stay in the pipe), take them out only once their lines
                 // are written: a daemon killed in between loses nothing; the next one reads
                 // them again (at least once, never lost).
-                Some(Ok(())) => match rx.try_io(|| peek(std::os::fd::AsFd::as_fd(&rx), &mut buf)) {
+                Some(Ok(())) => match READ_BUF.with_borrow_mut(|buf| {
+                    let n = rx.try_io(|| peek(std::os::fd::AsFd::as_fd(&rx), &mut buf[..want]))?;
+                    self.take(&buf[..n], &mut counters.gate(), now);
+                    Ok::<_, std::io::Error>(n)
+                }) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -442,24 +453,23 @@ impl Reader {
                 },
                 Some(Err(_)) => break,
             };
-            let before = self.queued.get();
-            self.take(&buf[..n], &mut counters.gate(), now);
             if self.queued.get() > before {
                 let target = self.queued.get();
                 let mut committed = self.sink.committed.clone();
                 let _ =
                     tokio::time::timeout(COMMIT_WAIT, committed.wait_for(|c| *c >= target)).await;
             }
-            if !matches!(rx.try_read(&mut buf[..n]), Ok(k) if k == n) {
+            let taken = READ_BUF.with_borrow_mut(|buf| rx.try_read(&mut buf[..n]));
+            if !matches!(taken, Ok(k) if k == n) {
                 break; // the bytes just looked at are gone: nothing reads this pipe but us
             }
             if let Some(wait) = pace.after_read(n, now) {
                 tokio::time::sleep(wait).await;
             }
-            if n == buf.len() && buf.len() < BIG_BUF {
-                buf.resize(BIG_BUF, 0);
-            } else if n < SMALL_BUF && buf.len() > SMALL_BUF {
-                buf = vec![0u8; SMALL_BUF];
+            if n == want {
+                want = BIG_BUF;
+            } else if n < SMALL_BUF {
+                want = SMALL_BUF;
             }
         }
         // The process is gone (or this daemon hands over): its partial last line, pending

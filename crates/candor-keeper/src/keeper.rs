@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
+
+use candor_core::queue::{bounded, BoundedReceiver as Receiver, BoundedSender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +38,8 @@ const PROBES_PER_TURN: usize = 32;
 /// The brain's end: sends commands and wakes the keeper.
 #[derive(Clone)]
 pub struct KeeperHandle {
-    tx: SyncSender<KeeperCommand>,
-    probes: SyncSender<KeeperCommand>,
+    tx: BoundedSender<KeeperCommand>,
+    probes: BoundedSender<KeeperCommand>,
     wake: Arc<std::fs::File>,
 }
 
@@ -136,8 +138,8 @@ pub fn start(
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     let containment = cgroup::detect(&config.instance, config.use_cgroups);
     let (wake_r, wake_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-    let (tx, rx) = sync_channel(COMMAND_QUEUE);
-    let (probe_tx, probe_rx) = sync_channel(PROBE_QUEUE);
+    let (tx, rx) = bounded(COMMAND_QUEUE);
+    let (probe_tx, probe_rx) = bounded(PROBE_QUEUE);
     let keeper = Keeper {
         containment: containment.clone(),
         use_clone3: config.use_clone3,

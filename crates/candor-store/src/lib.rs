@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+
+use candor_core::queue::{bounded, BoundedSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -186,7 +188,7 @@ impl Shared {
 
 #[derive(Clone)]
 pub struct Store {
-    tx: SyncSender<Row>,
+    tx: BoundedSender<Row>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
     shared: Arc<Shared>,
@@ -283,7 +285,7 @@ impl Store {
         let writer =
             writer::Writer::open(conn, path.clone(), shared.clone()).map_err(sql_err(&path))?;
         let reader = Connection::open(&path).map_err(sql_err(&path))?;
-        let (tx, rx) = sync_channel(QUEUE_ROWS);
+        let (tx, rx) = bounded(QUEUE_ROWS);
         let thread = std::thread::Builder::new()
             .name("candor-store".into())
             .spawn(move || writer.run(rx))
@@ -361,7 +363,7 @@ impl Store {
     /// async threads). Reads after it see everything logged before it.
     pub fn flush(&self) {
         let (tx, rx) = sync_channel(1);
-        if self.tx.send(Row::Barrier(tx)).is_ok() {
+        if self.tx.send_anyway(Row::Barrier(tx)).is_ok() {
             let _ = rx.recv();
         }
     }

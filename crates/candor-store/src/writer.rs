@@ -3,10 +3,10 @@
 //! passed, returns freed pages to the file system when many are free, and answers flush
 //! barriers.
 
+use candor_core::queue::BoundedReceiver as Receiver;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use rusqlite::{params, Connection};
