@@ -216,6 +216,33 @@ pub struct LogSink {
     pub committed: tokio::sync::watch::Receiver<i64>,
 }
 
+/// How many whole lines at the start of `buf` are `line`, each ended by a newline. The run is
+/// periodic: byte `i + len` equals byte `i` for as long as it lasts, which a few block
+/// comparisons (memcmp) find, however short the lines.
+fn repeated_lines(buf: &[u8], line: &[u8]) -> usize {
+    let unit = line.len() + 1;
+    if buf.len() < unit || &buf[..line.len()] != line || buf[line.len()] != b'\n' {
+        return 0;
+    }
+    const BLOCK: usize = 4096;
+    let mut same = 0;
+    while unit + same < buf.len() {
+        let n = BLOCK.min(buf.len() - unit - same);
+        let (ahead, behind) = (&buf[unit + same..unit + same + n], &buf[same..same + n]);
+        if ahead == behind {
+            same += n;
+            continue;
+        }
+        same += ahead
+            .iter()
+            .zip(behind)
+            .position(|(a, b)| a != b)
+            .unwrap_or(n);
+        break;
+    }
+    (unit + same) / unit
+}
+
 /// How long a reader waits for the store to write its lines before it frees their bytes from
 /// the pipe anyway: a slow disk must not turn into services blocked on their stdout.
 const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
@@ -409,6 +436,9 @@ impl Reader {
         // thread's buffer (no await while they are): an idle reader holds no buffer at all
         // (there are two readers per service). Longer lines are assembled in `partial`.
         let mut want = SMALL_BUF;
+        // Look before taking while lines are being stored; while everything read is folded or
+        // over the limit (discarded anyway), take at once: one copy of a flood, not three.
+        let mut careful = true;
         let counters = self.counters.clone();
         let mut pace = Pace::default();
         let mut stop = self.sink.stop.clone();
@@ -441,7 +471,11 @@ impl Reader {
                 // are written: a daemon killed in between loses nothing; the next one reads
                 // them again (at least once, never lost).
                 Some(Ok(())) => match READ_BUF.with_borrow_mut(|buf| {
-                    let n = rx.try_io(|| peek(std::os::fd::AsFd::as_fd(&rx), &mut buf[..want]))?;
+                    let n = if careful {
+                        rx.try_io(|| peek(std::os::fd::AsFd::as_fd(&rx), &mut buf[..want]))?
+                    } else {
+                        rx.try_read(&mut buf[..want])?
+                    };
                     self.take(&buf[..n], &mut counters.gate(), now);
                     Ok::<_, std::io::Error>(n)
                 }) {
@@ -453,16 +487,20 @@ impl Reader {
                 },
                 Some(Err(_)) => break,
             };
-            if self.queued.get() > before {
-                let target = self.queued.get();
-                let mut committed = self.sink.committed.clone();
-                let _ =
-                    tokio::time::timeout(COMMIT_WAIT, committed.wait_for(|c| *c >= target)).await;
+            let stored = self.queued.get() > before;
+            if careful {
+                if stored {
+                    let target = self.queued.get();
+                    let mut committed = self.sink.committed.clone();
+                    let _ = tokio::time::timeout(COMMIT_WAIT, committed.wait_for(|c| *c >= target))
+                        .await;
+                }
+                let taken = READ_BUF.with_borrow_mut(|buf| rx.try_read(&mut buf[..n]));
+                if !matches!(taken, Ok(k) if k == n) {
+                    break; // the bytes just looked at are gone: nothing reads this pipe but us
+                }
             }
-            let taken = READ_BUF.with_borrow_mut(|buf| rx.try_read(&mut buf[..n]));
-            if !matches!(taken, Ok(k) if k == n) {
-                break; // the bytes just looked at are gone: nothing reads this pipe but us
-            }
+            careful = stored;
             if let Some(wait) = pace.after_read(n, now) {
                 tokio::time::sleep(wait).await;
             }
@@ -508,7 +546,22 @@ impl Reader {
     }
 
     fn take(&mut self, mut buf: &[u8], gate: &mut Gate, now: Instant) {
-        while let Some(i) = memchr::memchr(b'\n', buf) {
+        loop {
+            // A run of lines identical to the last (an error spammed in a loop, `yes`): counted
+            // by comparing the run with itself one line further on, not line by line.
+            if let (true, Some(last)) = (self.partial.is_empty(), self.fold.last.as_deref()) {
+                let m = repeated_lines(buf, last);
+                if m > 0 {
+                    buf = &buf[m * (last.len() + 1)..];
+                    self.fold.repeats += m as u64;
+                    self.fold.first_repeat.get_or_insert(now);
+                    self.fold.last_repeat = Some(now);
+                    self.counters.folded.fetch_add(m as u64, Ordering::Relaxed);
+                }
+            }
+            let Some(i) = memchr::memchr(b'\n', buf) else {
+                break;
+            };
             let (line, rest) = (&buf[..i], &buf[i + 1..]);
             buf = rest;
             if self.partial.is_empty() && line.len() <= MAX_LINE {
@@ -622,6 +675,32 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_lines_counts_the_run_of_one_line_at_the_start() {
+        assert_eq!(repeated_lines(b"y\ny\ny\n", b"y"), 3);
+        assert_eq!(
+            repeated_lines(b"y\ny\ny", b"y"),
+            2,
+            "the unfinished one is not counted"
+        );
+        assert_eq!(repeated_lines(b"y\nyy\ny\n", b"y"), 1);
+        assert_eq!(repeated_lines(b"x\ny\n", b"y"), 0);
+        assert_eq!(repeated_lines(b"", b"y"), 0);
+        assert_eq!(repeated_lines(b"\n\n\nz", b""), 3);
+        let line = b"Socket accept error: Too many open files (os error 24)";
+        let unit = line.len() + 1;
+        let mut buf: Vec<u8> = line
+            .iter()
+            .chain(b"\n")
+            .copied()
+            .cycle()
+            .take(unit * 5000)
+            .collect();
+        assert_eq!(repeated_lines(&buf, line), 5000);
+        buf[unit * 4321 + 30] = b'X';
+        assert_eq!(repeated_lines(&buf, line), 4321);
+    }
 
     fn gate(rate: u32, burst: u32) -> Gate {
         Gate {
