@@ -1,7 +1,8 @@
 //! Readers of services' stdout/stderr pipes. Each reader splits its stream into lines (longer
 //! than 16 KiB: split, marked), folds identical consecutive lines into one plus a count, and
-//! passes the rest through the service's rate limit to the store — never waiting on it. What
-//! is suppressed or cannot be queued is counted and replaced by one marker line.
+//! passes the rest through the service's rate limit to the store. What is suppressed or cannot
+//! be queued is counted and replaced by one marker line. Bytes leave the pipe once their lines
+//! are written (at most 200 ms later): a daemon killed meanwhile loses none of them.
 //!
 //! A service whose output exceeds its limit is read on and its excess discarded: it does not
 //! wait on a full pipe because of us, up to `READ_CEILING` (see ARCHITECTURE.md, "Logs").
