@@ -118,6 +118,7 @@ pub fn adopt(facts: &mut Facts, found: Vec<Found>, now: Now) -> Vec<Effect> {
         now,
         out: Vec::new(),
         replies: Vec::new(),
+        all: true,
     };
     for f in found {
         cx.take_up(f);

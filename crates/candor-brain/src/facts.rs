@@ -36,6 +36,9 @@ pub struct Facts {
     pub windows: BTreeMap<ServiceName, Window>,
     /// How often samples are taken: a summary describes now for three periods, no longer.
     pub sample_every: Duration,
+    /// Services changed since the step began (every `svc_mut`): a step on evidence or a
+    /// keeper event looks again only at these and their dependents, not at all of them.
+    pub touched: std::collections::BTreeSet<ServiceName>,
 }
 
 /// One service's facts.
@@ -279,6 +282,7 @@ impl Facts {
             early_notify: Vec::new(),
             windows: BTreeMap::new(),
             sample_every,
+            touched: Default::default(),
         }
     }
     pub fn get(&self, name: &str) -> Option<&Service> {
@@ -287,7 +291,28 @@ impl Facts {
     }
     /// A service to change (copied first if a published board still shares it).
     pub fn svc_mut(&mut self, name: &ServiceName) -> Option<&mut Service> {
-        self.services.get_mut(name).map(Arc::make_mut)
+        let svc = self.services.get_mut(name)?;
+        if !self.touched.contains(name) {
+            self.touched.insert(name.clone());
+        }
+        Some(Arc::make_mut(svc))
+    }
+
+    /// The touched services and, transitively, the services that start `after` them.
+    pub fn touched_and_dependents(&self) -> std::collections::BTreeSet<ServiceName> {
+        let mut out = self.touched.clone();
+        loop {
+            let more: Vec<ServiceName> = self
+                .services
+                .iter()
+                .filter(|(n, s)| !out.contains(*n) && s.spec.after.iter().any(|a| out.contains(a)))
+                .map(|(n, _)| n.clone())
+                .collect();
+            if more.is_empty() {
+                return out;
+            }
+            out.extend(more);
+        }
     }
     pub fn name_of(&self, name: &str) -> Option<ServiceName> {
         ServiceName::new(name)

@@ -20,15 +20,27 @@ pub(crate) struct Cx<'a> {
     pub out: Vec<Effect>,
     /// Answers, sent after the board that shows their effect.
     pub replies: Vec<Effect>,
+    /// Look at every service when settling and finishing (a tick, a request); else only at
+    /// those the step changed and their dependents: evidence of one service costs the same at
+    /// 10 services as at 1000.
+    pub all: bool,
 }
 
 /// Decide what one input means. Pure: no IO, no clock; `now` is the step's only time.
 pub fn step(facts: &mut Facts, input: Input, now: Now) -> Vec<Effect> {
+    facts.touched.clear();
+    // Time-driven changes (deadlines, a start due, evidence going stale) come with a tick; a
+    // request may concern any service.
+    let all = matches!(
+        input,
+        Input::Tick | Input::Request { .. } | Input::Refused { .. }
+    );
     let mut cx = Cx {
         facts,
         now,
         out: Vec::new(),
         replies: Vec::new(),
+        all,
     };
     match input {
         Input::Spawned {
@@ -142,7 +154,11 @@ impl Cx<'_> {
     fn finish(mut self) -> Vec<Effect> {
         let now = self.mono();
         let mut changes = Vec::new();
+        let focus = (!self.all).then(|| self.facts.touched_and_dependents());
         for (name, svc) in &self.facts.services {
+            if focus.as_ref().is_some_and(|f| !f.contains(name)) {
+                continue;
+            }
             let d = derive(&self.facts.services, svc, now);
             if svc.shown.map(|(s, _)| s) != Some(d.state) {
                 changes.push((name.clone(), d));

@@ -132,6 +132,9 @@ pub struct Shell {
     strays: Vec<(String, ProcessId)>,
     /// Adoptions the keeper did not take yet (only at start, at most one per service).
     adopt_backlog: Vec<KeeperCommand>,
+    /// Services changed since the last `save_records`, or all of them.
+    dirty: std::collections::BTreeSet<candor_spec::ServiceName>,
+    save_all: bool,
 }
 
 /// Readiness markers cleared before each spawn: the ready file, and `<socket>.ready` beside
@@ -183,6 +186,8 @@ impl Shell {
             taken: loaded.taken,
             strays: loaded.strays,
             adopt_backlog: Vec::new(),
+            dirty: Default::default(),
+            save_all: true,
         };
         // Every configured service is on the board before the API answers its first request,
         // with the runs of an earlier daemon already taken over: never "about to start" for a
@@ -201,6 +206,7 @@ impl Shell {
         mut upgrade_rx: mpsc::Receiver<UpgradeAsk>,
     ) -> Ended {
         let effects = candor_brain::boot(&mut self.facts, clock::now());
+        self.note_touched();
         self.carry(effects);
         let mut requests_open = true;
         while !self.facts.exited {
@@ -344,6 +350,7 @@ impl Shell {
             return;
         }
         let effects = candor_brain::adopt(&mut self.facts, found, clock::now());
+        self.note_touched();
         self.carry(effects);
     }
 
@@ -400,9 +407,21 @@ impl Shell {
         self.adopt_backlog = left;
     }
 
-    /// Hand the changed services' saved facts to the records' writer.
+    /// The services the brain changed in its last step, for `save_records`.
+    fn note_touched(&mut self) {
+        self.dirty.extend(self.facts.touched.iter().cloned());
+    }
+
+    /// Hand the changed services' saved facts to the records' writer: those the brain touched
+    /// since the last save (all of them when services came or went).
     fn save_records(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        let all =
+            std::mem::take(&mut self.save_all) || self.saved.len() != self.facts.services.len();
         for (name, svc) in &self.facts.services {
+            if !all && !dirty.contains(name) {
+                continue;
+            }
             if self
                 .saved
                 .get(name)
@@ -427,7 +446,7 @@ impl Shell {
             }
             self.saved.insert(name.clone(), (svc.clone(), saved));
         }
-        if self.saved.len() != self.facts.services.len() {
+        if all {
             let gone: Vec<_> = self
                 .saved
                 .keys()
@@ -544,7 +563,10 @@ impl Shell {
     }
 
     fn feed(&mut self, input: Input) {
+        // A request (a reload above all) may add and remove services: save them all after it.
+        self.save_all |= matches!(input, Input::Request { .. });
         let effects = candor_brain::step(&mut self.facts, input, clock::now());
+        self.note_touched();
         self.carry(effects);
     }
 
@@ -683,6 +705,7 @@ impl Shell {
                     error: e.to_string(),
                 };
                 let more = candor_brain::step(&mut self.facts, input, clock::now());
+                self.note_touched();
                 queue.extend(more);
             }
         }
