@@ -43,6 +43,26 @@ pub struct ProcessId {
     pub stderr_ino: Option<u64>,
 }
 
+impl ProcessId {
+    /// What the keeper needs to take this process over as `service`'s run.
+    pub fn adoption(
+        &self,
+        service: &str,
+        kill_at: Option<candor_keeper::Mono>,
+        stop: candor_spec::StopSpec,
+    ) -> candor_keeper::AdoptRequest {
+        candor_keeper::AdoptRequest {
+            service: service.into(),
+            run_id: self.run_id,
+            pid: self.pid,
+            start_ticks: self.start_ticks,
+            kill_at,
+            stop_signal: stop.signal.number(),
+            stop_timeout: stop.timeout,
+        }
+    }
+}
+
 /// A saved run found alive again, with its output pipes reopened.
 pub struct Taken {
     pub found: Found,

@@ -358,21 +358,14 @@ impl Shell {
     /// by the keeper (checked like any adoption), then stopped like any run.
     fn stop_strays(&mut self) {
         for (service, p) in std::mem::take(&mut self.strays) {
-            let timeout = Duration::from_secs(10);
-            let adopt = KeeperCommand::Adopt {
-                service: service.clone(),
-                run_id: p.run_id,
-                pid: p.pid,
-                start_ticks: p.start_ticks,
-                kill_at: None,
-                stop_signal: libc::SIGTERM,
-                stop_timeout: timeout,
-            };
+            // Its config is gone with it: the default stop (SIGTERM, SIGKILL 10 s later).
+            let stop_spec = candor_spec::StopSpec::default();
+            let adopt = KeeperCommand::Adopt(p.adoption(&service, None, stop_spec));
             let stop = KeeperCommand::Stop {
                 service: service.clone(),
                 run_id: p.run_id,
-                signal: libc::SIGTERM,
-                timeout,
+                signal: stop_spec.signal.number(),
+                timeout: stop_spec.timeout,
             };
             if self
                 .keeper
@@ -607,28 +600,27 @@ impl Shell {
                     pid,
                     kill_at,
                 } => {
-                    let start_ticks = self
+                    // The brain adopts only what the shell found in a record: its process
+                    // identity is in `procs`. Without it (never expected) no start time matches,
+                    // and the keeper reports the run gone.
+                    let process = self
                         .procs
                         .get(&service)
+                        .copied()
                         .filter(|p| p.run_id == run_id && p.pid == pid)
-                        .map_or(0, |p| p.start_ticks);
+                        .unwrap_or(ProcessId {
+                            run_id,
+                            pid,
+                            start_ticks: 0,
+                            stdout_ino: None,
+                            stderr_ino: None,
+                        });
                     let stop = candor_spec::ServiceName::new(&service)
                         .ok()
                         .and_then(|n| self.facts.services.get(&n))
-                        .map(|s| s.spec.stop);
-                    let (stop_signal, stop_timeout) = stop
-                        .map_or((15, Duration::from_secs(10)), |s| {
-                            (s.signal.number(), s.timeout)
-                        });
-                    let cmd = KeeperCommand::Adopt {
-                        service,
-                        run_id,
-                        pid,
-                        start_ticks,
-                        kill_at,
-                        stop_signal,
-                        stop_timeout,
-                    };
+                        .map(|s| s.spec.stop)
+                        .unwrap_or_default();
+                    let cmd = KeeperCommand::Adopt(process.adoption(&service, kill_at, stop));
                     if let Err((cmd, _)) = self.keeper.try_send(cmd) {
                         self.adopt_backlog.push(cmd);
                     }

@@ -352,23 +352,7 @@ impl Keeper {
                 workdir,
                 timeout,
             } => self.run_probe(token, argv, env, workdir, timeout),
-            KeeperCommand::Adopt {
-                service,
-                run_id,
-                pid,
-                start_ticks,
-                kill_at,
-                stop_signal,
-                stop_timeout,
-            } => self.adopt(
-                service,
-                run_id,
-                pid,
-                start_ticks,
-                kill_at,
-                stop_signal,
-                stop_timeout,
-            ),
+            KeeperCommand::Adopt(req) => self.adopt(req),
             KeeperCommand::Shutdown => self.shutting_down = true,
             KeeperCommand::Freeze { ack } => {
                 let _ = ack.send(());
@@ -589,17 +573,16 @@ impl Keeper {
     }
 
     /// Take over a run of an earlier supervisor (see `KeeperCommand::Adopt`).
-    #[allow(clippy::too_many_arguments)]
-    fn adopt(
-        &mut self,
-        service: String,
-        run_id: u64,
-        pid: u32,
-        start_ticks: u64,
-        kill_at: Option<Mono>,
-        stop_signal: i32,
-        stop_timeout: Duration,
-    ) {
+    fn adopt(&mut self, req: crate::AdoptRequest) {
+        let crate::AdoptRequest {
+            service,
+            run_id,
+            pid,
+            start_ticks,
+            kill_at,
+            stop_signal,
+            stop_timeout,
+        } = req;
         if self.tracked.contains_key(&service) {
             return;
         }

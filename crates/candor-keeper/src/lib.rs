@@ -84,6 +84,21 @@ impl SpawnRequest {
     }
 }
 
+/// A run an earlier supervisor started, to take over (see `KeeperCommand::Adopt`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdoptRequest {
+    pub service: String,
+    pub run_id: u64,
+    pub pid: u32,
+    /// Its start time in clock ticks after boot, as recorded at its spawn.
+    pub start_ticks: u64,
+    /// A stop was under way: SIGKILL the run's group then.
+    pub kill_at: Option<Mono>,
+    /// Used when the main process ends and leaves others in its group.
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+}
+
 #[derive(Debug)]
 pub enum KeeperCommand {
     Spawn(SpawnRequest),
@@ -99,15 +114,7 @@ pub enum KeeperCommand {
     /// process group) — never the pid alone — and watches it through a pidfd. Gone: it reports
     /// `Exited` with the status the kernel kept (`PIDFD_INFO_EXIT`) or `Unknown`, and stops
     /// whatever is left of the run. `kill_at`: a stop was under way; SIGKILL then.
-    Adopt {
-        service: String,
-        run_id: u64,
-        pid: u32,
-        start_ticks: u64,
-        kill_at: Option<Mono>,
-        stop_signal: i32,
-        stop_timeout: Duration,
-    },
+    Adopt(AdoptRequest),
     /// Kill and remove the cgroups of services not in `keep` (left from earlier configs/runs).
     Sweep {
         keep: Vec<String>,
