@@ -1,6 +1,6 @@
 """Shared by the Python benches: start a release daemon on a config, wait for its services,
 read its CPU time and memory from /proc, shut it down."""
-import json, os, socket, subprocess, time
+import datetime, http.client, json, os, socket, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # CANDOR_BIN points the benches at another build (e.g. an older commit's, for a paired run).
@@ -74,3 +74,42 @@ class Daemon:
     def stop(self):
         subprocess.run([f"{BIN}/candor", "--socket", self.sock, "shutdown"], capture_output=True, timeout=300)
         self.proc.wait(timeout=300)
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    """HTTP over the daemon's Unix socket."""
+
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def api(sock, path, timeout=5.0):
+    """GET `path` from the daemon at `sock`: the JSON body, or an exception."""
+    c = UnixHTTP(sock, timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{path}: HTTP {r.status}: {body[:200]!r}")
+        return json.loads(body)
+    finally:
+        c.close()
+
+
+def pct(xs, q):
+    """The q-th percentile of xs (nearest rank)."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def wall(at):
+    """An API timestamp (RFC 3339, UTC) as Unix seconds."""
+    return datetime.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()

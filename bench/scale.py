@@ -28,7 +28,7 @@ import argparse, datetime, hashlib, http.client, http.server, json, os, random, 
 import subprocess, sys, tempfile, threading, time
 
 import common
-from common import TICK, cpu_ticks, rss
+from common import TICK, api, cpu_ticks, pct, rss, wall
 
 EVERY = "5s"
 SETTLE = 5.0  # s after all running before the footprint is read and the window opens
@@ -130,7 +130,7 @@ def tagged(arg):
 def cgroup_root(sock):
     """The instance's cgroup dir, from GET /v1/daemon's containment detail (None without cgroups)."""
     try:
-        info = api(sock, "/v1/daemon")
+        info = api(sock, "/v1/daemon", timeout=10.0)
     except Exception:
         return None, "unknown"
     desc = f"{info.get('containment')} ({info.get('containment_detail', '')})"
@@ -168,41 +168,7 @@ def remove_cgroups(root):
         pass
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def api(sock, path, timeout=10.0):
-    c = UnixHTTP(sock, timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        body = r.read()
-        if r.status != 200:
-            raise RuntimeError(f"{path}: HTTP {r.status}")
-        return json.loads(body)
-    finally:
-        c.close()
-
-
 # ---- one case
-
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
-
-
-def wall(at):
-    return datetime.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
-
 
 def probe_line(kind, port):
     if kind == "none":

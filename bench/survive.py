@@ -21,7 +21,7 @@ usage: bench/survive.py [--rounds 100] [--quick] [--seed N] [--upgrade-services 
 """
 import argparse, datetime, http.client, json, os, random, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
-from common import BIN, build, rss
+from common import BIN, api, build, pct, rss, wall
 
 PRINTERS = 10
 PROBED = 5  # the first PROBED printers have an exec probe
@@ -29,32 +29,6 @@ UPGRADE_RATE = 10  # lines/s of each of the upgrade part's services
 PROBE_EVERY = 1.0  # s: the goal for the time to a truthful board
 TRUTH_LIMIT = 30.0  # s: a round whose board is not truthful by then is reported as such
 LINE = re.compile(r"^flood line (\d+) lorem ipsum dolor sit amet$")
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def api(sock, path, timeout=5.0):
-    """GET `path` from the daemon at `sock`: the JSON body, or an exception."""
-    c = UnixHTTP(sock, timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        body = r.read()
-        if r.status != 200:
-            raise RuntimeError(f"{path}: HTTP {r.status}: {body[:200]!r}")
-        return json.loads(body)
-    finally:
-        c.close()
 
 
 def fds(pid):
@@ -93,16 +67,6 @@ def cgroup_procs(root, name):
         return [int(x) for x in open(f"{root}/{name}/cgroup.procs").read().split()]
     except OSError:
         return None
-
-
-def wall(at):
-    """An API timestamp (RFC 3339 UTC, e.g. 2026-11-30T19:14:57.657Z) as Unix seconds."""
-    return datetime.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
-
-
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
 class Supervisor:
