@@ -36,6 +36,22 @@ fn adopted(d: &Daemon, service: &str) -> Value {
     })
 }
 
+/// A daemon running one plain service, `web`, killed once web's record says it is ready:
+/// the daemon (to start again), web's pid, and its record.
+fn web_recorded_then_daemon_killed(env: &[(&str, &str)]) -> (Daemon, u64, Value) {
+    let mut d = Daemon::start_with_env(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+        env,
+    );
+    let old = pid_of(&d.wait_state("web", "running", T));
+    let rec = d.wait_recorded_ready("web", old);
+    d.kill_daemon();
+    (d, old, rec)
+}
+
 fn kill(pid: u64, sig: i32) {
     // SAFETY: kill(2) of a pid (or, negative, a process group) this test owns.
     unsafe { libc::kill(pid as i32, sig) };
@@ -128,16 +144,7 @@ fn a_killed_daemon_adopts_its_services_in_process_groups() {
 /// restarts it.
 fn a_run_that_ended_unseen_is_restarted(env: &[(&str, &str)]) {
     reap_orphans();
-    let mut d = Daemon::start_with_env(
-        r#"
-[service.web]
-command = ["{zoo}", "healthy"]
-"#,
-        env,
-    );
-    let old = pid_of(&d.wait_state("web", "running", T));
-    d.wait_recorded_ready("web", old);
-    d.kill_daemon();
+    let (mut d, old, _) = web_recorded_then_daemon_killed(env);
     kill(old, libc::SIGKILL);
     wait_reaped(old);
     d.spawn();
@@ -174,16 +181,7 @@ fn a_service_that_died_unreaped_is_never_shown_running() {
     // Killed while no daemon ran, and not yet reaped by its init when the next daemon looks:
     // a zombie, with the pid, start time and process group recorded. It is dead all the same.
     reap_orphans();
-    let mut d = Daemon::start_with_env(
-        r#"
-[service.web]
-command = ["{zoo}", "healthy"]
-"#,
-        NO_CGROUPS,
-    );
-    let old = pid_of(&d.wait_state("web", "running", T));
-    d.wait_recorded_ready("web", old);
-    d.kill_daemon();
+    let (mut d, old, _) = web_recorded_then_daemon_killed(NO_CGROUPS);
     hold_reaping(old);
     kill(old, libc::SIGKILL);
     wait_for("a zombie", T, || (proc_state(old)? == "Z").then_some(()));
@@ -517,15 +515,7 @@ command = ["{zoo}", "healthy"]
 
 #[test]
 fn a_corrupt_database_costs_no_service_its_adoption() {
-    let mut d = Daemon::start(
-        r#"
-[service.web]
-command = ["{zoo}", "healthy"]
-"#,
-    );
-    let pid = pid_of(&d.wait_state("web", "running", T));
-    d.wait_recorded_ready("web", pid);
-    d.kill_daemon();
+    let (mut d, pid, _) = web_recorded_then_daemon_killed(&[]);
     // The database and its write-ahead log (left by the kill) both garbled.
     for file in ["candor.db", "candor.db-wal"] {
         let garbage = b"a disk gave up here; ".repeat(200);
@@ -549,16 +539,7 @@ command = ["{zoo}", "healthy"]
 fn a_reused_pid_is_neither_adopted_nor_signalled() {
     // Process groups only: the pid and its group match, only the start time tells them apart.
     reap_orphans();
-    let mut d = Daemon::start_with_env(
-        r#"
-[service.web]
-command = ["{zoo}", "healthy"]
-"#,
-        NO_CGROUPS,
-    );
-    let old = pid_of(&d.wait_state("web", "running", T));
-    let mut rec = d.wait_recorded_ready("web", old);
-    d.kill_daemon();
+    let (mut d, old, mut rec) = web_recorded_then_daemon_killed(NO_CGROUPS);
     kill(old, libc::SIGKILL);
     wait_reaped(old);
     // An unrelated process, leading its own group, that the record now names.
