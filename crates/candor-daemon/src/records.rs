@@ -180,28 +180,13 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
 /// service's cgroup (or still leading its own process group).
 fn is_alive(p: &ProcessId, service: &str, contained: &Contained) -> bool {
     candor_keeper::start_ticks(p.pid) == Some(p.start_ticks)
-        && !ended(p.pid)
+        && candor_keeper::running(p.pid)
         && match contained {
             Contained::Cgroup(root) => {
                 candor_keeper::cgroup_procs(&root.join(service)).contains(&p.pid)
             }
             Contained::ProcessGroup => candor_keeper::pgid(p.pid) == Some(p.pid),
         }
-}
-
-/// The process has ended and waits to be reaped by its parent (init, now that the daemon that
-/// spawned it is gone; one that reaps late leaves it so for a while). Its pid, start time and
-/// process group still read as recorded, but it is dead: adopted as gone (the keeper still
-/// watches it, for its exit status once reaped), never as a live run shown ready.
-fn ended(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, after_comm) = stat.rsplit_once(')')?;
-            let state = after_comm.split_whitespace().next()?;
-            Some(state == "Z" || state == "X")
-        })
-        .unwrap_or(false)
 }
 
 /// Open a reader of the pipe behind `/proc/<pid>/fd/<n>`, if it is still the recorded pipe.

@@ -139,13 +139,7 @@ pub fn take_over(listen_fd: i32, from: &str, why: &str, args: &[OsString]) -> st
         .exec()
 }
 
-/// Whether `pid` runs (exists and is not a zombie whose exit is not reaped yet).
-pub fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
-}
+pub use candor_keeper::running;
 
 /// SIGKILL a successor that hangs instead of serving (it holds the state dir).
 pub fn kill(pid: u32) {

@@ -23,7 +23,7 @@ pub use candor_core::{ExitStatus, Mono};
 pub use cgroup::procs as cgroup_procs;
 pub use cgroup::{detect as detect_containment, Containment};
 pub use keeper::{start, KeeperHandle, SendError};
-pub use procfs::{pgid, start_ticks};
+pub use procfs::{pgid, running, start_ticks};
 
 /// How the keeper should contain services.
 #[derive(Clone, Debug)]

@@ -14,6 +14,14 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     )
 }
 
+/// Whether `pid` runs: it exists and is not a zombie (or dead) whose exit is not reaped yet.
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| stat_field::<char>(&s, 3))
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
 /// The parent of `pid`.
 pub fn ppid(pid: u32) -> Option<u32> {
     stat_field(
@@ -60,6 +68,8 @@ mod tests {
         assert!(start_ticks(own).is_some_and(|t| t > 0));
         // SAFETY: getppid has no preconditions.
         assert_eq!(ppid(own), Some(unsafe { libc::getppid() } as u32));
+        assert!(running(own));
+        assert_eq!(stat_field::<char>(line, 3), Some('S'));
     }
 
     #[test]
