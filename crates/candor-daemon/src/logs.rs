@@ -341,13 +341,17 @@ pub fn entry(
 
 pub fn spawn_readers(
     service: &str,
-    stdout: std::os::fd::OwnedFd,
-    stderr: std::os::fd::OwnedFd,
+    stdout: Option<std::os::fd::OwnedFd>,
+    stderr: Option<std::os::fd::OwnedFd>,
     sink: LogSink,
     counters: Arc<LogCounters>,
 ) {
     let service: Arc<str> = service.into();
-    for (fd, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
+    let streams = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)];
+    for (fd, stream) in streams
+        .into_iter()
+        .filter_map(|(fd, s)| fd.map(|fd| (fd, s)))
+    {
         let mut r = Reader {
             service: service.clone(),
             stream,

@@ -69,6 +69,9 @@ pub struct Taken {
     pub process: Option<ProcessId>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// Its recorded output pipe is there but could not be opened (the fd limit): nothing reads
+    /// it, and the service will block once it is full. Said in the events.
+    pub output_problem: Option<String>,
 }
 
 pub fn boot_id() -> String {
@@ -159,8 +162,13 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
                 reopen(p.pid, 1, p.stdout_ino),
                 reopen(p.pid, 2, p.stderr_ino),
             ),
-            _ => (None, None),
+            _ => (Ok(None), Ok(None)),
         };
+        let output_problem = [("stdout", &stdout), ("stderr", &stderr)]
+            .iter()
+            .filter_map(|(stream, r)| r.as_ref().err().map(|e| format!("{stream}: {e}")))
+            .collect::<Vec<_>>();
+        let output_problem = (!output_problem.is_empty()).then(|| output_problem.join("; "));
         out.taken.push(Taken {
             found: Found {
                 same_command: record.command == svc.command,
@@ -169,8 +177,9 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
                 alive,
             },
             process,
-            stdout,
-            stderr,
+            stdout: stdout.ok().flatten(),
+            stderr: stderr.ok().flatten(),
+            output_problem,
         });
     }
     out
@@ -191,20 +200,24 @@ fn is_alive(p: &ProcessId, service: &str, contained: &Contained) -> bool {
 
 /// Open a reader of the pipe behind `/proc/<pid>/fd/<n>`, if it is still the recorded pipe.
 /// The kernel kept what the service wrote while nobody read; this reader gets all of it.
-fn reopen(pid: u32, n: u32, ino: Option<u64>) -> Option<OwnedFd> {
-    let ino = ino?;
+/// `Ok(None)`: not the recorded pipe any more (the service closed or redirected it); an error:
+/// it is, and it could not be opened.
+fn reopen(pid: u32, n: u32, ino: Option<u64>) -> Result<Option<OwnedFd>, String> {
+    let Some(ino) = ino else {
+        return Ok(None);
+    };
     let path = format!("/proc/{pid}/fd/{n}");
-    let meta = std::fs::metadata(&path).ok()?;
-    if !meta.file_type().is_fifo() || meta.ino() != ino {
-        return None;
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.file_type().is_fifo() && meta.ino() == ino => {}
+        _ => return Ok(None),
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)
-        .ok()?;
+        .map_err(|e| format!("cannot open {path}: {e}"))?;
     let fd = OwnedFd::from(file);
-    (pipe_ino(&fd) == Some(ino)).then_some(fd)
+    Ok((pipe_ino(&fd) == Some(ino)).then_some(fd))
 }
 
 #[derive(Default)]
@@ -321,4 +334,49 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     drop(f);
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_recorded_pipe_is_reopened_only_if_it_is_the_same_and_a_refusal_is_said() {
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let me = std::process::id();
+        let n = w.as_raw_fd() as u32;
+        let ino = pipe_ino(&w);
+        rustix::io::write(&w, b"kept\n").unwrap();
+        // The same pipe: a new reader gets what was written.
+        let again = reopen(me, n, ino).unwrap().expect("the same pipe");
+        let mut buf = [0u8; 16];
+        assert_eq!(rustix::io::read(&again, &mut buf), Ok(5));
+        // Another inode (the service redirected its output): left alone, no error.
+        assert!(matches!(reopen(me, n, ino.map(|i| i + 1)), Ok(None)));
+        assert!(matches!(reopen(me, n, None), Ok(None)));
+        // No fd left to open it with: an error that says why, not a silent nothing.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write only `lim`; the limit is put back at once.
+        let refused = unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            let low = libc::rlimit {
+                rlim_cur: 3,
+                rlim_max: lim.rlim_max,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &low);
+            let refused = reopen(me, n, ino);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            refused
+        };
+        let why = refused.expect_err("EMFILE");
+        assert!(
+            why.starts_with(&format!("cannot open /proc/{me}/fd/{n}")),
+            "{why}"
+        );
+        drop(r);
+    }
 }

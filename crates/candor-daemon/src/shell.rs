@@ -332,6 +332,16 @@ impl Shell {
         self.stop_strays();
         let mut found = Vec::new();
         for t in std::mem::take(&mut self.taken) {
+            if let Some(why) = &t.output_problem {
+                self.record(Note {
+                    service: t.found.service.clone(),
+                    state: "warning".into(),
+                    reason: format!(
+                        "its output cannot be read after the supervisor's restart ({why}); it will block once its pipe is full: restart it"
+                    ),
+                    detail: api::EventDetail::None {},
+                });
+            }
             if let Some(p) = t.process {
                 self.procs.insert(t.found.service.clone(), p);
                 if t.found.alive {
@@ -761,7 +771,7 @@ impl Shell {
             return;
         };
         let counters = self.counters(&spec);
-        if let (Some(out), Some(err)) = (pipes.stdout, pipes.stderr) {
+        if pipes.stdout.is_some() || pipes.stderr.is_some() {
             let sink = logs::LogSink {
                 store: self.store.clone(),
                 live: self.ctx.logs_live.clone(),
@@ -769,7 +779,7 @@ impl Shell {
                 active: self.ctx.log_readers.clone(),
                 committed: self.ctx.log_committed.clone(),
             };
-            logs::spawn_readers(&service, out, err, sink, counters);
+            logs::spawn_readers(&service, pipes.stdout, pipes.stderr, sink, counters);
         }
         let m = monitor::start(
             spec,
