@@ -39,6 +39,9 @@ pub struct SavedRun {
     pub spawn: Spawn,
     /// When it was seen ready, and how.
     pub ready: Option<(Mono, String)>,
+    /// Adopted after being seen ready by an earlier supervisor and not re-checked yet: how.
+    #[serde(default)]
+    pub was_ready: Option<String>,
     pub ready_due: Option<Mono>,
     pub stop: Option<SavedStop>,
     pub main_exit: Option<LastExit>,
@@ -65,10 +68,8 @@ impl Saved {
                 id: r.id,
                 is_restart: r.is_restart,
                 spawn: r.spawn.clone(),
-                ready: r
-                    .ready
-                    .map(|(at, via)| (at, via.to_string()))
-                    .or_else(|| r.was_ready.map(|via| (Mono::default(), via.to_string()))),
+                ready: r.ready.map(|(at, via)| (at, via.to_string())),
+                was_ready: r.was_ready.map(str::to_string),
                 ready_due: r.ready_due,
                 stop: r.stop.as_ref().map(|s| SavedStop {
                     cause: s.cause.clone(),
@@ -180,7 +181,12 @@ impl Cx<'_> {
             }
         };
         run.after_supervisor_restart = true;
-        run.was_ready = sr.ready.as_ref().map(|(_, via)| ready_via(via));
+        run.was_ready = sr
+            .ready
+            .as_ref()
+            .map(|(_, via)| via)
+            .or(sr.was_ready.as_ref())
+            .map(|via| ready_via(via));
         let ready_again = f.alive && spec.probe.is_none() && run.main_exit.is_none();
         if let (Some(via), true) = (run.was_ready, ready_again) {
             run.ready = Some((now, via));

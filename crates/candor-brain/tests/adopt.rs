@@ -232,3 +232,18 @@ fn a_run_of_a_command_no_longer_configured_is_replaced() {
         s.last
     );
 }
+
+#[test]
+fn a_run_adopted_twice_before_its_re_check_still_remembers_how_it_was_ready() {
+    let mut s = Sim::new(PROBED);
+    s.spawned("web");
+    s.notify("web", &[("READY", "1")]);
+    s.probe("web", true, "connected");
+    restart_daemon(&mut s, PROBED, &["web"], true);
+    restart_daemon(&mut s, PROBED, &["web"], true);
+    assert_eq!(s.state("web"), Starting);
+    s.probe("web", true, "connected");
+    assert_eq!(s.state("web"), Running);
+    let run = s.facts.get("web").unwrap().live().unwrap();
+    assert_eq!(run.ready.map(|(_, via)| via), Some("notify"));
+}
