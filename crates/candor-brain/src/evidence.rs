@@ -65,7 +65,7 @@ impl Cx<'_> {
                 } else {
                     run.health.probe.record_before_ready(outcome);
                 }
-                let again = run.was_ready.filter(|_| run.after_supervisor_restart);
+                let again = run.was_ready;
                 if run.ready.is_none() && ok && (by_probe || again.is_some()) {
                     run.ready = Some((now, again.unwrap_or("probe")));
                     self.became_ready(&name, run_id);
