@@ -124,6 +124,16 @@ pub fn adopt(facts: &mut Facts, found: Vec<Found>, now: Now) -> Vec<Effect> {
     for f in found {
         cx.take_up(f);
     }
+    // A start scheduled by the earlier daemon (a backoff) is woken for at its due time.
+    let starts: Vec<Mono> = cx
+        .facts
+        .services
+        .values()
+        .filter_map(|s| s.start.map(|s| s.due))
+        .collect();
+    for due in starts {
+        cx.timer(due);
+    }
     cx.out
 }
 

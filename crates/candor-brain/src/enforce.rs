@@ -33,21 +33,6 @@ fn must_stop(svc: &Service, shutting_down: bool) -> Option<StopCause> {
     }
 }
 
-/// A start due, or a live run with a deadline the brain watches (readiness, a stop to send
-/// again, the watchdog).
-fn has_deadline(svc: &Service, now: candor_core::Mono) -> bool {
-    if svc.start.is_some_and(|s| s.due <= now) {
-        return true;
-    }
-    svc.live().is_some_and(|r| {
-        (r.ready.is_none() && r.ready_due.is_some())
-            || r.watchdog_due.is_some()
-            || r.stop
-                .as_ref()
-                .is_some_and(|s| matches!(s.delivery, Delivery::Refused { .. }))
-    })
-}
-
 impl Cx<'_> {
     pub(crate) fn settle(&mut self) {
         let shutting_down = self.facts.shutdown.is_some();
@@ -57,15 +42,8 @@ impl Cx<'_> {
         let names: Vec<ServiceName> = if self.all || shutting_down {
             self.facts.names()
         } else {
-            let now = self.mono();
-            let mut focus = self.facts.touched_and_dependents();
-            // And whatever has a deadline or a start due by now, touched or not.
-            for (name, svc) in &self.facts.services {
-                if !focus.contains(name) && has_deadline(svc, now) {
-                    focus.insert(name.clone());
-                }
-            }
-            focus.into_iter().collect()
+            // Deadlines and starts due are looked at by the tick their timer brings.
+            self.facts.touched_and_dependents().into_iter().collect()
         };
         for name in &names {
             self.deadlines(name);

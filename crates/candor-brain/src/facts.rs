@@ -39,6 +39,9 @@ pub struct Facts {
     /// Services changed since the step began (every `svc_mut`): a step on evidence or a
     /// keeper event looks again only at these and their dependents, not at all of them.
     pub touched: std::collections::BTreeSet<ServiceName>,
+    /// For each service, those whose `after` names it; built on first use after services or
+    /// specs changed (`specs_changed`).
+    dependents_index: Option<BTreeMap<ServiceName, Vec<ServiceName>>>,
 }
 
 /// One service's facts.
@@ -283,6 +286,7 @@ impl Facts {
             windows: BTreeMap::new(),
             sample_every,
             touched: Default::default(),
+            dependents_index: None,
         }
     }
     pub fn get(&self, name: &str) -> Option<&Service> {
@@ -299,20 +303,32 @@ impl Facts {
     }
 
     /// The touched services and, transitively, the services that start `after` them.
-    pub fn touched_and_dependents(&self) -> std::collections::BTreeSet<ServiceName> {
-        let mut out = self.touched.clone();
-        loop {
-            let more: Vec<ServiceName> = self
-                .services
-                .iter()
-                .filter(|(n, s)| !out.contains(*n) && s.spec.after.iter().any(|a| out.contains(a)))
-                .map(|(n, _)| n.clone())
-                .collect();
-            if more.is_empty() {
-                return out;
+    /// Services came or went, or a spec was replaced: who depends on whom is looked up anew.
+    pub fn specs_changed(&mut self) {
+        self.dependents_index = None;
+    }
+    /// The services touched in this step and, transitively, those that start after them.
+    pub fn touched_and_dependents(&mut self) -> std::collections::BTreeSet<ServiceName> {
+        let services = &self.services;
+        let index = self.dependents_index.get_or_insert_with(|| {
+            let mut index: BTreeMap<ServiceName, Vec<ServiceName>> = BTreeMap::new();
+            for (name, svc) in services {
+                for target in &svc.spec.after {
+                    index.entry(target.clone()).or_default().push(name.clone());
+                }
             }
-            out.extend(more);
+            index
+        });
+        let mut out = self.touched.clone();
+        let mut todo: Vec<&ServiceName> = self.touched.iter().collect();
+        while let Some(name) = todo.pop() {
+            for dependent in index.get(name).into_iter().flatten() {
+                if out.insert(dependent.clone()) {
+                    todo.push(dependent);
+                }
+            }
         }
+        out
     }
     pub fn name_of(&self, name: &str) -> Option<ServiceName> {
         ServiceName::new(name)

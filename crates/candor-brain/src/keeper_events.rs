@@ -174,6 +174,9 @@ impl Cx<'_> {
         let now = self.mono();
         self.facts.windows.remove(name);
         let shutting_down = self.facts.shutdown.is_some();
+        if (self.facts.services.get(name)).is_some_and(|s| s.removed || s.next_spec.is_some()) {
+            self.facts.specs_changed();
+        }
         let Some(svc) = self.facts.svc_mut(name) else {
             return;
         };

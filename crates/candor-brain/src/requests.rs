@@ -119,6 +119,7 @@ impl Cx<'_> {
     /// applies once its run is over (the run is stopped for it).
     fn reload(&mut self, id: RequestId, spec: Arc<Spec>) {
         let now = self.mono();
+        self.facts.specs_changed();
         let mut out = api::ReloadOutcome::default();
         let removed: Vec<ServiceName> = self
             .facts

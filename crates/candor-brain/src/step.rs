@@ -154,14 +154,18 @@ impl Cx<'_> {
     fn finish(mut self) -> Vec<Effect> {
         let now = self.mono();
         let mut changes = Vec::new();
-        let focus = (!self.all).then(|| self.facts.touched_and_dependents());
-        for (name, svc) in &self.facts.services {
-            if focus.as_ref().is_some_and(|f| !f.contains(name)) {
+        let names: Vec<ServiceName> = if self.all {
+            self.facts.names()
+        } else {
+            self.facts.touched_and_dependents().into_iter().collect()
+        };
+        for name in names {
+            let Some(svc) = self.facts.services.get(&name) else {
                 continue;
-            }
+            };
             let d = derive(&self.facts.services, svc, now);
             if svc.shown.map(|(s, _)| s) != Some(d.state) {
-                changes.push((name.clone(), d));
+                changes.push((name, d));
             }
         }
         for (name, d) in changes {

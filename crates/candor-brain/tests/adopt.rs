@@ -155,9 +155,12 @@ fn backoff_and_restart_counts_carry_over() {
     s.exits("crashy", ExitStatus::Code(1));
     assert_eq!(s.state("crashy"), Backoff);
     s.advance(secs(4));
+    let due = s.facts.get("crashy").unwrap().start.unwrap().due;
     restart_daemon(&mut s, CRASHY, &[], true);
     assert_eq!(s.state("crashy"), Backoff, "{}", s.reason("crashy"));
     assert!(s.spawn_asked("crashy").is_none(), "not started early");
+    // The shell wakes the brain only for the timers it is asked for.
+    assert!(s.timers().contains(&due), "{due:?} not in {:?}", s.timers());
     s.advance(secs(5));
     assert!(s.spawn_asked("crashy").is_none());
     s.advance(secs(1));

@@ -321,6 +321,10 @@ impl Model {
     fn advance(&mut self, ms: u64) {
         self.sim.now = self.sim.now.after(Duration::from_millis(ms));
         let now = self.sim.now.mono;
+        // As the shell does: a timer that is due brings its tick before any other input.
+        if self.timers.range(..=now).next().is_some() {
+            self.feed(Input::Tick);
+        }
         let due: Vec<(String, u64)> = self
             .kept
             .iter()

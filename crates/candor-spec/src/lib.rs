@@ -21,7 +21,7 @@ pub use parse::{load, parse_str};
 /// A validated service name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
 /// It names a cgroup directory, so it must be a safe path component.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceName(String);
+pub struct ServiceName(std::sync::Arc<str>);
 
 impl ServiceName {
     pub fn new(name: &str) -> Result<Self, String> {
@@ -33,7 +33,7 @@ impl ServiceName {
                 "invalid service name `{name}`: use 1-64 letters, digits, `_`, `-` or `.`, not starting with `.` or `-`"
             ));
         }
-        Ok(Self(name.to_string()))
+        Ok(Self(name.into()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
