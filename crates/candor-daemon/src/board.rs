@@ -13,10 +13,36 @@ use candor_spec::{ServiceName, ServiceSpec};
 
 use crate::logs::LogCounters;
 
+/// Between the shell, which publishes a step that answers no request at most every 50 ms,
+/// and the readers, which must never see a board older than their request: a reader that
+/// finds changes not yet published asks for them and waits for the board that shows them.
+#[derive(Debug, Default)]
+pub struct Freshness {
+    /// The brain's facts have changed since the last publish.
+    pub stale: std::sync::atomic::AtomicBool,
+    /// A reader wants the board now.
+    pub ask: tokio::sync::Notify,
+}
+
+impl Freshness {
+    /// The board as of now: published at once if the shell has changes not yet shown.
+    pub async fn current(&self, board: &tokio::sync::watch::Receiver<Arc<Board>>) -> Arc<Board> {
+        let mut rx = board.clone();
+        rx.borrow_and_update();
+        if self.stale.load(Ordering::SeqCst) {
+            self.ask.notify_one();
+            // A shell busy for longer than this serves the board it has.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), rx.changed()).await;
+        }
+        let board = rx.borrow().clone();
+        board
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Board {
     pub services: Services,
-    pub logs: BTreeMap<ServiceName, Arc<LogCounters>>,
+    pub logs: Arc<BTreeMap<ServiceName, Arc<LogCounters>>>,
 }
 
 /// One service on a board.

@@ -28,6 +28,7 @@ use crate::sse;
 pub struct AppState {
     pub requests: mpsc::Sender<Asked>,
     pub board: watch::Receiver<Arc<Board>>,
+    pub fresh: Arc<crate::board::Freshness>,
     pub store: Store,
     pub info: Arc<api::DaemonInfo>,
     pub config: PathBuf,
@@ -186,8 +187,8 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
 /// passes the bytes through instead of parsing and printing them again.
 async fn list(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {
     let pretty = flag(&q, "pretty")?;
+    let board = st.fresh.current(&st.board).await;
     let now = clock::now();
-    let board = st.board.borrow().clone();
     let list: Vec<api::ServiceStatus> = board.iter().map(|s| s.status(now)).collect();
     if !pretty {
         return Ok(Json(list).into_response());
@@ -206,7 +207,7 @@ async fn one(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<api::ServiceStatus>, ApiError> {
-    let board = st.board.borrow().clone();
+    let board = st.fresh.current(&st.board).await;
     let view = board
         .get(&name)
         .ok_or_else(|| unknown_service(&board, &name))?;
@@ -251,6 +252,7 @@ async fn action(
     })?;
     let wait = flag(&q, "wait")?;
     let timeout = duration_param(&q, "timeout")?;
+    st.fresh.current(&st.board).await;
     let mut board_rx = st.board.clone();
     let (runs_before, stop_timeout) = {
         let board = board_rx.borrow_and_update();
@@ -531,8 +533,8 @@ async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, Api
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
+    let board = st.fresh.current(&st.board).await;
     let now = clock::mono();
-    let board = st.board.borrow().clone();
     let mut out = String::new();
     let mut family =
         |name: &str,

@@ -12,7 +12,7 @@ use candor_api::{self as api, unix_ms, ErrorBody};
 use candor_brain::{Effect, Facts, Input, Note, Refusable, Reply, RequestId};
 use candor_core::Mono;
 use candor_keeper::{clock, KeeperCommand, KeeperEvent, KeeperHandle, SendError, SpawnRequest};
-use candor_spec::{ReadySpec, ServiceSpec, Spec};
+use candor_spec::{ReadySpec, ServiceName, ServiceSpec, Spec};
 use candor_store::{EventRow, Store};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -30,6 +30,8 @@ const EVIDENCE_PER_STEP: usize = 1024;
 /// suspended, the boot clock does; waking at least this often bounds how late a deadline
 /// fires after a resume.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// A step that answers no request publishes the board at most this often.
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
 /// What the brain shares with the tasks that gather evidence for it.
 #[derive(Clone)]
@@ -111,6 +113,10 @@ pub struct Shell {
     keeper: KeeperHandle,
     store: Store,
     board: watch::Sender<Arc<Board>>,
+    /// When the board was last published, and when it must be next (changes not yet shown).
+    published: Mono,
+    publish_due: Option<Mono>,
+    fresh: Arc<crate::board::Freshness>,
     /// Live events for followers (`GET /v1/events?follow`); slow followers lag and are told.
     events: broadcast::Sender<api::Event>,
     ctx: BrainContext,
@@ -121,7 +127,8 @@ pub struct Shell {
     timers: BTreeSet<Mono>,
     waiting: HashMap<RequestId, oneshot::Sender<Reply>>,
     next_request: RequestId,
-    logs: BTreeMap<candor_spec::ServiceName, Arc<LogCounters>>,
+    /// Shared with published boards; copied only when a service comes or goes.
+    logs: Arc<BTreeMap<ServiceName, Arc<LogCounters>>>,
     /// Run records: the writer, the main process of each live run, and what was last saved.
     recorder: Recorder,
     procs: HashMap<String, ProcessId>,
@@ -161,7 +168,7 @@ impl Shell {
         spec: &Spec,
         keeper: KeeperHandle,
         store: Store,
-        board: watch::Sender<Arc<Board>>,
+        (board, fresh): (watch::Sender<Arc<Board>>, Arc<crate::board::Freshness>),
         events: broadcast::Sender<api::Event>,
         ctx: BrainContext,
         recorder: Recorder,
@@ -172,6 +179,9 @@ impl Shell {
             keeper,
             store,
             board,
+            published: Mono(Duration::ZERO),
+            publish_due: None,
+            fresh,
             events,
             ctx,
             monitors: HashMap::new(),
@@ -179,7 +189,7 @@ impl Shell {
             timers: BTreeSet::new(),
             waiting: HashMap::new(),
             next_request: 0,
-            logs: BTreeMap::new(),
+            logs: Default::default(),
             recorder,
             procs: HashMap::new(),
             saved: BTreeMap::new(),
@@ -218,6 +228,14 @@ impl Shell {
                 self.feed(Input::Tick);
                 continue;
             }
+            if self.publish_due.is_some_and(|due| due <= now) {
+                self.publish();
+                continue;
+            }
+            let next = match (next, self.publish_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = next.map_or(MAX_SLEEP, |due| now.until(due).min(MAX_SLEEP));
             let input = tokio::select! {
                 ev = keeper_rx.recv() => match ev {
@@ -259,6 +277,12 @@ impl Shell {
                         }
                     }
                     Input::Evidence(items)
+                },
+                _ = self.fresh.ask.notified() => {
+                    if self.publish_due.is_some() {
+                        self.publish();
+                    }
+                    continue;
                 },
                 _ = tokio::time::sleep(sleep) => continue,
             };
@@ -421,19 +445,24 @@ impl Shell {
         let dirty = std::mem::take(&mut self.dirty);
         let all =
             std::mem::take(&mut self.save_all) || self.saved.len() != self.facts.services.len();
-        for (name, svc) in &self.facts.services {
-            if !all && !dirty.contains(name) {
+        let names: Vec<ServiceName> = if all {
+            self.facts.names()
+        } else {
+            dirty.into_iter().collect()
+        };
+        for name in names {
+            let Some(svc) = self.facts.services.get(&name) else {
                 continue;
-            }
+            };
             if self
                 .saved
-                .get(name)
+                .get(&name)
                 .is_some_and(|(seen, _)| Arc::ptr_eq(seen, svc))
             {
                 continue;
             }
             let saved = candor_brain::Saved::of(svc);
-            let unchanged = self.saved.get(name).is_some_and(|(_, s)| *s == saved);
+            let unchanged = self.saved.get(&name).is_some_and(|(_, s)| *s == saved);
             if !unchanged {
                 let process = svc
                     .live()
@@ -690,7 +719,19 @@ impl Shell {
                     None
                 }
                 Effect::Publish => {
-                    self.publish();
+                    // A step that answers publishes at once (answers follow the board); others
+                    // (evidence, keeper events: hundreds a second at 1000 services) at most
+                    // every PUBLISH_EVERY, each copy of the board costing O(services).
+                    let answers = queue.iter().any(|e| matches!(e, Effect::Reply { .. }));
+                    let due = self.published + PUBLISH_EVERY;
+                    if answers || clock::mono() >= due {
+                        self.publish();
+                    } else {
+                        self.publish_due = Some(due);
+                        self.fresh
+                            .stale
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
                     None
                 }
                 Effect::Reply { id, reply } => {
@@ -794,10 +835,12 @@ impl Shell {
 
     /// The service's log counters (made on first use; kept while it is configured).
     fn counters(&mut self, spec: &ServiceSpec) -> Arc<LogCounters> {
-        self.logs
-            .entry(spec.name.clone())
-            .or_insert_with(|| Arc::new(LogCounters::new(&spec.logs)))
-            .clone()
+        if let Some(c) = self.logs.get(&spec.name) {
+            return c.clone();
+        }
+        let c = Arc::new(LogCounters::new(&spec.logs));
+        Arc::make_mut(&mut self.logs).insert(spec.name.clone(), c.clone());
+        c
     }
 
     fn record(&self, note: Note) {
@@ -829,22 +872,30 @@ impl Shell {
     }
 
     fn publish(&mut self) {
-        // Counters for every configured service, none for removed ones.
-        let specs: Vec<Arc<ServiceSpec>> = self
-            .facts
-            .services
-            .values()
-            .filter(|s| !self.logs.contains_key(&s.spec.name))
-            .map(|s| s.spec.clone())
-            .collect();
-        for spec in specs {
-            self.counters(&spec);
-        }
-        if self.logs.len() != self.facts.services.len() {
-            self.logs.retain(|n, _| self.facts.services.contains_key(n));
-            self.monitors.retain(|n, _| {
-                candor_spec::ServiceName::new(n).is_ok_and(|n| self.facts.services.contains_key(&n))
-            });
+        self.publish_due = None;
+        self.fresh
+            .stale
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.published = clock::mono();
+        // Counters for every configured service, none for removed ones. Services come and go
+        // only on a request (reload) or as their count changes (a removed one goes).
+        if self.save_all || self.logs.len() != self.facts.services.len() {
+            let specs: Vec<Arc<ServiceSpec>> = self
+                .facts
+                .services
+                .values()
+                .filter(|s| !self.logs.contains_key(&s.spec.name))
+                .map(|s| s.spec.clone())
+                .collect();
+            for spec in specs {
+                self.counters(&spec);
+            }
+            if self.logs.len() != self.facts.services.len() {
+                Arc::make_mut(&mut self.logs).retain(|n, _| self.facts.services.contains_key(n));
+                self.monitors.retain(|n, _| {
+                    ServiceName::new(n).is_ok_and(|n| self.facts.services.contains_key(&n))
+                });
+            }
         }
         self.board.send_replace(Arc::new(Board {
             services: self.facts.services.clone(),
