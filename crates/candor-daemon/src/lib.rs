@@ -114,10 +114,20 @@ fn lock_state_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
         .write(true)
         .open(&path)
         .map_err(err)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::StateDirBusy(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    // A daemon killed a moment ago may still have a child between fork and exec, holding a
+    // copy of the lock's fd for a few microseconds more: wait a little before saying busy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(DaemonError::StateDirBusy(dir.to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
     }
 }
 
@@ -225,6 +235,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         candor_keeper::start(keeper_cfg, emit).map_err(DaemonError::Keeper)?;
 
     let (board_tx, board_rx) = watch::channel(Arc::new(Board::default()));
+    let fresh = Arc::new(board::Freshness::default());
     let (req_tx, req_rx) = mpsc::channel::<Asked>(256);
     let config_abs = spec.source.clone();
     let mut info = api::DaemonInfo {
@@ -342,7 +353,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         &spec,
         keeper,
         store.clone(),
-        board_tx,
+        (board_tx, fresh.clone()),
         events_tx.clone(),
         ctx,
         recorder,
@@ -353,6 +364,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let app = http::router(http::AppState {
         requests: req_tx.clone(),
         board: board_rx,
+        fresh,
         store: store.clone(),
         info: Arc::new(info),
         config: config_abs,
