@@ -126,13 +126,10 @@ async fn http_over<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
+    let (sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
         Ok(x) => x,
         Err(e) => return (false, format!("HTTP handshake failed: {e}")),
     };
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
     let req = match hyper::Request::get(path)
         .header("host", host)
         .header("user-agent", "candor-probe")
@@ -141,7 +138,27 @@ where
         Ok(r) => r,
         Err(e) => return (false, format!("bad probe request: {e}")),
     };
-    let result = match sender.send_request(req).await {
+    // The connection is driven in this task, beside the request (no task of its own): if it
+    // ends first (the server closed it), what it delivered is still taken from the request.
+    let mut exchange = std::pin::pin!(exchange(sender, req, expect_status, expect_body));
+    let mut conn = Box::pin(conn);
+    tokio::select! {
+        biased;
+        result = exchange.as_mut() => result,
+        _ = &mut conn => {
+            drop(conn);
+            exchange.await
+        }
+    }
+}
+
+async fn exchange(
+    mut sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    req: hyper::Request<Empty<Bytes>>,
+    expect_status: Option<u16>,
+    expect_body: Option<&str>,
+) -> (bool, String) {
+    match sender.send_request(req).await {
         Err(e) => (false, request_error(&e)),
         Ok(resp) => {
             let code = resp.status().as_u16();
@@ -165,9 +182,7 @@ where
                 (true, format!("HTTP {code}"))
             }
         }
-    };
-    driver.abort();
-    result
+    }
 }
 
 async fn uds_exchange(socket: &Path, send: Option<&str>, expect: Option<&str>) -> (bool, String) {
