@@ -23,14 +23,27 @@ pub const STARTUP_PROBE_FIRST: Duration = Duration::from_millis(20);
 /// the runtime (at 1000 services with a probe every 5 s: 20 wake-ups a second, not 200).
 pub const PROBE_GRID: Duration = Duration::from_millis(50);
 
-/// The first instant on the probe grid at or after `t`.
-fn on_grid(t: tokio::time::Instant) -> tokio::time::Instant {
+/// When a ready run's next probe is due: the first instant at or after `after` that falls on
+/// the service's phase of its period. Each service has its own phase (from its name), spread
+/// over the period in grid slots, so a thousand services started together probe as a steady
+/// trickle, not in bursts; a service keeps its phase across its runs.
+fn next_due(after: tokio::time::Instant, every: Duration, service: &str) -> tokio::time::Instant {
+    use std::hash::{Hash, Hasher};
+    // One base for the process: the boot-wide phase is what matters, not its origin.
     static BASE: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
     let base = *BASE.get_or_init(tokio::time::Instant::now);
     let grid = PROBE_GRID.as_nanos();
-    let since = t.saturating_duration_since(base).as_nanos();
-    let slots = since.div_ceil(grid);
-    base + Duration::from_nanos((slots * grid) as u64)
+    let period = every.as_nanos().max(1);
+    let slots = (period / grid).max(1);
+    let mut h = std::hash::DefaultHasher::new();
+    service.hash(&mut h);
+    let phase = (u128::from(h.finish()) % slots) * grid % period;
+    let since = after.saturating_duration_since(base).as_nanos();
+    let periods = since.saturating_sub(phase).div_ceil(period);
+    let at = periods * period + phase;
+    // Rounded up to the grid when the period is not a multiple of it.
+    let at = at.div_ceil(grid) * grid;
+    base + Duration::from_nanos(at.min(u64::MAX as u128) as u64)
 }
 
 /// Evidence for the brain, each piece tagged with the run it was taken for.
@@ -130,17 +143,16 @@ pub fn start(
                 // running soon after it can serve, not a whole period later. Then every `every`.
                 let mut ready = ready_at_spawn;
                 let mut pause = STARTUP_PROBE_FIRST.min(every);
-                // Once ready: when the next probe is due. One `every` after the last due one
-                // (on the grid); one `every` from now if that has passed already (a late probe
-                // is not made up for); unchanged by a probe the brain asked for in between.
+                // Once ready: when the next probe is due, on the service's phase of `every`
+                // (one `every` after the last, half to one and a half after the first; a late
+                // probe is not made up for); unchanged by a probe the brain asked for.
                 let mut due: Option<tokio::time::Instant> = None;
                 let mut first = true;
                 loop {
                     if !first {
                         let now = tokio::time::Instant::now();
                         if ready && due.is_none_or(|d| d <= now) {
-                            let next = due.map(|d| d + every).filter(|n| *n > now);
-                            due = Some(on_grid(next.unwrap_or(now + every)));
+                            due = Some(next_due(now + every / 2, every, &service));
                         }
                         match due {
                             Some(next) => tokio::select! {
@@ -187,4 +199,34 @@ pub fn start(
         );
     }
     Monitor { tasks, check_now }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn probes_are_due_on_the_period_spread_by_service_and_on_the_grid() {
+        let every = Duration::from_secs(5);
+        let now = tokio::time::Instant::now();
+        let mut slots = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let name = format!("s{i}");
+            let first = next_due(now, every, &name);
+            assert!(first >= now && first < now + every + PROBE_GRID, "{name}");
+            // One period apart from then on.
+            let second = next_due(first + every / 2, every, &name);
+            assert_eq!(second - first, every, "{name}");
+            let third = next_due(first + Duration::from_millis(1), every, &name);
+            assert_eq!(third, second, "{name}");
+            slots.insert((first - now).as_millis() / PROBE_GRID.as_millis());
+        }
+        // 200 services over 100 slots of 50 ms: spread, not bunched.
+        assert!(slots.len() > 70, "{} slots used", slots.len());
+        // A period that is not a multiple of the grid still lands on it.
+        let odd = Duration::from_millis(1234);
+        let a = next_due(now, odd, "x");
+        let b = next_due(a + odd / 2, odd, "x");
+        assert!(b > a && b - a <= odd + PROBE_GRID, "{:?}", b - a);
+    }
 }
