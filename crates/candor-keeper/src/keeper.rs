@@ -1,5 +1,7 @@
-//! The keeper's thread: a poll loop over a wake pipe and the pidfds of main processes, reaping
-//! every child (it is a subreaper) and carrying stops through to SIGKILL.
+//! The keeper's thread: an epoll loop over a wake pipe and the pidfds of main processes and
+//! exec probes, reaping every child (it is a subreaper) and carrying stops through to SIGKILL.
+//! A turn costs what happened in it, not the number of services: each pidfd is armed once
+//! (one-shot) and says which process ended.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -15,7 +17,7 @@ use candor_core::Mono;
 
 use crate::clock::mono;
 
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::epoll;
 use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
@@ -105,12 +107,15 @@ struct Tracked {
     /// A foreign main process's pidfd said it exited; its status is asked of the kernel
     /// until then (it is kept once the process is reaped by its parent).
     gone_since: Option<Mono>,
+    /// Its pidfd is in the epoll set (one-shot: it fires once, at the exit).
+    armed: bool,
 }
 
 /// An exec probe in flight.
 struct ProbeRun {
     token: u64,
     pidfd: Option<OwnedFd>,
+    armed: bool,
     started: Mono,
     deadline: Mono,
     timed_out: bool,
@@ -127,6 +132,23 @@ struct Keeper {
     /// Service cgroups this keeper made fresh and never wrote `cgroup.kill` to since: safe to
     /// spawn into without recreating (see `cgroup::make_fresh`).
     fresh: std::collections::HashSet<String>,
+    /// The wake pipe and every armed pidfd.
+    epoll: OwnedFd,
+    /// A child's pidfd fired: reap. Else children are reaped while a stop is under way (every
+    /// turn) and at least once a second (orphans re-parented to us have no pidfd).
+    reap_due: bool,
+    last_reap: Mono,
+}
+
+/// Epoll data: the wake pipe, or a pid with what it is.
+const EV_WAKE: u64 = u64::MAX;
+const EV_FOREIGN: u64 = 1 << 32;
+const EV_PROBE: u64 = 1 << 33;
+/// Children are reaped at least this often, pidfd or not.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+fn one_shot() -> epoll::EventFlags {
+    epoll::EventFlags::IN | epoll::EventFlags::ONESHOT
 }
 
 /// Start the keeper thread. `emit` receives every event, in order, on the keeper's thread.
@@ -140,6 +162,13 @@ pub fn start(
     let (wake_r, wake_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     let (tx, rx) = bounded(COMMAND_QUEUE);
     let (probe_tx, probe_rx) = bounded(PROBE_QUEUE);
+    let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    epoll::add(
+        &epoll,
+        &wake_r,
+        epoll::EventData::new_u64(EV_WAKE),
+        epoll::EventFlags::IN,
+    )?;
     let keeper = Keeper {
         containment: containment.clone(),
         use_clone3: config.use_clone3,
@@ -148,6 +177,9 @@ pub fn start(
         emit,
         shutting_down: false,
         fresh: Default::default(),
+        epoll,
+        reap_due: true,
+        last_reap: mono(),
     };
     let thread = std::thread::Builder::new()
         .name("candor-keeper".into())
@@ -202,6 +234,24 @@ fn group_alive(pgid: i32) -> bool {
 }
 
 impl Keeper {
+    /// Put every pidfd not yet armed into the epoll set, one-shot: it fires once, when its
+    /// process ends (a pidfd stays readable after that; one-shot keeps it from firing again).
+    fn arm(&mut self) {
+        for t in self.tracked.values_mut() {
+            if let (Some(fd), None, None, false) = (&t.pidfd, t.main_exit, t.gone_since, t.armed) {
+                let tag = if t.foreign { EV_FOREIGN } else { 0 };
+                let data = epoll::EventData::new_u64(tag | u64::from(t.pid as u32));
+                t.armed = epoll::add(&self.epoll, fd, data, one_shot()).is_ok();
+            }
+        }
+        for (pid, p) in self.probes.iter_mut() {
+            if let (Some(fd), false) = (&p.pidfd, p.armed) {
+                let data = epoll::EventData::new_u64(EV_PROBE | u64::from(*pid as u32));
+                p.armed = epoll::add(&self.epoll, fd, data, one_shot()).is_ok();
+            }
+        }
+    }
+
     fn run(
         mut self,
         rx: Receiver<KeeperCommand>,
@@ -232,22 +282,26 @@ impl Keeper {
                     Err(_) => break,
                 }
             }
-            self.reap();
+            let busy = self
+                .tracked
+                .values()
+                .any(|t| t.kill_at.is_some() || t.main_exit.is_some() || t.gone_since.is_some());
+            if self.reap_due || busy || mono().since(self.last_reap) >= REAP_EVERY {
+                self.reap_due = false;
+                self.last_reap = mono();
+                self.reap();
+            }
             self.advance_stops();
             self.advance_probes();
             if self.shutting_down && self.tracked.is_empty() {
                 return;
             }
-            let busy = self
-                .tracked
-                .values()
-                .any(|t| t.kill_at.is_some() || t.main_exit.is_some() || t.gone_since.is_some());
             let mut timeout = if more_probes {
                 Duration::ZERO
             } else if busy {
                 Duration::from_millis(10)
             } else {
-                Duration::from_secs(1)
+                REAP_EVERY
             };
             let now = mono();
             for p in self.probes.values() {
@@ -258,37 +312,33 @@ impl Keeper {
                 };
                 timeout = timeout.min(left);
             }
+            self.arm();
             let ts = rustix::event::Timespec {
                 tv_sec: timeout.as_secs() as _,
                 tv_nsec: timeout.subsec_nanos() as _,
             };
-            let mut fds = Vec::with_capacity(1 + self.tracked.len());
-            fds.push(PollFd::new(&wake, PollFlags::IN));
-            // Which polled pidfds are of adopted, foreign main processes.
-            let mut foreign = Vec::new();
-            for (name, t) in &self.tracked {
-                if let (Some(fd), None, None) = (&t.pidfd, t.main_exit, t.gone_since) {
-                    if t.foreign {
-                        foreign.push((fds.len(), name.clone()));
-                    }
-                    fds.push(PollFd::new(fd, PollFlags::IN));
-                }
-            }
-            for p in self.probes.values() {
-                if let Some(fd) = &p.pidfd {
-                    fds.push(PollFd::new(fd, PollFlags::IN));
-                }
-            }
-            let _ = poll(&mut fds, Some(&ts));
-            let exited: Vec<String> = foreign
-                .into_iter()
-                .filter(|(i, _)| !fds[*i].revents().is_empty())
-                .map(|(_, name)| name)
-                .collect();
-            drop(fds);
+            let mut events = Vec::with_capacity(64);
+            let _ = epoll::wait(
+                &self.epoll,
+                rustix::buffer::spare_capacity(&mut events),
+                Some(&ts),
+            );
             let now = mono();
-            for name in exited {
-                if let Some(t) = self.tracked.get_mut(&name) {
+            for ev in &events {
+                let data = ev.data.u64();
+                if data == EV_WAKE {
+                    continue;
+                }
+                if data & EV_FOREIGN == 0 {
+                    self.reap_due = true;
+                    continue;
+                }
+                let pid = (data & 0xffff_ffff) as i32;
+                if let Some(t) = self
+                    .tracked
+                    .values_mut()
+                    .find(|t| t.foreign && t.pid == pid && t.main_exit.is_none())
+                {
                     t.gone_since = Some(now);
                 }
             }
@@ -423,6 +473,7 @@ impl Keeper {
                         escalated: false,
                         foreign: false,
                         gone_since: None,
+                        armed: false,
                     },
                 );
                 self.emit(KeeperEvent::Spawned {
@@ -467,6 +518,7 @@ impl Keeper {
                 let run = ProbeRun {
                     token,
                     pidfd,
+                    armed: false,
                     started,
                     deadline: started + timeout,
                     timed_out: false,
@@ -617,6 +669,7 @@ impl Keeper {
             escalated: false,
             foreign: !our_child,
             gone_since: None,
+            armed: false,
         };
         if same {
             self.tracked.insert(service, t);
