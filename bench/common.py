@@ -1,6 +1,6 @@
 """Shared by the Python benches: start a release daemon on a config, wait for its services,
 read its CPU time and memory from /proc, shut it down."""
-import datetime, http.client, json, os, socket, subprocess, time
+import datetime, http.client, json, os, re, socket, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # CANDOR_BIN points the benches at another build (e.g. an older commit's, for a paired run).
@@ -113,3 +113,44 @@ def pct(xs, q):
 def wall(at):
     """An API timestamp (RFC 3339, UTC) as Unix seconds."""
     return datetime.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+
+
+def tagged(tag):
+    """{argv element starting with `tag`: [pids]} over every process on the machine."""
+    out = {}
+    t = tag.encode()
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            argv = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        for a in argv:
+            if a.startswith(t):
+                out.setdefault(a.decode(), []).append(int(p))
+    return out
+
+
+def cgroup_dir(info):
+    """The instance's cgroup dir from GET /v1/daemon's answer (None without cgroups)."""
+    if info.get("containment") != "cgroup":
+        return None
+    m = re.search(r"(/\S+)", info.get("containment_detail", ""))
+    return m.group(1).rstrip(".,;") if m else None
+
+
+def remove_cgroups(root):
+    """rmdir the instance's (empty) service cgroups and the instance cgroup itself."""
+    if not root or not os.path.isdir(root):
+        return
+    for d in os.listdir(root):
+        if os.path.isdir(f"{root}/{d}"):
+            try:
+                os.rmdir(f"{root}/{d}")
+            except OSError:
+                pass
+    try:
+        os.rmdir(root)
+    except OSError:
+        pass

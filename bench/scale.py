@@ -24,11 +24,11 @@ run cannot change them; `CANDOR_BIN=DIR` uses another build's binaries instead (
 
 usage: bench/scale.py [--sizes 100,1000] [--kinds none,exec,http,tcp] [--seconds 60] [--runs 50] [--quick]
 """
-import argparse, datetime, hashlib, http.client, http.server, json, os, random, re, shutil, signal, socket, statistics
+import argparse, datetime, hashlib, http.client, http.server, json, os, random, shutil, signal, socket, statistics
 import subprocess, sys, tempfile, threading, time
 
 import common
-from common import TICK, api, cpu_ticks, pct, rss, wall
+from common import TICK, api, cpu_ticks, pct, remove_cgroups, rss, wall
 
 EVERY = "5s"
 SETTLE = 5.0  # s after all running before the footprint is read and the window opens
@@ -112,21 +112,6 @@ def wait_quiet(limit, below=40.0, span=3.0):
             return time.monotonic() - t0, busy
 
 
-def tagged(arg):
-    """Pids of every process on the machine with `arg` in its argv."""
-    out, a = [], arg.encode()
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            argv = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if a in argv:
-            out.append(int(p))
-    return out
-
-
 def cgroup_root(sock):
     """The instance's cgroup dir, from GET /v1/daemon's containment detail (None without cgroups)."""
     try:
@@ -134,10 +119,7 @@ def cgroup_root(sock):
     except Exception:
         return None, "unknown"
     desc = f"{info.get('containment')} ({info.get('containment_detail', '')})"
-    if info.get("containment") != "cgroup":
-        return None, desc
-    m = re.search(r"(/\S+)", info.get("containment_detail", ""))
-    return (m.group(1).rstrip(".,;") if m else None), desc
+    return common.cgroup_dir(info), desc
 
 
 def cgroup_pids(root):
@@ -152,23 +134,6 @@ def cgroup_pids(root):
             pass
     return out
 
-
-def remove_cgroups(root):
-    if not root or not os.path.isdir(root):
-        return
-    for d in os.listdir(root):
-        if os.path.isdir(f"{root}/{d}"):
-            try:
-                os.rmdir(f"{root}/{d}")
-            except OSError:
-                pass
-    try:
-        os.rmdir(root)
-    except OSError:
-        pass
-
-
-# ---- one case
 
 def probe_line(kind, port):
     if kind == "none":
@@ -191,6 +156,10 @@ class Case:
         self.seen = {}  # service -> set of states other than running seen after all ran
         self.bad_before = {}  # service -> state, failed/unhealthy/stopping seen before all ran
         self.fail_probe = set()  # services whose last probe was seen failed after all ran
+
+    def tagged_pids(self):
+        """Pids of every process on the machine running with this case's tag."""
+        return [p for pids in common.tagged(self.arg).values() for p in pids]
 
     def config(self):
         port = self.srv.server_address[1] if self.srv else 0
@@ -353,7 +322,7 @@ class Case:
                 r["shutdown"] = float("inf")
                 r["problems"].append("shutdown not done within 120 s")
             time.sleep(0.5)  # the kernel reaps what the daemon killed last
-            r["left_tag"] = len(tagged(self.arg))
+            r["left_tag"] = len(self.tagged_pids())
             r["left_cg"] = len(cgroup_pids(self.root)) if self.root else None
             if r["left_tag"] or r["left_cg"]:
                 r["problems"].append(f"left behind: {r['left_tag']} by tag, {r['left_cg']} by cgroup")
@@ -368,7 +337,7 @@ class Case:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        pids = set(tagged(self.arg)) | set(cgroup_pids(self.root))
+        pids = set(self.tagged_pids()) | set(cgroup_pids(self.root))
         for p in pids:
             try:
                 os.kill(p, signal.SIGKILL)

@@ -21,7 +21,7 @@ usage: bench/survive.py [--rounds 100] [--quick] [--seed N] [--upgrade-services 
 """
 import argparse, datetime, http.client, json, os, random, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
-from common import BIN, api, build, pct, rss, wall
+from common import BIN, api, build, cgroup_dir, pct, remove_cgroups, rss, tagged, wall
 
 PRINTERS = 10
 PROBED = 5  # the first PROBED printers have an exec probe
@@ -43,23 +43,6 @@ def steady_fds(pid):
         seen.append(fds(pid))
         time.sleep(0.1)
     return min(seen)
-
-
-def tagged(tag):
-    """{argv element starting with `tag`: [pids]} over every process on the machine."""
-    out = {}
-    t = tag.encode()
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            argv = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        for a in argv:
-            if a.startswith(t):
-                out.setdefault(a.decode(), []).append(int(p))
-    return out
 
 
 def cgroup_procs(root, name):
@@ -130,29 +113,6 @@ def kill_tagged(tag):
     return len(left)
 
 
-def remove_cgroups(root):
-    """rmdir the instance's (empty) service cgroups and the instance cgroup itself."""
-    if not root or not os.path.isdir(root):
-        return
-    for d in os.listdir(root):
-        if os.path.isdir(f"{root}/{d}"):
-            try:
-                os.rmdir(f"{root}/{d}")
-            except OSError:
-                pass
-    try:
-        os.rmdir(root)
-    except OSError:
-        pass
-
-
-def cgroup_root(info):
-    if info.get("containment") != "cgroup":
-        return None
-    m = re.search(r"(/\S+)", info.get("containment_detail", ""))
-    return m.group(1).rstrip(".,;") if m else None
-
-
 def soak_config(work, tag):
     zoo = f"{BIN}/candor-zoo"
     cfg = [f'[daemon]\nstate_dir = "{work}/state"\n']
@@ -200,7 +160,7 @@ def soak(rounds, seed, verbose):
         sup.start()
         b = sup.wait_all_running(printers)
         info = api(sup.sock, "/v1/daemon")
-        root = cgroup_root(info)
+        root = cgroup_dir(info)
         ref = {n: (b[n]["pid"], b[n]["restarts"]) for n in printers}
         time.sleep(2)
         fd0, rss0 = steady_fds(sup.proc.pid), rss(sup.proc.pid)
@@ -428,7 +388,7 @@ def upgrade_bench(n, runs):
     try:
         pid = sup.start()
         b = sup.wait_all_running(names)
-        root = cgroup_root(api(sup.sock, "/v1/daemon"))
+        root = cgroup_dir(api(sup.sock, "/v1/daemon"))
         ref = {s: b[s]["pid"] for s in names}
         time.sleep(2)
         fd0, rss0 = steady_fds(pid), rss(pid)
