@@ -134,10 +134,13 @@ struct Keeper {
     fresh: std::collections::HashSet<String>,
     /// The wake pipe and every armed pidfd.
     epoll: OwnedFd,
-    /// A child's pidfd fired: reap. Else children are reaped while a stop is under way (every
-    /// turn) and at least once a second (orphans re-parented to us have no pidfd).
-    reap_due: bool,
+    /// Children whose pidfd fired: each is reaped by its pid (waitpid(-1) walks every child).
+    /// All children are reaped while a stop is under way (every turn) and at least once a
+    /// second (orphans re-parented to us have no pidfd).
+    exited: Vec<i32>,
     last_reap: Mono,
+    /// Some pidfd may not be armed yet (see `arm`).
+    unarmed: bool,
 }
 
 /// Epoll data: the wake pipe, or a pid with what it is.
@@ -149,6 +152,12 @@ const REAP_EVERY: Duration = Duration::from_secs(1);
 
 fn one_shot() -> epoll::EventFlags {
     epoll::EventFlags::IN | epoll::EventFlags::ONESHOT
+}
+
+/// Arm an exec probe's pidfd; false if epoll did not take it.
+fn arm_probe(epoll: &OwnedFd, pid: i32, fd: &OwnedFd) -> bool {
+    let data = epoll::EventData::new_u64(EV_PROBE | u64::from(pid as u32));
+    epoll::add(epoll, fd, data, one_shot()).is_ok()
 }
 
 /// Start the keeper thread. `emit` receives every event, in order, on the keeper's thread.
@@ -178,8 +187,9 @@ pub fn start(
         shutting_down: false,
         fresh: Default::default(),
         epoll,
-        reap_due: true,
+        exited: Vec::new(),
         last_reap: mono(),
+        unarmed: false,
     };
     let thread = std::thread::Builder::new()
         .name("candor-keeper".into())
@@ -236,20 +246,30 @@ fn group_alive(pgid: i32) -> bool {
 impl Keeper {
     /// Put every pidfd not yet armed into the epoll set, one-shot: it fires once, when its
     /// process ends (a pidfd stays readable after that; one-shot keeps it from firing again).
+    /// Looks only when a main process came (a spawn, an adoption) or an earlier add failed;
+    /// exec probes arm their own at once.
     fn arm(&mut self) {
+        if !self.unarmed {
+            return;
+        }
+        let mut failed = false;
         for t in self.tracked.values_mut() {
             if let (Some(fd), None, None, false) = (&t.pidfd, t.main_exit, t.gone_since, t.armed) {
                 let tag = if t.foreign { EV_FOREIGN } else { 0 };
                 let data = epoll::EventData::new_u64(tag | u64::from(t.pid as u32));
                 t.armed = epoll::add(&self.epoll, fd, data, one_shot()).is_ok();
+                failed |= !t.armed;
             }
         }
         for (pid, p) in self.probes.iter_mut() {
             if let (Some(fd), false) = (&p.pidfd, p.armed) {
-                let data = epoll::EventData::new_u64(EV_PROBE | u64::from(*pid as u32));
-                p.armed = epoll::add(&self.epoll, fd, data, one_shot()).is_ok();
+                p.armed = arm_probe(&self.epoll, *pid, fd);
+                failed |= !p.armed;
             }
         }
+        // A failed add (the user's epoll watch limit) is tried again next turn; meanwhile the
+        // once-a-second reap still finds its process's exit.
+        self.unarmed = failed;
     }
 
     fn run(
@@ -286,10 +306,15 @@ impl Keeper {
                 .tracked
                 .values()
                 .any(|t| t.kill_at.is_some() || t.main_exit.is_some() || t.gone_since.is_some());
-            if self.reap_due || busy || mono().since(self.last_reap) >= REAP_EVERY {
-                self.reap_due = false;
+            if busy || mono().since(self.last_reap) >= REAP_EVERY {
                 self.last_reap = mono();
-                self.reap();
+                self.exited.clear();
+                self.reap_foreign();
+                self.reaped(reap_any());
+            } else if !self.exited.is_empty() {
+                let pids = std::mem::take(&mut self.exited);
+                let done = pids.into_iter().filter_map(|p| reap_one(p).map(|s| (p, s)));
+                self.reaped(done.collect());
             }
             self.advance_stops();
             self.advance_probes();
@@ -329,11 +354,11 @@ impl Keeper {
                 if data == EV_WAKE {
                     continue;
                 }
+                let pid = (data & 0xffff_ffff) as i32;
                 if data & EV_FOREIGN == 0 {
-                    self.reap_due = true;
+                    self.exited.push(pid);
                     continue;
                 }
-                let pid = (data & 0xffff_ffff) as i32;
                 if let Some(t) = self
                     .tracked
                     .values_mut()
@@ -459,6 +484,7 @@ impl Keeper {
                     Pid::from_raw(s.pid as i32)
                         .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
                 });
+                self.unarmed = true;
                 self.tracked.insert(
                     req.service.clone(),
                     Tracked {
@@ -515,10 +541,14 @@ impl Keeper {
                 // Our child, not yet reaped: its pid cannot be reused before we wait for it.
                 let pidfd =
                     Pid::from_raw(pid as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+                let armed = pidfd
+                    .as_ref()
+                    .is_some_and(|fd| arm_probe(&self.epoll, pid as i32, fd));
+                self.unarmed |= pidfd.is_some() && !armed;
                 let run = ProbeRun {
                     token,
                     pidfd,
-                    armed: false,
+                    armed,
                     started,
                     deadline: started + timeout,
                     timed_out: false,
@@ -547,9 +577,10 @@ impl Keeper {
         }
     }
 
-    fn reap(&mut self) {
-        self.reap_foreign();
-        for (pid, status) in reap_any() {
+    /// Take in what was reaped: probes report, main processes end their run, the rest are
+    /// orphans re-parented to us.
+    fn reaped(&mut self, done: Vec<(i32, ExitStatus)>) {
+        for (pid, status) in done {
             if let Some(p) = self.probes.remove(&pid) {
                 // Whatever the probe left in its group goes with it.
                 signal_group(pid, libc::SIGKILL);
@@ -672,6 +703,7 @@ impl Keeper {
             armed: false,
         };
         if same {
+            self.unarmed = true;
             self.tracked.insert(service, t);
             return;
         }
