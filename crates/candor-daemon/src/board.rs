@@ -188,3 +188,54 @@ impl<'a> ServiceView<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::watch;
+
+    fn with_logs(n: usize) -> Arc<Board> {
+        let mut logs = BTreeMap::new();
+        for i in 0..n {
+            let name = ServiceName::new(&format!("s{i}")).unwrap();
+            logs.insert(name, Arc::new(LogCounters::new(&Default::default())));
+        }
+        Arc::new(Board {
+            services: Default::default(),
+            logs: Arc::new(logs),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_reader_gets_the_changes_not_yet_published() {
+        let (tx, rx) = watch::channel(with_logs(1));
+        let fresh = Arc::new(Freshness::default());
+        fresh.stale.store(true, Ordering::SeqCst);
+        // The shell: publishes what it holds when a reader asks.
+        let shell = {
+            let fresh = fresh.clone();
+            tokio::spawn(async move {
+                fresh.ask.notified().await;
+                fresh.stale.store(false, Ordering::SeqCst);
+                tx.send_replace(with_logs(2));
+                tx
+            })
+        };
+        assert_eq!(fresh.current(&rx).await.logs.len(), 2);
+        let _tx = shell.await.unwrap();
+        // Nothing pending: the board as it is, without asking.
+        assert_eq!(fresh.current(&rx).await.logs.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_shell_that_does_not_answer_costs_a_reader_a_bounded_wait() {
+        let (_tx, rx) = watch::channel(with_logs(1));
+        let fresh = Freshness::default();
+        fresh.stale.store(true, Ordering::SeqCst);
+        // It serves the board it has rather than hang.
+        let board = tokio::time::timeout(std::time::Duration::from_secs(10), fresh.current(&rx))
+            .await
+            .expect("a reader never hangs on a shell that does not publish");
+        assert_eq!(board.logs.len(), 1);
+    }
+}
