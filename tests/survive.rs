@@ -579,3 +579,24 @@ fn a_reused_pid_is_neither_adopted_nor_signalled() {
     let _ = stranger.kill();
     let _ = stranger.wait();
 }
+
+#[test]
+fn a_lock_held_a_moment_after_a_kill_is_waited_for() {
+    // A daemon killed while it spawned leaves a child between fork and exec that still holds
+    // the state dir's lock for a moment. The next daemon waits for it instead of refusing.
+    let mut d = Daemon::start("[service.web]\ncommand = [\"{zoo}\", \"healthy\"]\n");
+    let pid = pid_of(&d.wait_state("web", "running", T));
+    d.kill_daemon();
+    use std::os::fd::AsRawFd;
+    let lock = std::fs::File::open(d.path("state/daemon.lock")).expect("the lock file");
+    // SAFETY: flock on an fd we own.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(lock);
+    });
+    d.spawn();
+    release.join().unwrap();
+    // The same run, taken over.
+    assert_eq!(pid_of(&d.wait_state("web", "running", T)), pid);
+}
