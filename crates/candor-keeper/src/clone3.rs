@@ -88,17 +88,23 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> io::Result<Self> {
-        let pipe = || -> io::Result<(OwnedFd, OwnedFd)> { Ok(pipe_with(PipeFlags::CLOEXEC)?) };
-        let (status_r, status_w) = pipe()?;
+    fn new(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Result<Self, String> {
+        let pipe = |what: &str| -> Result<(OwnedFd, OwnedFd), String> {
+            pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make {what} pipe: {e}"))
+        };
+        let output =
+            |what: &str| output_pipe().map_err(|e| format!("cannot make {what} pipe: {e}"));
+        let bad = |e: io::Error| format!("cannot start {}: {e}", program.display());
+        let (status_r, status_w) = pipe("a status")?;
         Ok(Self {
-            prog: cstring(program.as_os_str().as_bytes())?,
+            prog: cstring(program.as_os_str().as_bytes()).map_err(bad)?,
             argv: req
                 .argv
                 .iter()
                 .map(|a| cstring(a.as_bytes()))
-                .collect::<io::Result<_>>()?,
-            envp: environment(req)?,
+                .collect::<io::Result<_>>()
+                .map_err(bad)?,
+            envp: environment(req).map_err(bad)?,
             watchdog_pid: req.watchdog_pid.then(|| {
                 let mut buf = WATCHDOG_PID.to_vec();
                 buf.resize(WATCHDOG_PID.len() + 24, 0);
@@ -108,18 +114,79 @@ impl Prepared {
                 .workdir
                 .as_ref()
                 .map(|w| cstring(OsStr::as_bytes(w.as_os_str())))
+                .transpose()
+                .map_err(bad)?,
+            cg_dir: cgroup
+                .map(|cg| {
+                    File::open(cg)
+                        .map_err(|e| format!("cannot open the cgroup {}: {e}", cg.display()))
+                })
                 .transpose()?,
-            cg_dir: cgroup.map(File::open).transpose()?,
             devnull: OpenOptions::new()
                 .read(true)
                 .write(true)
-                .open("/dev/null")?,
-            out: req.capture_output.then(output_pipe).transpose()?,
-            err: req.capture_output.then(output_pipe).transpose()?,
-            ready: req.ready_fd.map(|_| pipe()).transpose()?,
+                .open("/dev/null")
+                .map_err(|e| format!("cannot open /dev/null for stdin: {e}"))?,
+            out: req.capture_output.then(|| output("stdout")).transpose()?,
+            err: req.capture_output.then(|| output("stderr")).transpose()?,
+            ready: req.ready_fd.map(|_| pipe("readiness")).transpose()?,
             // The status pipe is written after the ready fd is installed: keep it off that fd.
-            status: (status_r, keep_clear_of(status_w, req.ready_fd)?),
+            status: (
+                status_r,
+                keep_clear_of(status_w, req.ready_fd)
+                    .map_err(|e| format!("cannot make a status pipe: {e}"))?,
+            ),
         })
+    }
+}
+
+/// The steps between clone and exec, so that a failure names the one that failed.
+#[derive(Clone, Copy)]
+#[repr(u32)]
+enum Step {
+    Session = 1,
+    Stdio,
+    Workdir,
+    Nofile,
+    ReadyFd,
+    Exec,
+}
+
+impl Step {
+    fn from_code(code: u32) -> Step {
+        [
+            Step::Session,
+            Step::Stdio,
+            Step::Workdir,
+            Step::Nofile,
+            Step::ReadyFd,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == code)
+        .unwrap_or(Step::Exec)
+    }
+
+    fn explain(self, req: &SpawnRequest, program: &Path, e: &io::Error) -> String {
+        let prog = program.display();
+        match self {
+            Step::Exec => crate::spawn::explain(program, e),
+            Step::Session => format!("cannot start {prog}: setsid failed: {e}"),
+            Step::Stdio => {
+                format!("cannot start {prog}: connecting its stdin/stdout/stderr failed: {e}")
+            }
+            Step::Workdir => format!(
+                "cannot enter workdir {}: {e}; fix `workdir`",
+                req.workdir.as_deref().unwrap_or(Path::new("?")).display()
+            ),
+            Step::Nofile => {
+                let (soft, hard) = req.nofile.unwrap_or_default();
+                format!("cannot set the fd limit to {soft}/{hard}: {e}; lower `limits.nofile` or raise the daemon's hard limit")
+            }
+            Step::ReadyFd => format!(
+                "cannot put the readiness pipe on fd {}: {e}; pick another `ready = {{ fd = N }}`",
+                req.ready_fd.unwrap_or_default()
+            ),
+        }
     }
 }
 
@@ -145,7 +212,7 @@ pub(crate) fn spawn(
     req: &SpawnRequest,
     program: &Path,
     cgroup: Option<&Path>,
-) -> Result<io::Result<Spawned>, Unsupported> {
+) -> Result<Result<Spawned, String>, Unsupported> {
     // Everything is allocated here, before the clone.
     let mut p = match Prepared::new(req, program, cgroup) {
         Ok(p) => p,
@@ -161,6 +228,7 @@ pub(crate) fn spawn(
     });
     envp_ptrs.push(std::ptr::null());
     let nofile = req.nofile;
+    let umask = req.umask;
     let ready_fd = req.ready_fd;
     let report = p.status.1.as_raw_fd();
     let devnull = p.devnull.as_raw_fd();
@@ -200,21 +268,24 @@ pub(crate) fn spawn(
     if pid == 0 {
         // Child.
         unsafe {
-            let fail = || -> ! {
+            // Reports the step that failed and its errno, then exits.
+            let fail = |step: Step| -> ! {
                 let errno = *libc::__errno_location();
-                let bytes = errno.to_ne_bytes();
+                let mut bytes = [0u8; 8];
+                bytes[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+                bytes[4..].copy_from_slice(&errno.to_ne_bytes());
                 libc::write(report, bytes.as_ptr().cast(), bytes.len());
                 libc::_exit(127)
             };
             if libc::setsid() < 0 {
-                fail();
+                fail(Step::Session);
             }
             if libc::dup2(devnull, 0) < 0 || libc::dup2(out_w, 1) < 0 || libc::dup2(err_w, 2) < 0 {
-                fail();
+                fail(Step::Stdio);
             }
             if let Some(wd) = &p.workdir {
                 if libc::chdir(wd.as_ptr()) < 0 {
-                    fail();
+                    fail(Step::Workdir);
                 }
             }
             if let Some((soft, hard)) = nofile {
@@ -223,13 +294,16 @@ pub(crate) fn spawn(
                     rlim_max: hard as libc::rlim_t,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
-                    fail();
+                    fail(Step::Nofile);
                 }
+            }
+            if let Some(mask) = umask {
+                libc::umask(mask as libc::mode_t);
             }
             crate::spawn::cloexec_from_3();
             if let (Some(w), Some(n)) = (ready_w, ready_fd) {
                 if !install_ready_fd(w, n) {
-                    fail();
+                    fail(Step::ReadyFd);
                 }
             }
             if let Some(digits) = watchdog_digits {
@@ -238,7 +312,7 @@ pub(crate) fn spawn(
             // A clean signal state: nothing blocked, nothing ignored (Rust ignores SIGPIPE).
             crate::spawn::reset_signals();
             libc::execve(p.prog.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
-            fail()
+            fail(Step::Exec)
         }
     }
     if pid < 0 {
@@ -246,7 +320,10 @@ pub(crate) fn spawn(
         return match e.raw_os_error() {
             // No clone3, or no CLONE_INTO_CGROUP (kernel < 5.7): the portable path.
             Some(libc::ENOSYS) | Some(libc::E2BIG) | Some(libc::EINVAL) => Err(Unsupported),
-            _ => Ok(Err(e)),
+            _ => Ok(Err(format!(
+                "cannot create the process for {}: {e}",
+                program.display()
+            ))),
         };
     }
     // Parent: drop the child's ends, then learn whether exec worked.
@@ -263,7 +340,7 @@ pub(crate) fn spawn(
     let ready_r = ready.map(|(r, _)| r);
     // SAFETY: CLONE_PIDFD stored a fresh pidfd that we now own.
     let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
-    let mut buf = [0u8; 4];
+    let mut buf = [0u8; 8];
     let mut status = File::from(status_r);
     let n = loop {
         match status.read(&mut buf) {
@@ -271,12 +348,15 @@ pub(crate) fn spawn(
             other => break other.unwrap_or(0),
         }
     };
-    if n == 4 {
-        // The child failed before exec: reap it and report why.
+    if n == 8 {
+        // The child failed before exec: reap it and report which step and why.
         let mut st = 0;
         // SAFETY: waitpid on our own child, writing only into `st`.
         unsafe { libc::waitpid(pid as libc::pid_t, &mut st, 0) };
-        return Ok(Err(io::Error::from_raw_os_error(i32::from_ne_bytes(buf))));
+        let step = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
+        let errno = i32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"));
+        let e = io::Error::from_raw_os_error(errno);
+        return Ok(Err(Step::from_code(step).explain(req, program, &e)));
     }
     Ok(Ok(Spawned {
         pid: pid as u32,

@@ -13,6 +13,7 @@ mod clone3;
 mod keeper;
 mod pidfd;
 mod procfs;
+pub mod sockfile;
 mod spawn;
 
 use std::os::fd::OwnedFd;
@@ -46,6 +47,8 @@ pub struct SpawnRequest {
     pub workdir: Option<PathBuf>,
     /// RLIMIT_NOFILE (soft, hard) for the child; None keeps the keeper's own.
     pub nofile: Option<(u64, u64)>,
+    /// The child's umask; None keeps the keeper's own.
+    pub umask: Option<u32>,
     /// Used when the main process exits on its own and leaves others in its group.
     pub stop_signal: i32,
     pub stop_timeout: Duration,
@@ -73,6 +76,7 @@ impl SpawnRequest {
             env: Vec::new(),
             workdir: None,
             nofile: None,
+            umask: None,
             stop_signal: 15,
             stop_timeout: Duration::from_secs(10),
             ready_fd: None,

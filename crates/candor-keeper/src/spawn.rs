@@ -79,35 +79,25 @@ pub(crate) fn prepare_paths(req: &SpawnRequest) -> Result<(), String> {
             }
         }
     }
+    // Never waits: a listener with a full backlog answers EAGAIN at once (sockfile.rs), so a
+    // stuck old copy cannot hold up the keeper and every stop and reap with it.
     for sock in &req.sockets {
-        let meta = match std::fs::symlink_metadata(sock) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(format!(
-                    "cannot inspect declared socket {}: {e}",
-                    sock.display()
-                ))
+        use crate::sockfile::SocketFile;
+        let found = crate::sockfile::inspect(sock);
+        let why = match &found {
+            SocketFile::Missing => continue,
+            SocketFile::Stale => {
+                std::fs::remove_file(sock)
+                    .map_err(|e| format!("cannot remove stale socket {}: {e}", sock.display()))?;
+                continue;
             }
+            _ => found.why_kept(sock).unwrap_or_default(),
         };
-        use std::os::unix::fs::FileTypeExt;
-        if !meta.file_type().is_socket() {
-            return Err(format!(
-                "declared socket {} exists and is not a socket; remove it or fix `sockets`",
-                sock.display()
-            ));
-        }
-        match std::os::unix::net::UnixStream::connect(sock) {
-            Ok(_) => {
-                return Err(format!(
-                    "declared socket {} is served by another live listener; stop that process first (never two copies)",
-                    sock.display()
-                ))
-            }
-            // Nobody listens: a stale file from an earlier run.
-            Err(_) => std::fs::remove_file(sock)
-                .map_err(|e| format!("cannot remove stale socket {}: {e}", sock.display()))?,
-        }
+        return Err(if found.is_live() {
+            format!("declared socket {why}; stop that process first (never two copies)")
+        } else {
+            format!("declared socket {why}; fix `sockets`")
+        });
     }
     Ok(())
 }
@@ -260,7 +250,7 @@ pub(crate) fn spawn(
     }
     match crate::clone3::spawn(req, &program, cgroup) {
         Err(crate::clone3::Unsupported) => spawn_std(req, &program, cgroup),
-        Ok(result) => result.map_err(|e| explain(&program, &e)),
+        Ok(result) => result,
     }
 }
 
@@ -343,6 +333,7 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
     let procs_fd = procs_file.as_ref().map(|f| f.as_raw_fd());
     let ready_w = ready.as_ref().map(|(_, w, n)| (w.as_raw_fd(), *n));
     let nofile = req.nofile;
+    let umask = req.umask;
 
     let mut cmd = command(program, &req.argv, &req.env, req.workdir.as_deref());
     cmd.stdin(Stdio::null());
@@ -381,6 +372,9 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
                     return Err(io::Error::last_os_error());
                 }
             }
+            if let Some(mask) = umask {
+                libc::umask(mask as libc::mode_t);
+            }
             cloexec_from_3();
             if let Some((w, n)) = ready_w {
                 if !install_ready_fd(w, n) {
@@ -402,6 +396,22 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
             stderr: err.map(|(r, _)| r),
             ready: ready.map(|(r, _, _)| r),
         }),
-        Err(e) => Err(explain(program, &e)),
+        Err(e) => Err(explain_std(program, cgroup, &e)),
+    }
+}
+
+/// std's fork/exec returns one error for every step between fork and exec: blame the program
+/// only when it could be the program's fault.
+fn explain_std(program: &Path, cgroup: Option<&Path>, e: &io::Error) -> String {
+    let runnable = rustix::fs::access(program, rustix::fs::Access::EXEC_OK).is_ok();
+    if runnable && matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EACCES)) {
+        let cg = cgroup.map(|c| format!(", joining cgroup {}", c.display()));
+        format!(
+            "cannot start {}: {e} while preparing the child (entering workdir{}, setting limits)",
+            program.display(),
+            cg.unwrap_or_default()
+        )
+    } else {
+        explain(program, e)
     }
 }
