@@ -532,3 +532,18 @@ pub fn wait_rechecked(d: &Daemon, name: &str, pid: u64, deadline: Duration) -> V
         }
     })
 }
+
+/// Send one datagram to a `NOTIFY_SOCKET` value (`@name` is in the abstract namespace).
+pub fn send_notify(socket: &str, message: &[u8]) {
+    use std::os::linux::net::SocketAddrExt;
+    let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    match socket.strip_prefix('@') {
+        Some(name) => {
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+            sock.send_to_addr(message, &addr).unwrap();
+        }
+        None => {
+            sock.send_to(message, socket).unwrap();
+        }
+    };
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use candor_scenarios::{alive, read_stamps, wait_for, wait_rechecked, Daemon};
+use candor_scenarios::{alive, read_stamps, send_notify, wait_for, wait_rechecked, Daemon};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -158,10 +158,7 @@ ready = "notify"
     // A READY=1 from a process that is not the service changes nothing.
     let notify = d.info()["notify"]["socket"].as_str().unwrap().to_string();
     let before = d.info()["notify"]["dropped_strangers"].as_u64().unwrap();
-    std::os::unix::net::UnixDatagram::unbound()
-        .unwrap()
-        .send_to(b"READY=1", &notify)
-        .unwrap();
+    send_notify(&notify, b"READY=1");
     wait_for("the stranger counted", T, || {
         (d.info()["notify"]["dropped_strangers"].as_u64()? > before).then_some(())
     });
@@ -182,10 +179,7 @@ command = ["{zoo}", "healthy"]
     d.wait_state("web", "running", T);
     let notify = d.info()["notify"]["socket"].as_str().unwrap().to_string();
     let big = vec![b'x'; 5000];
-    std::os::unix::net::UnixDatagram::unbound()
-        .unwrap()
-        .send_to(&big, &notify)
-        .unwrap();
+    send_notify(&notify, &big);
     wait_for("the oversized message counted", T, || {
         (d.info()["notify"]["dropped_oversized"].as_u64()? >= 1).then_some(())
     });
@@ -365,7 +359,7 @@ probe = {{ http = {{ port = {port}, path = "/health" }}, every = "300ms", start_
 }
 
 #[test]
-fn notify_works_through_an_abstract_socket_when_the_state_dir_path_is_too_long() {
+fn notify_socket_is_abstract_and_works_with_a_long_state_dir_path() {
     let long = format!("state-{}", "x".repeat(120));
     let d = Daemon::start_full(
         r#"

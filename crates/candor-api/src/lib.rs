@@ -313,6 +313,13 @@ pub struct Ack {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum EventDetail {
+    /// A request that changes something, with who asked: the kernel's credentials of the
+    /// connection (SO_PEERCRED), not anything the client says.
+    Request {
+        request: String,
+        uid: u32,
+        pid: Option<i32>,
+    },
     /// A change of derived state.
     State(StateDetail),
     /// The health evidence behind an unhealthy (or over-budget) verdict acted on.

@@ -120,6 +120,31 @@ impl axum::serve::Listener for GuardedListener {
     }
 }
 
+/// Who is on the other end of an API connection, as the kernel says (SO_PEERCRED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: Option<i32>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                pid: c.pid(),
+            },
+            // Not expected on a Unix socket; shown as an unknown caller rather than refused.
+            Err(_) => Peer {
+                uid: u32::MAX,
+                pid: None,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,10 @@ use candor_api::{self as api, Action};
 use candor_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use axum::extract::ConnectInfo;
+
 use crate::board::Board;
+use crate::guard::Peer;
 use crate::shell::{ApiError, Asked};
 use crate::sse;
 
@@ -80,12 +83,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Hand a request to the brain and wait for its answer (sent once the board shows it).
-async fn ask(st: &AppState, request: Request) -> Result<Reply, ApiError> {
+async fn ask(st: &AppState, caller: Peer, request: Request) -> Result<Reply, ApiError> {
     let (tx, rx) = oneshot::channel();
     let gone = || ApiError::new(503, "the supervisor is shutting down");
     let asked = Asked {
         request,
         reply: Some(tx),
+        caller: Some(caller),
     };
     st.requests.send(asked).await.map_err(|_| gone())?;
     match rx.await.map_err(|_| gone())? {
@@ -241,6 +245,7 @@ fn goal(
 
 async fn action(
     State(st): State<AppState>,
+    ConnectInfo(caller): ConnectInfo<Peer>,
     Path((name, action)): Path<(String, String)>,
     Query(q): Q,
 ) -> Result<Json<api::ServiceStatus>, ApiError> {
@@ -266,7 +271,7 @@ async fn action(
         Action::Stop => Request::Stop(name.clone()),
         Action::Restart => Request::Restart(name.clone()),
     };
-    match ask(&st, request).await? {
+    match ask(&st, caller, request).await? {
         Reply::Done => {}
         other => return Err(unexpected(other)),
     }
@@ -325,16 +330,20 @@ async fn action(
 
 async fn reset_failed(
     State(st): State<AppState>,
+    ConnectInfo(caller): ConnectInfo<Peer>,
     Query(q): Q,
 ) -> Result<Json<api::ResetFailed>, ApiError> {
     let force = flag(&q, "force")?;
-    match ask(&st, Request::ResetFailed { force }).await? {
+    match ask(&st, caller, Request::ResetFailed { force }).await? {
         Reply::ResetFailed(out) => Ok(Json(out)),
         other => Err(unexpected(other)),
     }
 }
 
-async fn reload(State(st): State<AppState>) -> Result<Json<api::ReloadOutcome>, ApiError> {
+async fn reload(
+    State(st): State<AppState>,
+    ConnectInfo(caller): ConnectInfo<Peer>,
+) -> Result<Json<api::ReloadOutcome>, ApiError> {
     let path = st.config.clone();
     let loaded = tokio::task::spawn_blocking(move || candor_spec::load(&path))
         .await
@@ -361,7 +370,7 @@ async fn reload(State(st): State<AppState>) -> Result<Json<api::ReloadOutcome>, 
             "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
         );
     }
-    let mut out = match ask(&st, Request::Reload(Arc::new(spec))).await? {
+    let mut out = match ask(&st, caller, Request::Reload(Arc::new(spec))).await? {
         Reply::Reload(out) => out,
         other => return Err(unexpected(other)),
     };
@@ -369,10 +378,14 @@ async fn reload(State(st): State<AppState>) -> Result<Json<api::ReloadOutcome>, 
     Ok(Json(out))
 }
 
-async fn shutdown(State(st): State<AppState>) -> Result<Json<api::Ack>, ApiError> {
+async fn shutdown(
+    State(st): State<AppState>,
+    ConnectInfo(caller): ConnectInfo<Peer>,
+) -> Result<Json<api::Ack>, ApiError> {
     let asked = Asked {
         request: Request::Shutdown,
         reply: None,
+        caller: Some(caller),
     };
     st.requests
         .send(asked)
@@ -392,6 +405,7 @@ const UPGRADE_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 /// it. Any failure before the handover changes nothing and says why.
 async fn upgrade(
     State(st): State<AppState>,
+    ConnectInfo(caller): ConnectInfo<Peer>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<api::UpgradeStarted>), ApiError> {
     let asked: api::UpgradeRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -457,6 +471,7 @@ async fn upgrade(
     let (tx, rx) = oneshot::channel();
     let ask = crate::shell::UpgradeAsk {
         binary: binary.clone(),
+        caller,
         reply: tx,
     };
     st.upgrade

@@ -61,6 +61,8 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot listen on {why}; fix `[daemon] socket` or --socket")]
+    SocketInUse { why: String },
     #[error("cannot listen on {path}: {source}")]
     Socket {
         path: PathBuf,
@@ -150,7 +152,11 @@ fn inherited_listener(fd: i32, path: &Path) -> Option<tokio::net::UnixListener> 
     tokio::net::UnixListener::from_std(std).ok()
 }
 
-fn bind(path: &Path, handed: Option<i32>) -> Result<tokio::net::UnixListener, DaemonError> {
+fn bind(
+    path: &Path,
+    handed: Option<i32>,
+    group: Option<u32>,
+) -> Result<tokio::net::UnixListener, DaemonError> {
     if let Some(l) = handed.and_then(|fd| inherited_listener(fd, path)) {
         return Ok(l);
     }
@@ -158,18 +164,72 @@ fn bind(path: &Path, handed: Option<i32>) -> Result<tokio::net::UnixListener, Da
         path: path.to_path_buf(),
         source,
     };
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(DaemonError::AlreadyRunning(path.to_path_buf()));
+    // Only a socket nobody listens on is removed: never a live one (a daemon whose accept loop
+    // is stuck still owns it), never a file that is not a socket (a typo in `socket =`).
+    use candor_keeper::sockfile::{self, SocketFile};
+    match sockfile::inspect(path) {
+        SocketFile::Missing => {}
+        SocketFile::Stale => std::fs::remove_file(path).map_err(err)?,
+        found if found.is_live() => return Err(DaemonError::AlreadyRunning(path.to_path_buf())),
+        found => {
+            return Err(DaemonError::SocketInUse {
+                why: found.why_kept(path).unwrap_or_default(),
+            })
         }
-        std::fs::remove_file(path).map_err(err)?;
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
+    // The daemon's umask is 077 (see `run`): the socket is born 0700, owner only, and only
+    // then opened to `socket_group` — there is no moment where anyone else can connect.
     let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    match group {
+        Some(gid) => {
+            rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+                .map_err(|e| err(e.into()))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+        }
+        None => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?
+        }
+    }
     Ok(listener)
+}
+
+/// The state dir holds every service's logs: 0700, its database files 0600 (SQLite gives the
+/// -wal and -shm files the database's mode), also when an older version made them readable.
+/// With `socket_group` and the control socket inside it, the dir is 0710 to that group: its
+/// members may pass through to the socket, and read nothing.
+fn secure_state_dir(dir: &Path, socket: &Path, group: Option<u32>) {
+    use std::fs::{set_permissions, Permissions};
+    let group = group.filter(|_| socket.parent() == Some(dir));
+    let mode = match group {
+        Some(gid) => {
+            if let Err(e) = rustix::fs::chown(dir, None, Some(rustix::fs::Gid::from_raw(gid))) {
+                eprintln!(
+                    "candor: warning: cannot give {} to socket_group: {e}",
+                    dir.display()
+                );
+            }
+            0o710
+        }
+        None => 0o700,
+    };
+    if let Err(e) = set_permissions(dir, Permissions::from_mode(mode)) {
+        eprintln!(
+            "candor: warning: cannot make {} private: {e}",
+            dir.display()
+        );
+    }
+    for (name, mode) in [
+        ("candor.db", 0o600),
+        ("candor.db-wal", 0o600),
+        ("candor.db-shm", 0o600),
+        ("daemon.lock", 0o600),
+        ("runs", 0o700),
+    ] {
+        let _ = set_permissions(dir.join(name), Permissions::from_mode(mode));
+    }
 }
 
 /// Run the daemon until it is shut down (API, SIGTERM or SIGINT). `on_started` is told where
@@ -177,6 +237,9 @@ fn bind(path: &Path, handed: Option<i32>) -> Result<tokio::net::UnixListener, Da
 pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), DaemonError> {
     // Raise our own soft fd limit to the hard one; services keep the limit we were given.
     let service_nofile = raise_nofile();
+    // Everything the daemon creates (state dir, database, run records, sockets) is its user's
+    // alone; services get back the umask the daemon was started with.
+    let service_umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077)).bits();
     let config_path = opts.config.clone();
     let spec = tokio::task::spawn_blocking(move || candor_spec::load(&config_path))
         .await
@@ -186,7 +249,9 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     // One daemon per state dir: it names the cgroups, so a second one would kill the first's
     // services. Held (by the open file) until the daemon exits.
     let _lock = lock_state_dir(&state_dir)?;
-    let listener = bind(&socket, opts.handover.listen_fd)?;
+    let socket_group = spec.daemon.socket_group.as_ref().map(|(_, gid)| *gid);
+    secure_state_dir(&state_dir, &socket, socket_group);
+    let listener = bind(&socket, opts.handover.listen_fd, socket_group)?;
     // A copy of the listening socket, kept for a successor (`candor upgrade`).
     let listen_fd =
         rustix::io::fcntl_dupfd_cloexec(&listener, 3).map_err(|e| DaemonError::Socket {
@@ -295,10 +360,11 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let (events_tx, _) = broadcast::channel(1024);
     let (internal_tx, internal_rx) = mpsc::channel(1024);
     let (logs_live, _) = broadcast::channel(4096);
-    let notify_path = state_dir.join("notify.sock");
-    let (notify_sock, notify_name) = notify::bind(&notify_path, &paths::instance_name(&state_dir))
-        .map_err(|source| DaemonError::Socket {
-            path: notify_path.clone(),
+    // Earlier versions kept the notify socket in the state dir; it is abstract now.
+    let _ = std::fs::remove_file(state_dir.join("notify.sock"));
+    let (notify_sock, notify_name) =
+        notify::bind(&paths::instance_name(&state_dir)).map_err(|source| DaemonError::Socket {
+            path: PathBuf::from("@candor-notify"),
             source,
         })?;
     let notify_counters = Arc::new(notify::NotifyCounters::default());
@@ -332,6 +398,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         notify_socket: notify_name.clone(),
         echo_events: opts.echo_events,
         service_nofile,
+        service_umask,
         log_stop: Arc::new(watch::channel(false).0),
         log_readers: Arc::default(),
         log_committed: {
@@ -381,6 +448,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let listener = guard::GuardedListener::new(listener, guard_counters);
     let server = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<guard::Peer>();
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stop_http_rx.await;
@@ -407,6 +475,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             .send(Asked {
                 request,
                 reply: None,
+                caller: None,
             })
             .await;
     });
@@ -422,7 +491,6 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         tokio::time::sleep(Duration::from_millis(50)).await;
         upgrade::hand_over(&binary, &listen_fd, &socket, &info_incarnation);
     }
-    let _ = std::fs::remove_file(&notify_path);
 
     let _ = stop_http_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;

@@ -1,4 +1,4 @@
-//! The sd_notify server: one datagram socket per daemon (`<state_dir>/notify.sock`), with
+//! The sd_notify server: one datagram socket per daemon (abstract: `@candor-notify-<instance>`), with
 //! SO_PASSCRED so each message carries its sender's pid. Messages over 4096 bytes are dropped
 //! and counted; the brain decides whose a message is (sender in a service's cgroup or process
 //! group) and counts the rest as strangers.
@@ -29,32 +29,32 @@ pub struct NotifyCounters {
 /// One datagram, with what the kernel says about its sender.
 pub use candor_brain::Notify as NotifyMessage;
 
-/// Longest Unix socket path (sun_path holds 108 bytes with its NUL).
-const MAX_SOCKET_PATH: usize = 107;
-
-/// Bind the notify socket at `path`, or, when that path is too long for a Unix socket, in the
-/// abstract namespace as `@candor-notify-<instance>`. Returns the socket and the value for
-/// `NOTIFY_SOCKET`.
-pub fn bind(path: &Path, instance: &str) -> std::io::Result<(UnixDatagram, String)> {
-    let (std_sock, name) = if path.as_os_str().len() <= MAX_SOCKET_PATH {
-        let _ = std::fs::remove_file(path);
-        (
-            std::os::unix::net::UnixDatagram::bind(path)?,
-            path.display().to_string(),
-        )
-    } else {
-        use std::os::linux::net::SocketAddrExt;
-        let name = format!("candor-notify-{instance}");
+/// Bind the notify socket in the abstract namespace as `@candor-notify-<instance>`, and return
+/// it with the value for `NOTIFY_SOCKET`. Abstract, as systemd keeps its notify socket
+/// world-writable: a service that runs as another user must reach it, and it lives in no
+/// directory (the state dir is 0700). Nothing is trusted from who can send: each message's
+/// sender is the pid the kernel attaches (SO_PASSCRED), matched against live runs. Where the
+/// name is taken (another user squatting it), a name with this daemon's pid is used instead.
+pub fn bind(instance: &str) -> std::io::Result<(UnixDatagram, String)> {
+    use std::os::linux::net::SocketAddrExt;
+    let bind = |name: &str| {
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-        (
-            std::os::unix::net::UnixDatagram::bind_addr(&addr)?,
-            format!("@{name}"),
-        )
+        std::os::unix::net::UnixDatagram::bind_addr(&addr)
+    };
+    let mut name = format!("candor-notify-{instance}");
+    let std_sock = match bind(&name) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let taken = name.clone();
+            name = format!("{taken}-{}", std::process::id());
+            eprintln!("candor: warning: notify socket @{taken} is taken; using @{name}");
+            bind(&name)?
+        }
+        other => other?,
     };
     std_sock.set_nonblocking(true)?;
     let sock = UnixDatagram::from_std(std_sock)?;
     rustix::net::sockopt::set_socket_passcred(&sock, true)?;
-    Ok((sock, name))
+    Ok((sock, format!("@{name}")))
 }
 
 fn cgroup_service(pid: u32, root: Option<&Path>) -> Option<String> {

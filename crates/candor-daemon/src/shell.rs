@@ -50,6 +50,8 @@ pub struct BrainContext {
     pub logs_live: broadcast::Sender<logs::LiveLine>,
     /// RLIMIT_NOFILE (soft, hard) the daemon started with: what services get by default.
     pub service_nofile: Option<(u64, u64)>,
+    /// The umask services get: the one the daemon was started with (its own is 077).
+    pub service_umask: u32,
     /// Tells every log reader to stop (before an upgrade); how many are running.
     pub log_stop: Arc<watch::Sender<bool>>,
     pub log_readers: Arc<std::sync::atomic::AtomicUsize>,
@@ -80,6 +82,7 @@ impl ApiError {
 /// An upgrade asked for through the API (the new binary has passed its check).
 pub struct UpgradeAsk {
     pub binary: std::path::PathBuf,
+    pub caller: crate::guard::Peer,
     /// Ok once everything is handed over (records written, readers stopped, keeper frozen).
     pub reply: oneshot::Sender<Result<(), String>>,
 }
@@ -99,6 +102,40 @@ const HANDOVER_LIMIT: Duration = Duration::from_secs(5);
 pub struct Asked {
     pub request: candor_brain::Request,
     pub reply: Option<oneshot::Sender<Reply>>,
+    /// Who asked over the API (None: the daemon itself, e.g. on SIGTERM).
+    pub caller: Option<crate::guard::Peer>,
+}
+
+/// The event that records a request and who made it (before the step it causes, so the
+/// changes it brings follow it in the events).
+fn request_note(request: &candor_brain::Request, peer: crate::guard::Peer) -> Note {
+    use candor_brain::Request as R;
+    let what = match request {
+        R::Start(s) => format!("start {s}"),
+        R::Stop(s) => format!("stop {s}"),
+        R::Restart(s) => format!("restart {s}"),
+        R::ResetFailed { force: false } => "reset-failed".into(),
+        R::ResetFailed { force: true } => "reset-failed --force".into(),
+        R::Reload(_) => "reload".into(),
+        R::Shutdown => "shutdown".into(),
+    };
+    caller_note(&what, peer)
+}
+
+/// Recorded as an event of the daemon ("candor"), so a service's own events stay its state
+/// changes.
+fn caller_note(what: &str, peer: crate::guard::Peer) -> Note {
+    let pid = peer.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    Note {
+        service: "candor".to_string(),
+        state: "request".into(),
+        reason: format!("{what} requested by uid {}{pid}", peer.uid),
+        detail: api::EventDetail::Request {
+            request: what.into(),
+            uid: peer.uid,
+            pid: peer.pid,
+        },
+    }
 }
 
 /// The pipes of a run the keeper reported spawned, until the brain says to watch it.
@@ -249,6 +286,10 @@ impl Shell {
                     }
                 },
                 Some(up) = upgrade_rx.recv() => {
+                    self.record(caller_note(
+                        &format!("upgrade to {}", up.binary.display()),
+                        up.caller,
+                    ));
                     match self.hand_over(&mut keeper_rx).await {
                         Ok(()) => {
                             let _ = up.reply.send(Ok(()));
@@ -505,6 +546,9 @@ impl Shell {
         }
         if let candor_brain::Request::Reload(spec) = &asked.request {
             self.store.set_caps(logs::caps(spec));
+        }
+        if let Some(peer) = asked.caller {
+            self.record(request_note(&asked.request, peer));
         }
         Input::Request {
             id,
@@ -793,6 +837,7 @@ impl Shell {
                 .nofile
                 .map(|n| (n, n))
                 .or(self.ctx.service_nofile),
+            umask: Some(self.ctx.service_umask),
             stop_signal: spec.stop.signal.number(),
             stop_timeout: spec.stop.timeout,
             ready_fd: match spec.ready {

@@ -4,6 +4,7 @@
 //! naming file:line:col, what was expected and, for a misspelt key, what was probably meant.
 //! Pure apart from reading the files.
 
+mod accounts;
 mod duration;
 mod error;
 mod graph;
@@ -67,6 +68,9 @@ impl Spec {
 pub struct DaemonSpec {
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// `socket_group`: the control socket is 0660 and owned by this group (name, gid);
+    /// default 0600, the daemon's user only.
+    pub socket_group: Option<(String, u32)>,
     pub include: Vec<String>,
     /// How often fds and memory of every service (and the daemon) are sampled; zero: never.
     pub sample_every: Option<Duration>,

@@ -331,6 +331,17 @@ impl FileCtx<'_> {
                         .string(value, "daemon.socket")
                         .map(|s| resolve(self.base, &s))
                 },
+                "socket_group" => {
+                    if let Some(name) = self.string(value, "daemon.socket_group") {
+                        match crate::accounts::gid(&name) {
+                            Some(gid) => daemon.socket_group = Some((name, gid)),
+                            None => self.err(
+                                value.span().start,
+                                format!("daemon.socket_group: no group \"{name}\" on this system; create it (groupadd {name}) or fix the name"),
+                            ),
+                        }
+                    }
+                },
                 "include" => {
                     if let Some(list) = self.string_list(value, "daemon.include") {
                         daemon.include = list.into_iter().map(|(s, _)| s).collect();

@@ -1,0 +1,257 @@
+//! Hardening: nothing a hostile service, a local user or a typo does can hang the keeper,
+//! delete data, or read what is not theirs. Real daemon, real zoo processes.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+use std::time::Duration;
+
+use candor_scenarios::{candor_bin, wait_for, Daemon};
+
+const T: Duration = Duration::from_secs(20);
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// A Unix listener that never accepts, its backlog full: a blocking connect to it waits
+/// forever. Returns the listener and the connections that fill it (both must stay open).
+fn full_backlog(path: &std::path::Path) -> (i32, Vec<i32>) {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: plain socket syscalls on fds this function creates; `addr` is fully initialised.
+    unsafe {
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (i, b) in path.as_os_str().as_bytes().iter().enumerate() {
+            addr.sun_path[i] = *b as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        let l = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        assert!(l >= 0);
+        assert_eq!(
+            libc::bind(l, (&addr as *const libc::sockaddr_un).cast(), len),
+            0
+        );
+        assert_eq!(libc::listen(l, 0), 0);
+        let mut held = Vec::new();
+        loop {
+            let c = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+            if libc::connect(c, (&addr as *const libc::sockaddr_un).cast(), len) == 0 {
+                held.push(c);
+            } else {
+                assert_eq!(*libc::__errno_location(), libc::EAGAIN);
+                libc::close(c);
+                break;
+            }
+            assert!(held.len() < 64, "the backlog never filled");
+        }
+        (l, held)
+    }
+}
+
+#[test]
+fn a_listener_with_a_full_backlog_at_a_declared_socket_does_not_hold_up_the_keeper() {
+    // Seeds 000/002: an old copy whose accept loop died still holds the socket.
+    let dir = tempfile::tempdir().unwrap();
+    let stuck_sock = dir.path().join("stuck.sock");
+    let _held = full_backlog(&stuck_sock);
+    let d = Daemon::start(&format!(
+        r#"
+[service.stuck]
+command = ["{{zoo}}", "healthy", "--socket", "{sock}"]
+sockets = ["{sock}"]
+
+[service.other]
+command = ["{{zoo}}", "healthy"]
+"#,
+        sock = stuck_sock.display()
+    ));
+    let s = d.wait_state("stuck", "failed", T);
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.contains("backlog is full"), "{reason}");
+    assert!(reason.contains("stuck.sock"), "{reason}");
+    // The keeper still spawns and stops everything else.
+    d.wait_state("other", "running", T);
+    d.ok(&["stop", "other", "--wait", "--timeout", "15s"]);
+    assert_eq!(d.state("other"), "stopped");
+    // A live socket is never removed.
+    assert!(stuck_sock.exists());
+}
+
+#[test]
+fn a_path_that_is_not_a_socket_is_never_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.txt");
+    std::fs::write(&data, "precious").unwrap();
+    let dgram = dir.path().join("dgram.sock");
+    let _live_dgram = std::os::unix::net::UnixDatagram::bind(&dgram).unwrap();
+    let d = Daemon::start(&format!(
+        r#"
+[service.typo]
+command = ["{{zoo}}", "healthy"]
+sockets = ["{data}"]
+
+[service.dgram]
+command = ["{{zoo}}", "healthy"]
+sockets = ["{dgram}"]
+"#,
+        data = data.display(),
+        dgram = dgram.display()
+    ));
+    let s = d.wait_state("typo", "failed", T);
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.contains("is not a socket"), "{reason}");
+    assert!(reason.contains("data.txt"), "{reason}");
+    let s = d.wait_state("dgram", "failed", T);
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.contains("another type"), "{reason}");
+    assert!(dgram.exists());
+
+    // `[daemon] socket` (here --socket) pointing at a regular file: refused, file kept.
+    let out = Command::new(candor_bin())
+        .args(["daemon", "-c"])
+        .arg(&d.config)
+        .arg("--state-dir")
+        .arg(d.path("state2"))
+        .arg("--socket")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a socket"), "{err}");
+    assert!(err.contains("data.txt"), "{err}");
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), "precious");
+}
+
+#[test]
+fn state_files_are_private_the_socket_is_0600_and_services_keep_their_umask() {
+    // SAFETY: umask only changes this process's mask; it is put back at once.
+    let ours = unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m
+    };
+    let d = Daemon::start(
+        r#"
+[service.writer]
+command = ["/bin/sh", "-c", "umask > {dir}/umask.txt; exec sleep 100000"]
+ready = "started"
+"#,
+    );
+    d.wait_state("writer", "running", T);
+    let written = wait_for("the service's umask", T, || {
+        std::fs::read_to_string(d.path("umask.txt"))
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    assert_eq!(
+        u32::from_str_radix(written.trim(), 8).unwrap(),
+        ours as u32,
+        "a service keeps the umask the daemon was started with"
+    );
+    let state = d.path("state");
+    wait_for("the run record", T, || d.record("writer"));
+    assert_eq!(mode(&state), 0o700);
+    for f in ["candor.db", "candor.db-wal", "candor.db-shm", "daemon.lock"] {
+        let p = state.join(f);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+    }
+    assert_eq!(mode(&state.join("candor.db")), 0o600);
+    assert_eq!(mode(&state.join("runs")), 0o700);
+    assert_eq!(mode(&state.join("runs/writer.json")), 0o600);
+    assert_eq!(mode(&d.socket), 0o600);
+    // The notify socket lives in no directory: services of other users can reach it.
+    let notify = d.info()["notify"]["socket"].as_str().unwrap().to_string();
+    assert!(notify.starts_with("@candor-notify-"), "{notify}");
+}
+
+#[test]
+fn socket_group_opens_the_control_socket_to_that_group_only() {
+    let d = Daemon::start(
+        // The harness writes the `[daemon]` header; this line lands in it.
+        r#"socket_group = "4242"
+
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    d.wait_state("web", "running", T);
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 4242);
+
+    // A group that does not exist is a config error with its position.
+    d.write_config("socket_group = \"no-such-group-here\"\n");
+    let out = d.cli(&["check", "-c", d.config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no group \"no-such-group-here\""), "{err}");
+    assert!(err.contains("candor.toml:"), "{err}");
+}
+
+#[test]
+fn mutating_requests_are_recorded_with_the_callers_uid_and_pid() {
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    d.wait_state("web", "running", T);
+    d.ok(&["restart", "web", "--wait"]);
+    let uid = unsafe { libc::getuid() };
+    let ev = wait_for("the request event", T, || {
+        d.events()
+            .into_iter()
+            .find(|e| e["service"] == "candor" && e["state"] == "request")
+    });
+    assert_eq!(ev["detail"]["request"], "restart web", "{ev}");
+    assert_eq!(ev["detail"]["uid"], uid, "{ev}");
+    // The pid is the CLI's, which has exited by now: any real pid, not ours.
+    let pid = ev["detail"]["pid"].as_u64().expect("a pid");
+    assert!(pid > 1 && pid != u64::from(std::process::id()), "{ev}");
+    let reason = ev["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("restart web requested by uid {uid} (pid {pid})")),
+        "{reason}"
+    );
+    // Reads are not recorded.
+    let before = d
+        .events()
+        .iter()
+        .filter(|e| e["state"] == "request")
+        .count();
+    d.ok(&["status"]);
+    let after = d
+        .events()
+        .iter()
+        .filter(|e| e["state"] == "request")
+        .count();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_failed_spawn_names_the_step_that_failed() {
+    // Above fs.nr_open: setrlimit fails in the child, after the fork, before the exec.
+    let d = Daemon::start(
+        r#"
+[service.greedy]
+command = ["{zoo}", "healthy"]
+limits = { nofile = 2000000000 }
+"#,
+    );
+    let s = d.wait_state("greedy", "failed", T);
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cannot set the fd limit to 2000000000/2000000000"),
+        "{reason}"
+    );
+    assert!(!reason.contains("not executable"), "{reason}");
+    assert!(!reason.contains("not found"), "{reason}");
+}
