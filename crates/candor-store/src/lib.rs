@@ -175,7 +175,13 @@ struct Shared {
     /// Told the highest line id of each batch once the batch is written (see
     /// [`Store::on_commit`]).
     on_commit: Mutex<Option<CommitHook>>,
+    /// Told, per service, how many of its lines a failed write lost.
+    on_lost: Mutex<Option<LostHook>>,
 }
+
+/// Called on the writer's thread with a service and the number of its lines a failed write
+/// (a full disk, an IO error) lost.
+pub type LostHook = Box<dyn Fn(&str, u64) + Send + Sync>;
 
 /// Called on the writer's thread with the highest line id of a batch just written.
 pub type CommitHook = Box<dyn Fn(i64) + Send + Sync>;
@@ -338,6 +344,16 @@ impl Store {
         *self
             .shared
             .on_commit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Have `hook` told of every service's lines lost to a failed write, so they are counted
+    /// in that service's `logs.dropped`.
+    pub fn on_lost(&self, hook: LostHook) {
+        *self
+            .shared
+            .on_lost
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }

@@ -271,3 +271,68 @@ fn a_sound_database_is_opened_as_it_is() {
     let (store, _t) = Store::open(dir.path()).unwrap();
     assert_eq!(store.recovered(), None);
 }
+
+#[test]
+fn a_failed_write_counts_its_lines_per_service_frees_the_queue_and_is_marked_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    let lost: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let seen = lost.clone();
+    store.on_lost(Box::new(move |svc, n| {
+        *seen.lock().unwrap().entry(svc.to_string()).or_default() += n;
+    }));
+    store.log(line("quiet", 1, b"before"));
+    store.flush();
+    // Every insert fails from now on, as on a full disk.
+    let other = rusqlite::Connection::open(store.path()).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER full BEFORE INSERT ON chunks BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let big = vec![b'x'; 8 * 1024];
+    let mut queued = 0u64;
+    // Far more than the queue holds: had a failed batch kept its bytes, the queue would read
+    // full after the first few and refuse the rest.
+    for i in 0..(QUEUE_BYTES / big.len()) * 3 {
+        if store.log(line("flood", i as i64, &big)).is_some() {
+            queued += 1;
+        }
+        if i % 64 == 0 {
+            store.flush();
+        }
+    }
+    for i in 0..5 {
+        assert!(store.log(line("quiet", 10 + i, b"lost")).is_some());
+    }
+    store.flush();
+    assert!(store.has_room(), "the queue's bytes were released");
+    assert_eq!(
+        queued,
+        ((QUEUE_BYTES / big.len()) * 3) as u64,
+        "no line refused"
+    );
+    {
+        let lost = lost.lock().unwrap();
+        assert_eq!(lost.get("quiet"), Some(&5));
+        assert_eq!(lost.get("flood"), Some(&queued));
+    }
+    assert_eq!(store.dropped().logs.load(Ordering::Relaxed), queued + 5);
+    // Space returns: the next batch is written, and each service that lost lines is told.
+    other.execute_batch("DROP TRIGGER full;").unwrap();
+    store.log(line("quiet", 100, b"after"));
+    store.flush();
+    let got = store.tail_logs(&query(Some("quiet"), 10)).unwrap();
+    let lines: Vec<String> = got
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.line).into_owned())
+        .collect();
+    assert_eq!(lines[0], "before");
+    assert_eq!(lines[1], "after");
+    assert!(
+        lines[2].starts_with("-- lost 5 lines: the log store could not write them (")
+            && lines[2].contains("database or disk is full"),
+        "{lines:?}"
+    );
+    assert_eq!(got[2].stream, Stream::Candor);
+}

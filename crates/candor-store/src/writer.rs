@@ -33,6 +33,12 @@ pub(crate) struct Writer {
     bytes: HashMap<i64, u64>,
     total: u64,
     events_since_trim: usize,
+    /// Lines lost to failed writes, per service, not yet marked in its log; with the error.
+    unmarked: HashMap<Arc<str>, u64>,
+    /// The failing episode: batches failed and the last error (one complaint per episode).
+    failing: Option<(u64, String)>,
+    /// The error of the last failing episode, for the markers.
+    last_error: String,
 }
 
 impl Writer {
@@ -75,6 +81,9 @@ impl Writer {
             bytes: HashMap::new(),
             total: 0,
             events_since_trim: 0,
+            unmarked: HashMap::new(),
+            failing: None,
+            last_error: String::new(),
         };
         for (id, name) in crate::read::service_names(&w.conn)? {
             w.svc_ids.insert(name.clone(), id);
@@ -127,9 +136,7 @@ impl Writer {
             }
             // Caps as they are now, for this batch and its trim.
             let caps = self.shared.caps();
-            if let Err(e) = self.write_batch(&batch, &caps) {
-                self.complain("cannot write a batch", &e);
-            }
+            self.write_or_count(&batch, &caps);
             let written = batch
                 .iter()
                 .filter_map(|r| match r {
@@ -148,7 +155,10 @@ impl Writer {
                 }
             }
             if let Err(e) = self.trim(&caps) {
-                self.complain("cannot trim to the caps", &e);
+                // While writes fail, the failure has been told once already.
+                if self.failing.is_none() {
+                    self.complain("cannot trim to the caps", &e);
+                }
             }
             // Everything queued before a barrier is committed (and trimmed) now.
             for row in batch.drain(..) {
@@ -156,6 +166,104 @@ impl Writer {
                     let _ = done.send(());
                 }
             }
+        }
+    }
+
+    /// Write a batch; if it cannot be written (a full or failing disk), every line in it is
+    /// counted as lost for its service and its queue bytes are released all the same (else the
+    /// queue would read full forever and every later line be dropped). When writes work again,
+    /// each service that lost lines gets a marker line saying how many and why.
+    fn write_or_count(&mut self, batch: &[Row], caps: &Caps) {
+        let mut queued = 0usize;
+        let mut lines: HashMap<&Arc<str>, u64> = HashMap::new();
+        let mut events = 0u64;
+        for row in batch {
+            match row {
+                Row::Log(l) => {
+                    queued += l.line.len() + QUEUED_ROW_COST;
+                    *lines.entry(&l.service).or_default() += 1;
+                }
+                Row::Event(_) => events += 1,
+                Row::Barrier(_) => {}
+            }
+        }
+        let result = self.write_batch(batch, caps);
+        self.shared
+            .queued_bytes
+            .fetch_sub(queued, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                if let Some((failed, error)) = self.failing.take() {
+                    eprintln!(
+                        "candor: store {}: writing again after {failed} failed batches ({error})",
+                        self.path.display()
+                    );
+                    self.last_error = error;
+                }
+                if !self.unmarked.is_empty() {
+                    self.write_markers(caps);
+                }
+            }
+            Err(e) => {
+                let total: u64 = lines.values().sum();
+                self.shared.dropped.logs.fetch_add(total, Ordering::Relaxed);
+                self.shared
+                    .dropped
+                    .events
+                    .fetch_add(events, Ordering::Relaxed);
+                let error = e.to_string();
+                {
+                    let hook = self
+                        .shared
+                        .on_lost
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    for (svc, n) in &lines {
+                        if let Some(hook) = hook.as_ref() {
+                            hook(svc, *n);
+                        }
+                        *self.unmarked.entry(Arc::clone(svc)).or_default() += n;
+                    }
+                }
+                match &mut self.failing {
+                    Some((failed, last)) => {
+                        *failed += 1;
+                        *last = error;
+                    }
+                    None => {
+                        self.complain("cannot write a batch; counting its lines as lost", &e);
+                        self.failing = Some((1, error));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One line per service that lost lines to failed writes, now that writes work again.
+    fn write_markers(&mut self, caps: &Caps) {
+        let why = &self.last_error;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let markers: Vec<Row> = self
+            .unmarked
+            .iter()
+            .map(|(svc, n)| {
+                Row::Log(crate::LogLine {
+                    id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+                    at_ms: now,
+                    service: svc.clone(),
+                    stream: crate::Stream::Candor,
+                    line: format!(
+                        "-- lost {n} lines: the log store could not write them ({why}) --"
+                    )
+                    .into_bytes(),
+                })
+            })
+            .collect();
+        if self.write_batch(&markers, caps).is_ok() {
+            self.unmarked.clear();
         }
     }
 
@@ -186,10 +294,8 @@ impl Writer {
         // at most a 32nd of its service's cap, so that trims stay fine-grained.
         let mut open: HashMap<i64, (ChunkBuilder, usize)> = HashMap::new();
         let mut done: Vec<(i64, ChunkBuilder)> = Vec::new();
-        let mut freed_queue = 0usize;
         for row in batch {
             let Row::Log(l) = row else { continue };
-            freed_queue += l.line.len() + QUEUED_ROW_COST;
             let svc = self.service_id(&l.service)?;
             let (chunk, max) = open.entry(svc).or_insert_with(|| {
                 let max = (caps.service(&l.service) / 32).clamp(4096, MAX_BYTES as u64);
@@ -204,7 +310,6 @@ impl Writer {
         done.extend(open.into_iter().map(|(svc, (c, _))| (svc, c)));
         let tx = self.conn.transaction()?;
         let mut added: Vec<(i64, u64)> = Vec::with_capacity(done.len());
-        let mut lines = 0u64;
         {
             let mut ins = tx.prepare_cached(
                 "INSERT INTO chunks(id, last_id, svc, first_ms, last_ms, lines, data)
@@ -215,7 +320,6 @@ impl Writer {
                     c.first_id, c.last_id, svc, c.first_ms, c.last_ms, c.lines, c.data
                 ])?;
                 added.push((*svc, c.data.len() as u64 + ROW_OVERHEAD));
-                lines += c.lines as u64;
             }
             let mut ev = tx.prepare_cached(
                 "INSERT INTO events(at_ms, service, state, reason, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -227,14 +331,7 @@ impl Writer {
                 }
             }
         }
-        let committed = tx.commit();
-        self.shared
-            .queued_bytes
-            .fetch_sub(freed_queue, Ordering::Relaxed);
-        if let Err(e) = committed {
-            self.shared.dropped.logs.fetch_add(lines, Ordering::Relaxed);
-            return Err(e);
-        }
+        tx.commit()?;
         for (svc, b) in added {
             *self.bytes.entry(svc).or_default() += b;
             self.total += b;
