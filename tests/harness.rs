@@ -96,7 +96,24 @@ impl Daemon {
         Self::start_inner(config, env, state, None)
     }
 
+    /// Everything but the daemon: the temp dir and the config (start it with [`Daemon::spawn`]),
+    /// e.g. to mount something on the state dir first.
+    pub fn unstarted(config: &str) -> Daemon {
+        Self::start_inner_unspawned(config, &[], "state", None)
+    }
+
     fn start_inner(
+        config: &str,
+        env: &[(&str, &str)],
+        state: &str,
+        nofile: Option<(u64, u64)>,
+    ) -> Daemon {
+        let mut d = Self::start_inner_unspawned(config, env, state, nofile);
+        d.spawn();
+        d
+    }
+
+    fn start_inner_unspawned(
         config: &str,
         env: &[(&str, &str)],
         state: &str,
@@ -108,7 +125,7 @@ impl Daemon {
             .expect("temp dir");
         let socket = dir.path().join("candor.sock");
         let config_path = dir.path().join("candor.toml");
-        let mut d = Daemon {
+        let d = Daemon {
             socket,
             config: config_path,
             child: None,
@@ -121,7 +138,6 @@ impl Daemon {
             dir,
         };
         d.write_config(config);
-        d.spawn();
         d
     }
 
@@ -236,17 +252,18 @@ impl Daemon {
     }
 
     /// Whether services are contained in cgroups here. Where cgroup v2 is not writable, tests
-    /// of cgroup-only behaviour say so and check the process-group fallback instead.
+    /// of cgroup-only behaviour say so and check the process-group fallback instead — unless
+    /// `CANDOR_REQUIRE_CGROUPS=1` (CI), where that is a failure, never a silent pass.
     pub fn has_cgroups(&self) -> bool {
         let info = self.info();
-        if info["containment"] == "cgroup" {
-            return true;
-        }
-        eprintln!(
-            "NOTE: no writable cgroup v2 here ({}); cgroup-only checks skipped",
-            info["containment_detail"]
-        );
-        false
+        available(
+            "CANDOR_REQUIRE_CGROUPS",
+            &format!(
+                "no writable cgroup v2 ({})",
+                info["containment_detail"].as_str().unwrap_or("?")
+            ),
+            info["containment"] == "cgroup",
+        )
     }
 
     /// Open fds of the daemon process now.
@@ -546,4 +563,40 @@ pub fn send_notify(socket: &str, message: &[u8]) {
             sock.send_to(message, socket).unwrap();
         }
     };
+}
+
+/// Whether a facility a test needs is here. When it is not, the test says
+/// "skipped: <why>" and returns early — unless `require` (an environment variable, set by
+/// .ci/run) is 1, where a missing facility fails the test instead of passing it silently.
+pub fn available(require: &str, why: &str, ok: bool) -> bool {
+    if ok {
+        return true;
+    }
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!("{require}=1 but {why}");
+    }
+    eprintln!("skipped: {why} (set {require}=1 to make this a failure)");
+    false
+}
+
+/// Mount a tmpfs of `size` (e.g. "8m") on `dir`; None where this process may not mount
+/// (not root), after saying so (a failure where `CANDOR_REQUIRE_ROOT=1`). Unmounted on drop.
+pub fn small_disk(dir: &Path, size: &str) -> Option<Mount> {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output();
+    let ok = matches!(&out, Ok(o) if o.status.success());
+    let why = format!("cannot mount a tmpfs here ({out:?})");
+    available("CANDOR_REQUIRE_ROOT", &why, ok).then(|| Mount(dir.to_path_buf()))
+}
+
+/// A mount undone when dropped (lazily: a daemon may still hold files in it).
+pub struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }

@@ -320,3 +320,68 @@ logs = { rate = 0 }
         done.status
     );
 }
+
+#[test]
+fn a_full_disk_loses_lines_counted_per_service_marks_them_and_harms_nothing_else() {
+    let d = Daemon::unstarted(
+        r#"
+[service.flood]
+command = ["{zoo}", "log-flood", "--lines-per-sec", "0"]
+logs = { rate = 0 }
+
+[service.quiet]
+command = ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo \"quiet $i\"; sleep 0.02; done"]
+"#,
+    );
+    let state = d.path("state");
+    let Some(_disk) = candor_scenarios::small_disk(&state, "8m") else {
+        return;
+    };
+    // Room for the database to start; the flood takes the rest.
+    let ballast = state.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 2 << 20]).unwrap();
+    let mut d = d;
+    d.spawn();
+    let quiet_pid = d.wait_state("quiet", "running", T)["pid"].clone();
+    // The disk fills: the quiet service loses lines too, and they are counted as its own.
+    wait_for("the quiet service's lines counted as dropped", T, || {
+        (d.status("quiet")["logs"]["dropped"].as_u64()? > 0).then_some(())
+    });
+    // Meanwhile the daemon answers and the services run on.
+    assert_eq!(d.status("quiet")["state"], "running");
+    assert_eq!(d.status("quiet")["pid"], quiet_pid);
+    assert_eq!(d.status("flood")["state"], "running");
+    d.ok(&["stop", "flood", "--wait"]);
+    // Space returns.
+    std::fs::remove_file(&ballast).unwrap();
+    let marker = wait_for("a marker for the lost lines", T, || {
+        texts(&lines(&d, &["quiet", "-n", "100000"]))
+            .into_iter()
+            .find(|l| l.starts_with("-- lost ") || l.contains("the log store fell behind"))
+    });
+    assert!(marker.contains("lines"), "{marker}");
+    // Its lines are stored again after the marker; once it is stopped, every line it wrote is
+    // either stored or counted.
+    wait_for("quiet lines stored after the marker", T, || {
+        let got = texts(&lines(&d, &["quiet", "-n", "100000"]));
+        let at = got.iter().position(|l| *l == marker)?;
+        got[at..]
+            .iter()
+            .any(|l| l.starts_with("quiet "))
+            .then_some(())
+    });
+    d.ok(&["stop", "quiet", "--wait"]);
+    let stored = texts(&lines(&d, &["quiet", "-n", "100000"]));
+    let numbers: Vec<u64> = stored
+        .iter()
+        .filter_map(|l| l.strip_prefix("quiet ")?.parse().ok())
+        .collect();
+    let last = *numbers.iter().max().unwrap();
+    let missing = last - numbers.len() as u64;
+    assert!(missing > 0, "the full disk cost the quiet service nothing?");
+    let dropped = d.status("quiet")["logs"]["dropped"].as_u64().unwrap();
+    assert_eq!(
+        dropped, missing,
+        "every lost line is in the quiet service's own counter"
+    );
+}

@@ -174,8 +174,8 @@ impl<'a> ServiceView<'a> {
             }),
             rss_bytes: fresh_budget.map(|b| b.latest.rss),
             logs: api::LogCounts {
-                lines: self.log_count(|l| load(&l.lines)),
-                dropped: self.log_count(|l| load(&l.dropped)),
+                lines: self.log_count(LogCounters::kept),
+                dropped: self.log_count(LogCounters::lost),
                 folded: self.log_count(|l| load(&l.folded)),
             },
             runs: self.svc.runs,

@@ -547,7 +547,6 @@ async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, Api
 }
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    use std::sync::atomic::Ordering::Relaxed;
     let board = st.fresh.current(&st.board).await;
     let now = clock::mono();
     let mut out = String::new();
@@ -584,13 +583,13 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         "candor_log_lines_total",
         "counter",
         "Log lines stored.",
-        &|s| (String::new(), s.log_count(|l| l.lines.load(Relaxed))),
+        &|s| (String::new(), s.log_count(crate::logs::LogCounters::kept)),
     );
     family(
         "candor_log_dropped_total",
         "counter",
         "Log lines dropped.",
-        &|s| (String::new(), s.log_count(|l| l.dropped.load(Relaxed))),
+        &|s| (String::new(), s.log_count(crate::logs::LogCounters::lost)),
     );
     (
         [(

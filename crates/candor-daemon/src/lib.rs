@@ -301,6 +301,18 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
 
     let (board_tx, board_rx) = watch::channel(Arc::new(Board::default()));
     let fresh = Arc::new(board::Freshness::default());
+    // Lines a failed write lost go to their service's counters (on the latest board).
+    let boards = board_rx.clone();
+    store.on_lost(Box::new(move |service, n| {
+        let board = boards.borrow();
+        if let Some(c) = candor_spec::ServiceName::new(service)
+            .ok()
+            .and_then(|name| board.logs.get(&name))
+        {
+            c.store_lost
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }));
     let (req_tx, req_rx) = mpsc::channel::<Asked>(256);
     let config_abs = spec.source.clone();
     let mut info = api::DaemonInfo {

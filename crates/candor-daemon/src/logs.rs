@@ -37,6 +37,9 @@ pub struct LogCounters {
     pub dropped: AtomicU64,
     /// Identical consecutive lines folded into a "repeated N times" marker.
     pub folded: AtomicU64,
+    /// Lines the store took but could not write (a full or failing disk): counted in `lines`
+    /// when queued, so shown as dropped, not kept.
+    pub store_lost: AtomicU64,
     gate: Mutex<Gate>,
 }
 
@@ -45,6 +48,17 @@ impl LogCounters {
         let c = Self::default();
         c.configure(spec);
         c
+    }
+
+    /// Lines stored, as shown.
+    pub fn kept(&self) -> u64 {
+        let lost = self.store_lost.load(Ordering::Relaxed);
+        self.lines.load(Ordering::Relaxed).saturating_sub(lost)
+    }
+
+    /// Lines lost for any reason (rate limit, store behind, store could not write), as shown.
+    pub fn lost(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed) + self.store_lost.load(Ordering::Relaxed)
     }
 
     /// Apply (new) limits; the bucket starts full.
@@ -117,8 +131,16 @@ impl Gate {
         if self.store_behind {
             return Some(now + STORE_POLL);
         }
+        if self.rate <= 0.0 {
+            // No limit (any more: `rate = 0` set by a reload): nothing to wait for.
+            return Some(now);
+        }
         let missing = (self.resume_level() - self.tokens).max(0.0);
-        Some(now + Duration::from_secs_f64(missing / self.rate))
+        let wait = Duration::try_from_secs_f64(missing / self.rate).unwrap_or(Duration::MAX);
+        Some(
+            now.checked_add(wait)
+                .unwrap_or(now + Duration::from_secs(3600)),
+        )
     }
 
     /// Whether the current suppression may end now (`store_room`: the store's queue is back
@@ -127,7 +149,7 @@ impl Gate {
         match self.suppressed_since {
             None => false,
             Some(_) if self.store_behind => store_room,
-            Some(_) => self.tokens >= self.resume_level(),
+            Some(_) => self.rate <= 0.0 || self.tokens >= self.resume_level(),
         }
     }
 
@@ -680,6 +702,24 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_zero_set_while_suppressed_lifts_the_suppression_without_a_panic() {
+        let t0 = Instant::now();
+        let mut g = Gate {
+            rate: 1.0,
+            burst: 1.0,
+            tokens: 1.0,
+            ..Gate::default()
+        };
+        assert!(g.admit(t0, || true));
+        assert!(!g.admit(t0, || true), "over the limit");
+        assert!(g.lifts_at(t0).is_some());
+        // A reload sets `rate = 0` (no limit) while the suppression lasts.
+        g.rate = 0.0;
+        assert_eq!(g.lifts_at(t0), Some(t0));
+        assert!(g.admit(t0, || true), "no limit any more");
+    }
 
     #[test]
     fn repeated_lines_counts_the_run_of_one_line_at_the_start() {
