@@ -395,6 +395,13 @@ command = ["{zoo}", "healthy"]
         ("GET /v1/services/web/logs?n=lots HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "400", "whole number"),
         ("this is not http\r\n\r\n", "400", ""),
     ];
+    let huge = format!(
+        "POST /v1/upgrade HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 200000\r\n\r\n{}",
+        " ".repeat(200_000)
+    );
+    let resp = raw(&huge);
+    assert!(resp.lines().next().unwrap_or("").contains("413"), "{resp}");
+    assert!(resp.contains("at most 65536 bytes"), "{resp}");
     for (req, code, reason) in cases {
         let resp = raw(req);
         let status_line = resp.lines().next().unwrap_or("");

@@ -56,6 +56,9 @@ impl IntoResponse for ApiError {
 
 pub(crate) type Q = Query<HashMap<String, String>>;
 
+/// The largest request body taken (only `POST /v1/upgrade` has one, a few hundred bytes).
+pub const MAX_BODY: usize = 64 << 10;
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/daemon", get(daemon))
@@ -79,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(405, "method not allowed on this endpoint")
         })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
@@ -406,8 +410,14 @@ const UPGRADE_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 async fn upgrade(
     State(st): State<AppState>,
     ConnectInfo(caller): ConnectInfo<Peer>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<api::UpgradeStarted>), ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status().as_u16(),
+            format!("bad request body: {e} (at most {MAX_BODY} bytes)"),
+        )
+    })?;
     let asked: api::UpgradeRequest = if body.iter().all(u8::is_ascii_whitespace) {
         api::UpgradeRequest::default()
     } else {
