@@ -255,3 +255,39 @@ limits = { nofile = 2000000000 }
     assert!(!reason.contains("not executable"), "{reason}");
     assert!(!reason.contains("not found"), "{reason}");
 }
+
+/// Processes whose command line is exactly `argv`.
+fn count_processes(argv: &[&str]) -> usize {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+        .count()
+}
+
+#[test]
+fn what_an_exec_probe_leaves_in_its_group_is_killed_with_it() {
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+probe = { exec = ["/bin/sh", "-c", "sleep 9771 & exit 0"], every = "200ms", timeout = "2s" }
+"#,
+    );
+    d.wait_state("web", "running", T);
+    let probed = |d: &Daemon| d.status("web")["probes"][0]["at"].clone();
+    let first = probed(&d);
+    wait_for("a few more probes", T, || {
+        (probed(&d) != first).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // Each probe's leftover `sleep` is killed as the probe is reaped: none pile up.
+    assert!(
+        count_processes(&["sleep", "9771"]) <= 1,
+        "leftovers of exec probes were not killed"
+    );
+}

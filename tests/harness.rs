@@ -469,10 +469,14 @@ pub fn reap_orphans() {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag of this process.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         std::thread::spawn(|| loop {
-            let held = HELD.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            for pid in zombie_children().into_iter().filter(|p| !held.contains(p)) {
-                // SAFETY: waitpid of one exited child of ours, without blocking.
-                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+            for pid in zombie_children() {
+                // Looked at per pid, under the lock: a pid held while /proc was being scanned
+                // (slow under load) is still left alone.
+                let held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+                if !held.contains(&pid) {
+                    // SAFETY: waitpid of one exited child of ours, without blocking.
+                    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+                }
             }
             std::thread::sleep(Duration::from_millis(10));
         });

@@ -94,14 +94,42 @@ pub fn procs(cg: &Path) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Signal every process in the cgroup, race-free: each pid read from `cgroup.procs` is pinned
+/// with a pidfd, checked to be in `cg` still (a process that exited after the read and whose
+/// pid was reused elsewhere is not), and signalled through the pidfd. Where the kernel has no
+/// pidfds (before 5.3), plain kill(2).
 pub(crate) fn signal_all(cg: &Path, sig: i32) {
     for pid in procs(cg) {
         let Ok(pid) = i32::try_from(pid) else {
             continue;
         };
-        // SAFETY: kill(2) with a pid read from the cgroup; no memory is touched.
-        unsafe { libc::kill(pid, sig) };
+        match crate::pidfd::open(pid) {
+            Ok(fd) => {
+                if in_cgroup(pid, cg) {
+                    crate::pidfd::send_signal(&fd, sig);
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                // SAFETY: kill(2) with a pid read from the cgroup; no memory is touched.
+                unsafe { libc::kill(pid, sig) };
+            }
+            Err(_) => {} // gone already
+        }
     }
+}
+
+/// Whether `pid` is in the cgroup `cg` (an absolute path under the cgroup2 mount).
+fn in_cgroup(pid: i32, cg: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|rel| {
+            let rel = rel.trim().trim_start_matches('/');
+            !rel.is_empty() && cg.ends_with(rel)
+        })
+        .unwrap_or(false)
 }
 
 /// SIGKILL everything in the cgroup: `cgroup.kill` where the kernel has it, else one by one.
@@ -182,4 +210,25 @@ pub(crate) fn sweep(root: &Path, keep: &[String]) -> Vec<String> {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn membership_is_read_from_the_kernel_not_assumed() {
+        let me = std::process::id() as i32;
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let Some(rel) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
+            return; // no cgroup v2 here
+        };
+        let ours = std::path::Path::new("/sys/fs/cgroup").join(rel.trim().trim_start_matches('/'));
+        if rel.trim() != "/" {
+            assert!(super::in_cgroup(me, &ours));
+        }
+        assert!(!super::in_cgroup(
+            me,
+            std::path::Path::new("/sys/fs/cgroup/candor/elsewhere")
+        ));
+        assert!(!super::in_cgroup(i32::MAX, &ours), "no such process");
+    }
 }

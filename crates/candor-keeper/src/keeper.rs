@@ -206,16 +206,32 @@ pub fn start(
 }
 
 /// Reap every finished child without blocking; returns what was reaped.
-pub(crate) fn reap_any() -> Vec<(i32, ExitStatus)> {
+/// Reap every ended child. `before(pid)` runs while the child is still a zombie — its pid, and
+/// so its process group's id, cannot be reused until the reap — e.g. to kill what is left in
+/// its group without hitting a recycled one.
+pub(crate) fn reap_any(mut before: impl FnMut(i32)) -> Vec<(i32, ExitStatus)> {
     let mut out = Vec::new();
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid(2) writes only into `status`.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        // SAFETY: waitid(2) writes only into `info`; WNOWAIT leaves the child a zombie.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: si_pid is valid for a child state change filled in by waitid.
+        let pid = if r == 0 { unsafe { info.si_pid() } } else { 0 };
         if pid <= 0 {
             return out;
         }
-        out.push((pid, ExitStatus::from_wait(status)));
+        before(pid);
+        match reap_one(pid) {
+            Some(status) => out.push((pid, status)),
+            None => return out,
+        }
     }
 }
 
@@ -233,6 +249,14 @@ fn signal_group(pgid: i32, sig: i32) {
     }
     // SAFETY: kill(2) on a process group; no memory is touched.
     unsafe { libc::kill(-pgid, sig) };
+}
+
+/// The main process through its pidfd while it is unreaped (race-free; the group signal that
+/// follows reaches the rest of its group).
+fn signal_main(t: &Tracked, sig: i32) {
+    if let (Some(fd), None) = (&t.pidfd, &t.main_exit) {
+        crate::pidfd::send_signal(fd, sig);
+    }
 }
 
 fn group_alive(pgid: i32) -> bool {
@@ -310,11 +334,25 @@ impl Keeper {
                 self.last_reap = mono();
                 self.exited.clear();
                 self.reap_foreign();
-                self.reaped(reap_any());
+                let probes = &self.probes;
+                let done = reap_any(|pid| {
+                    if probes.contains_key(&pid) {
+                        signal_group(pid, libc::SIGKILL);
+                    }
+                });
+                self.reaped(done);
             } else if !self.exited.is_empty() {
                 let pids = std::mem::take(&mut self.exited);
-                let done = pids.into_iter().filter_map(|p| reap_one(p).map(|s| (p, s)));
-                self.reaped(done.collect());
+                let done = pids.into_iter().filter_map(|p| {
+                    if self.probes.contains_key(&p) {
+                        // Whatever the probe left in its group goes with it, while its pid
+                        // (the group's id) is still held by the zombie.
+                        signal_group(p, libc::SIGKILL);
+                    }
+                    reap_one(p).map(|s| (p, s))
+                });
+                let done = done.collect();
+                self.reaped(done);
             }
             self.advance_stops();
             self.advance_probes();
@@ -400,6 +438,7 @@ impl Keeper {
                 }
                 t.kill_at = Some(mono() + timeout);
                 t.stop_signal = signal;
+                signal_main(t, signal);
                 match &t.cgroup {
                     Some(cg) => {
                         signal_group(t.pid, signal);
@@ -582,8 +621,7 @@ impl Keeper {
     fn reaped(&mut self, done: Vec<(i32, ExitStatus)>) {
         for (pid, status) in done {
             if let Some(p) = self.probes.remove(&pid) {
-                // Whatever the probe left in its group goes with it.
-                signal_group(pid, libc::SIGKILL);
+                // Its group was killed before the reap (never after: the id may be reused).
                 let end = if p.timed_out {
                     crate::ProbeEnd::TimedOut
                 } else {
@@ -755,6 +793,7 @@ impl Keeper {
             if let Some(kill_at) = t.kill_at {
                 if now >= kill_at && !t.escalated {
                     t.escalated = true;
+                    signal_main(t, libc::SIGKILL);
                     signal_group(t.pid, libc::SIGKILL);
                     if let Some(cg) = &t.cgroup {
                         cgroup::kill_all(cg);

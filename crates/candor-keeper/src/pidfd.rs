@@ -39,6 +39,32 @@ pub fn exit_status(pidfd: &OwnedFd) -> Option<ExitStatus> {
     (rc == 0 && info.mask & PIDFD_INFO_EXIT != 0).then(|| ExitStatus::from_wait(info.exit_code))
 }
 
+/// A pidfd for `pid` (pins it: the pid cannot be reused while the fd is open).
+pub fn open(pid: i32) -> std::io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Send `sig` to the process behind `pidfd` (never to a process that reused its pid).
+/// Returns false if it could not be sent (the process is gone).
+pub fn send_signal(pidfd: &OwnedFd, sig: i32) -> bool {
+    // SAFETY: pidfd_send_signal(2) with no siginfo; no memory is written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    rc == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
