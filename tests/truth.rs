@@ -470,3 +470,65 @@ command = ["{zoo}", "healthy"]
     let table = d.ok(&["status"]);
     assert!(table.contains(&format!("warning: {what}")), "{table}");
 }
+
+/// Debian's `systemd-notify`, which scripts/test.sh installs where it can.
+fn systemd_notify() -> Option<String> {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v systemd-notify"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    candor_scenarios::available(
+        "CANDOR_REQUIRE_ROOT",
+        "no systemd-notify (Debian's systemd package; scripts/test.sh installs it as root)",
+        found.is_some(),
+    )
+    .then_some(found?)
+}
+
+#[test]
+fn the_real_systemd_notify_from_a_shell_wrapper_makes_a_service_ready() {
+    let Some(bin) = systemd_notify() else {
+        return;
+    };
+    // It waits on a BARRIER fd until Candor has taken the message (and closed the fd).
+    let d = Daemon::start(&format!(
+        r#"
+[service.wrapped]
+command = ["/bin/sh", "-c", "sleep 0.3; {bin} --ready --status='warmed up'; exec sleep 100000"]
+ready = "notify"
+"#
+    ));
+    let s = d.wait_state("wrapped", "running", T);
+    assert_eq!(s["ready"]["via"], "notify", "{s}");
+    assert_eq!(s["status_text"], "warmed up", "{s}");
+    assert_eq!(d.info()["notify"]["dropped_strangers"], 0);
+}
+
+#[test]
+fn a_notifier_that_exits_at_once_is_attributed_or_counted_never_lost() {
+    let Some(bin) = systemd_notify() else {
+        return;
+    };
+    // --no-block: no barrier; the sender may be gone (and reaped) before its message is read.
+    let d = Daemon::start(&format!(
+        r#"
+[service.hasty]
+command = ["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do {bin} --no-block --status=tick$i; done; {bin} --ready; exec sleep 100000"]
+ready = "notify"
+"#
+    ));
+    d.wait_state("hasty", "running", T);
+    // Ten ticks, the READY and its BARRIER: none lost on the way.
+    assert_eq!(d.info()["notify"]["received"], 12);
+    let strangers = d.info()["notify"]["dropped_strangers"].as_u64().unwrap();
+    let shown = d.status("hasty")["status_text"].clone();
+    // Each tick either reached the service (its status shows the last one that did) or is
+    // counted as from a stranger.
+    assert!(
+        strangers == 10 || shown.as_str().is_some_and(|t| t.starts_with("tick")),
+        "strangers {strangers}, status {shown}"
+    );
+    assert!(strangers <= 10);
+}

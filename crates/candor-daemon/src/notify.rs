@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::monitor::Internal;
 
+/// Fds taken with one message (a barrier's one; more are closed by the kernel).
+const MAX_FDS: usize = 4;
+
 /// Longest message accepted (systemd's limit is similar).
 pub const MAX_MESSAGE: usize = 4096;
 
@@ -88,7 +91,12 @@ pub async fn serve(
             return;
         }
         let got = sock.try_io(Interest::READABLE, || {
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+            // Room for fds too: a BARRIER=1 message carries one (systemd-notify waits until it
+            // is closed). Were it truncated away, the kernel would close it at once — before
+            // the sender's cgroup is looked up below — and a sender that then exits would be
+            // taken for a stranger.
+            let mut space =
+                [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1), ScmRights(MAX_FDS))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let mut iov = [IoSliceMut::new(&mut buf)];
             let msg = recvmsg(
@@ -99,14 +107,19 @@ pub async fn serve(
             )
             .map_err(std::io::Error::from)?;
             let mut pid = None;
+            let mut fds = Vec::new();
             for c in control.drain() {
-                if let RecvAncillaryMessage::ScmCredentials(cred) = c {
-                    pid = Some(cred.pid.as_raw_nonzero().get() as u32);
+                match c {
+                    RecvAncillaryMessage::ScmCredentials(cred) => {
+                        pid = Some(cred.pid.as_raw_nonzero().get() as u32)
+                    }
+                    RecvAncillaryMessage::ScmRights(got) => fds.extend(got),
+                    _ => {}
                 }
             }
-            Ok((msg.bytes, msg.flags.contains(ReturnFlags::TRUNC), pid))
+            Ok((msg.bytes, msg.flags.contains(ReturnFlags::TRUNC), pid, fds))
         });
-        let (len, truncated, pid) = match got {
+        let (len, truncated, pid, barrier) = match got {
             Ok(x) => x,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => continue,
@@ -127,6 +140,8 @@ pub async fn serve(
             pgid: candor_keeper::pgid(pid),
             fields: parse(&text),
         };
+        // The sender is known now: let it go on (closing the fds releases a BARRIER).
+        drop(barrier);
         if tx.send(Internal::Notify(msg)).await.is_err() {
             return;
         }
