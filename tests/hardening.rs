@@ -291,3 +291,101 @@ probe = { exec = ["/bin/sh", "-c", "sleep 9771 & exit 0"], every = "200ms", time
         "leftovers of exec probes were not killed"
     );
 }
+
+#[test]
+fn random_api_requests_get_an_answer_below_500_and_change_nothing_running() {
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    let pid = d.wait_state("web", "running", T)["pid"].clone();
+    // No `follow`/`wait` (they keep the connection open by design); no shutdown or upgrade.
+    let segments = [
+        "v1",
+        "services",
+        "web",
+        "nope",
+        "logs",
+        "events",
+        "daemon",
+        "reload",
+        "reset-failed",
+        "metrics",
+        "start",
+        "%00",
+        "..",
+        "%ff%fe",
+        "a%2Fb",
+        "",
+        "x".repeat(3000).leak(),
+    ];
+    let keys = [
+        "n", "since", "grep", "stream", "timeout", "force", "raw_hex", "json", "",
+    ];
+    let values = [
+        "",
+        "0",
+        "-1",
+        "1",
+        "18446744073709551616",
+        "lots",
+        "5m",
+        "2026-13-45T99:99:99Z",
+        "(",
+        "[a-",
+        "\\\\",
+        "out",
+        "err",
+        "candor",
+        "true",
+        "maybe",
+        "%00",
+        "1e400",
+    ];
+    let methods = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "GARBAGE",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for _ in 0..400 {
+        let depth = 1 + next(4);
+        let path: Vec<&str> = (0..depth).map(|_| segments[next(segments.len())]).collect();
+        let mut query = Vec::new();
+        for _ in 0..next(4) {
+            query.push(format!(
+                "{}={}",
+                keys[next(keys.len())],
+                values[next(values.len())]
+            ));
+        }
+        let method = methods[next(methods.len())];
+        // `start` of a running web is a no-op; stop and restart are not in the list.
+        let req = format!(
+            "{method} /{}?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            path.join("/"),
+            query.join("&")
+        );
+        let resp = d.raw(&req).unwrap_or_default();
+        let status: u16 = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            (200..500).contains(&status),
+            "{req:?} -> {}",
+            resp.chars().take(300).collect::<String>()
+        );
+    }
+    // Still answering, and web is the same process.
+    let s = d.status("web");
+    assert_eq!(s["state"], "running");
+    assert_eq!(s["pid"], pid);
+}

@@ -49,7 +49,10 @@ fn check(text: &str) {
             assert_eq!(e.file, path, "{e}");
             // A place in the file (the file is never unreadable here); whole-config problems
             // (a cycle in `after`) may point at the service that starts it.
-            assert!(e.line >= 1 && e.line <= lines.max(1) && e.col >= 1, "{e} in {text:?}");
+            assert!(
+                e.line >= 1 && e.line <= lines.max(1) && e.col >= 1,
+                "{e} in {text:?}"
+            );
             assert!(!e.message.is_empty());
         }
     }
