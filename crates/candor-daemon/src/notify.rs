@@ -1,5 +1,5 @@
-//! The sd_notify server: one datagram socket per daemon (abstract: `@candor-notify-<instance>`), with
-//! SO_PASSCRED so each message carries its sender's pid. Messages over 4096 bytes are dropped
+//! The sd_notify server: one datagram socket per daemon (abstract,
+//! `@candor-notify-<instance>`), with SO_PASSCRED so each message carries its sender's pid. Messages over 4096 bytes are dropped
 //! and counted; the brain decides whose a message is (sender in a service's cgroup or process
 //! group) and counts the rest as strangers.
 
@@ -45,7 +45,18 @@ pub fn bind(instance: &str) -> std::io::Result<(UnixDatagram, String)> {
         std::os::unix::net::UnixDatagram::bind_addr(&addr)
     };
     let mut name = format!("candor-notify-{instance}");
-    let std_sock = match bind(&name) {
+    // A predecessor killed a moment ago (or exec'd by `candor upgrade`) may have a child between
+    // fork and exec still holding its copy of the socket for a few microseconds: wait a little
+    // before taking the name for squatted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let mut first = bind(&name);
+    while matches!(&first, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        first = bind(&name);
+    }
+    let std_sock = match first {
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             let taken = name.clone();
             name = format!("{taken}-{}", std::process::id());

@@ -205,8 +205,7 @@ pub fn start(
     ))
 }
 
-/// Reap every finished child without blocking; returns what was reaped.
-/// Reap every ended child. `before(pid)` runs while the child is still a zombie — its pid, and
+/// Reap every ended child, without blocking; returns what was reaped. `before(pid)` runs while the child is still a zombie — its pid, and
 /// so its process group's id, cannot be reused until the reap — e.g. to kill what is left in
 /// its group without hitting a recycled one.
 pub(crate) fn reap_any(mut before: impl FnMut(i32)) -> Vec<(i32, ExitStatus)> {
