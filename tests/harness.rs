@@ -604,3 +604,15 @@ impl Drop for Mount {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// Processes whose command line (its arguments, each ended by a NUL, as in
+/// `/proc/<pid>/cmdline`) satisfies `matching`.
+pub fn processes(matching: impl Fn(&[u8]) -> bool) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| matching(c))
+        .count()
+}

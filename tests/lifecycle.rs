@@ -509,17 +509,11 @@ command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; echo \
 
 /// Processes whose command line contains `needle` (read from /proc).
 fn processes_with(needle: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|c| {
-            String::from_utf8_lossy(c)
-                .replace('\0', " ")
-                .contains(needle)
-        })
-        .count()
+    candor_scenarios::processes(|c| {
+        String::from_utf8_lossy(c)
+            .replace('\0', " ")
+            .contains(needle)
+    })
 }
 
 #[test]

@@ -174,19 +174,13 @@ impl Writer {
     /// queue would read full forever and every later line be dropped). When writes work again,
     /// each service that lost lines gets a marker line saying how many and why.
     fn write_or_count(&mut self, batch: &[Row], caps: &Caps) {
-        let mut queued = 0usize;
-        let mut lines: HashMap<&Arc<str>, u64> = HashMap::new();
-        let mut events = 0u64;
-        for row in batch {
-            match row {
-                Row::Log(l) => {
-                    queued += l.line.len() + QUEUED_ROW_COST;
-                    *lines.entry(&l.service).or_default() += 1;
-                }
-                Row::Event(_) => events += 1,
-                Row::Barrier(_) => {}
-            }
-        }
+        let queued: usize = batch
+            .iter()
+            .map(|row| match row {
+                Row::Log(l) => l.line.len() + QUEUED_ROW_COST,
+                _ => 0,
+            })
+            .sum();
         let result = self.write_batch(batch, caps);
         self.shared
             .queued_bytes
@@ -205,6 +199,16 @@ impl Writer {
                 }
             }
             Err(e) => {
+                // Who lost what is counted only here, off the path of batches that succeed.
+                let mut lines: HashMap<&Arc<str>, u64> = HashMap::new();
+                let mut events = 0u64;
+                for row in batch {
+                    match row {
+                        Row::Log(l) => *lines.entry(&l.service).or_default() += 1,
+                        Row::Event(_) => events += 1,
+                        Row::Barrier(_) => {}
+                    }
+                }
                 let total: u64 = lines.values().sum();
                 self.shared.dropped.logs.fetch_add(total, Ordering::Relaxed);
                 self.shared
