@@ -318,7 +318,7 @@ command = ["{zoo}", "healthy"]
         "x".repeat(3000).leak(),
     ];
     let keys = [
-        "n", "since", "grep", "stream", "timeout", "force", "raw_hex", "json", "",
+        "n", "since", "grep", "stream", "timeout", "force", "raw_hex", "json", "before", "",
     ];
     let values = [
         "",
@@ -411,4 +411,127 @@ ready = "notify"
     assert!(d.log().contains("is taken; using"), "{}", d.log());
     let s = d.wait_state("slow", "running", T);
     assert_eq!(s["ready"]["via"], "notify");
+}
+
+#[test]
+fn a_log_answer_is_bounded_and_candor_logs_pages_back_for_the_rest() {
+    // 600 lines of 16 000 bytes: 9.6 MB, more than twice what one answer may hold.
+    let d = Daemon::start(
+        r#"
+[service.big]
+command = ["python3", "-c", "import time\nfor i in range(600): print(str(i).rjust(16000, 'x'), flush=True)\ntime.sleep(100000)"]
+logs = { rate = 100000, burst = 100000 }
+"#,
+    );
+    d.wait_state("big", "running", T);
+    wait_for("600 lines stored", T, || {
+        let out = d.ok(&["logs", "big", "-n", "1"]);
+        out.trim_end().ends_with("x599").then_some(())
+    });
+    // One answer holds at most 4 MiB of lines and says where to page back from.
+    let answer = d
+        .raw(&candor_scenarios::get_request(
+            "/v1/services/big/logs?n=100000",
+        ))
+        .expect("an answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        body.len() < 6 << 20,
+        "one answer was {} bytes (head {head})",
+        body.len()
+    );
+    let more = head
+        .lines()
+        .find_map(|l| l.strip_prefix("candor-more-before: "))
+        .unwrap_or_else(|| panic!("no candor-more-before header in {head}"));
+    more.trim().parse::<i64>().expect("a line id");
+    // `candor logs` follows those pages: every line, once, in order.
+    let out = d.ok(&["logs", "big", "-n", "100000", "--json"]);
+    let lines: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let nums: Vec<u64> = lines
+        .iter()
+        .map(|l| {
+            l["line"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches('x')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(nums, (0..600).collect::<Vec<u64>>());
+    // --before pages back by hand; -n counts from there.
+    let id_of_100 = lines[100]["id"].as_i64().unwrap().to_string();
+    let out = d.ok(&["logs", "big", "-n", "3", "--before", &id_of_100]);
+    let tail: Vec<&str> = out
+        .lines()
+        .map(|l| l.trim_start_matches(|c| c != 'x'))
+        .collect();
+    assert_eq!(tail.len(), 3, "{out}");
+    assert!(
+        tail[2].ends_with("x99") && tail[0].ends_with("x97"),
+        "{out}"
+    );
+    // Following starts from a bounded history too, and says what it left out.
+    let (mut child, rx) = d.follow_json(&["logs", "big", "-f", "-n", "100000", "--json"]);
+    let first = rx.recv_timeout(T).expect("a first line");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first["stream"], "candor", "{first}");
+    assert!(
+        first["line"]
+            .as_str()
+            .unwrap()
+            .contains("older lines left out"),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_follower_that_stops_reading_is_cut_off_and_the_daemon_carries_on() {
+    use std::io::{Read, Write};
+    let d = Daemon::start(
+        r#"
+send_timeout = "1s"
+
+[service.flood]
+command = ["{zoo}", "log-flood", "--lines-per-sec", "20000"]
+logs = { rate = 100000, burst = 100000 }
+"#,
+    );
+    d.wait_state("flood", "running", T);
+    // Ask to follow, then never read.
+    let mut s = std::os::unix::net::UnixStream::connect(d.path("candor.sock")).unwrap();
+    s.write_all(candor_scenarios::get_request("/v1/services/flood/logs?follow=true").as_bytes())
+        .unwrap();
+    let cut = wait_for(
+        "the stalled follower cut off",
+        Duration::from_secs(60),
+        || {
+            let n = d.info()["resources"]["cut_off_connections"]
+                .as_u64()
+                .unwrap_or(0);
+            (n >= 1).then_some(n)
+        },
+    );
+    assert_eq!(cut, 1);
+    assert!(d.log().contains("cut off an API client"), "{}", d.log());
+    // What was sent before the cut can still be read, then the connection ends.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0usize;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the cut-off connection did not end ({total} bytes read): {e}"),
+        }
+    }
+    // The daemon and the service carry on; a reading follower still gets lines.
+    assert_eq!(d.state("flood"), "running");
+    let (mut child, rx) = d.follow_json(&["logs", "flood", "-f", "--json"]);
+    rx.recv_timeout(T).expect("a live line");
+    let _ = child.kill();
+    let _ = child.wait();
 }

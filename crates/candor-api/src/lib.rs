@@ -206,6 +206,9 @@ pub struct DaemonResources {
     pub refused_connections: u64,
     /// Accept errors (EMFILE/ENFILE and others) on the control socket.
     pub accept_errors: u64,
+    /// API connections closed because their client read nothing for `[daemon] send_timeout`.
+    #[serde(default)]
+    pub cut_off_connections: u64,
 }
 
 /// The sd_notify socket's traffic: what was received and what was dropped, and why.

@@ -2,11 +2,20 @@
 //! out of fds (DESIGN.md F10, seed 000): accept errors back off 100 ms doubling to 5 s (reset
 //! on success) with one log line per backoff step, and above 80 % of its own fd limit the
 //! daemon answers new connections with a 503 and closes them instead of serving them.
+//!
+//! A client that stops reading (a `logs -f` piped into a pager left open, or a hostile one)
+//! is cut off once nothing could be written to it for `[daemon] send_timeout` (default 30 s,
+//! like nginx's `send_timeout`): what it holds meanwhile is bounded by the socket's buffer and
+//! hyper's, and its connection is closed instead of being kept forever.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::sampler;
@@ -14,10 +23,36 @@ use crate::sampler;
 /// Share of the fd limit above which new API connections are refused.
 pub const REFUSE_ABOVE_PCT: f64 = 80.0;
 
-#[derive(Debug, Default)]
+/// How long a client may read nothing while the daemon has bytes for it, by default.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
 pub struct GuardCounters {
     pub refused: AtomicU64,
     pub accept_errors: AtomicU64,
+    /// Connections closed because their client read nothing for `send_timeout_ms`.
+    pub cut_off: AtomicU64,
+    /// `[daemon] send_timeout`, in ms (a reload changes it for every connection).
+    pub send_timeout_ms: AtomicU64,
+}
+
+impl Default for GuardCounters {
+    fn default() -> Self {
+        GuardCounters {
+            refused: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+            cut_off: AtomicU64::new(0),
+            send_timeout_ms: AtomicU64::new(SEND_TIMEOUT.as_millis() as u64),
+        }
+    }
+}
+
+impl GuardCounters {
+    pub fn set_send_timeout(&self, d: Option<Duration>) {
+        let ms = d.unwrap_or(SEND_TIMEOUT).as_millis().max(1);
+        self.send_timeout_ms
+            .store(ms.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
 }
 
 pub struct GuardedListener {
@@ -80,8 +115,104 @@ pub fn next_backoff(current: Duration) -> Duration {
     }
 }
 
+/// An API connection that is closed when its client reads nothing for the send timeout.
+pub struct GuardedStream {
+    inner: UnixStream,
+    counters: Arc<GuardCounters>,
+    /// Running while a write is waiting for the client to read; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl GuardedStream {
+    pub fn peer_cred(&self) -> std::io::Result<tokio::net::unix::UCred> {
+        self.inner.peer_cred()
+    }
+
+    /// A write that could not proceed: wait on, or give up when the client has read nothing
+    /// for the send timeout.
+    fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let limit = Duration::from_millis(self.counters.send_timeout_ms.load(Ordering::Relaxed));
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.counters.cut_off.fetch_add(1, Ordering::Relaxed);
+        let who = match self.inner.peer_cred() {
+            Ok(c) => format!("uid {}, pid {}", c.uid(), c.pid().unwrap_or(0)),
+            Err(_) => "unknown".into(),
+        };
+        eprintln!(
+            "candor: cut off an API client ({who}) that read nothing for {}ms (a follower that stopped reading); it can reconnect",
+            limit.as_millis()
+        );
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client read nothing for the send timeout",
+        )))
+    }
+
+    fn progressed<T>(
+        &mut self,
+        p: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        match p {
+            Poll::Pending => self.stalled(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let p = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progressed(p, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let p = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progressed(p, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let p = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progressed(p, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 impl axum::serve::Listener for GuardedListener {
-    type Io = UnixStream;
+    type Io = GuardedStream;
     type Addr = tokio::net::unix::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -96,6 +227,11 @@ impl axum::serve::Listener for GuardedListener {
                         refuse(stream, open, limit);
                         continue;
                     }
+                    let stream = GuardedStream {
+                        inner: stream,
+                        counters: self.counters.clone(),
+                        stalled: None,
+                    };
                     return (stream, addr);
                 }
                 Err(e) => {

@@ -159,6 +159,7 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
                 .guard
                 .accept_errors
                 .load(std::sync::atomic::Ordering::Relaxed),
+            cut_off_connections: st.guard.cut_off.load(std::sync::atomic::Ordering::Relaxed),
         };
     }
     info.services = st.board.borrow().len();
@@ -374,10 +375,12 @@ async fn reload(
             "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
         );
     }
+    let send_timeout = spec.daemon.send_timeout;
     let mut out = match ask(&st, caller, Request::Reload(Arc::new(spec))).await? {
         Reply::Reload(out) => out,
         other => return Err(unexpected(other)),
     };
+    st.guard.set_send_timeout(send_timeout);
     out.notes.extend(notes);
     Ok(Json(out))
 }

@@ -394,6 +394,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         ));
     }
     let guard_counters = Arc::new(guard::GuardCounters::default());
+    guard_counters.set_send_timeout(spec.daemon.send_timeout);
     tokio::spawn(notify::serve(
         notify_sock,
         cgroup_root,

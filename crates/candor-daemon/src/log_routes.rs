@@ -1,6 +1,7 @@
 //! `GET /v1/services/{name}/logs` and `GET /v1/logs` (every service, interleaved by arrival):
 //! the last lines matching `n`, `since`, `stream`, `grep`; with `follow`, then each new line as
-//! the pipe readers store it (server-sent events — no polling of the database).
+//! the pipe readers store it (server-sent events — no polling of the database). One answer
+//! holds at most `ANSWER_BYTES` of lines; older ones are paged with `before=<id>`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
@@ -9,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use candor_api as api;
-use candor_store::{LogQuery, Stream};
+use candor_store::{LogQuery, Stream, ANSWER_BYTES};
 
 use crate::http::{count_param, flag, unknown_service, AppState, Q};
 use crate::logs::{entry, LiveLine};
@@ -65,12 +66,31 @@ fn query(
             })
         })
         .transpose()?;
+    let before = q
+        .get("before")
+        .map(|s| {
+            s.parse::<i64>().map_err(|_| {
+                ApiError::new(
+                    400,
+                    format!("`before` must be a line id (a whole number), not `{s}`"),
+                )
+            })
+        })
+        .transpose()?;
+    if follow && before.is_some() {
+        return Err(ApiError::new(
+            400,
+            "`before` pages back through stored lines; it cannot be combined with `follow`",
+        ));
+    }
     Ok(LogQuery {
         service,
         n: count_param(q, if follow { 10 } else { 100 })?,
         since_ms,
         stream,
         grep,
+        before,
+        ..LogQuery::default()
     })
 }
 
@@ -93,7 +113,7 @@ async fn logs(
     };
     let store = st.store.clone();
     let wanted = query.clone();
-    let lines = tokio::task::spawn_blocking(move || {
+    let tail = tokio::task::spawn_blocking(move || {
         // Lines queued before this request are committed first: a line logged before the
         // request is in the answer (or, following, arrives live — never neither).
         store.flush();
@@ -102,13 +122,23 @@ async fn logs(
     .await
     .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?
     .map_err(|e| ApiError::new(500, format!("log query failed: {e}")))?;
-    let history: Vec<api::LogEntry> = lines
+    let mut history: Vec<api::LogEntry> = tail
+        .lines
         .iter()
         .map(|l| entry(l.id, l.at_ms, &l.service, l.stream, &l.line))
         .collect();
+    // Where older lines were left out to keep the answer bounded, the next page back.
+    let next_page = tail.cut.then(|| history.first().map(|e| e.id)).flatten();
     let Some(live) = live else {
-        return Ok(Json(history).into_response());
+        let mut resp = Json(history).into_response();
+        if let Some(id) = next_page {
+            resp.headers_mut().insert(MORE_BEFORE, id.into());
+        }
+        return Ok(resp);
     };
+    if let Some(id) = next_page {
+        history.insert(0, marker(left_out(id)));
+    }
     // Lines stored between the subscription and the history read arrive both ways.
     let mut sent: HashSet<i64> = history.iter().map(|e| e.id).collect();
     let keep = move |l: &LiveLine| {
@@ -117,16 +147,35 @@ async fn logs(
         }
         Some(entry(l.id, l.at_ms, &l.service, l.stream, &l.line))
     };
-    let lagged = |missed: u64| api::LogEntry {
+    let lagged = |missed: u64| {
+        marker(format!(
+            "-- this follower fell behind; {missed} lines were skipped \
+             (they are stored: see `candor logs`) --"
+        ))
+    };
+    Ok(sse::follow(history, live, keep, lagged).into_response())
+}
+
+/// The response header of a log answer cut short by its byte bound: the id to page back from
+/// (`before=<id>`). `candor logs` follows it until it has the lines it was asked for.
+pub const MORE_BEFORE: &str = "candor-more-before";
+
+fn left_out(id: i64) -> String {
+    format!(
+        "-- older lines left out: one answer holds at most {} MiB of lines; \
+         `candor logs --before {id}` shows them --",
+        ANSWER_BYTES >> 20
+    )
+}
+
+/// A line Candor writes into a stream of log lines.
+fn marker(line: String) -> api::LogEntry {
+    api::LogEntry {
         id: 0,
         at: api::timestamp_ms(SystemTime::now()),
         service: "candor".into(),
         stream: Stream::Candor.as_str().into(),
-        line: format!(
-            "-- this follower fell behind; {missed} lines were skipped \
-             (they are stored: see `candor logs`) --"
-        ),
+        line,
         raw_hex: None,
-    };
-    Ok(sse::follow(history, live, keep, lagged).into_response())
+    }
 }

@@ -74,6 +74,9 @@ pub struct DaemonSpec {
     pub include: Vec<String>,
     /// How often fds and memory of every service (and the daemon) are sampled; zero: never.
     pub sample_every: Option<Duration>,
+    /// An API client that reads nothing for this long while the daemon has bytes for it (a
+    /// stalled `logs -f`) is cut off; default 30 s.
+    pub send_timeout: Option<Duration>,
     /// All services' log lines on disk, at most (`[daemon] logs = { max_bytes }`).
     pub logs_max_bytes: Option<u64>,
 }

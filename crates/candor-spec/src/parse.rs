@@ -348,6 +348,15 @@ impl FileCtx<'_> {
                     }
                 },
                 "sample_every" => daemon.sample_every = self.duration(value, "daemon.sample_every"),
+                "send_timeout" => {
+                    daemon.send_timeout = self.duration(value, "daemon.send_timeout");
+                    if daemon.send_timeout.is_some_and(|d| d.is_zero()) {
+                        self.err(
+                            value.span().start,
+                            "daemon.send_timeout must be more than 0s (it is how long a client may read nothing before it is cut off)",
+                        );
+                    }
+                },
                 "logs" => {
                     let Some(t) = self.table(value, "daemon.logs") else {
                         continue;

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-pub use read::LogQuery;
+pub use read::{LogQuery, Tail, ANSWER_BYTES, LINE_OVERHEAD};
 
 /// Rows waiting for the writer, at most.
 pub const QUEUE_ROWS: usize = 16_384;

@@ -37,8 +37,16 @@ impl Ord for ById {
 /// after the time is read): a `since` scan goes this much past the first older line.
 const SINCE_SLACK_MS: i64 = 5_000;
 
+/// What one answer to a log query holds at most, in line bytes (each line also counts
+/// [`LINE_OVERHEAD`]): 4 MiB, so `n = 100000` of 16 KiB lines cannot take 1.6 GB. Older lines
+/// are paged with `before`.
+pub const ANSWER_BYTES: usize = 4 << 20;
+
+/// What a line held in an answer costs beyond its bytes (its id, time, stream, name).
+pub const LINE_OVERHEAD: usize = 64;
+
 /// Which lines `logs` wants.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LogQuery {
     /// One service, or all of them interleaved by arrival.
     pub service: Option<String>,
@@ -49,6 +57,34 @@ pub struct LogQuery {
     pub stream: Option<Stream>,
     /// Matched against the line's bytes (so lines that are not UTF-8 can be searched too).
     pub grep: Option<regex::bytes::Regex>,
+    /// Only lines older than this id (the cursor of the next page back).
+    pub before: Option<i64>,
+    /// At most this many bytes of lines in the answer (see [`ANSWER_BYTES`]).
+    pub max_bytes: usize,
+}
+
+impl Default for LogQuery {
+    fn default() -> Self {
+        LogQuery {
+            service: None,
+            n: 100,
+            since_ms: None,
+            stream: None,
+            grep: None,
+            before: None,
+            max_bytes: ANSWER_BYTES,
+        }
+    }
+}
+
+/// An answer to a [`LogQuery`].
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// Oldest first (by arrival).
+    pub lines: Vec<LogLine>,
+    /// Fewer than `n` lines because of `max_bytes`: older matching lines were left out; ask
+    /// again with `before` = the first line's id.
+    pub cut: bool,
 }
 
 impl LogQuery {
@@ -72,8 +108,9 @@ pub(crate) fn service_names(conn: &Connection) -> rusqlite::Result<Vec<(i64, Arc
 }
 
 impl Store {
-    /// The last `q.n` lines matching `q`, oldest first (by arrival).
-    pub fn tail_logs(&self, q: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
+    /// The last `q.n` lines matching `q`, oldest first (by arrival), holding at most
+    /// `q.max_bytes` (the oldest are left out first, and the answer says so).
+    pub fn tail_logs(&self, q: &LogQuery) -> Result<Tail, StoreError> {
         let err = sql_err(&self.path);
         let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         let names: HashMap<i64, Arc<str>> =
@@ -81,27 +118,34 @@ impl Store {
         let svc = match &q.service {
             Some(name) => match names.iter().find(|(_, n)| ***n == **name) {
                 Some((id, _)) => Some(*id),
-                None => return Ok(Vec::new()),
+                None => return Ok(Tail::default()),
             },
             None => None,
         };
+        let before = q.before.unwrap_or(i64::MAX);
         let sql = match svc {
-            Some(_) => "SELECT id, svc, first_ms, last_ms, data FROM chunks WHERE svc = ?1 ORDER BY id DESC",
-            None => "SELECT id, svc, first_ms, last_ms, data FROM chunks WHERE ?1 IS NULL ORDER BY id DESC",
+            Some(_) => "SELECT id, svc, first_ms, last_ms, data FROM chunks WHERE svc = ?1 AND id < ?2 ORDER BY id DESC",
+            None => "SELECT id, svc, first_ms, last_ms, data FROM chunks WHERE ?1 IS NULL AND id < ?2 ORDER BY id DESC",
         };
         let mut stmt = conn.prepare_cached(sql).map_err(&err)?;
-        let mut rows = stmt.query(params![svc]).map_err(&err)?;
-        // The newest `n` matches so far, smallest id on top.
+        let mut rows = stmt.query(params![svc, before]).map_err(&err)?;
+        let cost = |l: &LogLine| l.line.len() + LINE_OVERHEAD;
+        // The newest `n` matches so far within the byte bound, smallest id on top.
         let mut best: BinaryHeap<Reverse<ById>> = BinaryHeap::new();
+        let mut bytes = 0usize;
+        // A match was let go, or older chunks were not read, because of the byte bound.
+        let mut left_out = false;
         while let Some(r) = rows.next().map_err(&err)? {
             let first_id: i64 = r.get(0).map_err(&err)?;
             let last_ms: i64 = r.get(3).map_err(&err)?;
             // Older chunks hold no line newer than first_id + MAX_SPAN.
-            if best.len() >= q.n
+            let full = best.len() >= q.n || bytes >= q.max_bytes;
+            if full
                 && best
                     .peek()
                     .is_none_or(|Reverse(b)| b.0.id > first_id + MAX_SPAN)
             {
+                left_out |= bytes >= q.max_bytes;
                 break;
             }
             if q.since_ms
@@ -120,29 +164,44 @@ impl Store {
                 .as_blob()
                 .map_err(|e| err(e.into()))?;
             for (id, at_ms, stream, line) in decode(first_id, first_ms, data) {
-                if q.since_ms.is_some_and(|since| at_ms < since)
+                if id >= before
+                    || q.since_ms.is_some_and(|since| at_ms < since)
                     || !q.matches(&service, stream, line)
                 {
                     continue;
                 }
-                best.push(Reverse(ById(LogLine {
+                // Older than every line kept, with no room left: not wanted.
+                let room = best.len() < q.n && bytes + line.len() + LINE_OVERHEAD <= q.max_bytes;
+                if !room && best.peek().is_some_and(|Reverse(b)| b.0.id > id) {
+                    left_out |= best.len() < q.n;
+                    continue;
+                }
+                let l = LogLine {
                     id,
                     at_ms,
                     service: service.clone(),
                     stream,
                     line: line.to_vec(),
-                })));
-                if best.len() > q.n {
-                    best.pop();
+                };
+                bytes += cost(&l);
+                best.push(Reverse(ById(l)));
+                while best.len() > q.n || (bytes > q.max_bytes && best.len() > 1) {
+                    let over_bytes = best.len() <= q.n;
+                    if let Some(Reverse(gone)) = best.pop() {
+                        bytes -= cost(&gone.0);
+                        left_out |= over_bytes;
+                    }
                 }
             }
         }
-        let mut out: Vec<LogLine> = best.into_iter().map(|Reverse(b)| b.0).collect();
-        out.sort_by_key(|l| l.id);
-        Ok(out)
+        let mut lines: Vec<LogLine> = best.into_iter().map(|Reverse(b)| b.0).collect();
+        lines.sort_by_key(|l| l.id);
+        let cut = left_out && lines.len() < q.n;
+        Ok(Tail { lines, cut })
     }
 
-    /// The last `n` events (oldest first), optionally of one service.
+    /// The last `n` events (oldest first), optionally of one service, at most
+    /// [`ANSWER_BYTES`] of them.
     pub fn recent_events(
         &self,
         service: Option<&str>,
@@ -167,7 +226,17 @@ impl Store {
                 })
             })
             .map_err(&err)?;
-        let mut out: Vec<EventRow> = rows.collect::<Result<_, _>>().map_err(&err)?;
+        // Newest first, within the same byte bound as a log answer.
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for row in rows {
+            let row = row.map_err(&err)?;
+            bytes += row.reason.len() + row.detail.len() + row.service.len() + LINE_OVERHEAD;
+            if bytes > ANSWER_BYTES && !out.is_empty() {
+                break;
+            }
+            out.push(row);
+        }
         out.reverse();
         Ok(out)
     }

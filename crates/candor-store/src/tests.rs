@@ -53,28 +53,28 @@ fn tail_returns_last_lines_in_order_with_filters() {
     other.stream = Stream::Stderr;
     store.log(other);
     store.flush();
-    let got = store.tail_logs(&query(Some("api"), 3)).unwrap();
+    let got = store.tail_logs(&query(Some("api"), 3)).unwrap().lines;
     let lines: Vec<&[u8]> = got.iter().map(|l| l.line.as_slice()).collect();
     assert_eq!(lines, [&b"line 97"[..], b"line 98", b"line 99"]);
     let grep = LogQuery {
         grep: Some(regex::bytes::Regex::new(r"^line 4\d?$").unwrap()),
         ..query(Some("api"), 50)
     };
-    assert_eq!(store.tail_logs(&grep).unwrap().len(), 11); // 4, 40..49
+    assert_eq!(store.tail_logs(&grep).unwrap().lines.len(), 11); // 4, 40..49
     let since = LogQuery {
         since_ms: Some(90),
         ..query(Some("api"), 1000)
     };
-    assert_eq!(store.tail_logs(&since).unwrap().len(), 10);
+    assert_eq!(store.tail_logs(&since).unwrap().lines.len(), 10);
     // All services interleaved by arrival; a stream filter.
-    let all = store.tail_logs(&query(None, 2)).unwrap();
+    let all = store.tail_logs(&query(None, 2)).unwrap().lines;
     assert_eq!(&*all[0].service, "api");
     assert_eq!(&*all[1].service, "db");
     let err = LogQuery {
         stream: Some(Stream::Stderr),
         ..query(None, 1000)
     };
-    let got = store.tail_logs(&err).unwrap();
+    let got = store.tail_logs(&err).unwrap().lines;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].line, b"other");
 }
@@ -88,7 +88,7 @@ fn ids_increase_and_bytes_come_back_as_written() {
     let b = store.log(line("api", 2, b"next")).unwrap();
     assert!(b > a);
     store.flush();
-    let got = store.tail_logs(&query(Some("api"), 10)).unwrap();
+    let got = store.tail_logs(&query(Some("api"), 10)).unwrap().lines;
     assert_eq!(got[0].line, raw);
     assert_eq!((got[0].id, got[1].id), (a, b));
 }
@@ -155,7 +155,10 @@ fn a_service_over_its_cap_loses_its_oldest_lines_and_only_its_own() {
         }
     }
     store.flush();
-    let loud = store.tail_logs(&query(Some("loud"), 100_000)).unwrap();
+    let loud = store
+        .tail_logs(&query(Some("loud"), 100_000))
+        .unwrap()
+        .lines;
     let bytes: u64 = loud
         .iter()
         .map(|l| l.line.len() as u64 + ROW_OVERHEAD)
@@ -168,7 +171,11 @@ fn a_service_over_its_cap_loses_its_oldest_lines_and_only_its_own() {
     );
     assert!(loud.last().unwrap().line.ends_with(b" 1999"), "newest kept");
     assert_eq!(
-        store.tail_logs(&query(Some("quiet"), 1000)).unwrap().len(),
+        store
+            .tail_logs(&query(Some("quiet"), 1000))
+            .unwrap()
+            .lines
+            .len(),
         50
     );
     assert!(store.dropped().trimmed.load(Ordering::Relaxed) > 1800);
@@ -194,7 +201,11 @@ fn past_the_total_cap_the_biggest_service_gives_way() {
     store.flush();
     assert!(store.usage().log_bytes <= 200_000);
     assert_eq!(
-        store.tail_logs(&query(Some("quiet"), 1000)).unwrap().len(),
+        store
+            .tail_logs(&query(Some("quiet"), 1000))
+            .unwrap()
+            .lines
+            .len(),
         50
     );
 }
@@ -215,7 +226,11 @@ fn a_full_queue_drops_and_counts_instead_of_waiting() {
     assert_eq!(store.dropped().logs.load(Ordering::Relaxed), dropped);
     store.flush();
     assert_eq!(
-        store.tail_logs(&query(Some("api"), 10_000)).unwrap().len() as u64,
+        store
+            .tail_logs(&query(Some("api"), 10_000))
+            .unwrap()
+            .lines
+            .len() as u64,
         kept
     );
 }
@@ -322,7 +337,7 @@ fn a_failed_write_counts_its_lines_per_service_frees_the_queue_and_is_marked_lat
     other.execute_batch("DROP TRIGGER full;").unwrap();
     store.log(line("quiet", 100, b"after"));
     store.flush();
-    let got = store.tail_logs(&query(Some("quiet"), 10)).unwrap();
+    let got = store.tail_logs(&query(Some("quiet"), 10)).unwrap().lines;
     let lines: Vec<String> = got
         .iter()
         .map(|l| String::from_utf8_lossy(&l.line).into_owned())
@@ -335,4 +350,57 @@ fn a_failed_write_counts_its_lines_per_service_frees_the_queue_and_is_marked_lat
         "{lines:?}"
     );
     assert_eq!(got[2].stream, Stream::Candor);
+}
+
+#[test]
+fn an_answer_holds_at_most_its_byte_bound_and_pages_back_with_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    // 600 lines of 16 KiB: 9.6 MB, over twice the answer's bound.
+    let big = vec![b'x'; 16 << 10];
+    for i in 0..600 {
+        let mut l = line("api", i, &big);
+        l.line.extend_from_slice(format!(" {i}").as_bytes());
+        while store.log(l.clone()).is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    store.flush();
+    let first = store.tail_logs(&query(Some("api"), 100_000)).unwrap();
+    let held: usize = first
+        .lines
+        .iter()
+        .map(|l| l.line.len() + LINE_OVERHEAD)
+        .sum();
+    assert!(held <= ANSWER_BYTES, "one answer held {held} bytes");
+    assert!(first.cut, "the answer says older lines were left out");
+    assert!(first.lines.len() >= 200, "{} lines", first.lines.len());
+    assert!(
+        first.lines.last().unwrap().line.ends_with(b" 599"),
+        "the newest line is in it"
+    );
+    // Paging back with the first line's id gets every older line exactly once.
+    let mut seen = first.lines.len();
+    let mut cursor = first.lines[0].id;
+    let mut pages = 1;
+    loop {
+        let page = store
+            .tail_logs(&LogQuery {
+                before: Some(cursor),
+                ..query(Some("api"), 100_000)
+            })
+            .unwrap();
+        assert!(page.lines.iter().all(|l| l.id < cursor));
+        seen += page.lines.len();
+        pages += 1;
+        if !page.cut {
+            break;
+        }
+        cursor = page.lines[0].id;
+    }
+    assert_eq!(seen, 600);
+    assert!(pages >= 3, "{pages} pages");
+    // A small n is not cut: the bound only matters when n lines would not fit.
+    let few = store.tail_logs(&query(Some("api"), 5)).unwrap();
+    assert_eq!((few.lines.len(), few.cut), (5, false));
 }

@@ -95,16 +95,28 @@ impl Client {
         path: &str,
         body: Bytes,
     ) -> Result<Bytes, ClientError> {
+        self.call_head(method, path, body)
+            .await
+            .map(|(body, _)| body)
+    }
+
+    /// As `call_body`, with the answer's headers.
+    pub async fn call_head(
+        &self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(Bytes, hyper::HeaderMap), ClientError> {
         let resp = self.send_body(method, path, body).await?;
         let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
+        let (head, body) = resp.into_parts();
+        let body = body
             .collect()
             .await
             .map_err(|e| ClientError::Other(format!("reading the daemon's answer: {e}")))?
             .to_bytes();
         if (200..300).contains(&status) {
-            Ok(body)
+            Ok((body, head.headers))
         } else {
             Err(api_error(status, &body))
         }
@@ -130,7 +142,11 @@ impl Client {
         let mut pending = String::new();
         while let Some(frame) = body.frame().await {
             let frame =
-                frame.map_err(|e| ClientError::Other(format!("event stream broke: {e}")))?;
+                frame.map_err(|e| {
+                ClientError::Other(format!(
+                    "the daemon ended this stream: {e} (it cuts off a follower that reads nothing for [daemon] send_timeout, 30s by default; run the command again to go on)"
+                ))
+            })?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };

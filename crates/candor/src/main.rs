@@ -93,6 +93,10 @@ enum Command {
         /// Only one stream: out or err.
         #[arg(long, value_parser = ["out", "err", "stdout", "stderr"])]
         stream: Option<String>,
+        /// Only lines older than this line id (`--json` shows ids): page back through the
+        /// stored lines.
+        #[arg(long, conflicts_with = "follow")]
+        before: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -246,6 +250,7 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
             since,
             grep,
             stream,
+            before,
             json,
         } => {
             let default_n = match (follow, &since) {
@@ -253,7 +258,8 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
                 (false, Some(_)) => 100_000,
                 (false, None) => 100,
             };
-            let mut q = format!("n={}", lines.unwrap_or(default_n));
+            let n = lines.unwrap_or(default_n);
+            let mut q = String::new();
             if follow {
                 q += "&follow=true";
             }
@@ -266,10 +272,11 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
             if let Some(s) = stream {
                 q += &format!("&stream={}", encode(&s));
             }
-            let path = match &name {
-                Some(name) => format!("/v1/services/{}/logs?{q}", encode(name)),
-                None => format!("/v1/logs?{q}"),
+            let base = match &name {
+                Some(name) => format!("/v1/services/{}/logs", encode(name)),
+                None => "/v1/logs".to_string(),
             };
+            let path = format!("{base}?n={n}{q}");
             // Without a name, lines of every service: show whose each is.
             let show = |l: &candor_api::LogEntry| {
                 if json {
@@ -280,7 +287,17 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
                     println!("{} {} {}", l.at, l.stream, l.line);
                 }
             };
-            list_or_follow(&client, &path, follow, json, "log line", show).await
+            if follow {
+                return list_or_follow(&client, &path, follow, json, "log line", show).await;
+            }
+            match log_pages(&client, &format!("{base}?{q}"), n, before).await {
+                Ok(lines) if json => print_json(&lines),
+                Ok(lines) => {
+                    lines.iter().for_each(show);
+                    OK
+                }
+                Err(e) => fail(e, json),
+            }
         }
         Command::Events {
             follow,
@@ -372,6 +389,39 @@ where
             OK
         }
         Err(e) => fail(e, json),
+    }
+}
+
+/// The last `n` log lines at `path` (a query string ending in its filters, each `&`-led),
+/// older than `before` if given. The daemon bounds each answer's bytes and says where to page
+/// back from when it had to leave older lines out; those pages are fetched until `n` lines
+/// are here.
+async fn log_pages(
+    client: &Client,
+    path: &str,
+    n: usize,
+    mut before: Option<i64>,
+) -> Result<Vec<candor_api::LogEntry>, ClientError> {
+    let mut lines: Vec<candor_api::LogEntry> = Vec::new();
+    loop {
+        let mut page_path = format!("{path}&n={}", n - lines.len());
+        if let Some(id) = before {
+            page_path += &format!("&before={id}");
+        }
+        let (body, headers) = client
+            .call_head("GET", &page_path, Default::default())
+            .await?;
+        let mut page: Vec<candor_api::LogEntry> = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Other(format!("unexpected answer from the daemon: {e}")))?;
+        let next = headers
+            .get(candor_daemon::log_routes::MORE_BEFORE)
+            .and_then(|v| v.to_str().ok()?.parse::<i64>().ok());
+        page.append(&mut lines);
+        lines = page;
+        match next {
+            Some(id) if lines.len() < n => before = Some(id),
+            _ => return Ok(lines),
+        }
     }
 }
 
