@@ -535,3 +535,170 @@ logs = { rate = 100000, burst = 100000 }
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The daemon's `faults` once it has at least `n`.
+fn wait_faults(d: &Daemon, n: u64) -> serde_json::Value {
+    wait_for("the fault reported", T, || {
+        let f = d.info()["faults"].clone();
+        (f["count"].as_u64().unwrap_or(0) >= n).then_some(f)
+    })
+}
+
+fn fault_events(d: &Daemon) -> Vec<String> {
+    d.events()
+        .iter()
+        .filter(|e| e["service"] == "candor" && e["state"] == "fault")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn a_log_reader_that_panics_is_started_again_and_its_service_never_meets_a_closed_pipe() {
+    let d = Daemon::start_with_env(
+        r#"
+[service.chatty]
+command = ["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.02; done"]
+"#,
+        &[("CANDOR_FAILPOINTS", "reader:chatty")],
+    );
+    let pid = d.wait_state("chatty", "running", T)["pid"].clone();
+    let faults = wait_faults(&d, 1);
+    assert_eq!(
+        faults["recent"][0]["task"],
+        "the log reader of chatty stdout"
+    );
+    // The next reader reads the same pipe: it says what happened, and lines keep coming.
+    let marked = wait_for("lines after the marker", T, || {
+        let lines: Vec<serde_json::Value> =
+            serde_json::from_str(&d.ok(&["logs", "chatty", "-n", "1000", "--json"])).unwrap();
+        let at = lines.iter().position(|l| {
+            l["stream"] == "candor" && l["line"].as_str().unwrap().contains("panicked")
+        })?;
+        (lines.len() > at + 20).then_some(lines[at]["line"].as_str().unwrap().to_string())
+    });
+    assert!(
+        marked.contains("reader of this stdout panicked (failpoint reader:chatty)"),
+        "{marked}"
+    );
+    // No SIGPIPE: the same process, never restarted.
+    let s = d.status("chatty");
+    assert_eq!((s["pid"].clone(), s["restarts"].as_u64()), (pid, Some(0)));
+    let events = fault_events(&d);
+    assert!(
+        events[0].starts_with("the log reader of chatty stdout panicked (failpoint reader:chatty); it was started again"),
+        "{events:?}"
+    );
+    let table = d.ok(&["status"]);
+    assert!(
+        table.contains("1 panic caught in Candor's own tasks"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_keeper_panic_leaves_that_spawn_undone_and_the_retry_brings_the_service_up() {
+    let d = Daemon::start_with_env(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+
+[service.other]
+command = ["sleep", "100000"]
+"#,
+        &[("CANDOR_FAILPOINTS", "keeper-spawn:web")],
+    );
+    d.wait_state("other", "running", T);
+    d.wait_state("web", "running", T);
+    let faults = wait_faults(&d, 1);
+    assert_eq!(faults["recent"][0]["task"], "the keeper");
+    assert!(
+        faults["recent"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("handling a spawn: failpoint keeper-spawn:web"),
+        "{faults}"
+    );
+    // The spawn it was handling failed with that reason, and the next one worked.
+    let reasons: Vec<String> = d
+        .events()
+        .iter()
+        .filter(|e| e["service"] == "web")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("the keeper failed (handling a spawn: failpoint keeper-spawn:web)")),
+        "{reasons:?}"
+    );
+    // The keeper carries on: it still stops and reaps.
+    d.ok(&["stop", "other", "--wait"]);
+    assert_eq!(d.state("other"), "stopped");
+}
+
+#[test]
+fn an_api_handler_that_panics_answers_500_and_the_next_request_is_served() {
+    let d = Daemon::start_with_env(
+        r#"
+[service.web]
+command = ["sleep", "100000"]
+"#,
+        &[("CANDOR_FAILPOINTS", "api:/v1/services/web")],
+    );
+    let answer = d
+        .raw(&candor_scenarios::get_request("/v1/services/web"))
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    assert!(
+        answer.contains("this was reported and the daemon carries on"),
+        "{answer}"
+    );
+    d.wait_state("web", "running", T);
+    let faults = wait_faults(&d, 1);
+    assert_eq!(
+        faults["recent"][0]["task"],
+        "the API handler of GET /v1/services/web"
+    );
+}
+
+#[test]
+fn a_brain_that_panics_restarts_the_daemon_in_place_and_every_service_is_kept() {
+    let d = Daemon::start_with_env(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+
+[service.db]
+command = ["sleep", "100000"]
+"#,
+        &[("CANDOR_FAILPOINTS", "brain:web")],
+    );
+    let web = d.wait_state("web", "running", T)["pid"].clone();
+    let db = d.wait_state("db", "running", T)["pid"].clone();
+    let before = d.info();
+    // The step handling this restart panics; the answer may be lost with the old brain.
+    let _ = d.cli(&["restart", "web"]);
+    let after = wait_for("a new incarnation", T, || {
+        let i = d.info();
+        (i["incarnation"] != before["incarnation"]).then_some(i)
+    });
+    assert_eq!(
+        after["pid"], before["pid"],
+        "restarted in place (exec), not a new process"
+    );
+    // Every service was taken over, none restarted.
+    assert_eq!(d.wait_state("db", "running", T)["pid"], db);
+    let s = d.wait_state("web", "running", T);
+    assert_eq!(
+        (s["pid"].clone(), s["restarts"].as_u64()),
+        (web.clone(), Some(0))
+    );
+    let events = fault_events(&d);
+    assert!(
+        events
+            .iter()
+            .any(|r| r.starts_with("the brain panicked (failpoint brain)")),
+        "{events:?}"
+    );
+    // The new brain works: the same request now does what it says.
+    d.ok(&["restart", "web", "--wait"]);
+    assert_ne!(d.status("web")["pid"], web);
+}

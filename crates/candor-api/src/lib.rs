@@ -156,6 +156,25 @@ pub struct DaemonInfo {
     /// Set when an upgrade failed and this (old) binary took over again: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade_error: Option<String>,
+    /// Panics caught in the daemon's own tasks (each task was started again).
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+/// Panics caught in the daemon's own tasks since it started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Faults {
+    pub count: u64,
+    /// The latest few, oldest first.
+    pub recent: Vec<Fault>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Fault {
+    /// "log reader of web stdout", "probe loop of api", "keeper", "API request GET /v1/…".
+    pub task: String,
+    pub message: String,
+    pub at: String,
 }
 
 /// `POST /v1/upgrade`: hand every service to another binary (default: the candor binary now
@@ -322,6 +341,11 @@ pub enum EventDetail {
         request: String,
         uid: u32,
         pid: Option<i32>,
+    },
+    /// A panic caught in one of the daemon's own tasks, which was started again.
+    Fault {
+        task: String,
+        message: String,
     },
     /// A change of derived state.
     State(StateDetail),

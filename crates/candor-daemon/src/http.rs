@@ -45,6 +45,7 @@ pub struct AppState {
     pub upgrade: mpsc::Sender<crate::shell::UpgradeAsk>,
     pub keeper: candor_keeper::KeeperHandle,
     pub exec: Arc<crate::probe::ExecProbes>,
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 impl IntoResponse for ApiError {
@@ -83,7 +84,41 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(405, "method not allowed on this endpoint")
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.faults.clone(),
+            catch_panics,
+        ))
         .with_state(state)
+}
+
+/// A handler that panics answers 500, is reported as a fault, and costs nothing else (the
+/// connection's task would otherwise just end without an answer).
+async fn catch_panics(
+    State(faults): State<Arc<crate::faults::Faults>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use futures_util::FutureExt;
+    let task = format!("the API handler of {} {}", req.method(), req.uri().path());
+    let path = req.uri().path().to_string();
+    let answer = async move {
+        if candor_core::fail_once("api", &path) {
+            panic!("failpoint api:{path}");
+        }
+        next.run(req).await
+    };
+    match std::panic::AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(payload) => {
+            let message = crate::faults::panic_message(&*payload);
+            faults.report(&task, &message, "it answered 500");
+            ApiError::new(
+                500,
+                format!("the daemon failed to answer this ({message}); this was reported and the daemon carries on"),
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Hand a request to the brain and wait for its answer (sent once the board shows it).
@@ -163,6 +198,10 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
         };
     }
     info.services = st.board.borrow().len();
+    info.faults = api::Faults {
+        count: st.faults.count(),
+        recent: st.faults.recent(),
+    };
     let n = &st.notify;
     info.notify.received = n.received.load(std::sync::atomic::Ordering::Relaxed);
     info.notify.dropped_oversized = n.oversized.load(std::sync::atomic::Ordering::Relaxed);

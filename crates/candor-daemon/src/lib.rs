@@ -2,6 +2,7 @@
 //! actor and serves the API on a Unix socket (mode 0600) until shutdown.
 
 pub mod board;
+pub mod faults;
 pub mod guard;
 pub mod http;
 pub mod log_routes;
@@ -340,6 +341,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         adopted: taken.taken.iter().filter(|t| t.found.alive).count(),
         upgraded_from: opts.handover.from.clone(),
         upgrade_error: opts.handover.error.clone(),
+        faults: api::Faults::default(),
     };
     if let Some(from) = &opts.handover.from {
         let (state, reason) = match &opts.handover.error {
@@ -370,6 +372,10 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     eprintln!("candor: listening on {}", socket.display());
 
     let (events_tx, _) = broadcast::channel(1024);
+    let faults = Arc::new(faults::Faults::new(
+        Some(store.clone()),
+        Some(events_tx.downgrade()),
+    ));
     let (internal_tx, internal_rx) = mpsc::channel(1024);
     let (logs_live, _) = broadcast::channel(4096);
     // Earlier versions kept the notify socket in the state dir; it is abstract now.
@@ -386,21 +392,28 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     };
     let every = spec.daemon.sample_every.unwrap_or(Duration::from_secs(5));
     if !every.is_zero() {
-        tokio::spawn(sampler::run(
-            every,
-            cgroup_root.clone(),
-            board_rx.clone(),
-            internal_tx.clone(),
-        ));
+        let (root, board, tx) = (cgroup_root.clone(), board_rx.clone(), internal_tx.clone());
+        faults.supervise("the fd and memory sampler".into(), move |_| {
+            sampler::run(every, root.clone(), board.clone(), tx.clone())
+        });
     }
     let guard_counters = Arc::new(guard::GuardCounters::default());
     guard_counters.set_send_timeout(spec.daemon.send_timeout);
-    tokio::spawn(notify::serve(
-        notify_sock,
-        cgroup_root,
-        internal_tx.clone(),
-        notify_counters.clone(),
-    ));
+    {
+        let (sock, tx, counters) = (
+            Arc::new(notify_sock),
+            internal_tx.clone(),
+            notify_counters.clone(),
+        );
+        faults.supervise("the notify socket server".into(), move |_| {
+            notify::serve(
+                sock.clone(),
+                cgroup_root.clone(),
+                tx.clone(),
+                counters.clone(),
+            )
+        });
+    }
     let (upgrade_tx, upgrade_rx) = mpsc::channel(1);
     let keeper_for_api = keeper.clone();
     let exec_probes: Arc<probe::ExecProbes> = Arc::default();
@@ -422,6 +435,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             rx
         },
         logs_live: logs_live.clone(),
+        faults: faults.clone(),
         sample_every: every,
     };
     let recorder =
@@ -455,6 +469,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         upgrade: upgrade_tx,
         keeper: keeper_for_api,
         exec: exec_probes,
+        faults: faults.clone(),
     });
     drop(events_tx);
     drop(logs_live);
@@ -508,6 +523,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let _ = stop_http_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     let _ = std::fs::remove_file(&socket);
+    faults.close();
     drop(store);
     // Give the store's writer a moment to commit the last events.
     let _ = tokio::time::timeout(

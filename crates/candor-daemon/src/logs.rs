@@ -16,6 +16,8 @@ use candor_spec::LogsSpec;
 use candor_store::{LogLine, Store, Stream};
 use tokio::net::unix::pipe;
 
+use crate::faults::Faults;
+
 /// Longest line kept whole; a longer one is stored in pieces of this size.
 pub const MAX_LINE: usize = 16 * 1024;
 /// Appended to every piece of a split line but the last.
@@ -361,12 +363,16 @@ pub fn entry(
     }
 }
 
+/// One supervised reader per pipe: a reader that panics is reported and started again on the
+/// same pipe (kept here, a dup each time), with a marker line — the service never meets a
+/// closed pipe (SIGPIPE) because of a bug in Candor.
 pub fn spawn_readers(
     service: &str,
     stdout: Option<std::os::fd::OwnedFd>,
     stderr: Option<std::os::fd::OwnedFd>,
     sink: LogSink,
     counters: Arc<LogCounters>,
+    faults: &Arc<Faults>,
 ) {
     let service: Arc<str> = service.into();
     let streams = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)];
@@ -374,25 +380,32 @@ pub fn spawn_readers(
         .into_iter()
         .filter_map(|(fd, s)| fd.map(|fd| (fd, s)))
     {
-        let mut r = Reader {
-            service: service.clone(),
-            stream,
-            sink: sink.clone(),
-            counters: counters.clone(),
-            partial: Vec::new(),
-            fold: Fold::default(),
-            queued: Default::default(),
-        };
-        let active = Active::new(&r.sink.active);
-        tokio::spawn(async move {
-            let _active = active;
-            match pipe::Receiver::from_owned_fd(fd) {
-                Ok(rx) => r.run(rx).await,
-                Err(e) => eprintln!(
-                    "candor: {} {}: cannot read pipe: {e}",
-                    r.service,
-                    stream.as_str()
-                ),
+        let (service, sink, counters) = (service.clone(), sink.clone(), counters.clone());
+        let fd = Arc::new(fd);
+        let active = Arc::new(Active::new(&sink.active));
+        let task = format!("the log reader of {service} {}", stream.as_str());
+        faults.supervise(task, move |after_panic| {
+            let mut r = Reader {
+                service: service.clone(),
+                stream,
+                sink: sink.clone(),
+                counters: counters.clone(),
+                partial: Vec::new(),
+                fold: Fold::default(),
+                queued: Default::default(),
+            };
+            let (fd, active) = (fd.try_clone(), active.clone());
+            async move {
+                let _active = active;
+                let rx = fd.and_then(pipe::Receiver::from_owned_fd);
+                match rx {
+                    Ok(rx) => r.run(rx, after_panic).await,
+                    Err(e) => eprintln!(
+                        "candor: {} {}: cannot read pipe: {e}",
+                        r.service,
+                        stream.as_str()
+                    ),
+                }
             }
         });
     }
@@ -457,7 +470,9 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(&mut self, rx: pipe::Receiver) {
+    /// Read the pipe until its writers are gone. `after_panic`: the reader before this one
+    /// panicked with that message.
+    async fn run(&mut self, rx: pipe::Receiver, after_panic: Option<String>) {
         // Small reads while a service is quiet; a read that fills them grows them for a flood
         // (fewer reads), a short one shrinks them back. The bytes are looked at in the worker
         // thread's buffer (no await while they are): an idle reader holds no buffer at all
@@ -465,7 +480,17 @@ impl Reader {
         let mut want = SMALL_BUF;
         // Look before taking while lines are being stored; while everything read is folded or
         // over the limit (discarded anyway), take at once: one copy of a flood, not three.
-        let mut careful = true;
+        // After a panic, the bytes it was looking at are taken at once: if they are what made
+        // it panic, the next reader must not look at them forever.
+        let mut careful = after_panic.is_none();
+        if let Some(message) = after_panic {
+            let line = format!(
+                "-- Candor's reader of this {} panicked ({message}) and was started again; \
+                 the lines it was reading may be lost --",
+                self.stream.as_str()
+            );
+            self.send(line.into_bytes(), Stream::Candor);
+        }
         let counters = self.counters.clone();
         let mut pace = Pace::default();
         let mut stop = self.sink.stop.clone();
@@ -573,6 +598,9 @@ impl Reader {
     }
 
     fn take(&mut self, mut buf: &[u8], gate: &mut Gate, now: Instant) {
+        if candor_core::fail_once("reader", &self.service) {
+            panic!("failpoint reader:{}", self.service);
+        }
         loop {
             // A run of lines identical to the last (an error spammed in a loop, `yes`): counted
             // by comparing the run with itself one line further on, not line by line.

@@ -3,6 +3,7 @@
 //! (the brain aborts them); a hung probe is cut at its timeout and costs only its own task.
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use crate::faults::Faults;
 use crate::probe::{self, ExecProbes};
 
 /// Declared sockets of a service without a probe are checked this often.
@@ -70,6 +72,9 @@ impl Drop for Monitor {
     }
 }
 
+/// The run's evidence tasks, each supervised by `faults`: one that panics is reported and
+/// started again, so evidence never silently stops coming while the run lives.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     spec: Arc<ServiceSpec>,
     run_id: u64,
@@ -77,128 +82,165 @@ pub fn start(
     exec: Arc<ExecProbes>,
     tx: mpsc::Sender<Internal>,
     ready_fd: Option<OwnedFd>,
+    faults: &Arc<Faults>,
 ) -> Monitor {
     let mut tasks = Vec::new();
     let service = spec.name.to_string();
     let check_now = Arc::new(tokio::sync::Notify::new());
-    let ready_at_spawn = spec.ready == ReadySpec::Started;
     if let Some(fd) = ready_fd {
         let (tx, service) = (tx.clone(), service.clone());
+        // Kept here, so a restarted task reads the same pipe (a dup of it each time).
+        let fd = Arc::new(fd);
+        let task = format!("the ready fd reader of {service}");
         tasks.push(
-            tokio::spawn(async move {
-                let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-                    return;
-                };
-                let mut buf = [0u8; 512];
-                // s6: ready when a newline is written; EOF first means it never said so.
-                while let Ok(n) = rx.read(&mut buf).await {
-                    if n == 0 {
-                        return;
+            faults
+                .supervise(task, move |_| {
+                    let (tx, service) = (tx.clone(), service.clone());
+                    let fd = fd.try_clone();
+                    async move {
+                        let Ok(fd) = fd else { return };
+                        let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+                            return;
+                        };
+                        let mut buf = [0u8; 512];
+                        // s6: ready when a newline is written; EOF first means it never said so.
+                        while let Ok(n) = rx.read(&mut buf).await {
+                            if n == 0 {
+                                return;
+                            }
+                            if buf[..n].contains(&b'\n') {
+                                let _ = tx
+                                    .send(Internal::Ready {
+                                        service,
+                                        run_id,
+                                        via: "fd",
+                                    })
+                                    .await;
+                                return;
+                            }
+                        }
                     }
-                    if buf[..n].contains(&b'\n') {
-                        let _ = tx
-                            .send(Internal::Ready {
-                                service,
-                                run_id,
-                                via: "fd",
-                            })
-                            .await;
-                        return;
-                    }
-                }
-            })
-            .abort_handle(),
+                })
+                .abort_handle(),
         );
     }
     if let ReadySpec::File(path) = &spec.ready {
         let (tx, service, path) = (tx.clone(), service.clone(), path.clone());
+        let task = format!("the ready file watcher of {service}");
         tasks.push(
-            tokio::spawn(async move {
-                while !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                let _ = tx
-                    .send(Internal::Ready {
-                        service,
-                        run_id,
-                        via: "file",
-                    })
-                    .await;
-            })
-            .abort_handle(),
+            faults
+                .supervise(task, move |_| {
+                    let (tx, service, path) = (tx.clone(), service.clone(), path.clone());
+                    async move {
+                        while !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        let _ = tx
+                            .send(Internal::Ready {
+                                service,
+                                run_id,
+                                via: "file",
+                            })
+                            .await;
+                    }
+                })
+                .abort_handle(),
         );
     }
     if spec.probe.is_some() || !spec.sockets.is_empty() {
-        let spec = spec.clone();
+        // Whether the run is ready: kept across a restart of the loop.
+        let ready = Arc::new(AtomicBool::new(spec.ready == ReadySpec::Started));
         let wake = check_now.clone();
+        let task = format!("the probe loop of {service}");
         tasks.push(
-            tokio::spawn(async move {
-                let (every, delay, timeout) = match &spec.probe {
-                    Some(p) => (p.every, p.start_delay, p.timeout),
-                    None => (SOCKET_CHECK_EVERY, Duration::ZERO, Duration::from_secs(1)),
-                };
-                tokio::time::sleep(delay).await;
-                // Until the run is ready (the brain says so through `check_now`), probe from
-                // 20 ms, doubling up to `every`, as a startup probe would: a service is shown
-                // running soon after it can serve, not a whole period later. Then every `every`.
-                let mut ready = ready_at_spawn;
-                let mut pause = STARTUP_PROBE_FIRST.min(every);
-                // Once ready: when the next probe is due, on the service's phase of `every`
-                // (one `every` after the last, half to one and a half after the first; a late
-                // probe is not made up for); unchanged by a probe the brain asked for.
-                let mut due: Option<tokio::time::Instant> = None;
-                let mut first = true;
-                loop {
-                    if !first {
-                        let now = tokio::time::Instant::now();
-                        if ready && due.is_none_or(|d| d <= now) {
-                            due = Some(next_due(now + every / 2, every, &service));
-                        }
-                        match due {
-                            Some(next) => tokio::select! {
-                                _ = tokio::time::sleep_until(next) => {}
-                                _ = wake.notified() => {}
-                            },
-                            None => tokio::select! {
-                                _ = tokio::time::sleep(pause) => pause = (pause * 2).min(every),
-                                _ = wake.notified() => ready = true,
-                            },
-                        }
-                    }
-                    first = false;
-                    let (outcome, checks) = tokio::join!(
-                        probe::run(&spec, &keeper, &exec),
-                        probe::check_sockets(&spec.sockets, timeout)
-                    );
-                    if !spec.sockets.is_empty() {
-                        let msg = Internal::Sockets {
-                            service: service.clone(),
-                            run_id,
-                            checks,
-                        };
-                        if tx.send(msg).await.is_err() {
-                            return;
-                        }
-                    }
-                    if let Some(outcome) = outcome {
-                        if tx
-                            .send(Internal::Probe {
-                                service: service.clone(),
-                                run_id,
-                                outcome,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-            })
-            .abort_handle(),
+            faults
+                .supervise(task, move |_| {
+                    probe_loop(
+                        spec.clone(),
+                        run_id,
+                        keeper.clone(),
+                        exec.clone(),
+                        tx.clone(),
+                        wake.clone(),
+                        ready.clone(),
+                    )
+                })
+                .abort_handle(),
         );
     }
     Monitor { tasks, check_now }
+}
+
+async fn probe_loop(
+    spec: Arc<ServiceSpec>,
+    run_id: u64,
+    keeper: KeeperHandle,
+    exec: Arc<ExecProbes>,
+    tx: mpsc::Sender<Internal>,
+    wake: Arc<tokio::sync::Notify>,
+    ready: Arc<AtomicBool>,
+) {
+    let service = spec.name.to_string();
+    let (every, delay, timeout) = match &spec.probe {
+        Some(p) => (p.every, p.start_delay, p.timeout),
+        None => (SOCKET_CHECK_EVERY, Duration::ZERO, Duration::from_secs(1)),
+    };
+    tokio::time::sleep(delay).await;
+    // Until the run is ready (the brain says so through `wake`), probe from 20 ms, doubling
+    // up to `every`, as a startup probe would: a service is shown running soon after it can
+    // serve, not a whole period later. Then every `every`.
+    let mut pause = STARTUP_PROBE_FIRST.min(every);
+    // Once ready: when the next probe is due, on the service's phase of `every` (one `every`
+    // after the last, half to one and a half after the first; a late probe is not made up
+    // for); unchanged by a probe the brain asked for.
+    let mut due: Option<tokio::time::Instant> = None;
+    let mut first = true;
+    loop {
+        if !first {
+            let now = tokio::time::Instant::now();
+            if ready.load(Ordering::Relaxed) && due.is_none_or(|d| d <= now) {
+                due = Some(next_due(now + every / 2, every, &service));
+            }
+            match due {
+                Some(next) => tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = wake.notified() => {}
+                },
+                None => tokio::select! {
+                    _ = tokio::time::sleep(pause) => pause = (pause * 2).min(every),
+                    _ = wake.notified() => ready.store(true, Ordering::Relaxed),
+                },
+            }
+        }
+        first = false;
+        let (outcome, checks) = tokio::join!(
+            probe::run(&spec, &keeper, &exec),
+            probe::check_sockets(&spec.sockets, timeout)
+        );
+        if !spec.sockets.is_empty() {
+            let msg = Internal::Sockets {
+                service: service.clone(),
+                run_id,
+                checks,
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+        if let Some(outcome) = outcome {
+            if tx
+                .send(Internal::Probe {
+                    service: service.clone(),
+                    run_id,
+                    outcome,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

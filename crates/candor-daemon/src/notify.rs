@@ -91,7 +91,7 @@ pub fn parse(text: &str) -> Vec<(String, String)> {
 }
 
 pub async fn serve(
-    sock: UnixDatagram,
+    sock: Arc<UnixDatagram>,
     cgroup_root: Option<PathBuf>,
     tx: mpsc::Sender<Internal>,
     counters: Arc<NotifyCounters>,

@@ -57,6 +57,8 @@ pub struct BrainContext {
     pub log_readers: Arc<std::sync::atomic::AtomicUsize>,
     /// The highest line id the store has written.
     pub log_committed: watch::Receiver<i64>,
+    /// Where the daemon's own tasks that panic are reported (and started again).
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 /// An API failure: an HTTP status and the body to send.
@@ -179,6 +181,9 @@ pub struct Shell {
     /// Services changed since the last `save_records`, or all of them.
     dirty: std::collections::BTreeSet<candor_spec::ServiceName>,
     save_all: bool,
+    /// A step panicked: the brain's facts cannot be trusted any more. The daemon restarts
+    /// itself in place (as `candor upgrade` to its own binary), keeping every service.
+    brain_failed: bool,
 }
 
 /// Readiness markers cleared before each spawn: the ready file, and `<socket>.ready` beside
@@ -235,6 +240,7 @@ impl Shell {
             adopt_backlog: Vec::new(),
             dirty: Default::default(),
             save_all: true,
+            brain_failed: false,
         };
         // Every configured service is on the board before the API answers its first request,
         // with the runs of an earlier daemon already taken over: never "about to start" for a
@@ -257,6 +263,9 @@ impl Shell {
         self.carry(effects);
         let mut requests_open = true;
         while !self.facts.exited {
+            if self.brain_failed {
+                return self.restart_in_place(&mut keeper_rx).await;
+            }
             self.retry_adoptions();
             let now = clock::mono();
             let next = self.timers.first().copied();
@@ -337,6 +346,19 @@ impl Shell {
         let names: Vec<String> = self.saved.keys().map(|n| n.to_string()).collect();
         let _ = tokio::task::spawn_blocking(move || recorder.clear(names)).await;
         Ended::Shutdown
+    }
+
+    /// After a step panicked: hand every service over to a fresh copy of this binary, which
+    /// takes them over from the run records and the kernel as after any restart. If even the
+    /// handover fails, exit and leave the services running for the next daemon to adopt.
+    async fn restart_in_place(&mut self, keeper_rx: &mut mpsc::Receiver<KeeperEvent>) -> Ended {
+        match self.hand_over(keeper_rx).await {
+            Ok(()) => Ended::Upgrade(std::path::PathBuf::from("/proc/self/exe")),
+            Err(e) => {
+                eprintln!("candor: cannot restart in place ({e}); exiting, services keep running");
+                std::process::exit(1);
+            }
+        }
     }
 
     /// Get ready for a successor to take over: freeze the keeper (after the events it has
@@ -635,15 +657,61 @@ impl Shell {
                 return None;
             }
             KeeperEvent::Warning { message } => Input::KeeperWarning { message },
+            KeeperEvent::Panicked { message, refused } => {
+                self.ctx
+                    .faults
+                    .report("the keeper", &message, "it carried on");
+                let command = match refused? {
+                    candor_keeper::Unfinished::Spawn { service, run_id } => {
+                        Refusable::Spawn { service, run_id }
+                    }
+                    candor_keeper::Unfinished::Stop { service, run_id } => {
+                        Refusable::Stop { service, run_id }
+                    }
+                };
+                Input::Refused {
+                    command,
+                    error: format!("the keeper failed ({message})"),
+                }
+            }
         })
     }
 
     fn feed(&mut self, input: Input) {
         // A request (a reload above all) may add and remove services: save them all after it.
         self.save_all |= matches!(input, Input::Request { .. });
-        let effects = candor_brain::step(&mut self.facts, input, clock::now());
+        let effects = self.step(input);
         self.note_touched();
         self.carry(effects);
+    }
+
+    /// One step of the brain; a panic in it (a bug) is reported and leaves `brain_failed` set
+    /// (the loop then restarts the daemon in place) instead of taking the daemon down.
+    fn step(&mut self, input: Input) -> Vec<Effect> {
+        let fail = matches!(&input, Input::Request { request: candor_brain::Request::Restart(s), .. }
+            if candor_core::fail_once("brain", s));
+        let facts = &mut self.facts;
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if fail {
+                panic!("failpoint brain");
+            }
+            candor_brain::step(facts, input, clock::now())
+        }));
+        match stepped {
+            Ok(effects) => effects,
+            Err(payload) => {
+                let message = candor_core::panic_message(&*payload);
+                if !self.brain_failed {
+                    self.ctx.faults.report(
+                        "the brain",
+                        &message,
+                        "Candor restarts itself in place, keeping every service (as `candor upgrade` to its own binary)",
+                    );
+                }
+                self.brain_failed = true;
+                Vec::new()
+            }
+        }
     }
 
     /// Carry out effects in order; a command the keeper does not take goes back to the brain.
@@ -791,7 +859,7 @@ impl Shell {
                     command,
                     error: e.to_string(),
                 };
-                let more = candor_brain::step(&mut self.facts, input, clock::now());
+                let more = self.step(input);
                 self.note_touched();
                 queue.extend(more);
             }
@@ -865,7 +933,14 @@ impl Shell {
                 active: self.ctx.log_readers.clone(),
                 committed: self.ctx.log_committed.clone(),
             };
-            logs::spawn_readers(&service, pipes.stdout, pipes.stderr, sink, counters);
+            logs::spawn_readers(
+                &service,
+                pipes.stdout,
+                pipes.stderr,
+                sink,
+                counters,
+                &self.ctx.faults,
+            );
         }
         let m = monitor::start(
             spec,
@@ -874,6 +949,7 @@ impl Shell {
             self.ctx.exec.clone(),
             self.ctx.internal.clone(),
             pipes.ready_fd,
+            &self.ctx.faults,
         );
         self.monitors.insert(service, (run_id, m));
     }

@@ -73,7 +73,9 @@ fn successor(
     let mut cmd = std::process::Command::new(binary);
     cmd.args(args)
         .env(LISTEN_FD_VAR, listen.as_raw_fd().to_string())
-        .env(FROM_VAR, from);
+        .env(FROM_VAR, from)
+        // Test failpoints fire once in a daemon's life, not again in its successor.
+        .env_remove("CANDOR_FAILPOINTS");
     cmd
 }
 

@@ -301,112 +301,189 @@ impl Keeper {
         probe_rx: Receiver<KeeperCommand>,
         mut wake: std::fs::File,
     ) {
+        // A panic in a turn (a bug: in one reap, one stop deadline) is reported and the keeper
+        // goes on with the next turn — it is what reaps and stops every service.
         loop {
-            // Spawns and stops first, then a bounded number of probes, then reaping and
-            // stop deadlines.
-            loop {
-                match rx.try_recv() {
-                    Ok(cmd) => self.command(cmd),
-                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        self.shutting_down = true;
-                        break;
-                    }
+            let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.turn(&rx, &probe_rx, &mut wake)
+            }));
+            match turn {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(payload) => {
+                    let message = candor_core::panic_message(&*payload);
+                    self.emit(KeeperEvent::Panicked {
+                        message: format!("in its loop: {message}"),
+                        refused: None,
+                    });
+                    std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            let mut more_probes = false;
-            for taken in 0.. {
-                if taken == PROBES_PER_TURN {
-                    more_probes = true;
+        }
+    }
+
+    /// One command, a panic in it caught: reported, and the command answered as not done
+    /// where someone waits for its answer (a spawn or stop: retried by the brain as if
+    /// refused; an exec probe: it could not start).
+    fn command_caught(&mut self, cmd: KeeperCommand) {
+        let (unfinished, probe) = match &cmd {
+            KeeperCommand::Spawn(r) => (
+                Some(crate::Unfinished::Spawn {
+                    service: r.service.clone(),
+                    run_id: r.run_id,
+                }),
+                None,
+            ),
+            KeeperCommand::Stop {
+                service, run_id, ..
+            } => (
+                Some(crate::Unfinished::Stop {
+                    service: service.clone(),
+                    run_id: *run_id,
+                }),
+                None,
+            ),
+            KeeperCommand::RunProbe { token, .. } => (None, Some(*token)),
+            _ => (None, None),
+        };
+        let what = command_kind(&cmd);
+        let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(crate::Unfinished::Spawn { service, .. }) = &unfinished {
+                if candor_core::fail_once("keeper-spawn", service) {
+                    panic!("failpoint keeper-spawn:{service}");
+                }
+            }
+            self.command(cmd)
+        })) else {
+            return;
+        };
+        let message = candor_core::panic_message(&*payload);
+        if let Some(token) = probe {
+            self.emit(KeeperEvent::ProbeDone {
+                token,
+                end: crate::ProbeEnd::CannotStart(format!("the keeper failed ({message})")),
+                elapsed: Duration::ZERO,
+            });
+        }
+        self.emit(KeeperEvent::Panicked {
+            message: format!("handling {what}: {message}"),
+            refused: unfinished,
+        });
+    }
+
+    /// One turn: commands, probes, reaping, deadlines, then a wait for the next thing to do.
+    /// False once shut down.
+    fn turn(
+        &mut self,
+        rx: &Receiver<KeeperCommand>,
+        probe_rx: &Receiver<KeeperCommand>,
+        wake: &mut std::fs::File,
+    ) -> bool {
+        // Spawns and stops first, then a bounded number of probes, then reaping and
+        // stop deadlines.
+        loop {
+            match rx.try_recv() {
+                Ok(cmd) => self.command_caught(cmd),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.shutting_down = true;
                     break;
                 }
-                match probe_rx.try_recv() {
-                    Ok(cmd) => self.command(cmd),
-                    Err(_) => break,
+            }
+        }
+        let mut more_probes = false;
+        for taken in 0.. {
+            if taken == PROBES_PER_TURN {
+                more_probes = true;
+                break;
+            }
+            match probe_rx.try_recv() {
+                Ok(cmd) => self.command_caught(cmd),
+                Err(_) => break,
+            }
+        }
+        let busy = self
+            .tracked
+            .values()
+            .any(|t| t.kill_at.is_some() || t.main_exit.is_some() || t.gone_since.is_some());
+        if busy || mono().since(self.last_reap) >= REAP_EVERY {
+            self.last_reap = mono();
+            self.exited.clear();
+            self.reap_foreign();
+            let probes = &self.probes;
+            let done = reap_any(|pid| {
+                if probes.contains_key(&pid) {
+                    signal_group(pid, libc::SIGKILL);
                 }
-            }
-            let busy = self
-                .tracked
-                .values()
-                .any(|t| t.kill_at.is_some() || t.main_exit.is_some() || t.gone_since.is_some());
-            if busy || mono().since(self.last_reap) >= REAP_EVERY {
-                self.last_reap = mono();
-                self.exited.clear();
-                self.reap_foreign();
-                let probes = &self.probes;
-                let done = reap_any(|pid| {
-                    if probes.contains_key(&pid) {
-                        signal_group(pid, libc::SIGKILL);
-                    }
-                });
-                self.reaped(done);
-            } else if !self.exited.is_empty() {
-                let pids = std::mem::take(&mut self.exited);
-                let done = pids.into_iter().filter_map(|p| {
-                    if self.probes.contains_key(&p) {
-                        // Whatever the probe left in its group goes with it, while its pid
-                        // (the group's id) is still held by the zombie.
-                        signal_group(p, libc::SIGKILL);
-                    }
-                    reap_one(p).map(|s| (p, s))
-                });
-                let done = done.collect();
-                self.reaped(done);
-            }
-            self.advance_stops();
-            self.advance_probes();
-            if self.shutting_down && self.tracked.is_empty() {
-                return;
-            }
-            let mut timeout = if more_probes {
-                Duration::ZERO
-            } else if busy {
+            });
+            self.reaped(done);
+        } else if !self.exited.is_empty() {
+            let pids = std::mem::take(&mut self.exited);
+            let done = pids.into_iter().filter_map(|p| {
+                if self.probes.contains_key(&p) {
+                    // Whatever the probe left in its group goes with it, while its pid
+                    // (the group's id) is still held by the zombie.
+                    signal_group(p, libc::SIGKILL);
+                }
+                reap_one(p).map(|s| (p, s))
+            });
+            let done = done.collect();
+            self.reaped(done);
+        }
+        self.advance_stops();
+        self.advance_probes();
+        if self.shutting_down && self.tracked.is_empty() {
+            return false;
+        }
+        let mut timeout = if more_probes {
+            Duration::ZERO
+        } else if busy {
+            Duration::from_millis(10)
+        } else {
+            REAP_EVERY
+        };
+        let now = mono();
+        for p in self.probes.values() {
+            let left = if p.timed_out {
                 Duration::from_millis(10)
             } else {
-                REAP_EVERY
+                now.until(p.deadline)
             };
-            let now = mono();
-            for p in self.probes.values() {
-                let left = if p.timed_out {
-                    Duration::from_millis(10)
-                } else {
-                    now.until(p.deadline)
-                };
-                timeout = timeout.min(left);
-            }
-            self.arm();
-            let ts = rustix::event::Timespec {
-                tv_sec: timeout.as_secs() as _,
-                tv_nsec: timeout.subsec_nanos() as _,
-            };
-            let mut events = Vec::with_capacity(64);
-            let _ = epoll::wait(
-                &self.epoll,
-                rustix::buffer::spare_capacity(&mut events),
-                Some(&ts),
-            );
-            let now = mono();
-            for ev in &events {
-                let data = ev.data.u64();
-                if data == EV_WAKE {
-                    continue;
-                }
-                let pid = (data & 0xffff_ffff) as i32;
-                if data & EV_FOREIGN == 0 {
-                    self.exited.push(pid);
-                    continue;
-                }
-                if let Some(t) = self
-                    .tracked
-                    .values_mut()
-                    .find(|t| t.foreign && t.pid == pid && t.main_exit.is_none())
-                {
-                    t.gone_since = Some(now);
-                }
-            }
-            let mut buf = [0u8; 256];
-            while matches!(wake.read(&mut buf), Ok(n) if n > 0) {}
+            timeout = timeout.min(left);
         }
+        self.arm();
+        let ts = rustix::event::Timespec {
+            tv_sec: timeout.as_secs() as _,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        let mut events = Vec::with_capacity(64);
+        let _ = epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut events),
+            Some(&ts),
+        );
+        let now = mono();
+        for ev in &events {
+            let data = ev.data.u64();
+            if data == EV_WAKE {
+                continue;
+            }
+            let pid = (data & 0xffff_ffff) as i32;
+            if data & EV_FOREIGN == 0 {
+                self.exited.push(pid);
+                continue;
+            }
+            if let Some(t) = self
+                .tracked
+                .values_mut()
+                .find(|t| t.foreign && t.pid == pid && t.main_exit.is_none())
+            {
+                t.gone_since = Some(now);
+            }
+        }
+        let mut buf = [0u8; 256];
+        while matches!(wake.read(&mut buf), Ok(n) if n > 0) {}
+        true
     }
 
     fn emit(&mut self, ev: KeeperEvent) {
@@ -823,5 +900,18 @@ impl std::fmt::Debug for KeeperHandle {
         f.debug_struct("KeeperHandle")
             .field("wake", &self.wake.as_fd())
             .finish()
+    }
+}
+
+/// What kind of command this is, for a report (no allocation: it is asked of every command).
+fn command_kind(cmd: &KeeperCommand) -> &'static str {
+    match cmd {
+        KeeperCommand::Spawn(_) => "a spawn",
+        KeeperCommand::Stop { .. } => "a stop",
+        KeeperCommand::Adopt(_) => "an adoption",
+        KeeperCommand::Sweep { .. } => "a cgroup sweep",
+        KeeperCommand::RunProbe { .. } => "an exec probe",
+        KeeperCommand::Shutdown => "shutdown",
+        KeeperCommand::Freeze { .. } => "freeze",
     }
 }

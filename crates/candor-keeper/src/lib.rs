@@ -103,6 +103,13 @@ pub struct AdoptRequest {
     pub stop_timeout: Duration,
 }
 
+/// A command a panic in the keeper left undone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unfinished {
+    Spawn { service: String, run_id: u64 },
+    Stop { service: String, run_id: u64 },
+}
+
 #[derive(Debug)]
 pub enum KeeperCommand {
     Spawn(SpawnRequest),
@@ -198,4 +205,11 @@ pub enum KeeperEvent {
     },
     /// Something went wrong that is not tied to one command (kept for the event log).
     Warning { message: String },
+    /// The keeper thread panicked (a bug) and carried on; what it was doing and what was said.
+    /// `refused`: the spawn or stop it was handling, not done — as if not taken (the brain
+    /// retries it).
+    Panicked {
+        message: String,
+        refused: Option<Unfinished>,
+    },
 }

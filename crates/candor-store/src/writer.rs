@@ -181,7 +181,17 @@ impl Writer {
                 _ => 0,
             })
             .sum();
-        let result = self.write_batch(batch, caps);
+        // A panic in writing (a bug) costs this batch, counted as lost like a failed write,
+        // never the writer thread: every later line would be lost with it.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.write_batch(batch, caps)
+        }))
+        .unwrap_or_else(|payload| {
+            let said = candor_core::panic_message(&*payload);
+            Err(rusqlite::Error::ToSqlConversionFailure(
+                format!("the store's writer panicked: {said}").into(),
+            ))
+        });
         self.shared
             .queued_bytes
             .fetch_sub(queued, Ordering::Relaxed);

@@ -27,6 +27,17 @@ pub fn header(info: &DaemonInfo) -> String {
         .as_deref()
         .map(|w| format!("\nwarning: {w}"))
         .unwrap_or_default();
+    let faults = match info.faults.recent.last() {
+        Some(last) => format!(
+            "\nwarning: {} panic{} caught in Candor's own tasks, each carried on (last: {} at {}: {}); see `candor events`",
+            info.faults.count,
+            if info.faults.count == 1 { "" } else { "s" },
+            last.task,
+            last.at,
+            last.message
+        ),
+        None => String::new(),
+    };
     format!(
         "candor {} · pid {} · containment: {}\ndaemon: fds {}/{} ({:.0} %), rss {}; notify: {} received, {} dropped; logs: {} of {} on disk",
         info.version,
@@ -41,6 +52,7 @@ pub fn header(info: &DaemonInfo) -> String {
         bytes(Some(info.store.log_bytes)),
         bytes(Some(info.store.log_cap_bytes)),
     ) + &recovered
+        + &faults
 }
 
 pub fn table(services: &[ServiceStatus]) -> String {
