@@ -42,6 +42,9 @@ fn check_names_file_line_col_for_each_bad_config() {
         ("[service.a]\ncommand = [\"/bin/true\"]\nlogs = { max_bytes = \"1KiB\" }\n", "3:22", &["at least 64KiB"]),
         ("[daemon]\nlogs = { max_bytes = \"lots\" }\n", "2:22", &["daemon.logs.max_bytes"]),
         ("[daemon]\nsend_timeout = \"0s\"\n", "2:16", &["daemon.send_timeout must be more than 0s"]),
+        // Found by fuzz/ (config target): a bad glob was reported without a place.
+        ("[daemon]\ninclude = [\"conf.d[*.toml\"]\n", "2:12", &["daemon.include: bad pattern", "invalid range pattern"]),
+        ("[daemon]\ninclude = [\"conf[a/b].toml\"]\n", "2:12", &["daemon.include: bad pattern"]),
         ("[service.a]\ncommand = [\"/bin/true\"]\nprobe = { tcp = \"127.0.0.1:80\", exec = [\"x\"] }\n", "3:9", &["exactly one of http, tcp, uds or exec"]),
         ("[service.a]\ncommand = [\"/bin/true\"]\nprobe = { tcp = \"localhost\" }\n", "3:17", &["\"host:port\""]),
         ("[service.a]\ncommand = [\"/bin/true\"]\nprobe = { http = { path = \"/h\" } }\n", "3:18", &["either `port`", "or `socket`"]),

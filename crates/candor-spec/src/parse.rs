@@ -344,7 +344,18 @@ impl FileCtx<'_> {
                 },
                 "include" => {
                     if let Some(list) = self.string_list(value, "daemon.include") {
-                        daemon.include = list.into_iter().map(|(s, _)| s).collect();
+                        for (pattern, at) in list {
+                            // Checked here, where its place in the file is known (with
+                            // what reads it later; it reads no directory until iterated).
+                            let full = resolve(self.base, &pattern);
+                            match glob::glob(&full.to_string_lossy()) {
+                                Ok(_) => daemon.include.push(pattern),
+                                Err(e) => self.err(
+                                    at,
+                                    format!("daemon.include: bad pattern \"{pattern}\": {e} (globs: *, ?, [abc]; a literal [ is [[])"),
+                                ),
+                            }
+                        }
                     }
                 },
                 "sample_every" => daemon.sample_every = self.duration(value, "daemon.sample_every"),
