@@ -13,6 +13,7 @@ pub mod paths;
 pub mod probe;
 pub mod records;
 pub mod sampler;
+pub mod shed;
 pub mod shell;
 pub mod sse;
 pub mod upgrade;
@@ -304,6 +305,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let fresh = Arc::new(board::Freshness::default());
     // Lines a failed write lost go to their service's counters (on the latest board).
     let boards = board_rx.clone();
+    let boards_for_shed = board_rx.clone();
     store.on_lost(Box::new(move |service, n| {
         let board = boards.borrow();
         if let Some(c) = candor_spec::ServiceName::new(service)
@@ -509,6 +511,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     });
     drop(req_tx);
 
+    tokio::spawn(shed::after_start(boards_for_shed));
     on_started(Started {
         socket: socket.clone(),
         state_dir: state_dir.clone(),
