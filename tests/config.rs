@@ -45,6 +45,12 @@ fn check_names_file_line_col_for_each_bad_config() {
         // Found by fuzz/ (config target): a bad glob was reported without a place.
         ("[daemon]\ninclude = [\"conf.d[*.toml\"]\n", "2:12", &["daemon.include: bad pattern", "invalid range pattern"]),
         ("[daemon]\ninclude = [\"conf[a/b].toml\"]\n", "2:12", &["daemon.include: bad pattern"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nsockets = [{ listen = \"127.0.0.1:80\" }]\n", "3:12", &["add activate = true"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nsockets = [{ path = \"/x.sock\", listen = \"127.0.0.1:80\", activate = true }]\n", "3:12", &["exactly one of `path`", "or `listen`"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nready = { fd = 3 }\nsockets = [{ path = \"/x.sock\", activate = true }]\n", "1:10", &["activated sockets are fds 3 to 3", "use fd = 4 or higher"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nsockets = [{ path = \"/x.sock\", activate = true, mode = \"rw\" }]\n", "3:56", &["not a file mode", "octal"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nsockets = [{ listen = \"localhost:80\", activate = true }]\n", "3:23", &["with an IP address"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nsockets = [{ path = \"/x.sock\", activate = true, name = \"a:b\" }]\n", "3:56", &["LISTEN_FDNAMES name"]),
         ("[service.a]\ncommand = [\"/bin/true\"]\nprobe = { tcp = \"127.0.0.1:80\", exec = [\"x\"] }\n", "3:9", &["exactly one of http, tcp, uds or exec"]),
         ("[service.a]\ncommand = [\"/bin/true\"]\nprobe = { tcp = \"localhost\" }\n", "3:17", &["\"host:port\""]),
         ("[service.a]\ncommand = [\"/bin/true\"]\nprobe = { http = { path = \"/h\" } }\n", "3:18", &["either `port`", "or `socket`"]),

@@ -50,6 +50,7 @@ impl ProcessId {
         service: &str,
         kill_at: Option<candor_keeper::Mono>,
         stop: candor_spec::StopSpec,
+        activate: Vec<candor_spec::Listen>,
     ) -> candor_keeper::AdoptRequest {
         candor_keeper::AdoptRequest {
             service: service.into(),
@@ -59,6 +60,7 @@ impl ProcessId {
             kill_at,
             stop_signal: stop.signal.number(),
             stop_timeout: stop.timeout,
+            activate,
         }
     }
 }

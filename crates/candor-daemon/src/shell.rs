@@ -457,7 +457,7 @@ impl Shell {
         for (service, p) in std::mem::take(&mut self.strays) {
             // Its config is gone with it: the default stop (SIGTERM, SIGKILL 10 s later).
             let stop_spec = candor_spec::StopSpec::default();
-            let adopt = KeeperCommand::Adopt(p.adoption(&service, None, stop_spec));
+            let adopt = KeeperCommand::Adopt(p.adoption(&service, None, stop_spec, Vec::new()));
             let stop = KeeperCommand::Stop {
                 service: service.clone(),
                 run_id: p.run_id,
@@ -766,12 +766,14 @@ impl Shell {
                             stdout_ino: None,
                             stderr_ino: None,
                         });
-                    let stop = candor_spec::ServiceName::new(&service)
+                    let spec = candor_spec::ServiceName::new(&service)
                         .ok()
                         .and_then(|n| self.facts.services.get(&n))
-                        .map(|s| s.spec.stop)
-                        .unwrap_or_default();
-                    let cmd = KeeperCommand::Adopt(process.adoption(&service, kill_at, stop));
+                        .map(|s| s.spec.clone());
+                    let stop = spec.as_ref().map(|s| s.stop).unwrap_or_default();
+                    let activate = spec.map(|s| s.activated.clone()).unwrap_or_default();
+                    let cmd =
+                        KeeperCommand::Adopt(process.adoption(&service, kill_at, stop, activate));
                     if let Err((cmd, _)) = self.keeper.try_send(cmd) {
                         self.adopt_backlog.push(cmd);
                     }
@@ -847,6 +849,15 @@ impl Shell {
                     None
                 }
                 Effect::Reply { id, reply } => {
+                    // Services a reload removed: the keeper lets go of their activated
+                    // sockets (and files) now, not at its next start.
+                    if let Reply::Reload(out) = &reply {
+                        for service in &out.removed {
+                            let _ = self.keeper.send(KeeperCommand::Release {
+                                service: service.clone(),
+                            });
+                        }
+                    }
                     if let Some(tx) = self.waiting.remove(&id) {
                         replies.push((tx, reply));
                     }
@@ -893,6 +904,14 @@ impl Shell {
         if let Some(w) = spec.watchdog {
             env.push(("WATCHDOG_USEC".into(), w.as_micros().to_string()));
         }
+        // Who the process is, to Candor: for its logs, and to fit its shutdown in the stop's
+        // grace (candor-sdk's backstop).
+        env.push(("CANDOR_SERVICE".into(), service.to_string()));
+        env.push(("CANDOR_RUN_ID".into(), run_id.to_string()));
+        env.push((
+            "CANDOR_STOP_TIMEOUT_MS".into(),
+            spec.stop.timeout.as_millis().to_string(),
+        ));
         SpawnRequest {
             service: service.into(),
             run_id,
@@ -913,7 +932,8 @@ impl Shell {
                 _ => None,
             },
             watchdog_pid: spec.watchdog.is_some(),
-            sockets: spec.sockets.clone(),
+            sockets: spec.own_sockets(),
+            activate: spec.activated.clone(),
             clear_files: ready_markers(spec),
             capture_output: true,
         }

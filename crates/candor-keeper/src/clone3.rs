@@ -20,6 +20,7 @@ pub(crate) struct Unsupported;
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const WATCHDOG_PID: &[u8] = b"WATCHDOG_PID=";
+const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 
 #[repr(C)]
 #[derive(Default)]
@@ -50,6 +51,7 @@ fn environment(req: &SpawnRequest) -> io::Result<Vec<CString>> {
                 "NOTIFY_SOCKET",
                 "LISTEN_FDS",
                 "LISTEN_PID",
+                "LISTEN_FDNAMES",
                 "WATCHDOG_PID",
                 "WATCHDOG_USEC",
             ]
@@ -75,8 +77,11 @@ struct Prepared {
     prog: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    /// `WATCHDOG_PID=` followed by room for the digits the child writes in.
-    watchdog_pid: Option<Vec<u8>>,
+    /// `WATCHDOG_PID=` and `LISTEN_PID=`, each followed by room for the digits the child
+    /// writes in.
+    pid_vars: Vec<Vec<u8>>,
+    /// The activated sockets, each a copy numbered above the fds they go to (3..).
+    listen: Vec<OwnedFd>,
     workdir: Option<CString>,
     cg_dir: Option<File>,
     devnull: File,
@@ -88,7 +93,33 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Result<Self, String> {
+    fn new(
+        req: &SpawnRequest,
+        program: &Path,
+        cgroup: Option<&Path>,
+        listen: &[i32],
+    ) -> Result<Self, String> {
+        // Every fd the child still uses while it puts the sockets on 3.. lies above them.
+        let floor = 3 + listen.len() as i32;
+        let above = |fd: i32| -> Result<OwnedFd, String> {
+            // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we then own.
+            let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+            if new < 0 {
+                return Err(format!(
+                    "cannot pass an activated socket: {}",
+                    io::Error::last_os_error()
+                ));
+            }
+            // SAFETY: `new` is a fresh descriptor owned by nobody else.
+            Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(new) })
+        };
+        let lift = |fd: OwnedFd| -> Result<OwnedFd, String> {
+            if fd.as_raw_fd() >= floor {
+                Ok(fd)
+            } else {
+                above(fd.as_raw_fd())
+            }
+        };
         let pipe = |what: &str| -> Result<(OwnedFd, OwnedFd), String> {
             pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make {what} pipe: {e}"))
         };
@@ -105,11 +136,22 @@ impl Prepared {
                 .collect::<io::Result<_>>()
                 .map_err(bad)?,
             envp: environment(req).map_err(bad)?,
-            watchdog_pid: req.watchdog_pid.then(|| {
-                let mut buf = WATCHDOG_PID.to_vec();
-                buf.resize(WATCHDOG_PID.len() + 24, 0);
+            pid_vars: [
+                (req.watchdog_pid, WATCHDOG_PID),
+                (!listen.is_empty(), LISTEN_PID),
+            ]
+            .into_iter()
+            .filter(|(wanted, _)| *wanted)
+            .map(|(_, name)| {
+                let mut buf = name.to_vec();
+                buf.resize(name.len() + 24, 0);
                 buf
-            }),
+            })
+            .collect(),
+            listen: listen
+                .iter()
+                .map(|fd| above(*fd))
+                .collect::<Result<_, _>>()?,
             workdir: req
                 .workdir
                 .as_ref()
@@ -129,11 +171,17 @@ impl Prepared {
                 .map_err(|e| format!("cannot open /dev/null for stdin: {e}"))?,
             out: req.capture_output.then(|| output("stdout")).transpose()?,
             err: req.capture_output.then(|| output("stderr")).transpose()?,
-            ready: req.ready_fd.map(|_| pipe("readiness")).transpose()?,
+            ready: req
+                .ready_fd
+                .map(|_| -> Result<_, String> {
+                    let (r, w) = pipe("readiness")?;
+                    Ok((r, lift(w)?))
+                })
+                .transpose()?,
             // The status pipe is written after the ready fd is installed: keep it off that fd.
             status: (
                 status_r,
-                keep_clear_of(status_w, req.ready_fd)
+                keep_clear_of(lift(status_w)?, req.ready_fd)
                     .map_err(|e| format!("cannot make a status pipe: {e}"))?,
             ),
         })
@@ -149,6 +197,7 @@ enum Step {
     Workdir,
     Nofile,
     ReadyFd,
+    Listen,
     Exec,
 }
 
@@ -160,6 +209,7 @@ impl Step {
             Step::Workdir,
             Step::Nofile,
             Step::ReadyFd,
+            Step::Listen,
         ]
         .into_iter()
         .find(|s| *s as u32 == code)
@@ -182,6 +232,10 @@ impl Step {
                 let (soft, hard) = req.nofile.unwrap_or_default();
                 format!("cannot set the fd limit to {soft}/{hard}: {e}; lower `limits.nofile` or raise the daemon's hard limit")
             }
+            Step::Listen => format!(
+                "cannot put its activated sockets on fds 3 to {}: {e}",
+                2 + req.activate.len()
+            ),
             Step::ReadyFd => format!(
                 "cannot put the readiness pipe on fd {}: {e}; pick another `ready = {{ fd = N }}`",
                 req.ready_fd.unwrap_or_default()
@@ -212,21 +266,26 @@ pub(crate) fn spawn(
     req: &SpawnRequest,
     program: &Path,
     cgroup: Option<&Path>,
+    listen: &[i32],
 ) -> Result<Result<Spawned, String>, Unsupported> {
     // Everything is allocated here, before the clone.
-    let mut p = match Prepared::new(req, program, cgroup) {
+    let mut p = match Prepared::new(req, program, cgroup, listen) {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
     let mut argv_ptrs: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = p.envp.iter().map(|e| e.as_ptr()).collect();
-    let watchdog_digits: Option<*mut u8> = p.watchdog_pid.as_mut().map(|buf| {
+    // Where the child writes its pid: after each variable's `NAME=`.
+    let mut pid_digits: [Option<*mut u8>; 2] = [None, None];
+    for (slot, buf) in pid_digits.iter_mut().zip(p.pid_vars.iter_mut()) {
         envp_ptrs.push(buf.as_ptr().cast());
+        let prefix = buf.len() - 24;
         // SAFETY: the buffer has room for the prefix plus 24 bytes.
-        unsafe { buf.as_mut_ptr().add(WATCHDOG_PID.len()) }
-    });
+        *slot = Some(unsafe { buf.as_mut_ptr().add(prefix) });
+    }
     envp_ptrs.push(std::ptr::null());
+    let listen_srcs: Vec<i32> = p.listen.iter().map(|fd| fd.as_raw_fd()).collect();
     let nofile = req.nofile;
     let umask = req.umask;
     let ready_fd = req.ready_fd;
@@ -301,13 +360,21 @@ pub(crate) fn spawn(
                 libc::umask(mask as libc::mode_t);
             }
             crate::spawn::cloexec_from_3();
+            // The activated sockets on 3.. (dup2 leaves them open across the exec); their
+            // copies lie above, so none is overwritten before it is placed.
+            for (i, src) in listen_srcs.iter().enumerate() {
+                if libc::dup2(*src, 3 + i as i32) < 0 {
+                    fail(Step::Listen);
+                }
+            }
             if let (Some(w), Some(n)) = (ready_w, ready_fd) {
                 if !install_ready_fd(w, n) {
                     fail(Step::ReadyFd);
                 }
             }
-            if let Some(digits) = watchdog_digits {
-                write_pid(digits, libc::getpid());
+            let me = libc::getpid();
+            for digits in pid_digits.iter().flatten() {
+                write_pid(*digits, me);
             }
             // A clean signal state: nothing blocked, nothing ignored (Rust ignores SIGPIPE).
             crate::spawn::reset_signals();

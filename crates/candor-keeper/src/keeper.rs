@@ -141,6 +141,8 @@ struct Keeper {
     last_reap: Mono,
     /// Some pidfd may not be armed yet (see `arm`).
     unarmed: bool,
+    /// Activated sockets by service, kept between runs (`listeners.rs`).
+    listeners: HashMap<String, Vec<crate::listeners::Listener>>,
 }
 
 /// Epoll data: the wake pipe, or a pid with what it is.
@@ -190,6 +192,7 @@ pub fn start(
         exited: Vec::new(),
         last_reap: mono(),
         unarmed: false,
+        listeners: HashMap::new(),
     };
     let thread = std::thread::Builder::new()
         .name("candor-keeper".into())
@@ -523,7 +526,12 @@ impl Keeper {
                     None => signal_group(t.pid, signal),
                 }
             }
+            KeeperCommand::Release { service } => {
+                self.listeners.remove(&service);
+            }
             KeeperCommand::Sweep { keep } => {
+                // Sockets of services no longer configured go, with their files.
+                self.listeners.retain(|service, _| keep.contains(service));
                 if let Containment::Cgroup { root } = &self.containment {
                     let removed = cgroup::sweep(root, &keep);
                     if !removed.is_empty() {
@@ -556,10 +564,11 @@ impl Keeper {
         }
     }
 
-    fn spawn(&mut self, req: crate::SpawnRequest) {
+    fn spawn(&mut self, mut req: crate::SpawnRequest) {
+        let (service, run_id) = (req.service.clone(), req.run_id);
         let fail = |error: String| KeeperEvent::SpawnFailed {
-            service: req.service.clone(),
-            run_id: req.run_id,
+            service: service.clone(),
+            run_id,
             error,
         };
         if self.shutting_down {
@@ -575,6 +584,22 @@ impl Keeper {
         let mut cleared = 0;
         if let Err(e) = spawn::prepare_paths(&req) {
             return self.emit(fail(e));
+        }
+        // Activated sockets: the ones kept from earlier runs, or made now.
+        let mut listen = Vec::new();
+        if !req.activate.is_empty() {
+            let kept = self.listeners.entry(req.service.clone()).or_default();
+            if let Err(e) = crate::listeners::ensure(kept, &req.activate) {
+                return self.emit(fail(e));
+            }
+            listen = kept.iter().map(|l| l.raw()).collect();
+            let names: Vec<&str> = req.activate.iter().map(|l| l.name.as_str()).collect();
+            req.env
+                .push(("LISTEN_FDS".into(), listen.len().to_string()));
+            req.env.push(("LISTEN_FDNAMES".into(), names.join(":")));
+        } else {
+            // No longer activated (a reload): the sockets and their files go.
+            self.listeners.remove(&req.service);
         }
         if let Some(cg) = &cg {
             let reusable = self.fresh.contains(&req.service) && cgroup::procs(cg).is_empty();
@@ -593,7 +618,7 @@ impl Keeper {
                 }
             }
         }
-        match spawn::spawn(&req, cg.as_deref(), self.use_clone3) {
+        match spawn::spawn(&req, cg.as_deref(), self.use_clone3, &listen) {
             Ok(s) => {
                 let pidfd = s.pidfd.or_else(|| {
                     Pid::from_raw(s.pid as i32)
@@ -779,6 +804,7 @@ impl Keeper {
             kill_at,
             stop_signal,
             stop_timeout,
+            activate,
         } = req;
         if self.tracked.contains_key(&service) {
             return;
@@ -817,6 +843,20 @@ impl Keeper {
             armed: false,
         };
         if same {
+            if !activate.is_empty() && !self.listeners.contains_key(&service) {
+                if let Some(fd) = t.pidfd.as_ref() {
+                    let (taken, missing) = crate::listeners::take_back(fd, &activate);
+                    if let Some(why) = missing {
+                        let message = format!(
+                            "{service}: its activated sockets could not be taken back from pid {pid} ({why}); they are made again at its next start"
+                        );
+                        self.emit(KeeperEvent::Warning { message });
+                    }
+                    if !taken.is_empty() {
+                        self.listeners.insert(service.clone(), taken);
+                    }
+                }
+            }
             self.unarmed = true;
             self.tracked.insert(service, t);
             return;
@@ -910,6 +950,7 @@ fn command_kind(cmd: &KeeperCommand) -> &'static str {
         KeeperCommand::Stop { .. } => "a stop",
         KeeperCommand::Adopt(_) => "an adoption",
         KeeperCommand::Sweep { .. } => "a cgroup sweep",
+        KeeperCommand::Release { .. } => "a release of sockets",
         KeeperCommand::RunProbe { .. } => "an exec probe",
         KeeperCommand::Shutdown => "shutdown",
         KeeperCommand::Freeze { .. } => "freeze",

@@ -11,6 +11,7 @@ mod cgroup;
 pub mod clock;
 mod clone3;
 mod keeper;
+pub mod listeners;
 mod pidfd;
 mod procfs;
 pub mod sockfile;
@@ -60,6 +61,9 @@ pub struct SpawnRequest {
     /// Declared sockets: a stale file (connection refused) is removed before the spawn; one
     /// with a live listener makes the spawn fail with that reason.
     pub sockets: Vec<PathBuf>,
+    /// Sockets the keeper listens on for this service and hands over as fd 3.. with
+    /// LISTEN_FDS / LISTEN_PID / LISTEN_FDNAMES; kept open between runs.
+    pub activate: Vec<candor_spec::listen::Listen>,
     /// Readiness marker files, removed before the spawn.
     pub clear_files: Vec<PathBuf>,
     /// `false`: stdout/stderr go to /dev/null (probes), no pipes.
@@ -82,6 +86,7 @@ impl SpawnRequest {
             ready_fd: None,
             watchdog_pid: false,
             sockets: Vec::new(),
+            activate: Vec::new(),
             clear_files: Vec::new(),
             capture_output: true,
         }
@@ -101,6 +106,9 @@ pub struct AdoptRequest {
     /// Used when the main process ends and leaves others in its group.
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    /// Its activated sockets: taken back from the running process's fds 3.. (pidfd_getfd),
+    /// so the next run gets the same sockets.
+    pub activate: Vec<candor_spec::listen::Listen>,
 }
 
 /// A command a panic in the keeper left undone.
@@ -129,6 +137,10 @@ pub enum KeeperCommand {
     /// Kill and remove the cgroups of services not in `keep` (left from earlier configs/runs).
     Sweep {
         keep: Vec<String>,
+    },
+    /// Close the service's activated sockets and remove their files (it was removed).
+    Release {
+        service: String,
     },
     /// Run an exec probe: argv in its own process group (not the service's cgroup), output
     /// discarded, SIGKILLed with its group at `timeout`. Answered by `ProbeDone`.

@@ -229,6 +229,7 @@ pub(crate) fn spawn(
     req: &SpawnRequest,
     cgroup: Option<&Path>,
     use_clone3: bool,
+    listen: &[i32],
 ) -> Result<Spawned, String> {
     let program = resolve_program(&req.argv[0], &req.env)?;
     if let Some(wd) = &req.workdir {
@@ -245,10 +246,23 @@ pub(crate) fn spawn(
             &io::Error::from_raw_os_error(libc::ENOENT),
         ));
     }
+    // The portable path cannot set LISTEN_PID to the child's pid (std builds the environment
+    // before the fork): socket activation needs clone3.
+    let no_activation =
+        || {
+            format!(
+            "cannot hand over activated sockets: that needs clone3 (Linux 5.3, 5.7 with cgroups){}",
+            if use_clone3 { "" } else { ", turned off by CANDOR_CLONE3=off" }
+        )
+        };
     if !use_clone3 {
+        if !listen.is_empty() {
+            return Err(no_activation());
+        }
         return spawn_std(req, &program, cgroup);
     }
-    match crate::clone3::spawn(req, &program, cgroup) {
+    match crate::clone3::spawn(req, &program, cgroup, listen) {
+        Err(crate::clone3::Unsupported) if !listen.is_empty() => Err(no_activation()),
         Err(crate::clone3::Unsupported) => spawn_std(req, &program, cgroup),
         Ok(result) => result,
     }

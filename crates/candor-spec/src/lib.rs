@@ -15,6 +15,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod listen;
+pub use listen::{Listen, ListenAddr};
+
 pub use duration::{format_bytes, format_duration, parse_duration, parse_percent, parse_size};
 pub use error::{SpecError, SpecErrors};
 pub use parse::{load, parse_str};
@@ -360,8 +363,11 @@ pub struct ServiceSpec {
     pub watchdog: Option<Duration>,
     pub probe: Option<ProbeSpec>,
     pub on_unhealthy: OnUnhealthy,
-    /// Unix sockets that must exist and accept while the service runs.
+    /// Unix sockets that must exist and accept while the service runs (the activated ones
+    /// among them).
     pub sockets: Vec<PathBuf>,
+    /// Sockets Candor makes, listens on and hands to every run as fd 3.. (socket activation).
+    pub activated: Vec<Listen>,
     pub limits: LimitsSpec,
     pub logs: LogsSpec,
     /// Where the section was defined, `file:line:col`, for messages.
@@ -369,6 +375,20 @@ pub struct ServiceSpec {
 }
 
 impl ServiceSpec {
+    /// Declared sockets the service makes itself (not the ones Candor listens on for it).
+    pub fn own_sockets(&self) -> Vec<PathBuf> {
+        self.sockets
+            .iter()
+            .filter(|p| {
+                !self
+                    .activated
+                    .iter()
+                    .any(|l| matches!(&l.addr, ListenAddr::Unix { path, .. } if path == *p))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// `env` as the (name, value) pairs a spawn takes.
     pub fn env_pairs(&self) -> Vec<(String, String)> {
         self.env
@@ -399,6 +419,7 @@ impl ServiceSpec {
             probe: None,
             on_unhealthy: OnUnhealthy::Restart,
             sockets: Vec::new(),
+            activated: Vec::new(),
             limits: LimitsSpec::default(),
             logs: LogsSpec::default(),
             defined_at: String::new(),

@@ -9,9 +9,9 @@ use toml::Spanned;
 
 use crate::error::{did_you_mean, line_col};
 use crate::{
-    graph, parse_duration, resolve, BackoffSpec, DaemonSpec, HttpTarget, LimitsSpec, LogsSpec,
-    OnUnhealthy, ProbeCheck, ProbeSpec, ReadySpec, RestartPolicy, ServiceName, ServiceSpec, Spec,
-    SpecError, SpecErrors, StopSignal, StopSpec,
+    graph, parse_duration, resolve, BackoffSpec, DaemonSpec, HttpTarget, LimitsSpec, Listen,
+    ListenAddr, LogsSpec, OnUnhealthy, ProbeCheck, ProbeSpec, ReadySpec, RestartPolicy,
+    ServiceName, ServiceSpec, Spec, SpecError, SpecErrors, StopSignal, StopSpec,
 };
 
 /// A `match` on a table's key whose arms are the only list of that table's keys: any other
@@ -515,14 +515,7 @@ impl FileCtx<'_> {
                         format!("{what} must be \"restart\" or \"alert\""),
                     ),
                 },
-                "sockets" => {
-                    if let Some(list) = self.string_list(value, &what) {
-                        spec.sockets = list
-                            .into_iter()
-                            .map(|(p, _)| resolve(self.base, &p))
-                            .collect();
-                    }
-                },
+                "sockets" => self.sockets(value, &what, &mut spec),
                 "limits" => self.limits(value, &what, &mut spec.limits),
                 "logs" => self.logs(value, &what, &mut spec.logs),
             })
@@ -539,6 +532,12 @@ impl FileCtx<'_> {
                 format!("{section} has no `command`; add command = [\"/path/to/bin\", \"arg\"]"),
             );
         }
+        if let ReadySpec::Fd(n) = spec.ready {
+            let taken = crate::listen::FIRST_FD + spec.activated.len() as u32;
+            if !spec.activated.is_empty() && n < taken {
+                self.err(name_key.span().start, format!("{section} has ready = {{ fd = {n} }} but its activated sockets are fds 3 to {}; use fd = {taken} or higher", taken - 1));
+            }
+        }
         if spec.backoff.initial > spec.backoff.max {
             self.err(
                 name_key.span().start,
@@ -548,6 +547,116 @@ impl FileCtx<'_> {
         ok &= self.errors.len() == errors_before;
         if ok {
             services.insert(name, spec);
+        }
+    }
+
+    /// `sockets`: each a path that must exist and accept (declared), or a table
+    /// `{ path = P | listen = "host:port", activate = true, mode = "0660", name, backlog }`:
+    /// with `activate`, Candor makes the socket and hands it over (`ServiceSpec::activated`).
+    fn sockets(&mut self, v: &Val<'_>, what: &str, spec: &mut ServiceSpec) {
+        let DeValue::Array(items) = v.get_ref() else {
+            return self.err(
+                v.span().start,
+                format!("{what} must be an array of paths or tables, e.g. [\"/run/api.sock\", {{ listen = \"127.0.0.1:8080\", activate = true }}]"),
+            );
+        };
+        for item in items.iter() {
+            let at = item.span().start;
+            let t = match item.get_ref() {
+                DeValue::String(p) => {
+                    spec.sockets.push(resolve(self.base, p));
+                    continue;
+                }
+                DeValue::Table(t) => t,
+                other => {
+                    self.err(
+                        at,
+                        format!(
+                            "each item of {what} must be a path or a table, found {}",
+                            other.type_str()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let (mut path, mut listen, mut activate, mut mode, mut name, mut backlog) =
+                (None, None, false, None, None, None);
+            let errors_before = self.errors.len();
+            for (key, value) in t.iter() {
+                let k = key.get_ref().as_ref();
+                let each = format!("{what}.{k}");
+                match_key!(self, key, what, k => {
+                    "path" => path = self.string(value, &each).map(|p| resolve(self.base, &p)),
+                    "listen" => {
+                        if let Some(a) = self.string(value, &each) {
+                            match a.parse::<std::net::SocketAddr>() {
+                                Ok(a) => listen = Some(a),
+                                Err(_) => self.err(value.span().start, format!("{each} = \"{a}\" is not \"host:port\" with an IP address, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"")),
+                            }
+                        }
+                    },
+                    "activate" => match value.get_ref() {
+                        DeValue::Boolean(b) => activate = *b,
+                        other => self.err(value.span().start, format!("{each} must be true or false, found {}", other.type_str())),
+                    },
+                    "mode" => {
+                        if let Some(m) = self.string(value, &each) {
+                            match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
+                                Ok(n) if n <= 0o777 => mode = Some(n),
+                                _ => self.err(value.span().start, format!("{each} = \"{m}\" is not a file mode; write it in octal, e.g. \"0660\"")),
+                            }
+                        }
+                    },
+                    "name" => {
+                        if let Some(n) = self.string(value, &each) {
+                            if n.is_empty() || n.len() > 255 || n.contains(':') || n.chars().any(char::is_control) {
+                                self.err(value.span().start, format!("{each} = {n:?} cannot be a LISTEN_FDNAMES name: 1 to 255 characters, no `:`"));
+                            } else {
+                                name = Some(n);
+                            }
+                        }
+                    },
+                    "backlog" => backlog = self.int(value, &each, 1, 65535).map(|n| n as u32),
+                })
+            }
+            if self.errors.len() > errors_before {
+                continue; // said already, key by key
+            }
+            let addr = match (path, listen) {
+                (Some(_), Some(_)) | (None, None) => {
+                    self.err(at, format!("each socket of {what} needs exactly one of `path` (a Unix socket) or `listen` (\"host:port\")"));
+                    continue;
+                }
+                (Some(path), None) => ListenAddr::Unix {
+                    path,
+                    mode: mode.unwrap_or(crate::listen::DEFAULT_MODE),
+                },
+                (None, Some(a)) => ListenAddr::Tcp(a),
+            };
+            if !activate {
+                match addr {
+                    ListenAddr::Unix { path, .. } if mode.is_none() && name.is_none() && backlog.is_none() => spec.sockets.push(path),
+                    ListenAddr::Unix { .. } => self.err(at, format!("`mode`, `name` and `backlog` in {what} are for sockets Candor makes: add activate = true")),
+                    ListenAddr::Tcp(_) => self.err(at, format!("`listen` in {what} is a socket Candor makes: add activate = true (a declared socket is a Unix path)")),
+                }
+                continue;
+            }
+            if matches!(addr, ListenAddr::Tcp(_)) && mode.is_some() {
+                self.err(
+                    at,
+                    format!("`mode` in {what} is for Unix sockets, not `listen`"),
+                );
+                continue;
+            }
+            // Checked like a declared socket while a run lives (so one unlinked is seen).
+            if let ListenAddr::Unix { path, .. } = &addr {
+                spec.sockets.push(path.clone());
+            }
+            spec.activated.push(Listen {
+                name: name.unwrap_or_else(|| spec.name.to_string()),
+                addr,
+                backlog: backlog.unwrap_or(crate::listen::DEFAULT_BACKLOG),
+            });
         }
     }
 
