@@ -28,7 +28,7 @@ stop = { signal = "SIGTERM", timeout = "10s" }
 ready = "notify"
 ready_timeout = "30s"
 watchdog = "10s"
-sockets = ["/run/api/rpc.sock"]
+sockets = ["/run/api/rpc.sock", { path = "/run/api/act.sock", activate = true, mode = "0660" }, { listen = "127.0.0.1:8080", activate = true, name = "http", backlog = 128 }]
 probe = { http = { socket = "/run/api/rpc.sock", path = "/health" }, every = "5s", timeout = "2s", failures = 3 }
 on_unhealthy = "restart"
 limits = { nofile = 4096, fd_warn = "80%", fd_restart = "95%", memory_warn = "400MiB", memory_restart = "512MiB" }
@@ -122,6 +122,13 @@ fn the_full_config_parses() {
     let path = Path::new("/nonexistent-candor-test/candor.toml");
     let spec = candor_spec::parse_str(path, FULL).expect("the base config is valid");
     assert_eq!(spec.services.len(), 3);
+    let api = &spec.services[&candor_spec::ServiceName::new("api").unwrap()];
+    let names: Vec<&str> = api.activated.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["api", "http"]);
+    assert_eq!(api.activated[1].backlog, 128);
+    // The activated Unix path is checked like a declared one, but not prepared as one.
+    assert_eq!(api.sockets.len(), 2);
+    assert_eq!(api.own_sockets(), [std::path::PathBuf::from("/run/api/rpc.sock")]);
 }
 
 proptest! {
