@@ -128,7 +128,10 @@ fn the_full_config_parses() {
     assert_eq!(api.activated[1].backlog, 128);
     // The activated Unix path is checked like a declared one, but not prepared as one.
     assert_eq!(api.sockets.len(), 2);
-    assert_eq!(api.own_sockets(), [std::path::PathBuf::from("/run/api/rpc.sock")]);
+    assert_eq!(
+        api.own_sockets(),
+        [std::path::PathBuf::from("/run/api/rpc.sock")]
+    );
 }
 
 proptest! {
