@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use candor_api as api;
-use candor_store::{EventRow, Store};
+use candor_store::Store;
 use futures_util::FutureExt;
 use tokio::sync::broadcast;
 
@@ -82,29 +82,19 @@ impl Faults {
             }
             recent.push_back(fault);
         }
-        let detail = api::EventDetail::Fault {
-            task: task.to_string(),
-            message: message.to_string(),
-        }
-        .to_value();
+        let note = candor_brain::Note {
+            service: "candor".into(),
+            state: "fault".into(),
+            reason,
+            detail: api::EventDetail::Fault {
+                task: task.to_string(),
+                message: message.to_string(),
+            },
+        };
         let store = self.store.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(store) = store {
-            store.event(EventRow {
-                at_ms: api::unix_ms(now),
-                service: "candor".into(),
-                state: "fault".into(),
-                reason: reason.clone(),
-                detail: detail.to_string(),
-            });
-        }
-        if let Some(tx) = self.events.as_ref().and_then(|w| w.upgrade()) {
-            let _ = tx.send(api::Event {
-                at: api::timestamp_ms(now),
-                service: "candor".into(),
-                state: "fault".into(),
-                reason,
-                detail,
-            });
+            let events = self.events.as_ref().and_then(|w| w.upgrade());
+            crate::shell::write_note(&store, events.as_ref(), note);
         }
     }
 

@@ -77,6 +77,16 @@ pub enum DaemonError {
 }
 
 /// Where a started daemon can be reached.
+/// An event of the daemon itself (service `candor`) with no detail.
+fn daemon_note(state: &str, reason: String) -> candor_brain::Note {
+    candor_brain::Note {
+        service: "candor".into(),
+        state: state.into(),
+        reason,
+        detail: api::EventDetail::None {},
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Started {
     pub socket: PathBuf,
@@ -263,13 +273,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let (store, store_thread) = candor_store::Store::open_with(&state_dir, logs::caps(&spec))?;
     if let Some(what) = store.recovered() {
         eprintln!("candor: warning: {what}");
-        store.event(candor_store::EventRow {
-            at_ms: api::unix_ms(SystemTime::now()),
-            service: "candor".into(),
-            state: "warning".into(),
-            reason: what.into(),
-            detail: api::EventDetail::None {}.to_value().to_string(),
-        });
+        shell::write_note(&store, None, daemon_note("warning", what.into()));
     }
 
     // Runs an earlier daemon of this boot left running, checked against the kernel now (before
@@ -357,13 +361,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             ),
         };
         eprintln!("candor: {reason}");
-        store.event(candor_store::EventRow {
-            at_ms: api::unix_ms(SystemTime::now()),
-            service: "candor".into(),
-            state: state.into(),
-            reason,
-            detail: api::EventDetail::None {}.to_value().to_string(),
-        });
+        shell::write_note(&store, None, daemon_note(state, reason));
     }
     eprintln!(
         "candor: {} services from {}; containment: {}",

@@ -140,6 +140,39 @@ fn caller_note(what: &str, peer: crate::guard::Peer) -> Note {
     }
 }
 
+/// Every event goes through here: stored, and sent to the followers of `/v1/events` (when
+/// there is a live feed).
+pub(crate) fn write_note(
+    store: &Store,
+    events: Option<&broadcast::Sender<api::Event>>,
+    note: Note,
+) {
+    let now = std::time::SystemTime::now();
+    let Note {
+        service,
+        state,
+        reason,
+        detail,
+    } = note;
+    let detail = detail.to_value();
+    store.event(EventRow {
+        at_ms: unix_ms(now),
+        service: service.clone(),
+        state: state.clone(),
+        reason: reason.clone(),
+        detail: detail.to_string(),
+    });
+    if let Some(events) = events {
+        let _ = events.send(api::Event {
+            at: api::timestamp_ms(now),
+            service,
+            state,
+            reason,
+            detail,
+        });
+    }
+}
+
 /// The pipes of a run the keeper reported spawned, until the brain says to watch it.
 struct RunPipes {
     stdout: Option<OwnedFd>,
@@ -985,31 +1018,11 @@ impl Shell {
     }
 
     fn record(&self, note: Note) {
-        let now = std::time::SystemTime::now();
-        let Note {
-            service,
-            state,
-            reason,
-            detail,
-        } = note;
         if self.ctx.echo_events {
-            eprintln!("{} {service} {state}: {reason}", api::timestamp_ms(now));
+            let now = api::timestamp_ms(std::time::SystemTime::now());
+            eprintln!("{now} {} {}: {}", note.service, note.state, note.reason);
         }
-        let detail = detail.to_value();
-        self.store.event(EventRow {
-            at_ms: unix_ms(now),
-            service: service.clone(),
-            state: state.clone(),
-            reason: reason.clone(),
-            detail: detail.to_string(),
-        });
-        let _ = self.events.send(api::Event {
-            at: api::timestamp_ms(now),
-            service,
-            state,
-            reason,
-            detail,
-        });
+        write_note(&self.store, Some(&self.events), note);
     }
 
     fn publish(&mut self) {
