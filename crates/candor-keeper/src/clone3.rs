@@ -12,7 +12,7 @@ use std::path::Path;
 
 use rustix::pipe::{pipe_with, PipeFlags};
 
-use crate::spawn::{install_ready_fd, keep_clear_of, output_pipe, Spawned};
+use crate::spawn::{at_least, install_ready_fd, keep_clear_of, output_pipe, Spawned};
 use crate::SpawnRequest;
 
 /// clone3 (or CLONE_INTO_CGROUP) is not available: use the portable path.
@@ -97,28 +97,13 @@ impl Prepared {
         req: &SpawnRequest,
         program: &Path,
         cgroup: Option<&Path>,
-        listen: &[i32],
+        listen: Vec<OwnedFd>,
     ) -> Result<Self, String> {
         // Every fd the child still uses while it puts the sockets on 3.. lies above them.
         let floor = 3 + listen.len() as i32;
-        let above = |fd: i32| -> Result<OwnedFd, String> {
-            // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we then own.
-            let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
-            if new < 0 {
-                return Err(format!(
-                    "cannot pass an activated socket: {}",
-                    io::Error::last_os_error()
-                ));
-            }
-            // SAFETY: `new` is a fresh descriptor owned by nobody else.
-            Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(new) })
-        };
-        let lift = |fd: OwnedFd| -> Result<OwnedFd, String> {
-            if fd.as_raw_fd() >= floor {
-                Ok(fd)
-            } else {
-                above(fd.as_raw_fd())
-            }
+        let lift = |fd: OwnedFd| {
+            at_least(fd, floor)
+                .map_err(|e| format!("cannot make room for the activated sockets: {e}"))
         };
         let pipe = |what: &str| -> Result<(OwnedFd, OwnedFd), String> {
             pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make {what} pipe: {e}"))
@@ -148,10 +133,8 @@ impl Prepared {
                 buf
             })
             .collect(),
-            listen: listen
-                .iter()
-                .map(|fd| above(*fd))
-                .collect::<Result<_, _>>()?,
+            // Numbered at `floor` or above already (`listeners::copies_for_run`).
+            listen,
             workdir: req
                 .workdir
                 .as_ref()
@@ -266,7 +249,7 @@ pub(crate) fn spawn(
     req: &SpawnRequest,
     program: &Path,
     cgroup: Option<&Path>,
-    listen: &[i32],
+    listen: Vec<OwnedFd>,
 ) -> Result<Result<Spawned, String>, Unsupported> {
     // Everything is allocated here, before the clone.
     let mut p = match Prepared::new(req, program, cgroup, listen) {

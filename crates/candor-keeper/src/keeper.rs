@@ -592,7 +592,10 @@ impl Keeper {
             if let Err(e) = crate::listeners::ensure(kept, &req.activate) {
                 return self.emit(fail(e));
             }
-            listen = kept.iter().map(|l| l.raw()).collect();
+            listen = match crate::listeners::copies_for_run(kept) {
+                Ok(fds) => fds,
+                Err(e) => return self.emit(fail(e)),
+            };
             let names: Vec<&str> = req.activate.iter().map(|l| l.name.as_str()).collect();
             req.env
                 .push(("LISTEN_FDS".into(), listen.len().to_string()));
@@ -618,7 +621,7 @@ impl Keeper {
                 }
             }
         }
-        match spawn::spawn(&req, cg.as_deref(), self.use_clone3, &listen) {
+        match spawn::spawn(&req, cg.as_deref(), self.use_clone3, listen) {
             Ok(s) => {
                 let pidfd = s.pidfd.or_else(|| {
                     Pid::from_raw(s.pid as i32)

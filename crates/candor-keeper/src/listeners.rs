@@ -118,10 +118,6 @@ impl Listener {
         }
     }
 
-    pub fn raw(&self) -> i32 {
-        self.fd.as_raw_fd()
-    }
-
     /// The socket file's inode, for a Unix socket.
     pub fn inode(&self) -> Option<u64> {
         self.file.map(|(_, ino)| ino)
@@ -140,6 +136,18 @@ impl Drop for Listener {
             }
         }
     }
+}
+
+/// A run's copies of the sockets, numbered above the fds 3.. they go to in the child, so
+/// that none is overwritten before it is placed (CLOEXEC: only the placed ones stay open).
+pub fn copies_for_run(kept: &[Listener]) -> Result<Vec<OwnedFd>, String> {
+    let floor = candor_spec::listen::FIRST_FD as i32 + kept.len() as i32;
+    kept.iter()
+        .map(|l| {
+            rustix::io::fcntl_dupfd_cloexec(&l.fd, floor)
+                .map_err(|e| format!("cannot pass the socket on {}: {e}", l.spec.addr.describe()))
+        })
+        .collect()
 }
 
 /// After the daemon's restart or upgrade: the activated sockets of a run it adopts, taken
@@ -322,5 +330,59 @@ mod tests {
         };
         let err = Listener::bind(&taken).unwrap_err();
         assert!(err.contains("another process listens there"), "{err}");
+    }
+
+    /// A `sleep` whose fd 3 is `fd` (or nothing), and a pidfd of it.
+    fn child_with_fd3(fd: Option<&OwnedFd>) -> (std::process::Child, OwnedFd) {
+        use std::os::unix::process::CommandExt;
+        // Above 3: dup2 onto itself would keep CLOEXEC (as `copies_for_run` avoids too).
+        let high = fd.map(|f| rustix::io::fcntl_dupfd_cloexec(f, 10).unwrap());
+        let raw = high.as_ref().map(|f| f.as_raw_fd());
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        // SAFETY: dup2 only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(raw) = raw {
+                    if libc::dup2(raw, 3) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+        (child, pidfd)
+    }
+
+    #[test]
+    fn sockets_are_taken_back_from_a_running_service_only_when_they_are_what_the_spec_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let spec = unix(&path);
+        let made = Listener::bind(&spec).unwrap();
+        // Its listener on fd 3, as a run has it: taken back, the same socket.
+        let (mut child, pidfd) = child_with_fd3(Some(&made.fd));
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        std::mem::forget(made); // as after a killed daemon: the file stays
+        let (taken, missing) = take_back(&pidfd, std::slice::from_ref(&spec));
+        assert_eq!((taken.len(), missing), (1, None));
+        assert_eq!(taken[0].inode(), Some(ino));
+        // Another address than the spec's: refused, with the reason.
+        let other = unix(&dir.path().join("other.sock"));
+        let (none, why) = take_back(&pidfd, &[other]);
+        assert!(none.is_empty());
+        assert!(why.unwrap().contains("is not a socket listening on"));
+        let _ = child.kill();
+        let _ = child.wait();
+        // No fd 3 at all (the service closed it): refused, and why.
+        let (mut bare, pidfd) = child_with_fd3(None);
+        let (none, why) = take_back(&pidfd, &[spec]);
+        assert!(none.is_empty());
+        assert!(why.unwrap().starts_with("fd 3:"));
+        let _ = bare.kill();
+        let _ = bare.wait();
     }
 }

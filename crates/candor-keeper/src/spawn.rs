@@ -129,18 +129,19 @@ pub(crate) fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
+/// `fd` numbered at least `floor`: itself if it is, else a CLOEXEC copy there (the child
+/// dup2s other fds onto the numbers below, so nothing it still needs may sit there).
+pub(crate) fn at_least(fd: OwnedFd, floor: i32) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() >= floor {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, floor)?)
+}
+
 /// Make sure `fd` is not `target` (which the child will dup2 over): move it higher if so.
 pub(crate) fn keep_clear_of(fd: OwnedFd, target: Option<u32>) -> io::Result<OwnedFd> {
     match target {
-        Some(t) if fd.as_raw_fd() == t as i32 => {
-            // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we then own.
-            let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, t as i32 + 1) };
-            if new < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `new` is a fresh descriptor owned by nobody else.
-            Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(new) })
-        }
+        Some(t) if fd.as_raw_fd() == t as i32 => at_least(fd, t as i32 + 1),
         _ => Ok(fd),
     }
 }
@@ -229,7 +230,7 @@ pub(crate) fn spawn(
     req: &SpawnRequest,
     cgroup: Option<&Path>,
     use_clone3: bool,
-    listen: &[i32],
+    listen: Vec<OwnedFd>,
 ) -> Result<Spawned, String> {
     let program = resolve_program(&req.argv[0], &req.env)?;
     if let Some(wd) = &req.workdir {
@@ -261,8 +262,9 @@ pub(crate) fn spawn(
         }
         return spawn_std(req, &program, cgroup);
     }
+    let activated = !listen.is_empty();
     match crate::clone3::spawn(req, &program, cgroup, listen) {
-        Err(crate::clone3::Unsupported) if !listen.is_empty() => Err(no_activation()),
+        Err(crate::clone3::Unsupported) if activated => Err(no_activation()),
         Err(crate::clone3::Unsupported) => spawn_std(req, &program, cgroup),
         Ok(result) => result,
     }
