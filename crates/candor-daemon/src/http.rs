@@ -99,11 +99,11 @@ async fn catch_panics(
     next: axum::middleware::Next,
 ) -> Response {
     use futures_util::FutureExt;
-    let task = format!("the API handler of {} {}", req.method(), req.uri().path());
-    let path = req.uri().path().to_string();
+    // Named only if it panics: nothing is built for the requests that do not.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let answer = async move {
-        if candor_core::fail_once("api", &path) {
-            panic!("failpoint api:{path}");
+        if candor_core::fail_once("api", req.uri().path()) {
+            panic!("failpoint api:{}", req.uri().path());
         }
         next.run(req).await
     };
@@ -111,6 +111,7 @@ async fn catch_panics(
         Ok(resp) => resp,
         Err(payload) => {
             let message = crate::faults::panic_message(&*payload);
+            let task = format!("the API handler of {method} {}", uri.path());
             faults.report(&task, &message, "it answered 500");
             ApiError::new(
                 500,
