@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use candor_scenarios::{wait_for, Daemon};
+use candor_scenarios::{free_port, wait_for, Daemon};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -17,14 +17,6 @@ fn example() -> String {
         "{}/../examples/python/service.py",
         env!("CARGO_MANIFEST_DIR")
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The line the service answers a connection with: "<pid> <service> <run> <socket name>".

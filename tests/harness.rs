@@ -452,6 +452,12 @@ pub fn read_stamps(file: &Path) -> Vec<(String, u128, u64)> {
         .collect()
 }
 
+/// A loopback TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 /// A one-shot GET request line for `Daemon::raw`.
 pub fn get_request(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: candor\r\nConnection: close\r\n\r\n")

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use candor_scenarios::{
-    alive, hold_reaping, proc_state, read_pids, read_stamps, reap_orphans, release_reaping,
-    wait_for, wait_reaped, wait_rechecked, Daemon,
+    alive, free_port, hold_reaping, proc_state, read_pids, read_stamps, reap_orphans,
+    release_reaping, wait_for, wait_reaped, wait_rechecked, Daemon,
 };
 use serde_json::Value;
 
@@ -16,11 +16,6 @@ const NO_CGROUPS: &[(&str, &str)] = &[("CANDOR_CGROUP", "off")];
 
 fn pid_of(s: &Value) -> u64 {
     s["pid"].as_u64().unwrap_or_else(|| panic!("no pid: {s}"))
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// The one "adopted" event of `service`, once there is one.

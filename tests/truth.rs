@@ -3,17 +3,11 @@
 
 use std::time::Duration;
 
-use candor_scenarios::{alive, read_stamps, send_notify, wait_for, wait_rechecked, Daemon};
+use candor_scenarios::{
+    alive, free_port, read_stamps, send_notify, wait_for, wait_rechecked, Daemon,
+};
 
 const T: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn event_with(d: &Daemon, service: &str, state: &str, words: &str) -> Option<serde_json::Value> {
     d.events().into_iter().find(|e| {
