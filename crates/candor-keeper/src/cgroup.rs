@@ -97,12 +97,18 @@ pub fn procs(cg: &Path) -> Vec<u32> {
 /// Signal every process in the cgroup, race-free: each pid read from `cgroup.procs` is pinned
 /// with a pidfd, checked to be in `cg` still (a process that exited after the read and whose
 /// pid was reused elsewhere is not), and signalled through the pidfd. Where the kernel has no
-/// pidfds (before 5.3), plain kill(2).
-pub(crate) fn signal_all(cg: &Path, sig: i32) {
+/// pidfds (before 5.3), plain kill(2). With `signalled_group`, the processes of that process
+/// group are left out: they were signalled with the group (a second SIGTERM means "force" to
+/// many programs).
+pub(crate) fn signal_all(cg: &Path, sig: i32, signalled_group: Option<i32>) {
     for pid in procs(cg) {
         let Ok(pid) = i32::try_from(pid) else {
             continue;
         };
+        // SAFETY: getpgid(2) reads a process's group; no memory is touched.
+        if signalled_group.is_some_and(|g| pid == g || unsafe { libc::getpgid(pid) } == g) {
+            continue;
+        }
         match crate::pidfd::open(pid) {
             Ok(fd) => {
                 if in_cgroup(pid, cg) {
@@ -140,7 +146,7 @@ pub(crate) fn kill_all(cg: &Path) {
         .and_then(|mut f| f.write_all(b"1"))
         .is_ok();
     if !ok {
-        signal_all(cg, libc::SIGKILL);
+        signal_all(cg, libc::SIGKILL, None);
     }
 }
 
@@ -158,7 +164,7 @@ pub(crate) fn make_fresh(cg: &Path) -> std::io::Result<usize> {
         let deadline = Instant::now() + Duration::from_secs(2);
         // Zombies leave cgroup.procs on exit; the keeper's loop reaps them later.
         while !procs(cg).is_empty() && Instant::now() < deadline {
-            signal_all(cg, libc::SIGKILL);
+            signal_all(cg, libc::SIGKILL, None);
             std::thread::sleep(Duration::from_millis(5));
         }
         if !procs(cg).is_empty() {

@@ -261,6 +261,23 @@ fn signal_main(t: &Tracked, sig: i32) {
     }
 }
 
+/// The stop signal to every process of the run, once each: a program that takes a second
+/// SIGTERM or SIGINT as "give up the graceful shutdown now" (many do, candor-sdk's backstop
+/// among them) must not get one from us. Its process group at once (atomic against forks);
+/// the main process through its pidfd if it left that group; then the rest of the cgroup.
+fn signal_run(t: &Tracked, sig: i32) {
+    // SAFETY: getpgid(2) reads the process's group; no memory is touched. An unreaped main
+    // process keeps its pid.
+    let main_in_group = t.main_exit.is_some() || unsafe { libc::getpgid(t.pid) } == t.pid;
+    if !main_in_group {
+        signal_main(t, sig);
+    }
+    signal_group(t.pid, sig);
+    if let Some(cg) = &t.cgroup {
+        cgroup::signal_all(cg, sig, Some(t.pid));
+    }
+}
+
 fn group_alive(pgid: i32) -> bool {
     if pgid <= 0 {
         return false;
@@ -517,14 +534,7 @@ impl Keeper {
                 }
                 t.kill_at = Some(mono() + timeout);
                 t.stop_signal = signal;
-                signal_main(t, signal);
-                match &t.cgroup {
-                    Some(cg) => {
-                        signal_group(t.pid, signal);
-                        cgroup::signal_all(cg, signal);
-                    }
-                    None => signal_group(t.pid, signal),
-                }
+                signal_run(t, signal);
             }
             KeeperCommand::Release { service } => {
                 self.listeners.remove(&service);
@@ -904,10 +914,7 @@ impl Keeper {
             if t.main_exit.is_some() && t.kill_at.is_none() {
                 // The main process left others behind: stop them like a requested stop.
                 t.kill_at = Some(now + t.stop_timeout);
-                signal_group(t.pid, t.stop_signal);
-                if let Some(cg) = &t.cgroup {
-                    cgroup::signal_all(cg, t.stop_signal);
-                }
+                signal_run(t, t.stop_signal);
             }
             if let Some(kill_at) = t.kill_at {
                 if now >= kill_at && !t.escalated {
