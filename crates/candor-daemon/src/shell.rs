@@ -945,6 +945,13 @@ impl Shell {
             "CANDOR_STOP_TIMEOUT_MS".into(),
             spec.stop.timeout.as_millis().to_string(),
         ));
+        // How to say "ready" when it is not a datagram, so one call (candor-sdk's
+        // notify::ready) covers every `ready` mode.
+        match &spec.ready {
+            ReadySpec::Fd(n) => env.push(("CANDOR_READY_FD".into(), n.to_string())),
+            ReadySpec::File(p) => env.push(("CANDOR_READY_FILE".into(), p.display().to_string())),
+            _ => {}
+        }
         SpawnRequest {
             service: service.into(),
             run_id,

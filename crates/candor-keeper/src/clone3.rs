@@ -46,17 +46,7 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
 /// The environment a service gets: ours, minus activation variables, plus its `env`.
 fn environment(req: &SpawnRequest) -> io::Result<Vec<CString>> {
     let mut vars: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            ![
-                "NOTIFY_SOCKET",
-                "LISTEN_FDS",
-                "LISTEN_PID",
-                "LISTEN_FDNAMES",
-                "WATCHDOG_PID",
-                "WATCHDOG_USEC",
-            ]
-            .contains(&k.to_str().unwrap_or(""))
-        })
+        .filter(|(k, _)| !crate::spawn::NOT_INHERITED.contains(&k.to_str().unwrap_or("")))
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
     for (k, v) in &req.env {

@@ -272,6 +272,20 @@ pub(crate) fn spawn(
 
 /// A `Command` for `argv` (program already resolved): the daemon's environment without the
 /// sd_notify and socket-activation variables meant for Candor itself, plus `env`, in `workdir`.
+/// Variables the daemon may have inherited (from systemd, or from a supervisor of its own)
+/// that meant something only to the daemon: a service gets them from its own spec or not at
+/// all.
+pub(crate) const NOT_INHERITED: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "CANDOR_READY_FD",
+    "CANDOR_READY_FILE",
+];
+
 fn command(
     program: &Path,
     argv: &[String],
@@ -280,9 +294,9 @@ fn command(
 ) -> Command {
     let mut cmd = Command::new(program);
     cmd.arg0(&argv[0]).args(&argv[1..]);
-    cmd.env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID");
+    for k in NOT_INHERITED {
+        cmd.env_remove(k);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
