@@ -37,6 +37,16 @@ pub fn zoo() -> PathBuf {
     bin("candor-zoo")
 }
 
+/// The zoo's programs written again on candor-sdk (crates/candor-twins).
+pub fn twin() -> PathBuf {
+    bin("candor-twin")
+}
+
+/// A binary of this workspace, by name.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    bin(name)
+}
+
 /// Poll `f` until it returns `Some`, or panic with `what` after `deadline`.
 pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + deadline;
@@ -146,8 +156,11 @@ impl Daemon {
     }
 
     pub fn fill(&self, text: &str) -> String {
-        text.replace("{zoo}", &zoo().display().to_string())
-            .replace("{dir}", &self.dir.path().display().to_string())
+        let mut text = text.replace("{zoo}", &zoo().display().to_string());
+        if text.contains("{twin}") {
+            text = text.replace("{twin}", &twin().display().to_string());
+        }
+        text.replace("{dir}", &self.dir.path().display().to_string())
     }
 
     pub fn write_config(&self, text: &str) {

@@ -18,6 +18,8 @@ const USAGE: &str = "usage: candor-zoo <behaviour> [options]
   notify MSG [MSG...]                                 send each MSG (\\n for newlines) to $NOTIFY_SOCKET, 300 ms apart, then stay up
   leak-fds --per-sec N                                open /dev/null N times a second, never close
   emfile-spin                                         exhaust fds, then spin on accept errors logging each (seed 000)
+  reconnect-leak [--every DUR] [--port N]             retry a refused connect, keeping 2 fds of each failed attempt (seed 003)
+  stuck-loop [--after DUR]                            the main loop deadlocks after DUR; a thread keeps sending WATCHDOG=1
   mem-grow --mb-per-sec N                             allocate and touch N MiB a second
   log-flood --lines-per-sec N [--for DUR] [--same]    numbered lines on stdout (0: as fast as it can), then stay up;
                                                       --same: one identical line over and over
@@ -46,6 +48,8 @@ fn main() {
         "notify" => notify_script(&args[1..]),
         "leak-fds" => leak_fds(&opts),
         "emfile-spin" => emfile_spin(),
+        "reconnect-leak" => reconnect_leak(&opts),
+        "stuck-loop" => stuck_loop(&opts),
         "mem-grow" => mem_grow(&opts),
         "log-flood" => log_flood(&opts),
         other => {
@@ -494,6 +498,76 @@ fn emfile_spin() {
             Ok((c, _)) => drop(c),
             Err(e) => eprintln!("ERROR emfile-spin: Socket accept error: {e}"),
         }
+    }
+}
+
+/// Seed 003: a fresh client per attempt (a file it opened plus a socket), dropped on the
+/// floor when the attempt fails instead of closed.
+fn reconnect_leak(opts: &Opts) {
+    let every = opts.duration("--every", Duration::from_millis(100));
+    let port = opts.number("--port", 1) as u16;
+    println!(
+        "reconnect-leak: pid {} connecting to 127.0.0.1:{port} every {every:?}",
+        std::process::id()
+    );
+    notify("READY=1");
+    let mut attempts = 0u64;
+    loop {
+        attempts += 1;
+        // SAFETY: socket(2) and connect(2) on a sockaddr_in we own; the fd is leaked on
+        // purpose, with the file opened beside it.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let r = libc::connect(
+                fd,
+                (&addr as *const libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            if r == 0 {
+                println!("reconnect-leak: connected after {attempts} attempts");
+                sleep_forever();
+            }
+        }
+        if let Ok(f) = std::fs::File::open("/dev/null") {
+            std::mem::forget(f);
+        }
+        if attempts.is_multiple_of(100) {
+            println!("reconnect-leak: {attempts} attempts failed");
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// A thread pings the watchdog on a timer while the loop that does the work is deadlocked:
+/// the ping proves nothing.
+fn stuck_loop(opts: &Opts) {
+    let after = opts.duration("--after", Duration::from_secs(2));
+    let usec: u64 = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    std::thread::spawn(move || loop {
+        notify("WATCHDOG=1");
+        std::thread::sleep(Duration::from_micros(usec / 2));
+    });
+    println!(
+        "stuck-loop: pid {} working; the loop deadlocks in {after:?}",
+        std::process::id()
+    );
+    notify("READY=1");
+    std::thread::sleep(after);
+    println!("stuck-loop: the loop is deadlocked; the watchdog thread keeps pinging");
+    // The loop waits on something that never comes (a lock its own caller holds).
+    loop {
+        std::thread::park();
     }
 }
 
