@@ -150,6 +150,7 @@ fn parse_with_includes(
             }
         }
     }
+    check_activated_once(&services, &mut errors);
     if let Some(cycle) = graph::find_cycle(&services) {
         let path: Vec<&str> = cycle.iter().map(|n| n.as_str()).collect();
         let first = &services[&cycle[0]];
@@ -169,6 +170,50 @@ fn parse_with_includes(
         })
     } else {
         Err(SpecErrors(errors))
+    }
+}
+
+/// One socket can be bound once: two activated sockets at the same path, or TCP listeners on
+/// the same port where the addresses overlap (equal, or either unspecified), are a config
+/// error instead of a service that fails at its first start.
+fn check_activated_once(
+    services: &BTreeMap<ServiceName, ServiceSpec>,
+    errors: &mut Vec<SpecError>,
+) {
+    use crate::listen::ListenAddr;
+    let mut seen: Vec<(&ListenAddr, &ServiceSpec)> = Vec::new();
+    for spec in services.values() {
+        for l in &spec.activated {
+            let clash = seen.iter().find(|(a, _)| match (a, &l.addr) {
+                (ListenAddr::Unix { path: p, .. }, ListenAddr::Unix { path: q, .. }) => p == q,
+                (ListenAddr::Tcp(x), ListenAddr::Tcp(y)) => {
+                    x.port() == y.port()
+                        && (x.ip() == y.ip() || x.ip().is_unspecified() || y.ip().is_unspecified())
+                }
+                _ => false,
+            });
+            if let Some((a, other)) = clash {
+                let whose = if other.name == spec.name {
+                    "twice in this service".to_string()
+                } else {
+                    format!("by service `{}` too ({})", other.name, other.defined_at)
+                };
+                errors.push(at_text(
+                    &spec.defined_at,
+                    format!(
+                        "service `{}` activates {}, which is activated {whose}; a socket is \
+                         bound once and handed to one service",
+                        spec.name,
+                        if a.describe() == l.addr.describe() {
+                            l.addr.describe()
+                        } else {
+                            format!("{} (overlapping {})", l.addr.describe(), a.describe())
+                        }
+                    ),
+                ));
+            }
+            seen.push((&l.addr, spec));
+        }
     }
 }
 
