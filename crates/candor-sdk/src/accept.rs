@@ -38,6 +38,17 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 /// A listener [`AcceptLoop::accept`] can take connections from.
+///
+/// ```
+/// use candor_sdk::accept::{Accept, AcceptLoop};
+/// // Any listener with one accept call can be served by an AcceptLoop.
+/// fn serve<L: Accept>(l: &L) -> std::io::Result<L::Stream> {
+///     AcceptLoop::new("any").accept(l).map(|(s, _)| s)
+/// }
+/// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+/// assert!(serve(&l).is_ok());
+/// ```
 pub trait Accept {
     /// The accepted connection.
     type Stream;
@@ -71,6 +82,18 @@ impl Accept for UnixListener {
 }
 
 /// A tokio listener [`AcceptLoop::accept_async`] can take connections from.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use candor_sdk::accept::{AcceptLoop, AsyncAccept};
+/// async fn serve<L: AsyncAccept>(l: &L) -> std::io::Result<L::Stream> {
+///     AcceptLoop::new("any").accept_async(l).await.map(|(s, _)| s)
+/// }
+/// let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let _c = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+/// assert!(serve(&l).await.is_ok());
+/// # }
+/// ```
 #[cfg(feature = "tokio")]
 pub trait AsyncAccept {
     /// The accepted connection.
@@ -118,6 +141,12 @@ impl AsyncAccept for tokio::net::UnixListener {
 }
 
 /// Counts of what an [`AcceptLoop`] has met.
+///
+/// ```
+/// let a = candor_sdk::accept::AcceptLoop::new("web");
+/// let s = a.stats();
+/// println!("{} accepted, {} errors in {} episodes, {} shed", s.accepted, s.resource_errors, s.episodes, s.shed);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AcceptStats {
     /// Connections handed to the caller.
@@ -131,6 +160,15 @@ pub struct AcceptStats {
 }
 
 /// A backing-off, counting, optionally shedding accept loop (see the module's docs).
+///
+/// ```
+/// use candor_sdk::{accept::AcceptLoop, fds::FdBudget};
+/// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+/// let mut accept = AcceptLoop::new("web").shed_above(FdBudget::new());
+/// let (conn, _peer) = accept.accept(&l).unwrap();
+/// # drop(conn);
+/// ```
 #[derive(Debug)]
 pub struct AcceptLoop {
     name: String,

@@ -18,6 +18,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Open fds and the soft limit, at one moment.
+///
+/// ```
+/// let u = candor_sdk::fds::FdUsage::now().unwrap();
+/// println!("{u}: {:.1} % of the limit", u.percent());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdUsage {
     /// Fds open in this process.
@@ -130,6 +135,13 @@ pub fn raise_soft_limit() -> io::Result<u64> {
 ///
 /// The count is refreshed at most every 100 ms (see [`FdBudget::refresh_every`]): cheap on a
 /// hot path, and a burst can overshoot the threshold by what it opens in that time.
+///
+/// ```
+/// let budget = candor_sdk::fds::FdBudget::with_threshold(90.0);
+/// if let Err(over) = budget.check() {
+///     eprintln!("not taking this job: {over}");
+/// }
+/// ```
 #[derive(Debug)]
 pub struct FdBudget {
     threshold: f64,
@@ -237,6 +249,13 @@ impl FdBudget {
 }
 
 /// New work refused: the process is above its fd budget.
+///
+/// ```
+/// use candor_sdk::fds::FdBudget;
+/// let budget = FdBudget::new();
+/// let r: std::io::Result<()> = budget.check().map_err(Into::into);
+/// assert!(r.is_ok());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OverBudget {
     /// The usage that was over.

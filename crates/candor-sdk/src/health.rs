@@ -36,6 +36,13 @@ use std::time::Duration;
 type CheckFn = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The service's checks, and the responder that runs them. Clones share the checks.
+///
+/// ```
+/// let health = candor_sdk::health::Health::new();
+/// health.check("cache", || Ok(()));
+/// let also = health.clone(); // the same checks
+/// assert!(also.report().ok());
+/// ```
 #[derive(Clone)]
 pub struct Health {
     checks: Arc<RwLock<Vec<(String, CheckFn)>>>,
@@ -63,6 +70,14 @@ impl std::fmt::Debug for Health {
 }
 
 /// The outcome of every check, in the order they were added.
+///
+/// ```
+/// let health = candor_sdk::health::Health::new();
+/// health.check("db", || Err("no connection".into()));
+/// let report = health.report();
+/// assert!(!report.ok());
+/// assert_eq!(report.checks[0].1, Err("no connection".to_string()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     /// Each check's name and outcome.
@@ -371,6 +386,11 @@ impl Timeouts for std::os::unix::net::UnixStream {
 }
 
 /// A running responder.
+///
+/// ```
+/// let server = candor_sdk::health::Health::new().serve_tcp("127.0.0.1:0").unwrap();
+/// println!("GET http://{}/health", server.local_addr().unwrap());
+/// ```
 #[derive(Debug)]
 pub struct Server {
     local: io::Result<String>,

@@ -27,6 +27,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const FIRST_FD: RawFd = 3;
 
 /// An activated listening socket.
+///
+/// ```
+/// use candor_sdk::listen::{listen_fds, Listener};
+/// for (name, l) in listen_fds().unwrap().into_vec() {
+///     match l {
+///         Listener::Tcp(t) => println!("{name}: TCP {:?}", t.local_addr()),
+///         Listener::Unix(u) => println!("{name}: Unix {:?}", u.local_addr()),
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 pub enum Listener {
     /// A TCP listener (IPv4 or IPv6).
@@ -36,6 +46,16 @@ pub enum Listener {
 }
 
 /// A listener made a tokio one (see [`Listener::into_tokio`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use candor_sdk::listen::{Listener, TokioListener};
+/// let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// if let TokioListener::Tcp(l) = Listener::Tcp(std_listener).into_tokio().unwrap() {
+///     println!("{:?}", l.local_addr());
+/// }
+/// # }
+/// ```
 #[cfg(feature = "tokio")]
 #[derive(Debug)]
 pub enum TokioListener {
@@ -79,6 +99,13 @@ impl Listener {
 }
 
 /// The activated sockets of this process, by name.
+///
+/// ```
+/// let mut fds = candor_sdk::listen::listen_fds().unwrap();
+/// let web = fds.take_tcp("web");
+/// let admin = fds.take_unix("admin");
+/// println!("web: {}, admin: {}", web.is_ok(), admin.is_ok());
+/// ```
 #[derive(Debug, Default)]
 pub struct ListenFds {
     sockets: Vec<(String, Listener)>,

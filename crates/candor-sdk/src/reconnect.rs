@@ -23,6 +23,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// Counts of what a [`Reconnect`] has met.
+///
+/// ```
+/// let r = candor_sdk::reconnect::Reconnect::new("db");
+/// let s = r.stats();
+/// println!("{} attempts, {} failed, {} connected", s.attempts, s.failures, s.connected);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReconnectStats {
     /// Attempts made.
@@ -34,6 +40,15 @@ pub struct ReconnectStats {
 }
 
 /// Retries with capped, jittered backoff (see the module's docs).
+///
+/// ```
+/// use std::time::Duration;
+/// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let mut r = candor_sdk::reconnect::Reconnect::new("peer")
+///     .backoff(Duration::from_millis(50), Duration::from_secs(10));
+/// let conn = r.tcp(l.local_addr().unwrap(), Duration::from_secs(2)).unwrap();
+/// # drop(conn);
+/// ```
 #[derive(Debug)]
 pub struct Reconnect {
     name: String,

@@ -28,9 +28,18 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The exit code of a process the backstop ends.
+///
+/// ```
+/// assert_eq!(candor_sdk::shutdown::BACKSTOP_EXIT_CODE, 1);
+/// ```
 pub const BACKSTOP_EXIT_CODE: i32 = 1;
 
 /// The grace when the supervisor does not say its stop timeout.
+///
+/// ```
+/// use candor_sdk::shutdown::{grace_for, DEFAULT_GRACE};
+/// assert_eq!(DEFAULT_GRACE, grace_for(std::time::Duration::from_secs(10)));
+/// ```
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(9);
 
 /// The grace for a stop timeout of `timeout`: 10 % under it (at least 250 ms, at most 5 s
@@ -88,6 +97,12 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 /// The process's shutdown: whether it was asked for, and the backstop behind it. Cheap to
 /// copy; every copy is the same shutdown.
+///
+/// ```
+/// let stop = candor_sdk::shutdown::Shutdown::install().unwrap();
+/// let same = candor_sdk::shutdown::Shutdown::install().unwrap();
+/// assert_eq!(stop.requested(), same.requested());
+/// ```
 #[derive(Clone, Copy)]
 pub struct Shutdown {
     inner: &'static Inner,

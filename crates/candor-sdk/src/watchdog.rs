@@ -27,6 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The supervisor's watchdog interval, and the pinging that goes with it.
+///
+/// ```
+/// use candor_sdk::watchdog::Watchdog;
+/// if let Some(dog) = Watchdog::from_env() {
+///     dog.spawn(|| Ok(())); // or spawn_with_heartbeat
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Watchdog {
     interval: Duration,
@@ -215,6 +222,13 @@ struct Shared {
 
 /// The pinging thread of a [`Watchdog`]. Dropping it leaves the thread pinging; call
 /// [`Pinger::stop`] to end it.
+///
+/// ```
+/// use candor_sdk::watchdog::Watchdog;
+/// let pinger = Watchdog::new(std::time::Duration::from_secs(10)).spawn(|| Ok(()));
+/// println!("{} pings, failing: {}", pinger.pings(), pinger.is_failing());
+/// pinger.stop();
+/// ```
 #[derive(Debug)]
 pub struct Pinger {
     shared: Arc<Shared>,
