@@ -4,14 +4,18 @@
 # so they are built first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Debian's systemd package gives the real `systemd-notify` the notify tests drive (no systemd
-# needs to run). Installed where we are root on Debian; elsewhere those tests say "skipped".
-if ! command -v systemd-notify >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Debian's systemd package (for systemd-notify)"
+# Debian's packages the tests drive: systemd for the real `systemd-notify` (no systemd needs
+# to run), python3-prometheus-client for a real parser of /metrics. Installed where we are root
+# on Debian; elsewhere those tests say "skipped".
+need=()
+command -v systemd-notify >/dev/null 2>&1 || need+=(systemd)
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
+if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq --no-install-recommends systemd >/dev/null 2>&1 \
-    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends systemd >/dev/null 2>&1; } \
-    || echo "could not install systemd; the systemd-notify tests will say so"
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1; } \
+    || echo "could not install ${need[*]}; the tests that need them will say so"
 fi
 cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then

@@ -28,6 +28,19 @@ pub enum ServiceState {
 }
 
 impl ServiceState {
+    /// Every state, in the order the status model lists them.
+    pub const ALL: [ServiceState; 9] = [
+        ServiceState::Stopped,
+        ServiceState::Starting,
+        ServiceState::Running,
+        ServiceState::Degraded,
+        ServiceState::Unhealthy,
+        ServiceState::Stopping,
+        ServiceState::Backoff,
+        ServiceState::Failed,
+        ServiceState::Exited,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceState::Stopped => "stopped",

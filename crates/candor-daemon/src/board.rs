@@ -12,6 +12,7 @@ use candor_core::{Mono, Now};
 use candor_spec::{ServiceName, ServiceSpec};
 
 use crate::logs::LogCounters;
+use crate::metrics::ProbeStats;
 
 /// Between the shell, which publishes a step that answers no request at most every 50 ms,
 /// and the readers, which must never see a board older than their request: a reader that
@@ -43,6 +44,7 @@ impl Freshness {
 pub struct Board {
     pub services: Services,
     pub logs: Arc<BTreeMap<ServiceName, Arc<LogCounters>>>,
+    pub probes: Arc<BTreeMap<ServiceName, Arc<ProbeStats>>>,
 }
 
 /// One service on a board.
@@ -51,6 +53,7 @@ pub struct ServiceView<'a> {
     board: &'a Board,
     pub svc: &'a Service,
     logs: Option<&'a LogCounters>,
+    probes: Option<&'a ProbeStats>,
 }
 
 impl Board {
@@ -64,6 +67,7 @@ impl Board {
             board: self,
             svc,
             logs: self.logs.get(name).map(|l| &**l),
+            probes: self.probes.get(name).map(|p| &**p),
         }
     }
     /// Every service, in name order.
@@ -99,6 +103,12 @@ impl<'a> ServiceView<'a> {
         self.svc
             .live()
             .filter(|r| r.pid().is_some() && r.main_exit.is_none())
+    }
+    pub fn log_counters(&self) -> Option<&'a LogCounters> {
+        self.logs
+    }
+    pub fn probe_stats(&self) -> Option<&'a ProbeStats> {
+        self.probes
     }
     pub fn log_count(&self, pick: impl Fn(&LogCounters) -> u64) -> u64 {
         self.logs.map(pick).unwrap_or_default()
@@ -203,6 +213,7 @@ mod tests {
         Arc::new(Board {
             services: Default::default(),
             logs: Arc::new(logs),
+            probes: Default::default(),
         })
     }
 

@@ -3,7 +3,6 @@
 //! reason; malformed input gets a 4xx, never a crash.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -601,53 +600,14 @@ async fn events(State(st): State<AppState>, Query(q): Q) -> Result<Response, Api
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let board = st.fresh.current(&st.board).await;
-    let now = clock::mono();
-    let mut out = String::new();
-    let mut family =
-        |name: &str,
-         kind: &str,
-         help: &str,
-         value: &dyn Fn(&crate::board::ServiceView) -> (String, u64)| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for s in board.iter() {
-                let (extra, v) = value(&s);
-                let _ = writeln!(out, "{name}{{service=\"{}\"{extra}}} {v}", s.spec().name);
-            }
-        };
-    family(
-        "candor_service_up",
-        "gauge",
-        "1 when the service is running and ready.",
-        &|s| {
-            let state = s.derived(now).state;
-            (
-                format!(",state=\"{}\"", state.as_str()),
-                u64::from(state == ServiceState::Running),
-            )
-        },
-    );
-    family(
-        "candor_service_restarts_total",
-        "counter",
-        "Automatic restarts.",
-        &|s| (String::new(), u64::from(s.restarts())),
-    );
-    family(
-        "candor_log_lines_total",
-        "counter",
-        "Log lines stored.",
-        &|s| (String::new(), s.log_count(crate::logs::LogCounters::kept)),
-    );
-    family(
-        "candor_log_dropped_total",
-        "counter",
-        "Log lines dropped.",
-        &|s| (String::new(), s.log_count(crate::logs::LogCounters::lost)),
-    );
+    let me = tokio::task::spawn_blocking(crate::sampler::sample_self)
+        .await
+        .ok();
+    let out = crate::metrics::render(&board, me.as_ref(), clock::now());
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
         out,
     )

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod http;
 pub mod log_routes;
 pub mod logs;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod paths;

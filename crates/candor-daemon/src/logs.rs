@@ -42,8 +42,22 @@ pub struct LogCounters {
     /// Lines the store took but could not write (a full or failing disk): counted in `lines`
     /// when queued, so shown as dropped, not kept.
     pub store_lost: AtomicU64,
+    /// The same per stream (`[stdout, stderr]`), for the metrics: lines queued to the store,
+    /// suppressed by the rate limit, dropped because the store was full.
+    pub streams: [StreamCounts; 2],
     gate: Mutex<Gate>,
 }
+
+/// One stream's share of a service's log counters.
+#[derive(Debug, Default)]
+pub struct StreamCounts {
+    pub lines: AtomicU64,
+    pub suppressed: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// The two streams, named as `StreamCounts` are indexed.
+pub const STREAMS: [&str; 2] = ["stdout", "stderr"];
 
 impl LogCounters {
     pub fn new(spec: &LogsSpec) -> Self {
@@ -682,9 +696,15 @@ impl Reader {
     /// A line of this stream standing for `weight` lines: through the rate limit, then to
     /// the store.
     fn admit(&mut self, line: Vec<u8>, weight: u64, gate: &mut Gate, now: Instant) {
+        let per = &self.counters.streams[usize::from(self.stream == Stream::Stderr)];
         if !gate.admit(now, || self.sink.store.has_room()) {
             gate.suppressed += weight;
             self.counters.dropped.fetch_add(weight, Ordering::Relaxed);
+            // Refused while the store is behind: dropped; else over the rate limit.
+            match gate.store_behind {
+                true => per.dropped.fetch_add(weight, Ordering::Relaxed),
+                false => per.suppressed.fetch_add(weight, Ordering::Relaxed),
+            };
             return;
         }
         if gate.suppressed_since.is_some() {
@@ -692,9 +712,11 @@ impl Reader {
         }
         if self.send(line, self.stream) {
             self.counters.lines.fetch_add(1, Ordering::Relaxed);
+            per.lines.fetch_add(1, Ordering::Relaxed);
         } else {
             gate.store_full(now, weight);
             self.counters.dropped.fetch_add(weight, Ordering::Relaxed);
+            per.dropped.fetch_add(weight, Ordering::Relaxed);
         }
     }
 

@@ -77,6 +77,7 @@ impl Drop for Monitor {
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     spec: Arc<ServiceSpec>,
+    probes: Arc<crate::metrics::ProbeStats>,
     run_id: u64,
     keeper: KeeperHandle,
     exec: Arc<ExecProbes>,
@@ -157,6 +158,7 @@ pub fn start(
                 .supervise(task, move |_| {
                     probe_loop(
                         spec.clone(),
+                        probes.clone(),
                         run_id,
                         keeper.clone(),
                         exec.clone(),
@@ -171,8 +173,10 @@ pub fn start(
     Monitor { tasks, check_now }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn probe_loop(
     spec: Arc<ServiceSpec>,
+    stats: Arc<crate::metrics::ProbeStats>,
     run_id: u64,
     keeper: KeeperHandle,
     exec: Arc<ExecProbes>,
@@ -228,6 +232,7 @@ async fn probe_loop(
             }
         }
         if let Some(outcome) = outcome {
+            stats.observe(outcome.latency, outcome.ok);
             if tx
                 .send(Internal::Probe {
                     service: service.clone(),

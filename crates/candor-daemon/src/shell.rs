@@ -201,6 +201,7 @@ pub struct Shell {
     next_request: RequestId,
     /// Shared with published boards; copied only when a service comes or goes.
     logs: Arc<BTreeMap<ServiceName, Arc<LogCounters>>>,
+    probes: Arc<BTreeMap<ServiceName, Arc<crate::metrics::ProbeStats>>>,
     /// Run records: the writer, the main process of each live run, and what was last saved.
     recorder: Recorder,
     procs: HashMap<String, ProcessId>,
@@ -265,6 +266,7 @@ impl Shell {
             waiting: HashMap::new(),
             next_request: 0,
             logs: Default::default(),
+            probes: Default::default(),
             recorder,
             procs: HashMap::new(),
             saved: BTreeMap::new(),
@@ -1002,8 +1004,10 @@ impl Shell {
                 &self.ctx.faults,
             );
         }
+        let probes = self.probe_stats(&spec);
         let m = monitor::start(
             spec,
+            probes,
             run_id,
             self.keeper.clone(),
             self.ctx.exec.clone(),
@@ -1012,6 +1016,16 @@ impl Shell {
             &self.ctx.faults,
         );
         self.monitors.insert(service, (run_id, m));
+    }
+
+    /// The service's probe statistics (made on first use; kept while it is configured).
+    fn probe_stats(&mut self, spec: &ServiceSpec) -> Arc<crate::metrics::ProbeStats> {
+        if let Some(p) = self.probes.get(&spec.name) {
+            return p.clone();
+        }
+        let p = Arc::new(crate::metrics::ProbeStats::default());
+        Arc::make_mut(&mut self.probes).insert(spec.name.clone(), p.clone());
+        p
     }
 
     /// The service's log counters (made on first use; kept while it is configured).
@@ -1053,6 +1067,7 @@ impl Shell {
             }
             if self.logs.len() != self.facts.services.len() {
                 Arc::make_mut(&mut self.logs).retain(|n, _| self.facts.services.contains_key(n));
+                Arc::make_mut(&mut self.probes).retain(|n, _| self.facts.services.contains_key(n));
                 self.monitors.retain(|n, _| {
                     ServiceName::new(n).is_ok_and(|n| self.facts.services.contains_key(&n))
                 });
@@ -1061,6 +1076,7 @@ impl Shell {
         self.board.send_replace(Arc::new(Board {
             services: self.facts.services.clone(),
             logs: self.logs.clone(),
+            probes: self.probes.clone(),
         }));
     }
 }

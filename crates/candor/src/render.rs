@@ -131,6 +131,43 @@ pub fn details(s: &ServiceStatus) -> String {
     if let Some(n) = &s.next_start {
         out += &format!("  next start: {n}\n");
     }
+    if let Some(t) = &s.status_text {
+        out += &format!("  its status: {t}\n");
+    }
+    for p in &s.probes {
+        out += &format!(
+            "  probe:    {} {} ({}) in {} ms at {}\n",
+            p.kind,
+            if p.ok { "ok" } else { "FAILED" },
+            p.detail,
+            p.latency_ms,
+            p.at
+        );
+    }
+    for k in &s.sockets {
+        let how = match (k.exists, k.accepts) {
+            (false, _) => "MISSING on disk",
+            (true, false) => "on disk, REFUSES connections",
+            (true, true) => "on disk, accepts connections",
+        };
+        out += &format!("  socket:   {} {how}\n", k.path);
+    }
+    if let Some(f) = &s.fds {
+        let trend = match (f.per_hour, f.eta_s) {
+            (Some(r), Some(eta)) if r > 0.0 => {
+                format!("; +{r}/h, at the limit in {}", uptime(Some(eta)))
+            }
+            (Some(r), _) => format!("; {r:+}/h"),
+            _ => String::new(),
+        };
+        out += &format!(
+            "  fds:      {} of {} ({} %){trend}\n",
+            f.count, f.limit, f.pct
+        );
+    }
+    if s.rss_bytes.is_some() {
+        out += &format!("  memory:   {} resident\n", bytes(s.rss_bytes));
+    }
     out += &format!(
         "  logs:     {} lines, {} dropped, {} folded repeats\n",
         s.logs.lines, s.logs.dropped, s.logs.folded

@@ -1,0 +1,305 @@
+//! `GET /metrics`: the Prometheus text exposition (format 0.0.4) of what `candor status` shows,
+//! read from the same board and derived statuses, plus the probe histograms and log counters
+//! kept beside it. Names are DESIGN.md's; every family has HELP and TYPE.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use candor_brain::ServiceState;
+use candor_core::Now;
+
+use crate::board::Board;
+use crate::logs::STREAMS;
+use crate::sampler::SelfSample;
+
+/// Upper bounds (seconds) of the probe duration buckets: Prometheus' defaults.
+pub const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A service's probes since the daemon started: a duration histogram and failures. Counted
+/// by the probe loop as each probe ends, kept while the service is configured.
+#[derive(Debug, Default)]
+pub struct ProbeStats {
+    /// Non-cumulative: `buckets[i]` counts probes that took at most `BUCKETS[i]` and more
+    /// than the bound before it.
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl ProbeStats {
+    pub fn observe(&self, latency: Duration, ok: bool) {
+        let secs = latency.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        if !ok {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A label value, escaped as the exposition format wants (`\`, `"`, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The whole exposition.
+pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
+    let mut out = String::with_capacity(512 + board.len() * 1024);
+    let statuses: Vec<_> = board
+        .iter()
+        .map(|v| {
+            let st = v.status(now);
+            (label(&st.name), st, v)
+        })
+        .collect();
+
+    // `up` carries the state as a label too, as it always has (scrapes and alerts use it);
+    // candor_service_state is the one-hot form.
+    family(
+        &mut out,
+        "candor_service_up",
+        "gauge",
+        "1 when the service is running and ready (state running), else 0.",
+    );
+    for (name, st, _) in &statuses {
+        let up = u8::from(st.state == ServiceState::Running.as_str());
+        let _ = writeln!(
+            out,
+            "candor_service_up{{service=\"{name}\",state=\"{}\"}} {up}",
+            st.state
+        );
+    }
+    family(
+        &mut out,
+        "candor_service_state",
+        "gauge",
+        "The service's state: 1 for the current one, 0 for the others.",
+    );
+    for (name, st, _) in &statuses {
+        for s in ServiceState::ALL {
+            let v = u8::from(st.state == s.as_str());
+            let _ = writeln!(
+                out,
+                "candor_service_state{{service=\"{name}\",state=\"{}\"}} {v}",
+                s.as_str()
+            );
+        }
+    }
+    family(
+        &mut out,
+        "candor_service_restarts_total",
+        "counter",
+        "Automatic restarts of the service.",
+    );
+    for (name, st, _) in &statuses {
+        let _ = writeln!(
+            out,
+            "candor_service_restarts_total{{service=\"{name}\"}} {}",
+            st.restarts
+        );
+    }
+    // Samples of a live run only (as `candor status`): a stopped service has none.
+    family(
+        &mut out,
+        "candor_service_open_fds",
+        "gauge",
+        "Open fds of the service's processes, last sample.",
+    );
+    for (name, st, _) in &statuses {
+        if let Some(f) = &st.fds {
+            let _ = writeln!(
+                out,
+                "candor_service_open_fds{{service=\"{name}\"}} {}",
+                f.count
+            );
+        }
+    }
+    family(
+        &mut out,
+        "candor_service_max_fds",
+        "gauge",
+        "The main process's fd limit (RLIMIT_NOFILE), last sample.",
+    );
+    for (name, st, _) in &statuses {
+        if let Some(f) = &st.fds {
+            let _ = writeln!(
+                out,
+                "candor_service_max_fds{{service=\"{name}\"}} {}",
+                f.limit
+            );
+        }
+    }
+    family(
+        &mut out,
+        "candor_service_fd_growth_per_hour",
+        "gauge",
+        "The open fds' trend (least squares over the sample window), fds per hour.",
+    );
+    for (name, st, _) in &statuses {
+        if let Some(r) = st.fds.as_ref().and_then(|f| f.per_hour) {
+            let _ = writeln!(
+                out,
+                "candor_service_fd_growth_per_hour{{service=\"{name}\"}} {r}"
+            );
+        }
+    }
+    family(
+        &mut out,
+        "candor_service_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the service's processes, last sample.",
+    );
+    for (name, st, _) in &statuses {
+        if let Some(r) = st.rss_bytes {
+            let _ = writeln!(
+                out,
+                "candor_service_resident_memory_bytes{{service=\"{name}\"}} {r}"
+            );
+        }
+    }
+
+    family(
+        &mut out,
+        "candor_probe_duration_seconds",
+        "histogram",
+        "How long the service's probes took (since the daemon started).",
+    );
+    let probed: Vec<_> = statuses
+        .iter()
+        .filter_map(|(name, _, v)| {
+            let kind = v.spec().probe.as_ref()?.check.kind();
+            Some((name, kind, v.probe_stats()?))
+        })
+        .collect();
+    for (name, kind, p) in &probed {
+        let labels = format!("service=\"{name}\",kind=\"{kind}\"");
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += p.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "candor_probe_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = p.count.load(Ordering::Relaxed);
+        let sum = p.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "candor_probe_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(out, "candor_probe_duration_seconds_sum{{{labels}}} {sum}");
+        let _ = writeln!(
+            out,
+            "candor_probe_duration_seconds_count{{{labels}}} {count}"
+        );
+    }
+    family(
+        &mut out,
+        "candor_probe_failures_total",
+        "counter",
+        "Probes that failed (since the daemon started).",
+    );
+    for (name, kind, p) in &probed {
+        let _ = writeln!(
+            out,
+            "candor_probe_failures_total{{service=\"{name}\",kind=\"{kind}\"}} {}",
+            p.failures.load(Ordering::Relaxed)
+        );
+    }
+
+    type Pick = fn(&crate::logs::StreamCounts) -> &AtomicU64;
+    let logs: [(&str, &str, Pick); 3] = [
+        (
+            "candor_log_lines_total",
+            "Log lines taken into the log store.",
+            |c| &c.lines,
+        ),
+        (
+            "candor_log_dropped_total",
+            "Log lines lost because the log store was full or behind.",
+            |c| &c.dropped,
+        ),
+        (
+            "candor_log_suppressed_total",
+            "Log lines over the service's rate limit, left out (a marker line says how many).",
+            |c| &c.suppressed,
+        ),
+    ];
+    for (metric, help, pick) in logs {
+        family(&mut out, metric, "counter", help);
+        for (name, _, v) in &statuses {
+            let Some(c) = v.log_counters() else {
+                continue;
+            };
+            for (i, stream) in STREAMS.iter().enumerate() {
+                let n = pick(&c.streams[i]).load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "{metric}{{service=\"{name}\",stream=\"{stream}\"}} {n}"
+                );
+            }
+        }
+    }
+
+    if let Some(me) = me {
+        for (metric, help, v) in [
+            (
+                "candor_daemon_open_fds",
+                "Open fds of the Candor daemon.",
+                me.fds,
+            ),
+            (
+                "candor_daemon_max_fds",
+                "The Candor daemon's fd limit.",
+                me.fd_limit,
+            ),
+            (
+                "candor_daemon_resident_memory_bytes",
+                "Resident memory of the Candor daemon.",
+                me.rss,
+            ),
+        ] {
+            family(&mut out, metric, "gauge", help);
+            let _ = writeln!(out, "{metric} {v}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_lands_in_its_bucket_and_failures_are_counted() {
+        let p = ProbeStats::default();
+        p.observe(Duration::from_millis(3), true);
+        p.observe(Duration::from_millis(7), false);
+        p.observe(Duration::from_secs(30), false);
+        assert_eq!(p.buckets[0].load(Ordering::Relaxed), 1);
+        assert_eq!(p.buckets[1].load(Ordering::Relaxed), 1);
+        // Over the last bound: only in +Inf (the count).
+        let in_buckets: u64 = p.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum();
+        assert_eq!((in_buckets, p.count.load(Ordering::Relaxed)), (2, 3));
+        assert_eq!(p.failures.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
