@@ -5,11 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian's packages the tests drive: systemd for the real `systemd-notify` (no systemd needs
-# to run), python3-prometheus-client for a real parser of /metrics. Installed where we are root
+# to run), python3-prometheus-client for a real parser of /metrics, tmux to drive `candor top`. Installed where we are root
 # on Debian; elsewhere those tests say "skipped".
 need=()
 command -v systemd-notify >/dev/null 2>&1 || need+=(systemd)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

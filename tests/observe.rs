@@ -329,3 +329,212 @@ on_unhealthy = "alert"
             .then_some(())
     });
 }
+
+/// `candor top` in a real terminal: tmux runs it, `send-keys` types, `capture-pane` reads the
+/// screen.
+struct Tmux {
+    server: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.server)
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+    }
+    fn keys(&self, keys: &str) {
+        assert!(self.run(&["send-keys", "-t", "top", keys]).status.success());
+    }
+    fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        let found = (0..300).find_map(|_| {
+            last = self.screen();
+            if f(&last) {
+                return Some(last.clone());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        });
+        found.unwrap_or_else(|| panic!("waited 30s for {what}; the screen:\n{last}"))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn candor_top_sorts_by_trouble_follows_a_service_restarts_it_and_resizes() {
+    let have = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available(
+        "CANDOR_REQUIRE_ROOT",
+        "tmux is not installed (scripts/test.sh installs Debian's tmux as root)",
+        have,
+    ) {
+        return;
+    }
+    let d = Daemon::start(
+        r#"
+[service.web]
+command = ["{zoo}", "healthy"]
+
+[service.crashy]
+command = ["{zoo}", "crash-loop", "--after", "10ms", "--code", "3"]
+restart = "never"
+
+[service.leaky]
+command = ["{zoo}", "leak-fds", "--per-sec", "20"]
+limits = { nofile = 512 }
+"#,
+    );
+    d.wait_state("crashy", "failed", T);
+    let old = d.wait_state("leaky", "running", T)["pid"].as_u64().unwrap();
+    let tmux = Tmux {
+        server: format!("candor-top-{}", std::process::id()),
+    };
+    let cmd = format!(
+        "{} --socket {} top",
+        candor_scenarios::candor_bin().display(),
+        d.socket.display()
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "120",
+        "-y",
+        "36",
+        &cmd,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    // Sorted by trouble: the failed service first, then the running ones by name.
+    let screen = tmux.wait_screen("the table", |s| s.contains("web ") && s.contains("leaky"));
+    let order: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("NAME"))
+        .skip(1)
+        .take(3)
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(order, ["crashy", "leaky", "web"], "{screen}");
+    assert!(
+        screen.contains("crashy failed"),
+        "the selected service's pane: {screen}"
+    );
+    assert!(screen.contains("exited with code 3"), "{screen}");
+    // Down to leaky: its fds against its limit, and its log pane.
+    tmux.keys("j");
+    tmux.wait_screen("leaky's fds and logs", |s| {
+        s.contains("fds ")
+            && s.contains("/512")
+            && s.contains(" logs of leaky ")
+            && s.contains("leak-fds: pid")
+    });
+    // Restart it: asked first, then done; a new pid shows.
+    tmux.keys("r");
+    tmux.wait_screen("the question", |s| s.contains("restart leaky? y/n"));
+    tmux.keys("y");
+    let new = wait_for("a new run of leaky", T, || {
+        let s = d.status("leaky");
+        let pid = s["pid"].as_u64()?;
+        (pid != old && s["state"] == "running").then_some(pid)
+    });
+    tmux.wait_screen("the new pid on the screen", |s| {
+        s.contains(&new.to_string()) && s.contains("leaky: restart requested")
+    });
+    // Help, and any key closes it.
+    tmux.keys("?");
+    tmux.wait_screen("the help", |s| s.contains("candor top: keys"));
+    tmux.keys("a");
+    tmux.wait_screen("the help gone", |s| !s.contains("candor top: keys"));
+    // A small window: redrawn to fit, nothing wider than it.
+    assert!(tmux
+        .run(&["resize-window", "-t", "top", "-x", "70", "-y", "20"])
+        .status
+        .success());
+    let small = tmux.wait_screen("the small layout", |s| {
+        s.lines().count() <= 20 && s.contains("NAME") && s.lines().all(|l| l.chars().count() <= 70)
+    });
+    assert!(small.contains("leaky"), "{small}");
+    // q quits and leaves the daemon running.
+    tmux.keys("q");
+    wait_for("top to exit", T, || {
+        (!tmux.run(&["has-session", "-t", "top"]).status.success()).then_some(())
+    });
+    assert_eq!(d.status("web")["state"], "running");
+}
+
+#[test]
+fn candor_up_shows_the_same_view_and_q_stops_every_service() {
+    let have = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available(
+        "CANDOR_REQUIRE_ROOT",
+        "tmux is not installed (scripts/test.sh installs Debian's tmux as root)",
+        have,
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("candor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nstate_dir = \"{}/state\"\n\n[service.web]\ncommand = [\"{}\", \"healthy\", \"--stamp\", \"{}/stamps\"]\n",
+            dir.path().display(),
+            candor_scenarios::zoo().display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux {
+        server: format!("candor-up-{}", std::process::id()),
+    };
+    let cmd = format!(
+        "{} up -c {}",
+        candor_scenarios::candor_bin().display(),
+        config.display()
+    );
+    assert!(tmux
+        .run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            &cmd
+        ])
+        .status
+        .success());
+    tmux.wait_screen("web running in candor up's view", |s| {
+        s.contains("web ") && s.contains("running") && s.contains("(q stops every service)")
+    });
+    let stamps = candor_scenarios::read_stamps(&dir.path().join("stamps"));
+    let pid = stamps[0].2;
+    assert!(candor_scenarios::alive(pid));
+    tmux.keys("q");
+    wait_for("candor up to exit", T, || {
+        (!tmux.run(&["has-session", "-t", "top"]).status.success()).then_some(())
+    });
+    wait_for("web stopped with it", T, || {
+        (!candor_scenarios::alive(pid)).then_some(())
+    });
+}

@@ -21,6 +21,16 @@ pub enum ClientError {
     Other(String),
 }
 
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Unreachable(m) | ClientError::Other(m) => f.write_str(m),
+            ClientError::Api { body, .. } => f.write_str(&body.error),
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct Client {
     pub socket: PathBuf,
 }

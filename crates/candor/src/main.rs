@@ -3,6 +3,7 @@
 
 mod client;
 mod render;
+mod top;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ enum Command {
         #[arg(short, long, default_value = "candor.toml")]
         config: PathBuf,
     },
+    /// A live view in the terminal: services sorted by trouble, the selected one's reason,
+    /// fds and logs, and keys to start, stop, restart, reset-failed (`?` for help).
+    Top,
     /// Show services: a table, or one service's details.
     Status {
         name: Option<String>,
@@ -237,6 +241,13 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
             // The live view is the output; `candor events` has the history.
             opts.echo_events = !std::io::stdout().is_terminal();
             up(opts).await
+        }
+        Command::Top => {
+            if !std::io::stdout().is_terminal() {
+                eprintln!("candor: top needs a terminal; `candor status` prints the table");
+                return USAGE;
+            }
+            top::run(client, top::Mode::Top, None).await
         }
         Command::Status { name, json } => status(&client, name.as_deref(), json).await,
         Command::Start(a) => action(&client, "start", a).await,
@@ -735,6 +746,8 @@ fn report_upgrade(old: &candor_api::DaemonInfo, new: &candor_api::DaemonInfo) ->
 /// The daemon in the foreground plus a live view of the board on the terminal.
 async fn up(opts: candor_daemon::Options) -> u8 {
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let ended = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut view = None;
     let daemon = tokio::spawn(candor_daemon::run(opts, move |started| {
         let _ = tx.send(started);
     }));
@@ -743,27 +756,21 @@ async fn up(opts: candor_daemon::Options) -> u8 {
             let client = Client {
                 socket: started.socket,
             };
-            tokio::spawn(async move {
-                loop {
-                    let list = client
-                        .json::<Vec<candor_api::ServiceStatus>>("GET", "/v1/services")
-                        .await;
-                    let info = client
-                        .json::<candor_api::DaemonInfo>("GET", "/v1/daemon")
-                        .await;
-                    if let (Ok(list), Ok(info)) = (list, info) {
-                        print!(
-                            "\x1b[H\x1b[2J{}\n{}\n(ctrl-c stops every service and exits)\n",
-                            render::header(&info),
-                            render::table(&list)
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            });
+            // The view runs until q / ctrl-c, then asks the daemon to stop everything.
+            view = Some(tokio::spawn(top::run(
+                client,
+                top::Mode::Up,
+                Some(ended.clone()),
+            )));
         }
     }
-    match daemon.await {
+    let r = daemon.await;
+    // Stopped some other way (`candor shutdown`, a signal): the view gives the terminal back.
+    ended.notify_one();
+    if let Some(v) = view {
+        let _ = v.await;
+    }
+    match r {
         Ok(r) => daemon_exit(r),
         Err(e) => {
             eprintln!("candor: daemon task failed: {e}");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use candor_api::{DaemonInfo, ServiceStatus};
 use candor_spec::format_duration;
 
-fn uptime(s: Option<f64>) -> String {
+pub fn uptime(s: Option<f64>) -> String {
     s.map(|s| format_duration(Duration::from_secs_f64(s.max(0.0))))
         .unwrap_or_else(|| "-".into())
 }

@@ -1,0 +1,611 @@
+//! `candor top` (and `candor up`'s view): the live board in the terminal, sorted by trouble,
+//! with the selected service's reason, its fds against the limit as a sparkline, its log
+//! tail, and keys for start / stop / restart / reset-failed. Fed by the API only: the board
+//! every second, and at once when the daemon's event stream says something changed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use candor_api::{DaemonInfo, LogEntry, ServiceStatus};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap};
+use ratatui::Frame;
+use tokio::sync::Notify;
+
+use crate::client::{encode, Client};
+
+/// Samples of fds kept per service for the sparkline (one a second).
+const HISTORY: usize = 120;
+
+/// What quitting means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `candor top`: the daemon goes on.
+    Top,
+    /// `candor up`: quitting stops every service and the daemon.
+    Up,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Action {
+    Start,
+    Stop,
+    Restart,
+    ResetFailed,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+            Action::ResetFailed => "reset-failed",
+        }
+    }
+}
+
+#[derive(Default)]
+struct App {
+    list: Vec<ServiceStatus>,
+    info: Option<DaemonInfo>,
+    /// The selected service, by name (the order changes as troubles come and go).
+    selected: Option<String>,
+    fds: HashMap<String, VecDeque<u64>>,
+    logs: Vec<LogEntry>,
+    help: bool,
+    confirm: Option<(Action, String)>,
+    message: Option<(bool, String)>,
+    unreachable: Option<String>,
+}
+
+/// How much trouble a state is: the most first.
+fn trouble(state: &str) -> u8 {
+    match state {
+        "failed" => 0,
+        "unhealthy" => 1,
+        "degraded" => 2,
+        "backoff" => 3,
+        "stopping" => 4,
+        "starting" => 5,
+        "exited" => 6,
+        "stopped" => 7,
+        _ => 8,
+    }
+}
+
+fn colour(state: &str) -> Color {
+    match state {
+        "running" => Color::Green,
+        "degraded" => Color::Yellow,
+        "unhealthy" | "failed" => Color::Red,
+        "backoff" | "stopping" => Color::Magenta,
+        "starting" => Color::Cyan,
+        _ => Color::Gray,
+    }
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+impl App {
+    fn sort(&mut self) {
+        self.list
+            .sort_by(|a, b| (trouble(&a.state), &a.name).cmp(&(trouble(&b.state), &b.name)));
+        let keep = self
+            .selected
+            .as_ref()
+            .is_some_and(|s| self.list.iter().any(|x| &x.name == s));
+        if !keep {
+            self.selected = self.list.first().map(|s| s.name.clone());
+        }
+    }
+
+    fn index(&self) -> Option<usize> {
+        let sel = self.selected.as_ref()?;
+        self.list.iter().position(|s| &s.name == sel)
+    }
+
+    fn current(&self) -> Option<&ServiceStatus> {
+        self.index().map(|i| &self.list[i])
+    }
+
+    fn move_by(&mut self, d: isize) {
+        if self.list.is_empty() {
+            return;
+        }
+        let i = self.index().unwrap_or(0) as isize;
+        let n = self.list.len() as isize;
+        let j = (i + d).clamp(0, n - 1) as usize;
+        self.selected = Some(self.list[j].name.clone());
+    }
+
+    fn sample(&mut self) {
+        for s in &self.list {
+            let h = self.fds.entry(s.name.clone()).or_default();
+            if let Some(f) = &s.fds {
+                h.push_back(f.count);
+                if h.len() > HISTORY {
+                    h.pop_front();
+                }
+            }
+        }
+        self.fds
+            .retain(|n, _| self.list.iter().any(|s| &s.name == n));
+    }
+}
+
+async fn refresh(client: &Client, app: &mut App, log_lines: usize) {
+    let list = client
+        .json::<Vec<ServiceStatus>>("GET", "/v1/services")
+        .await;
+    let info = client.json::<DaemonInfo>("GET", "/v1/daemon").await;
+    match (list, info) {
+        (Ok(list), Ok(info)) => {
+            app.list = list;
+            app.info = Some(info);
+            app.unreachable = None;
+            app.sort();
+        }
+        (Err(e), _) | (_, Err(e)) => app.unreachable = Some(e.to_string()),
+    }
+    app.logs = match &app.selected {
+        Some(name) => client
+            .json::<Vec<LogEntry>>(
+                "GET",
+                &format!("/v1/services/{}/logs?n={log_lines}", encode(name)),
+            )
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+}
+
+async fn act(client: &Client, action: Action, name: &str) -> (bool, String) {
+    let path = match action {
+        Action::ResetFailed => "/v1/reset-failed".to_string(),
+        a => format!("/v1/services/{}/{}", encode(name), a.verb()),
+    };
+    match client.call("POST", &path).await {
+        Ok(_) if action == Action::ResetFailed => {
+            (true, "reset-failed: failed services restarted".into())
+        }
+        Ok(_) => (true, format!("{}: {} requested", name, action.verb())),
+        Err(e) => (false, format!("{} {}: {e}", action.verb(), name)),
+    }
+}
+
+/// Run the view until `q` / ctrl-c. In `Mode::Up`, quitting asks the daemon to shut down.
+/// `ended` (for `candor up`) says the daemon has stopped by itself: the view restores the
+/// terminal and returns.
+pub async fn run(client: Client, mode: Mode, ended: Option<Arc<Notify>>) -> u8 {
+    let ended = ended.unwrap_or_default();
+    let mut gone = false;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("candor: cannot use this terminal: {e}");
+            return crate::FAILED;
+        }
+    };
+    // Keys come from a thread of their own (crossterm's read blocks).
+    let (keys_tx, mut keys) = tokio::sync::mpsc::channel::<Event>(64);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if event::poll(Duration::from_millis(100)).unwrap_or(false) {
+                    match event::read() {
+                        Ok(ev) => {
+                            if keys_tx.blocking_send(ev).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }
+        })
+    };
+    // Anything the daemon records (a state change, a request) redraws at once.
+    let changed = Arc::new(Notify::new());
+    let follower = {
+        let (client, changed) = (client.clone(), changed.clone());
+        tokio::spawn(async move {
+            loop {
+                let _ = client
+                    .follow("/v1/events?follow=true&n=0", |_| changed.notify_one())
+                    .await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    let mut app = App::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut log_lines = 20;
+    loop {
+        let mut redraw_only = false;
+        tokio::select! {
+            _ = tick.tick() => {
+                refresh(&client, &mut app, log_lines).await;
+                app.sample();
+            }
+            _ = changed.notified() => refresh(&client, &mut app, log_lines).await,
+            _ = ended.notified() => {
+                gone = true;
+                break;
+            }
+            ev = keys.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    Event::Key(k) if k.kind != KeyEventKind::Release => {
+                        match key(&mut app, k) {
+                            Step::Quit => break,
+                            Step::Act(a, name) => {
+                                app.message = Some(act(&client, a, &name).await);
+                                refresh(&client, &mut app, log_lines).await;
+                            }
+                            Step::Select => refresh(&client, &mut app, log_lines).await,
+                            Step::Redraw => redraw_only = true,
+                        }
+                    }
+                    Event::Resize(..) => redraw_only = true,
+                    _ => continue,
+                }
+            }
+        }
+        let _ = redraw_only;
+        let mut pane = 0;
+        if terminal.draw(|f| pane = draw(f, &app, mode)).is_err() {
+            break;
+        }
+        log_lines = pane.max(1);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    follower.abort();
+    ratatui::restore();
+    let _ = reader.join();
+    if mode == Mode::Up && !gone {
+        println!("candor: stopping every service, then exiting");
+        if let Err(e) = client.call("POST", "/v1/shutdown").await {
+            eprintln!("candor: {e}");
+        }
+    }
+    crate::OK
+}
+
+enum Step {
+    Quit,
+    Act(Action, String),
+    Select,
+    Redraw,
+}
+
+fn key(app: &mut App, k: KeyEvent) -> Step {
+    if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
+        return Step::Quit;
+    }
+    if let Some((action, name)) = app.confirm.take() {
+        return match k.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => Step::Act(action, name),
+            _ => {
+                app.message = Some((true, format!("{} {name}: cancelled", action.verb())));
+                Step::Redraw
+            }
+        };
+    }
+    if app.help {
+        app.help = false;
+        return Step::Redraw;
+    }
+    let ask = |app: &mut App, a: Action| {
+        if let Some(name) = app.selected.clone() {
+            app.confirm = Some((a, name));
+        }
+        Step::Redraw
+    };
+    match k.code {
+        KeyCode::Char('q') | KeyCode::Esc => Step::Quit,
+        KeyCode::Char('?') | KeyCode::Char('h') => {
+            app.help = true;
+            Step::Redraw
+        }
+        KeyCode::Up | KeyCode::Char('k') => {
+            app.move_by(-1);
+            Step::Select
+        }
+        KeyCode::Down | KeyCode::Char('j') => {
+            app.move_by(1);
+            Step::Select
+        }
+        KeyCode::PageUp => {
+            app.move_by(-10);
+            Step::Select
+        }
+        KeyCode::PageDown => {
+            app.move_by(10);
+            Step::Select
+        }
+        KeyCode::Char('s') => ask(app, Action::Start),
+        KeyCode::Char('x') => ask(app, Action::Stop),
+        KeyCode::Char('r') => ask(app, Action::Restart),
+        KeyCode::Char('f') => ask(app, Action::ResetFailed),
+        _ => Step::Redraw,
+    }
+}
+
+const KEYS: &str = "↑/↓ select  s start  x stop  r restart  f reset-failed  ? help  q quit";
+
+/// Draw the whole view; returns how many log lines fit in the log pane.
+fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
+    let area = f.area();
+    let rows = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(4),
+        Constraint::Length(6),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .split(area);
+
+    // Header: the daemon, or why it cannot be reached.
+    let header = match (&app.unreachable, &app.info) {
+        (Some(e), _) => vec![Line::styled(
+            short(e, area.width as usize),
+            Style::new().fg(Color::Red),
+        )],
+        (None, Some(info)) => crate::render::header(info)
+            .lines()
+            .map(|l| Line::raw(l.to_string()))
+            .collect(),
+        (None, None) => vec![Line::raw("connecting to the daemon…")],
+    };
+    f.render_widget(Paragraph::new(header), rows[0]);
+
+    // The table, sorted by trouble.
+    let table_rows: Vec<Row> = app
+        .list
+        .iter()
+        .map(|s| {
+            let fds = s
+                .fds
+                .as_ref()
+                .map(|x| format!("{}/{}", x.count, x.limit))
+                .unwrap_or_else(|| "-".into());
+            Row::new(vec![
+                Span::raw(s.name.clone()),
+                Span::styled(
+                    s.state.clone(),
+                    Style::new()
+                        .fg(colour(&s.state))
+                        .add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
+                Span::raw(s.restarts.to_string()),
+                Span::raw(fds),
+                Span::raw(s.reason.clone()),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        table_rows,
+        [
+            Constraint::Length(16),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(11),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new(["NAME", "STATE", "PID", "RESTARTS", "FDS", "REASON"])
+            .style(Style::new().add_modifier(Modifier::BOLD)),
+    )
+    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+    .block(
+        Block::new()
+            .borders(Borders::TOP)
+            .title(format!(" {} services ", app.list.len())),
+    );
+    let mut state = TableState::default().with_selected(app.index());
+    f.render_stateful_widget(table, rows[1], &mut state);
+
+    // The selected service: its reason, and its fds against the limit.
+    let detail =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).split(rows[2]);
+    if let Some(s) = app.current() {
+        let mut text = vec![
+            Line::from(vec![
+                Span::styled(
+                    format!("{} ", s.name),
+                    Style::new().add_modifier(Modifier::BOLD),
+                ),
+                Span::styled(s.state.clone(), Style::new().fg(colour(&s.state))),
+            ]),
+            Line::raw(s.reason.clone()),
+        ];
+        if let Some(p) = s.probes.first() {
+            text.push(Line::raw(format!(
+                "probe: {} {} ({}) {} ms",
+                p.kind,
+                if p.ok { "ok" } else { "FAILED" },
+                p.detail,
+                p.latency_ms
+            )));
+        }
+        if let Some(t) = &s.status_text {
+            text.push(Line::raw(format!("its status: {t}")));
+        }
+        f.render_widget(
+            Paragraph::new(text)
+                .wrap(Wrap { trim: true })
+                .block(Block::new().borders(Borders::TOP).title(" selected ")),
+            detail[0],
+        );
+        let hist: Vec<u64> = app
+            .fds
+            .get(&s.name)
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default();
+        let title = match &s.fds {
+            Some(x) => {
+                let trend = match (x.per_hour, x.eta_s) {
+                    (Some(r), Some(eta)) if r > 0.0 => {
+                        format!(
+                            " +{r}/h, at the limit in {}",
+                            crate::render::uptime(Some(eta))
+                        )
+                    }
+                    (Some(r), _) => format!(" {r:+}/h"),
+                    _ => String::new(),
+                };
+                format!(" fds {}/{} ({} %){trend} ", x.count, x.limit, x.pct)
+            }
+            None => " fds: no sample ".into(),
+        };
+        let limit = s.fds.as_ref().map(|x| x.limit).unwrap_or(0);
+        let spark_width = detail[1].width.saturating_sub(2) as usize;
+        let shown = &hist[hist.len().saturating_sub(spark_width)..];
+        f.render_widget(
+            Sparkline::default()
+                .data(shown)
+                .max(limit.max(1))
+                .style(Style::new().fg(Color::Yellow))
+                .block(Block::new().borders(Borders::TOP).title(title)),
+            detail[1],
+        );
+    }
+
+    // Its log tail.
+    let pane = rows[3].height.saturating_sub(1) as usize;
+    let lines: Vec<Line> = app
+        .logs
+        .iter()
+        .rev()
+        .take(pane)
+        .rev()
+        .map(|l| {
+            let style = match l.stream.as_str() {
+                "stderr" => Style::new().fg(Color::Red),
+                "candor" => Style::new().fg(Color::Cyan),
+                _ => Style::new(),
+            };
+            Line::styled(
+                format!("{} {}", l.at.get(11..19).unwrap_or(&l.at), l.line),
+                style,
+            )
+        })
+        .collect();
+    let title = match &app.selected {
+        Some(n) => format!(" logs of {n} "),
+        None => " logs ".into(),
+    };
+    f.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::TOP).title(title)),
+        rows[3],
+    );
+
+    // The bottom line: a question, the last outcome, or the keys.
+    let bottom = match (&app.confirm, &app.message) {
+        (Some((a, n)), _) => Line::styled(
+            format!("{} {n}? y/n", a.verb()),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
+        (None, Some((ok, m))) => Line::styled(
+            m.clone(),
+            Style::new().fg(if *ok { Color::Green } else { Color::Red }),
+        ),
+        _ => Line::raw(match mode {
+            Mode::Top => KEYS.to_string(),
+            Mode::Up => format!("{KEYS} (q stops every service)"),
+        }),
+    };
+    f.render_widget(Paragraph::new(bottom), rows[4]);
+
+    if app.help {
+        help(f, area, mode);
+    }
+    pane
+}
+
+fn help(f: &mut Frame, area: Rect, mode: Mode) {
+    let w = 56.min(area.width);
+    let h = 14.min(area.height);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    let quit = match mode {
+        Mode::Top => "q, Esc, ctrl-c  quit (the daemon goes on)",
+        Mode::Up => "q, Esc, ctrl-c  stop every service and exit",
+    };
+    let text = vec![
+        Line::raw("↑ ↓ j k        select a service"),
+        Line::raw("PgUp PgDn      move by ten"),
+        Line::raw("s              start it"),
+        Line::raw("x              stop it"),
+        Line::raw("r              restart it"),
+        Line::raw("f              reset-failed: restart failed services"),
+        Line::raw("y / Enter      confirm; any other key cancels"),
+        Line::raw("?              this help"),
+        Line::raw(quit),
+        Line::raw(""),
+        Line::raw("Sorted by trouble: failed, unhealthy, degraded, …"),
+        Line::raw("any key closes this"),
+    ];
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(text).block(Block::bordered().title(" candor top: keys ")),
+        r,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(name: &str, state: &str) -> ServiceStatus {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "state": state, "reason": "r", "since": "t", "pid": null,
+            "uptime_s": null, "restarts": 0, "last_exit": null, "ready": null, "probes": [],
+            "sockets": [], "fds": null, "rss_bytes": null,
+            "logs": {"lines": 0, "dropped": 0}, "runs": 0, "next_start": null, "status_text": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn trouble_comes_first_and_the_selection_follows_its_service() {
+        let mut app = App {
+            list: vec![
+                svc("a", "running"),
+                svc("b", "failed"),
+                svc("c", "degraded"),
+            ],
+            selected: Some("a".into()),
+            ..Default::default()
+        };
+        app.sort();
+        let names: Vec<&str> = app.list.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["b", "c", "a"]);
+        assert_eq!(app.index(), Some(2), "still on a");
+        app.move_by(-1);
+        assert_eq!(app.selected.as_deref(), Some("c"));
+        app.move_by(-10);
+        assert_eq!(app.selected.as_deref(), Some("b"));
+    }
+}
