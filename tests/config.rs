@@ -42,6 +42,9 @@ fn check_names_file_line_col_for_each_bad_config() {
         ("[service.a]\ncommand = [\"/bin/true\"]\nlogs = { max_bytes = \"1KiB\" }\n", "3:22", &["at least 64KiB"]),
         ("[daemon]\nlogs = { max_bytes = \"lots\" }\n", "2:22", &["daemon.logs.max_bytes"]),
         ("[daemon]\nsend_timeout = \"0s\"\n", "2:16", &["daemon.send_timeout must be more than 0s"]),
+        ("[daemon]\nweb = { listen = \"localhost:9631\" }\n", "2:18", &["daemon.web.listen", "with an IP address"]),
+        ("[daemon]\nweb = { metrics_public = true }\n", "2:7", &["daemon.web needs `listen`"]),
+        ("[daemon]\nweb = { listen = \"127.0.0.1:9631\", metrics_public = \"yes\" }\n", "2:53", &["must be true or false"]),
         // Found by fuzz/ (config target): a bad glob was reported without a place.
         ("[daemon]\ninclude = [\"conf.d[*.toml\"]\n", "2:12", &["daemon.include: bad pattern", "invalid range pattern"]),
         ("[daemon]\ninclude = [\"conf[a/b].toml\"]\n", "2:12", &["daemon.include: bad pattern"]),

@@ -185,6 +185,18 @@ pub struct UpgradeRequest {
     pub binary: Option<String>,
 }
 
+/// The answer to `POST /v1/web`: the dashboard's address, open now.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WebInfo {
+    /// The URL to open, with the login token (`?token=`); the page then keeps it in a cookie.
+    pub url: String,
+    /// Where the web listener listens.
+    pub listen: String,
+    pub token: String,
+    /// Whether `GET /metrics` is served without the token there.
+    pub metrics_public: bool,
+}
+
 /// The answer to `POST /v1/upgrade` (202): the new binary passed its check and the daemon is
 /// handing over; the new one answers on the same socket once it has taken every service.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -341,6 +353,10 @@ pub enum EventDetail {
         request: String,
         uid: u32,
         pid: Option<i32>,
+        /// For a request from the web dashboard: the browser's address (uid and pid are then
+        /// the daemon's own: the token, not a uid, let it in).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
     },
     /// A panic caught in one of the daemon's own tasks, which was started again.
     Fault {

@@ -261,6 +261,21 @@ impl axum::serve::Listener for GuardedListener {
 pub struct Peer {
     pub uid: u32,
     pub pid: Option<i32>,
+    /// A connection to the web listener: the browser's address (let in by the token).
+    pub web: Option<std::net::SocketAddr>,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer {
+            uid: rustix::process::getuid().as_raw(),
+            pid: Some(std::process::id() as i32),
+            web: Some(*stream.remote_addr()),
+        }
+    }
 }
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
@@ -271,11 +286,13 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Guar
             Ok(c) => Peer {
                 uid: c.uid(),
                 pid: c.pid(),
+                web: None,
             },
             // Not expected on a Unix socket; shown as an unknown caller rather than refused.
             Err(_) => Peer {
                 uid: u32::MAX,
                 pid: None,
+                web: None,
             },
         }
     }

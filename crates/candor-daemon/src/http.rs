@@ -45,6 +45,7 @@ pub struct AppState {
     pub keeper: candor_keeper::KeeperHandle,
     pub exec: Arc<crate::probe::ExecProbes>,
     pub faults: Arc<crate::faults::Faults>,
+    pub web: Arc<crate::web::Web>,
 }
 
 impl IntoResponse for ApiError {
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/shutdown", post(shutdown))
         .route("/v1/upgrade", post(upgrade))
+        .route("/v1/web", post(open_web))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(404, "no such endpoint; see the API list in the README")
@@ -181,6 +183,17 @@ pub(crate) fn unknown_service(board: &Board, name: &str) -> ApiError {
     )
 }
 
+/// `candor web`: open the dashboard's listener if it is not open, and say where, with the
+/// token. The control socket's permissions decide who may ask.
+async fn open_web(State(st): State<AppState>) -> Result<Json<api::WebInfo>, ApiError> {
+    st.web.open(st.web.listen).await.map(Json).map_err(|e| {
+        ApiError::new(
+            500,
+            format!("{e}; set [daemon] web = {{ listen = \"IP:PORT\" }} to another port"),
+        )
+    })
+}
+
 async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
     let mut info = (*st.info).clone();
     if let Ok(me) = tokio::task::spawn_blocking(crate::sampler::sample_self).await {
@@ -235,6 +248,9 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
 /// passes the bytes through instead of parsing and printing them again.
 async fn list(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {
     let pretty = flag(&q, "pretty")?;
+    if flag(&q, "follow")? {
+        return Ok(follow_board(&st).await.into_response());
+    }
     let board = st.fresh.current(&st.board).await;
     let now = clock::now();
     let list: Vec<api::ServiceStatus> = board.iter().map(|s| s.status(now)).collect();
@@ -249,6 +265,31 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiEr
         body,
     )
         .into_response())
+}
+
+/// `GET /v1/services?follow=true`: the whole list now, then again each time the board
+/// changes (a state, a probe, a sample), at most twice a second: what the dashboard shows,
+/// pushed.
+async fn follow_board(
+    st: &AppState,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    st.fresh.current(&st.board).await;
+    let rx = st.board.clone();
+    let frames = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first {
+            rx.changed().await.ok()?;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let board = rx.borrow_and_update().clone();
+        let now = clock::now();
+        let list: Vec<api::ServiceStatus> = board.iter().map(|s| s.status(now)).collect();
+        let data = serde_json::to_string(&list).unwrap_or_default();
+        Some((Ok(Event::default().data(data)), (rx, false)))
+    });
+    Sse::new(frames).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }
 
 async fn one(

@@ -18,6 +18,7 @@ pub mod shed;
 pub mod shell;
 pub mod sse;
 pub mod upgrade;
+pub mod web;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -271,6 +272,12 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             path: socket.clone(),
             source: e.into(),
         })?;
+    let web = Arc::new(
+        web::Web::new(&state_dir, spec.daemon.web).map_err(|source| DaemonError::StateDir {
+            path: state_dir.clone(),
+            source,
+        })?,
+    );
     let (store, store_thread) = candor_store::Store::open_with(&state_dir, logs::caps(&spec))?;
     if let Some(what) = store.recovered() {
         eprintln!("candor: warning: {what}");
@@ -471,7 +478,24 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         keeper: keeper_for_api,
         exec: exec_probes,
         faults: faults.clone(),
+        web: web.clone(),
     });
+    web.set_api(app.clone());
+    if spec.daemon.web.is_some() {
+        match web.open(web.listen).await {
+            Ok(w) => eprintln!(
+                "candor: dashboard on http://{} (`candor web` prints the URL with its token)",
+                w.listen
+            ),
+            Err(e) => {
+                let reason = format!(
+                    "{e}; the dashboard is off until the daemon is started again ([daemon] web)"
+                );
+                eprintln!("candor: warning: {reason}");
+                shell::write_note(&store, None, daemon_note("warning", reason));
+            }
+        }
+    }
     drop(events_tx);
     drop(logs_live);
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
@@ -523,7 +547,15 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     }
 
     let _ = stop_http_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let web_server = web.close();
+    drop(web);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = server.await;
+        if let Some(w) = web_server {
+            let _ = w.await;
+        }
+    })
+    .await;
     let _ = std::fs::remove_file(&socket);
     faults.close();
     drop(store);

@@ -128,14 +128,19 @@ fn request_note(request: &candor_brain::Request, peer: crate::guard::Peer) -> No
 /// changes.
 fn caller_note(what: &str, peer: crate::guard::Peer) -> Note {
     let pid = peer.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    let reason = match peer.web {
+        Some(addr) => format!("{what} requested from the web dashboard ({addr})"),
+        None => format!("{what} requested by uid {}{pid}", peer.uid),
+    };
     Note {
         service: "candor".to_string(),
         state: "request".into(),
-        reason: format!("{what} requested by uid {}{pid}", peer.uid),
+        reason,
         detail: api::EventDetail::Request {
             request: what.into(),
             uid: peer.uid,
             pid: peer.pid,
+            from: peer.web.map(|a| a.to_string()),
         },
     }
 }

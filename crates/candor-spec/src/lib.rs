@@ -82,7 +82,20 @@ pub struct DaemonSpec {
     pub send_timeout: Option<Duration>,
     /// All services' log lines on disk, at most (`[daemon] logs = { max_bytes }`).
     pub logs_max_bytes: Option<u64>,
+    /// `[daemon] web = { listen, metrics_public }`: the dashboard and /metrics over TCP.
+    pub web: Option<WebSpec>,
 }
+
+/// The web listener: the dashboard, the API and /metrics over TCP, behind a login token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WebSpec {
+    pub listen: std::net::SocketAddr,
+    /// `GET /metrics` needs no token (for a Prometheus scraper).
+    pub metrics_public: bool,
+}
+
+/// Where `candor web` opens the listener when the config names none (loopback only).
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:9631";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestartPolicy {

@@ -413,6 +413,34 @@ impl FileCtx<'_> {
                         );
                     }
                 },
+                "web" => {
+                    let Some(t) = self.table(value, "daemon.web") else {
+                        continue;
+                    };
+                    let (mut listen, mut public, mut named) = (None, false, false);
+                    for (key, value) in t.iter() {
+                        match_key!(self, key, "daemon.web", key.get_ref().as_ref() => {
+                            "listen" => {
+                                named = true;
+                                if let Some(a) = self.string(value, "daemon.web.listen") {
+                                    match a.parse::<std::net::SocketAddr>() {
+                                        Ok(a) => listen = Some(a),
+                                        Err(_) => self.err(value.span().start, format!("daemon.web.listen = \"{a}\" is not \"host:port\" with an IP address, e.g. \"{}\"", crate::DEFAULT_WEB_LISTEN)),
+                                    }
+                                }
+                            },
+                            "metrics_public" => match value.get_ref() {
+                                DeValue::Boolean(b) => public = *b,
+                                other => self.err(value.span().start, format!("daemon.web.metrics_public must be true or false, found {}", other.type_str())),
+                            },
+                        })
+                    }
+                    match listen {
+                        Some(listen) => daemon.web = Some(crate::WebSpec { listen, metrics_public: public }),
+                        None if named => {} // said already
+                        None => self.err(value.span().start, format!("daemon.web needs `listen`, e.g. web = {{ listen = \"{}\" }}", crate::DEFAULT_WEB_LISTEN)),
+                    }
+                },
                 "logs" => {
                     let Some(t) = self.table(value, "daemon.logs") else {
                         continue;

@@ -54,6 +54,12 @@ enum Command {
         #[arg(short, long, default_value = "candor.toml")]
         config: PathBuf,
     },
+    /// Print the dashboard's URL with its login token; the daemon opens its web listener
+    /// (`[daemon] web.listen`, else 127.0.0.1:9631) if it is not open.
+    Web {
+        #[arg(long)]
+        json: bool,
+    },
     /// A live view in the terminal: services sorted by trouble, the selected one's reason,
     /// fds and logs, and keys to start, stop, restart, reset-failed (`?` for help).
     Top,
@@ -241,6 +247,16 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
             // The live view is the output; `candor events` has the history.
             opts.echo_events = !std::io::stdout().is_terminal();
             up(opts).await
+        }
+        Command::Web { json } => {
+            match client.json::<candor_api::WebInfo>("POST", "/v1/web").await {
+                Ok(w) if json => print_json(&w),
+                Ok(w) => {
+                    println!("{}", w.url);
+                    OK
+                }
+                Err(e) => fail(e, json),
+            }
         }
         Command::Top => {
             if !std::io::stdout().is_terminal() {

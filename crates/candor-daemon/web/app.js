@@ -1,0 +1,210 @@
+// Candor's dashboard: everything comes from the daemon's API, pushed as server-sent events
+// (the board, the events, a service's log lines); nothing is polled.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const HISTORY = 120; // board updates kept per service for the sparklines
+const st = { services: [], hist: {}, events: [], selected: null, logs: null, daemonAt: 0 };
+
+function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+function dur(s) {
+  if (s == null) return "-";
+  s = Math.floor(s);
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m" + (s % 60) + "s";
+  if (s < 86400) return Math.floor(s / 3600) + "h" + Math.floor((s % 3600) / 60) + "m";
+  return Math.floor(s / 86400) + "d" + Math.floor((s % 86400) / 3600) + "h";
+}
+function bytes(n) {
+  if (n == null) return "-";
+  if (n >= 1 << 30) return (n / (1 << 30)).toFixed(1) + "G";
+  if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + "M";
+  return Math.floor(n / 1024) + "K";
+}
+function say(text, bad) {
+  const m = $("message");
+  m.textContent = text;
+  m.className = bad ? "error" : "";
+}
+function probeText(s) {
+  const p = s.probes && s.probes[0];
+  if (!p) return "-";
+  return `${p.kind} ${p.ok ? "ok" : "FAILED"} ${p.latency_ms} ms`;
+}
+
+// The board, pushed on every change.
+function onBoard(list) {
+  st.services = list;
+  for (const s of list) {
+    const h = (st.hist[s.name] ||= { fds: [], rss: [] });
+    if (s.fds) { h.fds.push(s.fds.count); if (h.fds.length > HISTORY) h.fds.shift(); }
+    if (s.rss_bytes != null) { h.rss.push(s.rss_bytes); if (h.rss.length > HISTORY) h.rss.shift(); }
+  }
+  renderRows();
+  renderDetail();
+  daemonPanel();
+}
+
+function renderRows() {
+  const rows = $("rows");
+  const focused = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.name;
+  rows.innerHTML = st.services.map((s) => `
+    <tr tabindex="0" data-name="${esc(s.name)}" class="${s.name === st.selected ? "selected" : ""}">
+      <td>${esc(s.name)}</td>
+      <td class="state s-${esc(s.state)}">${esc(s.state)}</td>
+      <td class="reason">${esc(s.reason)}${s.status_text ? `<br><small>${esc(s.status_text)}</small>` : ""}</td>
+      <td>${esc((s.since || "").replace("T", " ").replace("Z", ""))}</td>
+      <td>${s.pid ?? "-"}</td>
+      <td>${dur(s.uptime_s)}</td>
+      <td>${s.restarts}</td>
+      <td class="${s.probes && s.probes[0] && !s.probes[0].ok ? "bad" : ""}">${esc(probeText(s))}</td>
+      <td>${s.fds ? `${s.fds.count}/${s.fds.limit}` : "-"}</td>
+      <td>${bytes(s.rss_bytes)}</td>
+    </tr>`).join("");
+  if (focused) {
+    const again = rows.querySelector(`tr[data-name="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
+  }
+}
+
+function spark(svg, values, max) {
+  if (!values.length) { svg.innerHTML = ""; return; }
+  const top = Math.max(max || 0, ...values, 1);
+  const n = values.length;
+  const pts = values.map((v, i) => `${n === 1 ? 240 : (i * 240) / (n - 1)},${48 - (v / top) * 46 - 1}`).join(" ");
+  svg.innerHTML = `<polyline points="${pts}"></polyline>`;
+}
+
+function renderDetail() {
+  const s = st.services.find((x) => x.name === st.selected);
+  $("detail").hidden = !s;
+  if (!s) return;
+  $("d-name").innerHTML = `${esc(s.name)} <span class="state s-${esc(s.state)}">${esc(s.state)}</span>`;
+  $("d-reason").textContent = s.reason;
+  const p = s.probes && s.probes[0];
+  const facts = [
+    ["since", s.since], ["pid", s.pid ?? "-"], ["uptime", dur(s.uptime_s)], ["restarts", `${s.restarts} (runs ${s.runs})`],
+    ["ready", s.ready ? `via ${s.ready.via} at ${s.ready.at}` : "-"],
+    ["last exit", s.last_exit ? `${s.last_exit.description} at ${s.last_exit.at}` : "-"],
+    ["probe", p ? `${p.kind} ${p.ok ? "ok" : "FAILED"} (${p.detail}) in ${p.latency_ms} ms at ${p.at}` : "-"],
+    ["sockets", (s.sockets || []).map((k) => `${k.path}: ${!k.exists ? "MISSING" : k.accepts ? "accepts" : "REFUSES"}`).join("; ") || "-"],
+    ["logs", `${s.logs.lines} lines, ${s.logs.dropped} dropped, ${s.logs.folded || 0} folded`],
+  ];
+  $("d-facts").innerHTML = facts.map(([k, v]) => `<dt>${k}</dt><dd>${esc(v)}</dd>`).join("");
+  const h = st.hist[s.name] || { fds: [], rss: [] };
+  if (s.fds) {
+    const trend = s.fds.per_hour == null ? "" : ` · ${s.fds.per_hour > 0 ? "+" : ""}${s.fds.per_hour}/h`;
+    const eta = s.fds.eta_s == null ? "" : ` · at the limit in ${dur(s.fds.eta_s)}`;
+    $("d-fds-cap").textContent = `fds ${s.fds.count} of ${s.fds.limit} (${s.fds.pct} %)${trend}${eta}`;
+  } else {
+    $("d-fds-cap").textContent = "fds: no sample";
+  }
+  spark($("d-fds"), h.fds, s.fds ? s.fds.limit : 0);
+  $("d-fds").setAttribute("aria-label", $("d-fds-cap").textContent);
+  $("d-rss-cap").textContent = `rss ${bytes(s.rss_bytes)}`;
+  spark($("d-rss"), h.rss, 0);
+  $("d-events").innerHTML = st.events.filter((e) => e.service === s.name).slice(-50).reverse()
+    .map((e) => `<li><time>${esc(e.at)}</time> <span class="state s-${esc(e.state)}">${esc(e.state)}</span> ${esc(e.reason)}</li>`).join("");
+}
+
+function select(name) {
+  if (st.selected === name) return;
+  st.selected = name;
+  renderRows();
+  renderDetail();
+  followLogs();
+}
+
+// The selected service's log lines: its tail, then each new one.
+function followLogs() {
+  if (st.logs) st.logs.close();
+  st.logs = null;
+  const pre = $("d-logs");
+  pre.innerHTML = "";
+  if (!st.selected) return;
+  const q = new URLSearchParams({ n: "200" });
+  if ($("follow").checked) q.set("follow", "true");
+  if ($("grep").value) q.set("grep", $("grep").value);
+  if ($("stream").value) q.set("stream", $("stream").value);
+  const url = `/v1/services/${encodeURIComponent(st.selected)}/logs?${q}`;
+  const add = (l) => {
+    const line = document.createElement("span");
+    line.className = l.stream === "stderr" ? "err" : l.stream === "candor" ? "candor" : "";
+    line.textContent = `${(l.at || "").slice(11, 23)} ${l.line}\n`;
+    const stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    pre.appendChild(line);
+    while (pre.childNodes.length > 1000) pre.removeChild(pre.firstChild);
+    if (stick) pre.scrollTop = pre.scrollHeight;
+  };
+  if (!$("follow").checked) {
+    fetch(url).then((r) => r.json().then((b) => (r.ok ? b.forEach(add) : say(b.error, true))));
+    return;
+  }
+  st.logs = new EventSource(url);
+  st.logs.onmessage = (m) => add(JSON.parse(m.data));
+}
+
+async function act(path, what) {
+  if (!confirm(`${what}?`)) return;
+  say(`${what}…`);
+  try {
+    const r = await fetch(path, { method: "POST" });
+    const b = await r.json().catch(() => ({}));
+    if (r.ok) say(`${what}: done`);
+    else say(`${what}: ${b.error || r.status}`, true);
+  } catch (e) {
+    say(`${what}: ${e}`, true);
+  }
+}
+
+async function daemonPanel() {
+  const now = Date.now();
+  if (now - st.daemonAt < 2000) return;
+  st.daemonAt = now;
+  try {
+    const d = await (await fetch("/v1/daemon")).json();
+    const r = d.resources || {};
+    const store = d.store ? ` · logs ${bytes(d.store.log_bytes)} of ${bytes(d.store.log_cap_bytes)} on disk, store dropped ${d.store.dropped_lines}` : "";
+    const drops = st.services.reduce((n, s) => n + (s.logs.dropped || 0), 0);
+    $("daemon").textContent = `pid ${d.pid} · ${d.version} · containment: ${d.containment_detail || d.containment} · fds ${r.fds}/${r.fd_limit} · rss ${bytes(r.rss_bytes)}${store} · service lines dropped ${drops} · faults ${(d.faults && d.faults.count) || 0}`;
+  } catch (e) {
+    $("daemon").textContent = `daemon: ${e}`;
+  }
+}
+
+function start() {
+  const board = new EventSource("/v1/services?follow=true");
+  board.onmessage = (m) => onBoard(JSON.parse(m.data));
+  board.onerror = () => say("the daemon's stream broke; reconnecting…", true);
+  board.onopen = () => say("");
+  const events = new EventSource("/v1/events?follow=true&n=500");
+  events.onmessage = (m) => {
+    st.events.push(JSON.parse(m.data));
+    if (st.events.length > 2000) st.events.splice(0, st.events.length - 2000);
+    renderDetail();
+  };
+  $("rows").addEventListener("click", (e) => {
+    const tr = e.target.closest("tr");
+    if (tr) select(tr.dataset.name);
+  });
+  $("rows").addEventListener("keydown", (e) => {
+    const tr = e.target.closest("tr");
+    if (!tr) return;
+    if (e.key === "Enter" || e.key === " ") { select(tr.dataset.name); e.preventDefault(); }
+    if (e.key === "ArrowDown" && tr.nextElementSibling) { tr.nextElementSibling.focus(); e.preventDefault(); }
+    if (e.key === "ArrowUp" && tr.previousElementSibling) { tr.previousElementSibling.focus(); e.preventDefault(); }
+  });
+  for (const b of document.querySelectorAll("[data-action]")) {
+    b.addEventListener("click", () => {
+      const a = b.dataset.action;
+      act(`/v1/services/${encodeURIComponent(st.selected)}/${a}`, `${a} ${st.selected}`);
+    });
+  }
+  $("reset-failed").addEventListener("click", () => act("/v1/reset-failed", "reset-failed (restart every failed service)"));
+  let typing;
+  $("grep").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(followLogs, 400); });
+  $("stream").addEventListener("change", followLogs);
+  $("follow").addEventListener("change", followLogs);
+}
+start();

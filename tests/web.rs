@@ -1,0 +1,174 @@
+//! The web listener: the dashboard page and the API over TCP, behind the login token that
+//! `candor web` prints; /metrics public only when asked. (The page in a real browser is
+//! driven by tests/browser, when Chromium is there.)
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use candor_scenarios::{wait_for, Daemon};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+/// One HTTP/1.1 request, the whole answer (headers and body) as text.
+fn http(addr: &str, method: &str, path: &str, headers: &[&str]) -> String {
+    let mut c = std::net::TcpStream::connect(addr).expect("the web listener");
+    c.set_read_timeout(Some(T)).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(c, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n").unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
+}
+
+fn status(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn body(answer: &str) -> &str {
+    &answer[answer.find("\r\n\r\n").map_or(0, |i| i + 4)..]
+}
+
+#[test]
+fn the_dashboard_needs_its_token_and_then_serves_the_page_the_board_and_actions() {
+    let d = Daemon::start(
+        r#"
+web = { listen = "127.0.0.1:0" }
+
+[service.web]
+command = ["{zoo}", "healthy"]
+
+[service.crashy]
+command = ["{zoo}", "crash-loop", "--after", "10ms", "--code", "3"]
+restart = "never"
+"#,
+    );
+    let pid = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
+    d.wait_state("crashy", "failed", T);
+    let w: Value = serde_json::from_str(&d.ok(&["web", "--json"])).unwrap();
+    let (url, listen, token) = (
+        w["url"].as_str().unwrap(),
+        w["listen"].as_str().unwrap().to_string(),
+        w["token"].as_str().unwrap().to_string(),
+    );
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with(&format!("/?token={token}")),
+        "{url}"
+    );
+    assert_eq!(d.ok(&["web"]).trim(), url, "one line, the URL");
+    // Without the token: refused, saying how to get it — the page, the API, the metrics.
+    for path in ["/", "/v1/services", "/metrics", "/app.js"] {
+        let a = http(&listen, "GET", path, &[]);
+        assert_eq!(status(&a), 401, "{path}: {a}");
+        assert!(body(&a).contains("run `candor web`"), "{a}");
+    }
+    let wrong = http(&listen, "GET", "/v1/services", &["Cookie: candor_token=00"]);
+    assert_eq!(status(&wrong), 401);
+    let a = http(&listen, "POST", "/v1/services/web/stop", &[]);
+    assert_eq!(status(&a), 401, "nothing is done without the token: {a}");
+    assert_eq!(d.status("web")["pid"], pid);
+    // The URL with the token: a cookie for the rest, and the page without the token in it.
+    let login = http(&listen, "GET", &format!("/?token={token}"), &[]);
+    assert_eq!(status(&login), 303, "{login}");
+    let cookie_line = login
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a cookie");
+    assert!(
+        cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"),
+        "{cookie_line}"
+    );
+    let cookie = format!("Cookie: candor_token={token}");
+    let page = http(&listen, "GET", "/", &[&cookie]);
+    assert_eq!(status(&page), 200);
+    assert!(body(&page).contains("<title>Candor</title>"), "{page}");
+    let mut size = body(&page).len();
+    for asset in ["/app.js", "/app.css"] {
+        let a = http(&listen, "GET", asset, &[&cookie]);
+        assert_eq!(status(&a), 200, "{asset}");
+        size += body(&a).len();
+    }
+    assert!(size < 300 * 1024, "the dashboard is {size} bytes");
+    // The board, pushed: the first frame of the stream is the whole list.
+    let mut c = std::net::TcpStream::connect(&listen).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    write!(
+        c,
+        "GET /v1/services?follow=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let frame = wait_for("the first frame", T, || {
+        let n = c.read(&mut buf).ok()?;
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let start = text.find("data: ")? + 6;
+        let end = start + text[start..].find("\n\n")?;
+        Some(text[start..end].to_string())
+    });
+    let list: Value = serde_json::from_str(&frame).unwrap();
+    let states: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("crashy", "failed"), ("web", "running")]);
+    // An action from the page is done, and recorded as coming from the dashboard.
+    let a = http(&listen, "POST", "/v1/services/web/restart", &[&cookie]);
+    assert_eq!(status(&a), 200, "{a}");
+    let new = wait_for("a new run", T, || {
+        let p = d.status("web")["pid"].as_u64()?;
+        (p != pid).then_some(p)
+    });
+    assert_ne!(new, pid);
+    let events = d.events();
+    let asked = events.iter().find(|e| {
+        e["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("restart web requested from the web dashboard (127.0.0.1:")
+    });
+    assert!(asked.is_some(), "{events:?}");
+    // The next stream frame shows the change without asking.
+    wait_for("a frame with the new pid", T, || {
+        let n = c.read(&mut buf).ok()?;
+        got.extend_from_slice(&buf[..n]);
+        String::from_utf8_lossy(&got)
+            .contains(&format!("\"pid\":{new}"))
+            .then_some(())
+    });
+}
+
+#[test]
+fn metrics_can_be_public_while_everything_else_keeps_the_token() {
+    let d = Daemon::start(
+        r#"
+web = { listen = "127.0.0.1:0", metrics_public = true }
+
+[service.web]
+command = ["{zoo}", "healthy"]
+"#,
+    );
+    d.wait_state("web", "running", T);
+    let w: Value = serde_json::from_str(&d.ok(&["web", "--json"])).unwrap();
+    let listen = w["listen"].as_str().unwrap();
+    assert_eq!(w["metrics_public"], true);
+    let m = http(listen, "GET", "/metrics", &[]);
+    assert_eq!(status(&m), 200, "{m}");
+    assert!(
+        body(&m).contains("candor_service_up{service=\"web\",state=\"running\"} 1"),
+        "{m}"
+    );
+    assert_eq!(status(&http(listen, "GET", "/v1/services", &[])), 401);
+    assert_eq!(
+        status(&http(listen, "POST", "/metrics", &[])),
+        401,
+        "only GET is public"
+    );
+}
