@@ -5,18 +5,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian's packages the tests drive: systemd for the real `systemd-notify` (no systemd needs
-# to run), python3-prometheus-client for a real parser of /metrics, tmux to drive `candor top`. Installed where we are root
-# on Debian; elsewhere those tests say "skipped".
+# to run), python3-prometheus-client for a real parser of /metrics, tmux to drive `candor top`,
+# chromium for the dashboard (driven by npm's playwright-core, installed in tests/browser).
+# Installed where we are root on Debian; elsewhere those tests say "skipped".
 need=()
 command -v systemd-notify >/dev/null 2>&1 || need+=(systemd)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1; } \
     || echo "could not install ${need[*]}; the tests that need them will say so"
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ] && command -v npm >/dev/null 2>&1; then
+  (cd tests/browser && npm ci --no-audit --no-fund --silent) \
+    || echo "could not install playwright-core; the browser test will say so"
 fi
 cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then

@@ -172,3 +172,62 @@ command = ["{zoo}", "healthy"]
         "only GET is public"
     );
 }
+
+/// The page in Debian's chromium, driven by playwright-core (tests/browser/dashboard.mjs; both
+/// installed by scripts/test.sh): live state changes, a restart, a followed log line, grep,
+/// the keyboard, and no way in without the token. `CANDOR_SCREENSHOTS=DIR` keeps screenshots.
+#[test]
+fn the_dashboard_in_a_real_browser_follows_the_board_acts_and_tails_logs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let ready = std::path::Path::new("/usr/bin/chromium").exists()
+        && dir.join("node_modules/playwright-core").exists();
+    if !candor_scenarios::available(
+        "CANDOR_REQUIRE_ROOT",
+        "chromium or playwright-core is missing (scripts/test.sh installs Debian's chromium and runs npm ci in tests/browser)",
+        ready,
+    ) {
+        return;
+    }
+    let port = candor_scenarios::free_port();
+    let d = Daemon::start(&format!(
+        r#"
+web = {{ listen = "127.0.0.1:0" }}
+
+[service.web]
+command = ["{{zoo}}", "healthy"]
+
+[service.dying]
+command = ["{{zoo}}", "handler-dead", "--after", "3s", "--port", "{port}"]
+probe = {{ http = {{ port = {port}, path = "/health" }}, every = "300ms", failures = 2 }}
+on_unhealthy = "alert"
+
+[service.talker]
+command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 0.2; done"]
+"#
+    ));
+    d.wait_state("web", "running", T);
+    d.wait_state("dying", "running", T);
+    let url = d.ok(&["web"]).trim().to_string();
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(dir.join("dashboard.mjs")).arg(&url);
+    if let Ok(shots) = std::env::var("CANDOR_SCREENSHOTS") {
+        cmd.arg(shots);
+    }
+    let out = cmd.output().expect("node");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the browser test failed:\n{said}");
+    for step in [
+        "refused (401)",
+        "turned unhealthy live",
+        "restart from the page",
+        "log follows",
+        "grep narrows",
+    ] {
+        assert!(said.contains(step), "no `{step}` in:\n{said}");
+    }
+    eprintln!("{said}");
+}

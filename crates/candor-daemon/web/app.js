@@ -54,7 +54,7 @@ function renderRows() {
       <td>${esc(s.name)}</td>
       <td class="state s-${esc(s.state)}">${esc(s.state)}</td>
       <td class="reason">${esc(s.reason)}${s.status_text ? `<br><small>${esc(s.status_text)}</small>` : ""}</td>
-      <td>${esc((s.since || "").replace("T", " ").replace("Z", ""))}</td>
+      <td title="${esc(s.since)}">${esc((s.since || "").slice(11, 19))}</td>
       <td>${s.pid ?? "-"}</td>
       <td>${dur(s.uptime_s)}</td>
       <td>${s.restarts}</td>
