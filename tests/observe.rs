@@ -272,6 +272,36 @@ restart = "never"
     )
     .unwrap();
     assert!(suppressed > 0.0, "{}", f["candor_log_suppressed"]);
+    // Every metric the committed Grafana dashboard asks for is one this daemon serves.
+    let served: std::collections::BTreeSet<String> = f
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|fam| fam["samples"].as_array().unwrap().iter())
+        .map(|s| s[0].as_str().unwrap().to_string())
+        .collect();
+    let grafana = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contrib/grafana/candor.json"
+    ))
+    .unwrap();
+    let asked: std::collections::BTreeSet<String> = grafana
+        .match_indices("candor_")
+        .map(|(i, _)| {
+            grafana[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .filter(|n: &String| n != "candor_")
+        .collect();
+    assert!(asked.len() >= 10, "{asked:?}");
+    for name in &asked {
+        assert!(
+            served.contains(name),
+            "the Grafana dashboard asks for `{name}`, which /metrics does not serve"
+        );
+    }
     // The daemon itself.
     let info = d.info();
     assert!(sample(&f, "candor_daemon_open_fds", "candor_daemon_open_fds", &[]).unwrap() > 0.0);
