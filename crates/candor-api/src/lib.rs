@@ -185,6 +185,19 @@ pub struct UpgradeRequest {
     pub binary: Option<String>,
 }
 
+/// The answer to `POST /v1/services/{name}/reload` and `.../kill`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SignalOutcome {
+    pub service: String,
+    /// What was done: "SIGHUP to pid 812", "SIGTERM to every process of the run (3)",
+    /// "ran nginx -s reload: exited with code 0".
+    pub sent: String,
+    /// With `ready = "notify"`, for a reload: whether RELOADING=1 then READY=1 came.
+    pub reloaded: Option<bool>,
+    /// One sentence: what happened.
+    pub outcome: String,
+}
+
 /// The answer to `POST /v1/web`: the dashboard's address, open now.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct WebInfo {

@@ -170,11 +170,17 @@ impl Cx<'_> {
                     run.ready = Some((now, "notify"));
                     became_ready = true;
                 }
+                "READY" if value == "1" && h.reloading => {
+                    h.reloading = false;
+                    h.reloads += 1;
+                    h.notify_status = None;
+                }
                 "STATUS" => h.notify_status = Some(value.chars().take(200).collect()),
                 "STOPPING" if value == "1" => {
                     h.notify_status = Some("stopping on its own (STOPPING=1)".into())
                 }
                 "RELOADING" if value == "1" => {
+                    h.reloading = true;
                     h.notify_status = Some("reloading (RELOADING=1)".into())
                 }
                 "ERRNO" => h.notify_status = Some(format!("reports errno {value} (ERRNO=)")),

@@ -99,6 +99,10 @@ pub struct Health {
     pub watchdog_missed: Option<String>,
     /// sd_notify `STATUS=` text.
     pub notify_status: Option<String>,
+    /// `RELOADING=1` came and no `READY=1` since.
+    pub reloading: bool,
+    /// Reloads the run finished (`RELOADING=1`, then `READY=1`).
+    pub reloads: u32,
     /// The newest fd/RSS sample of this run and its trend.
     pub budget: Option<crate::budget::Summary>,
 }

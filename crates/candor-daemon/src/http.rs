@@ -165,7 +165,10 @@ pub(crate) fn count_param(q: &HashMap<String, String>, default: usize) -> Result
     }
 }
 
-fn duration_param(q: &HashMap<String, String>, key: &str) -> Result<Option<Duration>, ApiError> {
+pub(crate) fn duration_param(
+    q: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<Duration>, ApiError> {
     q.get(key)
         .map(|s| {
             candor_spec::parse_duration(s).map_err(|e| ApiError::new(400, format!("`{key}`: {e}")))
@@ -328,16 +331,38 @@ fn goal(
     }
 }
 
+/// `POST /v1/services/{name}/{action}`: start, stop, restart (through the brain), or reload
+/// and kill (signals to the live run, `signal.rs`).
 async fn action(
     State(st): State<AppState>,
     ConnectInfo(caller): ConnectInfo<Peer>,
     Path((name, action)): Path<(String, String)>,
     Query(q): Q,
+) -> Result<Response, ApiError> {
+    match action.as_str() {
+        "reload" => crate::signal::reload(&st, caller, &name, &q)
+            .await
+            .map(|o| Json(o).into_response()),
+        "kill" => crate::signal::kill(&st, caller, &name, &q)
+            .await
+            .map(|o| Json(o).into_response()),
+        _ => lifecycle(st, caller, name, action, q)
+            .await
+            .map(|s| s.into_response()),
+    }
+}
+
+async fn lifecycle(
+    st: AppState,
+    caller: Peer,
+    name: String,
+    action: String,
+    q: HashMap<String, String>,
 ) -> Result<Json<api::ServiceStatus>, ApiError> {
     let action = Action::parse(&action).ok_or_else(|| {
         ApiError::new(
             404,
-            format!("unknown action `{action}`; use start, stop or restart"),
+            format!("unknown action `{action}`; use start, stop, restart, reload or kill"),
         )
     })?;
     let wait = flag(&q, "wait")?;

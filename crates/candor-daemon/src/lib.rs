@@ -16,6 +16,7 @@ pub mod records;
 pub mod sampler;
 pub mod shed;
 pub mod shell;
+pub mod signal;
 pub mod sse;
 pub mod upgrade;
 pub mod web;

@@ -126,7 +126,7 @@ fn request_note(request: &candor_brain::Request, peer: crate::guard::Peer) -> No
 
 /// Recorded as an event of the daemon ("candor"), so a service's own events stay its state
 /// changes.
-fn caller_note(what: &str, peer: crate::guard::Peer) -> Note {
+pub(crate) fn caller_note(what: &str, peer: crate::guard::Peer) -> Note {
     let pid = peer.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
     let reason = match peer.web {
         Some(addr) => format!("{what} requested from the web dashboard ({addr})"),

@@ -536,6 +536,23 @@ impl Keeper {
                 t.stop_signal = signal;
                 signal_run(t, signal);
             }
+            KeeperCommand::Signal {
+                service,
+                run_id,
+                signal,
+                all,
+            } => {
+                let Some(t) = self.tracked.get(&service) else {
+                    return;
+                };
+                if t.run_id != run_id {
+                    return;
+                }
+                match all {
+                    true => signal_run(t, signal),
+                    false => signal_main(t, signal),
+                }
+            }
             KeeperCommand::Release { service } => {
                 self.listeners.remove(&service);
             }
@@ -958,6 +975,7 @@ fn command_kind(cmd: &KeeperCommand) -> &'static str {
     match cmd {
         KeeperCommand::Spawn(_) => "a spawn",
         KeeperCommand::Stop { .. } => "a stop",
+        KeeperCommand::Signal { .. } => "a signal",
         KeeperCommand::Adopt(_) => "an adoption",
         KeeperCommand::Sweep { .. } => "a cgroup sweep",
         KeeperCommand::Release { .. } => "a release of sockets",

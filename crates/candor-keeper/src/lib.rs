@@ -128,6 +128,14 @@ pub enum KeeperCommand {
         signal: i32,
         timeout: Duration,
     },
+    /// Send `signal` to the live run `run_id`: its main process, or with `all` every process
+    /// of it, once each (`candor reload NAME`, `candor kill NAME`). Nothing if it is gone.
+    Signal {
+        service: String,
+        run_id: u64,
+        signal: i32,
+        all: bool,
+    },
     /// Take over a run an earlier supervisor started. The keeper checks that `pid` is still the
     /// process that started at `start_ticks` and still in the service's cgroup (or leads its
     /// process group) — never the pid alone — and watches it through a pidfd. Gone: it reports

@@ -383,6 +383,10 @@ pub struct ServiceSpec {
     pub activated: Vec<Listen>,
     pub limits: LimitsSpec,
     pub logs: LogsSpec,
+    /// `candor reload NAME`: this signal to the main process (default SIGHUP)...
+    pub reload_signal: StopSignal,
+    /// ...or this command, run with the service's env and workdir, instead.
+    pub reload: Option<Vec<String>>,
     /// Where the section was defined, `file:line:col`, for messages.
     pub defined_at: String,
 }
@@ -435,6 +439,8 @@ impl ServiceSpec {
             activated: Vec::new(),
             limits: LimitsSpec::default(),
             logs: LogsSpec::default(),
+            reload_signal: StopSignal::Hup,
+            reload: None,
             defined_at: String::new(),
         }
     }

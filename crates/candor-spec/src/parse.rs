@@ -577,6 +577,27 @@ impl FileCtx<'_> {
                 },
                 "ready_timeout" => spec.ready_timeout = self.duration(value, &what),
                 "watchdog" => spec.watchdog = self.duration(value, &what),
+                "reload_signal" => {
+                    if let Some(name) = self.string(value, &what) {
+                        match StopSignal::parse(&name) {
+                            Some(sig) => spec.reload_signal = sig,
+                            None => {
+                                let names: Vec<&str> =
+                                    StopSignal::ALL.iter().map(|(_, n, _)| *n).collect();
+                                self.err(value.span().start, format!("{what} = \"{name}\" is not a signal; expected one of {}", names.join(", ")));
+                            }
+                        }
+                    }
+                },
+                "reload" => {
+                    if let Some(list) = self.string_list(value, &what) {
+                        if list.is_empty() || list[0].0.is_empty() {
+                            self.err(value.span().start, format!("{what} must name a program: [\"/usr/sbin/nginx\", \"-s\", \"reload\"]"));
+                        } else {
+                            spec.reload = Some(list.into_iter().map(|(s, _)| s).collect());
+                        }
+                    }
+                },
                 "probe" => spec.probe = self.probe(value, &what),
                 "on_unhealthy" => match value.get_ref() {
                     DeValue::String(s) if s == "restart" => {

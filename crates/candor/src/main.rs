@@ -121,8 +121,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-read the config; an invalid one is rejected and nothing changes.
+    /// Without NAME: re-read the config (an invalid one is rejected and nothing changes).
+    /// With NAMEs: reload those services — their `reload_signal` (SIGHUP) to the main process,
+    /// or their `reload` command; with ready = "notify", wait for RELOADING=1 then READY=1.
     Reload {
+        names: Vec<String>,
+        /// How long to wait for a notify service's READY=1 (default: its ready_timeout, else 30s).
+        #[arg(long)]
+        timeout: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a signal to a service's main process, or with --all to every process of its run.
+    Kill {
+        name: String,
+        #[arg(short, long, default_value = "SIGTERM")]
+        signal: String,
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -344,7 +360,57 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
             };
             list_or_follow(&client, &path, follow, json, "event", show).await
         }
-        Command::Reload { json } => match client
+        Command::Kill {
+            name,
+            signal,
+            all,
+            json,
+        } => {
+            let path = format!(
+                "/v1/services/{}/kill?signal={}{}",
+                encode(&name),
+                encode(&signal),
+                if all { "&all=true" } else { "" }
+            );
+            match client
+                .json::<candor_api::SignalOutcome>("POST", &path)
+                .await
+            {
+                Ok(o) if json => print_json(&o),
+                Ok(o) => {
+                    println!("{}", o.outcome);
+                    OK
+                }
+                Err(e) => fail(e, json),
+            }
+        }
+        Command::Reload {
+            names,
+            timeout,
+            json,
+        } if !names.is_empty() => {
+            let mut code = OK;
+            let mut all = Vec::new();
+            for name in names {
+                let mut path = format!("/v1/services/{}/reload", encode(&name));
+                if let Some(t) = &timeout {
+                    path += &format!("?timeout={}", encode(t));
+                }
+                match client
+                    .json::<candor_api::SignalOutcome>("POST", &path)
+                    .await
+                {
+                    Ok(o) if json => all.push(o),
+                    Ok(o) => println!("{}", o.outcome),
+                    Err(e) => code = code.max(fail(e, json)),
+                }
+            }
+            if json && code == OK {
+                return print_json(&all);
+            }
+            code
+        }
+        Command::Reload { json, .. } => match client
             .json::<candor_api::ReloadOutcome>("POST", "/v1/reload")
             .await
         {
