@@ -367,6 +367,21 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A tmux server of this test's own, or None (skipped) where tmux is not installed.
+    fn new(name: &str) -> Option<Tmux> {
+        let have = Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        available(
+            "CANDOR_REQUIRE_ROOT",
+            "tmux is not installed (scripts/test.sh installs Debian's tmux as root)",
+            have,
+        )
+        .then(|| Tmux {
+            server: format!("candor-{name}-{}", std::process::id()),
+        })
+    }
     fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
             .arg("-L")
@@ -403,17 +418,9 @@ impl Drop for Tmux {
 
 #[test]
 fn candor_top_sorts_by_trouble_follows_a_service_restarts_it_and_resizes() {
-    let have = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available(
-        "CANDOR_REQUIRE_ROOT",
-        "tmux is not installed (scripts/test.sh installs Debian's tmux as root)",
-        have,
-    ) {
+    let Some(tmux) = Tmux::new("top") else {
         return;
-    }
+    };
     let d = Daemon::start(
         r#"
 [service.web]
@@ -430,9 +437,6 @@ limits = { nofile = 512 }
     );
     d.wait_state("crashy", "failed", T);
     let old = d.wait_state("leaky", "running", T)["pid"].as_u64().unwrap();
-    let tmux = Tmux {
-        server: format!("candor-top-{}", std::process::id()),
-    };
     let cmd = format!(
         "{} --socket {} top",
         candor_scenarios::candor_bin().display(),
@@ -509,17 +513,9 @@ limits = { nofile = 512 }
 
 #[test]
 fn candor_up_shows_the_same_view_and_q_stops_every_service() {
-    let have = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available(
-        "CANDOR_REQUIRE_ROOT",
-        "tmux is not installed (scripts/test.sh installs Debian's tmux as root)",
-        have,
-    ) {
+    let Some(tmux) = Tmux::new("up") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("candor.toml");
     std::fs::write(
@@ -532,9 +528,6 @@ fn candor_up_shows_the_same_view_and_q_stops_every_service() {
         ),
     )
     .unwrap();
-    let tmux = Tmux {
-        server: format!("candor-up-{}", std::process::id()),
-    };
     let cmd = format!(
         "{} up -c {}",
         candor_scenarios::candor_bin().display(),

@@ -126,36 +126,37 @@ pub async fn reload(
                     spec.stop.timeout,
                 )
                 .await;
-            let how =
-                match end {
-                    ProbeEnd::Exited(e) if e.success() => {
-                        format!("ran {}: exited with code 0", argv.join(" "))
-                    }
-                    ProbeEnd::Exited(e) => {
-                        return Err(ApiError::new(
-                            500,
-                            format!(
-                                "{name}: its reload command {} {}",
-                                argv.join(" "),
-                                e.describe()
-                            ),
-                        ))
-                    }
-                    ProbeEnd::TimedOut => return Err(ApiError::new(
+            let how = match end {
+                ProbeEnd::Exited(e) if e.success() => {
+                    format!("ran {}: exited with code 0", argv.join(" "))
+                }
+                ProbeEnd::Exited(e) => {
+                    return Err(ApiError::new(
+                        500,
+                        format!(
+                            "{name}: its reload command {} {}",
+                            argv.join(" "),
+                            e.describe()
+                        ),
+                    ))
+                }
+                ProbeEnd::TimedOut => {
+                    return Err(ApiError::new(
                         500,
                         format!(
                             "{name}: its reload command {} did not end within {:?} and was killed",
                             argv.join(" "),
                             spec.stop.timeout
                         ),
-                    )),
-                    ProbeEnd::CannotStart(why) => {
-                        return Err(ApiError::new(
-                            500,
-                            format!("{name}: its reload command {}: {why}", argv.join(" ")),
-                        ))
-                    }
-                };
+                    ))
+                }
+                ProbeEnd::CannotStart(why) => {
+                    return Err(ApiError::new(
+                        500,
+                        format!("{name}: its reload command {}: {why}", argv.join(" ")),
+                    ))
+                }
+            };
             how
         }
         None => {
