@@ -31,7 +31,7 @@ else
   echo "cargo-nextest not found; using cargo test"
   cargo test --workspace --no-fail-fast
 fi
-# candor-sdk is a library for others: its examples are doc tests (nextest does not run those),
-# and it must package and build on its own as it would be published.
+# candor-sdk is a library for others: its examples are doc tests (nextest does not run those).
+# Every crate must package and build on its own as it would be published.
 cargo test --doc -p candor-sdk --all-features
-cargo package -p candor-sdk --allow-dirty --quiet
+cargo package --workspace --allow-dirty --quiet

@@ -282,3 +282,40 @@ command = ["{zoo}", "healthy"]
         "the refused daemons must not touch the running one"
     );
 }
+
+#[test]
+fn version_names_the_commit_and_completions_and_man_pages_are_generated() {
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(candor_scenarios::candor_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let v = run(&["--version"]);
+    assert!(
+        v.starts_with("candor 0.1.0 (") && v.trim_end().ends_with(')'),
+        "{v}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let c = run(&["completions", shell]);
+        assert!(
+            c.contains("reload") && c.contains("kill") && c.contains("top"),
+            "{shell}: {c}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["man", "--out", dir.path().to_str().unwrap()]);
+    assert!(out.contains("man pages in"), "{out}");
+    let page = std::fs::read_to_string(dir.path().join("candor-reload.1")).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH candor-reload 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("RELOADING=1"),
+        "the command's help is in its page"
+    );
+    assert!(dir.path().join("candor.1").exists());
+}

@@ -22,7 +22,7 @@ const UNREACHABLE: u8 = 3;
 #[derive(Parser)]
 #[command(
     name = "candor",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CANDOR_COMMIT"), ")"),
     about = "A process supervisor whose status never lies."
 )]
 struct Cli {
@@ -59,6 +59,13 @@ enum Command {
     Web {
         #[arg(long)]
         json: bool,
+    },
+    /// Shell completions on stdout: `candor completions bash > /etc/bash_completion.d/candor`.
+    Completions { shell: clap_complete::Shell },
+    /// Man pages into DIR: candor.1 and candor-COMMAND.1 for each command.
+    Man {
+        #[arg(long)]
+        out: PathBuf,
     },
     /// A live view in the terminal: services sorted by trouble, the selected one's reason,
     /// fds and logs, and keys to start, stop, restart, reset-failed (`?` for help).
@@ -274,6 +281,12 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
                 Err(e) => fail(e, json),
             }
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "candor", &mut std::io::stdout());
+            OK
+        }
+        Command::Man { out } => man_pages(&out),
         Command::Top => {
             if !std::io::stdout().is_terminal() {
                 eprintln!("candor: top needs a terminal; `candor status` prints the table");
@@ -823,6 +836,39 @@ fn report_upgrade(old: &candor_api::DaemonInfo, new: &candor_api::DaemonInfo) ->
         old.pid, old.version, new.pid, new.version
     );
     OK
+}
+
+/// `candor man --out DIR`: candor.1, and candor-COMMAND.1 for each visible command.
+fn man_pages(dir: &std::path::Path) -> u8 {
+    use clap::CommandFactory;
+    let write = |cmd: clap::Command, name: &str| -> std::io::Result<()> {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut page)?;
+        std::fs::write(dir.join(format!("{name}.1")), page)
+    };
+    let top = Cli::command();
+    let mut written = 0;
+    let result = std::fs::create_dir_all(dir).and_then(|()| {
+        write(top.clone(), "candor")?;
+        written += 1;
+        for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+            // clap names are &'static str; this process writes the pages and ends.
+            let name: &'static str = format!("candor-{}", sub.get_name()).leak();
+            write(sub.clone().name(name), name)?;
+            written += 1;
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => {
+            println!("{written} man pages in {}", dir.display());
+            OK
+        }
+        Err(e) => {
+            eprintln!("candor: writing man pages to {}: {e}", dir.display());
+            FAILED
+        }
+    }
 }
 
 /// The daemon in the foreground plus a live view of the board on the terminal.
