@@ -171,6 +171,22 @@ command = ["{zoo}", "healthy"]
         401,
         "only GET is public"
     );
+    // A reload: metrics_public applies now; a new address is said to wait for a restart.
+    d.write_config(
+        "web = { listen = \"127.0.0.1:1\" }\n\n[service.web]\ncommand = [\"{zoo}\", \"healthy\"]\n",
+    );
+    let out = d.ok(&["reload"]);
+    assert!(
+        out.contains(&format!(
+            "web.listen changed to 127.0.0.1:1; the dashboard stays on {listen}"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        status(&http(listen, "GET", "/metrics", &[])),
+        401,
+        "no longer public"
+    );
 }
 
 /// The page in Debian's chromium, driven by playwright-core (tests/browser/dashboard.mjs; both

@@ -480,6 +480,7 @@ async fn reload(
             "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
         );
     }
+    notes.extend(st.web.reconfigure(spec.daemon.web));
     let send_timeout = spec.daemon.send_timeout;
     let mut out = match ask(&st, caller, Request::Reload(Arc::new(spec))).await? {
         Reply::Reload(out) => out,

@@ -31,6 +31,8 @@ pub struct Web {
     token: String,
     /// Where `candor web` opens it: `[daemon] web.listen`, or loopback's default port.
     pub listen: SocketAddr,
+    /// `[daemon] web` was in the config at start.
+    configured: bool,
     metrics_public: std::sync::atomic::AtomicBool,
     /// Where it listens, once it does.
     listening: Mutex<Option<SocketAddr>>,
@@ -53,12 +55,32 @@ impl Web {
         Ok(Web {
             token: token(&state_dir.join("web.token"))?,
             listen,
+            configured: spec.is_some(),
             metrics_public: metrics_public.into(),
             listening: Mutex::new(None),
             api: Mutex::new(None),
             stop: tokio::sync::watch::channel(false).0,
             server: Mutex::new(None),
         })
+    }
+
+    /// A reloaded `[daemon] web`: `metrics_public` applies now; a new `listen` at the next
+    /// start (a listener that is open stays where it is). What to tell the caller, if anything.
+    pub fn reconfigure(&self, spec: Option<candor_spec::WebSpec>) -> Option<String> {
+        let public = spec.is_some_and(|w| w.metrics_public);
+        self.metrics_public
+            .store(public, std::sync::atomic::Ordering::Relaxed);
+        let open = *self.listening.lock().unwrap_or_else(|e| e.into_inner());
+        match (spec, open) {
+            (Some(w), Some(at)) if w.listen != self.listen => Some(format!(
+                "[daemon] web.listen changed to {}; the dashboard stays on {at} until the daemon restarts",
+                w.listen
+            )),
+            (None, Some(at)) if self.configured => Some(format!(
+                "[daemon] web was removed; the dashboard stays on {at} until the daemon restarts"
+            )),
+            _ => None,
+        }
     }
 
     pub fn set_api(&self, router: Router) {
