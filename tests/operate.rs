@@ -162,3 +162,81 @@ command = ["sleep", "100000"]
     assert!(String::from_utf8_lossy(&r.stderr).contains("`SIGNOPE` is not a signal"));
     assert_eq!(d.status("hup")["pid"], pid, "nothing was restarted");
 }
+
+/// Candor under systemd (contrib/candor.service, Type=notify): READY=1 to its own
+/// NOTIFY_SOCKET once every service has been started, and SIGHUP re-reads the config.
+#[test]
+fn as_a_system_service_candor_says_ready_and_reloads_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let rx = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    rx.set_read_timeout(Some(T)).unwrap();
+    let mut d = Daemon::start_with_env(
+        r#"
+[service.a]
+command = ["sleep", "100000"]
+
+[service.b]
+command = ["{zoo}", "slow-ready", "--after", "1s"]
+ready = "notify"
+"#,
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.iter().any(|m: &String| m == "READY=1") {
+        let n = rx.recv(&mut buf).expect("READY=1 from the daemon");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        got.contains(&"STATUS=2 services started".to_string()),
+        "{got:?}"
+    );
+    // Only once the slow one is ready: "every service has been started".
+    assert_eq!(d.state("b"), "running");
+    // SIGHUP: the config is read again.
+    d.write_config("[service.a]\ncommand = [\"sleep\", \"100000\"]\n\n[service.c]\ncommand = [\"sleep\", \"100000\"]\n");
+    // SAFETY: a signal to the daemon this test started.
+    unsafe { libc::kill(d.daemon_pid() as i32, libc::SIGHUP) };
+    d.wait_state("c", "running", T);
+    wait_for("b removed", T, || {
+        (!d.ok(&["status"]).contains("\nb ")).then_some(())
+    });
+    assert!(d
+        .events()
+        .iter()
+        .any(|e| e["reason"] == "reload requested by SIGHUP"));
+    // The unit file is one systemd accepts.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contrib/candor.service"
+    ))
+    .unwrap();
+    let unit = unit.replace(
+        "/usr/local/bin/candor",
+        &candor_scenarios::candor_bin().display().to_string(),
+    );
+    let file = dir.path().join("candor.service");
+    std::fs::write(&file, unit).unwrap();
+    let have = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if candor_scenarios::available(
+        "CANDOR_REQUIRE_ROOT",
+        "systemd-analyze is missing (scripts/test.sh installs Debian's systemd)",
+        have,
+    ) {
+        let v = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            v.status.success(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+    }
+    d.shutdown();
+}

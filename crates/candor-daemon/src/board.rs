@@ -40,6 +40,24 @@ impl Freshness {
     }
 }
 
+/// Wait until no service is `starting` (every one has been started and is ready, or has
+/// left starting otherwise), or the board is gone.
+pub async fn none_starting(board: &mut tokio::sync::watch::Receiver<Arc<Board>>) {
+    loop {
+        let starting = {
+            let b = board.borrow_and_update().clone();
+            let now = candor_keeper::clock::mono();
+            let any = b
+                .iter()
+                .any(|s| s.derived(now).state == candor_brain::ServiceState::Starting);
+            any
+        };
+        if !starting || board.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Board {
     pub services: Services,

@@ -454,41 +454,79 @@ async fn reload(
     State(st): State<AppState>,
     ConnectInfo(caller): ConnectInfo<Peer>,
 ) -> Result<Json<api::ReloadOutcome>, ApiError> {
-    let path = st.config.clone();
-    let loaded = tokio::task::spawn_blocking(move || candor_spec::load(&path))
-        .await
-        .map_err(|e| ApiError::new(500, format!("reload task failed: {e}")))?;
-    let spec = match loaded {
-        Ok(s) => s,
-        Err(errors) => {
-            let mut e = ApiError::new(
-                422,
-                format!("{} is invalid; nothing was changed", st.config.display()),
-            );
-            e.body.details = errors.0.iter().map(|e| e.to_string()).collect();
-            return Err(e);
+    Reloader::of(&st).reload(Some(caller)).await.map(Json)
+}
+
+/// What re-reading the config needs, apart from the rest of the API's state: the same for
+/// `POST /v1/reload` and for SIGHUP (which must not keep the store alive at shutdown).
+#[derive(Clone)]
+pub struct Reloader {
+    config: PathBuf,
+    state_dir: String,
+    requests: mpsc::Sender<Asked>,
+    guard: Arc<crate::guard::GuardCounters>,
+    web: Arc<crate::web::Web>,
+}
+
+impl Reloader {
+    pub fn of(st: &AppState) -> Reloader {
+        Reloader {
+            config: st.config.clone(),
+            state_dir: st.info.state_dir.clone(),
+            requests: st.requests.clone(),
+            guard: st.guard.clone(),
+            web: st.web.clone(),
         }
-    };
-    let mut notes = Vec::new();
-    let now_state = spec
-        .daemon
-        .state_dir
-        .as_ref()
-        .map(|p| p.display().to_string());
-    if now_state.is_some_and(|s| s != st.info.state_dir) {
-        notes.push(
-            "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
-        );
     }
-    notes.extend(st.web.reconfigure(spec.daemon.web));
-    let send_timeout = spec.daemon.send_timeout;
-    let mut out = match ask(&st, caller, Request::Reload(Arc::new(spec))).await? {
-        Reply::Reload(out) => out,
-        other => return Err(unexpected(other)),
-    };
-    st.guard.set_send_timeout(send_timeout);
-    out.notes.extend(notes);
-    Ok(Json(out))
+
+    /// Parse the config again and hand it to the brain; an invalid one changes nothing.
+    /// `caller`: who asked (None: SIGHUP).
+    pub async fn reload(&self, caller: Option<Peer>) -> Result<api::ReloadOutcome, ApiError> {
+        let path = self.config.clone();
+        let loaded = tokio::task::spawn_blocking(move || candor_spec::load(&path))
+            .await
+            .map_err(|e| ApiError::new(500, format!("reload task failed: {e}")))?;
+        let spec = match loaded {
+            Ok(s) => s,
+            Err(errors) => {
+                let mut e = ApiError::new(
+                    422,
+                    format!("{} is invalid; nothing was changed", self.config.display()),
+                );
+                e.body.details = errors.0.iter().map(|e| e.to_string()).collect();
+                return Err(e);
+            }
+        };
+        let mut notes = Vec::new();
+        let now_state = spec
+            .daemon
+            .state_dir
+            .as_ref()
+            .map(|p| p.display().to_string());
+        if now_state.is_some_and(|s| s != self.state_dir) {
+            notes.push(
+                "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
+            );
+        }
+        notes.extend(self.web.reconfigure(spec.daemon.web));
+        let send_timeout = spec.daemon.send_timeout;
+        let (tx, rx) = oneshot::channel();
+        let gone = || ApiError::new(503, "the supervisor is shutting down");
+        let asked = Asked {
+            request: Request::Reload(Arc::new(spec)),
+            reply: Some(tx),
+            caller,
+        };
+        self.requests.send(asked).await.map_err(|_| gone())?;
+        let mut out = match rx.await.map_err(|_| gone())? {
+            Reply::Reload(out) => out,
+            Reply::Error { status, error } => return Err(ApiError::new(status, error)),
+            other => return Err(unexpected(other)),
+        };
+        self.guard.set_send_timeout(send_timeout);
+        out.notes.extend(notes);
+        Ok(out)
+    }
 }
 
 async fn shutdown(

@@ -81,7 +81,32 @@ pub enum DaemonError {
 
 /// Where a started daemon can be reached.
 /// An event of the daemon itself (service `candor`) with no detail.
-fn daemon_note(state: &str, reason: String) -> candor_brain::Note {
+/// The longest a supervisor of the daemon waits for READY=1 while services are still
+/// starting (one waiting on a dependency that never gets ready would hold it forever).
+const READY_AT_THE_LATEST: Duration = Duration::from_secs(60);
+
+/// sd_notify READY=1 to the daemon's own supervisor (systemd's Type=notify) once no service is
+/// starting, or after `READY_AT_THE_LATEST`; the STATUS line says which.
+async fn tell_supervisor_ready(mut board: tokio::sync::watch::Receiver<Arc<board::Board>>) {
+    let settled = tokio::time::timeout(READY_AT_THE_LATEST, board::none_starting(&mut board))
+        .await
+        .is_ok();
+    let b = board.borrow().clone();
+    let status = match settled {
+        true => format!("{} services started", b.len()),
+        false => format!(
+            "{} services; some still starting after {}s",
+            b.len(),
+            READY_AT_THE_LATEST.as_secs()
+        ),
+    };
+    let _ = candor_sdk::notify::status(&status);
+    if let Err(e) = candor_sdk::notify::ready() {
+        eprintln!("candor: could not tell its supervisor it is ready: {e}");
+    }
+}
+
+pub(crate) fn daemon_note(state: &str, reason: String) -> candor_brain::Note {
     candor_brain::Note {
         service: "candor".into(),
         state: state.into(),
@@ -319,6 +344,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     // Lines a failed write lost go to their service's counters (on the latest board).
     let boards = board_rx.clone();
     let boards_for_shed = board_rx.clone();
+    let boards_for_ready = board_rx.clone();
     store.on_lost(Box::new(move |service, n| {
         let board = boards.borrow();
         if let Some(c) = candor_spec::ServiceName::new(service)
@@ -464,7 +490,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     );
     info.notify.socket = notify_name;
     let info_incarnation = info.incarnation.clone();
-    let app = http::router(http::AppState {
+    let state = http::AppState {
         requests: req_tx.clone(),
         board: board_rx,
         fresh,
@@ -480,7 +506,9 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         exec: exec_probes,
         faults: faults.clone(),
         web: web.clone(),
-    });
+    };
+    let reloader = http::Reloader::of(&state);
+    let app = http::router(state);
     web.set_api(app.clone());
     if spec.daemon.web.is_some() {
         match web.open(web.listen).await {
@@ -534,6 +562,29 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             .await;
     });
     drop(req_tx);
+
+    // SIGHUP: re-read the config, as `candor reload` (systemd's ExecReload=kill -HUP).
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match reloader.reload(None).await {
+                Ok(out) => eprintln!(
+                    "candor: SIGHUP: config reloaded ({} added, {} removed, {} changed)",
+                    out.added.len(),
+                    out.removed.len(),
+                    out.changed.len()
+                ),
+                Err(e) => eprintln!("candor: SIGHUP: {}", e.body.error),
+            }
+        }
+    });
+    // Under systemd (Type=notify): READY=1 once every service has been started.
+    if candor_sdk::notify::is_supervised() {
+        tokio::spawn(tell_supervisor_ready(boards_for_ready));
+    }
 
     tokio::spawn(shed::after_start(boards_for_shed));
     on_started(Started {

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use candor_brain::ServiceState;
 use tokio::sync::watch;
 
 use crate::board::Board;
@@ -20,22 +19,7 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 const THEN: Duration = Duration::from_secs(2);
 
 pub async fn after_start(mut board: watch::Receiver<Arc<Board>>) {
-    let settled = async {
-        loop {
-            let starting = {
-                let b = board.borrow_and_update().clone();
-                let now = candor_keeper::clock::mono();
-                let any = b
-                    .iter()
-                    .any(|s| s.derived(now).state == ServiceState::Starting);
-                any
-            };
-            if !starting || board.changed().await.is_err() {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(SETTLE_LIMIT, settled).await;
+    let _ = tokio::time::timeout(SETTLE_LIMIT, crate::board::none_starting(&mut board)).await;
     tokio::time::sleep(THEN).await;
     let _ = tokio::task::spawn_blocking(shed).await;
 }

@@ -609,8 +609,14 @@ impl Shell {
         if let candor_brain::Request::Reload(spec) = &asked.request {
             self.store.set_caps(logs::caps(spec));
         }
-        if let Some(peer) = asked.caller {
-            self.record(request_note(&asked.request, peer));
+        match asked.caller {
+            Some(peer) => self.record(request_note(&asked.request, peer)),
+            // Without a caller, a reload comes from SIGHUP (a shutdown from SIGTERM/SIGINT is
+            // noted by the brain).
+            None if matches!(asked.request, candor_brain::Request::Reload(_)) => self.record(
+                crate::daemon_note("request", "reload requested by SIGHUP".into()),
+            ),
+            None => {}
         }
         Input::Request {
             id,
