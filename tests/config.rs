@@ -44,6 +44,8 @@ fn check_names_file_line_col_for_each_bad_config() {
         ("[daemon]\nsend_timeout = \"0s\"\n", "2:16", &["daemon.send_timeout must be more than 0s"]),
         ("[daemon]\nweb = { listen = \"localhost:9631\" }\n", "2:18", &["daemon.web.listen", "with an IP address"]),
         ("[daemon]\nweb = { metrics_public = true }\n", "2:7", &["daemon.web needs `listen`"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nmain = true\n[service.b]\ncommand = [\"/bin/true\"]\nmain = true\n", "4:10", &["service `b` has main = true, and so has `a`", "mark one"]),
+        ("[service.a]\ncommand = [\"/bin/true\"]\nmain = \"yes\"\n", "3:8", &["service.a.main must be true or false"]),
         ("[daemon]\nweb = { listen = \"127.0.0.1:9631\", metrics_public = \"yes\" }\n", "2:53", &["must be true or false"]),
         // Found by fuzz/ (config target): a bad glob was reported without a place.
         ("[daemon]\ninclude = [\"conf.d[*.toml\"]\n", "2:12", &["daemon.include: bad pattern", "invalid range pattern"]),

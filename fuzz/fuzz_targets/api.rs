@@ -48,6 +48,7 @@ fn daemon() -> &'static PathBuf {
             use_clone3: true,
             echo_events: false,
             handover: Default::default(),
+            init: false,
         };
         std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().unwrap();

@@ -34,7 +34,44 @@ fn must_stop(svc: &Service, shutting_down: bool) -> Option<StopCause> {
 }
 
 impl Cx<'_> {
+    /// A container's init: once the `main = true` service has ended for good (down, with an
+    /// exit, no start to come), everything stops and the daemon exits with its code.
+    fn main_ended(&mut self) {
+        if self.facts.shutdown.is_some() {
+            return;
+        }
+        let Some(name) = self.facts.main_service() else {
+            return;
+        };
+        let Some(svc) = self.facts.services.get(&name) else {
+            return;
+        };
+        let Some(exit) = svc.last_exit else {
+            return;
+        };
+        if !svc.is_down() || svc.start.is_some() {
+            return;
+        }
+        let code = exit
+            .status
+            .code()
+            .or(exit.status.signal().map(|s| 128 + s))
+            .unwrap_or(1);
+        self.facts.exit_code = Some(code);
+        self.note(
+            "candor",
+            "stopping",
+            format!(
+                "the main service `{name}` ended ({}); stopping the others, then exiting with code {code}",
+                exit.status.describe()
+            ),
+            api::EventDetail::None {},
+        );
+        self.begin_shutdown();
+    }
+
     pub(crate) fn settle(&mut self) {
+        self.main_ended();
         let shutting_down = self.facts.shutdown.is_some();
         // Deadlines come with ticks, requests may concern anything, and a shutdown goes on
         // upstream when a dependent is down: those look at every service. Evidence or a keeper

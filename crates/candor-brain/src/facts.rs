@@ -42,6 +42,10 @@ pub struct Facts {
     /// For each service, those whose `after` names it; built on first use after services or
     /// specs changed (`specs_changed`).
     dependents_index: Option<BTreeMap<ServiceName, Vec<ServiceName>>>,
+    /// The service with `main = true`, if any; found on first use after specs changed.
+    main_index: Option<Option<ServiceName>>,
+    /// With a main service that ended for good: the code the daemon exits with.
+    pub exit_code: Option<i32>,
 }
 
 /// One service's facts.
@@ -287,6 +291,8 @@ impl Facts {
             sample_every,
             touched: Default::default(),
             dependents_index: None,
+            main_index: None,
+            exit_code: None,
         }
     }
     pub fn get(&self, name: &str) -> Option<&Service> {
@@ -306,6 +312,19 @@ impl Facts {
     /// Services came or went, or a spec was replaced: who depends on whom is looked up anew.
     pub fn specs_changed(&mut self) {
         self.dependents_index = None;
+        self.main_index = None;
+    }
+    /// The service marked `main = true`.
+    pub fn main_service(&mut self) -> Option<ServiceName> {
+        let services = &self.services;
+        self.main_index
+            .get_or_insert_with(|| {
+                services
+                    .iter()
+                    .find(|(_, s)| s.spec.main)
+                    .map(|(n, _)| n.clone())
+            })
+            .clone()
     }
     /// The services touched in this step and, transitively, those that start after them.
     pub fn touched_and_dependents(&mut self) -> std::collections::BTreeSet<ServiceName> {

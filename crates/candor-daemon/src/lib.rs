@@ -47,6 +47,9 @@ pub struct Options {
     pub echo_events: bool,
     /// What a predecessor passed on when it exec'd this daemon for an upgrade.
     pub handover: Handover,
+    /// A container's init (`candor daemon --init`, or pid 1): orphans of the whole namespace
+    /// come to it and are reaped at once.
+    pub init: bool,
 }
 
 pub use upgrade::Handover;
@@ -81,6 +84,16 @@ pub enum DaemonError {
 
 /// Where a started daemon can be reached.
 /// An event of the daemon itself (service `candor`) with no detail.
+/// The exit code of the `main = true` service that ended the daemon (-1: none did).
+pub(crate) static MAIN_EXIT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// When the daemon ended because its `main = true` service did: that service's exit code
+/// (128 + the signal when it was killed), for the daemon to exit with (a container's init).
+pub fn main_exit_code() -> Option<i32> {
+    let c = MAIN_EXIT.load(std::sync::atomic::Ordering::SeqCst);
+    (c >= 0).then_some(c)
+}
+
 /// The longest a supervisor of the daemon waits for READY=1 while services are still
 /// starting (one waiting on a dependency that never gets ready would hold it forever).
 const READY_AT_THE_LATEST: Duration = Duration::from_secs(60);
@@ -335,6 +348,10 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         instance: paths::instance_name(&state_dir),
         use_cgroups: opts.use_cgroups,
         use_clone3: opts.use_clone3,
+        reap_every: match opts.init {
+            true => candor_keeper::INIT_REAP_EVERY,
+            false => Duration::from_secs(1),
+        },
     };
     let (keeper, containment, _keeper_thread) =
         candor_keeper::start(keeper_cfg, emit).map_err(DaemonError::Keeper)?;

@@ -385,6 +385,9 @@ impl Shell {
         let recorder = self.recorder.clone();
         let names: Vec<String> = self.saved.keys().map(|n| n.to_string()).collect();
         let _ = tokio::task::spawn_blocking(move || recorder.clear(names)).await;
+        if let Some(code) = self.facts.exit_code {
+            crate::MAIN_EXIT.store(code, std::sync::atomic::Ordering::SeqCst);
+        }
         Ended::Shutdown
     }
 

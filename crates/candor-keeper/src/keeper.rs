@@ -139,6 +139,8 @@ struct Keeper {
     /// second (orphans re-parented to us have no pidfd).
     exited: Vec<i32>,
     last_reap: Mono,
+    /// How often orphans are reaped when nothing else asks for it.
+    reap_every: Duration,
     /// Some pidfd may not be armed yet (see `arm`).
     unarmed: bool,
     /// Activated sockets by service, kept between runs (`listeners.rs`).
@@ -149,8 +151,6 @@ struct Keeper {
 const EV_WAKE: u64 = u64::MAX;
 const EV_FOREIGN: u64 = 1 << 32;
 const EV_PROBE: u64 = 1 << 33;
-/// Children are reaped at least this often, pidfd or not.
-const REAP_EVERY: Duration = Duration::from_secs(1);
 
 fn one_shot() -> epoll::EventFlags {
     epoll::EventFlags::IN | epoll::EventFlags::ONESHOT
@@ -191,6 +191,7 @@ pub fn start(
         epoll,
         exited: Vec::new(),
         last_reap: mono(),
+        reap_every: config.reap_every,
         unarmed: false,
         listeners: HashMap::new(),
     };
@@ -426,7 +427,7 @@ impl Keeper {
             .tracked
             .values()
             .any(|t| t.kill_at.is_some() || t.main_exit.is_some() || t.gone_since.is_some());
-        if busy || mono().since(self.last_reap) >= REAP_EVERY {
+        if busy || mono().since(self.last_reap) >= self.reap_every {
             self.last_reap = mono();
             self.exited.clear();
             self.reap_foreign();
@@ -460,7 +461,7 @@ impl Keeper {
         } else if busy {
             Duration::from_millis(10)
         } else {
-            REAP_EVERY
+            self.reap_every
         };
         let now = mono();
         for p in self.probes.values() {

@@ -36,7 +36,13 @@ pub struct KeeperConfig {
     pub use_cgroups: bool,
     /// `false` forces the portable fork/exec path (as on kernels without clone3).
     pub use_clone3: bool,
+    /// How often orphans re-parented to the keeper are reaped: once a second, or much more
+    /// often as a container's init, where every orphan of the namespace comes to it.
+    pub reap_every: std::time::Duration,
 }
+
+/// `KeeperConfig::reap_every` as a container's init.
+pub const INIT_REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Everything needed to start one run of a service.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -383,6 +383,9 @@ pub struct ServiceSpec {
     pub activated: Vec<Listen>,
     pub limits: LimitsSpec,
     pub logs: LogsSpec,
+    /// `main = true`: when this service ends for good, Candor stops the others and exits
+    /// with its exit code (a container's init). At most one.
+    pub main: bool,
     /// `candor reload NAME`: this signal to the main process (default SIGHUP)...
     pub reload_signal: StopSignal,
     /// ...or this command, run with the service's env and workdir, instead.
@@ -439,6 +442,7 @@ impl ServiceSpec {
             activated: Vec::new(),
             limits: LimitsSpec::default(),
             logs: LogsSpec::default(),
+            main: false,
             reload_signal: StopSignal::Hup,
             reload: None,
             defined_at: String::new(),

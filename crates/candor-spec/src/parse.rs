@@ -151,6 +151,16 @@ fn parse_with_includes(
         }
     }
     check_activated_once(&services, &mut errors);
+    let mains: Vec<&ServiceSpec> = services.values().filter(|s| s.main).collect();
+    if let [first, second, ..] = mains[..] {
+        errors.push(at_text(
+            &second.defined_at,
+            format!(
+                "service `{}` has main = true, and so has `{}` ({}); Candor exits when the main service ends: mark one",
+                second.name, first.name, first.defined_at
+            ),
+        ));
+    }
     if let Some(cycle) = graph::find_cycle(&services) {
         let path: Vec<&str> = cycle.iter().map(|n| n.as_str()).collect();
         let first = &services[&cycle[0]];
@@ -577,6 +587,10 @@ impl FileCtx<'_> {
                 },
                 "ready_timeout" => spec.ready_timeout = self.duration(value, &what),
                 "watchdog" => spec.watchdog = self.duration(value, &what),
+                "main" => match value.get_ref() {
+                    DeValue::Boolean(b) => spec.main = *b,
+                    other => self.err(value.span().start, format!("{what} must be true or false, found {}", other.type_str())),
+                },
                 "reload_signal" => {
                     if let Some(name) = self.string(value, &what) {
                         match StopSignal::parse(&name) {

@@ -48,6 +48,10 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Be a container's init (also when running as pid 1): reap every orphan at once, and
+        /// exit with the `main = true` service's code when it ends.
+        #[arg(long)]
+        init: bool,
     },
     /// Validate a config; errors carry file:line:col. Exit 2 if invalid.
     Check {
@@ -250,6 +254,7 @@ fn daemon_options(
         use_clone3: on("CANDOR_CLONE3"),
         echo_events: true,
         handover,
+        init: std::process::id() == 1,
     }
 }
 
@@ -258,13 +263,15 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
     let explicit_socket = cli.socket.clone();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Daemon { config, state_dir } => daemon_exit(
-            candor_daemon::run(
-                daemon_options(config, state_dir, explicit_socket, handover),
-                |_| {},
-            )
-            .await,
-        ),
+        Command::Daemon {
+            config,
+            state_dir,
+            init,
+        } => {
+            let mut opts = daemon_options(config, state_dir, explicit_socket, handover);
+            opts.init |= init;
+            daemon_exit(candor_daemon::run(opts, |_| {}).await)
+        }
         Command::Up { config, state_dir } => {
             let mut opts = daemon_options(config, state_dir, explicit_socket, handover);
             // The live view is the output; `candor events` has the history.
@@ -600,7 +607,8 @@ fn check(config: &std::path::Path) -> u8 {
 
 fn daemon_exit(r: Result<(), candor_daemon::DaemonError>) -> u8 {
     match r {
-        Ok(()) => OK,
+        // Ended by its main = true service: exit as it did (a container's init).
+        Ok(()) => candor_daemon::main_exit_code().map_or(OK, |c| c.clamp(0, 255) as u8),
         Err(candor_daemon::DaemonError::Config(errors)) => {
             eprintln!("{errors}");
             eprintln!("candor: config is invalid; nothing was started");
