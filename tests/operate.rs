@@ -240,3 +240,112 @@ ready = "notify"
     }
     d.shutdown();
 }
+
+/// `candor export systemd`: units systemd accepts (`systemd-analyze verify`), and a warning
+/// for each key that does not map.
+#[test]
+fn export_systemd_writes_units_systemd_accepts_and_warns_for_what_does_not_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("candor.toml");
+    std::fs::write(
+        &config,
+        r#"
+[service.db]
+command = ["/bin/sleep", "100000"]
+ready = "notify"
+watchdog = "10s"
+env = { GREETING = "100% \"fun\" $HOME" }
+
+[service.api]
+command = ["/bin/sh", "-c", "exec sleep 100000"]
+after = ["db"]
+restart = "on-failure"
+backoff = { initial = "1s", max = "1m" }
+stop = { signal = "SIGINT", timeout = "20s" }
+limits = { nofile = 4096, memory_restart = "512MiB" }
+probe = { http = { port = 8080, path = "/health" }, every = "5s" }
+sockets = [{ path = "/run/api.sock", activate = true, mode = "0660" }, { listen = "127.0.0.1:8080", activate = true, name = "http" }]
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("units");
+    let r = std::process::Command::new(candor_scenarios::candor_bin())
+        .args(["export", "systemd", "-c"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("4 units in"), "{stdout}");
+    let warnings = String::from_utf8_lossy(&r.stderr);
+    for w in [
+        "warning: api: probe (http every 5s) has no systemd equivalent",
+        "warning: api: limits.memory_restart has no systemd equivalent",
+        "warning: api: ready = probe has no systemd equivalent; exported as Type=exec",
+    ] {
+        assert!(warnings.contains(w), "no `{w}` in:\n{warnings}");
+    }
+    assert!(
+        warnings.lines().all(|l| l.starts_with("warning: ")),
+        "{warnings}"
+    );
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    let db = read("db.service");
+    for line in [
+        "Type=notify",
+        "WatchdogSec=10s",
+        r#"Environment="GREETING=100%% \"fun\" $$HOME""#,
+        "KillMode=control-group",
+    ] {
+        assert!(db.contains(line), "no `{line}` in db.service:\n{db}");
+    }
+    let api = read("api.service");
+    for line in [
+        "After=db.service\nRequires=db.service",
+        r#"ExecStart="/bin/sh" "-c" "exec sleep 100000""#,
+        "Restart=on-failure\nRestartSec=1s",
+        "KillSignal=SIGINT\nTimeoutStopSec=20s",
+        "LimitNOFILE=4096",
+        "Sockets=api-0.socket api-1.socket",
+    ] {
+        assert!(api.contains(line), "no `{line}` in api.service:\n{api}");
+    }
+    assert!(read("api-0.socket").contains("ListenStream=/run/api.sock\nSocketMode=0660"));
+    assert!(read("api-1.socket").contains(
+        "ListenStream=127.0.0.1:8080\nBacklog=4096\nFileDescriptorName=http\nService=api.service"
+    ));
+    let have = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if candor_scenarios::available(
+        "CANDOR_REQUIRE_ROOT",
+        "systemd-analyze is missing (scripts/test.sh installs Debian's systemd)",
+        have,
+    ) {
+        let v = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .args(["db.service", "api.service", "api-0.socket", "api-1.socket"])
+            .current_dir(&out)
+            .output()
+            .unwrap();
+        assert!(
+            v.status.success(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+    }
+    // A config that is not valid exports nothing.
+    std::fs::write(&config, "[service.x]\n").unwrap();
+    let r = std::process::Command::new(candor_scenarios::candor_bin())
+        .args(["export", "systemd", "-c"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    assert!(!dir.path().join("none").exists());
+}

@@ -2,6 +2,7 @@
 //! the daemon comes from `candor-daemon`, every other command talks to it over its socket.
 
 mod client;
+mod export;
 mod render;
 mod top;
 
@@ -31,6 +32,11 @@ struct Cli {
     socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportTarget {
+    Systemd,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +69,15 @@ enum Command {
     Web {
         #[arg(long)]
         json: bool,
+    },
+    /// Write units for another supervisor from a config: `systemd` — one <service>.service
+    /// (and .socket) per service into --out. What does not map is printed as a warning.
+    Export {
+        target: ExportTarget,
+        #[arg(short, long, default_value = "candor.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Shell completions on stdout: `candor completions bash > /etc/bash_completion.d/candor`.
     Completions { shell: clap_complete::Shell },
@@ -288,6 +303,26 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
                 Err(e) => fail(e, json),
             }
         }
+        Command::Export {
+            target: ExportTarget::Systemd,
+            config,
+            out,
+        } => match candor_spec::load(&config) {
+            Err(errors) => {
+                eprintln!("{errors}");
+                USAGE
+            }
+            Ok(spec) => match export::systemd(&spec, &out) {
+                Ok(n) => {
+                    println!("{n} units in {}", out.display());
+                    OK
+                }
+                Err(e) => {
+                    eprintln!("candor: {e}");
+                    FAILED
+                }
+            },
+        },
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "candor", &mut std::io::stdout());

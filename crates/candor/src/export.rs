@@ -1,0 +1,281 @@
+//! `candor export systemd -c FILE --out DIR`: one unit per service (and a .socket unit per
+//! activated socket), for when the services outgrow one Candor. What has no systemd
+//! equivalent is said on stderr as `warning: <service>: <key> ...`, never dropped silently.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use candor_spec::listen::ListenAddr;
+use candor_spec::{ReadySpec, RestartPolicy, ServiceSpec, Spec};
+
+/// systemd's quoting for one word of ExecStart= / Environment=: in double quotes, with `\`
+/// and `"` escaped, `%` as `%%` (specifiers) and `$` as `$$` (variables).
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A duration as systemd reads it (`1.5s` is fine; `100ms` too).
+fn secs(d: Duration) -> String {
+    match d.as_millis() {
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// The units of one service: `(file name, text)`, and the warnings.
+pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
+    let name = spec.name.as_str();
+    let warn = |key: &str, why: &str| format!("warning: {name}: {key} {why}");
+    let mut warnings = Vec::new();
+    let mut files = Vec::new();
+    let mut u = String::new();
+    let _ = writeln!(
+        u,
+        "# Exported by `candor export systemd` from {}",
+        spec.defined_at
+    );
+    let _ = writeln!(u, "[Unit]\nDescription={name} (from candor.toml)");
+    let socket_units: Vec<String> = match spec.activated.len() {
+        0 => Vec::new(),
+        1 => vec![format!("{name}.socket")],
+        n => (0..n).map(|i| format!("{name}-{i}.socket")).collect(),
+    };
+    for dep in &spec.after {
+        let _ = writeln!(u, "After={dep}.service\nRequires={dep}.service");
+    }
+    for s in &socket_units {
+        let _ = writeln!(u, "After={s}\nRequires={s}");
+    }
+    let _ = writeln!(u, "\n[Service]");
+    let kind = match spec.ready {
+        ReadySpec::Notify => "notify",
+        ReadySpec::Started => "exec",
+        _ => {
+            warnings.push(warn(
+                "ready",
+                &format!(
+                    "= {} has no systemd equivalent; exported as Type=exec (ready once started)",
+                    spec.ready.as_str()
+                ),
+            ));
+            "exec"
+        }
+    };
+    let _ = writeln!(u, "Type={kind}");
+    let argv: Vec<String> = spec.command.iter().map(|a| quote(a)).collect();
+    let _ = writeln!(u, "ExecStart={}", argv.join(" "));
+    if let Some(wd) = &spec.workdir {
+        let _ = writeln!(u, "WorkingDirectory={}", wd.display());
+    }
+    for (k, v) in &spec.env {
+        let _ = writeln!(u, "Environment={}", quote(&format!("{k}={v}")));
+    }
+    let restart = match spec.restart {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "no",
+    };
+    let _ = writeln!(u, "Restart={restart}");
+    let b = &spec.backoff;
+    let _ = writeln!(u, "RestartSec={}", secs(b.initial));
+    if b.max > b.initial && !b.initial.is_zero() {
+        // Candor doubles from `initial` to `max`: that many steps (systemd 254+).
+        let steps = (b.max.as_secs_f64() / b.initial.as_secs_f64())
+            .log2()
+            .ceil()
+            .max(1.0) as u32;
+        let _ = writeln!(
+            u,
+            "RestartSteps={steps}\nRestartMaxDelaySec={}",
+            secs(b.max)
+        );
+    }
+    if b.reset_after != candor_spec::BackoffSpec::default().reset_after {
+        warnings.push(warn(
+            "backoff.reset_after",
+            &format!(
+                "({}) has no systemd equivalent (systemd resets its steps when the unit starts anew)",
+                secs(b.reset_after)
+            ),
+        ));
+    }
+    let _ = writeln!(
+        u,
+        "KillMode=control-group\nKillSignal={}\nTimeoutStopSec={}",
+        spec.stop.signal.name(),
+        secs(spec.stop.timeout)
+    );
+    if let Some(t) = spec.ready_timeout {
+        let _ = writeln!(u, "TimeoutStartSec={}", secs(t));
+    }
+    if let Some(w) = spec.watchdog {
+        let _ = writeln!(u, "WatchdogSec={}", secs(w));
+    }
+    if let Some(n) = spec.limits.nofile {
+        let _ = writeln!(u, "LimitNOFILE={n}");
+    }
+    if spec.logs.rate > 0 {
+        let _ = writeln!(
+            u,
+            "LogRateLimitIntervalSec=1s\nLogRateLimitBurst={}",
+            spec.logs.rate
+        );
+    }
+    if !socket_units.is_empty() {
+        let _ = writeln!(u, "Sockets={}", socket_units.join(" "));
+    }
+    match &spec.reload {
+        Some(cmd) => {
+            let argv: Vec<String> = cmd.iter().map(|a| quote(a)).collect();
+            let _ = writeln!(u, "ExecReload={}", argv.join(" "));
+        }
+        None => {
+            let sig = spec.reload_signal.name().trim_start_matches("SIG");
+            let _ = writeln!(u, "ExecReload=/bin/kill -{sig} $MAINPID");
+        }
+    }
+    // What does not map.
+    if let Some(p) = &spec.probe {
+        warnings.push(warn(
+            "probe",
+            &format!(
+                "({} every {}) has no systemd equivalent; check it from outside (a timer, your monitoring)",
+                p.check.kind(),
+                secs(p.every)
+            ),
+        ));
+    }
+    if spec.probe.is_some() {
+        warnings.push(warn(
+            "on_unhealthy",
+            "has no systemd equivalent (systemd has no probe to act on)",
+        ));
+    }
+    for s in spec.own_sockets() {
+        warnings.push(warn(
+            "sockets",
+            &format!(
+                "{}: a declared socket is not checked by systemd",
+                s.display()
+            ),
+        ));
+    }
+    let l = &spec.limits;
+    for (key, set) in [
+        ("limits.fd_warn", l.fd_warn.is_some()),
+        ("limits.fd_restart", l.fd_restart.is_some()),
+        ("limits.memory_warn", l.memory_warn.is_some()),
+        ("limits.memory_restart", l.memory_restart.is_some()),
+    ] {
+        if set {
+            warnings.push(warn(
+                key,
+                "has no systemd equivalent (MemoryMax= kills instead of restarting)",
+            ));
+        }
+    }
+    if spec.logs.max_bytes != candor_spec::LogsSpec::default().max_bytes {
+        warnings.push(warn(
+            "logs.max_bytes",
+            "is journald's to keep (SystemMaxUse= in journald.conf), not a unit's",
+        ));
+    }
+    if spec.main {
+        warnings.push(warn(
+            "main",
+            "has no systemd equivalent (systemd does not exit)",
+        ));
+    }
+    let _ = writeln!(u, "\n[Install]\nWantedBy=multi-user.target");
+    files.push((format!("{name}.service"), u));
+
+    for (listen, unit) in spec.activated.iter().zip(&socket_units) {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# Exported by `candor export systemd` from {}",
+            spec.defined_at
+        );
+        let _ = writeln!(
+            s,
+            "[Unit]\nDescription={name}'s socket {} (from candor.toml)",
+            listen.name
+        );
+        let _ = writeln!(s, "\n[Socket]");
+        match &listen.addr {
+            ListenAddr::Unix { path, mode } => {
+                let _ = writeln!(s, "ListenStream={}\nSocketMode={mode:04o}", path.display());
+            }
+            ListenAddr::Tcp(a) => {
+                let _ = writeln!(s, "ListenStream={a}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "Backlog={}\nFileDescriptorName={}\nService={name}.service",
+            listen.backlog, listen.name
+        );
+        let _ = writeln!(s, "\n[Install]\nWantedBy=sockets.target");
+        files.push((unit.clone(), s));
+    }
+    (files, warnings)
+}
+
+/// Write every service's units into `out`; warnings on stderr. Exit code.
+pub fn systemd(spec: &Spec, out: &Path) -> Result<usize, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut written = 0;
+    for svc in spec.services.values() {
+        let (files, warnings) = units(svc);
+        for w in warnings {
+            eprintln!("{w}");
+        }
+        for (file, text) in files {
+            let path = out.join(&file);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_the_way_systemd_reads_them() {
+        assert_eq!(quote("a b"), "\"a b\"");
+        assert_eq!(
+            quote("say \"hi\" \\ 100% $HOME"),
+            "\"say \\\"hi\\\" \\\\ 100%% $$HOME\""
+        );
+    }
+
+    #[test]
+    fn the_backoff_becomes_restart_steps_up_to_its_max() {
+        let mut spec = ServiceSpec::with_command("a", &["/bin/true"]);
+        spec.backoff.initial = Duration::from_millis(100);
+        spec.backoff.max = Duration::from_secs(30);
+        let (files, _) = units(&spec);
+        let unit = &files[0].1;
+        assert!(
+            unit.contains("RestartSec=100ms\nRestartSteps=9\nRestartMaxDelaySec=30s"),
+            "{unit}"
+        );
+    }
+}
