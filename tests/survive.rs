@@ -219,7 +219,7 @@ fn numbered(d: &Daemon, service: &str, prefix: &str) -> Vec<u64> {
 }
 
 #[test]
-fn no_line_is_lost_or_doubled_across_a_killed_daemon() {
+fn no_line_is_lost_across_a_killed_daemon_and_only_its_last_read_can_repeat() {
     let mut d = Daemon::start(
         r#"
 [service.flood]
@@ -250,13 +250,37 @@ logs = { rate = 0 }
     let missing: Vec<u64> = (0..=last)
         .filter(|n| sorted.binary_search(n).is_err())
         .collect();
-    sorted.dedup();
     assert!(missing.is_empty(), "lines 0..={last}: missing {missing:?}");
-    assert_eq!(
-        sorted.len(),
-        all.len(),
-        "{} lines stored twice",
-        all.len() - sorted.len()
+    // At least once, never lost (README, ARCHITECTURE): a killed daemon may have stored the
+    // lines of the read it had looked at but not yet taken out of the pipe; the next one reads
+    // them again. So the only lines stored twice are one run of consecutive lines — one read
+    // of at most 64 KiB — and the store keeps every other line once.
+    let mut doubled: Vec<u64> = sorted
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    doubled.dedup();
+    if let (Some(first), Some(last_doubled)) = (doubled.first(), doubled.last()) {
+        assert_eq!(
+            doubled.len() as u64,
+            last_doubled - first + 1,
+            "lines stored twice are not one read's run: {doubled:?}"
+        );
+        assert!(
+            doubled.len() <= 64 * 1024 / 20,
+            "{} lines stored twice",
+            doubled.len()
+        );
+        assert!(
+            *first <= before + 1000,
+            "the doubled run {first}.. is not the tail of what the killed daemon read (up to {before})"
+        );
+    }
+    sorted.dedup();
+    assert!(
+        all.len() - sorted.len() <= doubled.len(),
+        "a line stored three times"
     );
     assert_eq!(pid_of(&d.status("flood")), pid);
 }
