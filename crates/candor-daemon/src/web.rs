@@ -70,8 +70,7 @@ impl Web {
         let public = spec.is_some_and(|w| w.metrics_public);
         self.metrics_public
             .store(public, std::sync::atomic::Ordering::Relaxed);
-        let open = *self.listening.lock().unwrap_or_else(|e| e.into_inner());
-        match (spec, open) {
+        match (spec, self.listening()) {
             (Some(w), Some(at)) if w.listen != self.listen => Some(format!(
                 "[daemon] web.listen changed to {}; the dashboard stays on {at} until the daemon restarts",
                 w.listen
@@ -97,14 +96,18 @@ impl Web {
 
     /// Listen on `addr` (or return where it already listens) and serve until the daemon ends.
     pub async fn open(self: &Arc<Self>, addr: SocketAddr) -> io::Result<api::WebInfo> {
-        let mut at = *self.listening.lock().unwrap_or_else(|e| e.into_inner());
-        if at.is_none() {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {addr} for the dashboard: {e}"),
-                )
-            })?;
+        if self.listening().is_none() {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                // Opened meanwhile by another request: that one serves.
+                Err(_) if self.listening().is_some() => return self.info(),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr} for the dashboard: {e}"),
+                    ))
+                }
+            };
             let local = listener.local_addr()?;
             let mut slot = self.listening.lock().unwrap_or_else(|e| e.into_inner());
             if slot.is_none() {
@@ -123,9 +126,19 @@ impl Web {
                 });
                 *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
             }
-            at = *slot;
         }
-        let listen = at.expect("set above");
+        self.info()
+    }
+
+    fn listening(&self) -> Option<SocketAddr> {
+        *self.listening.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the open listener is, with the token.
+    fn info(&self) -> io::Result<api::WebInfo> {
+        let Some(listen) = self.listening() else {
+            return Err(io::Error::other("the dashboard's listener is not open"));
+        };
         let host = match listen.ip() {
             ip if ip.is_unspecified() => "127.0.0.1".to_string(),
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),

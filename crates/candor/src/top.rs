@@ -235,7 +235,6 @@ pub async fn run(client: Client, mode: Mode, ended: Option<Arc<Notify>>) -> u8 {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut log_lines = 20;
     loop {
-        let mut redraw_only = false;
         tokio::select! {
             _ = tick.tick() => {
                 refresh(&client, &mut app, log_lines).await;
@@ -257,15 +256,14 @@ pub async fn run(client: Client, mode: Mode, ended: Option<Arc<Notify>>) -> u8 {
                                 refresh(&client, &mut app, log_lines).await;
                             }
                             Step::Select => refresh(&client, &mut app, log_lines).await,
-                            Step::Redraw => redraw_only = true,
+                            Step::Redraw => {}
                         }
                     }
-                    Event::Resize(..) => redraw_only = true,
+                    Event::Resize(..) => {}
                     _ => continue,
                 }
             }
         }
-        let _ = redraw_only;
         let mut pane = 0;
         if terminal.draw(|f| pane = draw(f, &app, mode)).is_err() {
             break;
