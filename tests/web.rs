@@ -247,3 +247,25 @@ command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 
     }
     eprintln!("{said}");
 }
+
+#[test]
+fn a_dashboard_port_taken_by_someone_else_is_said_and_everything_else_runs() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let d = Daemon::start(&format!(
+        "web = {{ listen = \"127.0.0.1:{port}\" }}\n\n[service.web]\ncommand = [\"{{zoo}}\", \"healthy\"]\n"
+    ));
+    d.wait_state("web", "running", T);
+    let events = d.events();
+    assert!(
+        events.iter().any(|e| e["state"] == "warning"
+            && e["reason"].as_str().unwrap_or("").starts_with(&format!(
+                "cannot listen on 127.0.0.1:{port} for the dashboard"
+            ))),
+        "{events:?}"
+    );
+    let r = d.cli(&["web"]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("to another port"), "{err}");
+}

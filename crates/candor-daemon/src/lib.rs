@@ -311,12 +311,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             path: socket.clone(),
             source: e.into(),
         })?;
-    let web = Arc::new(
-        web::Web::new(&state_dir, spec.daemon.web).map_err(|source| DaemonError::StateDir {
-            path: state_dir.clone(),
-            source,
-        })?,
-    );
+    let web = Arc::new(web::Web::new(&state_dir, spec.daemon.web));
     let (store, store_thread) = candor_store::Store::open_with(&state_dir, logs::caps(&spec))?;
     if let Some(what) = store.recovered() {
         eprintln!("candor: warning: {what}");

@@ -2,7 +2,7 @@
 //! over TCP. The control socket is guarded by file permissions; this listener by a login
 //! token: every request carries it (the `candor_token` cookie the page sets, `?token=`, or
 //! `Authorization: Bearer`), except `GET /metrics` with `metrics_public = true`. The token is
-//! `<state_dir>/web.token` (0600, made once), so it outlives daemon restarts and upgrades, and
+//! `<state_dir>/web.token` (0600, made the first time the listener opens), so it outlives daemon restarts and upgrades, and
 //! only who can reach the control socket can ask for it (`candor web`).
 
 use std::io::{self, Read, Write};
@@ -28,7 +28,10 @@ const APP_JS: &str = include_str!("../web/app.js");
 const APP_CSS: &str = include_str!("../web/app.css");
 
 pub struct Web {
-    token: String,
+    /// Read or made when the listener first opens (a daemon without a dashboard never
+    /// touches it).
+    token: std::sync::OnceLock<String>,
+    token_path: std::path::PathBuf,
     /// Where `candor web` opens it: `[daemon] web.listen`, or loopback's default port.
     pub listen: SocketAddr,
     /// `[daemon] web` was in the config at start.
@@ -44,7 +47,7 @@ pub struct Web {
 }
 
 impl Web {
-    pub fn new(state_dir: &Path, spec: Option<candor_spec::WebSpec>) -> io::Result<Web> {
+    pub fn new(state_dir: &Path, spec: Option<candor_spec::WebSpec>) -> Web {
         let metrics_public = spec.is_some_and(|w| w.metrics_public);
         let listen = match spec {
             Some(w) => w.listen,
@@ -52,8 +55,9 @@ impl Web {
                 .parse()
                 .expect("a socket address"),
         };
-        Ok(Web {
-            token: token(&state_dir.join("web.token"))?,
+        Web {
+            token: std::sync::OnceLock::new(),
+            token_path: state_dir.join("web.token"),
             listen,
             configured: spec.is_some(),
             metrics_public: metrics_public.into(),
@@ -61,7 +65,7 @@ impl Web {
             api: Mutex::new(None),
             stop: tokio::sync::watch::channel(false).0,
             server: Mutex::new(None),
-        })
+        }
     }
 
     /// A reloaded `[daemon] web`: `metrics_public` applies now; a new `listen` at the next
@@ -97,6 +101,12 @@ impl Web {
     /// Listen on `addr` (or return where it already listens) and serve until the daemon ends.
     pub async fn open(self: &Arc<Self>, addr: SocketAddr) -> io::Result<api::WebInfo> {
         if self.listening().is_none() {
+            if self.token.get().is_none() {
+                let t = token(&self.token_path).map_err(|e| {
+                    io::Error::new(e.kind(), format!("{}: {e}", self.token_path.display()))
+                })?;
+                let _ = self.token.set(t);
+            }
             let listener = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,
                 // Opened meanwhile by another request: that one serves.
@@ -145,9 +155,9 @@ impl Web {
             ip => ip.to_string(),
         };
         Ok(api::WebInfo {
-            url: format!("http://{host}:{}/?token={}", listen.port(), self.token),
+            url: format!("http://{host}:{}/?token={}", listen.port(), self.token()),
             listen: listen.to_string(),
-            token: self.token.clone(),
+            token: self.token().to_string(),
             metrics_public: self
                 .metrics_public
                 .load(std::sync::atomic::Ordering::Relaxed),
@@ -175,10 +185,16 @@ impl Web {
         )
     }
 
+    fn token(&self) -> &str {
+        self.token.get().map_or("", String::as_str)
+    }
+
     fn allows(&self, given: &str) -> bool {
-        // Compared in constant time.
-        let (a, b) = (self.token.as_bytes(), given.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        // Compared in constant time; no token yet lets nothing in.
+        let (a, b) = (self.token().as_bytes(), given.as_bytes());
+        !a.is_empty()
+            && a.len() == b.len()
+            && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
 
@@ -238,7 +254,10 @@ async fn auth(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response
         // The page's address with the token: keep it in a cookie and show the page without
         // it in the address bar (or the browser's history).
         if path == "/" && req.method() == Method::GET {
-            let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", web.token);
+            let cookie = format!(
+                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                web.token()
+            );
             return (
                 StatusCode::SEE_OTHER,
                 [
@@ -295,6 +314,17 @@ fn token(path: &Path) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn before_the_listener_opens_there_is_no_token_and_nothing_is_let_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = Web::new(dir.path(), None);
+        assert!(!web.allows(""));
+        assert!(
+            !dir.path().join("web.token").exists(),
+            "no file until the dashboard is used"
+        );
+    }
 
     #[test]
     fn the_token_is_made_once_private_and_kept() {
