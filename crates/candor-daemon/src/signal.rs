@@ -17,8 +17,11 @@ use crate::shell::ApiError;
 /// How long a notify reload may take when the service has no `ready_timeout`.
 const RELOAD_WAIT: Duration = Duration::from_secs(30);
 
-/// The live run of `name`: its run id, pid, and finished reloads so far.
-async fn live(st: &AppState, name: &str) -> Result<(u64, u32, u32), ApiError> {
+/// The live run of `name`: its run id, pid and finished reloads so far, with the spec.
+async fn live(
+    st: &AppState,
+    name: &str,
+) -> Result<(u64, u32, u32, std::sync::Arc<candor_spec::ServiceSpec>), ApiError> {
     let board = st.fresh.current(&st.board).await;
     let view = board
         .get(name)
@@ -31,7 +34,7 @@ async fn live(st: &AppState, name: &str) -> Result<(u64, u32, u32), ApiError> {
         )
     })?;
     let pid = run.pid().unwrap_or_default();
-    Ok((run.id, pid, run.health.reloads))
+    Ok((run.id, pid, run.health.reloads, view.svc.spec.clone()))
 }
 
 fn record(st: &AppState, caller: Peer, what: &str) {
@@ -61,10 +64,9 @@ fn send(st: &AppState, service: &str, run_id: u64, signal: i32, all: bool) -> Re
 
 fn parse_signal(s: &str) -> Result<StopSignal, ApiError> {
     StopSignal::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = StopSignal::ALL.iter().map(|(_, n, _)| *n).collect();
         ApiError::new(
             400,
-            format!("`{s}` is not a signal; use one of {}", names.join(", ")),
+            format!("`{s}` is not a signal; use one of {}", StopSignal::names()),
         )
     })
 }
@@ -78,7 +80,7 @@ pub async fn kill(
 ) -> Result<api::SignalOutcome, ApiError> {
     let sig = parse_signal(q.get("signal").map_or("SIGTERM", String::as_str))?;
     let all = crate::http::flag(q, "all")?;
-    let (run_id, pid, _) = live(st, name).await?;
+    let (run_id, pid, _, _) = live(st, name).await?;
     send(st, name, run_id, sig.number(), all)?;
     let sent = match all {
         true => format!("{} to every process of {name}'s run", sig.name()),
@@ -100,14 +102,7 @@ pub async fn reload(
     name: &str,
     q: &HashMap<String, String>,
 ) -> Result<api::SignalOutcome, ApiError> {
-    let (run_id, pid, reloads_before) = live(st, name).await?;
-    let spec = {
-        let board = st.fresh.current(&st.board).await;
-        let view = board
-            .get(name)
-            .ok_or_else(|| crate::http::unknown_service(&board, name))?;
-        view.spec().clone()
-    };
+    let (run_id, pid, reloads_before, spec) = live(st, name).await?;
     let began = Instant::now();
     let sent = match &spec.reload {
         Some(argv) => {

@@ -175,6 +175,11 @@ impl StopSignal {
             .find(|(_, n, _)| *n == full)
             .map(|(s, _, _)| *s)
     }
+    /// Every name, for messages: "SIGTERM, SIGINT, …".
+    pub fn names() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|(_, n, _)| *n).collect();
+        names.join(", ")
+    }
     pub fn name(self) -> &'static str {
         Self::ALL
             .iter()

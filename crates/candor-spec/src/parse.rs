@@ -592,15 +592,8 @@ impl FileCtx<'_> {
                     other => self.err(value.span().start, format!("{what} must be true or false, found {}", other.type_str())),
                 },
                 "reload_signal" => {
-                    if let Some(name) = self.string(value, &what) {
-                        match StopSignal::parse(&name) {
-                            Some(sig) => spec.reload_signal = sig,
-                            None => {
-                                let names: Vec<&str> =
-                                    StopSignal::ALL.iter().map(|(_, n, _)| *n).collect();
-                                self.err(value.span().start, format!("{what} = \"{name}\" is not a signal; expected one of {}", names.join(", ")));
-                            }
-                        }
+                    if let Some(sig) = self.signal(value, &what) {
+                        spec.reload_signal = sig;
                     }
                 },
                 "reload" => {
@@ -766,6 +759,22 @@ impl FileCtx<'_> {
                 backlog: backlog.unwrap_or(crate::listen::DEFAULT_BACKLOG),
             });
         }
+    }
+
+    /// A signal name (`SIGHUP`, `HUP`), or an error naming the ones there are.
+    fn signal(&mut self, v: &Val<'_>, what: &str) -> Option<StopSignal> {
+        let name = self.string(v, what)?;
+        let sig = StopSignal::parse(&name);
+        if sig.is_none() {
+            self.err(
+                v.span().start,
+                format!(
+                    "{what} = \"{name}\" is not a signal; expected one of {}",
+                    StopSignal::names()
+                ),
+            );
+        }
+        sig
     }
 
     fn int(&mut self, v: &Val<'_>, what: &str, min: u64, max: u64) -> Option<u64> {
@@ -1013,22 +1022,8 @@ impl FileCtx<'_> {
             let field = format!("{what}.{k}");
             match_key!(self, key, what, k => {
                 "signal" => {
-                    let Some(s) = self.string(value, &field) else {
-                        continue;
-                    };
-                    match StopSignal::parse(&s) {
-                        Some(sig) => out.signal = sig,
-                        None => {
-                            let names: Vec<&str> =
-                                StopSignal::ALL.iter().map(|(_, n, _)| *n).collect();
-                            self.err(
-                                value.span().start,
-                                format!(
-                                    "{field} = \"{s}\" is not a signal; expected one of {}",
-                                    names.join(", ")
-                                ),
-                            )
-                        }
+                    if let Some(sig) = self.signal(value, &field) {
+                        out.signal = sig;
                     }
                 },
                 "timeout" => {
