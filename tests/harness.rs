@@ -591,6 +591,16 @@ pub fn send_notify(socket: &str, message: &[u8]) {
 /// Whether a facility a test needs is here. When it is not, the test says
 /// "skipped: <why>" and returns early — unless `require` (an environment variable, set by
 /// .ci/run) is 1, where a missing facility fails the test instead of passing it silently.
+/// Whether `program args…` runs and succeeds here (a tool a test drives); if not, what
+/// `available` says with `why` (CI, with `CANDOR_REQUIRE_ROOT=1`, fails).
+pub fn tool(program: &str, args: &[&str], why: &str) -> bool {
+    let ok = Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    available("CANDOR_REQUIRE_ROOT", why, ok)
+}
+
 pub fn available(require: &str, why: &str, ok: bool) -> bool {
     if ok {
         return true;

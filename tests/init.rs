@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use candor_scenarios::{available, candor_bin, wait_for};
+use candor_scenarios::{candor_bin, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -37,11 +37,11 @@ fn zombies_of(pid: u32) -> usize {
 
 #[test]
 fn as_pid_1_candor_reaps_every_orphan_and_exits_with_the_main_service_s_code() {
-    let can = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available("CANDOR_REQUIRE_ROOT", "unshare --pid needs root", can) {
+    if !candor_scenarios::tool(
+        "unshare",
+        &["--pid", "--fork", "--mount-proc", "true"],
+        "unshare --pid needs root",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -109,11 +109,11 @@ command = ["sh", "-c", "while :; do (sleep 0.05 &); sleep 0.02; done"]
 
 #[test]
 fn as_pid_1_a_main_service_killed_by_a_signal_gives_128_plus_the_signal() {
-    let can = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available("CANDOR_REQUIRE_ROOT", "unshare --pid needs root", can) {
+    if !candor_scenarios::tool(
+        "unshare",
+        &["--pid", "--fork", "--mount-proc", "true"],
+        "unshare --pid needs root",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

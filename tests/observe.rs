@@ -369,18 +369,20 @@ struct Tmux {
 impl Tmux {
     /// A tmux server of this test's own, or None (skipped) where tmux is not installed.
     fn new(name: &str) -> Option<Tmux> {
-        let have = Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        available(
-            "CANDOR_REQUIRE_ROOT",
+        candor_scenarios::tool(
+            "tmux",
+            &["-V"],
             "tmux is not installed (scripts/test.sh installs Debian's tmux as root)",
-            have,
         )
         .then(|| Tmux {
             server: format!("candor-{name}-{}", std::process::id()),
         })
+    }
+    /// Run `cmd` in a new session `top` of this size.
+    fn start(&self, cmd: &str, width: u16, height: u16) {
+        let (w, h) = (width.to_string(), height.to_string());
+        let r = self.run(&["new-session", "-d", "-s", "top", "-x", &w, "-y", &h, cmd]);
+        assert!(r.status.success(), "{r:?}");
     }
     fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
@@ -442,18 +444,7 @@ limits = { nofile = 512 }
         candor_scenarios::candor_bin().display(),
         d.socket.display()
     );
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "120",
-        "-y",
-        "36",
-        &cmd,
-    ]);
-    assert!(started.status.success(), "{started:?}");
+    tmux.start(&cmd, 120, 36);
     // Sorted by trouble: the failed service first, then the running ones by name.
     let screen = tmux.wait_screen("the table", |s| s.contains("web ") && s.contains("leaky"));
     let order: Vec<&str> = screen
@@ -533,20 +524,7 @@ fn candor_up_shows_the_same_view_and_q_stops_every_service() {
         candor_scenarios::candor_bin().display(),
         config.display()
     );
-    assert!(tmux
-        .run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "top",
-            "-x",
-            "120",
-            "-y",
-            "30",
-            &cmd
-        ])
-        .status
-        .success());
+    tmux.start(&cmd, 120, 30);
     tmux.wait_screen("web running in candor up's view", |s| {
         s.contains("web ") && s.contains("running") && s.contains("(q stops every service)")
     });
