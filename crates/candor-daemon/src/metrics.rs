@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use candor_api as api;
 use candor_brain::ServiceState;
 use candor_core::Now;
 
@@ -99,76 +100,47 @@ pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
             );
         }
     }
-    family(
-        &mut out,
-        "candor_service_restarts_total",
-        "counter",
-        "Automatic restarts of the service.",
-    );
-    for (name, st, _) in &statuses {
-        let _ = writeln!(
-            out,
-            "candor_service_restarts_total{{service=\"{name}\"}} {}",
-            st.restarts
-        );
-    }
-    // Samples of a live run only (as `candor status`): a stopped service has none.
-    family(
-        &mut out,
-        "candor_service_open_fds",
-        "gauge",
-        "Open fds of the service's processes, last sample.",
-    );
-    for (name, st, _) in &statuses {
-        if let Some(f) = &st.fds {
-            let _ = writeln!(
-                out,
-                "candor_service_open_fds{{service=\"{name}\"}} {}",
-                f.count
-            );
-        }
-    }
-    family(
-        &mut out,
-        "candor_service_max_fds",
-        "gauge",
-        "The main process's fd limit (RLIMIT_NOFILE), last sample.",
-    );
-    for (name, st, _) in &statuses {
-        if let Some(f) = &st.fds {
-            let _ = writeln!(
-                out,
-                "candor_service_max_fds{{service=\"{name}\"}} {}",
-                f.limit
-            );
-        }
-    }
-    family(
-        &mut out,
-        "candor_service_fd_growth_per_hour",
-        "gauge",
-        "The open fds' trend (least squares over the sample window), fds per hour.",
-    );
-    for (name, st, _) in &statuses {
-        if let Some(r) = st.fds.as_ref().and_then(|f| f.per_hour) {
-            let _ = writeln!(
-                out,
-                "candor_service_fd_growth_per_hour{{service=\"{name}\"}} {r}"
-            );
-        }
-    }
-    family(
-        &mut out,
-        "candor_service_resident_memory_bytes",
-        "gauge",
-        "Resident memory of the service's processes, last sample.",
-    );
-    for (name, st, _) in &statuses {
-        if let Some(r) = st.rss_bytes {
-            let _ = writeln!(
-                out,
-                "candor_service_resident_memory_bytes{{service=\"{name}\"}} {r}"
-            );
+    // One value per service; the samples only of a live run (as `candor status`): a stopped
+    // service has none.
+    type Value = fn(&api::ServiceStatus) -> Option<String>;
+    let simple: [(&str, &str, &str, Value); 5] = [
+        (
+            "candor_service_restarts_total",
+            "counter",
+            "Automatic restarts of the service.",
+            |s| Some(s.restarts.to_string()),
+        ),
+        (
+            "candor_service_open_fds",
+            "gauge",
+            "Open fds of the service's processes, last sample.",
+            |s| s.fds.as_ref().map(|f| f.count.to_string()),
+        ),
+        (
+            "candor_service_max_fds",
+            "gauge",
+            "The main process's fd limit (RLIMIT_NOFILE), last sample.",
+            |s| s.fds.as_ref().map(|f| f.limit.to_string()),
+        ),
+        (
+            "candor_service_fd_growth_per_hour",
+            "gauge",
+            "The open fds' trend (least squares over the sample window), fds per hour.",
+            |s| s.fds.as_ref()?.per_hour.map(|r| r.to_string()),
+        ),
+        (
+            "candor_service_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the service's processes, last sample.",
+            |s| s.rss_bytes.map(|r| r.to_string()),
+        ),
+    ];
+    for (metric, kind, help, value) in simple {
+        family(&mut out, metric, kind, help);
+        for (name, st, _) in &statuses {
+            if let Some(v) = value(st) {
+                let _ = writeln!(out, "{metric}{{service=\"{name}\"}} {v}");
+            }
         }
     }
 
