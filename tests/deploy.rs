@@ -128,3 +128,67 @@ restart = "never"
         "{st}"
     );
 }
+
+/// The events of one service, newest last.
+fn events_of(d: &Daemon, name: &str) -> Vec<serde_json::Value> {
+    d.events()
+        .into_iter()
+        .filter(|e| e["service"] == name)
+        .collect()
+}
+
+#[test]
+fn cgroup_limits_are_enforced_and_an_oom_kill_is_named_or_the_status_says_why_not() {
+    let d = Daemon::start(
+        r#"
+[service.hog]
+command = ["{zoo}", "mem-grow", "--mb-per-sec", "16"]
+limits = { memory_max = "48MiB", pids_max = 64 }
+restart = "never"
+"#,
+    );
+    if !d.has_cgroups() {
+        return;
+    }
+    // Either the kernel enforces the limit — the hog is killed by it and the reason says so —
+    // or this machine cannot (the memory controller bound to cgroup v1, as on hybrid hosts),
+    // and the service still runs, with a warning that names the reason.
+    let outcome = wait_for("an OOM kill or a warning", Duration::from_secs(30), || {
+        let st = d.status("hog");
+        if st["state"] == "failed" {
+            return Some(Ok(st));
+        }
+        events_of(&d, "hog")
+            .into_iter()
+            .find(|e| e["state"] == "warning")
+            .map(Err)
+    });
+    match outcome {
+        Ok(st) => {
+            let reason = st["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.starts_with("killed by the kernel: memory limit 48.0 MiB (memory_max)"),
+                "{st}"
+            );
+        }
+        Err(warning) => {
+            let reason = warning["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason
+                    .starts_with("limits not enforced: the memory controller is not available to"),
+                "{warning}"
+            );
+            assert_eq!(
+                d.state("hog"),
+                "running",
+                "a limit that cannot be set blocks nothing"
+            );
+            // Said once per run, not once per key.
+            let warnings = events_of(&d, "hog")
+                .into_iter()
+                .filter(|e| e["state"] == "warning")
+                .count();
+            assert_eq!(warnings, 1);
+        }
+    }
+}

@@ -73,12 +73,8 @@ fn d(state: ServiceState, reason: String) -> Derived {
     Derived { state, reason }
 }
 
-fn exit_words(e: &LastExit) -> String {
-    format!(
-        "{} after {}",
-        e.status.describe(),
-        format_duration(e.uptime)
-    )
+fn exit_words(e: &LastExit, spec: &ServiceSpec) -> String {
+    format!("{} after {}", e.describe(spec), format_duration(e.uptime))
 }
 
 /// The `after` targets of `svc` that are not running yet, with their states.
@@ -147,8 +143,12 @@ pub fn derive(services: &Services, svc: &Service, now: Mono) -> Derived {
         (_, Some(StopFact { cause: StopCause::GiveUp(reason), .. })) => d(Failed, reason.clone()),
         (_, None) => match run.main_exit {
             Some(exit) => match restart::after_exit(spec, exit.status, exit.uptime, svc.streak) {
-                AfterExit::Completed => d(Exited, format!("finished successfully ({})", exit_words(&exit))),
-                AfterExit::GiveUp { reason } => d(Failed, reason),
+                AfterExit::Completed => d(Exited, format!("finished successfully ({})", exit_words(&exit, spec))),
+                // The policy speaks of the status; an OOM kill is named as such.
+                AfterExit::GiveUp { reason } => d(
+                    Failed,
+                    reason.replacen(&exit.status.describe(), &exit.describe(spec), 1),
+                ),
                 AfterExit::Restart { .. } => d(Starting, "about to start".into()),
             },
             None => d(Starting, "about to start".into()),
@@ -196,7 +196,7 @@ pub(crate) fn what_ended(svc: &Service) -> String {
         _ => svc
             .last_exit
             .as_ref()
-            .map(exit_words)
+            .map(|e| exit_words(e, &svc.spec))
             .unwrap_or_else(|| "exited".into()),
     }
 }
@@ -205,14 +205,14 @@ pub(crate) fn what_ended(svc: &Service) -> String {
 fn live(spec: &ServiceSpec, run: &Run, now: Mono) -> Derived {
     use ServiceState::*;
     if let Some(stop) = &run.stop {
-        return d(Stopping, stopping(stop, run.main_exit.as_ref(), now));
+        return d(Stopping, stopping(spec, stop, run.main_exit.as_ref(), now));
     }
     if let Some(exit) = &run.main_exit {
         return d(
             Stopping,
             format!(
                 "main process {}; stopping the processes it left in its group",
-                exit.status.describe()
+                exit.describe(spec)
             ),
         );
     }
@@ -222,7 +222,12 @@ fn live(spec: &ServiceSpec, run: &Run, now: Mono) -> Derived {
     }
 }
 
-fn stopping(stop: &StopFact, main_exit: Option<&LastExit>, now: Mono) -> String {
+fn stopping(
+    spec: &ServiceSpec,
+    stop: &StopFact,
+    main_exit: Option<&LastExit>,
+    now: Mono,
+) -> String {
     let sig = stop.signal.name();
     let cause = stop.cause.phrase();
     let kill_due = now >= stop.kill_at;
@@ -250,7 +255,7 @@ fn stopping(stop: &StopFact, main_exit: Option<&LastExit>, now: Mono) -> String 
     match main_exit {
         Some(e) => format!(
             "{cause}: main process {}; {sig} sent to the rest of its group, SIGKILL in {left}",
-            e.status.describe()
+            e.describe(spec)
         ),
         None => format!("{cause}: {sig} sent to the whole group, SIGKILL in {left}"),
     }

@@ -52,6 +52,7 @@ impl Cx<'_> {
         if !svc.is_down() || svc.start.is_some() {
             return;
         }
+        let how = exit.describe(&svc.spec);
         let code = exit
             .status
             .code()
@@ -63,7 +64,7 @@ impl Cx<'_> {
             "stopping",
             format!(
                 "the main service `{name}` ended ({}); stopping the others, then exiting with code {code}",
-                exit.status.describe()
+                how
             ),
             api::EventDetail::None {},
         );

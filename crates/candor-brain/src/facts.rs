@@ -128,6 +128,33 @@ pub struct LastExit {
     pub at: Mono,
     /// How long the run lasted.
     pub uptime: Duration,
+    /// Processes of the run the kernel's OOM killer killed (the cgroup's memory.events).
+    #[serde(default)]
+    pub oom_kills: u64,
+}
+
+impl LastExit {
+    /// How the main process ended, in words; the kernel's OOM kills named as such ("killed by
+    /// the kernel: memory limit 512.0 MiB").
+    pub fn describe(&self, spec: &candor_spec::ServiceSpec) -> String {
+        if self.oom_kills == 0 {
+            return self.status.describe();
+        }
+        let why = match spec.limits.cgroup.memory_max {
+            Some(b) => format!("memory limit {} (memory_max)", candor_spec::format_bytes(b)),
+            None => "out of memory".to_string(),
+        };
+        if self.status == ExitStatus::Signal(9) {
+            format!("killed by the kernel: {why}")
+        } else {
+            let n = self.oom_kills;
+            let what = if n == 1 { "process" } else { "processes" };
+            format!(
+                "{}, after the kernel killed {n} of its {what}: {why}",
+                self.status.describe()
+            )
+        }
+    }
 }
 
 /// How the spawn of a run went.

@@ -22,6 +22,8 @@ pub enum Input {
         at: Mono,
         /// Processes of an earlier supervisor found in the service's cgroup and killed first.
         cleared_leftovers: usize,
+        /// Its cgroup limits are not enforced, and why.
+        unenforced: Option<String>,
     },
     SpawnFailed {
         service: String,
@@ -36,6 +38,8 @@ pub enum Input {
         at: Mono,
         group_empty: bool,
         escalated: bool,
+        /// Processes of the run the kernel's OOM killer killed.
+        oom_kills: u64,
     },
     /// Nothing of the run is left (main reaped, group/cgroup empty).
     Emptied {

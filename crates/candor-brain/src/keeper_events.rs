@@ -92,11 +92,11 @@ impl Cx<'_> {
         &mut self,
         service: &str,
         run_id: u64,
-        status: ExitStatus,
-        at: Mono,
+        exit: LastExit,
         group_empty: bool,
         escalated: bool,
     ) {
+        let (status, at) = (exit.status, exit.at);
         let Some(name) = self.name(service) else {
             return;
         };
@@ -108,7 +108,7 @@ impl Cx<'_> {
         };
         if run.main_exit.is_none() {
             let uptime = run.started_at().map(|s| at.since(s)).unwrap_or_default();
-            let exit = LastExit { status, at, uptime };
+            let exit = LastExit { uptime, ..exit };
             let pid = run.pid();
             run.main_exit = Some(exit);
             svc.last_exit = Some(exit);
@@ -244,7 +244,7 @@ impl Cx<'_> {
             pid: None,
             run: None,
             restarts: svc.restarts,
-            last_exit: svc.last_exit.map(|e| e.status.describe()),
+            last_exit: svc.last_exit.map(|e| e.describe(&svc.spec)),
             health: None,
             restart_in_ms: Some(0),
         };

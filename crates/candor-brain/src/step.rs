@@ -2,6 +2,7 @@
 //! deadlines, acts on unhealthy runs, stops what must stop, starts what may start — records
 //! every change of derived state, publishes the board, and only then answers requests.
 
+use crate::LastExit;
 use std::time::Duration;
 
 use candor_api as api;
@@ -49,7 +50,18 @@ pub fn step(facts: &mut Facts, input: Input, now: Now) -> Vec<Effect> {
             pid,
             at,
             cleared_leftovers,
-        } => cx.on_spawned(&service, run_id, pid, at, cleared_leftovers),
+            unenforced,
+        } => {
+            if let Some(why) = unenforced {
+                cx.note(
+                    &service,
+                    "warning",
+                    format!("limits not enforced: {why}"),
+                    api::EventDetail::None {},
+                );
+            }
+            cx.on_spawned(&service, run_id, pid, at, cleared_leftovers)
+        }
         Input::SpawnFailed {
             service,
             run_id,
@@ -62,7 +74,19 @@ pub fn step(facts: &mut Facts, input: Input, now: Now) -> Vec<Effect> {
             at,
             group_empty,
             escalated,
-        } => cx.on_exited(&service, run_id, status, at, group_empty, escalated),
+            oom_kills,
+        } => cx.on_exited(
+            &service,
+            run_id,
+            LastExit {
+                status,
+                at,
+                uptime: Duration::ZERO,
+                oom_kills,
+            },
+            group_empty,
+            escalated,
+        ),
         Input::Emptied {
             service,
             run_id,
@@ -194,7 +218,7 @@ fn state_detail(svc: &Service, state: ServiceState, now: Mono) -> api::StateDeta
         pid: run.and_then(|r| r.pid()),
         run: run.map(|r| r.id),
         restarts: svc.restarts,
-        last_exit: svc.last_exit.map(|e| e.status.describe()),
+        last_exit: svc.last_exit.map(|e| e.describe(&svc.spec)),
         health: run.map(health_detail),
         restart_in_ms: match (state, svc.start) {
             (ServiceState::Backoff, Some(s)) => Some(now.until(s.due).as_millis() as u64),

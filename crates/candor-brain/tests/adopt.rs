@@ -118,6 +118,7 @@ fn a_run_that_ended_while_no_daemon_ran_is_restarted_by_its_policy_with_the_trut
     assert_ne!(s.state("worker"), Running);
     let run_id = s.run_id("worker");
     s.feed(Input::Exited {
+        oom_kills: 0,
         service: "worker".into(),
         run_id,
         status: ExitStatus::Unknown,

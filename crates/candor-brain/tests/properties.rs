@@ -340,6 +340,7 @@ impl Model {
         for (service, run_id) in due {
             self.kept.remove(&service);
             self.feed(Input::Exited {
+                oom_kills: 0,
                 service,
                 run_id,
                 status: ExitStatus::Signal(9),
@@ -382,6 +383,7 @@ impl Model {
                         },
                     );
                     self.feed(Input::Spawned {
+                        unenforced: None,
                         service,
                         run_id,
                         pid,
@@ -408,6 +410,7 @@ impl Model {
                     *main = false;
                 }
                 self.feed(Input::Exited {
+                    oom_kills: 0,
                     service,
                     run_id,
                     status: ExitStatus::Code(code),
@@ -424,6 +427,7 @@ impl Model {
                 self.kept.remove(&service);
                 // Main and group together (as after a stop).
                 self.feed(Input::Exited {
+                    oom_kills: 0,
                     service,
                     run_id,
                     status: ExitStatus::Signal(15),

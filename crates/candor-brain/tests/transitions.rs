@@ -173,6 +173,7 @@ fn leftovers_of_a_main_exit_are_stopped_before_the_restart() {
     s.up("api");
     let run_id = s.run_id("api");
     s.feed(candor_brain::Input::Exited {
+        oom_kills: 0,
         service: "api".into(),
         run_id,
         status: ExitStatus::Code(1),
@@ -806,6 +807,7 @@ fn early_notify_waits_for_the_spawn_report_and_strangers_are_counted() {
     assert_eq!(count(&s.last, |e| *e == Effect::CountStranger), 0);
     let run_id = s.run_id("api");
     s.feed(candor_brain::Input::Spawned {
+        unenforced: None,
         service: "api".into(),
         run_id,
         pid: 4242,
@@ -845,5 +847,70 @@ fn every_state_change_is_recorded_once() {
         1,
         "{:?}",
         s.notes()
+    );
+}
+
+#[test]
+fn an_oom_kill_is_named_with_the_memory_limit_and_unenforced_limits_are_said() {
+    let mut s = Sim::new(
+        r#"
+[service.api]
+command = ["/bin/api"]
+restart = "on-failure"
+backoff = { initial = "100ms", max = "400ms" }
+limits = { memory_max = "512MiB" }
+"#,
+    );
+    let run_id = s.run_id("api");
+    s.feed(candor_brain::Input::Spawned {
+        unenforced: Some("the memory controller is not available".into()),
+        service: "api".into(),
+        run_id,
+        pid: 4242,
+        at: s.now.mono,
+        cleared_leftovers: 0,
+    });
+    assert!(
+        s.notes().iter().any(|n| n.1 == "warning"
+            && n.2 == "limits not enforced: the memory controller is not available"),
+        "{:?}",
+        s.notes()
+    );
+    s.feed(candor_brain::Input::Exited {
+        oom_kills: 1,
+        service: "api".into(),
+        run_id,
+        status: ExitStatus::Signal(9),
+        at: s.now.mono,
+        group_empty: true,
+        escalated: false,
+    });
+    assert_eq!(s.state("api"), Backoff);
+    assert!(
+        s.reason("api").starts_with(
+            "killed by the kernel: memory limit 512.0 MiB (memory_max) after 0ms; restarting in"
+        ),
+        "{}",
+        s.reason("api")
+    );
+    // A child killed, the main process exiting on its own: both said.
+    s.advance(ms(100));
+    s.spawned("api");
+    let run_id = s.run_id("api");
+    s.feed(candor_brain::Input::Exited {
+        oom_kills: 2,
+        service: "api".into(),
+        run_id,
+        status: ExitStatus::Code(1),
+        at: s.now.mono,
+        group_empty: true,
+        escalated: false,
+    });
+    assert!(
+        s.reason("api").starts_with(
+            "exited with code 1, after the kernel killed 2 of its processes: memory limit 512.0 MiB (memory_max) after"
+        ),
+        "{}",
+        s.reason("api")
     );
 }

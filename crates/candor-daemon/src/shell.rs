@@ -640,6 +640,7 @@ impl Shell {
                 ready_fd,
                 cleared_leftovers,
                 start_ticks,
+                unenforced,
             } => {
                 let process = ProcessId {
                     run_id,
@@ -661,6 +662,7 @@ impl Shell {
                     pid,
                     at,
                     cleared_leftovers,
+                    unenforced,
                 }
             }
             KeeperEvent::SpawnFailed {
@@ -679,6 +681,7 @@ impl Shell {
                 at,
                 group_empty,
                 escalated,
+                oom_kills,
             } => Input::Exited {
                 service,
                 run_id,
@@ -686,6 +689,7 @@ impl Shell {
                 at,
                 group_empty,
                 escalated,
+                oom_kills,
             },
             KeeperEvent::Emptied {
                 service,
@@ -776,7 +780,7 @@ impl Shell {
                 } => {
                     let req = self.spawn_request(&service, run_id, &spec);
                     self.hand(
-                        KeeperCommand::Spawn(req),
+                        KeeperCommand::Spawn(Box::new(req)),
                         Refusable::Spawn { service, run_id },
                     )
                 }
@@ -984,6 +988,7 @@ impl Shell {
             umask: run_as.umask,
             credentials: run_as.credentials,
             clean_env: run_as.clean_env,
+            limits: spec.limits.cgroup,
             stop_signal: spec.stop.signal.number(),
             stop_timeout: spec.stop.timeout,
             ready_fd: match spec.ready {

@@ -36,6 +36,35 @@ fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
+/// The daemon's own cgroup (the `0::` line of /proc/self/cgroup), relative to the mount.
+fn own_cgroup() -> Option<String> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim().to_string())
+}
+
+/// The leaf the daemon moves itself into when it must enable controllers in its own cgroup
+/// (the kernel enables them for a cgroup's children only when it has no processes itself).
+pub const DAEMON_LEAF: &str = "candor-daemon";
+
+/// Where Candor's subtree goes: under the daemon's own cgroup — the one systemd delegates with
+/// `Delegate=yes`, or a user's `user@.service` subtree — not at the mount's root, outside any
+/// delegation. A daemon that moved itself into [`DAEMON_LEAF`] (in an earlier life, before an
+/// upgrade's exec) means its parent.
+fn base_for(mount: &Path, own: &str) -> PathBuf {
+    let own = own.trim_start_matches('/');
+    let own = own
+        .strip_suffix(DAEMON_LEAF)
+        .map(|p| p.trim_end_matches('/'))
+        .unwrap_or(own);
+    if own.is_empty() {
+        mount.to_path_buf()
+    } else {
+        mount.join(own)
+    }
+}
+
 pub fn detect(instance: &str, enabled: bool) -> Containment {
     if !enabled {
         return Containment::ProcessGroup {
@@ -47,29 +76,140 @@ pub fn detect(instance: &str, enabled: bool) -> Containment {
             why: "no cgroup2 filesystem is mounted".into(),
         };
     };
-    let root = mount.join("candor").join(instance);
-    if let Err(e) = fs::create_dir_all(&root) {
-        return Containment::ProcessGroup {
-            why: format!("cannot create {}: {e}", root.display()),
-        };
-    }
-    // Writable for real? Make and remove a probe child.
-    let probe = root.join(".probe");
-    match fs::create_dir(&probe).or_else(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Ok(())
-        } else {
-            Err(e)
+    // Under our own cgroup first; where that is not ours to write (a cgroup someone else
+    // delegates nothing in), the mount's root as before.
+    let own = own_cgroup().map(|o| base_for(&mount, &o));
+    let mut why = String::new();
+    for base in own.into_iter().chain([mount.clone()]) {
+        let root = base.join("candor").join(instance);
+        match writable(&root) {
+            Ok(()) => return Containment::Cgroup { root },
+            Err(e) => why = e,
         }
-    }) {
+    }
+    Containment::ProcessGroup { why }
+}
+
+/// Make `root` and check that cgroups can be created in it for real.
+fn writable(root: &Path) -> Result<(), String> {
+    fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let probe = root.join(".probe");
+    match fs::create_dir(&probe) {
         Ok(()) => {
             let _ = fs::remove_dir(&probe);
-            Containment::Cgroup { root }
+            Ok(())
         }
-        Err(e) => Containment::ProcessGroup {
-            why: format!("cannot create cgroups under {}: {e}", root.display()),
-        },
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!(
+            "cannot create cgroups under {}: {e}",
+            root.display()
+        )),
     }
+}
+
+/// Enable `controller` (memory, pids, cpu) from Candor's base cgroup down to `root`
+/// (`<base>/candor/<instance>`), so that each service's cgroup has its files. When the base
+/// is not the mount's root and holds the daemon, the daemon first moves itself into
+/// `<base>/candor-daemon`. The error says why the limits cannot be enforced here.
+pub(crate) fn enable(mount: &Path, root: &Path, controller: &str) -> Result<(), String> {
+    let Some(base) = root.parent().and_then(Path::parent) else {
+        return Err(format!(
+            "{} is not <base>/candor/<instance>",
+            root.display()
+        ));
+    };
+    let offered = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
+    if !offered.split_whitespace().any(|c| c == controller) {
+        let list = if offered.trim().is_empty() {
+            "none"
+        } else {
+            offered.trim()
+        };
+        return Err(format!(
+            "the {controller} controller is not available to {} (it has: {list}); where cgroup v1 is still mounted beside v2 (a hybrid setup) the controller is bound to v1: boot with systemd.unified_cgroup_hierarchy=1, or give the service's parent the controller",
+            base.display()
+        ));
+    }
+    if base != mount && !procs(base).is_empty() {
+        let leaf = base.join(DAEMON_LEAF);
+        let moved = fs::create_dir_all(&leaf)
+            .and_then(|()| fs::write(leaf.join("cgroup.procs"), std::process::id().to_string()));
+        if let Err(e) = moved {
+            return Err(format!(
+                "cannot move the daemon into {}: {e}",
+                leaf.display()
+            ));
+        }
+        let others = procs(base);
+        if !others.is_empty() {
+            return Err(format!(
+                "{} holds processes other than Candor ({}); the kernel enables a controller for a cgroup's children only when it has no processes of its own: give Candor a cgroup of its own (systemd: Delegate=yes)",
+                base.display(),
+                others.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    for dir in [base.to_path_buf(), base.join("candor"), root.to_path_buf()] {
+        let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        if enabled.split_whitespace().any(|c| c == controller) {
+            continue;
+        }
+        fs::write(dir.join("cgroup.subtree_control"), format!("+{controller}")).map_err(|e| {
+            format!(
+                "cannot enable the {controller} controller in {}: {e}",
+                dir.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Write a service's limits into its cgroup `cg`: each one set, and each one not set back to
+/// its default where the file exists (a cgroup kept from a run with other limits). Returns
+/// what could not be written.
+pub(crate) fn write_limits(cg: &Path, limits: &candor_spec::CgroupLimits) -> Vec<String> {
+    let set = limits.files();
+    let defaults = [
+        ("memory.max", "max"),
+        ("memory.high", "max"),
+        ("pids.max", "max"),
+        ("cpu.weight", "100"),
+        ("cpu.max", "max 100000"),
+    ];
+    let mut errors = Vec::new();
+    for (file, default) in defaults {
+        let path = cg.join(file);
+        match set.iter().find(|(_, f, _)| *f == file) {
+            Some((_, _, value)) => {
+                if let Err(e) = fs::write(&path, value) {
+                    errors.push(format!("cannot write {value} to {}: {e}", path.display()));
+                }
+            }
+            None if path.exists() => {
+                let _ = fs::write(&path, default);
+            }
+            None => {}
+        }
+    }
+    errors
+}
+
+/// How many times the kernel's OOM killer has killed in `cg` (`oom_kill` of memory.events;
+/// 0 without the memory controller).
+pub(crate) fn oom_kills(cg: &Path) -> u64 {
+    fs::read_to_string(cg.join("memory.events"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The cgroup2 mount (for [`enable`]).
+pub(crate) fn mount() -> Option<PathBuf> {
+    cgroup2_mount()
 }
 
 /// Whether any task, exiting ones included, is still in the cgroup (`cgroup.events`).
@@ -236,5 +376,90 @@ mod tests {
             std::path::Path::new("/sys/fs/cgroup/candor/elsewhere")
         ));
         assert!(!super::in_cgroup(i32::MAX, &ours), "no such process");
+    }
+
+    /// A fake cgroup tree: each dir with the files `enable` reads and writes.
+    fn fake(dir: &std::path::Path, controllers: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("cgroup.controllers"), controllers).unwrap();
+        std::fs::write(dir.join("cgroup.subtree_control"), "").unwrap();
+        std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+    }
+
+    #[test]
+    fn the_subtree_goes_under_the_daemons_own_cgroup() {
+        use std::path::{Path, PathBuf};
+        let m = Path::new("/sys/fs/cgroup");
+        assert_eq!(super::base_for(m, "/"), PathBuf::from("/sys/fs/cgroup"));
+        assert_eq!(
+            super::base_for(m, "/system.slice/candor.service"),
+            PathBuf::from("/sys/fs/cgroup/system.slice/candor.service")
+        );
+        // After moving itself into its leaf (and an upgrade's exec), the same base.
+        assert_eq!(
+            super::base_for(m, "/system.slice/candor.service/candor-daemon"),
+            PathBuf::from("/sys/fs/cgroup/system.slice/candor.service")
+        );
+        assert_eq!(
+            super::base_for(m, "/user.slice/user-1000.slice/user@1000.service/app.slice/candor.service"),
+            PathBuf::from("/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/candor.service")
+        );
+    }
+
+    #[test]
+    fn controllers_are_enabled_down_the_chain_or_the_reason_is_given() {
+        let t = tempfile::tempdir().unwrap();
+        let mount = t.path();
+        let root = mount.join("candor").join("inst");
+        fake(mount, "cpu memory pids");
+        fake(&mount.join("candor"), "cpu memory pids");
+        fake(&root, "cpu memory pids");
+        super::enable(mount, &root, "memory").unwrap();
+        for dir in [mount.to_path_buf(), mount.join("candor"), root.clone()] {
+            let ctl = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap();
+            assert_eq!(ctl, "+memory", "{}", dir.display());
+        }
+        // A hybrid system: memory is bound to cgroup v1.
+        std::fs::write(mount.join("cgroup.controllers"), "hugetlb\n").unwrap();
+        let err = super::enable(mount, &root, "pids").unwrap_err();
+        assert!(
+            err.contains("the pids controller is not available"),
+            "{err}"
+        );
+        assert!(err.contains("it has: hugetlb"), "{err}");
+    }
+
+    #[test]
+    fn limits_are_written_and_unset_ones_reset_and_oom_kills_read() {
+        let t = tempfile::tempdir().unwrap();
+        let cg = t.path();
+        for f in [
+            "memory.max",
+            "memory.high",
+            "pids.max",
+            "cpu.weight",
+            "cpu.max",
+        ] {
+            std::fs::write(cg.join(f), "old").unwrap();
+        }
+        let limits = candor_spec::CgroupLimits {
+            memory_max: Some(512 << 20),
+            pids_max: Some(64),
+            ..Default::default()
+        };
+        assert!(super::write_limits(cg, &limits).is_empty());
+        let read = |f: &str| std::fs::read_to_string(cg.join(f)).unwrap();
+        assert_eq!(read("memory.max"), (512u64 << 20).to_string());
+        assert_eq!(read("pids.max"), "64");
+        assert_eq!(read("memory.high"), "max");
+        assert_eq!(read("cpu.weight"), "100");
+        assert_eq!(read("cpu.max"), "max 100000");
+        assert_eq!(super::oom_kills(cg), 0);
+        std::fs::write(
+            cg.join("memory.events"),
+            "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n",
+        )
+        .unwrap();
+        assert_eq!(super::oom_kills(cg), 2);
     }
 }

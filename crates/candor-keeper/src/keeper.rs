@@ -109,6 +109,8 @@ struct Tracked {
     gone_since: Option<Mono>,
     /// Its pidfd is in the epoll set (one-shot: it fires once, at the exit).
     armed: bool,
+    /// The cgroup's OOM kill count when the run began (or was adopted).
+    oom_base: u64,
 }
 
 /// An exec probe in flight.
@@ -145,6 +147,9 @@ struct Keeper {
     unarmed: bool,
     /// Activated sockets by service, kept between runs (`listeners.rs`).
     listeners: HashMap<String, Vec<crate::listeners::Listener>>,
+    /// cgroup controllers asked for by some service's limits: enabled, or why not (asked
+    /// once per controller).
+    controllers: HashMap<&'static str, Result<(), String>>,
 }
 
 /// Epoll data: the wake pipe, or a pid with what it is.
@@ -194,6 +199,7 @@ pub fn start(
         reap_every: config.reap_every,
         unarmed: false,
         listeners: HashMap::new(),
+        controllers: HashMap::new(),
     };
     let thread = std::thread::Builder::new()
         .name("candor-keeper".into())
@@ -520,7 +526,7 @@ impl Keeper {
 
     fn command(&mut self, cmd: KeeperCommand) {
         match cmd {
-            KeeperCommand::Spawn(req) => self.spawn(req),
+            KeeperCommand::Spawn(req) => self.spawn(*req),
             KeeperCommand::Stop {
                 service,
                 run_id,
@@ -650,6 +656,8 @@ impl Keeper {
                 }
             }
         }
+        let unenforced = self.apply_limits(cg.as_deref(), &req.limits);
+        let oom_base = cg.as_deref().map(cgroup::oom_kills).unwrap_or(0);
         match spawn::spawn(&req, cg.as_deref(), self.use_clone3, listen) {
             Ok(s) => {
                 let pidfd = s.pidfd.or_else(|| {
@@ -672,6 +680,7 @@ impl Keeper {
                         foreign: false,
                         gone_since: None,
                         armed: false,
+                        oom_base,
                     },
                 );
                 self.emit(KeeperEvent::Spawned {
@@ -685,6 +694,7 @@ impl Keeper {
                     stderr: s.stderr,
                     ready_fd: s.ready,
                     cleared_leftovers: cleared,
+                    unenforced,
                 });
             }
             Err(e) => self.emit(fail(e)),
@@ -780,12 +790,46 @@ impl Keeper {
         }
     }
 
+    /// Write a service's cgroup limits (enabling their controllers first); None when every
+    /// one is in force, else why not.
+    fn apply_limits(
+        &mut self,
+        cg: Option<&std::path::Path>,
+        limits: &candor_spec::CgroupLimits,
+    ) -> Option<String> {
+        let wanted = limits.files();
+        let (Some(cg), Containment::Cgroup { root }) = (cg, &self.containment) else {
+            return (!wanted.is_empty()).then(|| {
+                format!(
+                    "services are not in cgroups here: {}",
+                    self.containment.describe()
+                )
+            });
+        };
+        let mut why = Vec::new();
+        for (controller, _, _) in &wanted {
+            let root = root.clone();
+            let enabled = self.controllers.entry(controller).or_insert_with(|| {
+                let mount = cgroup::mount().ok_or("no cgroup2 mount".to_string())?;
+                cgroup::enable(&mount, &root, controller)
+            });
+            if let Err(e) = enabled {
+                if !why.contains(e) {
+                    why.push(e.clone());
+                }
+            }
+        }
+        why.extend(cgroup::write_limits(cg, limits));
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
     /// Record the main process's end and report it (and the end of the run, if nothing of it
     /// is left).
     fn main_exited(&mut self, service: &str, status: ExitStatus) {
         let Some(t) = self.tracked.get_mut(service) else {
             return;
         };
+        let oom_kills = Self::oom_kills(t);
         t.main_exit = Some(status);
         t.pidfd = None;
         t.gone_since = None;
@@ -802,6 +846,7 @@ impl Keeper {
             at: crate::clock::mono(),
             group_empty,
             escalated,
+            oom_kills,
         });
     }
 
@@ -874,7 +919,9 @@ impl Keeper {
             foreign: !our_child,
             gone_since: None,
             armed: false,
+            oom_base: 0,
         };
+        t.oom_base = t.cgroup.as_deref().map(cgroup::oom_kills).unwrap_or(0);
         if same {
             if !activate.is_empty() && !self.listeners.contains_key(&service) {
                 if let Some(fd) = t.pidfd.as_ref() {
@@ -903,6 +950,7 @@ impl Keeper {
         }
         t.main_exit = Some(status);
         let group_empty = Self::is_empty(&t);
+        let oom_kills = Self::oom_kills(&t);
         if !group_empty {
             self.tracked.insert(service.clone(), t);
         }
@@ -913,7 +961,16 @@ impl Keeper {
             at: mono(),
             group_empty,
             escalated: false,
+            oom_kills,
         });
+    }
+
+    /// OOM kills in the run's cgroup since it began.
+    fn oom_kills(t: &Tracked) -> u64 {
+        t.cgroup
+            .as_deref()
+            .map(|cg| cgroup::oom_kills(cg).saturating_sub(t.oom_base))
+            .unwrap_or(0)
     }
 
     fn is_empty(t: &Tracked) -> bool {

@@ -60,6 +60,8 @@ pub struct SpawnRequest {
     pub credentials: Option<candor_spec::Credentials>,
     /// Start from an empty environment instead of the daemon's (`env` then sets PATH).
     pub clean_env: bool,
+    /// cgroup v2 limits written to the service's cgroup before the spawn.
+    pub limits: candor_spec::CgroupLimits,
     /// Used when the main process exits on its own and leaves others in its group.
     pub stop_signal: i32,
     pub stop_timeout: Duration,
@@ -93,6 +95,7 @@ impl SpawnRequest {
             umask: None,
             credentials: None,
             clean_env: false,
+            limits: Default::default(),
             stop_signal: 15,
             stop_timeout: Duration::from_secs(10),
             ready_fd: None,
@@ -132,7 +135,7 @@ pub enum Unfinished {
 
 #[derive(Debug)]
 pub enum KeeperCommand {
-    Spawn(SpawnRequest),
+    Spawn(Box<SpawnRequest>),
     /// Signal the whole group/cgroup now; SIGKILL all of it after `timeout`.
     Stop {
         service: String,
@@ -251,6 +254,8 @@ pub enum KeeperEvent {
         ready_fd: Option<OwnedFd>,
         /// Processes from an earlier run found in the service's cgroup and killed first.
         cleared_leftovers: usize,
+        /// The service has cgroup limits that are not enforced, and why.
+        unenforced: Option<String>,
     },
     SpawnFailed {
         service: String,
@@ -267,6 +272,8 @@ pub enum KeeperEvent {
         group_empty: bool,
         /// SIGKILL was needed (as in `Emptied`).
         escalated: bool,
+        /// Processes of the run the kernel's OOM killer killed (memory.events), so far.
+        oom_kills: u64,
     },
     /// Nothing of the run is left (main reaped, group/cgroup empty). Only now may it start again.
     Emptied {

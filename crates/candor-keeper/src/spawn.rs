@@ -315,20 +315,24 @@ fn command(
 /// Become `c` in a child between fork and exec: supplementary groups, then the gid, then the
 /// uid (in that order: each later call gives up the right to make the earlier ones). Returns
 /// the errno of the call that failed. Async-signal-safe: reads `c`, allocates nothing.
+///
+/// Raw syscalls, not glibc's setgroups/setgid/setuid: those make every thread of the process
+/// change too (a signal to each, then a wait), and a child made by a raw clone3 still has
+/// glibc's list of the daemon's threads, which do not exist in it — the wait never ends.
 pub(crate) unsafe fn become_user(c: &Credentials) -> Result<(), i32> {
     let errno = || *libc::__errno_location();
     if let Some(groups) = &c.groups {
-        if libc::setgroups(groups.len(), groups.as_ptr()) < 0 {
+        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) < 0 {
             return Err(errno());
         }
     }
     if let Some(gid) = c.gid {
-        if libc::setgid(gid) < 0 {
+        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) < 0 {
             return Err(errno());
         }
     }
     if let Some(uid) = c.uid {
-        if libc::setuid(uid) < 0 {
+        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) < 0 {
             return Err(errno());
         }
     }

@@ -146,6 +146,7 @@ impl Sim {
         self.next_pid += 1;
         let pid = self.next_pid;
         self.feed(Input::Spawned {
+            unenforced: None,
             service: name.into(),
             run_id,
             pid,
@@ -159,6 +160,7 @@ impl Sim {
     pub fn exits(&mut self, name: &str, status: ExitStatus) -> &[Effect] {
         let run_id = self.run_id(name);
         self.feed(Input::Exited {
+            oom_kills: 0,
             service: name.into(),
             run_id,
             status,
@@ -182,6 +184,7 @@ impl Sim {
     pub fn stopped(&mut self, name: &str) -> &[Effect] {
         let run_id = self.run_id(name);
         self.feed(Input::Exited {
+            oom_kills: 0,
             service: name.into(),
             run_id,
             status: ExitStatus::Signal(15),
