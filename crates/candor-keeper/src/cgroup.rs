@@ -419,6 +419,22 @@ mod tests {
             let ctl = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap();
             assert_eq!(ctl, "+memory", "{}", dir.display());
         }
+        // A base that is not the mount's root and holds processes other than the daemon: the
+        // daemon moves itself into its leaf, and the others are named.
+        let base = mount.join("svc");
+        let root2 = base.join("candor").join("inst");
+        fake(&base, "memory");
+        fake(&base.join("candor"), "memory");
+        fake(&root2, "memory");
+        std::fs::write(base.join("cgroup.procs"), "4242\n").unwrap();
+        let err = super::enable(mount, &root2, "memory").unwrap_err();
+        assert!(
+            err.contains("holds processes other than Candor (4242)"),
+            "{err}"
+        );
+        assert!(err.contains("Delegate=yes"), "{err}");
+        let moved = std::fs::read_to_string(base.join("candor-daemon/cgroup.procs")).unwrap();
+        assert_eq!(moved, std::process::id().to_string());
         // A hybrid system: memory is bound to cgroup v1.
         std::fs::write(mount.join("cgroup.controllers"), "hugetlb\n").unwrap();
         let err = super::enable(mount, &root, "pids").unwrap_err();
