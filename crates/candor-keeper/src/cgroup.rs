@@ -107,68 +107,112 @@ fn writable(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Enable `controller` (memory, pids, cpu) from Candor's base cgroup down to `root`
-/// (`<base>/candor/<instance>`), so that each service's cgroup has its files. When the base
+/// Enable `controllers` (memory, pids, cpu) from Candor's base cgroup down to `root`
+/// (`<base>/candor/<instance>`), so that each service's cgroup has their files. When the base
 /// is not the mount's root and holds the daemon, the daemon first moves itself into
-/// `<base>/candor-daemon`. The error says why the limits cannot be enforced here.
-pub(crate) fn enable(mount: &Path, root: &Path, controller: &str) -> Result<(), String> {
+/// `<base>/candor-daemon`. Each controller's outcome; an error says why limits cannot be
+/// enforced here (controllers missing for one reason share one sentence).
+pub(crate) fn enable(
+    mount: &Path,
+    root: &Path,
+    controllers: &[&'static str],
+) -> Vec<(&'static str, Result<(), String>)> {
     let Some(base) = root.parent().and_then(Path::parent) else {
-        return Err(format!(
-            "{} is not <base>/candor/<instance>",
-            root.display()
-        ));
+        let why = format!("{} is not <base>/candor/<instance>", root.display());
+        return controllers.iter().map(|c| (*c, Err(why.clone()))).collect();
     };
     let offered = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
-    if !offered.split_whitespace().any(|c| c == controller) {
+    let (present, missing): (Vec<&'static str>, Vec<&'static str>) = controllers
+        .iter()
+        .partition(|c| offered.split_whitespace().any(|o| o == **c));
+    let mut out: Vec<(&'static str, Result<(), String>)> = Vec::new();
+    if !missing.is_empty() {
         let list = if offered.trim().is_empty() {
             "none"
         } else {
             offered.trim()
         };
-        return Err(format!(
-            "the {controller} controller is not available to {} (it has: {list}); where cgroup v1 is still mounted beside v2 (a hybrid setup) the controller is bound to v1: boot with systemd.unified_cgroup_hierarchy=1, or give the service's parent the controller",
-            base.display()
-        ));
+        let (names, verb) = match missing.as_slice() {
+            [one] => (format!("the {one} controller is"), "it is"),
+            many => (
+                format!("the {} controllers are", many.join(" and ")),
+                "they are",
+            ),
+        };
+        let why = format!(
+            "{names} not available to {} (it has: {list}); where cgroup v1 is still mounted beside v2 (a hybrid setup) {verb} bound to v1: boot with systemd.unified_cgroup_hierarchy=1, or delegate {} to Candor's cgroup",
+            base.display(),
+            if missing.len() == 1 { "it" } else { "them" }
+        );
+        out.extend(missing.iter().map(|c| (*c, Err(why.clone()))));
     }
-    if base != mount && !procs(base).is_empty() {
-        let leaf = base.join(DAEMON_LEAF);
-        let moved = fs::create_dir_all(&leaf)
-            .and_then(|()| fs::write(leaf.join("cgroup.procs"), std::process::id().to_string()));
-        if let Err(e) = moved {
-            return Err(format!(
-                "cannot move the daemon into {}: {e}",
-                leaf.display()
-            ));
-        }
-        let others = procs(base);
-        if !others.is_empty() {
-            return Err(format!(
-                "{} holds processes other than Candor ({}); the kernel enables a controller for a cgroup's children only when it has no processes of its own: give Candor a cgroup of its own (systemd: Delegate=yes)",
-                base.display(),
-                others.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-            ));
-        }
+    if present.is_empty() {
+        return out;
     }
-    for dir in [base.to_path_buf(), base.join("candor"), root.to_path_buf()] {
-        let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
-        if enabled.split_whitespace().any(|c| c == controller) {
-            continue;
-        }
-        fs::write(dir.join("cgroup.subtree_control"), format!("+{controller}")).map_err(|e| {
-            format!(
-                "cannot enable the {controller} controller in {}: {e}",
-                dir.display()
-            )
-        })?;
+    if let Err(why) = own_leaf(mount, base) {
+        out.extend(present.iter().map(|c| (*c, Err(why.clone()))));
+        return out;
     }
-    Ok(())
+    for controller in present {
+        let mut result = Ok(());
+        for dir in [base.to_path_buf(), base.join("candor"), root.to_path_buf()] {
+            let enabled =
+                fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+            if enabled.split_whitespace().any(|c| c == controller) {
+                continue;
+            }
+            if let Err(e) = fs::write(dir.join("cgroup.subtree_control"), format!("+{controller}"))
+            {
+                result = Err(format!(
+                    "cannot enable the {controller} controller in {}: {e}",
+                    dir.display()
+                ));
+                break;
+            }
+        }
+        out.push((controller, result));
+    }
+    out
+}
+
+/// A base that is not the mount's root may enable controllers only without processes of its
+/// own: move the daemon into `<base>/candor-daemon`, and refuse if others remain.
+fn own_leaf(mount: &Path, base: &Path) -> Result<(), String> {
+    if base == mount || procs(base).is_empty() {
+        return Ok(());
+    }
+    let leaf = base.join(DAEMON_LEAF);
+    fs::create_dir_all(&leaf)
+        .and_then(|()| fs::write(leaf.join("cgroup.procs"), std::process::id().to_string()))
+        .map_err(|e| format!("cannot move the daemon into {}: {e}", leaf.display()))?;
+    let others = procs(base);
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} holds processes other than Candor ({}); the kernel enables a controller for a cgroup's children only when it has no processes of its own: give Candor a cgroup of its own (systemd: Delegate=yes)",
+        base.display(),
+        others
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// Write a service's limits into its cgroup `cg`: each one set, and each one not set back to
 /// its default where the file exists (a cgroup kept from a run with other limits). Returns
 /// what could not be written.
-pub(crate) fn write_limits(cg: &Path, limits: &candor_spec::CgroupLimits) -> Vec<String> {
-    let set = limits.files();
+pub(crate) fn write_limits(
+    cg: &Path,
+    limits: &candor_spec::CgroupLimits,
+    enabled: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let set: Vec<_> = limits
+        .files()
+        .into_iter()
+        .filter(|(controller, _, _)| enabled(controller))
+        .collect();
     let defaults = [
         ("memory.max", "max"),
         ("memory.high", "max"),
@@ -414,7 +458,8 @@ mod tests {
         fake(mount, "cpu memory pids");
         fake(&mount.join("candor"), "cpu memory pids");
         fake(&root, "cpu memory pids");
-        super::enable(mount, &root, "memory").unwrap();
+        let all_ok = |r: Vec<(&str, Result<(), String>)>| r.into_iter().all(|(_, r)| r.is_ok());
+        assert!(all_ok(super::enable(mount, &root, &["memory"])));
         for dir in [mount.to_path_buf(), mount.join("candor"), root.clone()] {
             let ctl = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap();
             assert_eq!(ctl, "+memory", "{}", dir.display());
@@ -427,7 +472,10 @@ mod tests {
         fake(&base.join("candor"), "memory");
         fake(&root2, "memory");
         std::fs::write(base.join("cgroup.procs"), "4242\n").unwrap();
-        let err = super::enable(mount, &root2, "memory").unwrap_err();
+        let err = super::enable(mount, &root2, &["memory"])[0]
+            .1
+            .clone()
+            .unwrap_err();
         assert!(
             err.contains("holds processes other than Candor (4242)"),
             "{err}"
@@ -463,7 +511,7 @@ mod tests {
             pids_max: Some(64),
             ..Default::default()
         };
-        assert!(super::write_limits(cg, &limits).is_empty());
+        assert!(super::write_limits(cg, &limits, |_| true).is_empty());
         let read = |f: &str| std::fs::read_to_string(cg.join(f)).unwrap();
         assert_eq!(read("memory.max"), (512u64 << 20).to_string());
         assert_eq!(read("pids.max"), "64");

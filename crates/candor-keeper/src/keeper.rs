@@ -806,20 +806,35 @@ impl Keeper {
                 )
             });
         };
-        let mut why = Vec::new();
-        for (controller, _, _) in &wanted {
-            let root = root.clone();
-            let enabled = self.controllers.entry(controller).or_insert_with(|| {
-                let mount = cgroup::mount().ok_or("no cgroup2 mount".to_string())?;
-                cgroup::enable(&mount, &root, controller)
-            });
-            if let Err(e) = enabled {
+        let mut needed: Vec<&'static str> = wanted.iter().map(|(c, _, _)| *c).collect();
+        needed.dedup();
+        let unknown: Vec<&'static str> = needed
+            .iter()
+            .copied()
+            .filter(|c| !self.controllers.contains_key(c))
+            .collect();
+        if !unknown.is_empty() {
+            let outcomes = match cgroup::mount() {
+                Some(mount) => cgroup::enable(&mount, root, &unknown),
+                None => unknown
+                    .iter()
+                    .map(|c| (*c, Err("no cgroup2 mount".to_string())))
+                    .collect(),
+            };
+            self.controllers.extend(outcomes);
+        }
+        let mut why: Vec<String> = Vec::new();
+        for c in &needed {
+            if let Some(Err(e)) = self.controllers.get(c) {
                 if !why.contains(e) {
                     why.push(e.clone());
                 }
             }
         }
-        why.extend(cgroup::write_limits(cg, limits));
+        let controllers = &self.controllers;
+        why.extend(cgroup::write_limits(cg, limits, |c| {
+            matches!(controllers.get(c), Some(Ok(())))
+        }));
         (!why.is_empty()).then(|| why.join("; "))
     }
 
