@@ -79,7 +79,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub config: PathBuf,
     child: Option<Child>,
-    env: Vec<(String, String)>,
+    /// Extra environment of the daemon process.
+    pub env: Vec<(String, String)>,
     /// The state dir's name inside the temp dir.
     state: String,
     /// RLIMIT_NOFILE (soft, hard) for the daemon process, when set.

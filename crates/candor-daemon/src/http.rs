@@ -604,7 +604,14 @@ async fn upgrade(
     ];
     match st
         .exec
-        .run(&st.keeper, &argv, Vec::new(), None, UPGRADE_CHECK_TIMEOUT)
+        .run_cmd(
+            &st.keeper,
+            &argv,
+            Vec::new(),
+            None,
+            candor_keeper::RunAs::default(),
+            UPGRADE_CHECK_TIMEOUT,
+        )
         .await
     {
         candor_keeper::ProbeEnd::Exited(s) if s.success() => {}

@@ -463,7 +463,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     }
     let (upgrade_tx, upgrade_rx) = mpsc::channel(1);
     let keeper_for_api = keeper.clone();
-    let exec_probes: Arc<probe::ExecProbes> = Arc::default();
+    let exec_probes = Arc::new(probe::ExecProbes::new(service_umask));
     let ctx = shell::BrainContext {
         internal: internal_tx,
         exec: exec_probes.clone(),

@@ -22,9 +22,18 @@ use tokio::sync::oneshot;
 pub struct ExecProbes {
     next: AtomicU64,
     waiters: Mutex<HashMap<u64, oneshot::Sender<(ProbeEnd, Duration)>>>,
+    /// The umask of services that set none (the daemon's own, from before it set 0077).
+    service_umask: u32,
 }
 
 impl ExecProbes {
+    pub fn new(service_umask: u32) -> Self {
+        Self {
+            service_umask,
+            ..Default::default()
+        }
+    }
+
     /// Route a `ProbeDone` to its waiter (a waiter that gave up is simply gone).
     pub fn done(&self, token: u64, end: ProbeEnd, elapsed: Duration) {
         if let Some(tx) = self
@@ -37,15 +46,37 @@ impl ExecProbes {
         }
     }
 
-    /// Run a command through the keeper (the only reaper), output discarded, killed with its
+    /// Run a command through the keeper (the only reaper) as `spec`'s service would run
+    /// (its user and groups, environment and workdir), output discarded, killed with its
     /// process group at `timeout`. A full probe queue is the daemon's own backlog, not the
     /// command's failure: it waits for room (5 ms, doubling to 100 ms).
     pub async fn run(
         &self,
         keeper: &KeeperHandle,
         argv: &[String],
+        spec: &ServiceSpec,
+        timeout: Duration,
+    ) -> ProbeEnd {
+        let run_as = candor_keeper::RunAs::of(spec, self.service_umask);
+        self.run_cmd(
+            keeper,
+            argv,
+            spec.env_pairs(),
+            spec.workdir.clone(),
+            run_as,
+            timeout,
+        )
+        .await
+    }
+
+    /// `run` with everything given: the daemon's own checks, which belong to no service.
+    pub async fn run_cmd(
+        &self,
+        keeper: &KeeperHandle,
+        argv: &[String],
         env: Vec<(String, String)>,
         workdir: Option<std::path::PathBuf>,
+        run_as: candor_keeper::RunAs,
         timeout: Duration,
     ) -> ProbeEnd {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
@@ -60,6 +91,7 @@ impl ExecProbes {
             env: env.clone(),
             workdir: workdir.clone(),
             timeout,
+            run_as: run_as.clone(),
         };
         let mut pause = Duration::from_millis(5);
         while let Err(e) = keeper.send(cmd()) {
@@ -261,22 +293,18 @@ pub async fn run(
                 send,
                 expect,
             } => uds_exchange(socket, send.as_deref(), expect.as_deref()).await,
-            ProbeCheck::Exec { argv } => {
-                let env = spec.env_pairs();
-                let workdir = spec.workdir.clone();
-                match exec.run(keeper, argv, env, workdir, probe.timeout).await {
-                    ProbeEnd::Exited(st) if st.success() => (true, "exit 0".into()),
-                    ProbeEnd::Exited(st) => (false, st.describe()),
-                    ProbeEnd::TimedOut => (
-                        false,
-                        format!(
-                            "timed out after {} (killed)",
-                            format_duration(probe.timeout)
-                        ),
+            ProbeCheck::Exec { argv } => match exec.run(keeper, argv, spec, probe.timeout).await {
+                ProbeEnd::Exited(st) if st.success() => (true, "exit 0".into()),
+                ProbeEnd::Exited(st) => (false, st.describe()),
+                ProbeEnd::TimedOut => (
+                    false,
+                    format!(
+                        "timed out after {} (killed)",
+                        format_duration(probe.timeout)
                     ),
-                    ProbeEnd::CannotStart(e) => (false, e),
-                }
-            }
+                ),
+                ProbeEnd::CannotStart(e) => (false, e),
+            },
         }
     };
     // Exec probes are killed by the keeper at the timeout; give them a moment to report it.

@@ -946,6 +946,7 @@ impl Shell {
     }
 
     fn spawn_request(&self, service: &str, run_id: u64, spec: &ServiceSpec) -> SpawnRequest {
+        let run_as = candor_keeper::RunAs::of(spec, self.ctx.service_umask);
         let mut env = spec.env_pairs();
         if spec.uses_notify() {
             env.push(("NOTIFY_SOCKET".into(), self.ctx.notify_socket.clone()));
@@ -980,7 +981,9 @@ impl Shell {
                 .nofile
                 .map(|n| (n, n))
                 .or(self.ctx.service_nofile),
-            umask: Some(self.ctx.service_umask),
+            umask: run_as.umask,
+            credentials: run_as.credentials,
+            clean_env: run_as.clean_env,
             stop_signal: spec.stop.signal.number(),
             stop_timeout: spec.stop.timeout,
             ready_fd: match spec.ready {

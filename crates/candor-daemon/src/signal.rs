@@ -113,13 +113,7 @@ pub async fn reload(
             );
             let end = st
                 .exec
-                .run(
-                    &st.keeper,
-                    argv,
-                    spec.env_pairs(),
-                    spec.workdir.clone(),
-                    spec.stop.timeout,
-                )
+                .run(&st.keeper, argv, &spec, spec.stop.timeout)
                 .await;
             let how = match end {
                 ProbeEnd::Exited(e) if e.success() => {

@@ -43,9 +43,11 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "argument contains a NUL byte"))
 }
 
-/// The environment a service gets: ours, minus activation variables, plus its `env`.
+/// The environment a service gets: ours (unless it asks for a clean one), minus activation
+/// variables, plus its `env`.
 fn environment(req: &SpawnRequest) -> io::Result<Vec<CString>> {
     let mut vars: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
+        .filter(|_| !req.clean_env)
         .filter(|(k, _)| !crate::spawn::NOT_INHERITED.contains(&k.to_str().unwrap_or("")))
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
@@ -171,6 +173,7 @@ enum Step {
     Nofile,
     ReadyFd,
     Listen,
+    User,
     Exec,
 }
 
@@ -183,6 +186,7 @@ impl Step {
             Step::Nofile,
             Step::ReadyFd,
             Step::Listen,
+            Step::User,
         ]
         .into_iter()
         .find(|s| *s as u32 == code)
@@ -193,6 +197,10 @@ impl Step {
         let prog = program.display();
         match self {
             Step::Exec => crate::spawn::explain(program, e),
+            Step::User => crate::spawn::explain_user(
+                req.credentials.as_ref().unwrap_or(&Default::default()),
+                e,
+            ),
             Step::Session => format!("cannot start {prog}: setsid failed: {e}"),
             Step::Stdio => {
                 format!("cannot start {prog}: connecting its stdin/stdout/stderr failed: {e}")
@@ -261,6 +269,7 @@ pub(crate) fn spawn(
     let listen_srcs: Vec<i32> = p.listen.iter().map(|fd| fd.as_raw_fd()).collect();
     let nofile = req.nofile;
     let umask = req.umask;
+    let creds = req.credentials.as_ref();
     let ready_fd = req.ready_fd;
     let report = p.status.1.as_raw_fd();
     let devnull = p.devnull.as_raw_fd();
@@ -315,11 +324,6 @@ pub(crate) fn spawn(
             if libc::dup2(devnull, 0) < 0 || libc::dup2(out_w, 1) < 0 || libc::dup2(err_w, 2) < 0 {
                 fail(Step::Stdio);
             }
-            if let Some(wd) = &p.workdir {
-                if libc::chdir(wd.as_ptr()) < 0 {
-                    fail(Step::Workdir);
-                }
-            }
             if let Some((soft, hard)) = nofile {
                 let lim = libc::rlimit {
                     rlim_cur: soft as libc::rlim_t,
@@ -331,6 +335,19 @@ pub(crate) fn spawn(
             }
             if let Some(mask) = umask {
                 libc::umask(mask as libc::mode_t);
+            }
+            // As the service's user from here on (the limit above may need root), so that a
+            // workdir it may not enter fails here, as it would for the program.
+            if let Some(c) = creds {
+                if let Err(errno) = crate::spawn::become_user(c) {
+                    *libc::__errno_location() = errno;
+                    fail(Step::User);
+                }
+            }
+            if let Some(wd) = &p.workdir {
+                if libc::chdir(wd.as_ptr()) < 0 {
+                    fail(Step::Workdir);
+                }
             }
             crate::spawn::cloexec_from_3();
             // The activated sockets on 3.. (dup2 leaves them open across the exec); their

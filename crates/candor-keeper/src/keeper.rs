@@ -577,7 +577,8 @@ impl Keeper {
                 env,
                 workdir,
                 timeout,
-            } => self.run_probe(token, argv, env, workdir, timeout),
+                run_as,
+            } => self.run_probe(token, argv, env, workdir, timeout, &run_as),
             KeeperCommand::Adopt(req) => self.adopt(req),
             KeeperCommand::Shutdown => self.shutting_down = true,
             KeeperCommand::Freeze { ack } => {
@@ -697,6 +698,7 @@ impl Keeper {
         env: Vec<(String, String)>,
         workdir: Option<PathBuf>,
         timeout: Duration,
+        run_as: &crate::RunAs,
     ) {
         let started = mono();
         if argv.is_empty() {
@@ -707,7 +709,7 @@ impl Keeper {
                 elapsed: Duration::ZERO,
             });
         }
-        match spawn::spawn_probe(&argv, &env, workdir.as_deref()) {
+        match spawn::spawn_probe(&argv, &env, workdir.as_deref(), run_as) {
             Ok(pid) => {
                 // Our child, not yet reaped: its pid cannot be reused before we wait for it.
                 let pidfd =

@@ -56,6 +56,10 @@ pub struct SpawnRequest {
     pub nofile: Option<(u64, u64)>,
     /// The child's umask; None keeps the keeper's own.
     pub umask: Option<u32>,
+    /// Whom the child runs as (groups, gid, uid set before exec); None: as the daemon.
+    pub credentials: Option<candor_spec::Credentials>,
+    /// Start from an empty environment instead of the daemon's (`env` then sets PATH).
+    pub clean_env: bool,
     /// Used when the main process exits on its own and leaves others in its group.
     pub stop_signal: i32,
     pub stop_timeout: Duration,
@@ -87,6 +91,8 @@ impl SpawnRequest {
             workdir: None,
             nofile: None,
             umask: None,
+            credentials: None,
+            clean_env: false,
             stop_signal: 15,
             stop_timeout: Duration::from_secs(10),
             ready_fd: None,
@@ -164,6 +170,8 @@ pub enum KeeperCommand {
         env: Vec<(String, String)>,
         workdir: Option<PathBuf>,
         timeout: Duration,
+        /// The service's user and groups, and whether its environment is clean.
+        run_as: RunAs,
     },
     /// Stop reading commands; the keeper thread ends once nothing it tracks is alive.
     Shutdown,
@@ -173,6 +181,50 @@ pub enum KeeperCommand {
     Freeze {
         ack: std::sync::mpsc::SyncSender<()>,
     },
+}
+
+/// Whom an exec probe or reload command runs as: the service's user, groups and
+/// environment choice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunAs {
+    pub credentials: Option<candor_spec::Credentials>,
+    pub clean_env: bool,
+    pub umask: Option<u32>,
+}
+
+impl RunAs {
+    /// What `spec` asks for, with `default_umask` when it sets none. Credentials that would
+    /// change nothing (a daemon not running as root, asked to run a service as itself) are
+    /// dropped: only a switch that needs root is attempted, and fails with the reason.
+    pub fn of(spec: &candor_spec::ServiceSpec, default_umask: u32) -> Self {
+        let me = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        let credentials = spec.credentials().filter(|c| {
+            me.0 == 0
+                || c.uid.is_some_and(|u| u != me.0)
+                || c.gid.is_some_and(|g| g != me.1)
+                || c.groups
+                    .as_ref()
+                    .is_some_and(|g| g.iter().any(|g| *g != me.1 && !own_groups().contains(g)))
+        });
+        RunAs {
+            credentials,
+            clean_env: !spec.inherit_env,
+            umask: Some(spec.umask.unwrap_or(default_umask)),
+        }
+    }
+}
+
+/// The daemon's supplementary groups.
+fn own_groups() -> Vec<u32> {
+    // SAFETY: getgroups(0, NULL) returns the count; the second call fills at most `n`.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let mut groups = vec![0; n.max(0) as usize];
+    let got = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
+    groups.truncate(got.max(0) as usize);
+    groups
 }
 
 /// How an exec probe ended.

@@ -10,6 +10,8 @@ use std::process::{Command, Stdio};
 
 use rustix::pipe::{pipe_with, PipeFlags};
 
+use candor_spec::Credentials;
+
 use crate::SpawnRequest;
 
 /// The kernel's `struct sigaction` (x86_64 and aarch64 layout), for the raw syscall: glibc's
@@ -290,10 +292,14 @@ fn command(
     program: &Path,
     argv: &[String],
     env: &[(String, String)],
+    clean_env: bool,
     workdir: Option<&Path>,
 ) -> Command {
     let mut cmd = Command::new(program);
     cmd.arg0(&argv[0]).args(&argv[1..]);
+    if clean_env {
+        cmd.env_clear();
+    }
     for k in NOT_INHERITED {
         cmd.env_remove(k);
     }
@@ -306,26 +312,91 @@ fn command(
     cmd
 }
 
+/// Become `c` in a child between fork and exec: supplementary groups, then the gid, then the
+/// uid (in that order: each later call gives up the right to make the earlier ones). Returns
+/// the errno of the call that failed. Async-signal-safe: reads `c`, allocates nothing.
+pub(crate) unsafe fn become_user(c: &Credentials) -> Result<(), i32> {
+    let errno = || *libc::__errno_location();
+    if let Some(groups) = &c.groups {
+        if libc::setgroups(groups.len(), groups.as_ptr()) < 0 {
+            return Err(errno());
+        }
+    }
+    if let Some(gid) = c.gid {
+        if libc::setgid(gid) < 0 {
+            return Err(errno());
+        }
+    }
+    if let Some(uid) = c.uid {
+        if libc::setuid(uid) < 0 {
+            return Err(errno());
+        }
+    }
+    Ok(())
+}
+
+/// Why a child could not become `c`, in one sentence with the fix.
+pub(crate) fn explain_user(c: &Credentials, e: &io::Error) -> String {
+    let who = match (c.uid, c.gid) {
+        (Some(u), Some(g)) => format!("uid {u}, gid {g}"),
+        (Some(u), None) => format!("uid {u}"),
+        (None, Some(g)) => format!("gid {g}"),
+        (None, None) => "its supplementary groups".to_string(),
+    };
+    if e.raw_os_error() == Some(libc::EPERM) {
+        let me = rustix::process::geteuid().as_raw();
+        format!("cannot switch to {who}: {e}; Candor runs as uid {me}, and only root can run a service as another user or group — run Candor as root or remove `user`/`group`/`groups`")
+    } else {
+        format!("cannot switch to {who}: {e}")
+    }
+}
+
 /// Start an exec probe the cheap way. std's `Command` uses posix_spawn (clone with
 /// CLONE_VM|CLONE_VFORK: the daemon's page tables are not copied) when nothing forces a fork,
 /// and nothing here does: no pre-exec hook, a process group of its own through
 /// POSIX_SPAWN_SETPGROUP, the workdir through posix_spawn_file_actions_addchdir_np, stdio on
 /// /dev/null. Forking a daemon of tens of MiB for every probe cost most of its CPU at 1000
 /// exec-probed services (page-table copies and copy-on-write faults).
+///
+/// The one exception: a probe of a service with a `user` or `group` runs as that user, which
+/// posix_spawn cannot do; it takes the fork path with a pre-exec hook.
 pub(crate) fn spawn_probe(
     argv: &[String],
     env: &[(String, String)],
     workdir: Option<&Path>,
+    run_as: &crate::RunAs,
 ) -> Result<u32, String> {
     let Some(first) = argv.first() else {
         return Err("empty probe command".into());
     };
     let program = resolve_program(first, env)?;
-    let mut cmd = command(&program, argv, env, workdir);
+    let mut cmd = command(&program, argv, env, run_as.clean_env, workdir);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0);
+    let umask = run_as.umask;
+    if let Some(c) = run_as.credentials.clone() {
+        // SAFETY: the hook makes only async-signal-safe calls on `c`, moved in before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(mask) = umask {
+                    libc::umask(mask as libc::mode_t);
+                }
+                become_user(&c).map_err(io::Error::from_raw_os_error)
+            });
+        }
+        let child = cmd.spawn().map_err(|e| {
+            if rustix::fs::access(&program, rustix::fs::Access::EXEC_OK).is_ok()
+                && e.raw_os_error() == Some(libc::EPERM)
+            {
+                explain_user(run_as.credentials.as_ref().expect("set"), &e)
+            } else {
+                explain(&program, &e)
+            }
+        })?;
+        return Ok(child.id());
+    }
     // The keeper reaps it (waitpid(-1)); dropping the handle neither waits nor kills.
     let child = cmd.spawn().map_err(|e| explain(&program, &e))?;
     Ok(child.id())
@@ -364,8 +435,15 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
     let ready_w = ready.as_ref().map(|(_, w, n)| (w.as_raw_fd(), *n));
     let nofile = req.nofile;
     let umask = req.umask;
+    let creds = req.credentials.clone();
 
-    let mut cmd = command(program, &req.argv, &req.env, req.workdir.as_deref());
+    let mut cmd = command(
+        program,
+        &req.argv,
+        &req.env,
+        req.clean_env,
+        req.workdir.as_deref(),
+    );
     cmd.stdin(Stdio::null());
     match (&out, &err) {
         (Some((_, ow)), Some((_, ew))) => {
@@ -404,6 +482,9 @@ fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Resul
             }
             if let Some(mask) = umask {
                 libc::umask(mask as libc::mode_t);
+            }
+            if let Some(c) = &creds {
+                become_user(c).map_err(io::Error::from_raw_os_error)?;
             }
             cloexec_from_3();
             if let Some((w, n)) = ready_w {

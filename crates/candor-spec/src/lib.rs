@@ -6,6 +6,7 @@
 
 mod accounts;
 mod duration;
+mod envfile;
 mod error;
 mod graph;
 mod parse;
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub mod listen;
 pub use listen::{Listen, ListenAddr};
 
+pub use accounts::Account;
 pub use duration::{format_bytes, format_duration, parse_duration, parse_percent, parse_size};
 pub use error::{SpecError, SpecErrors};
 pub use parse::{load, parse_str};
@@ -93,6 +95,9 @@ pub struct WebSpec {
     /// `GET /metrics` needs no token (for a Prometheus scraper).
     pub metrics_public: bool,
 }
+
+/// PATH of a service that does not inherit the daemon's environment (systemd's default).
+pub const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Where `candor web` opens the listener when the config names none (loopback only).
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:9631";
@@ -331,6 +336,60 @@ pub struct LimitsSpec {
     pub memory_warn: Option<u64>,
     /// RSS in bytes at which it is restarted.
     pub memory_restart: Option<u64>,
+    /// cgroup v2 limits, written to the service's cgroup before each spawn.
+    pub cgroup: CgroupLimits,
+}
+
+/// `limits = { memory_max, memory_high, pids_max, cpu_weight, cpu_max }`: what the kernel
+/// enforces through the service's cgroup (cgroup v2 files of the same names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CgroupLimits {
+    /// Bytes; above it the kernel's OOM killer kills in the cgroup (`memory.max`).
+    pub memory_max: Option<u64>,
+    /// Bytes; above it the cgroup is throttled and reclaimed hard (`memory.high`).
+    pub memory_high: Option<u64>,
+    /// Processes and threads at most (`pids.max`).
+    pub pids_max: Option<u64>,
+    /// 1–10000, default 100: the share of CPU under contention (`cpu.weight`).
+    pub cpu_weight: Option<u32>,
+    /// (quota, period) in µs: at most `quota` of CPU time per `period` (`cpu.max`).
+    pub cpu_max: Option<(u64, u64)>,
+}
+
+impl CgroupLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The cgroup v2 controllers these limits need, and the files with their values.
+    pub fn files(&self) -> Vec<(&'static str, &'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(b) = self.memory_max {
+            out.push(("memory", "memory.max", b.to_string()));
+        }
+        if let Some(b) = self.memory_high {
+            out.push(("memory", "memory.high", b.to_string()));
+        }
+        if let Some(n) = self.pids_max {
+            out.push(("pids", "pids.max", n.to_string()));
+        }
+        if let Some(w) = self.cpu_weight {
+            out.push(("cpu", "cpu.weight", w.to_string()));
+        }
+        if let Some((quota, period)) = self.cpu_max {
+            out.push(("cpu", "cpu.max", format!("{quota} {period}")));
+        }
+        out
+    }
+}
+
+/// Whom a process runs as: set in the child before exec (groups, then gid, then uid).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Credentials {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// The supplementary groups (replacing the daemon's), when a user or groups are given.
+    pub groups: Option<Vec<u32>>,
 }
 
 impl LimitsSpec {
@@ -370,6 +429,22 @@ pub struct ServiceSpec {
     pub command: Vec<String>,
     pub workdir: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
+    /// `env_file`: the files, as given (for messages and export)...
+    pub env_files: Vec<PathBuf>,
+    /// ...and what they set, read when the config is loaded (`env` wins over them).
+    pub env_from_files: BTreeMap<String, String>,
+    /// `inherit_env`: whether the service starts from the daemon's environment (default
+    /// true, as runit, supervisord and PM2 do) or, like systemd, from a clean one with only
+    /// PATH (and HOME/USER/LOGNAME/SHELL with `user`).
+    pub inherit_env: bool,
+    /// `user`: run as this account (its groups from the database, HOME/USER/LOGNAME/SHELL).
+    pub user: Option<Account>,
+    /// `group`: the primary group instead of the user's (name as written, gid).
+    pub group: Option<(String, u32)>,
+    /// `groups`: supplementary groups added to the user's.
+    pub groups: Vec<(String, u32)>,
+    /// `umask`; default the daemon's service umask (0022).
+    pub umask: Option<u32>,
     pub after: Vec<ServiceName>,
     pub restart: RestartPolicy,
     pub backoff: BackoffSpec,
@@ -414,12 +489,54 @@ impl ServiceSpec {
             .collect()
     }
 
-    /// `env` as the (name, value) pairs a spawn takes.
+    /// The variables a spawn sets over the inherited (or clean) environment, later ones
+    /// winning: PATH when the environment is clean; HOME, USER, LOGNAME and SHELL of `user`;
+    /// the `env_file`s; `env`.
     pub fn env_pairs(&self) -> Vec<(String, String)> {
-        self.env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let mut out = Vec::new();
+        if !self.inherit_env {
+            out.push(("PATH".to_string(), CLEAN_PATH.to_string()));
+        }
+        if let Some(u) = &self.user {
+            out.push(("HOME".into(), u.home.display().to_string()));
+            out.push(("USER".into(), u.login.clone()));
+            out.push(("LOGNAME".into(), u.login.clone()));
+            out.push(("SHELL".into(), u.shell.clone()));
+        }
+        for (k, v) in self.env_from_files.iter().chain(&self.env) {
+            out.retain(|(ok, _)| ok != k);
+            out.push((k.clone(), v.clone()));
+        }
+        out
+    }
+
+    /// Whom the service (and its exec probes and reload command) runs as; None: as the
+    /// daemon.
+    pub fn credentials(&self) -> Option<Credentials> {
+        if self.user.is_none() && self.group.is_none() && self.groups.is_empty() {
+            return None;
+        }
+        let gid = self
+            .group
+            .as_ref()
+            .map(|(_, g)| *g)
+            .or(self.user.as_ref().map(|u| u.gid));
+        let groups = match (&self.user, self.groups.is_empty()) {
+            (None, true) => None,
+            (user, _) => {
+                let mut all: Vec<u32> = user.as_ref().map(|u| u.groups.clone()).unwrap_or_default();
+                all.extend(self.groups.iter().map(|(_, g)| *g));
+                all.extend(gid);
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+        };
+        Some(Credentials {
+            uid: self.user.as_ref().map(|u| u.uid),
+            gid,
+            groups,
+        })
     }
 
     /// Whether the service is told where to send sd_notify messages.
@@ -434,6 +551,13 @@ impl ServiceSpec {
             command: command.iter().map(|s| s.to_string()).collect(),
             workdir: None,
             env: BTreeMap::new(),
+            env_files: Vec::new(),
+            env_from_files: BTreeMap::new(),
+            inherit_env: true,
+            user: None,
+            group: None,
+            groups: Vec::new(),
+            umask: None,
             after: Vec::new(),
             restart: RestartPolicy::Always,
             backoff: BackoffSpec::default(),

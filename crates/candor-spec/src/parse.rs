@@ -541,6 +541,50 @@ impl FileCtx<'_> {
                         }
                     }
                 },
+                "env_file" => self.env_files(value, &what, &mut spec),
+                "inherit_env" => match value.get_ref() {
+                    DeValue::Boolean(b) => spec.inherit_env = *b,
+                    other => self.err(value.span().start, format!("{what} must be true or false, found {}", other.type_str())),
+                },
+                "user" => {
+                    let name = match value.get_ref() {
+                        DeValue::Integer(i) => Some(i.as_str().replace('_', "")),
+                        _ => self.string(value, &what),
+                    };
+                    if let Some(name) = name {
+                        match crate::accounts::user(&name) {
+                            Ok(account) => spec.user = Some(account),
+                            Err(e) => self.err(value.span().start, format!("{what}: {e}")),
+                        }
+                    }
+                },
+                "group" => {
+                    if let Some(name) = self.string(value, &what) {
+                        match self.group(&name, value.span().start, &what) {
+                            Some(gid) => spec.group = Some((name, gid)),
+                            None => continue,
+                        }
+                    }
+                },
+                "groups" => {
+                    let Some(list) = self.string_list(value, &what) else {
+                        continue;
+                    };
+                    for (name, off) in list {
+                        if let Some(gid) = self.group(&name, off, &what) {
+                            spec.groups.push((name, gid));
+                        }
+                    }
+                },
+                "umask" => {
+                    let Some(s) = self.string(value, &what) else {
+                        continue;
+                    };
+                    match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+                        Ok(m) if m <= 0o777 && !s.is_empty() => spec.umask = Some(m),
+                        _ => self.err(value.span().start, format!("{what} = \"{s}\" is not an octal mask; write it like \"0027\"")),
+                    }
+                },
                 "after" => {
                     let Some(list) = self.string_list(value, &what) else {
                         continue;
@@ -648,6 +692,55 @@ impl FileCtx<'_> {
         ok &= self.errors.len() == errors_before;
         if ok {
             services.insert(name, spec);
+        }
+    }
+
+    /// The gid of a group named in a service, or an error at `at`.
+    fn group(&mut self, name: &str, at: usize, what: &str) -> Option<u32> {
+        let gid = crate::accounts::gid(name);
+        if gid.is_none() {
+            self.err(
+                at,
+                format!("{what}: no group \"{name}\" on this system; create it (groupadd {name}) or fix the name"),
+            );
+        }
+        gid
+    }
+
+    /// `env_file = PATH` or `[PATH, ...]`: read now, so a missing file or a bad line is an
+    /// error with its position; a path starting with `-` may be missing (as in systemd).
+    fn env_files(&mut self, v: &Val<'_>, what: &str, spec: &mut ServiceSpec) {
+        let list = match v.get_ref() {
+            DeValue::String(s) => vec![(s.to_string(), v.span().start)],
+            _ => match self.string_list(v, what) {
+                Some(l) => l,
+                None => return,
+            },
+        };
+        for (given, at) in list {
+            let (optional, path) = match given.strip_prefix('-') {
+                Some(rest) => (true, resolve(self.base, rest)),
+                None => (false, resolve(self.base, &given)),
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(text) => match crate::envfile::parse(&text) {
+                    Ok(vars) => spec.env_from_files.extend(vars),
+                    Err((line, why)) => self.err(
+                        at,
+                        format!("{what}: {}:{line}: {why}", path.display()),
+                    ),
+                },
+                Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => self.err(
+                    at,
+                    format!(
+                        "{what}: cannot read {}: {e}; create it, fix the path, or write \"-{}\" if it may be missing",
+                        path.display(),
+                        path.display()
+                    ),
+                ),
+            }
+            spec.env_files.push(path);
         }
     }
 
@@ -1111,15 +1204,35 @@ impl FileCtx<'_> {
                         Err(e) => self.err(value.span().start, format!("{field}: {e}")),
                     }
                 },
-                "memory_warn" | "memory_restart" => {
+                "memory_warn" | "memory_restart" | "memory_max" | "memory_high" => {
                     let field = format!("{what}.{k}");
                     let Some(s) = self.string(value, &field) else {
                         continue;
                     };
                     match crate::parse_size(&s) {
                         Ok(b) if k == "memory_warn" => out.memory_warn = Some(b),
-                        Ok(b) => out.memory_restart = Some(b),
+                        Ok(b) if k == "memory_restart" => out.memory_restart = Some(b),
+                        Ok(b) if b < 1 << 20 => self.err(value.span().start, format!("{field} = \"{s}\" is below 1MiB: the service could not even start")),
+                        Ok(b) if k == "memory_max" => out.cgroup.memory_max = Some(b),
+                        Ok(b) => out.cgroup.memory_high = Some(b),
                         Err(e) => self.err(value.span().start, format!("{field}: {e}")),
+                    }
+                },
+                "pids_max" => out.cgroup.pids_max = self.int(value, &format!("{what}.pids_max"), 1, u32::MAX.into()),
+                "cpu_weight" => out.cgroup.cpu_weight = self.int(value, &format!("{what}.cpu_weight (100 is the default share)"), 1, 10_000).map(|n| n as u32),
+                "cpu_max" => {
+                    let field = format!("{what}.cpu_max");
+                    let Some(s) = self.string(value, &field) else {
+                        continue;
+                    };
+                    let pct = s.trim().strip_suffix('%').and_then(|n| n.trim().parse::<f64>().ok());
+                    match pct {
+                        // One core is 100%: the quota per 100 ms period.
+                        Some(p) if p > 0.0 && p <= 100_000.0 => {
+                            let quota = ((p / 100.0) * 100_000.0).round().max(1000.0) as u64;
+                            out.cgroup.cpu_max = Some((quota, 100_000));
+                        }
+                        _ => self.err(value.span().start, format!("{field} = \"{s}\" is not a share of one core; write it like \"50%\" (half a core) or \"200%\" (two cores)")),
                     }
                 },
             })
