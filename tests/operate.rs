@@ -381,9 +381,30 @@ sockets = [{ listen = "127.0.0.1:9000", activate = true }]
 [service.rpc]
 command = ["/bin/rpc"]
 probe = { uds = { socket = "/run/rpc.sock", send = "PING\n", expect = "PONG" } }
+
+[service.worker]
+command = ["/bin/worker"]
+user = "nobody"
+group = "4242"
+groups = ["4343"]
+umask = "0027"
+env_file = ["worker.env", "-absent.env"]
+inherit_env = false
+limits = { memory_max = "256MiB", memory_high = "200MiB", cpu_max = "150%", cpu_weight = 200, pids_max = 64 }
 "#,
     )
     .unwrap();
+    std::fs::write(dir.path().join("worker.env"), "TOKEN=secret\n").unwrap();
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id")
+            .args([flag, "nobody"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (nobody_uid, nobody_gid) = (id("-u"), id("-g"));
+    let worker_env = dir.path().join("worker.env");
+    let absent_env = dir.path().join("absent.env");
     let export = |extra: &[&str]| {
         std::process::Command::new(candor_scenarios::candor_bin())
             .args(["export", "kubernetes", "-c"])
@@ -402,7 +423,10 @@ probe = { uds = { socket = "/run/rpc.sock", send = "PING\n", expect = "PONG" } }
     assert!(r.status.success(), "{r:?}");
     let yaml = String::from_utf8(r.stdout).unwrap();
     let warnings = String::from_utf8_lossy(&r.stderr);
-    let expected = [
+    let extra1 = format!("warning: worker: env_file ({}) exported as envFrom the Secret \"worker-env\", which these manifests do not make: kubectl create secret generic worker-env --from-env-file={} (kubectl keeps quotes as part of a value)", worker_env.display(), worker_env.display());
+    let extra2 = format!("warning: worker: env_file ({}) exported as envFrom the optional Secret \"worker-env-2\", which these manifests do not make: kubectl create secret generic worker-env-2 --from-env-file={} (kubectl keeps quotes as part of a value)", absent_env.display(), absent_env.display());
+    let extra3 = format!("warning: worker: user (nobody) exported as runAsUser {nobody_uid}, its uid on this machine: check that the image agrees");
+    let expected = vec![
         "warning: cache: restart = on-failure exported as a Deployment, whose pods are restarted after any exit, 0 too",
         "warning: cache: backoff (1s doubling to 1m, reset after 1m) has no Kubernetes equivalent: the kubelet's crash-loop backoff is fixed (10s doubling to 5m)",
         "warning: cache: probe.every (1.5s) exported as 2s: Kubernetes counts whole seconds, at least 1",
@@ -413,6 +437,14 @@ probe = { uds = { socket = "/run/rpc.sock", send = "PING\n", expect = "PONG" } }
         "warning: db: limits.nofile (4096) has no Kubernetes equivalent: a container gets its runtime's RLIMIT_NOFILE",
         "warning: migrate: sockets 127.0.0.1:9000 (activate = true) has no Kubernetes equivalent: the service must open its own listener (and a Service expose it)",
         "warning: rpc: probe.uds (/run/rpc.sock) has no Kubernetes equivalent: the kubelet probes TCP ports, not Unix sockets; no probe exported",
+        &extra1,
+        &extra2,
+        "warning: worker: inherit_env = false has no Kubernetes equivalent: a container starts from its image's environment",
+        "warning: worker: limits.memory_high (200.0 MiB) has no Kubernetes equivalent: resources.requests.memory reserves memory for scheduling, it does not throttle",
+        "warning: worker: limits.cpu_weight (200) has no Kubernetes equivalent: the kubelet derives cpu.weight from resources.requests.cpu (in cores; set it by hand)",
+        "warning: worker: limits.pids_max (64) has no Kubernetes equivalent per container: the kubelet's podPidsLimit applies to every pod of a node",
+        "warning: worker: umask (0027) has no Kubernetes equivalent: set it in the image's entrypoint",
+        &extra3,
         "warning: Web_API: name exported as \"web-api\": Kubernetes names are DNS-1123 labels (a-z, 0-9 and `-`, at most 63)",
         "warning: Web_API: after (db) has no Kubernetes equivalent: every object starts at once, so Web_API must wait for them itself (or be given an initContainer that does)",
         "warning: Web_API: stop.signal (SIGINT) has no Kubernetes equivalent: the kubelet stops a container with its image's STOPSIGNAL (SIGTERM unless the image sets another)",
@@ -446,12 +478,21 @@ probe = { uds = { socket = "/run/rpc.sock", send = "PING\n", expect = "PONG" } }
         "spec:\n  backoffLimit: 0\n  template:\n",
         "      terminationGracePeriodSeconds: 10\n      restartPolicy: \"Never\"\n",
         "          livenessProbe:\n            exec:\n              command:\n                - \"/bin/check\"\n                - \"--quick\"\n            periodSeconds: 3\n",
+        // worker: whom it runs as, its env files as Secrets, its cgroup limits.
+        &format!("      securityContext:\n        runAsUser: {nobody_uid}\n        runAsGroup: 4242\n        supplementalGroups:\n"),
+        "          - 4343\n",
+        "          envFrom:\n            - secretRef:\n                name: \"worker-env\"\n            - secretRef:\n                name: \"worker-env-2\"\n                optional: true\n          resources:\n            limits:\n              cpu: \"1500m\"\n              memory: \"256Mi\"\n",
     ] {
         assert!(yaml.contains(piece), "no\n{piece}\nin:\n{yaml}");
     }
     // One object per service, in start order (db before Web_API, which waits for it).
     let kinds: Vec<&str> = yaml.lines().filter(|l| l.starts_with("kind: ")).collect();
-    assert_eq!(kinds.len(), 5, "{yaml}");
+    assert_eq!(kinds.len(), 6, "{yaml}");
+    // nobody's own group stays one of its groups, as Candor gives it.
+    assert!(
+        yaml.contains(&format!("          - {nobody_gid}\n")),
+        "{yaml}"
+    );
     assert!(yaml.find("name: \"db\"").unwrap() < yaml.find("name: \"web-api\"").unwrap());
     // rpc: its uds probe does not map, so no probe at all.
     let rpc = &yaml[yaml.find("name: \"rpc\"").unwrap()..];
@@ -464,7 +505,7 @@ probe = { uds = { socket = "/run/rpc.sock", send = "PING\n", expect = "PONG" } }
     assert!(r.status.success(), "{r:?}");
     assert_eq!(
         String::from_utf8_lossy(&r.stdout),
-        format!("5 objects in {}\n", file.display())
+        format!("6 objects in {}\n", file.display())
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), yaml);
     kubernetes_validate(dir.path(), &yaml);
@@ -529,7 +570,7 @@ fn kubernetes_validate(dir: &std::path::Path, yaml: &str) {
     for version in ["1.25.0", "1.37.0"] {
         let (ok, said) = validate("valid.yaml", yaml, version);
         assert!(ok, "kubernetes-validate {version}:\n{said}\n{yaml}");
-        assert_eq!(said.matches(" passed for resource ").count(), 5, "{said}");
+        assert_eq!(said.matches(" passed for resource ").count(), 6, "{said}");
     }
     let unknown = yaml.replacen(
         "          workingDir: ",

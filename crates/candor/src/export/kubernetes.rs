@@ -31,9 +31,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use candor_spec::{
-    format_bytes, format_duration, BackoffSpec, HttpTarget, LimitsSpec, LogsSpec, OnUnhealthy,
-    ProbeCheck, ProbeSpec, ReadySpec, RestartPolicy, ServiceName, ServiceSpec, Spec, StopSignal,
-    StopSpec,
+    format_bytes, format_duration, Account, BackoffSpec, CgroupLimits, HttpTarget, LimitsSpec,
+    LogsSpec, OnUnhealthy, ProbeCheck, ProbeSpec, ReadySpec, RestartPolicy, ServiceName,
+    ServiceSpec, Spec, StopSignal, StopSpec,
 };
 
 use super::yaml::{self, Map, Node};
@@ -315,6 +315,127 @@ fn probes(
     false
 }
 
+/// A quantity of bytes: in Gi, Mi or Ki when it is a whole number of them.
+fn bytes_quantity(b: u64) -> String {
+    match b {
+        0 => "0".into(),
+        b if b % (1 << 30) == 0 => format!("{}Gi", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}Mi", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}Ki", b >> 10),
+        b => b.to_string(),
+    }
+}
+
+/// `resources.limits` from the cgroup limits: `memory_max` is the container's memory limit
+/// (the same `memory.max`), `cpu_max` its CPU limit in thousandths of a core.
+fn resources(w: &mut Warnings, cgroup: &CgroupLimits) -> Option<Node> {
+    let CgroupLimits {
+        memory_max,
+        memory_high,
+        pids_max,
+        cpu_weight,
+        cpu_max,
+    } = cgroup;
+    let mut limits = Map::new();
+    if let Some((quota, period)) = cpu_max {
+        let period128 = u128::from(*period).max(1);
+        let exact = u128::from(*quota) * 1000;
+        let milli = exact.div_ceil(period128);
+        if *period != 100_000 || exact % period128 != 0 {
+            w.warn(
+                "limits.cpu_max",
+                format!("({quota}/{period} µs) exported as {milli}m: Kubernetes sets CPU in thousandths of a core over the kubelet's period (100ms by default)"),
+            );
+        }
+        limits.set("cpu", Node::str(format!("{milli}m")));
+    }
+    if let Some(b) = memory_max {
+        limits.set("memory", Node::str(bytes_quantity(*b)));
+    }
+    if let Some(b) = memory_high {
+        w.warn(
+            "limits.memory_high",
+            format!("({}) has no Kubernetes equivalent: resources.requests.memory reserves memory for scheduling, it does not throttle", format_bytes(*b)),
+        );
+    }
+    if let Some(n) = cpu_weight {
+        w.warn(
+            "limits.cpu_weight",
+            format!("({n}) has no Kubernetes equivalent: the kubelet derives cpu.weight from resources.requests.cpu (in cores; set it by hand)"),
+        );
+    }
+    if let Some(n) = pids_max {
+        w.warn(
+            "limits.pids_max",
+            format!("({n}) has no Kubernetes equivalent per container: the kubelet's podPidsLimit applies to every pod of a node"),
+        );
+    }
+    let limits = limits.node();
+    (limits != Map::new().node()).then(|| Map::new().with("limits", limits).node())
+}
+
+/// The pod's `securityContext` from `user`, `group` and `groups`. Kubernetes takes numbers;
+/// a name was looked up on this machine when the config was read, and the image's user
+/// database may say otherwise: its number is exported (rather than nothing, which would run
+/// the service as the image's user, often root), with a warning.
+fn security_context(
+    w: &mut Warnings,
+    user: Option<&Account>,
+    group: Option<&(String, u32)>,
+    groups: &[(String, u32)],
+) -> Option<Node> {
+    let numeric = |s: &str| s.parse::<u32>().is_ok();
+    let mut sc = Map::new();
+    if let Some(u) = user {
+        if !numeric(&u.name) {
+            w.warn(
+                "user",
+                format!("({}) exported as runAsUser {}, its uid on this machine: check that the image agrees", u.name, u.uid),
+            );
+        }
+        sc.set("runAsUser", Node::int(u.uid));
+    }
+    match (group, user) {
+        (Some((name, gid)), _) => {
+            if !numeric(name) {
+                w.warn(
+                    "group",
+                    format!("({name}) exported as runAsGroup {gid}, its gid on this machine: check that the image agrees"),
+                );
+            }
+            sc.set("runAsGroup", Node::int(*gid));
+        }
+        (None, Some(u)) => sc.set("runAsGroup", Node::int(u.gid)),
+        (None, None) => {}
+    }
+    // Candor gives the user's groups from the database plus `groups`.
+    let primary = group.map(|g| g.1).or(user.map(|u| u.gid));
+    let mut supplementary: Vec<u32> = user.map(|u| u.groups.clone()).unwrap_or_default();
+    supplementary.extend(groups.iter().map(|g| g.1));
+    supplementary.retain(|g| Some(*g) != primary);
+    supplementary.sort_unstable();
+    supplementary.dedup();
+    let names: Vec<&str> = groups
+        .iter()
+        .map(|g| g.0.as_str())
+        .filter(|n| !numeric(n))
+        .collect();
+    if !names.is_empty() {
+        w.warn(
+            "groups",
+            format!("({}) exported as supplementalGroups by their gids on this machine: check that the image agrees", names.join(", ")),
+        );
+    }
+    if !supplementary.is_empty() {
+        sc.set(
+            "supplementalGroups",
+            Node::List(supplementary.into_iter().map(Node::int).collect()),
+        );
+    }
+    let sc = sc.node();
+    (sc != Map::new().node()).then_some(sc)
+}
+
 /// One service's object (a Deployment, or a Job for `restart = "never"`) and its warnings.
 fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<String>) {
     // Every field, by name: a field added to the spec does not compile here until it is
@@ -324,6 +445,13 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
         command,
         workdir,
         env,
+        env_files,
+        env_from_files: _,
+        inherit_env,
+        user,
+        group,
+        groups,
+        umask,
         after,
         restart,
         backoff,
@@ -348,6 +476,7 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
         fd_restart: _,
         memory_warn: _,
         memory_restart,
+        cgroup,
     } = limits;
     let StopSpec {
         signal,
@@ -426,6 +555,49 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
         c.set("env", Node::List(list));
     }
 
+    // Values from env files stay out of the manifest (they are often secrets): each file is
+    // a Secret to make from it, later ones winning as in Candor, `env` over all of them. A
+    // file that is missing now was optional (`-FILE`; else the config would not load).
+    if !env_files.is_empty() {
+        let mut from = Vec::new();
+        for (i, file) in env_files.iter().enumerate() {
+            let secret = match i {
+                0 => format!("{name}-env"),
+                i => format!("{name}-env-{}", i + 1),
+            };
+            let optional = !file.exists();
+            w.warn(
+                "env_file",
+                format!(
+                    "({}) exported as envFrom the {}Secret \"{secret}\", which these manifests do not make: kubectl create secret generic {secret} --from-env-file={} (kubectl keeps quotes as part of a value)",
+                    file.display(),
+                    if optional { "optional " } else { "" },
+                    file.display()
+                ),
+            );
+            let mut r = Map::new().with("name", Node::str(secret));
+            if optional {
+                r.set("optional", Node::Bool(true));
+            }
+            from.push(Map::new().with("secretRef", r.node()).node());
+        }
+        c.set("envFrom", Node::List(from));
+    }
+    if !inherit_env {
+        w.warn(
+            "inherit_env",
+            "= false has no Kubernetes equivalent: a container starts from its image's environment",
+        );
+    }
+    if let Some(r) = resources(&mut w, cgroup) {
+        c.set("resources", r);
+    }
+    if let Some(m) = umask {
+        w.warn(
+            "umask",
+            format!("({m:04o}) has no Kubernetes equivalent: set it in the image's entrypoint"),
+        );
+    }
     if matches!(
         ready,
         ReadySpec::Notify | ReadySpec::File(_) | ReadySpec::Fd(_)
@@ -504,6 +676,9 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
     };
     let job = *restart == RestartPolicy::Never;
     let mut pod = Map::new().with("terminationGracePeriodSeconds", Node::int(grace));
+    if let Some(sc) = security_context(&mut w, user.as_ref(), group.as_ref(), groups) {
+        pod.set("securityContext", sc);
+    }
     if job {
         pod.set("restartPolicy", Node::str("Never"));
     }

@@ -1,4 +1,4 @@
-//! Just enough YAML for manifests of a fixed shape: block maps and lists, integers, and
+//! Just enough YAML for manifests of a fixed shape: block maps and lists, integers, booleans and
 //! strings that are always double-quoted with every character YAML could read otherwise
 //! escaped — so no value is ever taken for a number, a boolean, a null or a comment
 //! (`"on"`, `"0755"`, `"# x"`, `"a: b"` stay strings), in YAML 1.1 and 1.2 alike.
@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 pub enum Node {
     Str(String),
     Int(i64),
+    Bool(bool),
     Map(Vec<(String, Node)>),
     List(Vec<Node>),
 }
@@ -110,6 +111,7 @@ fn scalar(node: &Node) -> Option<String> {
     match node {
         Node::Str(s) => Some(quote(s)),
         Node::Int(n) => Some(n.to_string()),
+        Node::Bool(b) => Some(b.to_string()),
         Node::Map(m) if m.is_empty() => Some("{}".into()),
         Node::List(l) if l.is_empty() => Some("[]".into()),
         _ => None,
@@ -186,6 +188,7 @@ mod tests {
                 "spec",
                 Map::new()
                     .with("replicas", Node::int(1))
+                    .with("paused", Node::Bool(false))
                     .with("empty", Map::new().node())
                     .with(
                         "containers",
@@ -213,6 +216,7 @@ mod tests {
 kind: "Deployment"
 spec:
   replicas: 1
+  paused: false
   empty: {}
   containers:
     - name: "a"
