@@ -18,7 +18,11 @@
 //! `initialDelaySeconds`), `ready = "probe"` → a `readinessProbe` with the same check (and
 //! `successes` → `successThreshold`), with `ready_timeout` also a `startupProbe` that allows
 //! that long, `on_unhealthy = "alert"` → the readinessProbe alone (no restart),
-//! `stop.timeout` → `terminationGracePeriodSeconds`. Names become DNS-1123 labels. Candor runs
+//! `stop.timeout` → `terminationGracePeriodSeconds`, `user`/`group`/`groups` → the pod's
+//! `securityContext` (uids and gids), `env_file` → `envFrom` Secrets made from the files
+//! (their values are not copied into the manifest), `limits.memory_max`/`cpu_max` →
+//! `resources.limits`. The daemon's environment (`inherit_env = true`) becomes the image's.
+//! Names become DNS-1123 labels. Candor runs
 //! a command where Kubernetes runs an image: `--image IMAGE` names the image of every
 //! service, `--image NAME=IMAGE` one service's; without one a service gets
 //! `registry.invalid/replace-me/<name>:latest`, which no registry serves (`.invalid` never
