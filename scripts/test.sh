@@ -24,6 +24,16 @@ if [ ! -d tests/browser/node_modules/playwright-core ] && command -v npm >/dev/n
   (cd tests/browser && npm ci --no-audit --no-fund --silent) \
     || echo "could not install playwright-core; the browser test will say so"
 fi
+# PyPI's kubernetes-validate (the Kubernetes JSON schemas of 1.25-1.37; --strict rejects unknown
+# fields) for the `candor export kubernetes` test: a venv in target/, made once (a 23 MB
+# download, 144 MB unpacked, ~7 s).
+kv=target/kubernetes-validate
+if ! "$kv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+  { python3 -m venv "$kv" \
+      && "$kv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0; } >/dev/null 2>&1 \
+    || echo "could not install kubernetes-validate; the export kubernetes test will say so"
+fi
+export CANDOR_KUBERNETES_VALIDATE="$PWD/$kv/bin/kubernetes-validate"
 cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

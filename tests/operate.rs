@@ -336,3 +336,250 @@ fn systemd_verify(dir: &std::path::Path, files: &[&str]) {
         String::from_utf8_lossy(&v.stderr)
     );
 }
+
+/// `candor export kubernetes`: manifests that the Kubernetes schema accepts in strict mode
+/// (kubernetes-validate: no unknown field, every type right), each mapping where it belongs,
+/// and exactly one warning line for each key that does not map; exit 0.
+#[test]
+fn export_kubernetes_writes_manifests_the_schema_accepts_and_warns_for_what_does_not_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("candor.toml");
+    std::fs::write(
+        &config,
+        r#"
+[service.db]
+command = ["/usr/lib/postgresql/bin/postgres", "-D", "/var/lib/pg"]
+ready = "notify"
+watchdog = "10s"
+limits = { nofile = 4096 }
+
+[service.Web_API]
+command = ["/bin/sh", "-c", "exec api --greeting \"$(NAME)\" --pid $$"]
+workdir = "/srv/api"
+env = { RUST_LOG = "info", GREETING = "100% \"fun\" $HOME $(X)" }
+after = ["db"]
+ready = "probe"
+ready_timeout = "30s"
+probe = { http = { port = 8080, path = "/health", expect_status = 204 }, every = "5s", timeout = "2s", failures = 4, successes = 2 }
+stop = { signal = "SIGINT", timeout = "20s" }
+limits = { memory_restart = "512MiB", fd_warn = "70%" }
+
+[service.cache]
+command = ["/usr/bin/redis-server", "--port", "6379"]
+restart = "on-failure"
+backoff = { initial = "1s", max = "1m" }
+probe = { tcp = "10.0.0.7:6379", every = "1500ms" }
+on_unhealthy = "alert"
+logs = { rate = 10 }
+
+[service.migrate]
+command = ["/bin/migrate", "--to", "latest"]
+restart = "never"
+probe = { exec = ["/bin/check", "--quick"], every = "3s" }
+sockets = [{ listen = "127.0.0.1:9000", activate = true }]
+
+[service.rpc]
+command = ["/bin/rpc"]
+probe = { uds = { socket = "/run/rpc.sock", send = "PING\n", expect = "PONG" } }
+
+[service.worker]
+command = ["/bin/worker"]
+user = "nobody"
+group = "4242"
+groups = ["4343"]
+umask = "0027"
+env_file = ["worker.env", "-absent.env"]
+inherit_env = false
+limits = { memory_max = "256MiB", memory_high = "200MiB", cpu_max = "150%", cpu_weight = 200, pids_max = 64 }
+"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("worker.env"), "TOKEN=secret\n").unwrap();
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id")
+            .args([flag, "nobody"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (nobody_uid, nobody_gid) = (id("-u"), id("-g"));
+    let worker_env = dir.path().join("worker.env");
+    let absent_env = dir.path().join("absent.env");
+    let export = |extra: &[&str]| {
+        std::process::Command::new(candor_scenarios::candor_bin())
+            .args(["export", "kubernetes", "-c"])
+            .arg(&config)
+            .args([
+                "--image",
+                "example.org/app:1.2",
+                "--image",
+                "db=postgres:16",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let r = export(&[]);
+    assert!(r.status.success(), "{r:?}");
+    let yaml = String::from_utf8(r.stdout).unwrap();
+    let warnings = String::from_utf8_lossy(&r.stderr);
+    let extra1 = format!("warning: worker: env_file ({}) exported as envFrom the Secret \"worker-env\", which these manifests do not make: kubectl create secret generic worker-env --from-env-file={} (kubectl keeps quotes as part of a value)", worker_env.display(), worker_env.display());
+    let extra2 = format!("warning: worker: env_file ({}) exported as envFrom the optional Secret \"worker-env-2\", which these manifests do not make: kubectl create secret generic worker-env-2 --from-env-file={} (kubectl keeps quotes as part of a value)", absent_env.display(), absent_env.display());
+    let extra3 = format!("warning: worker: user (nobody) exported as runAsUser {nobody_uid}, its uid on this machine: check that the image agrees");
+    let expected = vec![
+        "warning: cache: restart = on-failure exported as a Deployment, whose pods are restarted after any exit, 0 too",
+        "warning: cache: backoff (1s doubling to 1m, reset after 1m) has no Kubernetes equivalent: the kubelet's crash-loop backoff is fixed (10s doubling to 5m)",
+        "warning: cache: probe.every (1.5s) exported as 2s: Kubernetes counts whole seconds, at least 1",
+        "warning: cache: on_unhealthy = alert exported as a readinessProbe only: no restart, and a pod failing it is taken out of its Services' endpoints",
+        "warning: cache: logs (rate 10, burst 50, max_bytes 64.0 MiB) has no Kubernetes equivalent: the kubelet keeps container logs by size (containerLogMaxSize), with no rate limit",
+        "warning: db: ready = notify has no Kubernetes equivalent: the pod counts as ready once started (a readinessProbe is the way to say more)",
+        "warning: db: watchdog (10s) has no Kubernetes equivalent: nothing reads sd_notify's WATCHDOG=1 (a livenessProbe is the nearest)",
+        "warning: db: limits.nofile (4096) has no Kubernetes equivalent: a container gets its runtime's RLIMIT_NOFILE",
+        "warning: migrate: sockets 127.0.0.1:9000 (activate = true) has no Kubernetes equivalent: the service must open its own listener (and a Service expose it)",
+        "warning: rpc: probe.uds (/run/rpc.sock) has no Kubernetes equivalent: the kubelet probes TCP ports, not Unix sockets; no probe exported",
+        &extra1,
+        &extra2,
+        "warning: worker: inherit_env = false has no Kubernetes equivalent: a container starts from its image's environment",
+        "warning: worker: limits.memory_high (200.0 MiB) has no Kubernetes equivalent: resources.requests.memory reserves memory for scheduling, it does not throttle",
+        "warning: worker: limits.cpu_weight (200) has no Kubernetes equivalent: the kubelet derives cpu.weight from resources.requests.cpu (in cores; set it by hand)",
+        "warning: worker: limits.pids_max (64) has no Kubernetes equivalent per container: the kubelet's podPidsLimit applies to every pod of a node",
+        "warning: worker: umask (0027) has no Kubernetes equivalent: set it in the image's entrypoint",
+        &extra3,
+        "warning: Web_API: name exported as \"web-api\": Kubernetes names are DNS-1123 labels (a-z, 0-9 and `-`, at most 63)",
+        "warning: Web_API: after (db) has no Kubernetes equivalent: every object starts at once, so Web_API must wait for them itself (or be given an initContainer that does)",
+        "warning: Web_API: stop.signal (SIGINT) has no Kubernetes equivalent: the kubelet stops a container with its image's STOPSIGNAL (SIGTERM unless the image sets another)",
+        "warning: Web_API: probe.http.host (127.0.0.1) not exported: the kubelet probes the pod's IP, so the service must listen on it (e.g. 0.0.0.0), not on loopback only",
+        "warning: Web_API: probe.http.expect_status (204) has no Kubernetes equivalent: an httpGet probe passes on any status from 200 to 399",
+        "warning: Web_API: probe.successes (2) applies to the readinessProbe only: Kubernetes requires 1 for a livenessProbe",
+        "warning: Web_API: ready_timeout (30s) exported as a startupProbe of 6 × 5s: Kubernetes restarts a container not ready in time, where Candor marks it failed",
+        "warning: Web_API: limits.fd_warn has no Kubernetes equivalent (only Candor watches fd and memory trends; keep it in your monitoring)",
+        "warning: Web_API: limits.memory_restart (512.0 MiB) has no Kubernetes equivalent: resources.limits.memory kills the container instead of restarting it (set it by hand if that will do)",
+    ];
+    assert_eq!(
+        warnings.lines().collect::<Vec<_>>(),
+        expected,
+        "warnings:\n{warnings}"
+    );
+    // Each mapping where Kubernetes reads it (the writer's indentation is fixed).
+    for piece in [
+        // Web_API: a Deployment with its sanitized name, the argv with Kubernetes' `$(VAR)`
+        // and `$$` expansion escaped, workdir, env sorted, and the three probes.
+        "kind: \"Deployment\"\nmetadata:\n  name: \"web-api\"\n  labels:\n    app.kubernetes.io/name: \"web-api\"\n    app.kubernetes.io/managed-by: \"candor-export\"\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: \"web-api\"\n",
+        "      terminationGracePeriodSeconds: 20\n      containers:\n        - name: \"web-api\"\n          image: \"example.org/app:1.2\"\n          command:\n            - \"/bin/sh\"\n            - \"-c\"\n            - \"exec api --greeting \\\"$$(NAME)\\\" --pid $$$\"\n          workingDir: \"/srv/api\"\n          env:\n            - name: \"GREETING\"\n              value: \"100% \\\"fun\\\" $HOME $$(X)\"\n            - name: \"RUST_LOG\"\n              value: \"info\"\n",
+        "          livenessProbe:\n            httpGet:\n              path: \"/health\"\n              port: 8080\n            periodSeconds: 5\n            timeoutSeconds: 2\n            failureThreshold: 4\n            successThreshold: 1\n",
+        "          readinessProbe:\n            httpGet:\n              path: \"/health\"\n              port: 8080\n            periodSeconds: 5\n            timeoutSeconds: 2\n            failureThreshold: 4\n            successThreshold: 2\n",
+        "          startupProbe:\n            httpGet:\n              path: \"/health\"\n              port: 8080\n            periodSeconds: 5\n            timeoutSeconds: 2\n            failureThreshold: 6\n            successThreshold: 1\n",
+        // cache: tcpSocket to its host, as a readinessProbe alone (on_unhealthy = alert).
+        "          image: \"example.org/app:1.2\"\n          command:\n            - \"/usr/bin/redis-server\"\n            - \"--port\"\n            - \"6379\"\n          readinessProbe:\n            tcpSocket:\n              port: 6379\n              host: \"10.0.0.7\"\n            periodSeconds: 2\n",
+        // db: its own image, no probe.
+        "        - name: \"db\"\n          image: \"postgres:16\"\n          command:\n            - \"/usr/lib/postgresql/bin/postgres\"\n            - \"-D\"\n            - \"/var/lib/pg\"\n---\n",
+        // migrate runs once: a Job.
+        "kind: \"Job\"\nmetadata:\n  name: \"migrate\"\n",
+        "spec:\n  backoffLimit: 0\n  template:\n",
+        "      terminationGracePeriodSeconds: 10\n      restartPolicy: \"Never\"\n",
+        "          livenessProbe:\n            exec:\n              command:\n                - \"/bin/check\"\n                - \"--quick\"\n            periodSeconds: 3\n",
+        // worker: whom it runs as, its env files as Secrets, its cgroup limits.
+        &format!("      securityContext:\n        runAsUser: {nobody_uid}\n        runAsGroup: 4242\n        supplementalGroups:\n"),
+        "          - 4343\n",
+        "          envFrom:\n            - secretRef:\n                name: \"worker-env\"\n            - secretRef:\n                name: \"worker-env-2\"\n                optional: true\n          resources:\n            limits:\n              cpu: \"1500m\"\n              memory: \"256Mi\"\n",
+    ] {
+        assert!(yaml.contains(piece), "no\n{piece}\nin:\n{yaml}");
+    }
+    // One object per service, in start order (db before Web_API, which waits for it).
+    let kinds: Vec<&str> = yaml.lines().filter(|l| l.starts_with("kind: ")).collect();
+    assert_eq!(kinds.len(), 6, "{yaml}");
+    // nobody's own group stays one of its groups, as Candor gives it.
+    assert!(
+        yaml.contains(&format!("          - {nobody_gid}\n")),
+        "{yaml}"
+    );
+    assert!(yaml.find("name: \"db\"").unwrap() < yaml.find("name: \"web-api\"").unwrap());
+    // rpc: its uds probe does not map, so no probe at all.
+    let rpc = &yaml[yaml.find("name: \"rpc\"").unwrap()..];
+    let rpc = &rpc[..rpc.find("\n---\n").unwrap_or(rpc.len())];
+    assert!(!rpc.contains("Probe:"), "{rpc}");
+
+    // --out FILE: the same manifests in the file, a count on stdout.
+    let file = dir.path().join("k8s.yaml");
+    let r = export(&["--out", file.to_str().unwrap()]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        format!("6 objects in {}\n", file.display())
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), yaml);
+    kubernetes_validate(dir.path(), &yaml);
+
+    // Usage errors: a service that does not exist, systemd without a directory.
+    let r = export(&["--image", "nope=x:1"]);
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("there is no service `nope`"));
+    let r = std::process::Command::new(candor_scenarios::candor_bin())
+        .args(["export", "systemd", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("export systemd needs --out DIR"));
+    // A config that is not valid exports nothing.
+    std::fs::write(&config, "[service.x]\n").unwrap();
+    let none = dir.path().join("none.yaml");
+    let r = export(&["--out", none.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(!none.exists());
+}
+
+/// Validate `yaml` with kubernetes-validate in strict mode against the oldest and the newest
+/// Kubernetes it knows — after making sure it is strict: a copy with an unknown field and
+/// one with a string for an integer must each be rejected. Skipped (or failed in CI) where
+/// kubernetes-validate is missing; scripts/test.sh installs it from PyPI.
+fn kubernetes_validate(dir: &std::path::Path, yaml: &str) {
+    let program = std::env::var("CANDOR_KUBERNETES_VALIDATE").unwrap_or_else(|_| {
+        let venv = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/kubernetes-validate/bin/kubernetes-validate"
+        );
+        if std::path::Path::new(venv).exists() {
+            venv.into()
+        } else {
+            "kubernetes-validate".into()
+        }
+    });
+    if !candor_scenarios::tool(
+        &program,
+        &["--version"],
+        "kubernetes-validate is missing (scripts/test.sh installs it from PyPI into target/)",
+    ) {
+        return;
+    }
+    let validate = |name: &str, text: &str, version: &str| {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(&program)
+            .args(["--strict", "--kubernetes-version", version])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    for version in ["1.25.0", "1.37.0"] {
+        let (ok, said) = validate("valid.yaml", yaml, version);
+        assert!(ok, "kubernetes-validate {version}:\n{said}\n{yaml}");
+        assert_eq!(said.matches(" passed for resource ").count(), 6, "{said}");
+    }
+    let unknown = yaml.replacen(
+        "          workingDir: ",
+        "          workDir: \"/x\"\n          workingDir: ",
+        1,
+    );
+    let (ok, said) = validate("unknown.yaml", &unknown, "1.37.0");
+    assert!(!ok && said.contains("'workDir' was unexpected"), "{said}");
+    let wrong_type = yaml.replacen("periodSeconds: 5\n", "periodSeconds: \"5\"\n", 1);
+    let (ok, said) = validate("type.yaml", &wrong_type, "1.37.0");
+    assert!(!ok && said.contains("is not of type 'integer'"), "{said}");
+}

@@ -37,6 +37,7 @@ struct Cli {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ExportTarget {
     Systemd,
+    Kubernetes,
 }
 
 #[derive(Subcommand)]
@@ -70,14 +71,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write units for another supervisor from a config: `systemd` — one <service>.service
-    /// (and .socket) per service into --out. What does not map is printed as a warning.
+    /// Write a config for another supervisor: `systemd` — one <service>.service (and .socket)
+    /// per service into --out DIR; `kubernetes` — a Deployment (a Job for restart = "never")
+    /// per service, YAML on stdout or into --out FILE. What does not map is printed as a
+    /// warning on stderr.
     Export {
         target: ExportTarget,
         #[arg(short, long, default_value = "candor.toml")]
         config: PathBuf,
+        /// systemd: the directory for the units (required); kubernetes: the YAML file
+        /// (default: stdout).
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
+        /// kubernetes: the image of every service (IMAGE) or of one (NAME=IMAGE); repeat for
+        /// more. A service without one gets a placeholder under registry.invalid, and a
+        /// warning.
+        #[arg(long, value_name = "[NAME=]IMAGE")]
+        image: Vec<String>,
     },
     /// Shell completions on stdout: `candor completions bash > /etc/bash_completion.d/candor`.
     Completions { shell: clap_complete::Shell },
@@ -304,25 +314,11 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
             }
         }
         Command::Export {
-            target: ExportTarget::Systemd,
+            target,
             config,
             out,
-        } => match candor_spec::load(&config) {
-            Err(errors) => {
-                eprintln!("{errors}");
-                USAGE
-            }
-            Ok(spec) => match export::systemd(&spec, &out) {
-                Ok(n) => {
-                    println!("{n} units in {}", out.display());
-                    OK
-                }
-                Err(e) => {
-                    eprintln!("candor: {e}");
-                    FAILED
-                }
-            },
-        },
+            image,
+        } => export(target, &config, out.as_deref(), &image),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "candor", &mut std::io::stdout());
@@ -636,6 +632,69 @@ fn check(config: &std::path::Path) -> u8 {
                 if errors.0.len() == 1 { "" } else { "s" }
             );
             USAGE
+        }
+    }
+}
+
+/// `candor export systemd|kubernetes`: usage errors first, then the config, then the files.
+fn export(
+    target: ExportTarget,
+    config: &std::path::Path,
+    out: Option<&std::path::Path>,
+    image: &[String],
+) -> u8 {
+    let usage = match (target, out) {
+        (ExportTarget::Systemd, None) => {
+            Some("export systemd needs --out DIR: it writes one file per unit")
+        }
+        (ExportTarget::Systemd, Some(_)) if !image.is_empty() => {
+            Some("--image is for export kubernetes (systemd runs the command itself)")
+        }
+        _ => None,
+    };
+    if let Some(msg) = usage {
+        eprintln!("candor: {msg}");
+        return USAGE;
+    }
+    let spec = match candor_spec::load(config) {
+        Ok(spec) => spec,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return USAGE;
+        }
+    };
+    match (target, out) {
+        (ExportTarget::Systemd, Some(dir)) => match export::systemd::systemd(&spec, dir) {
+            Ok(n) => {
+                println!("{n} units in {}", dir.display());
+                OK
+            }
+            Err(e) => {
+                eprintln!("candor: {e}");
+                FAILED
+            }
+        },
+        (ExportTarget::Systemd, None) => USAGE,
+        (ExportTarget::Kubernetes, out) => {
+            let images = match export::kubernetes::Images::parse(image, &spec) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("candor: {e}");
+                    return USAGE;
+                }
+            };
+            match export::kubernetes::write(&spec, &images, out) {
+                Ok(n) => {
+                    if let Some(file) = out {
+                        println!("{n} objects in {}", file.display());
+                    }
+                    OK
+                }
+                Err(e) => {
+                    eprintln!("candor: {e}");
+                    FAILED
+                }
+            }
         }
     }
 }

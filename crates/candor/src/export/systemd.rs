@@ -1,6 +1,5 @@
 //! `candor export systemd -c FILE --out DIR`: one unit per service (and a .socket unit per
-//! activated socket), for when the services outgrow one Candor. What has no systemd
-//! equivalent is said on stderr as `warning: <service>: <key> ...`, never dropped silently.
+//! activated socket). What has no systemd equivalent is a [`Warnings`] line.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,6 +7,8 @@ use std::time::Duration;
 
 use candor_spec::listen::ListenAddr;
 use candor_spec::{ReadySpec, RestartPolicy, ServiceSpec, Spec};
+
+use super::Warnings;
 
 /// systemd's quoting for one word of ExecStart= / Environment=: in double quotes, with `\`
 /// and `"` escaped, `%` as `%%` (specifiers) and `$` as `$$` (variables).
@@ -39,8 +40,7 @@ fn secs(d: Duration) -> String {
 /// The units of one service: `(file name, text)`, and the warnings.
 pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
     let name = spec.name.as_str();
-    let warn = |key: &str, why: &str| format!("warning: {name}: {key} {why}");
-    let mut warnings = Vec::new();
+    let mut w = Warnings::new(name);
     let mut files = Vec::new();
     let mut u = String::new();
     let _ = writeln!(
@@ -65,13 +65,13 @@ pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
         ReadySpec::Notify => "notify",
         ReadySpec::Started => "exec",
         _ => {
-            warnings.push(warn(
+            w.warn(
                 "ready",
-                &format!(
+                format!(
                     "= {} has no systemd equivalent; exported as Type=exec (ready once started)",
                     spec.ready.as_str()
                 ),
-            ));
+            );
             "exec"
         }
     };
@@ -105,13 +105,13 @@ pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
         );
     }
     if b.reset_after != candor_spec::BackoffSpec::default().reset_after {
-        warnings.push(warn(
+        w.warn(
             "backoff.reset_after",
-            &format!(
+            format!(
                 "({}) has no systemd equivalent (systemd resets its steps when the unit starts anew)",
                 secs(b.reset_after)
             ),
-        ));
+        );
     }
     let _ = writeln!(
         u,
@@ -122,8 +122,8 @@ pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
     if let Some(t) = spec.ready_timeout {
         let _ = writeln!(u, "TimeoutStartSec={}", secs(t));
     }
-    if let Some(w) = spec.watchdog {
-        let _ = writeln!(u, "WatchdogSec={}", secs(w));
+    if let Some(wd) = spec.watchdog {
+        let _ = writeln!(u, "WatchdogSec={}", secs(wd));
     }
     if let Some(n) = spec.limits.nofile {
         let _ = writeln!(u, "LimitNOFILE={n}");
@@ -150,55 +150,36 @@ pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
     }
     // What does not map.
     if let Some(p) = &spec.probe {
-        warnings.push(warn(
+        w.warn(
             "probe",
-            &format!(
+            format!(
                 "({} every {}) has no systemd equivalent; check it from outside (a timer, your monitoring)",
                 p.check.kind(),
                 secs(p.every)
             ),
-        ));
+        );
     }
     if spec.probe.is_some() {
-        warnings.push(warn(
+        w.warn(
             "on_unhealthy",
             "has no systemd equivalent (systemd has no probe to act on)",
-        ));
+        );
     }
-    for s in spec.own_sockets() {
-        warnings.push(warn(
-            "sockets",
-            &format!(
-                "{}: a declared socket is not checked by systemd",
-                s.display()
-            ),
-        ));
-    }
-    let l = &spec.limits;
-    for (key, set) in [
-        ("limits.fd_warn", l.fd_warn.is_some()),
-        ("limits.fd_restart", l.fd_restart.is_some()),
-        ("limits.memory_warn", l.memory_warn.is_some()),
-        ("limits.memory_restart", l.memory_restart.is_some()),
-    ] {
-        if set {
-            warnings.push(warn(
-                key,
-                "has no systemd equivalent (MemoryMax= kills instead of restarting)",
-            ));
-        }
+    w.candor_only(spec, "systemd");
+    if spec.limits.memory_restart.is_some() {
+        w.warn(
+            "limits.memory_restart",
+            "has no systemd equivalent (MemoryMax= kills instead of restarting)",
+        );
     }
     if spec.logs.max_bytes != candor_spec::LogsSpec::default().max_bytes {
-        warnings.push(warn(
+        w.warn(
             "logs.max_bytes",
             "is journald's to keep (SystemMaxUse= in journald.conf), not a unit's",
-        ));
+        );
     }
     if spec.main {
-        warnings.push(warn(
-            "main",
-            "has no systemd equivalent (systemd does not exit)",
-        ));
+        w.warn("main", "has no systemd equivalent (systemd does not exit)");
     }
     let _ = writeln!(u, "\n[Install]\nWantedBy=multi-user.target");
     files.push((format!("{name}.service"), u));
@@ -232,7 +213,7 @@ pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
         let _ = writeln!(s, "\n[Install]\nWantedBy=sockets.target");
         files.push((unit.clone(), s));
     }
-    (files, warnings)
+    (files, w.into_lines())
 }
 
 /// Write every service's units into `out`; warnings on stderr. Exit code.
