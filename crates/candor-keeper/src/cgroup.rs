@@ -485,9 +485,12 @@ mod tests {
         assert_eq!(moved, std::process::id().to_string());
         // A hybrid system: memory is bound to cgroup v1.
         std::fs::write(mount.join("cgroup.controllers"), "hugetlb\n").unwrap();
-        let err = super::enable(mount, &root, "pids").unwrap_err();
+        let both = super::enable(mount, &root, &["memory", "pids"]);
+        assert_eq!(both.len(), 2);
+        let err = both[0].1.clone().unwrap_err();
+        assert_eq!(Err(err.clone()), both[1].1, "one sentence for both");
         assert!(
-            err.contains("the pids controller is not available"),
+            err.contains("the memory and pids controllers are not available"),
             "{err}"
         );
         assert!(err.contains("it has: hugetlb"), "{err}");
