@@ -243,12 +243,18 @@ after = ["db"]
 restart = "on-failure"
 backoff = { initial = "1s", max = "1m" }
 stop = { signal = "SIGINT", timeout = "20s" }
-limits = { nofile = 4096, memory_restart = "512MiB" }
+limits = { nofile = 4096, memory_restart = "512MiB", memory_max = "1GiB", memory_high = "768MiB", pids_max = 256, cpu_weight = 50, cpu_max = "150%" }
+user = "nobody"
+group = "nogroup"
+groups = ["root"]
+umask = "0027"
+env_file = ["api.env", "-/etc/candor-test-absent.env"]
 probe = { http = { port = 8080, path = "/health" }, every = "5s" }
 sockets = [{ path = "/run/api.sock", activate = true, mode = "0660" }, { listen = "127.0.0.1:8080", activate = true, name = "http" }]
 "#,
     )
     .unwrap();
+    std::fs::write(dir.path().join("api.env"), "TOKEN=abc\n").unwrap();
     let out = dir.path().join("units");
     let r = std::process::Command::new(candor_scenarios::candor_bin())
         .args(["export", "systemd", "-c"])
@@ -286,9 +292,16 @@ sockets = [{ path = "/run/api.sock", activate = true, mode = "0660" }, { listen 
     for line in [
         "After=db.service\nRequires=db.service",
         r#"ExecStart="/bin/sh" "-c" "exec sleep 100000""#,
+        format!(
+            "EnvironmentFile={}\nEnvironmentFile=-/etc/candor-test-absent.env",
+            dir.path().join("api.env").display()
+        )
+        .as_str(),
         "Restart=on-failure\nRestartSec=1s",
         "KillSignal=SIGINT\nTimeoutStopSec=20s",
         "LimitNOFILE=4096",
+        "MemoryMax=1073741824\nMemoryHigh=805306368\nTasksMax=256\nCPUWeight=50\nCPUQuota=150%",
+        "User=nobody\nGroup=nogroup\nSupplementaryGroups=root\nUMask=0027",
         "Sockets=api-0.socket api-1.socket",
     ] {
         assert!(api.contains(line), "no `{line}` in api.service:\n{api}");

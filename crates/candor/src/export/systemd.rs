@@ -81,8 +81,27 @@ pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
     if let Some(wd) = &spec.workdir {
         let _ = writeln!(u, "WorkingDirectory={}", wd.display());
     }
+    // systemd reads the files at each start, before Environment= (which wins, as `env`
+    // does); a "-" path may be missing, as in Candor.
+    for f in &spec.env_files {
+        let optional = if f.exists() { "" } else { "-" };
+        let _ = writeln!(u, "EnvironmentFile={optional}{}", f.display());
+    }
     for (k, v) in &spec.env {
         let _ = writeln!(u, "Environment={}", quote(&format!("{k}={v}")));
+    }
+    if let Some(user) = &spec.user {
+        let _ = writeln!(u, "User={}", user.name);
+    }
+    if let Some((group, _)) = &spec.group {
+        let _ = writeln!(u, "Group={group}");
+    }
+    if !spec.groups.is_empty() {
+        let names: Vec<&str> = spec.groups.iter().map(|(n, _)| n.as_str()).collect();
+        let _ = writeln!(u, "SupplementaryGroups={}", names.join(" "));
+    }
+    if let Some(mask) = spec.umask {
+        let _ = writeln!(u, "UMask={mask:04o}");
     }
     let restart = match spec.restart {
         RestartPolicy::Always => "always",
@@ -127,6 +146,23 @@ pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
     }
     if let Some(n) = spec.limits.nofile {
         let _ = writeln!(u, "LimitNOFILE={n}");
+    }
+    let cg = &spec.limits.cgroup;
+    if let Some(b) = cg.memory_max {
+        let _ = writeln!(u, "MemoryMax={b}");
+    }
+    if let Some(b) = cg.memory_high {
+        let _ = writeln!(u, "MemoryHigh={b}");
+    }
+    if let Some(n) = cg.pids_max {
+        let _ = writeln!(u, "TasksMax={n}");
+    }
+    if let Some(wt) = cg.cpu_weight {
+        let _ = writeln!(u, "CPUWeight={wt}");
+    }
+    if let Some((quota, period)) = cg.cpu_max {
+        let pct = (quota as f64 * 100.0 / period as f64).round() as u64;
+        let _ = writeln!(u, "CPUQuota={pct}%");
     }
     if spec.logs.rate > 0 {
         let _ = writeln!(
