@@ -176,6 +176,30 @@ impl Daemon {
 
     /// Start (again) a daemon process on this dir and wait until it answers.
     pub fn spawn(&mut self) {
+        let args: Vec<std::ffi::OsString> = vec![
+            "daemon".into(),
+            "-c".into(),
+            self.config.clone().into(),
+            "--socket".into(),
+            self.socket.clone().into(),
+        ];
+        self.spawn_args(&args, false);
+    }
+
+    /// Start a daemon as `candor daemon ARGS` — no `-c` or `--socket` of the harness's: the
+    /// test says what it wants — with `env` on top of an environment without CANDOR_SOCKET,
+    /// XDG_STATE_HOME and XDG_RUNTIME_DIR (only what the test gives counts), and wait until it
+    /// answers at `socket`, where it is expected to listen (the harness's commands use it).
+    pub fn spawn_with(&mut self, args: &[&str], env: &[(&str, &str)], socket: &Path) {
+        self.socket = socket.to_path_buf();
+        self.env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut all: Vec<std::ffi::OsString> = vec!["daemon".into()];
+        all.extend(args.iter().map(Into::into));
+        self.spawn_args(&all, true);
+    }
+
+    fn spawn_args(&mut self, args: &[std::ffi::OsString], clean_env: bool) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -199,11 +223,12 @@ impl Daemon {
                 });
             }
         }
-        cmd.arg("daemon")
-            .arg("-c")
-            .arg(&self.config)
-            .arg("--socket")
-            .arg(&self.socket);
+        cmd.args(args);
+        if clean_env {
+            for var in ["CANDOR_SOCKET", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"] {
+                cmd.env_remove(var);
+            }
+        }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

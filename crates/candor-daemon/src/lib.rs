@@ -39,6 +39,9 @@ pub struct Options {
     pub config: PathBuf,
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// Whose defaults apply to the state dir and socket the flags and config leave open:
+    /// `--system`, `--user`, or neither.
+    pub mode: paths::Mode,
     /// `false` forces process-group containment (`CANDOR_CGROUP=off`).
     pub use_cgroups: bool,
     /// `false` forces the portable fork/exec spawn path (`CANDOR_CLONE3=off`).
@@ -71,6 +74,8 @@ pub enum DaemonError {
     },
     #[error("cannot listen on {why}; fix `[daemon] socket` or --socket")]
     SocketInUse { why: String },
+    #[error(transparent)]
+    Paths(#[from] paths::PathError),
     #[error("cannot listen on {path}: {source}")]
     Socket {
         path: PathBuf,
@@ -249,6 +254,18 @@ fn bind(
     Ok(listener)
 }
 
+/// The directory of a mode's default socket (`/run/candor`), made with `mode` when missing —
+/// not 0700 as the daemon's umask would have it — so that `socket_group` can reach the socket.
+/// One that exists is left as it is (systemd's `RuntimeDirectory=` made it).
+fn make_socket_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The state dir holds every service's logs: 0700, its database files 0600 (SQLite gives the
 /// -wal and -shm files the database's mode), also when an older version made them readable.
 /// With `socket_group` and the control socket inside it, the dir is 0710 to that group: its
@@ -297,13 +314,28 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     let spec = tokio::task::spawn_blocking(move || candor_spec::load(&config_path))
         .await
         .expect("config loader panicked")?;
-    let state_dir = paths::state_dir(opts.state_dir.as_deref(), &spec);
-    let socket = paths::socket(opts.socket.as_deref(), &spec, &state_dir);
+    let paths::DaemonPaths {
+        state_dir,
+        socket,
+        socket_dir,
+    } = paths::daemon(
+        opts.mode,
+        opts.state_dir.as_deref(),
+        opts.socket.as_deref(),
+        &spec.daemon,
+        &paths::Env::current(),
+    )?;
     // One daemon per state dir: it names the cgroups, so a second one would kill the first's
     // services. Held (by the open file) until the daemon exits.
     let _lock = lock_state_dir(&state_dir)?;
     let socket_group = spec.daemon.socket_group.as_ref().map(|(_, gid)| *gid);
     secure_state_dir(&state_dir, &socket, socket_group);
+    if let Some((dir, mode)) = &socket_dir {
+        make_socket_dir(dir, *mode).map_err(|source| DaemonError::Socket {
+            path: socket.clone(),
+            source,
+        })?;
+    }
     let listener = bind(&socket, opts.handover.listen_fd, socket_group)?;
     // A copy of the listening socket, kept for a successor (`candor upgrade`).
     let listen_fd =
@@ -631,4 +663,25 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     .await;
     eprintln!("candor: all services stopped; bye");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_socket_dir_is_made_with_its_mode_and_one_that_exists_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run-candor");
+        // Group-writable: more than any usual umask (022, or the daemon's 077) lets through,
+        // so the mode is the one asked for, not the umask's.
+        super::make_socket_dir(&dir, 0o775).unwrap();
+        let mode = |d: &std::path::Path| std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o775);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        super::make_socket_dir(&dir, 0o775).unwrap();
+        assert_eq!(mode(&dir), 0o750, "an existing directory keeps its mode");
+        let missing_parent = tmp.path().join("no/such");
+        assert!(super::make_socket_dir(&missing_parent, 0o755).is_err());
+    }
 }

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use candor_daemon::paths;
+
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
@@ -17,6 +19,8 @@ pub enum ClientError {
         status: u16,
         body: candor_api::ErrorBody,
     },
+    /// The command line or the config it names cannot say where the daemon is.
+    Usage { error: String, details: Vec<String> },
     /// Something else went wrong talking to it.
     Other(String),
 }
@@ -25,25 +29,86 @@ impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientError::Unreachable(m) | ClientError::Other(m) => f.write_str(m),
+            ClientError::Usage { error, .. } => f.write_str(error),
             ClientError::Api { body, .. } => f.write_str(&body.error),
         }
     }
 }
 
-#[derive(Clone)]
-pub struct Client {
-    pub socket: PathBuf,
+/// How to tell a client where the daemon is, for the messages that say it cannot find one.
+const POINT_AT_IT: &str = "start it with `candor daemon -c candor.toml`, or point at it with --socket PATH, $CANDOR_SOCKET, -c FILE (the daemon's config) or --system / --user (a service's socket)";
+
+#[derive(Clone, Debug)]
+enum Target {
+    Socket(PathBuf),
+    /// Nothing named a socket and none of these (the places looked, in order) exists.
+    Nowhere(Vec<PathBuf>),
 }
 
-/// `--socket`, else `$CANDOR_SOCKET`, else the default state dir's `candor.sock`.
-pub fn socket_path(cli: Option<&Path>) -> PathBuf {
-    cli.map(Path::to_path_buf)
-        .or_else(|| {
-            std::env::var_os("CANDOR_SOCKET")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| candor_daemon::paths::default_state_dir().join("candor.sock"))
+#[derive(Clone, Debug)]
+pub struct Client {
+    target: Target,
+}
+
+impl Client {
+    pub fn at(socket: PathBuf) -> Client {
+        Client {
+            target: Target::Socket(socket),
+        }
+    }
+
+    /// The daemon that `--socket`, `-c FILE` (its `[daemon]` socket or state dir), `--system`
+    /// / `--user` or `$CANDOR_SOCKET` point at ([`paths::client`]); with none of them, the
+    /// first of [`paths::look_in`] that exists.
+    pub fn locate(
+        socket: Option<&Path>,
+        config: Option<&Path>,
+        mode: paths::Mode,
+    ) -> Result<Client, ClientError> {
+        if let Some(socket) = socket {
+            return Ok(Client::at(socket.to_path_buf()));
+        }
+        let spec = match config.map(|c| (c, candor_spec::load(c))) {
+            None => None,
+            Some((_, Ok(spec))) => Some(spec),
+            Some((file, Err(errors))) => {
+                return Err(ClientError::Usage {
+                    error: format!(
+                        "cannot tell where the daemon is: {} is not a valid config ({} error{})",
+                        file.display(),
+                        errors.0.len(),
+                        if errors.0.len() == 1 { "" } else { "s" },
+                    ),
+                    details: errors.0.iter().map(ToString::to_string).collect(),
+                })
+            }
+        };
+        let env = paths::Env::current();
+        let chosen = paths::client(None, spec.as_ref().map(|s| &s.daemon), mode, &env);
+        match chosen {
+            Ok(paths::ClientSocket::Named(socket)) => Ok(Client::at(socket)),
+            Ok(paths::ClientSocket::LookIn(places)) => Ok(Client {
+                target: match places.iter().find(|p| p.exists()) {
+                    Some(found) => Target::Socket(found.clone()),
+                    None => Target::Nowhere(places),
+                },
+            }),
+            Err(e) => Err(ClientError::Usage {
+                error: e.to_string(),
+                details: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// "a", "a or b", "a, b or c".
+fn one_of(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "none of the usual places".to_string(),
+    }
 }
 
 /// A non-2xx answer: the daemon's JSON error, or its raw text if it is not JSON.
@@ -68,10 +133,19 @@ impl Client {
         path: &str,
         body: Bytes,
     ) -> Result<Response<Incoming>, ClientError> {
-        let socket = self.socket.display();
-        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
+        let at = match &self.target {
+            Target::Socket(at) => at,
+            Target::Nowhere(places) => {
+                return Err(ClientError::Unreachable(format!(
+                    "cannot reach the candor daemon: no socket at {}; {POINT_AT_IT}",
+                    one_of(places)
+                )));
+            }
+        };
+        let socket = at.display();
+        let stream = UnixStream::connect(at).await.map_err(|e| {
             ClientError::Unreachable(format!(
-                "cannot reach the candor daemon at {socket}: {e}; start it with `candor daemon -c candor.toml`, or point --socket / $CANDOR_SOCKET at it"
+                "cannot reach the candor daemon at {socket}: {e}; {POINT_AT_IT}"
             ))
         })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

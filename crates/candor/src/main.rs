@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use candor_daemon::paths;
 use clap::{Parser, Subcommand};
 use client::{encode, Client, ClientError};
 
@@ -24,15 +25,44 @@ const UNREACHABLE: u8 = 3;
 #[command(
     name = "candor",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CANDOR_COMMIT"), ")"),
-    about = "A process supervisor whose status never lies."
+    about = "A process supervisor whose status never lies.",
+    after_help = WHERE_THE_DAEMON_IS
 )]
 struct Cli {
-    /// The daemon's socket (default: $CANDOR_SOCKET, else the state dir's candor.sock).
+    /// The daemon's socket: where `daemon` and `up` listen, where every other command connects.
+    /// Wins over everything else.
     #[arg(long, global = true)]
     socket: Option<PathBuf>,
+    /// The config file. daemon, up, check, export: the one to run or read (default
+    /// candor.toml). Every other command: connect where a daemon started with it (and the same
+    /// --system / --user) listens — its `[daemon] socket`, else its state dir's or mode's.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// A system service's paths: state in /var/lib/candor, socket /run/candor/candor.sock.
+    /// --state-dir, --socket and the config's `[daemon]` paths win over these.
+    #[arg(long, global = true, conflicts_with = "user")]
+    system: bool,
+    /// A user's service's paths (as systemctl --user): state in $XDG_STATE_HOME/candor (else
+    /// ~/.local/state/candor), socket $XDG_RUNTIME_DIR/candor/candor.sock. --state-dir,
+    /// --socket and the config's `[daemon]` paths win over these.
+    #[arg(long, global = true)]
+    user: bool,
     #[command(subcommand)]
     command: Command,
 }
+
+/// How every command finds the daemon (`candor --help`).
+const WHERE_THE_DAEMON_IS: &str = "\
+Where the daemon is:
+  daemon and up keep their state in --state-dir, else the config's [daemon] state_dir, else
+  (--system) /var/lib/candor, (--user) $XDG_STATE_HOME/candor or ~/.local/state/candor,
+  (neither) $XDG_STATE_HOME/candor or ./.candor. They listen on --socket, else the config's
+  [daemon] socket, else (--system) /run/candor/candor.sock, (--user)
+  $XDG_RUNTIME_DIR/candor/candor.sock, (neither) $CANDOR_SOCKET or <state dir>/candor.sock.
+  Every other command connects to --socket; else, given -c FILE, --system or --user, to the
+  socket a daemon started with those would listen on; else to $CANDOR_SOCKET; else to the
+  first that exists of ./.candor/candor.sock, $XDG_STATE_HOME/candor/candor.sock and, as
+  root, /run/candor/candor.sock, as another user, $XDG_RUNTIME_DIR/candor/candor.sock.";
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ExportTarget {
@@ -44,15 +74,14 @@ enum ExportTarget {
 enum Command {
     /// Run the daemon in the foreground with a live status view.
     Up {
-        #[arg(short, long, default_value = "candor.toml")]
-        config: PathBuf,
+        /// Where to keep state (default: the config's [daemon] state_dir, else the mode's).
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
-    /// Run the daemon in the foreground.
+    /// Run the daemon in the foreground (`--system` as a system service, `--user` as a
+    /// user's; see `candor --help` for the paths each uses).
     Daemon {
-        #[arg(short, long, default_value = "candor.toml")]
-        config: PathBuf,
+        /// Where to keep state (default: the config's [daemon] state_dir, else the mode's).
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// Be a container's init (also when running as pid 1): reap every orphan at once, and
@@ -61,10 +90,7 @@ enum Command {
         init: bool,
     },
     /// Validate a config; errors carry file:line:col. Exit 2 if invalid.
-    Check {
-        #[arg(short, long, default_value = "candor.toml")]
-        config: PathBuf,
-    },
+    Check,
     /// Print the dashboard's URL with its login token; the daemon opens its web listener
     /// (`[daemon] web.listen`, else 127.0.0.1:9631) if it is not open.
     Web {
@@ -77,8 +103,6 @@ enum Command {
     /// warning on stderr.
     Export {
         target: ExportTarget,
-        #[arg(short, long, default_value = "candor.toml")]
-        config: PathBuf,
         /// systemd: the directory for the units (required); kubernetes: the YAML file
         /// (default: stdout).
         #[arg(long)]
@@ -204,6 +228,23 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether its output (errors too) is JSON.
+    fn json(&self) -> bool {
+        match self {
+            Command::Web { json }
+            | Command::Status { json, .. }
+            | Command::ResetFailed { json, .. }
+            | Command::Logs { json, .. }
+            | Command::Events { json, .. }
+            | Command::Reload { json, .. }
+            | Command::Kill { json, .. } => *json,
+            Command::Start(a) | Command::Stop(a) | Command::Restart(a) => a.json,
+            _ => false,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct ActionArgs {
     #[arg(required = true)]
@@ -258,16 +299,19 @@ fn main() -> ExitCode {
             return ExitCode::from(FAILED);
         }
     };
-    let socket = client::socket_path(cli.socket.as_deref());
-    let code = rt.block_on(run(cli, socket, handover));
+    let code = rt.block_on(run(cli, handover));
     rt.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)
 }
+
+/// The config file of daemon, up, check and export when -c does not name one.
+const DEFAULT_CONFIG: &str = "candor.toml";
 
 fn daemon_options(
     config: PathBuf,
     state_dir: Option<PathBuf>,
     socket: Option<PathBuf>,
+    mode: paths::Mode,
     handover: candor_daemon::Handover,
 ) -> candor_daemon::Options {
     let on = |var: &str| std::env::var(var).map(|v| v != "off").unwrap_or(true);
@@ -275,6 +319,7 @@ fn daemon_options(
         config,
         state_dir,
         socket,
+        mode,
         use_cgroups: on("CANDOR_CGROUP"),
         use_clone3: on("CANDOR_CLONE3"),
         echo_events: true,
@@ -283,26 +328,52 @@ fn daemon_options(
     }
 }
 
-async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8 {
-    let client = Client { socket };
-    let explicit_socket = cli.socket.clone();
+async fn run(cli: Cli, handover: candor_daemon::Handover) -> u8 {
+    let mode = match (cli.system, cli.user) {
+        (true, _) => paths::Mode::System,
+        (_, true) => paths::Mode::User,
+        (false, false) => paths::Mode::Local,
+    };
+    let config = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
-        Command::Check { config } => check(&config),
-        Command::Daemon {
-            config,
-            state_dir,
-            init,
-        } => {
-            let mut opts = daemon_options(config, state_dir, explicit_socket, handover);
+        Command::Check => check(&config),
+        Command::Daemon { state_dir, init } => {
+            let mut opts = daemon_options(config, state_dir, cli.socket, mode, handover);
             opts.init |= init;
             daemon_exit(candor_daemon::run(opts, |_| {}).await)
         }
-        Command::Up { config, state_dir } => {
-            let mut opts = daemon_options(config, state_dir, explicit_socket, handover);
+        Command::Up { state_dir } => {
+            let mut opts = daemon_options(config, state_dir, cli.socket, mode, handover);
             // The live view is the output; `candor events` has the history.
             opts.echo_events = !std::io::stdout().is_terminal();
             up(opts).await
         }
+        Command::Export { target, out, image } => export(target, &config, out.as_deref(), &image),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "candor", &mut std::io::stdout());
+            OK
+        }
+        Command::Man { out } => man_pages(&out),
+        command => match Client::locate(cli.socket.as_deref(), cli.config.as_deref(), mode) {
+            Ok(client) => talk(command, client).await,
+            Err(e) => fail(e, command.json()),
+        },
+    }
+}
+
+/// A command that talks to the daemon.
+async fn talk(command: Command, client: Client) -> u8 {
+    match command {
+        Command::Check
+        | Command::Daemon { .. }
+        | Command::Up { .. }
+        | Command::Export { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("`run` carries out the commands without a daemon"),
         Command::Web { json } => {
             match client.json::<candor_api::WebInfo>("POST", "/v1/web").await {
                 Ok(w) if json => print_json(&w),
@@ -313,18 +384,6 @@ async fn run(cli: Cli, socket: PathBuf, handover: candor_daemon::Handover) -> u8
                 Err(e) => fail(e, json),
             }
         }
-        Command::Export {
-            target,
-            config,
-            out,
-            image,
-        } => export(target, &config, out.as_deref(), &image),
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "candor", &mut std::io::stdout());
-            OK
-        }
-        Command::Man { out } => man_pages(&out),
         Command::Top => {
             if !std::io::stdout().is_terminal() {
                 eprintln!("candor: top needs a terminal; `candor status` prints the table");
@@ -593,6 +652,7 @@ fn fail(e: ClientError, json: bool) -> u8 {
             };
             (code, body.error, body.details)
         }
+        ClientError::Usage { error, details } => (USAGE, error, details),
         ClientError::Other(m) => (FAILED, m, Vec::new()),
     };
     if json {
@@ -706,6 +766,10 @@ fn daemon_exit(r: Result<(), candor_daemon::DaemonError>) -> u8 {
         Err(candor_daemon::DaemonError::Config(errors)) => {
             eprintln!("{errors}");
             eprintln!("candor: config is invalid; nothing was started");
+            USAGE
+        }
+        Err(e @ candor_daemon::DaemonError::Paths(_)) => {
+            eprintln!("candor: {e}");
             USAGE
         }
         Err(e) => {
@@ -983,9 +1047,7 @@ async fn up(opts: candor_daemon::Options) -> u8 {
     }));
     if let Ok(started) = rx.await {
         if std::io::stdout().is_terminal() {
-            let client = Client {
-                socket: started.socket,
-            };
+            let client = Client::at(started.socket);
             // The view runs until q / ctrl-c, then asks the daemon to stop everything.
             view = Some(tokio::spawn(top::run(
                 client,
