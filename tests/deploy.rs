@@ -174,8 +174,9 @@ restart = "never"
         Err(warning) => {
             let reason = warning["reason"].as_str().unwrap_or_default();
             assert!(
-                reason
-                    .starts_with("limits not enforced: the memory controller is not available to"),
+                reason.starts_with(
+                    "limits not enforced: the memory and pids controllers are not available to"
+                ),
                 "{warning}"
             );
             assert_eq!(

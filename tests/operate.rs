@@ -198,6 +198,13 @@ ready = "notify"
     d.write_config("[service.a]\ncommand = [\"sleep\", \"100000\"]\n\n[service.c]\ncommand = [\"sleep\", \"100000\"]\n");
     // SAFETY: a signal to the daemon this test started.
     unsafe { libc::kill(d.daemon_pid() as i32, libc::SIGHUP) };
+    // The signal is taken in its own time: until then `c` is not configured.
+    wait_for("c configured", T, || {
+        d.cli(&["status", "c", "--json"])
+            .status
+            .success()
+            .then_some(())
+    });
     d.wait_state("c", "running", T);
     wait_for("b removed", T, || {
         (!d.ok(&["status"]).contains("\nb ")).then_some(())
