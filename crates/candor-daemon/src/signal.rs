@@ -46,21 +46,48 @@ fn record(st: &AppState, caller: Peer, what: &str) {
     );
 }
 
-fn send(st: &AppState, service: &str, run_id: u64, signal: i32, all: bool) -> Result<(), ApiError> {
+/// Hand the signal to the keeper and wait for its answer: a signal is reported as sent only
+/// once the keeper sent it to the run it was meant for.
+async fn send(
+    st: &AppState,
+    service: &str,
+    run_id: u64,
+    signal: i32,
+    all: bool,
+) -> Result<(), ApiError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     st.keeper
         .send(KeeperCommand::Signal {
             service: service.to_string(),
             run_id,
             signal,
             all,
+            answer: Some(tx),
         })
         .map_err(|e| {
             ApiError::new(
                 503,
                 format!("the signal could not be handed to the keeper: {e}"),
             )
-        })
+        })?;
+    let answer = tokio::task::spawn_blocking(move || rx.recv_timeout(KEEPER_ANSWER))
+        .await
+        .map_err(|e| ApiError::new(500, format!("waiting for the keeper failed: {e}")))?;
+    match answer {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(ApiError::new(409, format!("{service}: {why}"))),
+        Err(_) => Err(ApiError::new(
+            503,
+            format!(
+                "{service}: the keeper did not say within {}s whether the signal was sent",
+                KEEPER_ANSWER.as_secs()
+            ),
+        )),
+    }
 }
+
+/// How long a signal's sender waits for the keeper's word (it answers within a turn).
+const KEEPER_ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn parse_signal(s: &str) -> Result<StopSignal, ApiError> {
     StopSignal::parse(s).ok_or_else(|| {
@@ -81,7 +108,7 @@ pub async fn kill(
     let sig = parse_signal(q.get("signal").map_or("SIGTERM", String::as_str))?;
     let all = crate::http::flag(q, "all")?;
     let (run_id, pid, _, _) = live(st, name).await?;
-    send(st, name, run_id, sig.number(), all)?;
+    send(st, name, run_id, sig.number(), all).await?;
     let sent = match all {
         true => format!("{} to every process of {name}'s run", sig.name()),
         false => format!("{} to pid {pid}", sig.name()),
@@ -149,7 +176,7 @@ pub async fn reload(
             how
         }
         None => {
-            send(st, name, run_id, spec.reload_signal.number(), false)?;
+            send(st, name, run_id, spec.reload_signal.number(), false).await?;
             let sent = format!("{} to pid {pid}", spec.reload_signal.name());
             record(st, caller, &format!("reload {name} ({sent})"));
             sent

@@ -262,9 +262,11 @@ fn signal_group(pgid: i32, sig: i32) {
 
 /// The main process through its pidfd while it is unreaped (race-free; the group signal that
 /// follows reaches the rest of its group).
-fn signal_main(t: &Tracked, sig: i32) {
-    if let (Some(fd), None) = (&t.pidfd, &t.main_exit) {
-        crate::pidfd::send_signal(fd, sig);
+/// The signal to the main process through its pidfd; whether it was delivered.
+fn signal_main(t: &Tracked, sig: i32) -> bool {
+    match (&t.pidfd, &t.main_exit) {
+        (Some(fd), None) => crate::pidfd::send_signal(fd, sig),
+        _ => false,
     }
 }
 
@@ -548,16 +550,24 @@ impl Keeper {
                 run_id,
                 signal,
                 all,
+                answer,
             } => {
-                let Some(t) = self.tracked.get(&service) else {
-                    return;
+                let outcome = match self.tracked.get(&service) {
+                    Some(t) if t.run_id == run_id => match all {
+                        true => {
+                            signal_run(t, signal);
+                            Ok(())
+                        }
+                        false if signal_main(t, signal) => Ok(()),
+                        false => Err("its main process had exited; nothing was sent".to_string()),
+                    },
+                    _ => {
+                        Err("its run ended before the signal was sent; nothing was sent"
+                            .to_string())
+                    }
                 };
-                if t.run_id != run_id {
-                    return;
-                }
-                match all {
-                    true => signal_run(t, signal),
-                    false => signal_main(t, signal),
+                if let Some(answer) = answer {
+                    let _ = answer.try_send(outcome);
                 }
             }
             KeeperCommand::Release { service } => {

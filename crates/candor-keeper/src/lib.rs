@@ -30,7 +30,7 @@ pub use procfs::{pgid, running, start_ticks};
 /// How the keeper should contain services.
 #[derive(Clone, Debug)]
 pub struct KeeperConfig {
-    /// Names this daemon's cgroup subtree: `<cgroup2 mount>/candor/<instance>/<service>`.
+    /// Names this daemon's cgroup subtree: `<its own cgroup>/candor/<instance>/<service>`.
     pub instance: String,
     /// `false` forces process-group containment (as where cgroups are not writable).
     pub use_cgroups: bool,
@@ -144,12 +144,14 @@ pub enum KeeperCommand {
         timeout: Duration,
     },
     /// Send `signal` to the live run `run_id`: its main process, or with `all` every process
-    /// of it, once each (`candor reload NAME`, `candor kill NAME`). Nothing if it is gone.
+    /// of it, once each (`candor reload NAME`, `candor kill NAME`). Nothing if it is gone;
+    /// `answer` says which (or is dropped, unanswered, if the keeper could not handle it).
     Signal {
         service: String,
         run_id: u64,
         signal: i32,
         all: bool,
+        answer: Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
     },
     /// Take over a run an earlier supervisor started. The keeper checks that `pid` is still the
     /// process that started at `start_ticks` and still in the service's cgroup (or leads its
