@@ -46,9 +46,11 @@ fi
 cargo test --doc -p candor-sdk --all-features
 # cargo verifies each package against the others' new tarballs, unpacked into
 # $CARGO_HOME/registry/src beside real downloads — and keeps an unpacked copy from an earlier
-# run of the same version instead of the new one. Our own crates are never real downloads
-# there: remove them so that the check builds what is being packaged.
+# run of the same version instead of the new one, and its build of them too (a registry
+# crate of one version is taken never to change). Our own crates are never real downloads:
+# remove those copies and builds so that the check builds what is being packaged.
 for d in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/candor-*-[0-9]*; do
   [ -d "$d" ] && [ -f "crates/$(basename "$d" | sed 's/-[0-9][0-9.]*$//')/Cargo.toml" ] && rm -rf "$d"
 done
+rm -rf target/debug/.fingerprint/candor-*
 cargo package --workspace --allow-dirty --quiet
