@@ -269,3 +269,70 @@ fn a_dashboard_port_taken_by_someone_else_is_said_and_everything_else_runs() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("to another port"), "{err}");
 }
+
+/// A browser (or anything with the token) that follows a log and stops reading is cut off
+/// after `send_timeout`, as on the control socket: the dashboard's listener is guarded too.
+#[test]
+fn a_dashboard_follower_that_stops_reading_is_cut_off_and_the_daemon_carries_on() {
+    let d = Daemon::start(
+        r#"
+send_timeout = "1s"
+web = { listen = "127.0.0.1:0" }
+
+[service.flood]
+command = ["{zoo}", "log-flood", "--lines-per-sec", "20000"]
+logs = { rate = 100000, burst = 100000 }
+"#,
+    );
+    d.wait_state("flood", "running", T);
+    let w: Value = serde_json::from_str(&d.ok(&["web", "--json"])).unwrap();
+    let (listen, token) = (
+        w["listen"].as_str().unwrap().to_string(),
+        w["token"].as_str().unwrap().to_string(),
+    );
+    // Follow the flood's log over TCP, then never read.
+    let mut s = std::net::TcpStream::connect(&listen).unwrap();
+    write!(
+        s,
+        "GET /v1/services/flood/logs?follow=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let cut = wait_for(
+        "the stalled dashboard follower cut off",
+        Duration::from_secs(90),
+        || {
+            let n = d.info()["resources"]["cut_off_connections"]
+                .as_u64()
+                .unwrap_or(0);
+            (n >= 1).then_some(n)
+        },
+    );
+    assert_eq!(cut, 1);
+    assert!(
+        d.log()
+            .contains("cut off an API client (dashboard, 127.0.0.1:"),
+        "{}",
+        d.log()
+    );
+    // What was sent before the cut can still be read, then the connection ends.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0usize;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the cut-off connection did not end ({total} bytes read): {e}"),
+        }
+    }
+    assert_eq!(d.state("flood"), "running");
+    // The dashboard still answers.
+    let again = http(
+        &listen,
+        "GET",
+        "/v1/services",
+        &[&format!("Authorization: Bearer {token}")],
+    );
+    assert_eq!(status(&again), 200, "{again}");
+}

@@ -7,6 +7,8 @@
 //! is cut off once nothing could be written to it for `[daemon] send_timeout` (default 30 s,
 //! like nginx's `send_timeout`): what it holds meanwhile is bounded by the socket's buffer and
 //! hyper's, and its connection is closed instead of being kept forever.
+//!
+//! The same guard serves the dashboard's TCP listener ([`Transport`]: Unix or TCP).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::sampler;
 
@@ -55,14 +57,71 @@ impl GuardCounters {
     }
 }
 
-pub struct GuardedListener {
-    inner: UnixListener,
+/// What the guard needs of a listener and its connections: the control socket (Unix) or the
+/// dashboard (TCP).
+pub trait Transport: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Addr: Send;
+    /// The listener, in messages.
+    const WHAT: &'static str;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, Self::Addr)>> + Send;
+    fn local_addr(&self) -> std::io::Result<Self::Addr>;
+    /// Who is on the other end, in messages.
+    fn who(stream: &Self::Stream) -> String;
+    /// Write what fits now, never waiting (the refusal).
+    fn try_write(stream: &Self::Stream, bytes: &[u8]);
+}
+
+impl Transport for UnixListener {
+    type Stream = UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+    const WHAT: &'static str = "control socket";
+    fn accept(&self) -> impl Future<Output = std::io::Result<(UnixStream, Self::Addr)>> + Send {
+        UnixListener::accept(self)
+    }
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        UnixListener::local_addr(self)
+    }
+    fn who(stream: &UnixStream) -> String {
+        match stream.peer_cred() {
+            Ok(c) => format!("uid {}, pid {}", c.uid(), c.pid().unwrap_or(0)),
+            Err(_) => "unknown".into(),
+        }
+    }
+    fn try_write(stream: &UnixStream, bytes: &[u8]) {
+        let _ = stream.try_write(bytes);
+    }
+}
+
+impl Transport for TcpListener {
+    type Stream = TcpStream;
+    type Addr = std::net::SocketAddr;
+    const WHAT: &'static str = "dashboard";
+    fn accept(&self) -> impl Future<Output = std::io::Result<(TcpStream, Self::Addr)>> + Send {
+        TcpListener::accept(self)
+    }
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        TcpListener::local_addr(self)
+    }
+    fn who(stream: &TcpStream) -> String {
+        match stream.peer_addr() {
+            Ok(a) => format!("dashboard, {a}"),
+            Err(_) => "dashboard".into(),
+        }
+    }
+    fn try_write(stream: &TcpStream, bytes: &[u8]) {
+        let _ = stream.try_write(bytes);
+    }
+}
+
+pub struct GuardedListener<L: Transport = UnixListener> {
+    inner: L,
     counters: Arc<GuardCounters>,
     backoff: Duration,
 }
 
-impl GuardedListener {
-    pub fn new(inner: UnixListener, counters: Arc<GuardCounters>) -> Self {
+impl<L: Transport> GuardedListener<L> {
+    pub fn new(inner: L, counters: Arc<GuardCounters>) -> Self {
         Self {
             inner,
             counters,
@@ -89,7 +148,7 @@ fn own_limit() -> u64 {
     soft
 }
 
-fn refuse(stream: UnixStream, open: u64, limit: u64) {
+fn refuse<L: Transport>(stream: L::Stream, open: u64, limit: u64) {
     let body = serde_json::to_string(&candor_api::ErrorBody {
         error: format!(
             "the candor daemon is near its fd limit ({open}/{limit} open); refusing new API connections until some close"
@@ -103,7 +162,7 @@ fn refuse(stream: UnixStream, open: u64, limit: u64) {
         body.len()
     );
     // Best effort, never blocking: a client that cannot take it just sees the close.
-    let _ = stream.try_write(resp.as_bytes());
+    L::try_write(&stream, resp.as_bytes());
 }
 
 /// The accept-error backoff ladder: 100 ms, doubling, at most 5 s.
@@ -116,18 +175,20 @@ pub fn next_backoff(current: Duration) -> Duration {
 }
 
 /// An API connection that is closed when its client reads nothing for the send timeout.
-pub struct GuardedStream {
-    inner: UnixStream,
+pub struct GuardedStream<L: Transport = UnixListener> {
+    inner: L::Stream,
     counters: Arc<GuardCounters>,
     /// Running while a write is waiting for the client to read; reset by any progress.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl GuardedStream {
+impl GuardedStream<UnixListener> {
     pub fn peer_cred(&self) -> std::io::Result<tokio::net::unix::UCred> {
         self.inner.peer_cred()
     }
+}
 
+impl<L: Transport> GuardedStream<L> {
     /// A write that could not proceed: wait on, or give up when the client has read nothing
     /// for the send timeout.
     fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
@@ -139,12 +200,9 @@ impl GuardedStream {
             return Poll::Pending;
         }
         self.counters.cut_off.fetch_add(1, Ordering::Relaxed);
-        let who = match self.inner.peer_cred() {
-            Ok(c) => format!("uid {}, pid {}", c.uid(), c.pid().unwrap_or(0)),
-            Err(_) => "unknown".into(),
-        };
         eprintln!(
-            "candor: cut off an API client ({who}) that read nothing for {}ms (a follower that stopped reading); it can reconnect",
+            "candor: cut off an API client ({}) that read nothing for {}ms (a follower that stopped reading); it can reconnect",
+            L::who(&self.inner),
             limit.as_millis()
         );
         Poll::Ready(Err(std::io::Error::new(
@@ -168,7 +226,7 @@ impl GuardedStream {
     }
 }
 
-impl AsyncRead for GuardedStream {
+impl<L: Transport> AsyncRead for GuardedStream<L> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -178,7 +236,7 @@ impl AsyncRead for GuardedStream {
     }
 }
 
-impl AsyncWrite for GuardedStream {
+impl<L: Transport> AsyncWrite for GuardedStream<L> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -211,9 +269,9 @@ impl AsyncWrite for GuardedStream {
     }
 }
 
-impl axum::serve::Listener for GuardedListener {
-    type Io = GuardedStream;
-    type Addr = tokio::net::unix::SocketAddr;
+impl<L: Transport> axum::serve::Listener for GuardedListener<L> {
+    type Io = GuardedStream<L>;
+    type Addr = L::Addr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let limit = own_limit();
@@ -224,7 +282,7 @@ impl axum::serve::Listener for GuardedListener {
                     let (open, limit) = own_fds(limit);
                     if limit > 0 && open as f64 * 100.0 / limit as f64 > REFUSE_ABOVE_PCT {
                         self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                        refuse(stream, open, limit);
+                        refuse::<L>(stream, open, limit);
                         continue;
                     }
                     let stream = GuardedStream {
@@ -240,7 +298,8 @@ impl axum::serve::Listener for GuardedListener {
                     // One line per step up the ladder, not one per error.
                     if next != self.backoff {
                         eprintln!(
-                            "candor: control socket accept failed: {e}; backing off {}ms",
+                            "candor: {} accept failed: {e}; backing off {}ms",
+                            L::WHAT,
                             next.as_millis()
                         );
                     }
@@ -266,10 +325,11 @@ pub struct Peer {
 }
 
 impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for Peer
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, GuardedListener<TcpListener>>,
+    > for Peer
 {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener<TcpListener>>) -> Self {
         Peer {
             uid: rustix::process::getuid().as_raw(),
             pid: Some(std::process::id() as i32),

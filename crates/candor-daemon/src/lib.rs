@@ -553,6 +553,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     };
     let reloader = http::Reloader::of(&state);
     let app = http::router(state);
+    web.set_guard(guard_counters.clone());
     web.set_api(app.clone());
     if spec.daemon.web.is_some() {
         match web.open(web.listen).await {

@@ -44,6 +44,9 @@ pub struct Web {
     api: Mutex<Option<Router>>,
     stop: tokio::sync::watch::Sender<bool>,
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The API's guard (fd-limit refusal, accept backoff, `send_timeout`), shared with the
+    /// control socket; set with the API.
+    guard: std::sync::OnceLock<Arc<crate::guard::GuardCounters>>,
 }
 
 impl Web {
@@ -65,6 +68,7 @@ impl Web {
             api: Mutex::new(None),
             stop: tokio::sync::watch::channel(false).0,
             server: Mutex::new(None),
+            guard: std::sync::OnceLock::new(),
         }
     }
 
@@ -84,6 +88,10 @@ impl Web {
             )),
             _ => None,
         }
+    }
+
+    pub fn set_guard(&self, counters: Arc<crate::guard::GuardCounters>) {
+        let _ = self.guard.set(counters);
     }
 
     pub fn set_api(&self, router: Router) {
@@ -126,6 +134,8 @@ impl Web {
                 };
                 *slot = Some(local);
                 let mut stop = self.stop.subscribe();
+                let counters = self.guard.get().cloned().unwrap_or_default();
+                let listener = crate::guard::GuardedListener::new(listener, counters);
                 let task = tokio::spawn(async move {
                     let app = app.into_make_service_with_connect_info::<Peer>();
                     let _ = axum::serve(listener, app)
