@@ -46,6 +46,40 @@ pub struct AppState {
     pub exec: Arc<crate::probe::ExecProbes>,
     pub faults: Arc<crate::faults::Faults>,
     pub web: Arc<crate::web::Web>,
+    /// The last board pushed to `GET /v1/services?follow=true` followers, as sent: every
+    /// dashboard tab gets the same frame instead of deriving and encoding its own.
+    pub frames: Arc<BoardFrames>,
+}
+
+/// One encoded board shared by its followers (see [`follow_board`]).
+#[derive(Default)]
+pub struct BoardFrames {
+    last: std::sync::Mutex<Option<Frame>>,
+}
+
+/// A board, when it was encoded, and the encoding.
+type Frame = (Arc<Board>, std::time::Instant, Arc<str>);
+
+/// A frame is shared for this long: what it shows that moves by itself (uptimes, a backoff's
+/// "restarting in") is never older than that.
+const FRAME_SHARED_FOR: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl BoardFrames {
+    /// `board`'s statuses as JSON: the one made for this board in the last
+    /// [`FRAME_SHARED_FOR`], or a new one.
+    fn frame(&self, board: &Arc<Board>) -> Arc<str> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((b, at, data)) = &*last {
+            if Arc::ptr_eq(b, board) && at.elapsed() < FRAME_SHARED_FOR {
+                return data.clone();
+            }
+        }
+        let now = clock::now();
+        let list: Vec<api::ServiceStatus> = board.iter().map(|s| s.status(now)).collect();
+        let data: Arc<str> = serde_json::to_string(&list).unwrap_or_default().into();
+        *last = Some((board.clone(), std::time::Instant::now(), data.clone()));
+        data
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -281,16 +315,18 @@ async fn follow_board(
     use axum::response::sse::{Event, KeepAlive, Sse};
     st.fresh.current(&st.board).await;
     let rx = st.board.clone();
-    let frames = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if !first {
-            rx.changed().await.ok()?;
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let shared = st.frames.clone();
+    let frames = futures_util::stream::unfold((rx, true), move |(mut rx, first)| {
+        let shared = shared.clone();
+        async move {
+            if !first {
+                rx.changed().await.ok()?;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            let board = rx.borrow_and_update().clone();
+            let data = shared.frame(&board);
+            Some((Ok(Event::default().data(&*data)), (rx, false)))
         }
-        let board = rx.borrow_and_update().clone();
-        let now = clock::now();
-        let list: Vec<api::ServiceStatus> = board.iter().map(|s| s.status(now)).collect();
-        let data = serde_json::to_string(&list).unwrap_or_default();
-        Some((Ok(Event::default().data(data)), (rx, false)))
     });
     Sse::new(frames).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }
@@ -723,4 +759,24 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    #[test]
+    fn followers_of_one_board_share_one_frame_and_a_new_board_gets_its_own() {
+        let frames = BoardFrames::default();
+        let a = Arc::new(Board::default());
+        let first = frames.frame(&a);
+        assert!(Arc::ptr_eq(&first, &frames.frame(&a)), "encoded once");
+        let b = Arc::new(Board::default());
+        let of_b = frames.frame(&b);
+        assert!(!Arc::ptr_eq(&first, &of_b), "a new board, a new frame");
+        assert_eq!(&*first, "[]");
+        // Past FRAME_SHARED_FOR, even the same board is encoded again (uptimes move).
+        std::thread::sleep(FRAME_SHARED_FOR + std::time::Duration::from_millis(20));
+        assert!(!Arc::ptr_eq(&of_b, &frames.frame(&b)));
+    }
 }

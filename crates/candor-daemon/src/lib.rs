@@ -550,6 +550,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         exec: exec_probes,
         faults: faults.clone(),
         web: web.clone(),
+        frames: Arc::default(),
     };
     let reloader = http::Reloader::of(&state);
     let app = http::router(state);
