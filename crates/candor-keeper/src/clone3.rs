@@ -225,6 +225,30 @@ impl Step {
     }
 }
 
+/// How long a new child may take to exec (or to report why it cannot) before it is killed.
+const EXEC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether `fd` becomes readable (data or hang-up) within `limit`.
+fn readable_within(fd: &OwnedFd, limit: std::time::Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let timeout = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Cannot tell: read, as before (a read on it ends at exec or failure).
+            Err(_) => return true,
+        }
+    }
+}
+
 /// Write `pid` in decimal at `buf` followed by a NUL. Async-signal-safe (no allocation).
 unsafe fn write_pid(buf: *mut u8, pid: i32) {
     let mut digits = [0u8; 12];
@@ -398,6 +422,18 @@ pub(crate) fn spawn(
     // SAFETY: CLONE_PIDFD stored a fresh pidfd that we now own.
     let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     let mut buf = [0u8; 8];
+    // The child execs or says why not at once; one that does neither (stuck entering a hung
+    // network workdir, say) must not stop the keeper, which supervises everything else.
+    if !readable_within(&status_r, EXEC_DEADLINE) {
+        // SAFETY: kill(2) of our own child, not yet reaped (its pid is still its own); the
+        // keeper's reaping collects it once it dies.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        return Ok(Err(format!(
+            "cannot start {}: its process did not reach exec within {}s (stuck before it: entering its workdir, switching its user?); killed",
+            program.display(),
+            EXEC_DEADLINE.as_secs()
+        )));
+    }
     let mut status = File::from(status_r);
     let n = loop {
         match status.read(&mut buf) {
@@ -422,4 +458,22 @@ pub(crate) fn spawn(
         stderr: err_r,
         ready: ready_r,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rustix::pipe::{pipe_with, PipeFlags};
+
+    #[test]
+    fn a_silent_status_pipe_times_out_and_a_closed_or_written_one_does_not() {
+        let (r, w) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+        assert!(!super::readable_within(&r, Duration::from_millis(50)));
+        drop(w); // exec closes the child's end: hang-up
+        assert!(super::readable_within(&r, Duration::from_secs(5)));
+        let (r, w) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+        rustix::io::write(&w, &[0u8; 8]).unwrap(); // a failure report
+        assert!(super::readable_within(&r, Duration::from_secs(5)));
+    }
 }
