@@ -39,6 +39,14 @@ reload_signal = "SIGUSR2"
 [service.cmd]
 command = ["sleep", "100000"]
 reload = ["sh", "-c", "echo reloaded > {dir}/marker"]
+
+[service.broken]
+command = ["sleep", "100000"]
+reload = ["/nonexistent/reloader", "--now"]
+
+[service.failing]
+command = ["sleep", "100000"]
+reload = ["sh", "-c", "exit 3"]
 "#,
     );
     let pid = d.wait_state("hup", "running", T)["pid"].as_u64().unwrap();
@@ -74,6 +82,22 @@ reload = ["sh", "-c", "echo reloaded > {dir}/marker"]
             ))),
         "{events:?}"
     );
+    // A reload command that cannot start, or fails: said, exit 1, and the service untouched.
+    let broken = d.wait_state("broken", "running", T)["pid"].as_u64();
+    d.wait_state("failing", "running", T);
+    for (name, why) in [
+        (
+            "broken",
+            "broken: its reload command /nonexistent/reloader --now: command /nonexistent/reloader not found",
+        ),
+        ("failing", "failing: its reload command sh -c exit 3 exited with code 3"),
+    ] {
+        let out = d.cli(&["reload", name]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{err}");
+    }
+    assert_eq!(d.status("broken")["pid"].as_u64(), broken);
     // Without a name it is still the config reload.
     assert!(d.ok(&["reload"]).starts_with("reloaded: "));
 }
