@@ -489,7 +489,7 @@ logs = { rate = 100000, burst = 100000 }
 
 #[test]
 fn a_follower_that_stops_reading_is_cut_off_and_the_daemon_carries_on() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let d = Daemon::start(
         r#"
 send_timeout = "1s"
@@ -504,30 +504,12 @@ logs = { rate = 100000, burst = 100000 }
     let mut s = std::os::unix::net::UnixStream::connect(d.path("candor.sock")).unwrap();
     s.write_all(candor_scenarios::get_request("/v1/services/flood/logs?follow=true").as_bytes())
         .unwrap();
-    let cut = wait_for(
-        "the stalled follower cut off",
-        Duration::from_secs(60),
-        || {
-            let n = d.info()["resources"]["cut_off_connections"]
-                .as_u64()
-                .unwrap_or(0);
-            (n >= 1).then_some(n)
-        },
-    );
+    let cut = candor_scenarios::wait_cut_off(&d);
     assert_eq!(cut, 1);
     assert!(d.log().contains("cut off an API client"), "{}", d.log());
     // What was sent before the cut can still be read, then the connection ends.
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0usize;
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => total += n,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("the cut-off connection did not end ({total} bytes read): {e}"),
-        }
-    }
+    candor_scenarios::read_until_closed(&mut s);
     // The daemon and the service carry on; a reading follower still gets lines.
     assert_eq!(d.state("flood"), "running");
     let (mut child, rx) = d.follow_json(&["logs", "flood", "-f", "--json"]);

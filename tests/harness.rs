@@ -671,3 +671,32 @@ pub fn processes(matching: impl Fn(&[u8]) -> bool) -> usize {
         .filter(|c| matching(c))
         .count()
 }
+
+/// Wait until the daemon says it has cut off a stalled API client (`send_timeout`); how many.
+pub fn wait_cut_off(d: &Daemon) -> u64 {
+    wait_for(
+        "the stalled follower cut off",
+        Duration::from_secs(90),
+        || {
+            let n = d.info()["resources"]["cut_off_connections"]
+                .as_u64()
+                .unwrap_or(0);
+            (n >= 1).then_some(n)
+        },
+    )
+}
+
+/// Read what was sent on a connection the daemon has closed, until it ends (the caller sets a
+/// read timeout: a connection that does not end fails the test).
+pub fn read_until_closed(s: &mut impl std::io::Read) {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0usize;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the cut-off connection did not end ({total} bytes read): {e}"),
+        }
+    }
+}

@@ -297,16 +297,7 @@ logs = { rate = 100000, burst = 100000 }
         "GET /v1/services/flood/logs?follow=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
     )
     .unwrap();
-    let cut = wait_for(
-        "the stalled dashboard follower cut off",
-        Duration::from_secs(90),
-        || {
-            let n = d.info()["resources"]["cut_off_connections"]
-                .as_u64()
-                .unwrap_or(0);
-            (n >= 1).then_some(n)
-        },
-    );
+    let cut = candor_scenarios::wait_cut_off(&d);
     assert_eq!(cut, 1);
     assert!(
         d.log()
@@ -316,16 +307,7 @@ logs = { rate = 100000, burst = 100000 }
     );
     // What was sent before the cut can still be read, then the connection ends.
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0usize;
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => total += n,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("the cut-off connection did not end ({total} bytes read): {e}"),
-        }
-    }
+    candor_scenarios::read_until_closed(&mut s);
     assert_eq!(d.state("flood"), "running");
     // The dashboard still answers.
     let again = http(
