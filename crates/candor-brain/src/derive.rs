@@ -142,13 +142,15 @@ pub fn derive(services: &Services, svc: &Service, now: Mono) -> Derived {
         ),
         (_, Some(StopFact { cause: StopCause::GiveUp(reason), .. })) => d(Failed, reason.clone()),
         (_, None) => match run.main_exit {
-            Some(exit) => match restart::after_exit(spec, exit.status, exit.uptime, svc.streak) {
+            Some(exit) => match restart::after_exit(
+                spec,
+                exit.status,
+                || exit.describe(spec),
+                exit.uptime,
+                svc.streak,
+            ) {
                 AfterExit::Completed => d(Exited, format!("finished successfully ({})", exit_words(&exit, spec))),
-                // The policy speaks of the status; an OOM kill is named as such.
-                AfterExit::GiveUp { reason } => d(
-                    Failed,
-                    reason.replacen(&exit.status.describe(), &exit.describe(spec), 1),
-                ),
+                AfterExit::GiveUp { reason } => d(Failed, reason),
                 AfterExit::Restart { .. } => d(Starting, "about to start".into()),
             },
             None => d(Starting, "about to start".into()),

@@ -217,7 +217,8 @@ impl Cx<'_> {
             (_, Some(StopCause::ConfigChanged), _) => Some((Default::default(), false)),
             (_, Some(_), _) => None,
             (_, None, Some(exit)) => {
-                match restart::after_exit(&svc.spec, exit.status, exit.uptime, svc.streak) {
+                let how = || exit.describe(&svc.spec);
+                match restart::after_exit(&svc.spec, exit.status, how, exit.uptime, svc.streak) {
                     AfterExit::Restart { delay, quick_exits } => {
                         svc.streak = quick_exits;
                         Some((delay, true))

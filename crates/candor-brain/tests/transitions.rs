@@ -914,3 +914,34 @@ limits = { memory_max = "512MiB" }
         s.reason("api")
     );
 }
+
+#[test]
+fn a_service_given_up_after_an_oom_kill_says_so_in_its_reason() {
+    let mut s = Sim::new(
+        r#"
+[service.api]
+command = ["/bin/api"]
+restart = "never"
+limits = { memory_max = "64MiB" }
+"#,
+    );
+    s.up("api");
+    let run_id = s.run_id("api");
+    s.feed(candor_brain::Input::Exited {
+        oom_kills: 1,
+        service: "api".into(),
+        run_id,
+        status: ExitStatus::Signal(9),
+        at: s.now.mono,
+        group_empty: true,
+        escalated: false,
+    });
+    assert_eq!(s.state("api"), Failed);
+    assert!(
+        s.reason("api").starts_with(
+            "killed by the kernel: memory limit 64.0 MiB (memory_max) and restart = \"never\""
+        ),
+        "{}",
+        s.reason("api")
+    );
+}

@@ -16,10 +16,13 @@ pub enum AfterExit {
     GiveUp { reason: String },
 }
 
-/// Decide per the restart policy and backoff. `uptime` is how long the run lasted.
+/// Decide per the restart policy and backoff. `uptime` is how long the run lasted; `how` says
+/// in words how it ended (the caller may know more than the status, e.g. an OOM kill), asked
+/// only for the give-up sentence.
 pub fn after_exit(
     spec: &ServiceSpec,
     status: ExitStatus,
+    how: impl FnOnce() -> String,
     uptime: Duration,
     quick_exits: u32,
 ) -> AfterExit {
@@ -38,7 +41,7 @@ pub fn after_exit(
         AfterExit::GiveUp {
             reason: format!(
                 "{} and restart = \"{}\"; fix the cause, then `candor start {}`",
-                status.describe(),
+                how(),
                 spec.restart.as_str(),
                 spec.name
             ),
@@ -71,7 +74,7 @@ mod tests {
             (RestartPolicy::Never, ExitStatus::Code(0), false),
         ];
         for (policy, status, restarts) in cases {
-            let d = after_exit(&svc(policy), status, quick, 0);
+            let d = after_exit(&svc(policy), status, || status.describe(), quick, 0);
             assert_eq!(
                 matches!(d, Restart { .. }),
                 restarts,
@@ -82,12 +85,19 @@ mod tests {
             after_exit(
                 &svc(RestartPolicy::OnFailure),
                 ExitStatus::Code(0),
+                || ExitStatus::Code(0).describe(),
                 quick,
                 0
             ),
             Completed
         );
-        match after_exit(&svc(RestartPolicy::Never), ExitStatus::Code(3), quick, 0) {
+        match after_exit(
+            &svc(RestartPolicy::Never),
+            ExitStatus::Code(3),
+            || ExitStatus::Code(3).describe(),
+            quick,
+            0,
+        ) {
             GiveUp { reason } => assert!(
                 reason.starts_with("exited with code 3 and restart = \"never\""),
                 "{reason}"
@@ -101,6 +111,7 @@ mod tests {
         let d = after_exit(
             &svc(RestartPolicy::Always),
             ExitStatus::Code(1),
+            || ExitStatus::Code(1).describe(),
             Duration::from_millis(5),
             0,
         );
