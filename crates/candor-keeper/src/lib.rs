@@ -202,11 +202,13 @@ impl RunAs {
     /// change nothing (a daemon not running as root, asked to run a service as itself) are
     /// dropped: only a switch that needs root is attempted, and fails with the reason.
     pub fn of(spec: &candor_spec::ServiceSpec, default_umask: u32) -> Self {
-        let me = (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        );
+        // Asked of the kernel only for a service that names a user or group (this runs for
+        // every spawn and every exec probe).
         let credentials = spec.credentials().filter(|c| {
+            let me = (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            );
             me.0 == 0
                 || c.uid.is_some_and(|u| u != me.0)
                 || c.gid.is_some_and(|g| g != me.1)
