@@ -21,10 +21,12 @@ pub struct Account {
     pub groups: Vec<u32>,
 }
 
-/// Call a `get*_r` function with a buffer that grows until the entry fits.
-fn lookup<T>(
+/// Call a `get*_r` function with a buffer that grows until the entry fits, and take what is
+/// needed from the entry while the buffer its strings point into still lives.
+fn lookup<T, R>(
     mut call: impl FnMut(&mut T, &mut [libc::c_char], &mut *mut T) -> libc::c_int,
-) -> Option<T> {
+    take: impl FnOnce(&T) -> R,
+) -> Option<R> {
     let mut buf = vec![0 as libc::c_char; 1024];
     loop {
         // SAFETY: a zeroed passwd/group is a valid value for the out-parameter.
@@ -35,7 +37,7 @@ fn lookup<T>(
             buf.resize(buf.len() * 4, 0);
             continue;
         }
-        return (rc == 0 && !result.is_null()).then_some(entry);
+        return (rc == 0 && !result.is_null()).then(|| take(&entry));
     }
 }
 
@@ -45,12 +47,14 @@ pub fn gid(name: &str) -> Option<u32> {
         return Some(n);
     }
     let cname = CString::new(name).ok()?;
-    // SAFETY: getgrnam_r writes only into the entry, the buffer (of the length given) and
-    // the result pointer.
-    lookup(|grp: &mut libc::group, buf, result| unsafe {
-        libc::getgrnam_r(cname.as_ptr(), grp, buf.as_mut_ptr(), buf.len(), result)
-    })
-    .map(|g| g.gr_gid)
+    lookup(
+        // SAFETY: getgrnam_r writes only into the entry, the buffer (of the length given) and
+        // the result pointer.
+        |grp: &mut libc::group, buf, result| unsafe {
+            libc::getgrnam_r(cname.as_ptr(), grp, buf.as_mut_ptr(), buf.len(), result)
+        },
+        |g| g.gr_gid,
+    )
 }
 
 /// User `name` (or a uid; a uid the database does not know is an error, since its group and
@@ -65,47 +69,19 @@ pub fn user(name: &str) -> Result<Account, String> {
     })
 }
 
-/// The account of `name` with its strings copied out of the lookup buffer.
+/// The account of `name` (a login or a uid) with its strings copied out of the lookup buffer.
 fn account(name: &str) -> Option<Account> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    loop {
-        // SAFETY: as in `gid`; the strings are copied before `buf` is touched again.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = match name.parse::<u32>() {
-            Ok(uid) => unsafe {
-                libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result)
-            },
-            Err(_) => {
-                let cname = CString::new(name).ok()?;
-                unsafe {
-                    libc::getpwnam_r(
-                        cname.as_ptr(),
-                        &mut pw,
-                        buf.as_mut_ptr(),
-                        buf.len(),
-                        &mut result,
-                    )
-                }
-            }
-        };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 4, 0);
-            continue;
+    let text = |p: *const libc::c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a non-null string of the entry, NUL-terminated inside the live buffer.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
         }
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        let text = |p: *const libc::c_char| {
-            if p.is_null() {
-                String::new()
-            } else {
-                // SAFETY: a non-null string of the entry, NUL-terminated inside `buf`.
-                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-            }
-        };
+    };
+    let take = |pw: &libc::passwd| {
         let login = text(pw.pw_name);
-        return Some(Account {
+        Account {
             name: name.to_string(),
             login: login.clone(),
             uid: pw.pw_uid,
@@ -113,7 +89,26 @@ fn account(name: &str) -> Option<Account> {
             home: PathBuf::from(text(pw.pw_dir)),
             shell: text(pw.pw_shell),
             groups: group_list(&login, pw.pw_gid),
-        });
+        }
+    };
+    match name.parse::<u32>() {
+        Ok(uid) => lookup(
+            // SAFETY: as in `gid`.
+            |pw: &mut libc::passwd, buf, result| unsafe {
+                libc::getpwuid_r(uid, pw, buf.as_mut_ptr(), buf.len(), result)
+            },
+            take,
+        ),
+        Err(_) => {
+            let cname = CString::new(name).ok()?;
+            lookup(
+                // SAFETY: as in `gid`.
+                |pw: &mut libc::passwd, buf, result| unsafe {
+                    libc::getpwnam_r(cname.as_ptr(), pw, buf.as_mut_ptr(), buf.len(), result)
+                },
+                take,
+            )
+        }
     }
 }
 
