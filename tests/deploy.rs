@@ -190,6 +190,15 @@ restart = "never"
                 .filter(|e| e["state"] == "warning")
                 .count();
             assert_eq!(warnings, 1);
+            // Asked again at the next start, not remembered: said again, as it is then.
+            d.ok(&["restart", "hog", "--wait"]);
+            wait_for("the second start's warning", T, || {
+                let n = events_of(&d, "hog")
+                    .into_iter()
+                    .filter(|e| e["state"] == "warning")
+                    .count();
+                (n == 2).then_some(())
+            });
         }
     }
 }

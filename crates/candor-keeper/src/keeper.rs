@@ -147,9 +147,11 @@ struct Keeper {
     unarmed: bool,
     /// Activated sockets by service, kept between runs (`listeners.rs`).
     listeners: HashMap<String, Vec<crate::listeners::Listener>>,
-    /// cgroup controllers asked for by some service's limits: enabled, or why not (asked
+    /// cgroup controllers some service's limits needed and that are enabled down Candor's
+    /// subtree (one that could not be is asked for again at the next such spawn: the reason
+    /// said is always today's).
     /// once per controller).
-    controllers: HashMap<&'static str, Result<(), String>>,
+    controllers: std::collections::HashSet<&'static str>,
 }
 
 /// Epoll data: the wake pipe, or a pid with what it is.
@@ -199,7 +201,7 @@ pub fn start(
         reap_every: config.reap_every,
         unarmed: false,
         listeners: HashMap::new(),
-        controllers: HashMap::new(),
+        controllers: std::collections::HashSet::new(),
     };
     let thread = std::thread::Builder::new()
         .name("candor-keeper".into())
@@ -821,8 +823,9 @@ impl Keeper {
         let unknown: Vec<&'static str> = needed
             .iter()
             .copied()
-            .filter(|c| !self.controllers.contains_key(c))
+            .filter(|c| !self.controllers.contains(c))
             .collect();
+        let mut why: Vec<String> = Vec::new();
         if !unknown.is_empty() {
             let outcomes = match cgroup::mount() {
                 Some(mount) => cgroup::enable(&mount, root, &unknown),
@@ -831,19 +834,19 @@ impl Keeper {
                     .map(|c| (*c, Err("no cgroup2 mount".to_string())))
                     .collect(),
             };
-            self.controllers.extend(outcomes);
-        }
-        let mut why: Vec<String> = Vec::new();
-        for c in &needed {
-            if let Some(Err(e)) = self.controllers.get(c) {
-                if !why.contains(e) {
-                    why.push(e.clone());
+            for (controller, outcome) in outcomes {
+                match outcome {
+                    Ok(()) => {
+                        self.controllers.insert(controller);
+                    }
+                    Err(e) if !why.contains(&e) => why.push(e),
+                    Err(_) => {}
                 }
             }
         }
         let controllers = &self.controllers;
         why.extend(cgroup::write_limits(cg, limits, |c| {
-            matches!(controllers.get(c), Some(Ok(())))
+            controllers.contains(c)
         }));
         (!why.is_empty()).then(|| why.join("; "))
     }
