@@ -306,19 +306,43 @@ sockets = [{ path = "/run/api.sock", activate = true, mode = "0660" }, { listen 
         assert!(warnings.contains(w), "no `{w}` in:\n{warnings}");
     }
     assert!(
-        warnings.lines().all(|l| l.starts_with("warning: ")),
+        warnings
+            .lines()
+            .all(|l| l.starts_with("warning: ") || l.starts_with("note: ")),
         "{warnings}"
     );
     let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
     let db = read("db.service");
+    let out_abs = std::fs::canonicalize(&out).unwrap();
     for line in [
         "Type=notify",
         "WatchdogSec=10s",
-        r#"Environment="GREETING=100%% \"fun\" $$HOME""#,
+        &format!("EnvironmentFile={}/db.env", out_abs.display()),
         "KillMode=control-group",
     ] {
         assert!(db.contains(line), "no `{line}` in db.service:\n{db}");
     }
+    // `env` stays out of the unit (systemd shows Environment= to every user): in a 0600 file,
+    // written the way systemd reads it ($ is literal there).
+    assert!(!db.contains("GREETING"), "{db}");
+    assert!(
+        warnings.contains(&format!(
+            "note: db: env (1 variable) written to {}/db.env (mode 0600)",
+            out_abs.display()
+        )),
+        "{warnings}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("db.env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        read("db.env").contains("GREETING='100% \"fun\" $HOME'\n"),
+        "{}",
+        read("db.env")
+    );
     let api = read("api.service");
     for line in [
         "After=db.service\nRequires=db.service",

@@ -2,6 +2,10 @@
 //! them: blank lines and `#` comments skipped, an optional `export ` before the key, a value
 //! in single quotes taken as is, in double quotes with `\"`, `\\`, `\n` and `\$` escapes,
 //! unquoted with surrounding blanks trimmed.
+//!
+//! An error names the line and the key, never what the line holds: a bad line of an env file
+//! is as likely as any other to be a secret, and errors are printed, logged and sent over the
+//! API.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +22,13 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, (usize, String)> {
             .map(str::trim_start)
             .unwrap_or(line);
         let Some((key, value)) = line.split_once('=') else {
-            return Err((i + 1, format!("`{line}` is not KEY=VALUE")));
+            return Err((
+                i + 1,
+                format!(
+                    "is not KEY=VALUE (no `=` in its {} characters, not shown: they may be a secret)",
+                    line.chars().count()
+                ),
+            ));
         };
         let key = key.trim_end();
         let valid = key
@@ -59,7 +69,10 @@ fn unquote(v: &str) -> Result<String, String> {
                 return if rest.trim().is_empty() {
                     Ok(out)
                 } else {
-                    Err(format!("text after the closing quote: `{}`", rest.trim()))
+                    Err(format!(
+                        "{} characters after the closing quote (not shown: they may be a secret); quote the whole value",
+                        rest.trim().chars().count()
+                    ))
                 };
             }
             '\\' => match chars.next() {
@@ -105,5 +118,24 @@ mod tests {
         assert!(why.contains("`2X`"), "{why}");
         assert!(parse("A=\"open\n").unwrap_err().1.contains("not closed"));
         assert!(parse("A='open\n").unwrap_err().1.contains("not closed"));
+    }
+
+    #[test]
+    fn a_bad_line_never_repeats_its_value() {
+        for text in [
+            "hunter2-secret-value\n",
+            "TOKEN=\"hunter2-secret-value\" trailing-secret\n",
+            "TOKEN=\"hunter2-secret-value\n",
+            "TOKEN='hunter2-secret-value\n",
+        ] {
+            let (line, why) = parse(text).unwrap_err();
+            assert_eq!(line, 1);
+            assert!(
+                !why.contains("hunter2") && !why.contains("trailing-secret"),
+                "{text:?}: {why}"
+            );
+        }
+        let (_, why) = parse("TOKEN=\"x\" junk\n").unwrap_err();
+        assert!(why.starts_with("TOKEN: "), "the key is named: {why}");
     }
 }

@@ -6,7 +6,7 @@
 
 mod accounts;
 mod duration;
-mod envfile;
+pub mod envfile;
 mod error;
 mod graph;
 mod parse;
@@ -420,6 +420,14 @@ impl Default for LogsSpec {
     }
 }
 
+/// One `env_file` entry: its path (resolved against the config's directory) and whether it may
+/// be missing (written `-/path`, as in systemd).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvFile {
+    pub path: PathBuf,
+    pub optional: bool,
+}
+
 /// One `[service.NAME]` section.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceSpec {
@@ -430,7 +438,7 @@ pub struct ServiceSpec {
     pub workdir: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     /// `env_file`: the files, as given (for messages and export)...
-    pub env_files: Vec<PathBuf>,
+    pub env_files: Vec<EnvFile>,
     /// ...and what they set, read when the config is loaded (`env` wins over them).
     pub env_from_files: BTreeMap<String, String>,
     /// `inherit_env`: whether the service starts from the daemon's environment (default

@@ -740,7 +740,7 @@ impl FileCtx<'_> {
                     ),
                 ),
             }
-            spec.env_files.push(path);
+            spec.env_files.push(crate::EnvFile { path, optional });
         }
     }
 

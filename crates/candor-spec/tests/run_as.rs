@@ -90,6 +90,8 @@ inherit_env = false
     assert_eq!(get("MODE"), Some("toml"));
     assert_eq!(get("PATH"), Some(CLEAN_PATH));
     assert_eq!(api.env_files.len(), 2);
+    assert!(!api.env_files[0].optional && api.env_files[1].optional);
+    assert_eq!(api.env_files[1].path, dir.join("missing.env"));
     assert!(!api.inherit_env);
 }
 
@@ -119,7 +121,7 @@ env_file = "/nonexistent/b.env"
         "candor.toml:5:9: service.api.group: no group \"no-such-group-candor\"",
         "candor.toml:6:19: service.api.groups: no group \"nor-this-one\"",
         "candor.toml:7:9: service.api.umask = \"0999\" is not an octal mask",
-        "bad.env:2: `this is not a pair` is not KEY=VALUE",
+        "bad.env:2: is not KEY=VALUE (no `=` in its 18 characters, not shown: they may be a secret)",
         "candor.toml:12:12: service.b.env_file: cannot read /nonexistent/b.env",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");

@@ -560,8 +560,8 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
     }
 
     // Values from env files stay out of the manifest (they are often secrets): each file is
-    // a Secret to make from it, later ones winning as in Candor, `env` over all of them. A
-    // file that is missing now was optional (`-FILE`; else the config would not load).
+    // a Secret to make from it, later ones winning as in Candor, `env` over all of them. An
+    // optional file (`-FILE`) is an optional Secret, whether or not it exists now.
     if !env_files.is_empty() {
         let mut from = Vec::new();
         for (i, file) in env_files.iter().enumerate() {
@@ -569,7 +569,7 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
                 0 => format!("{name}-env"),
                 i => format!("{name}-env-{}", i + 1),
             };
-            let optional = !file.exists();
+            let (optional, file) = (file.optional, &file.path);
             w.warn(
                 "env_file",
                 format!(

@@ -29,6 +29,38 @@ fn quote(s: &str) -> String {
     out
 }
 
+/// One value of an `EnvironmentFile=` as systemd's parser reads it back: single-quoted when it
+/// holds no `'` (nothing inside is special), else double-quoted with `"`, `\`, `` ` `` and
+/// `$` escaped — the characters systemd unescapes there. No variable is expanded in either.
+fn env_value(v: &str) -> String {
+    if !v.contains('\'') {
+        return format!("'{v}'");
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        if matches!(c, '"' | '\\' | '`' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The text of a service's `<name>.env`: `env` as KEY=VALUE lines.
+pub fn env_file_text(spec: &ServiceSpec) -> String {
+    let mut t = format!(
+        "# Exported by `candor export systemd` from {}: the `env` of {} (mode 0600)\n",
+        spec.defined_at,
+        spec.name.as_str()
+    );
+    for (k, v) in &spec.env {
+        let _ = writeln!(t, "{k}={}", env_value(v));
+    }
+    t
+}
+
 /// A duration as systemd reads it (`1.5s` is fine; `100ms` too).
 fn secs(d: Duration) -> String {
     match d.as_millis() {
@@ -38,7 +70,11 @@ fn secs(d: Duration) -> String {
 }
 
 /// The units of one service: `(file name, text)`, and the warnings.
-pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
+///
+/// `env` is not written into the unit: systemd shows every `Environment=` to any local user
+/// (`systemctl show`), so it goes to `<env_dir>/<name>.env`, which the caller writes with mode
+/// 0600, named by `EnvironmentFile=` after the service's own files (so `env` still wins).
+pub fn units(spec: &ServiceSpec, env_dir: &Path) -> (Vec<(String, String)>, Vec<String>) {
     let name = spec.name.as_str();
     let mut w = Warnings::new(name);
     let mut files = Vec::new();
@@ -81,14 +117,18 @@ pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
     if let Some(wd) = &spec.workdir {
         let _ = writeln!(u, "WorkingDirectory={}", wd.display());
     }
-    // systemd reads the files at each start, before Environment= (which wins, as `env`
-    // does); a "-" path may be missing, as in Candor.
+    // systemd reads the files at each start, in order, a later one winning (as `env` wins
+    // over `env_file`); a "-" path may be missing, as in Candor.
     for f in &spec.env_files {
-        let optional = if f.exists() { "" } else { "-" };
-        let _ = writeln!(u, "EnvironmentFile={optional}{}", f.display());
+        let optional = if f.optional { "-" } else { "" };
+        let _ = writeln!(u, "EnvironmentFile={optional}{}", f.path.display());
     }
-    for (k, v) in &spec.env {
-        let _ = writeln!(u, "Environment={}", quote(&format!("{k}={v}")));
+    if !spec.env.is_empty() {
+        let _ = writeln!(
+            u,
+            "EnvironmentFile={}",
+            env_dir.join(format!("{name}.env")).display()
+        );
     }
     if let Some(user) = &spec.user {
         let _ = writeln!(u, "User={}", user.name);
@@ -252,22 +292,59 @@ pub fn units(spec: &ServiceSpec) -> (Vec<(String, String)>, Vec<String>) {
     (files, w.into_lines())
 }
 
-/// Write every service's units into `out`; warnings on stderr. Exit code.
+/// Write every service's units into `out`, and each `env` into `<out>/<name>.env` (0600);
+/// warnings and where the env files went on stderr. How many units were written.
 pub fn systemd(spec: &Spec, out: &Path) -> Result<usize, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    // Units name their env file by an absolute path.
+    let out = std::fs::canonicalize(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut written = 0;
     for svc in spec.services.values() {
-        let (files, warnings) = units(svc);
+        let (files, warnings) = units(svc, &out);
         for w in warnings {
             eprintln!("{w}");
         }
         for (file, text) in files {
             let path = out.join(&file);
-            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            write_new(&path, text.as_bytes(), 0o644)?;
             written += 1;
+        }
+        if !svc.env.is_empty() {
+            let path = out.join(format!("{}.env", svc.name.as_str()));
+            write_new(&path, env_file_text(svc).as_bytes(), 0o600)?;
+            eprintln!(
+                "note: {}: env ({} variable{}) written to {} (mode 0600), read by EnvironmentFile=: systemd shows Environment= values to every local user; install it with the unit, root-owned and 0600",
+                svc.name.as_str(),
+                svc.env.len(),
+                if svc.env.len() == 1 { "" } else { "s" },
+                path.display()
+            );
         }
     }
     Ok(written)
+}
+
+/// Replace `path` with `bytes`, mode `mode` from its first byte: a new file beside it, renamed
+/// over it (a symlink at `path` is replaced, never followed; an old file's mode is not kept).
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(err)?;
+    // The umask may have taken bits away from a unit's 0644 (it never adds any).
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)
 }
 
 #[cfg(test)]
@@ -284,11 +361,60 @@ mod tests {
     }
 
     #[test]
+    fn env_values_are_written_so_systemd_and_candor_read_them_back_as_they_were() {
+        let mut spec = ServiceSpec::with_command("a", &["/bin/true"]);
+        for (k, v) in [
+            ("PLAIN", "abc"),
+            ("DOLLAR", "p$ss${HOME}$$"),
+            ("PCT", "100%"),
+            ("QUOTES", "it's \"quoted\" `cmd` \\n"),
+            ("SPACES", "  padded  "),
+            ("EMPTY", ""),
+        ] {
+            spec.env.insert(k.into(), v.into());
+        }
+        let text = env_file_text(&spec);
+        let back = candor_spec::envfile::parse(&text).expect("valid");
+        assert_eq!(back, spec.env, "{text}");
+        assert!(text.contains("DOLLAR='p$ss${HOME}$$'"), "{text}");
+        assert!(
+            text.contains("QUOTES=\"it's \\\"quoted\\\" \\`cmd\\` \\\\n\""),
+            "{text}"
+        );
+        let (files, _) = units(&spec, Path::new("/etc/candor"));
+        let unit = &files[0].1;
+        assert!(unit.contains("EnvironmentFile=/etc/candor/a.env"), "{unit}");
+        assert!(
+            !unit.contains("Environment=\""),
+            "no value in the unit: {unit}"
+        );
+    }
+
+    #[test]
+    fn an_optional_env_file_stays_optional_whether_or_not_it_exists_now() {
+        let mut spec = ServiceSpec::with_command("a", &["/bin/true"]);
+        spec.env_files.push(candor_spec::EnvFile {
+            path: "/etc/passwd".into(),
+            optional: true,
+        });
+        spec.env_files.push(candor_spec::EnvFile {
+            path: "/nonexistent/x.env".into(),
+            optional: false,
+        });
+        let (files, _) = units(&spec, Path::new("/x"));
+        let unit = &files[0].1;
+        assert!(
+            unit.contains("EnvironmentFile=-/etc/passwd\nEnvironmentFile=/nonexistent/x.env\n"),
+            "{unit}"
+        );
+    }
+
+    #[test]
     fn the_backoff_becomes_restart_steps_up_to_its_max() {
         let mut spec = ServiceSpec::with_command("a", &["/bin/true"]);
         spec.backoff.initial = Duration::from_millis(100);
         spec.backoff.max = Duration::from_secs(30);
-        let (files, _) = units(&spec);
+        let (files, _) = units(&spec, Path::new("/x"));
         let unit = &files[0].1;
         assert!(
             unit.contains("RestartSec=100ms\nRestartSteps=9\nRestartMaxDelaySec=30s"),
