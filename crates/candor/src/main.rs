@@ -341,15 +341,18 @@ async fn run(cli: Cli, handover: candor_daemon::Handover) -> u8 {
     match cli.command {
         Command::Check => check(&config),
         Command::Daemon { state_dir, init } => {
+            never_stopped_by_a_terminal();
             let mut opts = daemon_options(config, state_dir, cli.socket, mode, handover);
             opts.init |= init;
             daemon_exit(candor_daemon::run(opts, |_| {}).await)
         }
         Command::Up { state_dir } => {
+            let view = owns_terminal();
+            never_stopped_by_a_terminal();
             let mut opts = daemon_options(config, state_dir, cli.socket, mode, handover);
             // The live view is the output; `candor events` has the history.
-            opts.echo_events = !std::io::stdout().is_terminal();
-            up(opts).await
+            opts.echo_events = !view;
+            up(opts, view).await
         }
         Command::Export { target, out, image } => export(target, &config, out.as_deref(), &image),
         Command::Completions { shell } => {
@@ -1037,8 +1040,32 @@ fn man_pages(dir: &std::path::Path) -> u8 {
     }
 }
 
-/// The daemon in the foreground plus a live view of the board on the terminal.
-async fn up(opts: candor_daemon::Options) -> u8 {
+/// Whether `up` may draw its live view: stdin and stdout are a terminal and this process is in
+/// its foreground process group. Started in the background (`cmd &`, or under `timeout`,
+/// which runs its command in a process group of its own), touching the terminal's modes gets
+/// the whole process stopped by SIGTTOU: `up` then prints plain lines instead.
+fn owns_terminal() -> bool {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return false;
+    }
+    // SAFETY: tcgetpgrp and getpgrp only read.
+    let (fg, me) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
+    fg == me
+}
+
+/// A supervisor is never frozen by its terminal: SIGTTOU, SIGTTIN and SIGTSTP are ignored
+/// (a write to the terminal from the background then just proceeds, a read fails with EIO),
+/// so no thread of the daemon can be stopped by job control and every service with it.
+/// Services get every signal back at its default before exec (the keeper's reset).
+fn never_stopped_by_a_terminal() {
+    for sig in [libc::SIGTTOU, libc::SIGTTIN, libc::SIGTSTP] {
+        // SAFETY: setting a signal to ignored touches no memory of ours.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
+
+/// The daemon in the foreground plus, when `view`, a live view of the board on the terminal.
+async fn up(opts: candor_daemon::Options, view_wanted: bool) -> u8 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let ended = std::sync::Arc::new(tokio::sync::Notify::new());
     let mut view = None;
@@ -1046,7 +1073,7 @@ async fn up(opts: candor_daemon::Options) -> u8 {
         let _ = tx.send(started);
     }));
     if let Ok(started) = rx.await {
-        if std::io::stdout().is_terminal() {
+        if view_wanted {
             let client = Client::at(started.socket);
             // The view runs until q / ctrl-c, then asks the daemon to stop everything.
             view = Some(tokio::spawn(top::run(
