@@ -28,6 +28,13 @@ stop = { signal = "SIGTERM", timeout = "1s" }
     let out = d.ok(&["stop", "zombie", "--wait"]);
     let took = t0.elapsed();
     assert!(out.contains("zombie: stopped"), "{env:?}: {out}");
+    // The answer says how the stop ended, not only `candor events`.
+    assert!(
+        out.contains(
+            "did not stop within 1s of SIGTERM, so the whole group was killed with SIGKILL"
+        ),
+        "{env:?}: {out}"
+    );
     // SIGTERM is ignored, so only the SIGKILL at stop.timeout ends it.
     assert!(
         took >= Duration::from_millis(950),

@@ -169,6 +169,7 @@ impl Cx<'_> {
             kill_at: s.kill_at,
             delivery: Delivery::Sent,
             refusals: 0,
+            killed: false,
         });
         let pid = match (&run.spawn, run.ended) {
             (Spawn::Started { pid, .. }, None) => *pid,

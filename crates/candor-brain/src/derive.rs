@@ -124,10 +124,7 @@ pub fn derive(services: &Services, svc: &Service, now: Mono) -> Derived {
                 Stopped,
                 format!("not started; `candor start {}` starts it", spec.name),
             ),
-            (Some(_), _) => d(
-                Stopped,
-                format!("stopped by request; `candor start {}` starts it", spec.name),
-            ),
+            (Some(run), _) => d(Stopped, stopped_by_request(spec, run.stop.as_ref())),
         };
     };
     // Wanted, down, nothing scheduled: what ended the last run says why.
@@ -155,10 +152,20 @@ pub fn derive(services: &Services, svc: &Service, now: Mono) -> Derived {
             },
             None => d(Starting, "about to start".into()),
         },
-        (_, Some(_)) => d(
-            Stopped,
-            format!("stopped by request; `candor start {}` starts it", spec.name),
+        (_, Some(stop)) => d(Stopped, stopped_by_request(spec, Some(stop))),
+    }
+}
+
+/// A stopped run's reason, saying how the stop ended when it took SIGKILL.
+fn stopped_by_request(spec: &ServiceSpec, stop: Option<&StopFact>) -> String {
+    match stop {
+        Some(s) if s.killed => format!(
+            "stopped by request: it did not stop within {} of {}, so the whole group was killed with SIGKILL; `candor start {}` starts it",
+            format_duration(spec.stop.timeout),
+            s.signal.name(),
+            spec.name
         ),
+        _ => format!("stopped by request; `candor start {}` starts it", spec.name),
     }
 }
 

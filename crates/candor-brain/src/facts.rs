@@ -228,6 +228,9 @@ pub struct StopFact {
     pub delivery: Delivery,
     /// Times the keeper did not take it.
     pub refusals: u32,
+    /// The run outlived `stop.timeout` and its group was killed with SIGKILL (the keeper's
+    /// report when the last process went).
+    pub killed: bool,
 }
 
 /// One run of a service, from the spawn request to the last process gone.

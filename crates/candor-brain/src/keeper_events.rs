@@ -145,6 +145,9 @@ impl Cx<'_> {
             return;
         };
         run.ended = Some(now);
+        if let Some(stop) = run.stop.as_mut() {
+            stop.killed = escalated;
+        }
         let main_was_alive = run.main_exit.is_none();
         let stop_cause = run.stop.as_ref().map(|s| s.cause.phrase());
         if main_was_alive {

@@ -163,6 +163,7 @@ impl Cx<'_> {
             kill_at,
             delivery: Delivery::Sent,
             refusals: 0,
+            killed: false,
         });
         let run_id = run.id;
         self.out.push(Effect::Stop {

@@ -159,6 +159,11 @@ fn stop_escalation_timeline_in_the_reason_and_an_event_when_sigkill_was_needed()
     );
     s.emptied("api", true);
     assert_eq!(s.state("api"), Stopped);
+    // The state says how the stop ended, not only the event.
+    assert_eq!(
+        s.reason("api"),
+        "stopped by request: it did not stop within 5s of SIGTERM, so the whole group was killed with SIGKILL; `candor start api` starts it"
+    );
     assert!(s.notes().iter().any(
         |n| n.2 == "did not stop within 5s of SIGTERM; the whole group was killed with SIGKILL"
     ));
