@@ -183,14 +183,15 @@ impl Access {
 
     /// The 403 for `peer`, who may not do `what` without `needed`.
     pub fn refusal(&self, what: &str, needed: Role, need: Need, peer: &Peer) -> ApiError {
-        let extra = match need {
-            Need::Shutdown => {
+        // Why an operator is not enough here, when that depends on the config.
+        let extra = match (need, needed) {
+            (Need::Shutdown, Role::Admin) => {
                 "; operators may shut the daemon down only with [daemon] operators_may_shutdown = true"
             }
-            Need::Dashboard => {
+            (Need::Dashboard, Role::Admin) => {
                 "; the dashboard is not configured ([daemon] web), and only an admin may open it"
             }
-            Need::Role(_) => "",
+            _ => "",
         };
         ApiError::new(
             403,
@@ -432,6 +433,12 @@ mod tests {
         );
         let (_, body) = status_of(&app, Verb::Post, "/v1/shutdown", Role::Operator).await;
         assert!(body.contains("operators_may_shutdown = true"), "{body}");
+        let (_, body) = status_of(&app, Verb::Post, "/v1/web", Role::Operator).await;
+        assert!(
+            body.contains("`candor web` needs the admin role")
+                && body.contains("the dashboard is not configured ([daemon] web)"),
+            "{body}"
+        );
         // A method the path does not serve is the router's 405, not a refusal.
         let (status, _) = status_of(&app, Verb::Get, "/v1/upgrade", Role::ReadOnly).await;
         assert_eq!(status, 405);
@@ -444,6 +451,13 @@ mod tests {
         assert_eq!(status, 200, "{body}");
         let (status, _) = status_of(&app, Verb::Post, "/v1/upgrade", Role::Operator).await;
         assert_eq!(status, 403, "never upgrade");
+        let (status, body) = status_of(&app, Verb::Post, "/v1/shutdown", Role::ReadOnly).await;
+        assert_eq!(status, 403);
+        assert!(
+            body.contains("shutdown needs the operator role")
+                && !body.contains("operators_may_shutdown"),
+            "{body}"
+        );
     }
 
     #[tokio::test]

@@ -424,6 +424,29 @@ mod tests {
     }
 
     #[test]
+    fn each_token_gives_its_role_and_the_read_only_one_is_made_only_when_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = Web::new(dir.path(), None);
+        web.load_tokens().unwrap();
+        assert_eq!(web.tokens(), 1);
+        assert!(!dir.path().join("web-read.token").exists());
+        let operator = web.token().to_string();
+        assert_eq!(web.role_of(&operator), Some(Role::Operator));
+        let reader = web.read_token().unwrap();
+        assert_ne!(reader, operator);
+        assert_eq!(web.role_of(&reader), Some(Role::ReadOnly));
+        assert_eq!(web.read_token().unwrap(), reader, "made once");
+        assert_eq!(web.tokens(), 2);
+        assert_eq!(web.role_of(&reader[..63]), None);
+        assert_eq!(web.role_of(""), None);
+        // A daemon started again knows both (the read-only one only if it was made).
+        let again = Web::new(dir.path(), None);
+        again.load_tokens().unwrap();
+        assert_eq!(again.role_of(&reader), Some(Role::ReadOnly));
+        assert_eq!(again.role_of(&operator), Some(Role::Operator));
+    }
+
+    #[test]
     fn the_token_is_made_once_private_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("web.token");
