@@ -700,3 +700,23 @@ pub fn read_until_closed(s: &mut impl std::io::Read) {
         }
     }
 }
+
+/// A temp dir under the build's target dir, mode 0755: unlike one under /tmp (writable by
+/// everyone), a binary in it may be run by `candor upgrade`, and a test's other users (e.g.
+/// `nobody`) can reach what it makes readable.
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = bin_dir()
+        .parent()
+        .map_or_else(bin_dir, Path::to_path_buf)
+        .join("scenario-tmp");
+    std::fs::create_dir_all(&parent).expect("target/scenario-tmp");
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(&parent, open.clone()).expect("chmod target/scenario-tmp");
+    let dir = tempfile::Builder::new()
+        .prefix("candor-t")
+        .tempdir_in(&parent)
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), open).expect("chmod temp dir");
+    dir
+}

@@ -118,8 +118,10 @@ fn a_new_binary_that_rejects_the_config_changes_nothing() {
 fn a_new_binary_that_exits_at_start_leaves_the_old_one_in_charge() {
     let mut d = Daemon::start(SERVICES);
     let before = running_pids(&d);
-    // Passes `check`, then exits instead of serving.
-    let fake = d.path("fake-candor");
+    // Passes `check`, then exits instead of serving. Not under /tmp: an upgrade runs only a
+    // binary that no one but root can change.
+    let bin = private_tempdir();
+    let fake = bin.path().join("fake-candor");
     std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();

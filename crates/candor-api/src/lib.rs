@@ -159,6 +159,34 @@ pub struct DaemonInfo {
     /// Panics caught in the daemon's own tasks (each task was started again).
     #[serde(default)]
     pub faults: Faults,
+    /// Who can reach the daemon and with which role (None from a daemon that predates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+}
+
+/// Who can reach the daemon: the control socket's owner and root are admins, `socket_group`
+/// members operators, and dashboard tokens operator or read-only.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Access {
+    /// The daemon's uid: the control socket's owner (it and root are admins).
+    pub control_uid: u32,
+    /// The control socket's mode, e.g. "0600" (owner only) or "0660" (`socket_group` too).
+    pub socket_mode: String,
+    /// `[daemon] socket_group`: its members are operators.
+    pub operators: Option<Group>,
+    /// `[daemon] operators_may_shutdown`.
+    pub operators_may_shutdown: bool,
+    /// Where the dashboard listens, when it is open.
+    pub dashboard: Option<String>,
+    /// Dashboard tokens that exist: the operator one (made when the dashboard first opens)
+    /// and the read-only one (made by the first `candor web --read-only`).
+    pub dashboard_tokens: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
 }
 
 /// Panics caught in the daemon's own tasks since it started.
@@ -208,6 +236,18 @@ pub struct WebInfo {
     pub token: String,
     /// Whether `GET /metrics` is served without the token there.
     pub metrics_public: bool,
+    /// The token (and so the URL) is the read-only one.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// `POST /v1/web`: which dashboard token to hand out (no body: the operator one).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebRequest {
+    /// The read-only token (`candor web --read-only`): its holder may only read.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The answer to `POST /v1/upgrade` (202): the new binary passed its check and the daemon is
@@ -370,6 +410,9 @@ pub enum EventDetail {
         /// the daemon's own: the token, not a uid, let it in).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<String>,
+        /// The caller's role: "admin", "operator" or "read-only".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
     },
     /// A panic caught in one of the daemon's own tasks, which was started again.
     Fault {

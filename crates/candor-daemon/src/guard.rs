@@ -322,6 +322,9 @@ pub struct Peer {
     pub pid: Option<i32>,
     /// A connection to the web listener: the browser's address (let in by the token).
     pub web: Option<std::net::SocketAddr>,
+    /// What the caller may do: from its uid on the control socket; on the dashboard, read-only
+    /// until the web layer has seen the request's token (`web::grant`).
+    pub role: crate::roles::Role,
 }
 
 impl
@@ -334,6 +337,7 @@ impl
             uid: rustix::process::getuid().as_raw(),
             pid: Some(std::process::id() as i32),
             web: Some(*stream.remote_addr()),
+            role: crate::roles::Role::ReadOnly,
         }
     }
 }
@@ -347,12 +351,15 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Guar
                 uid: c.uid(),
                 pid: c.pid(),
                 web: None,
+                role: crate::roles::Role::of_uid(c.uid(), rustix::process::geteuid().as_raw()),
             },
-            // Not expected on a Unix socket; shown as an unknown caller rather than refused.
+            // Not expected on a Unix socket; shown as an unknown caller rather than refused, and
+            // never an admin.
             Err(_) => Peer {
                 uid: u32::MAX,
                 pid: None,
                 web: None,
+                role: crate::roles::Role::Operator,
             },
         }
     }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub exec: Arc<crate::probe::ExecProbes>,
     pub faults: Arc<crate::faults::Faults>,
     pub web: Arc<crate::web::Web>,
+    /// Who is admin and operator, and what operators may do now.
+    pub access: Arc<crate::roles::Access>,
     /// The last board pushed to `GET /v1/services?follow=true` followers, as sent: every
     /// dashboard tab gets the same frame instead of deriving and encoding its own.
     pub frames: Arc<BoardFrames>,
@@ -94,24 +96,52 @@ pub(crate) type Q = Query<HashMap<String, String>>;
 /// The largest request body taken (only `POST /v1/upgrade` has one, a few hundred bytes).
 pub const MAX_BODY: usize = 64 << 10;
 
+/// The API's routes and the table of the least role each needs, from one list (so no route is
+/// served without a line in the table).
+macro_rules! api_routes {
+    (@method Get) => { get };
+    (@method Post) => { post };
+    ($($verb:ident $path:literal => $handler:expr, $need:expr, $what:literal;)*) => {
+        /// Every route of the API, with the least its caller needs (`roles.rs`).
+        pub const ROUTES: &[Route] = &[$(Route {
+            verb: Verb::$verb,
+            path: $path,
+            need: $need,
+            what: $what,
+        },)*];
+
+        fn api_routes() -> Router<AppState> {
+            Router::new()$(.route($path, api_routes!(@method $verb)($handler)))*
+        }
+    };
+}
+
+use crate::roles::{Need, Role, Route, Verb};
+const READ: Need = Need::Role(Role::ReadOnly);
+const OPERATE: Need = Need::Role(Role::Operator);
+
+api_routes! {
+    Get "/v1/daemon" => daemon, READ, "reading the daemon's info";
+    Get "/v1/services" => list, READ, "reading the services";
+    Get "/v1/services/{name}" => one, READ, "reading {name}";
+    Get "/v1/services/{name}/logs" => crate::log_routes::service_logs, READ, "reading {name}'s logs";
+    Get "/v1/logs" => crate::log_routes::all_logs, READ, "reading the logs";
+    Post "/v1/services/{name}/{action}" => action, OPERATE, "{action} {name}";
+    Post "/v1/reset-failed" => reset_failed, OPERATE, "reset-failed";
+    Get "/v1/events" => events, READ, "reading the events";
+    Post "/v1/reload" => reload, OPERATE, "reload";
+    Post "/v1/shutdown" => shutdown, Need::Shutdown, "shutdown";
+    Post "/v1/upgrade" => upgrade, Need::Role(Role::Admin), "upgrade";
+    Post "/v1/web" => open_web, Need::Dashboard, "`candor web`";
+    Get "/metrics" => metrics, READ, "reading the metrics";
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/daemon", get(daemon))
-        .route("/v1/services", get(list))
-        .route("/v1/services/{name}", get(one))
-        .route(
-            "/v1/services/{name}/logs",
-            get(crate::log_routes::service_logs),
-        )
-        .route("/v1/logs", get(crate::log_routes::all_logs))
-        .route("/v1/services/{name}/{action}", post(action))
-        .route("/v1/reset-failed", post(reset_failed))
-        .route("/v1/events", get(events))
-        .route("/v1/reload", post(reload))
-        .route("/v1/shutdown", post(shutdown))
-        .route("/v1/upgrade", post(upgrade))
-        .route("/v1/web", post(open_web))
-        .route("/metrics", get(metrics))
+    let gate = crate::roles::Gate {
+        access: state.access.clone(),
+        routes: ROUTES,
+    };
+    api_routes()
         .fallback(|| async {
             ApiError::new(404, "no such endpoint; see the API list in the README")
         })
@@ -119,6 +149,10 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(405, "method not allowed on this endpoint")
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            crate::roles::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.faults.clone(),
             catch_panics,
@@ -221,14 +255,37 @@ pub(crate) fn unknown_service(board: &Board, name: &str) -> ApiError {
 }
 
 /// `candor web`: open the dashboard's listener if it is not open, and say where, with the
-/// token. The control socket's permissions decide who may ask.
-async fn open_web(State(st): State<AppState>) -> Result<Json<api::WebInfo>, ApiError> {
-    st.web.open(st.web.listen).await.map(Json).map_err(|e| {
+/// operator token or (`{"read_only": true}`) the read-only one. Who may ask: `roles.rs`.
+async fn open_web(
+    State(st): State<AppState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<api::WebInfo>, ApiError> {
+    let body = body.map_err(|e| {
         ApiError::new(
-            500,
-            format!("{e}; set [daemon] web = {{ listen = \"IP:PORT\" }} to another port"),
+            e.status().as_u16(),
+            format!("bad request body: {e} (at most {MAX_BODY} bytes)"),
         )
-    })
+    })?;
+    let asked: api::WebRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        api::WebRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                400,
+                format!("bad `candor web` request: {e} (the body is {{\"read_only\": true}} or nothing)"),
+            )
+        })?
+    };
+    st.web
+        .open_for(st.web.listen, asked.read_only)
+        .await
+        .map(Json)
+        .map_err(|e| {
+            ApiError::new(
+                500,
+                format!("{e}; set [daemon] web = {{ listen = \"IP:PORT\" }} to another port"),
+            )
+        })
 }
 
 async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
@@ -248,6 +305,7 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
         };
     }
     info.services = st.board.borrow().len();
+    info.access = Some(access(&st).await);
     info.faults = api::Faults {
         count: st.faults.count(),
         recent: st.faults.recent(),
@@ -279,6 +337,30 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
         };
     }
     Json(info)
+}
+
+/// Who can reach the daemon, with which role, now.
+async fn access(st: &AppState) -> api::Access {
+    use std::os::unix::fs::PermissionsExt;
+    let socket = PathBuf::from(&st.info.socket);
+    let mode = tokio::task::spawn_blocking(move || std::fs::symlink_metadata(socket))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|m| format!("{:04o}", m.permissions().mode() & 0o7777))
+        .unwrap_or_else(|| "unknown".into());
+    let a = &st.access;
+    api::Access {
+        control_uid: a.daemon_uid,
+        socket_mode: mode,
+        operators: a.socket_group.as_ref().map(|(name, gid)| api::Group {
+            name: name.clone(),
+            gid: *gid,
+        }),
+        operators_may_shutdown: a.policy().operators_may_shutdown,
+        dashboard: st.web.listening().map(|l| l.to_string()),
+        dashboard_tokens: st.web.tokens(),
+    }
 }
 
 /// Every service's status. `?pretty`: indented as `candor status --json` prints it, so the CLI
@@ -502,6 +584,7 @@ pub struct Reloader {
     requests: mpsc::Sender<Asked>,
     guard: Arc<crate::guard::GuardCounters>,
     web: Arc<crate::web::Web>,
+    access: Arc<crate::roles::Access>,
 }
 
 impl Reloader {
@@ -512,6 +595,7 @@ impl Reloader {
             requests: st.requests.clone(),
             guard: st.guard.clone(),
             web: st.web.clone(),
+            access: st.access.clone(),
         }
     }
 
@@ -546,6 +630,7 @@ impl Reloader {
         }
         notes.extend(self.web.reconfigure(spec.daemon.web));
         let send_timeout = spec.daemon.send_timeout;
+        let may_shutdown = spec.daemon.operators_may_shutdown;
         let (tx, rx) = oneshot::channel();
         let gone = || ApiError::new(503, "the supervisor is shutting down");
         let asked = Asked {
@@ -560,6 +645,7 @@ impl Reloader {
             other => return Err(unexpected(other)),
         };
         self.guard.set_send_timeout(send_timeout);
+        self.access.set_operators_may_shutdown(may_shutdown);
         out.notes.extend(notes);
         Ok(out)
     }
@@ -626,6 +712,28 @@ async fn upgrade(
             ),
         )
     };
+    // Only a binary no one but root or the daemon's user can change is run (the check below
+    // already runs it as the daemon's user).
+    let trusted = st.access.daemon_uid;
+    let checked = {
+        let binary = binary.clone();
+        tokio::task::spawn_blocking(move || crate::trusted_path::check(&binary, trusted))
+            .await
+            .map_err(|e| ApiError::new(500, format!("path check failed: {e}")))?
+    };
+    match checked {
+        Ok(_) => {}
+        Err(e @ crate::trusted_path::Untrusted::Unsafe { .. }) => {
+            let who = match trusted {
+                0 => "root".to_string(),
+                uid => format!("root or uid {uid}"),
+            };
+            return Err(refuse(format!(
+                "{e}; put the binary in a directory only {who} can write"
+            )));
+        }
+        Err(e) => return Err(refuse(e.to_string())),
+    }
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(&binary) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}

@@ -13,11 +13,13 @@ pub mod notify;
 pub mod paths;
 pub mod probe;
 pub mod records;
+pub mod roles;
 pub mod sampler;
 pub mod shed;
 pub mod shell;
 pub mod signal;
 pub mod sse;
+pub mod trusted_path;
 pub mod upgrade;
 pub mod web;
 
@@ -427,6 +429,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         upgraded_from: opts.handover.from.clone(),
         upgrade_error: opts.handover.error.clone(),
         faults: api::Faults::default(),
+        access: None,
     };
     if let Some(from) = &opts.handover.from {
         let (state, reason) = match &opts.handover.error {
@@ -550,6 +553,11 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         exec: exec_probes,
         faults: faults.clone(),
         web: web.clone(),
+        access: Arc::new(roles::Access::new(
+            spec.daemon.socket_group.clone(),
+            spec.daemon.operators_may_shutdown,
+            web.clone(),
+        )),
         frames: Arc::default(),
     };
     let reloader = http::Reloader::of(&state);

@@ -128,9 +128,13 @@ fn request_note(request: &candor_brain::Request, peer: crate::guard::Peer) -> No
 /// changes.
 pub(crate) fn caller_note(what: &str, peer: crate::guard::Peer) -> Note {
     let pid = peer.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    let role = peer.role.as_str();
     let reason = match peer.web {
-        Some(addr) => format!("{what} requested from the web dashboard ({addr})"),
-        None => format!("{what} requested by uid {}{pid}", peer.uid),
+        Some(addr) => format!(
+            "{what} requested from the web dashboard ({addr}) with {} token",
+            peer.role.with_article()
+        ),
+        None => format!("{what} requested by uid {}{pid}, {role}", peer.uid),
     };
     Note {
         service: "candor".to_string(),
@@ -141,6 +145,7 @@ pub(crate) fn caller_note(what: &str, peer: crate::guard::Peer) -> Note {
             uid: peer.uid,
             pid: peer.pid,
             from: peer.web.map(|a| a.to_string()),
+            role: Some(role.to_string()),
         },
     }
 }

@@ -3,14 +3,16 @@
 //! token: every request carries it (the `candor_token` cookie the page sets, `?token=`, or
 //! `Authorization: Bearer`), except `GET /metrics` with `metrics_public = true`. The token is
 //! `<state_dir>/web.token` (0600, made the first time the listener opens), so it outlives daemon restarts and upgrades, and
-//! only who can reach the control socket can ask for it (`candor web`).
+//! only who can reach the control socket can ask for it (`candor web`). That token is an
+//! operator's; `candor web --read-only` hands out a second one, `<state_dir>/web-read.token`
+//! (made on first use), whose holder may only read. A token never makes its holder an admin.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +21,7 @@ use axum::Router;
 use candor_api as api;
 
 use crate::guard::Peer;
+use crate::roles::Role;
 
 const COOKIE: &str = "candor_token";
 
@@ -32,6 +35,12 @@ pub struct Web {
     /// touches it).
     token: std::sync::OnceLock<String>,
     token_path: std::path::PathBuf,
+    /// The read-only token: read when the listener opens if its file exists, made by the
+    /// first `candor web --read-only`.
+    read_token: std::sync::OnceLock<String>,
+    read_token_path: std::path::PathBuf,
+    /// Held while a token file is made, so two requests never make two.
+    making: Mutex<()>,
     /// Where `candor web` opens it: `[daemon] web.listen`, or loopback's default port.
     pub listen: SocketAddr,
     /// `[daemon] web` was in the config at start.
@@ -61,6 +70,9 @@ impl Web {
         Web {
             token: std::sync::OnceLock::new(),
             token_path: state_dir.join("web.token"),
+            read_token: std::sync::OnceLock::new(),
+            read_token_path: state_dir.join("web-read.token"),
+            making: Mutex::new(()),
             listen,
             configured: spec.is_some(),
             metrics_public: metrics_public.into(),
@@ -108,17 +120,22 @@ impl Web {
 
     /// Listen on `addr` (or return where it already listens) and serve until the daemon ends.
     pub async fn open(self: &Arc<Self>, addr: SocketAddr) -> io::Result<api::WebInfo> {
+        self.open_for(addr, false).await
+    }
+
+    /// As [`Web::open`], answering with the read-only token when `read_only` (made if there is
+    /// none yet).
+    pub async fn open_for(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        read_only: bool,
+    ) -> io::Result<api::WebInfo> {
         if self.listening().is_none() {
-            if self.token.get().is_none() {
-                let t = token(&self.token_path).map_err(|e| {
-                    io::Error::new(e.kind(), format!("{}: {e}", self.token_path.display()))
-                })?;
-                let _ = self.token.set(t);
-            }
+            self.load_tokens()?;
             let listener = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,
                 // Opened meanwhile by another request: that one serves.
-                Err(_) if self.listening().is_some() => return self.info(),
+                Err(_) if self.listening().is_some() => return self.info(read_only),
                 Err(e) => {
                     return Err(io::Error::new(
                         e.kind(),
@@ -147,15 +164,21 @@ impl Web {
                 *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
             }
         }
-        self.info()
+        self.info(read_only)
     }
 
-    fn listening(&self) -> Option<SocketAddr> {
+    /// Where the dashboard listens, once it does.
+    pub fn listening(&self) -> Option<SocketAddr> {
         *self.listening.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Where the open listener is, with the token.
-    fn info(&self) -> io::Result<api::WebInfo> {
+    /// Configured (`[daemon] web`) or open: an operator may then ask for its tokens.
+    pub fn available(&self) -> bool {
+        self.configured || self.listening().is_some()
+    }
+
+    /// Where the open listener is, with the operator token or the read-only one.
+    fn info(&self, read_only: bool) -> io::Result<api::WebInfo> {
         let Some(listen) = self.listening() else {
             return Err(io::Error::other("the dashboard's listener is not open"));
         };
@@ -164,13 +187,18 @@ impl Web {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         };
+        let token = match read_only {
+            true => self.read_token()?,
+            false => self.token().to_string(),
+        };
         Ok(api::WebInfo {
-            url: format!("http://{host}:{}/?token={}", listen.port(), self.token()),
+            url: format!("http://{host}:{}/?token={token}", listen.port()),
             listen: listen.to_string(),
-            token: self.token().to_string(),
+            token,
             metrics_public: self
                 .metrics_public
                 .load(std::sync::atomic::Ordering::Relaxed),
+            read_only,
         })
     }
 
@@ -199,13 +227,70 @@ impl Web {
         self.token.get().map_or("", String::as_str)
     }
 
-    fn allows(&self, given: &str) -> bool {
-        // Compared in constant time; no token yet lets nothing in.
-        let (a, b) = (self.token().as_bytes(), given.as_bytes());
-        !a.is_empty()
-            && a.len() == b.len()
-            && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    /// When the listener first opens: the operator token (made if there is none) and the
+    /// read-only one if a `candor web --read-only` made it before.
+    fn load_tokens(&self) -> io::Result<()> {
+        let _making = self.making.lock().unwrap_or_else(|e| e.into_inner());
+        if self.token.get().is_none() {
+            let t = token(&self.token_path).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: {e}", self.token_path.display()))
+            })?;
+            let _ = self.token.set(t);
+        }
+        if self.read_token.get().is_none() {
+            if let Some(t) = existing_token(&self.read_token_path) {
+                let _ = self.read_token.set(t);
+            }
+        }
+        Ok(())
     }
+
+    /// The read-only token, made (0600) the first time it is asked for.
+    fn read_token(&self) -> io::Result<String> {
+        let _making = self.making.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = self.read_token.get() {
+            return Ok(t.clone());
+        }
+        let t = token(&self.read_token_path).map_err(|e| {
+            io::Error::new(e.kind(), format!("{}: {e}", self.read_token_path.display()))
+        })?;
+        Ok(self.read_token.get_or_init(|| t).clone())
+    }
+
+    /// How many dashboard tokens exist (0, 1 or 2).
+    pub fn tokens(&self) -> usize {
+        usize::from(self.token.get().is_some()) + usize::from(self.read_token.get().is_some())
+    }
+
+    /// The role of the holder of `given`: operator for the dashboard's token, read-only for
+    /// the read-only one, None for anything else. Compared in constant time; no token yet
+    /// lets nothing in.
+    pub fn role_of(&self, given: &str) -> Option<Role> {
+        let operator = self.token.get().is_some_and(|t| same(t, given));
+        let reader = self.read_token.get().is_some_and(|t| same(t, given));
+        match (operator, reader) {
+            (true, _) => Some(Role::Operator),
+            (false, true) => Some(Role::ReadOnly),
+            (false, false) => None,
+        }
+    }
+}
+
+/// Whether two tokens are equal, in time that does not depend on where they differ.
+fn same(ours: &str, given: &str) -> bool {
+    let (a, b) = (ours.as_bytes(), given.as_bytes());
+    !a.is_empty()
+        && a.len() == b.len()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Let `req` through with its token's role: the role of its connection's [`Peer`], which
+/// the API's layer (`roles::authorize`) and its event records read.
+fn grant(mut req: Request, role: Role) -> Request {
+    if let Some(ConnectInfo(peer)) = req.extensions_mut().get_mut::<ConnectInfo<Peer>>() {
+        peer.role = role;
+    }
+    req
 }
 
 fn asset(kind: &'static str, body: &'static str) -> Response {
@@ -258,16 +343,13 @@ async fn auth(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response
         return next.run(req).await;
     }
     if let Some(t) = query_token(&req) {
-        if !web.allows(t) {
+        let Some(role) = web.role_of(t) else {
             return refuse("the token in this URL is not the dashboard's");
-        }
+        };
         // The page's address with the token: keep it in a cookie and show the page without
         // it in the address bar (or the browser's history).
         if path == "/" && req.method() == Method::GET {
-            let cookie = format!(
-                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-                web.token()
-            );
+            let cookie = format!("{COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict");
             return (
                 StatusCode::SEE_OTHER,
                 [
@@ -277,11 +359,11 @@ async fn auth(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response
             )
                 .into_response();
         }
-        return next.run(req).await;
+        return next.run(grant(req, role)).await;
     }
-    match given_token(req.headers()) {
-        Some(t) if web.allows(&t) => next.run(req).await,
-        Some(_) => refuse("this token is not the dashboard's (it changes only if web.token in the state dir is removed)"),
+    match given_token(req.headers()).map(|t| web.role_of(&t)) {
+        Some(Some(role)) => next.run(grant(req, role)).await,
+        Some(None) => refuse("this token is not the dashboard's (it changes only if web.token in the state dir is removed)"),
         None => refuse("this needs the dashboard's login token"),
     }
 }
@@ -294,13 +376,17 @@ fn refuse(why: &str) -> Response {
     .into_response()
 }
 
+/// The token in `path`, if there is a well-formed one.
+fn existing_token(path: &Path) -> Option<String> {
+    let t = std::fs::read_to_string(path).ok()?;
+    let t = t.trim();
+    (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())).then(|| t.to_string())
+}
+
 /// The token in `path`, made (32 random bytes, hex, mode 0600) if there is none yet.
 fn token(path: &Path) -> io::Result<String> {
-    if let Ok(t) = std::fs::read_to_string(path) {
-        let t = t.trim();
-        if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(t.to_string());
-        }
+    if let Some(t) = existing_token(path) {
+        return Ok(t);
     }
     let mut raw = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
@@ -329,11 +415,35 @@ mod tests {
     fn before_the_listener_opens_there_is_no_token_and_nothing_is_let_in() {
         let dir = tempfile::tempdir().unwrap();
         let web = Web::new(dir.path(), None);
-        assert!(!web.allows(""));
+        assert_eq!(web.role_of(""), None);
+        assert_eq!(web.tokens(), 0);
         assert!(
             !dir.path().join("web.token").exists(),
             "no file until the dashboard is used"
         );
+    }
+
+    #[test]
+    fn each_token_gives_its_role_and_the_read_only_one_is_made_only_when_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = Web::new(dir.path(), None);
+        web.load_tokens().unwrap();
+        assert_eq!(web.tokens(), 1);
+        assert!(!dir.path().join("web-read.token").exists());
+        let operator = web.token().to_string();
+        assert_eq!(web.role_of(&operator), Some(Role::Operator));
+        let reader = web.read_token().unwrap();
+        assert_ne!(reader, operator);
+        assert_eq!(web.role_of(&reader), Some(Role::ReadOnly));
+        assert_eq!(web.read_token().unwrap(), reader, "made once");
+        assert_eq!(web.tokens(), 2);
+        assert_eq!(web.role_of(&reader[..63]), None);
+        assert_eq!(web.role_of(""), None);
+        // A daemon started again knows both (the read-only one only if it was made).
+        let again = Web::new(dir.path(), None);
+        again.load_tokens().unwrap();
+        assert_eq!(again.role_of(&reader), Some(Role::ReadOnly));
+        assert_eq!(again.role_of(&operator), Some(Role::Operator));
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub struct DaemonSpec {
     /// `socket_group`: the control socket is 0660 and owned by this group (name, gid);
     /// default 0600, the daemon's user only.
     pub socket_group: Option<(String, u32)>,
+    /// `operators_may_shutdown = true`: `socket_group` members may also shut the daemon down
+    /// (by default only its own user or root may).
+    pub operators_may_shutdown: bool,
     pub include: Vec<String>,
     /// How often fds and memory of every service (and the daemon) are sampled; zero: never.
     pub sample_every: Option<Duration>,

@@ -397,6 +397,10 @@ impl FileCtx<'_> {
                         }
                     }
                 },
+                "operators_may_shutdown" => match value.get_ref() {
+                    DeValue::Boolean(b) => daemon.operators_may_shutdown = *b,
+                    other => self.err(value.span().start, format!("daemon.operators_may_shutdown must be true or false, found {}", other.type_str())),
+                },
                 "include" => {
                     if let Some(list) = self.string_list(value, "daemon.include") {
                         for (pattern, at) in list {
@@ -1237,5 +1241,39 @@ impl FileCtx<'_> {
                 },
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daemon(text: &str) -> Result<DaemonSpec, Vec<String>> {
+        let text = format!("{text}\n[service.a]\ncommand = [\"/bin/true\"]\n");
+        parse_str(Path::new("/etc/candor.toml"), &text)
+            .map(|s| s.daemon)
+            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn operators_may_shutdown_is_off_unless_set_true_and_a_typo_is_named() {
+        assert!(!daemon("[daemon]").unwrap().operators_may_shutdown);
+        assert!(
+            daemon("[daemon]\noperators_may_shutdown = true")
+                .unwrap()
+                .operators_may_shutdown
+        );
+        let bad = daemon("[daemon]\noperators_may_shutdown = \"yes\"").unwrap_err();
+        assert!(
+            bad[0].contains("/etc/candor.toml:2:26:")
+                && bad[0].contains("must be true or false, found string"),
+            "{bad:?}"
+        );
+        let typo = daemon("[daemon]\noperator_may_shutdown = true").unwrap_err();
+        assert!(
+            typo[0].contains("/etc/candor.toml:2:1:")
+                && typo[0].contains("did you mean `operators_may_shutdown`?"),
+            "{typo:?}"
+        );
     }
 }

@@ -92,10 +92,14 @@ enum Command {
     /// Validate a config; errors carry file:line:col. Exit 2 if invalid.
     Check,
     /// Print the dashboard's URL with its login token; the daemon opens its web listener
-    /// (`[daemon] web.listen`, else 127.0.0.1:9631) if it is not open.
+    /// (`[daemon] web.listen`, else 127.0.0.1:9631) if it is not open. The token is an
+    /// operator's (it may start and stop services); --read-only: one that may only read.
     Web {
         #[arg(long)]
         json: bool,
+        /// The read-only token's URL (made the first time it is asked for).
+        #[arg(long)]
+        read_only: bool,
     },
     /// Write a config for another supervisor: `systemd` — one <service>.service (and .socket)
     /// per service into --out DIR; `kubernetes` — a Deployment (a Job for restart = "never")
@@ -232,7 +236,7 @@ impl Command {
     /// Whether its output (errors too) is JSON.
     fn json(&self) -> bool {
         match self {
-            Command::Web { json }
+            Command::Web { json, .. }
             | Command::Status { json, .. }
             | Command::ResetFailed { json, .. }
             | Command::Logs { json, .. }
@@ -377,8 +381,22 @@ async fn talk(command: Command, client: Client) -> u8 {
         | Command::Export { .. }
         | Command::Completions { .. }
         | Command::Man { .. } => unreachable!("`run` carries out the commands without a daemon"),
-        Command::Web { json } => {
-            match client.json::<candor_api::WebInfo>("POST", "/v1/web").await {
+        Command::Web { json, read_only } => {
+            let body = match read_only {
+                true => {
+                    serde_json::to_vec(&candor_api::WebRequest { read_only }).unwrap_or_default()
+                }
+                false => Vec::new(),
+            };
+            let answer = client
+                .call_body("POST", "/v1/web", body.into())
+                .await
+                .and_then(|b| {
+                    serde_json::from_slice::<candor_api::WebInfo>(&b).map_err(|e| {
+                        ClientError::Other(format!("unexpected answer from the daemon: {e}"))
+                    })
+                });
+            match answer {
                 Ok(w) if json => print_json(&w),
                 Ok(w) => {
                     println!("{}", w.url);

@@ -51,8 +51,37 @@ pub fn header(info: &DaemonInfo) -> String {
         info.notify.dropped_oversized + info.notify.dropped_strangers,
         bytes(Some(info.store.log_bytes)),
         bytes(Some(info.store.log_cap_bytes)),
-    ) + &recovered
+    ) + &access(info)
+        + &recovered
         + &faults
+}
+
+/// "control: root only; operators: group candor; dashboard: 127.0.0.1:9631, 2 tokens": who
+/// can reach the daemon (a line of the header; none from a daemon that does not say).
+pub fn access(info: &DaemonInfo) -> String {
+    let Some(a) = &info.access else {
+        return String::new();
+    };
+    let control = match a.control_uid {
+        0 => "root only".to_string(),
+        uid => format!("uid {uid} and root"),
+    };
+    let operators = match &a.operators {
+        Some(g) if a.operators_may_shutdown => {
+            format!("group {} (may shut down)", g.name)
+        }
+        Some(g) => format!("group {}", g.name),
+        None => "none".into(),
+    };
+    let dashboard = match &a.dashboard {
+        Some(at) => format!(
+            "{at}, {} token{}",
+            a.dashboard_tokens,
+            if a.dashboard_tokens == 1 { "" } else { "s" }
+        ),
+        None => "off".into(),
+    };
+    format!("\ncontrol: {control}; operators: {operators}; dashboard: {dashboard}")
 }
 
 pub fn table(services: &[ServiceStatus]) -> String {
@@ -173,4 +202,53 @@ pub fn details(s: &ServiceStatus) -> String {
         s.logs.lines, s.logs.dropped, s.logs.folded
     );
     out
+}
+
+#[cfg(test)]
+mod access_tests {
+    use super::*;
+
+    fn info(access: candor_api::Access) -> DaemonInfo {
+        let mut info = serde_json::from_value::<DaemonInfo>(blank()).unwrap();
+        info.access = Some(access);
+        info
+    }
+
+    fn blank() -> serde_json::Value {
+        serde_json::json!({
+            "pid": 1, "version": "0", "started_at": "", "config": "", "state_dir": "",
+            "socket": "", "containment": "", "containment_detail": "", "services": 0,
+            "store_dropped": {"lines": 0, "dropped": 0, "folded": 0},
+            "notify": serde_json::to_value(candor_api::NotifyStats::default()).unwrap(),
+            "resources": serde_json::to_value(candor_api::DaemonResources::default()).unwrap(),
+        })
+    }
+
+    #[test]
+    fn the_access_line_names_the_admin_the_operators_and_the_dashboard() {
+        let mut a = candor_api::Access {
+            control_uid: 0,
+            socket_mode: "0660".into(),
+            operators: Some(candor_api::Group {
+                name: "candor".into(),
+                gid: 990,
+            }),
+            operators_may_shutdown: false,
+            dashboard: Some("127.0.0.1:9631".into()),
+            dashboard_tokens: 2,
+        };
+        assert_eq!(
+            access(&info(a.clone())),
+            "\ncontrol: root only; operators: group candor; dashboard: 127.0.0.1:9631, 2 tokens"
+        );
+        a.control_uid = 1000;
+        a.operators = None;
+        a.dashboard = None;
+        assert_eq!(
+            access(&info(a)),
+            "\ncontrol: uid 1000 and root; operators: none; dashboard: off"
+        );
+        let old = serde_json::from_value::<DaemonInfo>(blank()).unwrap();
+        assert_eq!(access(&old), "", "a daemon that does not say");
+    }
 }
