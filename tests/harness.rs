@@ -704,19 +704,41 @@ pub fn read_until_closed(s: &mut impl std::io::Read) {
 /// A temp dir under the build's target dir, mode 0755: unlike one under /tmp (writable by
 /// everyone), a binary in it may be run by `candor upgrade`, and a test's other users (e.g.
 /// `nobody`) can reach what it makes readable.
+/// Where the checkout itself sits under a directory others may write (a clone in /tmp), root
+/// uses /var/lib/candor-test-tmp instead.
 pub fn private_tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let parent = bin_dir()
+    let mut parent = bin_dir()
         .parent()
         .map_or_else(bin_dir, Path::to_path_buf)
         .join("scenario-tmp");
     std::fs::create_dir_all(&parent).expect("target/scenario-tmp");
     let open = std::fs::Permissions::from_mode(0o755);
     std::fs::set_permissions(&parent, open.clone()).expect("chmod target/scenario-tmp");
+    // SAFETY: geteuid only reads.
+    let me = unsafe { libc::geteuid() };
+    if me == 0 && !only_its_owner_writes(&parent, me) {
+        parent = PathBuf::from("/var/lib/candor-test-tmp");
+        std::fs::create_dir_all(&parent).expect("/var/lib/candor-test-tmp");
+        std::fs::set_permissions(&parent, open.clone()).expect("chmod /var/lib/candor-test-tmp");
+    }
     let dir = tempfile::Builder::new()
         .prefix("candor-t")
         .tempdir_in(&parent)
         .expect("temp dir");
     std::fs::set_permissions(dir.path(), open).expect("chmod temp dir");
     dir
+}
+
+/// Whether `dir` and every directory above it are owned by root or `uid` and writable by
+/// nobody else (the check `candor upgrade` makes of a binary's path).
+fn only_its_owner_writes(dir: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    dir.ancestors().all(|d| {
+        std::fs::metadata(d)
+            .is_ok_and(|m| (m.uid() == 0 || m.uid() == uid) && m.mode() & 0o022 == 0)
+    })
 }
