@@ -119,11 +119,65 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(405, "method not allowed on this endpoint")
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(json_bodies))
         .layer(axum::middleware::from_fn_with_state(
             state.faults.clone(),
             catch_panics,
         ))
         .with_state(state)
+}
+
+/// A request body is JSON: one sent as anything else (a form's `text/plain`, urlencoded) is
+/// refused before any handler sees it, on both listeners (the CLI sends
+/// `Content-Type: application/json`).
+async fn json_bodies(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match body_rule(req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            // Read (and drop) what fits of the body first, for at most the header timeout, so
+            // that a client still writing it reads the answer instead of a broken pipe.
+            let drain = axum::body::to_bytes(req.into_body(), MAX_BODY);
+            let _ = tokio::time::timeout(crate::guard::HEADER_TIMEOUT, drain).await;
+            e.into_response()
+        }
+    }
+}
+
+/// 413 for a body over [`MAX_BODY`], 415 for a body that is not `application/json`; a request
+/// without a body (no or a zero `Content-Length`, no `Transfer-Encoding`) passes.
+pub(crate) fn body_rule(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    use axum::http::header;
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    if !chunked && length.unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    if let Some(n) = length.filter(|&n| n > MAX_BODY as u64) {
+        return Err(ApiError::new(
+            413,
+            format!("the request body is {n} bytes; at most {MAX_BODY} bytes are taken"),
+        ));
+    }
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = kind
+        .as_deref()
+        .and_then(|k| k.split(';').next())
+        .map(str::trim);
+    if essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        415,
+        format!(
+            "a request body must be JSON sent with `Content-Type: application/json`; this one has {}",
+            kind.map_or("no Content-Type".to_string(), |k| format!("`{k}`"))
+        ),
+    ))
 }
 
 /// A handler that panics answers 500, is reported as a fault, and costs nothing else (the
@@ -245,6 +299,10 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
                 .accept_errors
                 .load(std::sync::atomic::Ordering::Relaxed),
             cut_off_connections: st.guard.cut_off.load(std::sync::atomic::Ordering::Relaxed),
+            connections: api::Connections {
+                control: st.guard.control.snapshot(),
+                dashboard: st.guard.dashboard.snapshot(),
+            },
         };
     }
     info.services = st.board.borrow().len();
@@ -544,7 +602,7 @@ impl Reloader {
                 "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
             );
         }
-        notes.extend(self.web.reconfigure(spec.daemon.web));
+        notes.extend(self.web.reconfigure(spec.daemon.web.clone()));
         let send_timeout = spec.daemon.send_timeout;
         let (tx, rx) = oneshot::channel();
         let gone = || ApiError::new(503, "the supervisor is shutting down");
