@@ -291,6 +291,19 @@ fn request_bodies_are_json_with_known_fields_only_on_the_control_socket_too() {
         r#"{"binary": "/nonexistent/candor"}"#,
     );
     assert_eq!(status(&a), 409, "{a}");
+    // A head whose body never comes: answered (408) and closed once the body timeout passes,
+    // instead of holding the connection.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    write!(
+        s,
+        "POST /v1/upgrade HTTP/1.1\r\nHost: candor\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{{\"bin"
+    )
+    .unwrap();
+    let mut a = String::new();
+    s.read_to_string(&mut a).expect("the connection closed");
+    assert_eq!(status(&a), 408, "{a}");
+    assert!(a.contains("did not arrive within 10s"), "{a}");
     // Nothing changed; the CLI (which sends JSON) works.
     assert_eq!(d.info()["pid"].as_u64(), Some(pid));
     d.ok(&["restart", "x", "--wait"]);
@@ -328,6 +341,23 @@ command = ["{zoo}", "healthy"]
     );
     d.wait_state("x", "running", T);
     let (listen, token) = dashboard(&d);
+    let bearer = format!("Authorization: Bearer {token}");
+    // A follower (a long answer) and a keep-alive connection that asked once, then idles.
+    let mut follower = TcpStream::connect(&listen).unwrap();
+    write!(
+        follower,
+        "GET /v1/events?follow=true&n=0 HTTP/1.1\r\nHost: {listen}\r\n{bearer}\r\n\r\n"
+    )
+    .unwrap();
+    let mut kept = TcpStream::connect(&listen).unwrap();
+    write!(
+        kept,
+        "GET /v1/services HTTP/1.1\r\nHost: {listen}\r\n{bearer}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(kept.read(&mut buf).unwrap() > 0);
+    kept.set_nonblocking(true).unwrap();
     let mut conns: Vec<Option<TcpStream>> = (0..300)
         .map(|_| {
             let s = TcpStream::connect(&listen).expect("connect");
@@ -359,9 +389,22 @@ command = ["{zoo}", "healthy"]
     let mut got = String::new();
     let _ = s.read_to_string(&mut got);
     assert!(got.contains("503") && got.contains("its cap"), "{got}");
-    // The idle ones are closed once the header timeout has passed.
+    // The idle ones are closed once the header timeout has passed, the one that asked once too.
+    conns.push(Some(kept));
     wait_for("the idle connections closed", T, || {
         all_closed(&mut conns).then_some(())
+    });
+    // The follower is still served: a restart reaches it.
+    d.ok(&["restart", "x", "--wait"]);
+    follower.set_read_timeout(Some(T)).unwrap();
+    let mut seen = Vec::new();
+    wait_for("the restart on the follower's stream", T, || {
+        let n = follower.read(&mut buf).ok()?;
+        assert!(n > 0, "the follower's stream was closed");
+        seen.extend_from_slice(&buf[..n]);
+        String::from_utf8_lossy(&seen)
+            .contains("restart x requested")
+            .then_some(())
     });
     let info = d.info();
     let c = &info["resources"]["connections"]["dashboard"];

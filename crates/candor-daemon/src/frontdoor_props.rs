@@ -215,7 +215,11 @@ proptest! {
             .and_then(|v| v.to_str().ok())
             .and_then(|k| k.split(';').next())
             .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"));
-        let got = body_rule(&h).err().map(|e| e.status);
+        let rule = body_rule(&h);
+        if let Ok(b) = &rule {
+            prop_assert_eq!(*b, has_body);
+        }
+        let got = rule.err().map(|e| e.status);
         let expected = if !has_body {
             None
         } else if length.is_some_and(|n| n > MAX_BODY as u64) {

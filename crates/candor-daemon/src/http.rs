@@ -129,23 +129,52 @@ pub fn router(state: AppState) -> Router {
 
 /// A request body is JSON: one sent as anything else (a form's `text/plain`, urlencoded) is
 /// refused before any handler sees it, on both listeners (the CLI sends
-/// `Content-Type: application/json`).
+/// `Content-Type: application/json`). A body is read whole here, within [`BODY_TIMEOUT`]: a
+/// client that sends a head and then trickles (or never sends) its body does not hold its
+/// connection past that.
 async fn json_bodies(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    match body_rule(req.headers()) {
-        Ok(()) => next.run(req).await,
+    let has_body = match body_rule(req.headers()) {
+        Ok(has_body) => has_body,
         Err(e) => {
-            // Read (and drop) what fits of the body first, for at most the header timeout, so
-            // that a client still writing it reads the answer instead of a broken pipe.
+            // Read (and drop) what fits of the body first, for at most the timeout, so that a
+            // client still writing it reads the answer instead of a broken pipe.
             let drain = axum::body::to_bytes(req.into_body(), MAX_BODY);
-            let _ = tokio::time::timeout(crate::guard::HEADER_TIMEOUT, drain).await;
-            e.into_response()
+            let _ = tokio::time::timeout(BODY_TIMEOUT, drain).await;
+            return e.into_response();
         }
+    };
+    if !has_body {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(req).await
+        }
+        Ok(Err(e)) => ApiError::new(
+            413,
+            format!("bad request body: {e} (at most {MAX_BODY} bytes are taken)"),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            408,
+            format!(
+                "the request body did not arrive within {}s of its head",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
     }
 }
 
+/// How long a request's body may take to arrive once its head has.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// 413 for a body over [`MAX_BODY`], 415 for a body that is not `application/json`; a request
-/// without a body (no or a zero `Content-Length`, no `Transfer-Encoding`) passes.
-pub(crate) fn body_rule(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+/// without a body (no or a zero `Content-Length`, no `Transfer-Encoding`) passes. Whether it
+/// has a body, when it passes.
+pub(crate) fn body_rule(headers: &axum::http::HeaderMap) -> Result<bool, ApiError> {
     use axum::http::header;
     let length = headers
         .get(header::CONTENT_LENGTH)
@@ -153,7 +182,7 @@ pub(crate) fn body_rule(headers: &axum::http::HeaderMap) -> Result<(), ApiError>
         .and_then(|v| v.trim().parse::<u64>().ok());
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
     if !chunked && length.unwrap_or(0) == 0 {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(n) = length.filter(|&n| n > MAX_BODY as u64) {
         return Err(ApiError::new(
@@ -169,7 +198,7 @@ pub(crate) fn body_rule(headers: &axum::http::HeaderMap) -> Result<(), ApiError>
         .and_then(|k| k.split(';').next())
         .map(str::trim);
     if essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
-        return Ok(());
+        return Ok(true);
     }
     Err(ApiError::new(
         415,
