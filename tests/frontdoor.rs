@@ -304,6 +304,27 @@ fn request_bodies_are_json_with_known_fields_only_on_the_control_socket_too() {
     s.read_to_string(&mut a).expect("the connection closed");
     assert_eq!(status(&a), 408, "{a}");
     assert!(a.contains("did not arrive within 10s"), "{a}");
+    // A body cut short, and a chunked one over the limit.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    write!(
+        s,
+        "POST /v1/upgrade HTTP/1.1\r\nHost: candor\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{{\"bin"
+    )
+    .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut a = String::new();
+    let _ = s.read_to_string(&mut a);
+    assert_eq!(status(&a), 400, "{a}");
+    let big = format!("{{\"binary\": \"{}\"}}", "a".repeat(70_000));
+    let a = d
+        .raw(&format!(
+            "POST /v1/upgrade HTTP/1.1\r\nHost: candor\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+            big.len()
+        ))
+        .expect("an answer");
+    assert_eq!(status(&a), 413, "{a}");
+    assert!(a.contains("at most 65536 bytes"), "{a}");
     // Nothing changed; the CLI (which sends JSON) works.
     assert_eq!(d.info()["pid"].as_u64(), Some(pid));
     d.ok(&["restart", "x", "--wait"]);

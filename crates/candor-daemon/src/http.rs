@@ -152,11 +152,19 @@ async fn json_bodies(req: axum::extract::Request, next: axum::middleware::Next) 
             let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
             next.run(req).await
         }
-        Ok(Err(e)) => ApiError::new(
-            413,
-            format!("bad request body: {e} (at most {MAX_BODY} bytes are taken)"),
-        )
-        .into_response(),
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_big {
+                ApiError::new(
+                    413,
+                    format!("the request body is over {MAX_BODY} bytes; at most {MAX_BODY} bytes are taken"),
+                )
+            } else {
+                ApiError::new(400, format!("the request body could not be read: {e}"))
+            }
+            .into_response()
+        }
         Err(_) => ApiError::new(
             408,
             format!(
