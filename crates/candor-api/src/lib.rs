@@ -247,7 +247,9 @@ pub struct DaemonResources {
     pub fd_limit: u64,
     pub fd_pct: f64,
     pub rss_bytes: u64,
-    /// API connections refused because the daemon was above 80 % of its fd limit.
+    /// API connections refused on either listener: the daemon above 80 % of its fd limit
+    /// (95 % for the control socket's owner), or the listener's cap reached
+    /// (`connections.*.refused` says which listener).
     pub refused_connections: u64,
     /// Accept errors (EMFILE/ENFILE and others) on the control socket.
     pub accept_errors: u64,
