@@ -230,6 +230,25 @@ fn a_read_only_token_reads_but_cannot_stop_and_an_operator_token_can() {
         "{body}"
     );
     assert_eq!(d.state("a"), "running");
+    // The page logged in with the read-only token carries that token, never the operator's
+    // (its scripts send what the page holds).
+    for cookie_token in [ro, op] {
+        let mut c = std::net::TcpStream::connect(listen).expect("the dashboard");
+        c.set_read_timeout(Some(T)).unwrap();
+        write!(
+            c,
+            "GET / HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\nCookie: candor_token={cookie_token}\r\n\r\n"
+        )
+        .unwrap();
+        let mut page = String::new();
+        c.read_to_string(&mut page).unwrap();
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        let other = if cookie_token == ro { op } else { ro };
+        assert!(
+            page.contains(&format!("content=\"{cookie_token}\"")) && !page.contains(other),
+            "the page must carry its own login's token only:\n{page}"
+        );
+    }
     // Nor mint a token, nor reach what only an admin may do.
     for path in ["/v1/web", "/v1/upgrade", "/v1/shutdown", "/v1/reload"] {
         let (code, body) = http(listen, "POST", path, ro);

@@ -98,7 +98,7 @@ restart = "never"
     c.set_read_timeout(Some(T)).unwrap();
     write!(
         c,
-        "GET /v1/services?follow=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        "GET /v1/services?follow=true HTTP/1.1\r\nHost: {listen}\r\nAuthorization: Bearer {token}\r\n\r\n"
     )
     .unwrap();
     let mut got = Vec::new();
@@ -119,8 +119,14 @@ restart = "never"
         .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
         .collect();
     assert_eq!(states, [("crashy", "failed"), ("web", "running")]);
-    // An action from the page is done, and recorded as coming from the dashboard.
-    let a = http(&listen, "POST", "/v1/services/web/restart", &[&cookie]);
+    // An action from the page (the token in a header, as the page sends it) is done, and
+    // recorded as coming from the dashboard.
+    let a = http(
+        &listen,
+        "POST",
+        "/v1/services/web/restart",
+        &[&cookie, &format!("Authorization: Bearer {token}")],
+    );
     assert_eq!(status(&a), 200, "{a}");
     let new = wait_for("a new run", T, || {
         let p = d.status("web")["pid"].as_u64()?;
@@ -294,7 +300,7 @@ logs = { rate = 100000, burst = 100000 }
     let mut s = std::net::TcpStream::connect(&listen).unwrap();
     write!(
         s,
-        "GET /v1/services/flood/logs?follow=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        "GET /v1/services/flood/logs?follow=true HTTP/1.1\r\nHost: {listen}\r\nAuthorization: Bearer {token}\r\n\r\n"
     )
     .unwrap();
     let cut = candor_scenarios::wait_cut_off(&d);

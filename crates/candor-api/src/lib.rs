@@ -208,6 +208,7 @@ pub struct Fault {
 /// `POST /v1/upgrade`: hand every service to another binary (default: the candor binary now
 /// at the daemon's own path).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct UpgradeRequest {
     #[serde(default)]
     pub binary: Option<String>,
@@ -286,13 +287,42 @@ pub struct DaemonResources {
     pub fd_limit: u64,
     pub fd_pct: f64,
     pub rss_bytes: u64,
-    /// API connections refused because the daemon was above 80 % of its fd limit.
+    /// API connections refused on either listener: the daemon above 80 % of its fd limit
+    /// (95 % for the control socket's owner), or the listener's cap reached
+    /// (`connections.*.refused` says which listener).
     pub refused_connections: u64,
     /// Accept errors (EMFILE/ENFILE and others) on the control socket.
     pub accept_errors: u64,
     /// API connections closed because their client read nothing for `[daemon] send_timeout`.
     #[serde(default)]
     pub cut_off_connections: u64,
+    /// Each listener's connections now.
+    #[serde(default)]
+    pub connections: Connections,
+}
+
+/// The control socket's and the dashboard's connections.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Connections {
+    pub control: ListenerConnections,
+    /// All zero while the dashboard's listener is not open.
+    pub dashboard: ListenerConnections,
+}
+
+/// One listener's connections: open now, the cap on those that are not the owner's, and
+/// what it refused or closed since the daemon started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ListenerConnections {
+    pub open: u64,
+    /// Open connections counted against `cap`: on the control socket, those of users other
+    /// than root and the daemon's (the owner has a reserve); on the dashboard, all.
+    pub others: u64,
+    pub cap: u64,
+    /// Refused at accept: the cap reached, or the daemon near its fd limit.
+    pub refused: u64,
+    /// Closed because no whole request head came within 10 s of the accept or of the end
+    /// of the previous answer.
+    pub timed_out: u64,
 }
 
 /// The sd_notify socket's traffic: what was received and what was dropped, and why.

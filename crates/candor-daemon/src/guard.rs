@@ -9,6 +9,14 @@
 //! hyper's, and its connection is closed instead of being kept forever.
 //!
 //! The same guard serves the dashboard's TCP listener ([`Transport`]: Unix or TCP).
+//!
+//! Connections that send nothing are not kept: a connection must send a whole request head
+//! within [`HEADER_TIMEOUT`] of its accept or of the end of its previous answer (this is also
+//! the keep-alive idle timeout), else it is closed. Each listener has a cap on the connections
+//! it holds for callers other than the owner: the dashboard's is
+//! min(256, 20 % of the fd limit), the control socket's min(64, 10 %) for peers other than root
+//! and the daemon's own uid. The control socket's owner is refused only above [`OWNER_HARD_PCT`]
+//! of the fd limit, so neither the dashboard nor another local user can lock it out.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,8 +30,48 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::sampler;
 
-/// Share of the fd limit above which new API connections are refused.
+/// Share of the fd limit above which new API connections are refused (but the owner's).
 pub const REFUSE_ABOVE_PCT: f64 = 80.0;
+
+/// Share of the fd limit above which even the control socket's owner is refused.
+pub const OWNER_HARD_PCT: f64 = 95.0;
+
+/// How long a connection may take to send a request head, from its accept or from the end of
+/// its previous answer.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections to the dashboard at most, and at most this share of the fd limit.
+pub const DASHBOARD_CAP: u64 = 256;
+const DASHBOARD_CAP_PCT: u64 = 20;
+/// Connections to the control socket from users other than root and the daemon's, at most,
+/// and at most this share of the fd limit.
+pub const OTHERS_CAP: u64 = 64;
+const OTHERS_CAP_PCT: u64 = 10;
+
+/// One listener's connections: what it holds, its cap, and what it refused or closed.
+#[derive(Debug, Default)]
+pub struct ConnCounts {
+    pub open: AtomicU64,
+    /// Open connections that count against `cap` (on the control socket: not the owner's).
+    pub others: AtomicU64,
+    pub cap: AtomicU64,
+    pub refused: AtomicU64,
+    /// Closed because no request head came within [`HEADER_TIMEOUT`].
+    pub timed_out: AtomicU64,
+}
+
+impl ConnCounts {
+    pub fn snapshot(&self) -> candor_api::ListenerConnections {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        candor_api::ListenerConnections {
+            open: load(&self.open),
+            others: load(&self.others),
+            cap: load(&self.cap),
+            refused: load(&self.refused),
+            timed_out: load(&self.timed_out),
+        }
+    }
+}
 
 /// How long a client may read nothing while the daemon has bytes for it, by default.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +84,8 @@ pub struct GuardCounters {
     pub cut_off: AtomicU64,
     /// `[daemon] send_timeout`, in ms (a reload changes it for every connection).
     pub send_timeout_ms: AtomicU64,
+    pub control: ConnCounts,
+    pub dashboard: ConnCounts,
 }
 
 impl Default for GuardCounters {
@@ -45,6 +95,8 @@ impl Default for GuardCounters {
             accept_errors: AtomicU64::new(0),
             cut_off: AtomicU64::new(0),
             send_timeout_ms: AtomicU64::new(SEND_TIMEOUT.as_millis() as u64),
+            control: ConnCounts::default(),
+            dashboard: ConnCounts::default(),
         }
     }
 }
@@ -70,6 +122,15 @@ pub trait Transport: Send + 'static {
     fn who(stream: &Self::Stream) -> String;
     /// Write what fits now, never waiting (the refusal).
     fn try_write(stream: &Self::Stream, bytes: &[u8]);
+    /// Who is on the other end, for the handlers (`ConnectInfo<Peer>`).
+    fn peer(stream: &Self::Stream, addr: &Self::Addr) -> Peer;
+    /// Whether the caller is the control socket's owner (root or the daemon's uid), who has
+    /// a reserve no one else can take. Never on the dashboard.
+    fn is_owner(peer: &Peer) -> bool;
+    /// This listener's connection counts.
+    fn counts(c: &GuardCounters) -> &ConnCounts;
+    /// The cap on connections that are not the owner's, given the fd limit.
+    fn cap(fd_limit: u64) -> u64;
 }
 
 impl Transport for UnixListener {
@@ -91,6 +152,33 @@ impl Transport for UnixListener {
     fn try_write(stream: &UnixStream, bytes: &[u8]) {
         let _ = stream.try_write(bytes);
     }
+    fn peer(stream: &UnixStream, _: &Self::Addr) -> Peer {
+        match stream.peer_cred() {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                pid: c.pid(),
+                web: None,
+                role: crate::roles::Role::of_uid(c.uid(), rustix::process::geteuid().as_raw()),
+            },
+            // Not expected on a Unix socket; shown as an unknown caller rather than refused, and
+            // never an admin.
+            Err(_) => Peer {
+                uid: u32::MAX,
+                pid: None,
+                web: None,
+                role: crate::roles::Role::Operator,
+            },
+        }
+    }
+    fn is_owner(peer: &Peer) -> bool {
+        peer.uid == 0 || peer.uid == rustix::process::getuid().as_raw()
+    }
+    fn counts(c: &GuardCounters) -> &ConnCounts {
+        &c.control
+    }
+    fn cap(fd_limit: u64) -> u64 {
+        OTHERS_CAP.min(fd_limit * OTHERS_CAP_PCT / 100).max(1)
+    }
 }
 
 impl Transport for TcpListener {
@@ -111,6 +199,24 @@ impl Transport for TcpListener {
     }
     fn try_write(stream: &TcpStream, bytes: &[u8]) {
         let _ = stream.try_write(bytes);
+    }
+    fn peer(_: &TcpStream, addr: &std::net::SocketAddr) -> Peer {
+        // Read-only until the web layer has seen the request's token (`web::grant`).
+        Peer {
+            uid: rustix::process::getuid().as_raw(),
+            pid: Some(std::process::id() as i32),
+            web: Some(*addr),
+            role: crate::roles::Role::ReadOnly,
+        }
+    }
+    fn is_owner(_: &Peer) -> bool {
+        false
+    }
+    fn counts(c: &GuardCounters) -> &ConnCounts {
+        &c.dashboard
+    }
+    fn cap(fd_limit: u64) -> u64 {
+        DASHBOARD_CAP.min(fd_limit * DASHBOARD_CAP_PCT / 100).max(1)
     }
 }
 
@@ -148,11 +254,9 @@ fn own_limit() -> u64 {
     soft
 }
 
-fn refuse<L: Transport>(stream: L::Stream, open: u64, limit: u64) {
+fn refuse<L: Transport>(stream: L::Stream, why: String) {
     let body = serde_json::to_string(&candor_api::ErrorBody {
-        error: format!(
-            "the candor daemon is near its fd limit ({open}/{limit} open); refusing new API connections until some close"
-        ),
+        error: why,
         details: Vec::new(),
         status: None,
     })
@@ -269,28 +373,95 @@ impl<L: Transport> AsyncWrite for GuardedStream<L> {
     }
 }
 
-impl<L: Transport> axum::serve::Listener for GuardedListener<L> {
-    type Io = GuardedStream<L>;
-    type Addr = L::Addr;
+/// A connection let in: counted open (and against its listener's cap) until dropped.
+pub struct Slot {
+    counters: Arc<GuardCounters>,
+    counts: fn(&GuardCounters) -> &ConnCounts,
+    other: bool,
+}
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let c = (self.counts)(&self.counters);
+        c.open.fetch_sub(1, Ordering::Relaxed);
+        if self.other {
+            c.others.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Why a new connection is refused, if it is: above 80 % of the fd limit (above 95 % for the
+/// control socket's owner), or its listener's cap reached (never for the owner).
+pub fn refusal(
+    what: &str,
+    owner: bool,
+    (open_fds, fd_limit): (u64, u64),
+    others: u64,
+    cap: u64,
+) -> Option<String> {
+    let pct = if fd_limit > 0 {
+        open_fds as f64 * 100.0 / fd_limit as f64
+    } else {
+        0.0
+    };
+    let near = || {
+        format!(
+            "the candor daemon is near its fd limit ({open_fds}/{fd_limit} open); refusing new API connections until some close"
+        )
+    };
+    if owner {
+        return (pct > OWNER_HARD_PCT).then(near);
+    }
+    if pct > REFUSE_ABOVE_PCT {
+        return Some(near());
+    }
+    (others >= cap).then(|| {
+        let whose = if what == "dashboard" {
+            ""
+        } else {
+            " from users other than root and the daemon's"
+        };
+        format!(
+            "the candor {what} holds {others} connections{whose} already, its cap; refusing new ones until some close"
+        )
+    })
+}
+
+impl<L: Transport> GuardedListener<L> {
+    /// The next connection let in, with who it is from and its slot.
+    pub async fn accept(&mut self) -> (GuardedStream<L>, Peer, Slot) {
         let limit = own_limit();
+        let counts = L::counts(&self.counters);
+        let cap = L::cap(limit);
+        counts.cap.store(cap, Ordering::Relaxed);
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     self.backoff = Duration::ZERO;
-                    let (open, limit) = own_fds(limit);
-                    if limit > 0 && open as f64 * 100.0 / limit as f64 > REFUSE_ABOVE_PCT {
+                    let peer = L::peer(&stream, &addr);
+                    let owner = L::is_owner(&peer);
+                    let others = counts.others.load(Ordering::Relaxed);
+                    if let Some(why) = refusal(L::WHAT, owner, own_fds(limit), others, cap) {
                         self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                        refuse::<L>(stream, open, limit);
+                        counts.refused.fetch_add(1, Ordering::Relaxed);
+                        refuse::<L>(stream, why);
                         continue;
                     }
+                    counts.open.fetch_add(1, Ordering::Relaxed);
+                    if !owner {
+                        counts.others.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let slot = Slot {
+                        counters: self.counters.clone(),
+                        counts: L::counts,
+                        other: !owner,
+                    };
                     let stream = GuardedStream {
                         inner: stream,
                         counters: self.counters.clone(),
                         stalled: None,
                     };
-                    return (stream, addr);
+                    return (stream, peer, slot);
                 }
                 Err(e) => {
                     self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
@@ -309,10 +480,72 @@ impl<L: Transport> axum::serve::Listener for GuardedListener<L> {
             }
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+/// Serve `app` on `listener` until `stop`, then let the open connections finish their answers
+/// (followers end with the brain) and return once they are all closed. Each connection is
+/// HTTP/1.1 with the [`HEADER_TIMEOUT`]; its handlers see who it is from as `ConnectInfo<Peer>`.
+pub async fn serve<L: Transport>(
+    mut listener: GuardedListener<L>,
+    app: axum::Router,
+    stop: impl Future<Output = ()> + Send,
+) {
+    use hyper::service::Service as _;
+    let (shut_tx, shut_rx) = tokio::sync::watch::channel(false);
+    // Every connection's task holds a sender: all gone, all closed.
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let counters = listener.counters.clone();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (io, peer, slot) = tokio::select! {
+            c = listener.accept() => c,
+            _ = &mut stop => break,
+        };
+        let (app, mut shut, alive, counters) = (
+            app.clone(),
+            shut_rx.clone(),
+            alive_tx.clone(),
+            counters.clone(),
+        );
+        tokio::spawn(async move {
+            let _alive = alive;
+            let _slot = slot;
+            let app = hyper_util::service::TowerToHyperService::new(app);
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    app.call(req)
+                },
+            );
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                _ = shut.wait_for(|s| *s) => None,
+            };
+            let ended = match ended {
+                Some(r) => r,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if ended.is_err_and(|e| e.is_timeout()) {
+                L::counts(&counters)
+                    .timed_out
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
+    drop(listener);
+    let _ = shut_tx.send(true);
+    drop(alive_tx);
+    let _ = alive_rx.recv().await;
 }
 
 /// Who is on the other end of an API connection, as the kernel says (SO_PEERCRED).
@@ -327,47 +560,28 @@ pub struct Peer {
     pub role: crate::roles::Role,
 }
 
-impl
-    axum::extract::connect_info::Connected<
-        axum::serve::IncomingStream<'_, GuardedListener<TcpListener>>,
-    > for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener<TcpListener>>) -> Self {
-        Peer {
-            uid: rustix::process::getuid().as_raw(),
-            pid: Some(std::process::id() as i32),
-            web: Some(*stream.remote_addr()),
-            role: crate::roles::Role::ReadOnly,
-        }
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> Self {
-        match stream.io().peer_cred() {
-            Ok(c) => Peer {
-                uid: c.uid(),
-                pid: c.pid(),
-                web: None,
-                role: crate::roles::Role::of_uid(c.uid(), rustix::process::geteuid().as_raw()),
-            },
-            // Not expected on a Unix socket; shown as an unknown caller rather than refused, and
-            // never an admin.
-            Err(_) => Peer {
-                uid: u32::MAX,
-                pid: None,
-                web: None,
-                role: crate::roles::Role::Operator,
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_owner_keeps_a_reserve_that_others_and_the_dashboard_cannot_take() {
+        let cap = TcpListener::cap(1024);
+        assert_eq!(cap, 204, "20 % of 1024");
+        assert_eq!(TcpListener::cap(1 << 20), DASHBOARD_CAP);
+        assert_eq!(UnixListener::cap(1 << 20), OTHERS_CAP);
+        // At 85 % of the fd limit: others are refused, the owner is served.
+        assert!(refusal("control socket", false, (870, 1024), 0, 64).is_some());
+        assert!(refusal("control socket", true, (870, 1024), 0, 64).is_none());
+        // At its cap a listener refuses others, never the owner.
+        let why = refusal("control socket", false, (10, 1024), 64, 64).unwrap();
+        assert!(why.contains("other than root"), "{why}");
+        assert!(refusal("control socket", true, (10, 1024), 500, 64).is_none());
+        assert!(refusal("dashboard", false, (10, 1024), 203, cap).is_none());
+        assert!(refusal("dashboard", false, (10, 1024), 204, cap).is_some());
+        // Above 95 %, even the owner.
+        assert!(refusal("control socket", true, (1000, 1024), 0, 64).is_some());
+    }
 
     #[test]
     fn backoff_doubles_from_100ms_to_5s_and_logs_once_per_step() {

@@ -149,6 +149,7 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(405, "method not allowed on this endpoint")
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(json_bodies))
         .layer(axum::middleware::from_fn_with_state(
             gate,
             crate::roles::authorize,
@@ -158,6 +159,96 @@ pub fn router(state: AppState) -> Router {
             catch_panics,
         ))
         .with_state(state)
+}
+
+/// A request body is JSON: one sent as anything else (a form's `text/plain`, urlencoded) is
+/// refused before any handler sees it, on both listeners (the CLI sends
+/// `Content-Type: application/json`). A body is read whole here, within [`BODY_TIMEOUT`]: a
+/// client that sends a head and then trickles (or never sends) its body does not hold its
+/// connection past that.
+async fn json_bodies(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let has_body = match body_rule(req.headers()) {
+        Ok(has_body) => has_body,
+        Err(e) => {
+            // Read (and drop) what fits of the body first, for at most the timeout, so that a
+            // client still writing it reads the answer instead of a broken pipe.
+            let drain = axum::body::to_bytes(req.into_body(), MAX_BODY);
+            let _ = tokio::time::timeout(BODY_TIMEOUT, drain).await;
+            return e.into_response();
+        }
+    };
+    if !has_body {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(req).await
+        }
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_big {
+                ApiError::new(
+                    413,
+                    format!("the request body is over {MAX_BODY} bytes; at most {MAX_BODY} bytes are taken"),
+                )
+            } else {
+                ApiError::new(400, format!("the request body could not be read: {e}"))
+            }
+            .into_response()
+        }
+        Err(_) => ApiError::new(
+            408,
+            format!(
+                "the request body did not arrive within {}s of its head",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// How long a request's body may take to arrive once its head has.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// 413 for a body over [`MAX_BODY`], 415 for a body that is not `application/json`; a request
+/// without a body (no or a zero `Content-Length`, no `Transfer-Encoding`) passes. Whether it
+/// has a body, when it passes.
+pub(crate) fn body_rule(headers: &axum::http::HeaderMap) -> Result<bool, ApiError> {
+    use axum::http::header;
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    if !chunked && length.unwrap_or(0) == 0 {
+        return Ok(false);
+    }
+    if let Some(n) = length.filter(|&n| n > MAX_BODY as u64) {
+        return Err(ApiError::new(
+            413,
+            format!("the request body is {n} bytes; at most {MAX_BODY} bytes are taken"),
+        ));
+    }
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = kind
+        .as_deref()
+        .and_then(|k| k.split(';').next())
+        .map(str::trim);
+    if essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+        return Ok(true);
+    }
+    Err(ApiError::new(
+        415,
+        format!(
+            "a request body must be JSON sent with `Content-Type: application/json`; this one has {}",
+            kind.map_or("no Content-Type".to_string(), |k| format!("`{k}`"))
+        ),
+    ))
 }
 
 /// A handler that panics answers 500, is reported as a fault, and costs nothing else (the
@@ -302,6 +393,10 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
                 .accept_errors
                 .load(std::sync::atomic::Ordering::Relaxed),
             cut_off_connections: st.guard.cut_off.load(std::sync::atomic::Ordering::Relaxed),
+            connections: api::Connections {
+                control: st.guard.control.snapshot(),
+                dashboard: st.guard.dashboard.snapshot(),
+            },
         };
     }
     info.services = st.board.borrow().len();
@@ -628,7 +723,7 @@ impl Reloader {
                 "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
             );
         }
-        notes.extend(self.web.reconfigure(spec.daemon.web));
+        notes.extend(self.web.reconfigure(spec.daemon.web.clone()));
         let send_timeout = spec.daemon.send_timeout;
         let may_shutdown = spec.daemon.operators_may_shutdown;
         let (tx, rx) = oneshot::channel();

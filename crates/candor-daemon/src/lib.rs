@@ -23,6 +23,9 @@ pub mod trusted_path;
 pub mod upgrade;
 pub mod web;
 
+#[cfg(test)]
+mod frontdoor_props;
+
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -345,7 +348,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             path: socket.clone(),
             source: e.into(),
         })?;
-    let web = Arc::new(web::Web::new(&state_dir, spec.daemon.web));
+    let web = Arc::new(web::Web::new(&state_dir, spec.daemon.web.clone()));
     let (store, store_thread) = candor_store::Store::open_with(&state_dir, logs::caps(&spec))?;
     if let Some(what) = store.recovered() {
         eprintln!("candor: warning: {what}");
@@ -583,14 +586,9 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     drop(logs_live);
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let listener = guard::GuardedListener::new(listener, guard_counters);
-    let server = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<guard::Peer>();
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_http_rx.await;
-            })
-            .await;
-    });
+    let server = tokio::spawn(guard::serve(listener, app, async {
+        let _ = stop_http_rx.await;
+    }));
 
     // SIGTERM / SIGINT: the same orderly shutdown as `candor shutdown`.
     let sig_tx = req_tx.clone();

@@ -6,6 +6,17 @@
 //! only who can reach the control socket can ask for it (`candor web`). That token is an
 //! operator's; `candor web --read-only` hands out a second one, `<state_dir>/web-read.token`
 //! (made on first use), whose holder may only read. A token never makes its holder an admin.
+//!
+//! The front door ([`front_door`], [`change_needs_header`]): a browser sends the cookie with
+//! any request to this host, whichever page (on whichever port) makes it, so the cookie alone
+//! lets a request only read. A request that changes anything (any method but GET and HEAD)
+//! needs the token in a header only a script holding it can set (`Authorization: Bearer T` or
+//! `X-Candor-Token: T`; the page has it from a `<meta>` tag rendered into it for a request
+//! that was let in, which no other origin can read: no CORS header is ever sent). Every
+//! request needs a `Host` that names this dashboard (its address, an IP literal or `localhost`
+//! with its port, or a name in `[daemon] web.hosts`: against DNS rebinding), an `Origin`, if
+//! it has one, equal to the dashboard's own, and a `Sec-Fetch-Site` (if the browser sends one)
+//! of `same-origin` for a change, or for a read other than a top-level navigation.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -46,6 +57,8 @@ pub struct Web {
     /// `[daemon] web` was in the config at start.
     configured: bool,
     metrics_public: std::sync::atomic::AtomicBool,
+    /// `[daemon] web.hosts`: names (lowercase) the `Host` header may use (a reload applies).
+    hosts: Mutex<Vec<String>>,
     /// Where it listens, once it does.
     listening: Mutex<Option<SocketAddr>>,
     /// The API's router (set once it is built; the API's `/v1/web` needs this handle first).
@@ -60,8 +73,9 @@ pub struct Web {
 
 impl Web {
     pub fn new(state_dir: &Path, spec: Option<candor_spec::WebSpec>) -> Web {
-        let metrics_public = spec.is_some_and(|w| w.metrics_public);
-        let listen = match spec {
+        let metrics_public = spec.as_ref().is_some_and(|w| w.metrics_public);
+        let hosts = spec.as_ref().map(|w| w.hosts.clone()).unwrap_or_default();
+        let listen = match &spec {
             Some(w) => w.listen,
             None => candor_spec::DEFAULT_WEB_LISTEN
                 .parse()
@@ -76,6 +90,7 @@ impl Web {
             listen,
             configured: spec.is_some(),
             metrics_public: metrics_public.into(),
+            hosts: Mutex::new(hosts),
             listening: Mutex::new(None),
             api: Mutex::new(None),
             stop: tokio::sync::watch::channel(false).0,
@@ -84,12 +99,15 @@ impl Web {
         }
     }
 
-    /// A reloaded `[daemon] web`: `metrics_public` applies now; a new `listen` at the next
-    /// start (a listener that is open stays where it is). What to tell the caller, if anything.
+    /// A reloaded `[daemon] web`: `metrics_public` and `hosts` apply now; a new `listen` at
+    /// the next start (a listener that is open stays where it is). What to tell the caller, if
+    /// anything.
     pub fn reconfigure(&self, spec: Option<candor_spec::WebSpec>) -> Option<String> {
-        let public = spec.is_some_and(|w| w.metrics_public);
+        let public = spec.as_ref().is_some_and(|w| w.metrics_public);
         self.metrics_public
             .store(public, std::sync::atomic::Ordering::Relaxed);
+        *self.hosts.lock().unwrap_or_else(|e| e.into_inner()) =
+            spec.as_ref().map(|w| w.hosts.clone()).unwrap_or_default();
         match (spec, self.listening()) {
             (Some(w), Some(at)) if w.listen != self.listen => Some(format!(
                 "[daemon] web.listen changed to {}; the dashboard stays on {at} until the daemon restarts",
@@ -153,14 +171,9 @@ impl Web {
                 let mut stop = self.stop.subscribe();
                 let counters = self.guard.get().cloned().unwrap_or_default();
                 let listener = crate::guard::GuardedListener::new(listener, counters);
-                let task = tokio::spawn(async move {
-                    let app = app.into_make_service_with_connect_info::<Peer>();
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        })
-                        .await;
-                });
+                let task = tokio::spawn(crate::guard::serve(listener, app, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }));
                 *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
             }
         }
@@ -204,10 +217,7 @@ impl Web {
 
     fn router(self: &Arc<Self>) -> Option<Router> {
         let page = Router::new()
-            .route(
-                "/",
-                get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-            )
+            .route("/", get(index_page))
             .route(
                 "/app.js",
                 get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
@@ -215,7 +225,8 @@ impl Web {
             .route(
                 "/app.css",
                 get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
-            );
+            )
+            .with_state(self.clone());
         let api = self.api.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
         Some(
             page.merge(api)
@@ -293,6 +304,32 @@ fn grant(mut req: Request, role: Role) -> Request {
     req
 }
 
+/// The page, with the token in it for its script to put in the header of its changes. Only
+/// served to a request that was let in (the cookie or the token), never cached, never framed,
+/// and never readable by another origin (no CORS header is ever sent).
+///
+/// The token rendered is the one the request came in with (a valid one: `auth` let it in), so
+/// a read-only login gets the read-only token, never the operator's.
+async fn index_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let token = given_token(&headers).filter(|t| web.role_of(t).is_some());
+    let body = INDEX.replace(TOKEN_SLOT, token.as_deref().unwrap_or(""));
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Where the page's `<meta name="candor-token">` gets the token.
+const TOKEN_SLOT: &str = "%CANDOR_TOKEN%";
+
 fn asset(kind: &'static str, body: &'static str) -> Response {
     (
         [
@@ -323,16 +360,179 @@ fn given_token(headers: &HeaderMap) -> Option<String> {
                 .strip_prefix(&format!("{COOKIE}="))
                 .map(str::to_string)
         });
+    // A header wins: it is what a change is authorized by, so it also says the role.
+    header_token(headers).map(str::to_string).or(cookie)
+}
+
+/// The token in a header a page cannot have a browser send for it: `Authorization: Bearer T`
+/// or `X-Candor-Token: T` (a cross-origin page could set them only through CORS, which this
+/// listener never allows).
+pub(crate) fn header_token(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    cookie.or(bearer)
+        .map(str::trim);
+    bearer.or_else(|| {
+        headers
+            .get("x-candor-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    })
 }
 
-/// Every request needs the token, but a public /metrics.
+/// GET and HEAD only read; every other method may change something.
+fn changes(method: &Method) -> bool {
+    method != Method::GET && method != Method::HEAD
+}
+
+/// What the dashboard refuses whatever token a request carries: a `Host` that is not this
+/// dashboard (DNS rebinding), an `Origin` that is not its own, and a browser's
+/// `Sec-Fetch-Site` that says another site or origin made a request that is not a top-level
+/// navigation (or any change). A script (curl) sends neither Origin nor Sec-Fetch-*.
+pub(crate) fn front_door(
+    headers: &HeaderMap,
+    method: &Method,
+    listen: SocketAddr,
+    names: &[String],
+) -> Result<(), (u16, String)> {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return Err((
+            421,
+            "this request has no Host header; the dashboard answers only requests that name it (an HTTP/1.1 client sends one)".into(),
+        ));
+    };
+    if !host_allowed(host, listen.port(), names) {
+        let name = split_host(host).map_or(host, |(n, _)| n);
+        return Err((
+            421,
+            format!(
+                "the Host header `{host}` does not name this dashboard (it answers to {listen}, an IP address or localhost with port {}); to reach it by that name, add \"{name}\" to [daemon] web.hosts",
+                listen.port()
+            ),
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !origin_allowed(origin, host) {
+            return Err((
+                403,
+                format!(
+                    "a request from the page at `{origin}` is refused: only the dashboard's own page (http://{host}) may send one with an Origin"
+                ),
+            ));
+        }
+    }
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let navigation =
+        headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) == Some("navigate");
+    match site {
+        None | Some("same-origin") => Ok(()),
+        Some(other) if changes(method) => Err((
+            403,
+            format!("the browser says this change comes from another page (Sec-Fetch-Site: {other}); only the dashboard's own page may make changes"),
+        )),
+        Some("none") => Ok(()),
+        Some(_) if navigation => Ok(()),
+        Some(other) => Err((
+            403,
+            format!("the browser says another page made this request (Sec-Fetch-Site: {other}); open the dashboard itself instead"),
+        )),
+    }
+}
+
+/// `name[:port]` or `[v6][:port]` of a Host header.
+pub(crate) fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let end = rest.find(']')?;
+        (&rest[..end], rest[end + 1..].strip_prefix(':'))
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    let port = match port {
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+        None => None,
+    };
+    (!name.is_empty()).then_some((name, port))
+}
+
+/// Whether a Host header names the dashboard listening on `port`: an IP address or
+/// `localhost` with that port (none: 80), or a name of `[daemon] web.hosts` (any port, for a
+/// proxy in front). A name that merely resolves to this host (DNS rebinding) does not.
+pub(crate) fn host_allowed(host: &str, port: u16, names: &[String]) -> bool {
+    let bracketed = host.starts_with('[');
+    let Some((name, given)) = split_host(host) else {
+        return false;
+    };
+    let ip = if bracketed {
+        name.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        name.parse::<std::net::Ipv4Addr>().is_ok()
+    };
+    if (ip || name.eq_ignore_ascii_case("localhost")) && given.unwrap_or(80) == port {
+        return true;
+    }
+    !bracketed && names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Whether an Origin is the dashboard's own, as the browser that loaded it from `host` (a
+/// validated Host header) sees it: `http://host`, or `https://host` behind a TLS proxy.
+pub(crate) fn origin_allowed(origin: &str, host: &str) -> bool {
+    let o = origin.as_bytes();
+    ["http://", "https://"].iter().any(|scheme| {
+        let n = scheme.len();
+        o.len() == n + host.len()
+            && o[..n].eq_ignore_ascii_case(scheme.as_bytes())
+            && o[n..].eq_ignore_ascii_case(host.as_bytes())
+    })
+}
+
+/// A change (any method but GET and HEAD) needs the token in a header: the cookie (or the
+/// token in the URL) alone is what a form or a no-cors fetch from another page on this host
+/// would carry. `Ok` when `allows` takes the header's token.
+pub(crate) fn change_needs_header(
+    headers: &HeaderMap,
+    method: &Method,
+    token_in_url: bool,
+    allows: impl Fn(&str) -> bool,
+) -> Result<(), (u16, String)> {
+    if !changes(method) {
+        return Ok(());
+    }
+    match header_token(headers) {
+        Some(t) if allows(t) => Ok(()),
+        Some(_) => Err((401, "the token in this request's header is not the dashboard's (it changes only if web.token in the state dir is removed)".into())),
+        None if token_in_url || given_token(headers).is_some() => Err((
+            403,
+            "a change through the dashboard needs the token in a header (`Authorization: Bearer TOKEN` or `X-Candor-Token: TOKEN`), not the cookie alone: reload the dashboard's page, or send the header".into(),
+        )),
+        None => Err((401, "this needs the dashboard's login token".into())),
+    }
+}
+
+/// Every request goes through the front door; a change needs the token in a header; then every
+/// request needs the token, but a public /metrics.
 async fn auth(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response {
+    let listen = web.listening().unwrap_or(web.listen);
+    let door = {
+        let names = web.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        front_door(req.headers(), req.method(), listen, &names)
+    };
+    let door = door.and_then(|()| {
+        let in_url = query_token(&req).is_some();
+        change_needs_header(req.headers(), req.method(), in_url, |t| {
+            web.role_of(t).is_some()
+        })
+    });
+    match door {
+        Ok(()) => {}
+        Err((401, why)) => return refuse(&why),
+        Err((status, why)) => return crate::shell::ApiError::new(status, why).into_response(),
+    }
     let path = req.uri().path().to_string();
     if path == "/metrics"
         && req.method() == Method::GET
@@ -355,6 +555,8 @@ async fn auth(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response
                 [
                     (header::SET_COOKIE, cookie),
                     (header::LOCATION, "/".to_string()),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                    (header::REFERRER_POLICY, "no-referrer".to_string()),
                 ],
             )
                 .into_response();

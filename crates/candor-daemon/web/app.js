@@ -4,6 +4,8 @@
 const $ = (id) => document.getElementById(id);
 const HISTORY = 120; // board updates kept per service for the sparklines
 const st = { services: [], hist: {}, events: [], selected: null, logs: null, daemonAt: 0 };
+// The login token, rendered into the page by the daemon (the cookie is HttpOnly).
+const TOKEN = document.querySelector('meta[name="candor-token"]')?.content || "";
 
 function esc(s) {
   return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -149,7 +151,9 @@ async function act(path, what) {
   if (!confirm(`${what}?`)) return;
   say(`${what}…`);
   try {
-    const r = await fetch(path, { method: "POST" });
+    // The cookie alone changes nothing: a change carries the token in a header, which only
+    // this page (served with the token in it) can set.
+    const r = await fetch(path, { method: "POST", headers: { Authorization: `Bearer ${TOKEN}` } });
     const b = await r.json().catch(() => ({}));
     if (r.ok) say(`${what}: done`);
     else say(`${what}: ${b.error || r.status}`, true);

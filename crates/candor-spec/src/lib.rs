@@ -87,16 +87,43 @@ pub struct DaemonSpec {
     pub send_timeout: Option<Duration>,
     /// All services' log lines on disk, at most (`[daemon] logs = { max_bytes }`).
     pub logs_max_bytes: Option<u64>,
-    /// `[daemon] web = { listen, metrics_public }`: the dashboard and /metrics over TCP.
+    /// `[daemon] web = { listen, metrics_public, hosts }`: the dashboard and /metrics over TCP.
     pub web: Option<WebSpec>,
 }
 
 /// The web listener: the dashboard, the API and /metrics over TCP, behind a login token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebSpec {
     pub listen: std::net::SocketAddr,
     /// `GET /metrics` needs no token (for a Prometheus scraper).
     pub metrics_public: bool,
+    /// Names (lowercase, without a port) the dashboard answers to besides IP addresses and
+    /// `localhost`, e.g. behind a reverse proxy: every other `Host` header is refused (DNS
+    /// rebinding).
+    pub hosts: Vec<String>,
+}
+
+/// A name for `[daemon] web.hosts`, lowercased: a DNS name (labels of letters, digits and
+/// `-`, dots between), without a port or a scheme. What is wrong with it, otherwise.
+pub fn web_host_name(s: &str) -> Result<String, &'static str> {
+    let name = s.to_ascii_lowercase();
+    if name.is_empty() || name.len() > 253 {
+        return Err("is not a host name (1 to 253 characters)");
+    }
+    if name.contains(':') || name.contains('/') {
+        return Err("must be a bare host name, without a scheme or a port");
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if !name.split('.').all(label_ok) {
+        return Err("is not a host name (letters, digits and `-` between dots)");
+    }
+    Ok(name)
 }
 
 /// PATH of a service that does not inherit the daemon's environment (systemd's default).
@@ -618,6 +645,35 @@ pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_hosts_are_bare_dns_names_parsed_with_their_position() {
+        assert_eq!(
+            web_host_name("Dash.Example.org"),
+            Ok("dash.example.org".into())
+        );
+        for bad in ["", "a:80", "http://a", "a..b", "-a", "a b", "é.org"] {
+            assert!(web_host_name(bad).is_err(), "{bad}");
+        }
+        let dir = Path::new("/srv");
+        let spec = parse_str(
+            &dir.join("candor.toml"),
+            "[daemon]\nweb = { listen = \"127.0.0.1:9631\", hosts = [\"Dash.example.org\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(spec.daemon.web.unwrap().hosts, ["dash.example.org"]);
+        let err = parse_str(
+            &dir.join("candor.toml"),
+            "[daemon]\nweb = { listen = \"127.0.0.1:9631\", hosts = [\"ok.org\", \"x.org:80\"] }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("candor.toml:2:")
+                && err.contains("daemon.web.hosts: \"x.org:80\" must be a bare host name"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn relative_paths_resolve_against_the_config_dir_without_dot_components() {

@@ -432,6 +432,7 @@ impl FileCtx<'_> {
                         continue;
                     };
                     let (mut listen, mut public, mut named) = (None, false, false);
+                    let mut hosts = Vec::new();
                     for (key, value) in t.iter() {
                         match_key!(self, key, "daemon.web", key.get_ref().as_ref() => {
                             "listen" => {
@@ -447,10 +448,18 @@ impl FileCtx<'_> {
                                 DeValue::Boolean(b) => public = *b,
                                 other => self.err(value.span().start, format!("daemon.web.metrics_public must be true or false, found {}", other.type_str())),
                             },
+                            "hosts" => {
+                                for (h, at) in self.string_list(value, "daemon.web.hosts").unwrap_or_default() {
+                                    match crate::web_host_name(&h) {
+                                        Ok(name) => hosts.push(name),
+                                        Err(why) => self.err(at, format!("daemon.web.hosts: \"{h}\" {why}, e.g. hosts = [\"dash.example.org\"]")),
+                                    }
+                                }
+                            },
                         })
                     }
                     match listen {
-                        Some(listen) => daemon.web = Some(crate::WebSpec { listen, metrics_public: public }),
+                        Some(listen) => daemon.web = Some(crate::WebSpec { listen, metrics_public: public, hosts }),
                         None if named => {} // said already
                         None => self.err(value.span().start, format!("daemon.web needs `listen`, e.g. web = {{ listen = \"{}\" }}", crate::DEFAULT_WEB_LISTEN)),
                     }
