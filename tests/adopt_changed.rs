@@ -292,3 +292,78 @@ watchdog = "1s"
     assert_eq!(pid_of(&d.wait_state("pinger", "running", T)), pid.unwrap());
     d.shutdown();
 }
+
+/// The cgroup instance name earlier versions gave the state dir as typed (FNV-1a of its bytes).
+fn instance_as_typed(state_dir: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in state_dir.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    let base: String = std::path::Path::new(state_dir)
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|s| {
+            s.to_string_lossy()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .take(24)
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("{base}-{h:016x}")
+}
+
+/// A run an earlier version left in the cgroup it named after the state dir as typed
+/// (`…/state/`) is moved to the canonical instance and adopted, not left running unseen.
+#[test]
+fn runs_in_the_cgroup_of_an_earlier_versions_spelling_are_taken_over() {
+    let mut d = Daemon::unstarted("[service.app]\ncommand = [\"{zoo}\", \"healthy\"]\n");
+    let (config, socket) = (d.config.display().to_string(), d.socket.clone());
+    let state = d.path("state").display().to_string();
+    let start = |d: &mut Daemon, spelling: &str| {
+        let args = [
+            "-c",
+            &config,
+            "--state-dir",
+            spelling,
+            "--socket",
+            socket.to_str().unwrap(),
+        ];
+        d.spawn_with(&args, &[], &socket);
+    };
+    start(&mut d, &state);
+    if !d.has_cgroups() {
+        return;
+    }
+    let detail = d.info()["containment_detail"].as_str().unwrap().to_string();
+    let root = std::path::PathBuf::from(detail.strip_prefix("cgroup v2 at ").unwrap());
+    let pid = pid_of(&d.wait_state("app", "running", T));
+    d.wait_recorded_ready("app", pid);
+    d.kill_daemon();
+    // Where an earlier version, started with `--state-dir …/state/`, would have put it.
+    let typed = format!("{state}/");
+    let old = root.parent().unwrap().join(instance_as_typed(&typed));
+    std::fs::create_dir_all(old.join("app")).unwrap();
+    std::fs::write(old.join("app/cgroup.procs"), pid.to_string()).unwrap();
+    let cg = || std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cg().contains(old.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        cg()
+    );
+
+    start(&mut d, &typed);
+    let s = d.wait_state("app", "running", T);
+    assert_eq!(pid_of(&s), pid, "not adopted: {s}");
+    assert_eq!(s["restarts"], 0, "{s}");
+    let rel = root.file_name().unwrap().to_str().unwrap();
+    assert!(
+        cg().trim_end().ends_with(&format!("/{rel}/app")),
+        "{}",
+        cg()
+    );
+    assert!(!old.exists(), "{} left behind", old.display());
+    d.shutdown();
+    assert!(!alive(pid), "stopped with the daemon");
+}

@@ -349,6 +349,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     // One instance per state dir however it is spelt (`/x/.candor`, `/x/.candor/`, through a
     // symlink): from here on the state dir is its canonical path, which names the cgroups
     // and the notify socket, so a daemon started with another spelling adopts the same runs.
+    let typed_state_dir = state_dir.clone();
     let state_dir = canonical_state_dir(&state_dir)?;
     // One daemon per state dir: it names the cgroups, so a second one would kill the first's
     // services. Held (by the open file) until the daemon exits.
@@ -379,9 +380,16 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     // the keeper starts: nothing is spawned until they are taken over).
     let taken = {
         let (dir, spec, use_cgroups) = (state_dir.clone(), spec.clone(), opts.use_cgroups);
+        let typed = paths::instance_name(&typed_state_dir);
         tokio::task::spawn_blocking(move || {
-            let containment =
-                candor_keeper::detect_containment(&paths::instance_name(&dir), use_cgroups);
+            let instance = paths::instance_name(&dir);
+            let containment = candor_keeper::detect_containment(&instance, use_cgroups);
+            if let (Containment::Cgroup { root }, true) = (&containment, typed != instance) {
+                // A daemon of an earlier version named the cgroups by the state dir as typed.
+                if let Some(old) = root.parent().map(|p| p.join(&typed)) {
+                    records::move_instance(&old, root);
+                }
+            }
             let contained = match &containment {
                 Containment::Cgroup { root } => records::Contained::Cgroup(root),
                 Containment::ProcessGroup { .. } => records::Contained::ProcessGroup,
