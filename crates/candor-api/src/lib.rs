@@ -467,6 +467,10 @@ pub enum EventDetail {
         adopted_pid: u32,
         run: u64,
         alive: bool,
+        /// What of the run differs from the config read by the daemon that adopted it
+        /// (`command`, `env`, `user`, `workdir`, `limits`, `sockets`, `ready`, `watchdog`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changed: Vec<String>,
     },
     /// A service reported `MAINPID=`.
     MainPid {

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use candor_api as api;
 use candor_core::{Mono, Now};
-use candor_spec::ServiceName;
+use candor_spec::{AdoptChanged, ServiceName};
 
+use crate::digest::{Drift, RunDigest};
 use crate::effect::Effect;
 use crate::facts::{
     Delivery, Facts, LastExit, Run, ScheduledStart, Service, Spawn, StopCause, StopFact,
@@ -44,6 +45,9 @@ pub struct SavedRun {
     pub was_ready: Option<String>,
     pub ready_due: Option<Mono>,
     pub stop: Option<SavedStop>,
+    /// What the run was spawned from, per part (none in records of earlier versions).
+    #[serde(default)]
+    pub digest: Option<RunDigest>,
     pub main_exit: Option<LastExit>,
     pub ended: Option<Mono>,
 }
@@ -76,6 +80,7 @@ impl Saved {
                     at: s.at,
                     kill_at: s.kill_at,
                 }),
+                digest: r.digest.clone(),
                 main_exit: r.main_exit,
                 ended: r.ended,
             }),
@@ -91,7 +96,8 @@ pub struct Found {
     /// The run's main process is alive: same pid, same start time, still in the service's
     /// cgroup (or process group) — checked by the shell just now.
     pub alive: bool,
-    /// The running process was started with the command configured now.
+    /// The running process was started with the command configured now (what a record of an
+    /// earlier version, without a digest, can still tell).
     pub same_command: bool,
 }
 
@@ -159,6 +165,7 @@ impl Cx<'_> {
         let spec = svc.spec.clone();
         let mut run = Run::new(sr.id, sr.is_restart);
         run.spawn = sr.spawn;
+        run.digest = sr.digest;
         run.ready_due = sr.ready_due;
         run.main_exit = sr.main_exit;
         run.ended = sr.ended;
@@ -208,12 +215,38 @@ impl Cx<'_> {
         }
         run.watchdog_due = spec.watchdog.map(|w| now + w);
         run.watchdog_wake = run.watchdog_due;
+        // Started from the config read now? Only a run that goes on matters: one gone or
+        // being stopped is followed by a spawn from this config anyway.
+        let goes_on = f.alive && run.stop.is_none() && run.main_exit.is_none();
+        let drift =
+            crate::digest::drift(run.digest.as_ref(), &spec, f.same_command).filter(|_| goes_on);
+        let replace = matches!(drift, Some(Drift::Differs(_)))
+            && self.facts.adopt_changed == AdoptChanged::Restart;
+        let changed: Vec<String> = match &drift {
+            Some(Drift::Differs(parts)) => parts.iter().map(|p| p.to_string()).collect(),
+            _ => Vec::new(),
+        };
+        let kept = match &drift {
+            Some(d @ Drift::Differs(_)) if !replace => {
+                format!(
+                    "; kept (adopt_changed = \"keep\"): it was {}",
+                    d.kept_reason()
+                )
+            }
+            Some(d @ Drift::Unknown) => format!("; kept: it was {}", d.kept_reason()),
+            _ => String::new(),
+        };
+        run.drift = drift;
         let kill_at = run.stop.as_ref().map(|s| s.kill_at);
         let (run_id, ready_due, watchdog_due) = (run.id, run.ready_due, run.watchdog_due);
+        let Some(svc) = self.facts.svc_mut(&name) else {
+            return;
+        };
         svc.run = Some(run);
         svc.start = None;
-        if !f.same_command {
-            // The process runs a command no longer configured: replace it once adopted.
+        if replace {
+            // A normal stop (its signal and timeout), then a start from this config once
+            // its `after` targets are ready.
             svc.next_spec = Some(spec.clone());
         }
         self.out.push(Effect::Adopt {
@@ -230,9 +263,14 @@ impl Cx<'_> {
         for due in [ready_due, watchdog_due, kill_at].into_iter().flatten() {
             self.timer(due);
         }
-        let reason = if f.alive {
+        let reason = if replace {
             format!(
-                "pid {pid} kept running across the supervisor's restart; adopted, re-checking it"
+                "pid {pid} kept running across the supervisor's restart, but the config changed while the supervisor was down: {}; adopted, restarting it with the config",
+                changed.join(", ")
+            )
+        } else if f.alive {
+            format!(
+                "pid {pid} kept running across the supervisor's restart; adopted, re-checking it{kept}"
             )
         } else {
             format!("pid {pid} of the last run is gone; finding out how it ended")
@@ -245,6 +283,7 @@ impl Cx<'_> {
                 adopted_pid: pid,
                 run: run_id,
                 alive: f.alive,
+                changed,
             },
         );
         self.check_now_if_ready(&name, run_id);

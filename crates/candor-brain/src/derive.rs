@@ -9,6 +9,7 @@ use candor_core::restart::{self, AfterExit};
 use candor_core::{budget, Mono};
 use candor_spec::{format_duration, ServiceName, ServiceSpec};
 
+use crate::digest::Drift;
 use crate::facts::{Delivery, LastExit, Run, Service, Spawn, StopCause, StopFact};
 
 /// Every service's facts, by name (a board shares them with the brain).
@@ -214,7 +215,7 @@ pub(crate) fn what_ended(svc: &Service) -> String {
 fn live(spec: &ServiceSpec, run: &Run, now: Mono) -> Derived {
     use ServiceState::*;
     if let Some(stop) = &run.stop {
-        return d(Stopping, stopping(spec, stop, run.main_exit.as_ref(), now));
+        return d(Stopping, stopping(spec, stop, run, now));
     }
     if let Some(exit) = &run.main_exit {
         return d(
@@ -226,19 +227,28 @@ fn live(spec: &ServiceSpec, run: &Run, now: Mono) -> Derived {
         );
     }
     match run.pid() {
-        Some(pid) => running(spec, run, pid, now),
+        Some(pid) => {
+            let mut derived = running(spec, run, pid, now);
+            if let Some(drift) = &run.drift {
+                // Said while it lives: an adopted run kept though not started from this config.
+                derived.reason = format!("{} ({})", derived.reason, drift.kept_reason());
+            }
+            derived
+        }
         None => d(Starting, "about to start".into()),
     }
 }
 
-fn stopping(
-    spec: &ServiceSpec,
-    stop: &StopFact,
-    main_exit: Option<&LastExit>,
-    now: Mono,
-) -> String {
+fn stopping(spec: &ServiceSpec, stop: &StopFact, run: &Run, now: Mono) -> String {
+    let main_exit = run.main_exit.as_ref();
     let sig = stop.signal.name();
-    let cause = stop.cause.phrase();
+    let cause = match (&stop.cause, &run.drift) {
+        (StopCause::ConfigChanged, Some(Drift::Differs(parts))) => format!(
+            "config changed while the supervisor was down: {}",
+            parts.join(", ")
+        ),
+        _ => stop.cause.phrase(),
+    };
     let kill_due = now >= stop.kill_at;
     if let Delivery::Refused { error, .. } = &stop.delivery {
         let when = if kill_due {

@@ -221,7 +221,9 @@ impl Cx<'_> {
         };
         svc.runs += 1;
         let run_id = svc.runs;
-        svc.run = Some(Run::new(run_id, start.restart));
+        let mut run = Run::new(run_id, start.restart);
+        run.digest = Some(crate::RunDigest::of(&svc.spec));
+        svc.run = Some(run);
         let spec = svc.spec.clone();
         self.out.push(Effect::Spawn {
             service: name.to_string(),

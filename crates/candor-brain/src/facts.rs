@@ -13,6 +13,7 @@ use candor_core::{ExitStatus, Mono};
 use candor_spec::{ServiceName, ServiceSpec, StopSignal};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{Drift, RunDigest};
 use crate::input::Notify;
 use crate::ServiceState;
 
@@ -46,6 +47,8 @@ pub struct Facts {
     main_index: Option<Option<ServiceName>>,
     /// With a main service that ended for good: the code the daemon exits with.
     pub exit_code: Option<i32>,
+    /// `[daemon] adopt_changed`: what adoption does with a run started from another config.
+    pub adopt_changed: candor_spec::AdoptChanged,
 }
 
 /// One service's facts.
@@ -259,6 +262,11 @@ pub struct Run {
     /// Evidence about this run (probes, sockets, watchdog, notify status, budget summary).
     pub health: Health,
     pub stop: Option<StopFact>,
+    /// What it was spawned from (see [`crate::digest`]); None for a run adopted from a
+    /// version that did not record it.
+    pub digest: Option<RunDigest>,
+    /// Adopted, alive, and not (known to be) started from the config read by this daemon.
+    pub drift: Option<Drift>,
     /// The main process was reaped; others of its group may still be stopping.
     pub main_exit: Option<LastExit>,
     /// When nothing of it was left any more (main reaped, group/cgroup empty), or the
@@ -280,6 +288,8 @@ impl Run {
             watchdog_wake: None,
             health: Health::for_run(id),
             stop: None,
+            digest: None,
+            drift: None,
             main_exit: None,
             ended: None,
         }
@@ -323,6 +333,7 @@ impl Facts {
             dependents_index: None,
             main_index: None,
             exit_code: None,
+            adopt_changed: spec.daemon.adopt_changed,
         }
     }
     pub fn get(&self, name: &str) -> Option<&Service> {

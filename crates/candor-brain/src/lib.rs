@@ -12,11 +12,13 @@
 //! - `requests`: start, stop, restart, reset-failed, reload, shutdown.
 //! - `enforce`: deadlines, unhealthy restarts, stop and start order.
 //! - `derive`: state and reason.
+//! - `digest`: what makes a run, so that a run started from another config is told apart.
 
 mod adopt;
 mod derive;
 #[cfg(test)]
 mod derive_tests;
+mod digest;
 mod effect;
 mod enforce;
 mod evidence;
@@ -28,6 +30,7 @@ mod step;
 
 pub use adopt::{adopt, Found, Saved, SavedRun, SavedStop};
 pub use derive::{blocking_deps, derive, Derived, ServiceState, Services};
+pub use digest::{drift, Drift, RunDigest, PARTS};
 pub use effect::{Effect, Note, Reply};
 pub use facts::{
     Delivery, Facts, LastExit, Run, ScheduledStart, Service, Spawn, StopCause, StopFact,

@@ -167,7 +167,22 @@ impl Cx<'_> {
                     logs: new.logs,
                 });
             }
-            if old == *new {
+            // What the live run was really started from: after an adoption the spec the
+            // brain holds is the config read then, not necessarily the run's.
+            let run_drift = svc
+                .live()
+                .filter(|r| r.pid().is_some())
+                .map(|r| crate::digest::drift(r.digest.as_ref(), &new, true));
+            let predates = match &run_drift {
+                Some(Some(crate::Drift::Differs(parts))) => parts.clone(),
+                _ => Vec::new(),
+            };
+            if matches!(run_drift, Some(Some(crate::Drift::Unknown))) {
+                out.notes.push(format!(
+                    "{name}: its run was started by an earlier version that did not record its config, so whether it matches cannot be told; `candor restart {name}` to be sure"
+                ));
+            }
+            if old == *new && predates.is_empty() {
                 svc.spec = new;
                 if logs_changed {
                     out.changed.push(name.to_string());
@@ -179,10 +194,20 @@ impl Cx<'_> {
                 continue;
             }
             out.changed.push(name.to_string());
+            if !predates.is_empty() {
+                out.notes.push(format!(
+                    "{name}: changed: {} (its run was started from another config); restarting it",
+                    predates.join(", ")
+                ));
+            }
             if svc.is_down() {
                 svc.spec = new;
             } else {
                 svc.next_spec = Some(new);
+                if let Some(run) = svc.live_mut() {
+                    // Stopped for this reload now, not for what an adoption found.
+                    run.drift = None;
+                }
             }
             if svc.wanted {
                 svc.start = Some(ScheduledStart {

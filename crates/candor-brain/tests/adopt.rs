@@ -4,7 +4,7 @@
 
 mod sim;
 
-use candor_brain::{adopt, boot, Effect, Facts, Found, Input, Saved, ServiceState};
+use candor_brain::{adopt, boot, Effect, Facts, Found, Input, Reply, Request, Saved, ServiceState};
 use candor_core::ExitStatus;
 use sim::*;
 
@@ -229,7 +229,12 @@ fn a_failed_verdict_and_a_requested_stop_carry_over() {
 fn a_run_of_a_command_no_longer_configured_is_replaced() {
     let mut s = Sim::new(PLAIN);
     s.up("worker");
-    restart_daemon(&mut s, PLAIN, &["worker"], false);
+    restart_daemon(
+        &mut s,
+        &PLAIN.replace("/bin/worker", "/bin/worker2"),
+        &["worker"],
+        false,
+    );
     assert!(
         s.stop_asked("worker").is_some(),
         "stopped to start the configured command: {:?}",
@@ -250,4 +255,207 @@ fn a_run_adopted_twice_before_its_re_check_still_remembers_how_it_was_ready() {
     assert_eq!(s.state("web"), Running);
     let run = s.facts.get("web").unwrap().live().unwrap();
     assert_eq!(run.ready.map(|(_, via)| via), Some("notify"));
+}
+
+/// A web service behind a database: `env` and `workdir` are what the tests change.
+fn app(env: &str, workdir: &str, daemon: &str) -> String {
+    format!(
+        r#"
+{daemon}
+[service.db]
+command = ["/bin/db"]
+
+[service.web]
+command = ["/bin/web"]
+env = {{ MODE = "{env}" }}
+workdir = "{workdir}"
+after = ["db"]
+"#
+    )
+}
+
+/// The reason of the last recorded event of `service` in state `state`.
+fn said(s: &Sim, service: &str, state: &str) -> Option<String> {
+    s.all_notes()
+        .into_iter()
+        .rev()
+        .find(|(n, st, _)| n == service && st == state)
+        .map(|(_, _, r)| r)
+}
+
+fn adopted_changed(s: &Sim, name: &str) -> Vec<String> {
+    s.last
+        .iter()
+        .find_map(|e| match e {
+            Effect::Record(n) if n.service == name && n.state == "adopted" => match &n.detail {
+                candor_api::EventDetail::Adopted { changed, .. } => Some(changed.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("an adopted event")
+}
+
+#[test]
+fn a_run_started_from_another_config_is_stopped_and_started_from_this_one() {
+    let old = app("a", "/srv/a", "");
+    let mut s = Sim::new(&old);
+    s.up("db");
+    let pid = s.up("web");
+    let new = app("b", "/srv/b", "");
+    restart_daemon(&mut s, &new, &["db", "web"], true);
+    assert_eq!(adopted(&s, "web").map(|a| a.0), Some(pid));
+    assert_eq!(adopted_changed(&s, "web"), ["env", "workdir"]);
+    assert_eq!(adopted_changed(&s, "db"), Vec::<String>::new());
+    assert!(s.stop_asked("db").is_none(), "db is what it was");
+    assert!(s.stop_asked("web").is_some(), "{:?}", s.last);
+    assert_eq!(s.state("web"), Stopping);
+    assert!(
+        s.reason("web").starts_with(
+            "config changed while the supervisor was down: env, workdir: SIGTERM sent to the whole group"
+        ),
+        "{}",
+        s.reason("web")
+    );
+    assert!(said(&s, "web", "adopted").unwrap().contains(
+        "but the config changed while the supervisor was down: env, workdir; adopted, restarting it with the config"
+    ));
+    s.stopped("web");
+    assert_eq!(s.spawns("web"), 2, "started again at once");
+    let run = s.facts.get("web").unwrap().live().unwrap();
+    assert_eq!(
+        run.digest.as_ref(),
+        Some(&candor_brain::RunDigest::of(
+            &spec(&new).services[&candor_spec::ServiceName::new("web").unwrap()]
+        ))
+    );
+    s.spawned("web");
+    assert_eq!(s.state("web"), Running, "{}", s.reason("web"));
+    assert!(
+        !s.reason("web").contains("older config"),
+        "{}",
+        s.reason("web")
+    );
+}
+
+#[test]
+fn the_restart_waits_for_the_after_targets() {
+    let mut s = Sim::new(&app("a", "/srv", ""));
+    s.up("db");
+    s.up("web");
+    // db is gone while the daemon is down: web is stopped, then waits for db again.
+    restart_daemon(&mut s, &app("b", "/srv", ""), &["web"], true);
+    s.stopped("web");
+    assert_eq!(s.spawns("web"), 1, "not before db runs");
+    assert!(
+        s.reason("web").contains("waiting for db"),
+        "{}",
+        s.reason("web")
+    );
+}
+
+#[test]
+fn with_keep_the_old_run_stays_and_says_so_until_a_reload_restarts_it() {
+    let keep = "[daemon]\nadopt_changed = \"keep\"\n";
+    let mut s = Sim::new(&app("a", "/srv/a", keep));
+    s.up("db");
+    let pid = s.up("web");
+    let new = app("b", "/srv/a", keep);
+    restart_daemon(&mut s, &new, &["db", "web"], true);
+    assert!(s.stop_asked("web").is_none(), "kept: {:?}", s.last);
+    assert_eq!(s.pid("web"), Some(pid));
+    assert_eq!(adopted_changed(&s, "web"), ["env"]);
+    assert_eq!(s.state("web"), Running);
+    assert_eq!(
+        s.reason("web"),
+        format!("running as pid {pid}, ready via started (started from an older config: env differ; restart it to apply)")
+    );
+    assert!(said(&s, "web", "adopted")
+        .unwrap()
+        .ends_with("kept (adopt_changed = \"keep\"): it was started from an older config: env differ; restart it to apply"));
+    // Still said later, and after another restart of the daemon.
+    s.advance(secs(60));
+    assert!(s.reason("web").contains("older config: env differ"));
+    restart_daemon(&mut s, &new, &["db", "web"], true);
+    assert!(s.reason("web").contains("older config: env differ"));
+
+    // A reload of the very config the daemon read is no "unchanged" for it.
+    let Reply::Reload(out) = s.request(Request::Reload(arc_spec(&new))) else {
+        panic!("not a reload reply");
+    };
+    assert_eq!(out.changed, ["web"], "{out:?}");
+    assert_eq!(out.unchanged, ["db"], "{out:?}");
+    assert!(
+        out.notes.iter().any(|n| n.starts_with("web: changed: env")),
+        "{out:?}"
+    );
+    assert!(s.stop_asked("web").is_some());
+    assert!(
+        s.reason("web").starts_with("config changed: "),
+        "{}",
+        s.reason("web")
+    );
+    s.stopped("web");
+    s.spawned("web");
+    assert_eq!(s.state("web"), Running);
+    assert!(!s.reason("web").contains("older config"));
+    let Reply::Reload(out) = s.request(Request::Reload(arc_spec(&new))) else {
+        panic!("not a reload reply");
+    };
+    assert_eq!(out.unchanged, ["db", "web"], "{out:?}");
+}
+
+#[test]
+fn a_record_of_an_earlier_version_cannot_be_told_and_is_kept_saying_so() {
+    let mut s = Sim::new(PLAIN);
+    let pid = s.up("worker");
+    // Records written before digests: the same facts, without one.
+    let mut json = serde_json::to_value(Saved::of(s.facts.get("worker").unwrap())).unwrap();
+    json["run"].as_object_mut().unwrap().remove("digest");
+    let mut facts = Facts::new(&spec(PLAIN), secs(5), s.now.mono);
+    let found = vec![Found {
+        service: "worker".into(),
+        saved: serde_json::from_value(json).expect("an old record reads"),
+        alive: true,
+        same_command: true,
+    }];
+    let mut effects = adopt(&mut facts, found, s.now);
+    effects.extend(boot(&mut facts, s.now));
+    s.facts = facts;
+    s.all.extend(effects.iter().cloned());
+    s.last = effects;
+    assert!(s.stop_asked("worker").is_none());
+    assert_eq!(s.pid("worker"), Some(pid));
+    assert_eq!(s.state("worker"), Running);
+    assert!(
+        s.reason("worker")
+            .contains("cannot be told; restart it to be sure"),
+        "{}",
+        s.reason("worker")
+    );
+    let Reply::Reload(out) = s.request(Request::Reload(arc_spec(PLAIN))) else {
+        panic!("not a reload reply");
+    };
+    assert_eq!(out.unchanged, ["worker"]);
+    assert!(out.notes[0].contains("cannot be told"), "{out:?}");
+}
+
+#[test]
+fn an_unchanged_run_is_adopted_as_it_was() {
+    let cfg = app("a", "/srv", "");
+    let mut s = Sim::new(&cfg);
+    s.up("db");
+    let pid = s.up("web");
+    restart_daemon(&mut s, &cfg, &["db", "web"], true);
+    assert!(s.stop_asked("web").is_none());
+    assert_eq!(adopted_changed(&s, "web"), Vec::<String>::new());
+    assert_eq!(
+        s.reason("web"),
+        format!("running as pid {pid}, ready via started")
+    );
+    let Reply::Reload(out) = s.request(Request::Reload(arc_spec(&cfg))) else {
+        panic!("not a reload reply");
+    };
+    assert_eq!(out.unchanged, ["db", "web"]);
+    assert!(out.notes.is_empty(), "{out:?}");
 }

@@ -166,6 +166,17 @@ fn raise_nofile() -> Option<(u64, u64)> {
     }
 }
 
+/// The state dir, made if missing, as its canonical path (symlinks resolved, no `.`, `..`
+/// or trailing `/`).
+fn canonical_state_dir(dir: &Path) -> Result<PathBuf, DaemonError> {
+    let err = |source| DaemonError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::canonicalize(dir).map_err(err)
+}
+
 fn lock_state_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
     let err = |source| DaemonError::StateDir {
         path: dir.to_path_buf(),
@@ -277,7 +288,12 @@ fn make_socket_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
 /// members may pass through to the socket, and read nothing.
 fn secure_state_dir(dir: &Path, socket: &Path, group: Option<u32>) {
     use std::fs::{set_permissions, Permissions};
-    let group = group.filter(|_| socket.parent() == Some(dir));
+    // `dir` is canonical; the socket's path may spell it otherwise.
+    let in_dir = socket
+        .parent()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .is_some_and(|p| p == dir);
+    let group = group.filter(|_| in_dir);
     let mode = match group {
         Some(gid) => {
             if let Err(e) = rustix::fs::chown(dir, None, Some(rustix::fs::Gid::from_raw(gid))) {
@@ -330,6 +346,11 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         &spec.daemon,
         &paths::Env::current(),
     )?;
+    // One instance per state dir however it is spelt (`/x/.candor`, `/x/.candor/`, through a
+    // symlink): from here on the state dir is its canonical path, which names the cgroups
+    // and the notify socket, so a daemon started with another spelling adopts the same runs.
+    let typed_state_dir = state_dir.clone();
+    let state_dir = canonical_state_dir(&state_dir)?;
     // One daemon per state dir: it names the cgroups, so a second one would kill the first's
     // services. Held (by the open file) until the daemon exits.
     let _lock = lock_state_dir(&state_dir)?;
@@ -359,9 +380,16 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     // the keeper starts: nothing is spawned until they are taken over).
     let taken = {
         let (dir, spec, use_cgroups) = (state_dir.clone(), spec.clone(), opts.use_cgroups);
+        let typed = paths::instance_name(&typed_state_dir);
         tokio::task::spawn_blocking(move || {
-            let containment =
-                candor_keeper::detect_containment(&paths::instance_name(&dir), use_cgroups);
+            let instance = paths::instance_name(&dir);
+            let containment = candor_keeper::detect_containment(&instance, use_cgroups);
+            if let (Containment::Cgroup { root }, true) = (&containment, typed != instance) {
+                // A daemon of an earlier version named the cgroups by the state dir as typed.
+                if let Some(old) = root.parent().map(|p| p.join(&typed)) {
+                    records::move_instance(&old, root);
+                }
+            }
             let contained = match &containment {
                 Containment::Cgroup { root } => records::Contained::Cgroup(root),
                 Containment::ProcessGroup { .. } => records::Contained::ProcessGroup,
@@ -691,5 +719,35 @@ mod tests {
         assert_eq!(mode(&dir), 0o750, "an existing directory keeps its mode");
         let missing_parent = tmp.path().join("no/such");
         assert!(super::make_socket_dir(&missing_parent, 0o755).is_err());
+    }
+
+    #[test]
+    fn every_spelling_of_a_state_dir_is_one_instance() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("srv/x/.candor");
+        std::os::unix::fs::symlink(tmp.path().join("srv"), tmp.path().join("link")).unwrap();
+        let spellings = [
+            real.clone(),
+            std::path::PathBuf::from(format!("{}/", real.display())),
+            tmp.path().join("srv/x/./.candor"),
+            tmp.path().join("srv/x/../x/.candor"),
+            tmp.path().join("link/x/.candor"),
+        ];
+        let canonical: Vec<_> = spellings
+            .iter()
+            .map(|p| super::canonical_state_dir(p).unwrap())
+            .collect();
+        let want = std::fs::canonicalize(&real).unwrap();
+        assert!(canonical.iter().all(|c| *c == want), "{canonical:?}");
+        let names: std::collections::BTreeSet<String> = canonical
+            .iter()
+            .map(|c| super::paths::instance_name(c))
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // The spellings themselves would name different instances.
+        assert_ne!(
+            super::paths::instance_name(&spellings[0]),
+            super::paths::instance_name(&spellings[1])
+        );
     }
 }

@@ -193,7 +193,8 @@ pub fn look_in(env: &Env) -> Vec<PathBuf> {
 }
 
 /// A stable name for this daemon's cgroup subtree, derived from its state dir, so a restarted
-/// daemon finds the cgroups of its previous life.
+/// daemon finds the cgroups of its previous life. `state_dir` must be canonical (the daemon
+/// resolves it once made): every spelling of one directory is one instance.
 pub fn instance_name(state_dir: &Path) -> String {
     // FNV-1a: stable across builds, unlike std's hasher.
     let mut h: u64 = 0xcbf29ce484222325;

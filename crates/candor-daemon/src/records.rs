@@ -187,6 +187,38 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
     out
 }
 
+/// Move the processes of every service cgroup under `from` to the same service under `to`,
+/// then remove `from`: a daemon of an earlier version named its cgroup root by the state dir as
+/// typed (`/srv/x/.candor/`, a symlink); this one names it by the canonical path, and takes its
+/// runs over (adopted, or swept) instead of leaving them running unseen. Blocking.
+pub fn move_instance(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let (old, name) = (e.path(), e.file_name());
+        if !old.is_dir() {
+            continue;
+        }
+        let new = to.join(&name);
+        if let Err(e) = std::fs::create_dir_all(&new) {
+            eprintln!("candor: warning: cannot create {}: {e}", new.display());
+            continue;
+        }
+        for pid in candor_keeper::cgroup_procs(&old) {
+            if let Err(e) = std::fs::write(new.join("cgroup.procs"), pid.to_string()) {
+                eprintln!(
+                    "candor: warning: cannot move pid {pid} from {} to {}: {e}",
+                    old.display(),
+                    new.display()
+                );
+            }
+        }
+        let _ = std::fs::remove_dir(&old);
+    }
+    let _ = std::fs::remove_dir(from);
+}
+
 /// The recorded process still runs: same pid, same start time, not a zombie, still in the
 /// service's cgroup (or still leading its own process group).
 fn is_alive(p: &ProcessId, service: &str, contained: &Contained) -> bool {

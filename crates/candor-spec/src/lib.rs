@@ -89,6 +89,31 @@ pub struct DaemonSpec {
     pub logs_max_bytes: Option<u64>,
     /// `[daemon] web = { listen, metrics_public, hosts }`: the dashboard and /metrics over TCP.
     pub web: Option<WebSpec>,
+    /// `[daemon] adopt_changed`: what a restarted daemon does with a live run that was started
+    /// from another config than the one it reads.
+    pub adopt_changed: AdoptChanged,
+}
+
+/// `[daemon] adopt_changed = "restart" | "keep"`: a run found alive after the daemon's
+/// restart (a crash, a kill -9, `candor upgrade`) whose recorded spawn (argv, env, user,
+/// workdir, limits, ...) differs from what the config now says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AdoptChanged {
+    /// Stop it (its stop signal and timeout) and start it with the config (default).
+    #[default]
+    Restart,
+    /// Keep it; its reason says it predates the config until it is restarted.
+    Keep,
+}
+
+impl AdoptChanged {
+    pub const ALL: [AdoptChanged; 2] = [AdoptChanged::Restart, AdoptChanged::Keep];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdoptChanged::Restart => "restart",
+            AdoptChanged::Keep => "keep",
+        }
+    }
 }
 
 /// The web listener: the dashboard, the API and /metrics over TCP, behind a login token.

@@ -464,6 +464,27 @@ impl FileCtx<'_> {
                         None => self.err(value.span().start, format!("daemon.web needs `listen`, e.g. web = {{ listen = \"{}\" }}", crate::DEFAULT_WEB_LISTEN)),
                     }
                 },
+                "adopt_changed" => {
+                    let Some(s) = self.string(value, "daemon.adopt_changed") else {
+                        continue;
+                    };
+                    let names = crate::AdoptChanged::ALL.map(crate::AdoptChanged::as_str);
+                    match crate::AdoptChanged::ALL.into_iter().find(|p| p.as_str() == s) {
+                        Some(p) => daemon.adopt_changed = p,
+                        None => {
+                            let hint = did_you_mean(&s, &names)
+                                .map(|s| format!("did you mean \"{s}\"? "))
+                                .unwrap_or_default();
+                            self.err(
+                                value.span().start,
+                                format!(
+                                    "daemon.adopt_changed = \"{s}\" is not a choice; {hint}expected {} (what a restarted daemon does with a run started from an older config)",
+                                    quoted_or(&names)
+                                ),
+                            );
+                        }
+                    }
+                },
                 "logs" => {
                     let Some(t) = self.table(value, "daemon.logs") else {
                         continue;
