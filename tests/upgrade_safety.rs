@@ -73,7 +73,7 @@ fn assert_daemon_is_not_like_its_services(d: &Daemon) {
 
 #[test]
 fn after_an_upgrade_new_services_get_the_umask_and_fd_limit_the_daemon_was_started_with() {
-    let d = limited_daemon(&[]);
+    let mut d = limited_daemon(&[]);
     let started = ("0022".to_string(), 1024, 4096);
     assert_eq!(fresh_service_gets(&d), started, "before the upgrade");
     let out = d.ok(&["upgrade"]);
@@ -83,6 +83,20 @@ fn after_an_upgrade_new_services_get_the_umask_and_fd_limit_the_daemon_was_start
     // And after a second one (handed down, not read again).
     d.ok(&["upgrade"]);
     assert_eq!(fresh_service_gets(&d), started, "after two upgrades");
+    // And after the guard's fallback (a new binary that exits: the guard, a process of the
+    // daemon's with its umask and limit, execs the old binary as the daemon).
+    let bins = bin_dir();
+    let exits = script(bins.path(), "exits", "exit 0");
+    let out = d.cli(&["upgrade", "--binary", exits.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_ne!(
+        d.info()["pid"].as_u64(),
+        Some(d.daemon_pid() as u64),
+        "the guard took over"
+    );
+    assert_daemon_is_not_like_its_services(&d);
+    assert_eq!(fresh_service_gets(&d), started, "after the guard took over");
+    d.shutdown();
 }
 
 #[test]
