@@ -435,6 +435,11 @@ fn fake_systemd(path: &Path) -> std::sync::mpsc::Receiver<(u32, String)> {
                     let cred = libc::CMSG_DATA(c) as *const libc::ucred;
                     pid = (*cred).pid as u32;
                 }
+                // A BARRIER=1's fd: closed once what came before is taken, as systemd does.
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let fd = libc::CMSG_DATA(c) as *const libc::c_int;
+                    libc::close(*fd);
+                }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
             (n, pid)
@@ -458,10 +463,16 @@ struct Unit {
     state: &'static str,
     heard: Vec<(u32, String)>,
     ignored: Vec<(u32, String)>,
+    barriers: usize,
 }
 
 impl Unit {
     fn take(&mut self, (pid, text): (u32, String)) {
+        // systemd takes a barrier from anyone, before it looks at who may speak.
+        if text == "BARRIER=1" {
+            self.barriers += 1;
+            return;
+        }
         if pid != self.main {
             self.ignored.push((pid, text));
             return;
@@ -508,6 +519,7 @@ fn under_systemd_an_upgrade_hands_the_main_pid_to_its_guard_and_back() {
         state: "starting",
         heard: Vec::new(),
         ignored: Vec::new(),
+        barriers: 0,
     };
     unit.until(&rx, "READY=1 at start", |u| u.state == "ready");
 
@@ -515,7 +527,7 @@ fn under_systemd_an_upgrade_hands_the_main_pid_to_its_guard_and_back() {
     let out = d.ok(&["upgrade"]);
     assert!(out.starts_with("upgraded: "), "{out}");
     unit.until(&rx, "the main pid back, ready", |u| {
-        u.main == daemon && u.state == "ready" && u.heard.len() >= start + 3
+        u.main == daemon && u.state == "ready" && u.heard.len() >= start + 3 && u.barriers >= 2
     });
     let said: Vec<&(u32, String)> = unit.heard[start..].iter().collect();
     assert_eq!(said[0].0, daemon);
@@ -539,6 +551,10 @@ fn under_systemd_an_upgrade_hands_the_main_pid_to_its_guard_and_back() {
         "{said:?}"
     );
     assert!(unit.ignored.is_empty(), "not from the main pid: {unit:?}");
+    assert_eq!(
+        unit.barriers, 2,
+        "each main pid handed on waits for systemd: {unit:?}"
+    );
 
     // A new binary that exits: the guard, main pid meanwhile, takes over in its own process,
     // which systemd already follows — the main pid never exited, nothing to restart.
@@ -596,4 +612,55 @@ fn the_unit_file_lets_only_the_main_pid_speak_and_systemd_accepts_it() {
     assert!(out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("candor.service:"), "{err}");
+}
+
+#[test]
+fn under_systemd_a_stop_during_the_handover_reaches_the_daemon_not_only_its_guard() {
+    let mut d = Daemon::unstarted(SLEEPER);
+    let notify = d.path("systemd-notify.sock");
+    let rx = fake_systemd(&notify);
+    d.env
+        .push(("NOTIFY_SOCKET".into(), notify.display().to_string()));
+    d.spawn();
+    let daemon = d.info()["pid"].as_u64().unwrap() as u32;
+    let service = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
+    let mut unit = Unit {
+        main: daemon,
+        state: "starting",
+        heard: Vec::new(),
+        ignored: Vec::new(),
+        barriers: 0,
+    };
+    unit.until(&rx, "READY=1 at start", |u| u.state == "ready");
+    // A new binary that passes its check, then hangs instead of serving.
+    let bins = bin_dir();
+    let hangs = script(
+        bins.path(),
+        "hangs",
+        "if [ \"$1\" = check ]; then exit 0; fi\nexec sleep 1000",
+    );
+    let mut upgrade = Command::new(candor_bin())
+        .args(["upgrade", "--binary", hangs.to_str().unwrap()])
+        .env("CANDOR_SOCKET", &d.socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    unit.until(&rx, "the guard as main pid", |u| u.main != daemon);
+    let guard = unit.main;
+    // `systemctl stop` (KillMode=process): SIGTERM to the main pid, the guard.
+    // SAFETY: kill(2) of the guard this test's daemon started.
+    unsafe { libc::kill(guard as i32, libc::SIGTERM) };
+    unit.until(&rx, "the main pid back to the daemon", |u| u.main == daemon);
+    wait_for("the hung successor stopped", T, || {
+        (!alive(daemon as u64)).then_some(())
+    });
+    wait_for("the guard gone", T, || (!alive(guard as u64)).then_some(()));
+    assert!(unit.ignored.is_empty(), "{unit:?}");
+    let _ = upgrade.kill();
+    let _ = upgrade.wait();
+    // The service was left running, as `KillMode=process` means (the next daemon adopts it).
+    assert!(alive(service));
+    // SAFETY: kill(2) of the service this test's daemon started.
+    unsafe { libc::kill(service as i32, libc::SIGKILL) };
 }

@@ -225,7 +225,8 @@ pub fn hand_over(binary: &Path, out: Outgoing<'_>) -> ! {
     } else {
         // The guard: this (old) binary, spawned while the keeper is frozen (nothing reaps it
         // from under us; the successor's keeper reaps it as a stranger when it ends).
-        let guard = std::process::Command::new("/proc/self/exe")
+        let mut guard = std::process::Command::new("/proc/self/exe");
+        guard
             .arg0(own_binary_path().unwrap_or_else(|| "candor".into()))
             .arg("--socket")
             .arg(socket)
@@ -240,12 +241,24 @@ pub fn hand_over(binary: &Path, out: Outgoing<'_>) -> ! {
             .arg(&from)
             .arg("--")
             .args(&args)
-            .envs(original.to_env())
-            .spawn();
+            .envs(original.to_env());
+        // Born with SIGTERM blocked, until it handles it (`guard_handles_sigterm`): systemd's
+        // stop reaches it as soon as it is the main pid, and must not kill it by default.
+        // SAFETY: sigemptyset/sigaddset/sigprocmask are async-signal-safe.
+        unsafe {
+            guard.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        let guard = guard.spawn();
         match guard {
             Ok(g) => {
                 // systemd follows the guard until the handover is over (see above).
-                tell_systemd(&format!("MAINPID={}", g.id()));
+                tell_systemd_before_going(&format!("MAINPID={}", g.id()));
                 guard_pid = Some(g.id());
             }
             Err(e) => eprintln!(
@@ -324,6 +337,28 @@ pub use candor_keeper::running;
 pub fn tell_systemd(message: &str) {
     if let Err(e) = candor_sdk::notify::send(message) {
         eprintln!("candor: cannot tell systemd {message:?}: {e}");
+    }
+}
+
+/// `tell_systemd`, then wait (at most 2 s) until systemd has taken it (`BARRIER=1`): a main
+/// pid handed on must be systemd's before the old main process execs or exits, or systemd
+/// could see that first and restart the unit.
+pub fn tell_systemd_before_going(message: &str) {
+    tell_systemd(message);
+    if let Err(e) = candor_sdk::notify::barrier(std::time::Duration::from_secs(2)) {
+        eprintln!("candor: systemd did not confirm {message:?}: {e}");
+    }
+}
+
+/// In the guard, once its SIGTERM handler is in place: take the SIGTERM it was born blocking
+/// (one sent meanwhile is delivered now).
+pub fn guard_handles_sigterm() {
+    // SAFETY: changing this thread's signal mask (the guard's only thread that waits).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
 }
 

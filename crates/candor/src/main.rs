@@ -1004,6 +1004,7 @@ async fn upgrade_guard(client: &Client, pid: u32, old: &str, handed: Handed) -> 
     let deadline = tokio::time::Instant::now() + GUARD_WAIT;
     // `systemctl stop` signals the main pid (this one, meanwhile): the daemon is meant.
     let mut term = signal(SignalKind::terminate()).ok();
+    candor_daemon::upgrade::guard_handles_sigterm();
     let why = loop {
         let stopped = async {
             match term.as_mut() {
@@ -1016,7 +1017,7 @@ async fn upgrade_guard(client: &Client, pid: u32, old: &str, handed: Handed) -> 
                 if let Some(info) = answer {
                     if info.incarnation != old {
                         // The successor answers: systemd follows it again.
-                        candor_daemon::upgrade::tell_systemd(&format!(
+                        candor_daemon::upgrade::tell_systemd_before_going(&format!(
                             "MAINPID={}\nREADY=1\nSTATUS=upgraded (pid {})",
                             info.pid, info.pid
                         ));
@@ -1025,7 +1026,7 @@ async fn upgrade_guard(client: &Client, pid: u32, old: &str, handed: Handed) -> 
                 }
             }
             _ = stopped => {
-                candor_daemon::upgrade::tell_systemd(&format!("MAINPID={pid}"));
+                candor_daemon::upgrade::tell_systemd_before_going(&format!("MAINPID={pid}"));
                 candor_daemon::upgrade::terminate(pid);
                 return OK;
             }
