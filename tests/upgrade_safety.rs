@@ -289,15 +289,9 @@ impl Drop for Init {
     }
 }
 
-#[test]
-fn as_pid_1_an_upgrade_to_a_binary_that_fails_at_start_leaves_every_process_and_the_old_binary() {
-    if !tool(
-        "unshare",
-        &["--pid", "--fork", "--mount-proc", "true"],
-        "unshare --pid needs root",
-    ) {
-        return;
-    }
+/// Candor as PID 1 of a new PID namespace, with one service (a sleep this test can find from
+/// outside the namespace): the namespace, the sleep's argument and its host pid.
+fn start_init() -> (Init, String, u64) {
     let dir = tempfile::Builder::new()
         .prefix("candor-t")
         .tempdir()
@@ -328,7 +322,7 @@ fn as_pid_1_an_upgrade_to_a_binary_that_fails_at_start_leaves_every_process_and_
         .stderr(log)
         .spawn()
         .unwrap();
-    let mut init = Init { child, dir, socket };
+    let init = Init { child, dir, socket };
     wait_for("candor as PID 1 to answer", T, || {
         init.cli(&["status", "--json"])
             .status
@@ -337,6 +331,19 @@ fn as_pid_1_an_upgrade_to_a_binary_that_fails_at_start_leaves_every_process_and_
     });
     assert_eq!(init.info()["pid"], 1, "PID 1 of its namespace");
     let sleeper = wait_for("the service", T, || host_pid(&format!("sleep {nap}")));
+    (init, nap, sleeper)
+}
+
+#[test]
+fn as_pid_1_an_upgrade_to_a_binary_that_fails_at_start_leaves_every_process_and_the_old_binary() {
+    if !tool(
+        "unshare",
+        &["--pid", "--fork", "--mount-proc", "true"],
+        "unshare --pid needs root",
+    ) {
+        return;
+    }
+    let (mut init, nap, sleeper) = start_init();
     let bins = bin_dir();
 
     let upgrade_fails = |init: &mut Init, binary: &Path, says: &str| {
@@ -663,4 +670,37 @@ fn under_systemd_a_stop_during_the_handover_reaches_the_daemon_not_only_its_guar
     assert!(alive(service));
     // SAFETY: kill(2) of the service this test's daemon started.
     unsafe { libc::kill(service as i32, libc::SIGKILL) };
+}
+
+#[test]
+fn as_pid_1_a_successor_that_never_answers_gives_way_to_the_old_binary_after_60s() {
+    if !tool(
+        "unshare",
+        &["--pid", "--fork", "--mount-proc", "true"],
+        "unshare --pid needs root",
+    ) {
+        return;
+    }
+    let (mut init, nap, sleeper) = start_init();
+    let bins = bin_dir();
+    let hangs = failing_successor(bins.path(), "hangs", "daemon-start:hang");
+    let before = init.info();
+    let out = init.cli(&["upgrade", "--binary", hangs.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        init.running(),
+        "the namespace went down; log:\n{}",
+        init.log()
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        err.contains("upgrade failed: the new binary did not answer within 60s"),
+        "{err}\nlog:\n{}",
+        init.log()
+    );
+    assert_eq!(host_pid(&format!("sleep {nap}")), Some(sleeper));
+    let after = init.info();
+    assert_eq!(after["pid"], 1);
+    assert_ne!(after["incarnation"], before["incarnation"]);
+    assert!(init.cli(&["restart", "nap", "--wait"]).status.success());
 }

@@ -325,6 +325,11 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     if candor_core::fail_once("daemon-start", "abort") {
         std::process::abort();
     }
+    if candor_core::fail_once("daemon-start", "hang") {
+        loop {
+            std::thread::park();
+        }
+    }
     // Raise our own soft fd limit to the hard one; services keep the limit we were given.
     let own_nofile = raise_nofile();
     // Everything the daemon creates (state dir, database, run records, sockets) is its user's
