@@ -703,8 +703,11 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     });
     let ended = brain.run(keeper_rx, req_rx, internal_rx, upgrade_rx).await;
     if let shell::Ended::Upgrade(binary, _frozen) = ended {
-        // Give the API a moment to send its answer to the upgrade request.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Accept no more (new connections wait in the backlog of the socket handed over, for
+        // the successor) and let the requests under way — the upgrade's answer among them —
+        // finish, rather than cut them at the exec; followers (`logs -f`) get a second.
+        let _ = stop_http_tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
         upgrade::hand_over(
             &binary,
             upgrade::Outgoing {
