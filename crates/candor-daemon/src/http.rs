@@ -28,6 +28,8 @@ use crate::sse;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// PID 1 of a PID namespace (`--init`): an upgrade is tried as a child first.
+    pub init: bool,
     pub requests: mpsc::Sender<Asked>,
     pub board: watch::Receiver<Arc<Board>>,
     pub fresh: Arc<crate::board::Freshness>,
@@ -870,6 +872,12 @@ async fn upgrade(
         candor_keeper::ProbeEnd::CannotStart(e) => {
             return Err(refuse(format!("cannot run it: {e}")))
         }
+    }
+    if st.init {
+        let state_dir = PathBuf::from(&st.info.state_dir);
+        crate::upgrade::trial(&st.exec, &st.keeper, &binary, &state_dir)
+            .await
+            .map_err(refuse)?;
     }
     let (tx, rx) = oneshot::channel();
     let ask = crate::shell::UpgradeAsk {

@@ -2,6 +2,7 @@
 //! actor and serves the API on a Unix socket (mode 0600) until shutdown.
 
 pub mod board;
+pub mod fallback;
 pub mod faults;
 pub mod guard;
 pub mod http;
@@ -326,11 +327,46 @@ fn secure_state_dir(dir: &Path, socket: &Path, group: Option<u32>) {
 /// Run the daemon until it is shut down (API, SIGTERM or SIGINT). `on_started` is told where
 /// it listens once the socket is bound.
 pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), DaemonError> {
+    let ended = serve(opts, on_started).await;
+    if let Err(e) = &ended {
+        // A PID 1 successor that cannot start goes back to the old binary (fallback.rs).
+        fallback::fall_back(&format!("the new binary could not start: {e}"));
+    }
+    ended
+}
+
+async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), DaemonError> {
+    // Test seam: a successor whose start fails (the failpoints reach it only through a
+    // wrapper: a handover removes them).
+    if candor_core::fail_once("daemon-start", "panic") {
+        panic!("failpoint daemon-start");
+    }
+    if candor_core::fail_once("daemon-start", "abort") {
+        std::process::abort();
+    }
+    if candor_core::fail_once("daemon-start", "hang") {
+        loop {
+            std::thread::park();
+        }
+    }
     // Raise our own soft fd limit to the hard one; services keep the limit we were given.
-    let service_nofile = raise_nofile();
+    let own_nofile = raise_nofile();
     // Everything the daemon creates (state dir, database, run records, sockets) is its user's
     // alone; services get back the umask the daemon was started with.
-    let service_umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077)).bits();
+    let own_umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077)).bits();
+    // After an upgrade or a restart in place, "started with" is the first daemon's: this
+    // process was started by its predecessor, with 077 and the raised limit.
+    let original = opts.handover.original_or(upgrade::Original {
+        umask: own_umask,
+        nofile: own_nofile,
+    });
+    let (service_umask, service_nofile) = (original.umask, original.nofile);
+    if candor_core::fail_once("daemon-start", "error") {
+        return Err(DaemonError::StateDir {
+            path: PathBuf::from("failpoint daemon-start"),
+            source: std::io::Error::other("failpoint"),
+        });
+    }
     let config_path = opts.config.clone();
     let spec = tokio::task::spawn_blocking(move || candor_spec::load(&config_path))
         .await
@@ -569,6 +605,7 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
     info.notify.socket = notify_name;
     let info_incarnation = info.incarnation.clone();
     let state = http::AppState {
+        init: opts.init,
         requests: req_tx.clone(),
         board: board_rx,
         fresh,
@@ -661,8 +698,27 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
             }
         }
     });
-    // Under systemd (Type=notify): READY=1 once every service has been started.
-    if candor_sdk::notify::is_supervised() {
+    if opts.handover.from.is_some() {
+        // A successor is the daemon once it answers on its socket: a PID 1 one stops guarding
+        // itself, and systemd hears that the handover is over — from the guard, its main pid
+        // meanwhile, if there is one (`upgrade::hand_over`), else from here.
+        let (socket, incarnation, guard) = (
+            socket.clone(),
+            info_incarnation.clone(),
+            opts.handover.guard,
+        );
+        tokio::spawn(async move {
+            upgrade::answered(&socket, &incarnation).await;
+            fallback::commit();
+            if guard.is_none() {
+                upgrade::tell_systemd(&format!(
+                    "READY=1\nSTATUS=took over (pid {})",
+                    std::process::id()
+                ));
+            }
+        });
+    } else if candor_sdk::notify::is_supervised() {
+        // Under systemd (Type=notify): READY=1 once every service has been started.
         tokio::spawn(tell_supervisor_ready(boards_for_ready));
     }
 
@@ -672,10 +728,22 @@ pub async fn run(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), 
         state_dir: state_dir.clone(),
     });
     let ended = brain.run(keeper_rx, req_rx, internal_rx, upgrade_rx).await;
-    if let shell::Ended::Upgrade(binary) = ended {
-        // Give the API a moment to send its answer to the upgrade request.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        upgrade::hand_over(&binary, &listen_fd, &socket, &info_incarnation);
+    if let shell::Ended::Upgrade(binary, _frozen) = ended {
+        // Accept no more (new connections wait in the backlog of the socket handed over, for
+        // the successor) and let the requests under way — the upgrade's answer among them —
+        // finish, rather than cut them at the exec; followers (`logs -f`) get a second.
+        let _ = stop_http_tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+        upgrade::hand_over(
+            &binary,
+            upgrade::Outgoing {
+                listen: &listen_fd,
+                socket: &socket,
+                incarnation: &info_incarnation,
+                original,
+                init: opts.init,
+            },
+        );
     }
 
     let _ = stop_http_tx.send(());

@@ -93,11 +93,25 @@ pub struct UpgradeAsk {
 pub enum Ended {
     /// Every service is down.
     Shutdown,
-    /// Ready for the successor: exec it.
-    Upgrade(std::path::PathBuf),
+    /// Ready for the successor: exec it (the keeper stays frozen while `Frozen` lives).
+    Upgrade(std::path::PathBuf, Frozen),
 }
 
-/// How long a handover may take before it is given up and the daemon carries on.
+/// The keeper, frozen for a handover: it stays so until the exec replaces the process, and
+/// carries on if this is dropped first.
+pub struct Frozen {
+    _thaw: std::sync::mpsc::SyncSender<()>,
+}
+
+/// Why the daemon did not hand over (nothing changed).
+#[derive(Debug)]
+pub struct NotHandedOver {
+    pub why: String,
+    /// The keeper thread is gone: no handover will ever be had.
+    pub keeper_gone: bool,
+}
+
+/// How long the keeper may take to confirm it stopped, and the log readers to stop.
 const HANDOVER_LIMIT: Duration = Duration::from_secs(5);
 
 /// A request for the brain, with where to send its answer.
@@ -345,12 +359,16 @@ impl Shell {
                         up.caller,
                     ));
                     match self.hand_over(&mut keeper_rx).await {
-                        Ok(()) => {
+                        Ok(frozen) => {
                             let _ = up.reply.send(Ok(()));
-                            return Ended::Upgrade(up.binary);
+                            return Ended::Upgrade(up.binary, frozen);
                         }
                         Err(e) => {
-                            let _ = up.reply.send(Err(e));
+                            self.record(crate::daemon_note(
+                                "warning",
+                                format!("upgrade refused: {}; nothing changed", e.why),
+                            ));
+                            let _ = up.reply.send(Err(e.why));
                             continue;
                         }
                     }
@@ -397,31 +415,65 @@ impl Shell {
     }
 
     /// After a step panicked: hand every service over to a fresh copy of this binary, which
-    /// takes them over from the run records and the kernel as after any restart. If even the
-    /// handover fails, exit and leave the services running for the next daemon to adopt.
+    /// takes them over from the run records and the kernel as after any restart. Never
+    /// without the keeper's acknowledgement that it stopped (an exec while it reaps would lose
+    /// that exit): until it comes, the keeper runs on, its events are taken in, and the
+    /// freeze is asked again every `HANDOVER_LIMIT`. Only a keeper that is gone ends the
+    /// daemon, leaving the services running for the next daemon to adopt.
     async fn restart_in_place(&mut self, keeper_rx: &mut mpsc::Receiver<KeeperEvent>) -> Ended {
-        match self.hand_over(keeper_rx).await {
-            Ok(()) => Ended::Upgrade(std::path::PathBuf::from("/proc/self/exe")),
-            Err(e) => {
-                eprintln!("candor: cannot restart in place ({e}); exiting, services keep running");
-                std::process::exit(1);
+        let mut warned = false;
+        loop {
+            match self.hand_over(keeper_rx).await {
+                Ok(frozen) => {
+                    return Ended::Upgrade(std::path::PathBuf::from("/proc/self/exe"), frozen)
+                }
+                Err(e) if e.keeper_gone => {
+                    eprintln!(
+                        "candor: cannot restart in place ({}); exiting, services keep running",
+                        e.why
+                    );
+                    std::process::exit(1);
+                }
+                Err(e) => {
+                    if !warned {
+                        warned = true;
+                        self.record(crate::daemon_note(
+                            "warning",
+                            format!(
+                                "restart in place delayed: {}; asking it again (services keep running)",
+                                e.why
+                            ),
+                        ));
+                    }
+                    eprintln!("candor: restart in place delayed: {}; asking again", e.why);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     }
 
     /// Get ready for a successor to take over: freeze the keeper (after the events it has
     /// emitted, which are taken in), stop the log readers (what is unread stays in the pipes),
-    /// write every queued line and every run record. Fails — and changes nothing — only if the
-    /// keeper does not take the command; past that point the daemon execs its successor or,
-    /// failing that, itself.
+    /// write every queued line and every run record. Fails — and changes nothing, the keeper
+    /// carrying on — if the keeper does not take the command or does not confirm within
+    /// `HANDOVER_LIMIT` that it stopped (a spawn or a reap under way would be lost by the
+    /// exec); past that point the daemon execs its successor or, failing that, itself.
     async fn hand_over(
         &mut self,
         keeper_rx: &mut mpsc::Receiver<KeeperEvent>,
-    ) -> Result<(), String> {
+    ) -> Result<Frozen, NotHandedOver> {
         let (ack_tx, ack) = std::sync::mpsc::sync_channel(1);
+        let (thaw, thaw_rx) = std::sync::mpsc::sync_channel(1);
         self.keeper
-            .send(KeeperCommand::Freeze { ack: ack_tx })
-            .map_err(|e| format!("cannot hand over now ({e}); try again"))?;
+            .send(KeeperCommand::Freeze {
+                ack: ack_tx,
+                thaw: thaw_rx,
+            })
+            .map_err(|e| NotHandedOver {
+                why: format!("the keeper did not take the command to stop ({e})"),
+                keeper_gone: e == SendError::Stopped,
+            })?;
+        let frozen = Frozen { _thaw: thaw };
         let deadline = tokio::time::Instant::now() + HANDOVER_LIMIT;
         loop {
             // The keeper may be waiting for room in its event channel: keep taking events.
@@ -432,7 +484,23 @@ impl Shell {
             }
             match ack.try_recv() {
                 Ok(()) => break,
-                Err(_) if tokio::time::Instant::now() >= deadline => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(NotHandedOver {
+                        why: "the keeper stopped before it confirmed".into(),
+                        keeper_gone: true,
+                    })
+                }
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    // Dropping `ack` and `frozen` tells a keeper that gets to the freeze
+                    // later to carry on.
+                    return Err(NotHandedOver {
+                        why: format!(
+                            "the keeper did not confirm it stopped within {}s",
+                            HANDOVER_LIMIT.as_secs()
+                        ),
+                        keeper_gone: false,
+                    });
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
             }
         }
@@ -443,6 +511,7 @@ impl Shell {
         }
         self.monitors.clear();
         self.ctx.log_stop.send_replace(true);
+        let deadline = tokio::time::Instant::now() + HANDOVER_LIMIT;
         while self
             .ctx
             .log_readers
@@ -459,7 +528,7 @@ impl Shell {
             recorder.flush();
         })
         .await;
-        Ok(())
+        Ok(frozen)
     }
 
     /// Take over the runs an earlier supervisor of this boot left (see `candor_brain::adopt`).

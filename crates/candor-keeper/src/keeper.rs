@@ -599,14 +599,19 @@ impl Keeper {
             } => self.run_probe(token, argv, env, workdir, timeout, &run_as),
             KeeperCommand::Adopt(req) => self.adopt(req),
             KeeperCommand::Shutdown => self.shutting_down = true,
-            KeeperCommand::Freeze { ack } => {
-                let _ = ack.send(());
-                // Until the exec replaces this process (or, if the handover fails, its
-                // successor exec'd from the same binary). Children that exit meanwhile stay
-                // zombies for the next keeper to reap.
-                loop {
-                    std::thread::park();
+            KeeperCommand::Freeze { ack, thaw } => {
+                // Test seam: a keeper busy elsewhere for longer than the daemon waits.
+                if candor_core::fail_once("keeper", "freeze") {
+                    std::thread::sleep(std::time::Duration::from_secs(6));
                 }
+                // The daemon gave up waiting: it carries on, and so does the keeper.
+                if ack.send(()).is_err() {
+                    return;
+                }
+                // Until the exec replaces this process, or the daemon thaws it (the handover
+                // was given up). Children that exit meanwhile stay zombies for whichever
+                // keeper comes next.
+                let _ = thaw.recv();
             }
         }
     }

@@ -182,9 +182,12 @@ pub enum KeeperCommand {
     Shutdown,
     /// Stop doing anything — no spawn, no signal, no reap — and say so on `ack` (after every
     /// event so far has been emitted): the daemon is about to exec its successor, which takes
-    /// over what the keeper tracked from the run records.
+    /// over what the keeper tracked from the run records. The keeper stays frozen until `thaw`
+    /// is sent to or dropped (the exec replaces the process first when the handover goes on);
+    /// a freeze whose `ack` nobody waits for any more (the daemon gave up) changes nothing.
     Freeze {
         ack: std::sync::mpsc::SyncSender<()>,
+        thaw: std::sync::mpsc::Receiver<()>,
     },
 }
 

@@ -268,6 +268,10 @@ fn main() -> ExitCode {
     let handover = candor_daemon::Handover::take_from_env();
     let cli = Cli::parse();
     let serves = matches!(cli.command, Command::Daemon { .. } | Command::Up { .. });
+    if serves {
+        // A PID 1 successor guards itself until it answers (fallback.rs).
+        candor_daemon::fallback::arm(&handover);
+    }
     if !serves {
         // A client whose output is cut short (`candor logs | head`) ends quietly, as `cat`
         // would, instead of panicking on EPIPE. The daemon keeps SIGPIPE ignored.
@@ -299,6 +303,9 @@ fn main() -> ExitCode {
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
+            candor_daemon::fallback::fall_back(&format!(
+                "the new binary cannot start its async runtime: {e}"
+            ));
             eprintln!("candor: cannot start the async runtime: {e}");
             return ExitCode::from(FAILED);
         }
@@ -366,14 +373,18 @@ async fn run(cli: Cli, handover: candor_daemon::Handover) -> u8 {
         }
         Command::Man { out } => man_pages(&out),
         command => match Client::locate(cli.socket.as_deref(), cli.config.as_deref(), mode) {
-            Ok(client) => talk(command, client).await,
+            Ok(client) => talk(command, client, handover.original).await,
             Err(e) => fail(e, command.json()),
         },
     }
 }
 
 /// A command that talks to the daemon.
-async fn talk(command: Command, client: Client) -> u8 {
+async fn talk(
+    command: Command,
+    client: Client,
+    original: Option<candor_daemon::upgrade::Original>,
+) -> u8 {
     match command {
         Command::Check
         | Command::Daemon { .. }
@@ -576,7 +587,15 @@ async fn talk(command: Command, client: Client) -> u8 {
             listen_fd,
             from,
             daemon_args,
-        } => upgrade_guard(&client, pid, &incarnation, listen_fd, &from, &daemon_args).await,
+        } => {
+            let handed = Handed {
+                listen_fd,
+                from,
+                args: daemon_args,
+                original,
+            };
+            upgrade_guard(&client, pid, &incarnation, handed).await
+        }
     }
 }
 
@@ -967,20 +986,49 @@ async fn daemon_info_within(client: &Client, limit: Duration) -> Option<candor_a
 /// How long a successor may take to answer before the guard gives up on it.
 const GUARD_WAIT: Duration = Duration::from_secs(60);
 
-async fn upgrade_guard(
-    client: &Client,
-    pid: u32,
-    old: &str,
+/// What the guard holds for the old binary to take over with.
+struct Handed {
     listen_fd: i32,
-    from: &str,
-    args: &[std::ffi::OsString],
-) -> u8 {
+    from: String,
+    args: Vec<std::ffi::OsString>,
+    original: Option<candor_daemon::upgrade::Original>,
+}
+
+/// The guard of one handover (started by `upgrade::hand_over`, which told systemd, if it runs
+/// under it, that this is its main pid now): waits for the successor `pid` to answer as a new
+/// incarnation, then gives the main pid back with READY=1; if it exits first or never answers,
+/// execs the old binary as the daemon in this process (the main pid then).
+async fn upgrade_guard(client: &Client, pid: u32, old: &str, handed: Handed) -> u8 {
+    use tokio::signal::unix::{signal, SignalKind};
     let alive = || candor_daemon::upgrade::running(pid);
     let deadline = tokio::time::Instant::now() + GUARD_WAIT;
+    // `systemctl stop` signals the main pid (this one, meanwhile): the daemon is meant.
+    let mut term = signal(SignalKind::terminate()).ok();
+    candor_daemon::upgrade::guard_handles_sigterm();
     let why = loop {
-        if let Some(info) = daemon_info_within(client, Duration::from_millis(500)).await {
-            if info.incarnation != old {
-                return OK; // the successor answers: nothing to do
+        let stopped = async {
+            match term.as_mut() {
+                Some(t) => t.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            answer = daemon_info_within(client, Duration::from_millis(500)) => {
+                if let Some(info) = answer {
+                    if info.incarnation != old {
+                        // The successor answers: systemd follows it again.
+                        candor_daemon::upgrade::tell_systemd_before_going(&format!(
+                            "MAINPID={}\nREADY=1\nSTATUS=upgraded (pid {})",
+                            info.pid, info.pid
+                        ));
+                        return OK;
+                    }
+                }
+            }
+            _ = stopped => {
+                candor_daemon::upgrade::tell_systemd_before_going(&format!("MAINPID={pid}"));
+                candor_daemon::upgrade::terminate(pid);
+                return OK;
             }
         }
         if !alive() {
@@ -1001,7 +1049,13 @@ async fn upgrade_guard(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     eprintln!("candor: upgrade failed: {why}; the old binary takes over again");
-    let e = candor_daemon::upgrade::take_over(listen_fd, from, &why, args);
+    let e = candor_daemon::upgrade::take_over(
+        handed.listen_fd,
+        &handed.from,
+        &why,
+        &handed.args,
+        handed.original,
+    );
     eprintln!("candor: cannot exec the old binary again: {e}; start `candor daemon` to adopt the services");
     FAILED
 }
