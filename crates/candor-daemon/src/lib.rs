@@ -301,7 +301,15 @@ fn secure_state_dir(dir: &Path, socket: &Path, group: Option<u32>) {
         ("daemon.lock", 0o600),
         ("runs", 0o700),
     ] {
-        let _ = set_permissions(dir.join(name), Permissions::from_mode(mode));
+        // Through a descriptor of the file itself: a symlink planted there is never followed.
+        if let Err(e) = candor_keeper::sockpath::chmod_in(dir, name.as_ref(), mode) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!(
+                    "candor: warning: cannot make {} private: {e}",
+                    dir.join(name).display()
+                );
+            }
+        }
     }
 }
 

@@ -238,6 +238,26 @@ fn chmod_fd(fd: &OwnedFd, mode: u32) -> io::Result<()> {
     })
 }
 
+/// chmod `dir`/`name` without following a symlink there: opened `O_PATH|O_NOFOLLOW` relative
+/// to `dir`, refused if it is a symlink, changed through the descriptor (for the state dir's
+/// own files: a link planted among them never makes the daemon chmod its target).
+pub fn chmod_in(dir: &Path, name: &OsStr, mode: u32) -> io::Result<()> {
+    let dirfd = open_dir(dir)?;
+    let file = rustix::fs::openat(
+        &dirfd,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&file)?;
+    if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+        return Err(io::Error::other(
+            "it is a symlink (not followed; remove it)",
+        ));
+    }
+    chmod_fd(&file, mode)
+}
+
 /// The (device, inode) of what is at `path` itself (a symlink is not followed).
 pub fn file_id(path: &Path) -> Option<(u64, u64)> {
     let (dir, name) = split(path).ok()?;
@@ -310,6 +330,25 @@ mod tests {
         let again = bind(&path, 0o600, None, DirOwner::daemon()).unwrap();
         assert!(remove_if(&path, again.file));
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_state_file_is_chmodded_but_a_symlink_in_its_place_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("candor.db");
+        std::fs::write(&db, "").unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        chmod_in(dir.path(), OsStr::new("candor.db"), 0o600).unwrap();
+        assert_eq!(mode_of(&db), 0o600);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("runs")).unwrap();
+        let err = chmod_in(dir.path(), OsStr::new("runs"), 0o700).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert_eq!(mode_of(&victim), 0o644);
+        let missing = chmod_in(dir.path(), OsStr::new("none"), 0o600).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
