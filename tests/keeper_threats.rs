@@ -148,19 +148,20 @@ stop = { timeout = "30s" }
 "#;
     let mut d = Daemon::unstarted(base);
     // The seams: the child of `stuck`'s first spawn, and of the first `/bin/true` run as an exec
-    // probe, stop before entering their workdir, as on a hung NFS mount.
+    // probe, stop before entering their workdir, as on a hung NFS mount; removing `marked`'s
+    // readiness marker before its first spawn never ends.
     d.env.push((
         "CANDOR_FAILPOINTS".into(),
-        "exec-hang:stuck,probe-hang:/bin/true".into(),
+        "exec-hang:stuck,probe-hang:/bin/true,paths-hang:marked".into(),
     ));
     d.spawn();
     for s in ["stubborn", "crasher", "reloadable"] {
         d.wait_state(s, "running", T);
     }
 
-    // A new service whose spawn hangs before exec.
+    // New services whose spawn hangs: before exec, and while its marker is removed.
     d.write_config(&format!(
-        "{base}\n[service.stuck]\ncommand = [\"sleep\", \"3600\"]\nworkdir = \"/\"\n"
+        "{base}\n[service.stuck]\ncommand = [\"sleep\", \"3600\"]\nworkdir = \"/\"\n\n[service.marked]\ncommand = [\"sleep\", \"3600\"]\nready = {{ file = \"{{dir}}/marked.ready\" }}\n"
     ));
     d.ok(&["reload"]);
     // And a reload command that hangs the same way (through the exec-probe path).
@@ -171,8 +172,9 @@ stop = { timeout = "30s" }
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("the stuck spawn under way", T, || {
-        (d.status("stuck")["state"] == "starting").then_some(())
+    wait_for("the stuck spawns under way", T, || {
+        (d.status("stuck")["state"] == "starting" && d.status("marked")["state"] == "starting")
+            .then_some(())
     });
     let runs_before = d.status("crasher")["runs"].as_u64().unwrap();
 
@@ -189,6 +191,8 @@ stop = { timeout = "30s" }
     // All of that while the stuck spawn had not yet reached its exec deadline.
     let stuck = d.status("stuck");
     assert_eq!(stuck["state"], "starting", "{stuck}");
+    let marked = d.status("marked");
+    assert_eq!(marked["state"], "starting", "{marked}");
     assert!(
         event_with(&d, "stuck", "did not reach exec").is_none(),
         "the stuck spawn failed before the stop and the reaps: the keeper waited for it"
@@ -203,6 +207,17 @@ stop = { timeout = "30s" }
     // The failpoint fired once: the next start works.
     d.ok(&["start", "stuck", "--wait"]);
     d.wait_state("stuck", "running", T);
+
+    let reason = wait_for("the marker's removal given up at the deadline", T, || {
+        event_with(&d, "marked", "did not end within 10s")
+    });
+    assert!(reason.contains("readiness markers"), "{reason}");
+    d.wait_state("marked", "failed", T);
+    d.ok(&["start", "marked"]);
+    // Its marker removed (it is spawned): the service says it is ready.
+    wait_for("marked spawned", T, || d.status("marked")["pid"].as_u64());
+    std::fs::write(d.path("marked.ready"), "").unwrap();
+    d.wait_state("marked", "running", T);
 
     // The reload command: killed at its exec deadline too, with the same reason.
     let out = reload.wait_with_output().unwrap();

@@ -130,6 +130,13 @@ struct ProbeRun {
     timed_out: bool,
 }
 
+/// A spawn whose readiness markers and stale sockets are being removed (`candor-paths`).
+struct Preparing {
+    run_id: u64,
+    deadline: Mono,
+    done: std::sync::mpsc::Receiver<(Box<crate::SpawnRequest>, Result<(), String>)>,
+}
+
 /// A service's child between clone and exec (`clone3::Starting`): reported as spawned once
 /// its exec is seen, as failed on its report or at the exec deadline. The keeper goes on with
 /// everything else meanwhile.
@@ -157,6 +164,10 @@ struct Keeper {
     probes: HashMap<i32, ProbeRun>,
     /// Services whose child is between clone and exec.
     starting: HashMap<String, PendingSpawn>,
+    /// Services whose spawn waits for its paths to be prepared on a thread of their own.
+    preparing: HashMap<String, Preparing>,
+    /// The write end of the wake pipe (for those threads).
+    wake: Arc<std::fs::File>,
     emit: Box<dyn FnMut(KeeperEvent) + Send>,
     shutting_down: bool,
     /// Service cgroups this keeper made fresh and never wrote `cgroup.kill` to since: safe to
@@ -208,6 +219,7 @@ pub fn start(
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     let containment = cgroup::detect(&config.instance, config.use_cgroups);
     let (wake_r, wake_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    let wake_w = Arc::new(std::fs::File::from(wake_w));
     let (tx, rx) = bounded(COMMAND_QUEUE);
     let (probe_tx, probe_rx) = bounded(PROBE_QUEUE);
     let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
@@ -223,6 +235,8 @@ pub fn start(
         tracked: HashMap::new(),
         probes: HashMap::new(),
         starting: HashMap::new(),
+        preparing: HashMap::new(),
+        wake: wake_w.clone(),
         emit,
         shutting_down: false,
         fresh: Default::default(),
@@ -241,7 +255,7 @@ pub fn start(
         KeeperHandle {
             tx,
             probes: probe_tx,
-            wake: Arc::new(std::fs::File::from(wake_w)),
+            wake: wake_w,
         },
         containment,
         thread,
@@ -505,10 +519,15 @@ impl Keeper {
             let done = done.collect();
             self.reaped(done);
         }
+        self.settle_preparing();
         self.settle_starting();
         self.advance_stops();
         self.advance_probes();
-        if self.shutting_down && self.tracked.is_empty() && self.starting.is_empty() {
+        if self.shutting_down
+            && self.tracked.is_empty()
+            && self.starting.is_empty()
+            && self.preparing.is_empty()
+        {
             return false;
         }
         let mut timeout = if more_probes {
@@ -531,6 +550,9 @@ impl Keeper {
         }
         for s in self.starting.values() {
             timeout = timeout.min(now.until(s.deadline));
+        }
+        for p in self.preparing.values() {
+            timeout = timeout.min(now.until(p.deadline));
         }
         self.arm();
         let ts = rustix::event::Timespec {
@@ -685,7 +707,62 @@ impl Keeper {
         }
     }
 
-    fn spawn(&mut self, mut req: crate::SpawnRequest) {
+    /// Whether a run of `service` is alive, starting, or having its paths prepared.
+    fn busy_with(&self, service: &str) -> bool {
+        self.tracked.contains_key(service)
+            || self.starting.contains_key(service)
+            || self.preparing.contains_key(service)
+    }
+
+    /// Spawns whose paths were being prepared: carried on once ready, failed with the reason,
+    /// or at the deadline (the thread is left to its hung path).
+    fn settle_preparing(&mut self) {
+        if self.preparing.is_empty() {
+            return;
+        }
+        let now = mono();
+        let mut done = Vec::new();
+        for (service, p) in &self.preparing {
+            match p.done.try_recv() {
+                Ok((req, Ok(()))) => done.push((service.clone(), p.run_id, Ok(req))),
+                Ok((_, Err(e))) => done.push((service.clone(), p.run_id, Err(e))),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => done.push((
+                    service.clone(),
+                    p.run_id,
+                    Err("preparing its paths failed (a bug: see the daemon's stderr)".into()),
+                )),
+                Err(std::sync::mpsc::TryRecvError::Empty) if now >= p.deadline => {
+                    done.push((
+                        service.clone(),
+                        p.run_id,
+                        Err(format!(
+                            "removing its readiness markers and stale sockets did not end within {}s (a path on a hung mount?)",
+                            crate::clone3::EXEC_DEADLINE.as_secs()
+                        )),
+                    ))
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+        }
+        for (service, run_id, outcome) in done {
+            self.preparing.remove(&service);
+            match outcome {
+                Ok(req) if !self.shutting_down => self.spawn_prepared(*req),
+                Ok(_) => self.emit(KeeperEvent::SpawnFailed {
+                    service,
+                    run_id,
+                    error: "the supervisor is shutting down".into(),
+                }),
+                Err(error) => self.emit(KeeperEvent::SpawnFailed {
+                    service,
+                    run_id,
+                    error,
+                }),
+            }
+        }
+    }
+
+    fn spawn(&mut self, req: crate::SpawnRequest) {
         let (service, run_id) = (req.service.clone(), req.run_id);
         let fail = |error: String| KeeperEvent::SpawnFailed {
             service: service.clone(),
@@ -695,17 +772,61 @@ impl Keeper {
         if self.shutting_down {
             return self.emit(fail("the supervisor is shutting down".into()));
         }
-        if self.tracked.contains_key(&req.service) || self.starting.contains_key(&req.service) {
+        if self.busy_with(&req.service) {
             return self.emit(fail("a previous run of this service is still alive".into()));
         }
         if req.argv.is_empty() {
             return self.emit(fail("empty command".into()));
         }
+        if req.clear_files.is_empty() && req.sockets.is_empty() {
+            return self.spawn_prepared(req);
+        }
+        // Readiness markers and stale declared sockets are removed on a thread of their own:
+        // a path on a hung mount holds up this spawn only (failed at the deadline), never the
+        // keeper.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let wake = self.wake.clone();
+        let started = std::thread::Builder::new()
+            .name("candor-paths".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                // Test seam: a marker on a mount that never answers.
+                if candor_core::fail_once("paths-hang", &req.service) {
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                let outcome = spawn::prepare_paths(&req);
+                let _ = tx.send((Box::new(req), outcome));
+                let _ = (&*wake).write(&[1]);
+            });
+        match started {
+            Ok(_) => {
+                self.preparing.insert(
+                    service.clone(),
+                    Preparing {
+                        run_id,
+                        deadline: mono() + crate::clone3::EXEC_DEADLINE,
+                        done: rx,
+                    },
+                );
+            }
+            Err(e) => self.emit(fail(format!(
+                "cannot start a thread to prepare its paths: {e}"
+            ))),
+        }
+    }
+
+    /// A spawn whose paths are ready (markers and stale sockets removed).
+    fn spawn_prepared(&mut self, mut req: crate::SpawnRequest) {
+        let (service, run_id) = (req.service.clone(), req.run_id);
+        let fail = |error: String| KeeperEvent::SpawnFailed {
+            service: service.clone(),
+            run_id,
+            error,
+        };
         let cg = self.cgroup_for(&req.service);
         let mut cleared = 0;
-        if let Err(e) = spawn::prepare_paths(&req) {
-            return self.emit(fail(e));
-        }
         // Activated sockets: the ones kept from earlier runs, or made now.
         let mut listen = Vec::new();
         if !req.activate.is_empty() {
@@ -1104,7 +1225,7 @@ impl Keeper {
             stop_timeout,
             activate,
         } = req;
-        if self.tracked.contains_key(&service) || self.starting.contains_key(&service) {
+        if self.busy_with(&service) {
             return;
         }
         let cg = self.cgroup_for(&service);
