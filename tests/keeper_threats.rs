@@ -22,6 +22,18 @@ fn event_with(d: &Daemon, service: &str, text: &str) -> Option<String> {
     })
 }
 
+/// A child process killed if the test ends (a failed assertion) before it is waited for.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[test]
 fn a_symlink_swapped_in_between_bind_and_chmod_is_never_followed() {
     let mut d = Daemon::unstarted(
@@ -165,13 +177,15 @@ stop = { timeout = "30s" }
     ));
     d.ok(&["reload"]);
     // And a reload command that hangs the same way (through the exec-probe path).
-    let reload = std::process::Command::new(candor_bin())
-        .args(["reload", "reloadable"])
-        .env("CANDOR_SOCKET", &d.socket)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut reload = KillOnDrop(Some(
+        std::process::Command::new(candor_bin())
+            .args(["reload", "reloadable"])
+            .env("CANDOR_SOCKET", &d.socket)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     wait_for("the stuck spawns under way", T, || {
         (d.status("stuck")["state"] == "starting" && d.status("marked")["state"] == "starting")
             .then_some(())
@@ -220,7 +234,7 @@ stop = { timeout = "30s" }
     d.wait_state("marked", "running", T);
 
     // The reload command: killed at its exec deadline too, with the same reason.
-    let out = reload.wait_with_output().unwrap();
+    let out = reload.0.take().unwrap().wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

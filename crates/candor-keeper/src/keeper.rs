@@ -130,11 +130,54 @@ struct ProbeRun {
     timed_out: bool,
 }
 
-/// A spawn whose readiness markers and stale sockets are being removed (`candor-paths`).
+/// A spawn whose paths are being prepared on a thread of its own (`candor-paths`).
 struct Preparing {
     run_id: u64,
     deadline: Mono,
-    done: std::sync::mpsc::Receiver<(Box<crate::SpawnRequest>, Result<(), String>)>,
+    /// The service was released (removed) meanwhile: its sockets go when they come back.
+    released: bool,
+    done: std::sync::mpsc::Receiver<PreparedPaths>,
+}
+
+/// What a `candor-paths` thread hands back: the request, the service's activated sockets
+/// (kept or made), and the run's copies of them — or why the spawn cannot go on.
+struct PreparedPaths {
+    req: Box<crate::SpawnRequest>,
+    kept: Vec<crate::listeners::Listener>,
+    outcome: Result<Vec<OwnedFd>, String>,
+}
+
+/// On a `candor-paths` thread: remove readiness markers and stale declared sockets, then
+/// keep or make the activated sockets (every step touches paths of the service's).
+fn prepare_paths(
+    req: crate::SpawnRequest,
+    mut kept: Vec<crate::listeners::Listener>,
+) -> PreparedPaths {
+    let outcome = spawn::prepare_paths(&req).and_then(|()| {
+        if req.activate.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owner = crate::sockpath::DirOwner::of(req.credentials.as_ref());
+        crate::listeners::ensure(&mut kept, &req.activate, owner)?;
+        crate::listeners::copies_for_run(&kept)
+    });
+    PreparedPaths {
+        req: Box::new(req),
+        kept,
+        outcome,
+    }
+}
+
+/// Close sockets and remove their files (path work) off the keeper's thread. Where no thread
+/// can be had, the closure (and the sockets with it) is dropped here.
+fn drop_off_thread(listeners: Vec<crate::listeners::Listener>) {
+    if listeners.is_empty() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("candor-paths".into())
+        .stack_size(256 * 1024)
+        .spawn(move || drop(listeners));
 }
 
 /// A service's child between clone and exec (`clone3::Starting`): reported as spawned once
@@ -664,11 +707,29 @@ impl Keeper {
                 }
             }
             KeeperCommand::Release { service } => {
-                self.listeners.remove(&service);
+                if let Some(gone) = self.listeners.remove(&service) {
+                    drop_off_thread(gone);
+                }
+                if let Some(p) = self.preparing.get_mut(&service) {
+                    p.released = true;
+                }
             }
             KeeperCommand::Sweep { keep } => {
                 // Sockets of services no longer configured go, with their files.
-                self.listeners.retain(|service, _| keep.contains(service));
+                let gone: Vec<String> = self
+                    .listeners
+                    .keys()
+                    .filter(|s| !keep.contains(s))
+                    .cloned()
+                    .collect();
+                for service in gone {
+                    if let Some(ls) = self.listeners.remove(&service) {
+                        drop_off_thread(ls);
+                    }
+                }
+                for (service, p) in self.preparing.iter_mut() {
+                    p.released |= !keep.contains(service);
+                }
                 if let Containment::Cgroup { root } = &self.containment {
                     let removed = cgroup::sweep(root, &keep);
                     if !removed.is_empty() {
@@ -715,7 +776,7 @@ impl Keeper {
     }
 
     /// Spawns whose paths were being prepared: carried on once ready, failed with the reason,
-    /// or at the deadline (the thread is left to its hung path).
+    /// or at the deadline (the thread is left to its hung path, with the service's sockets).
     fn settle_preparing(&mut self) {
         if self.preparing.is_empty() {
             return;
@@ -723,41 +784,52 @@ impl Keeper {
         let now = mono();
         let mut done = Vec::new();
         for (service, p) in &self.preparing {
+            let timed_out = || {
+                format!(
+                    "preparing its paths (readiness markers, stale and activated sockets) did not end within {}s (a path on a hung mount?)",
+                    crate::clone3::EXEC_DEADLINE.as_secs()
+                )
+            };
             match p.done.try_recv() {
-                Ok((req, Ok(()))) => done.push((service.clone(), p.run_id, Ok(req))),
-                Ok((_, Err(e))) => done.push((service.clone(), p.run_id, Err(e))),
+                Ok(paths) => done.push((service.clone(), Ok(paths))),
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => done.push((
                     service.clone(),
-                    p.run_id,
                     Err("preparing its paths failed (a bug: see the daemon's stderr)".into()),
                 )),
                 Err(std::sync::mpsc::TryRecvError::Empty) if now >= p.deadline => {
-                    done.push((
-                        service.clone(),
-                        p.run_id,
-                        Err(format!(
-                            "removing its readiness markers and stale sockets did not end within {}s (a path on a hung mount?)",
-                            crate::clone3::EXEC_DEADLINE.as_secs()
-                        )),
-                    ))
+                    done.push((service.clone(), Err(timed_out())))
                 }
                 Err(std::sync::mpsc::TryRecvError::Empty) => {}
             }
         }
-        for (service, run_id, outcome) in done {
-            self.preparing.remove(&service);
-            match outcome {
-                Ok(req) if !self.shutting_down => self.spawn_prepared(*req),
-                Ok(_) => self.emit(KeeperEvent::SpawnFailed {
-                    service,
-                    run_id,
-                    error: "the supervisor is shutting down".into(),
-                }),
-                Err(error) => self.emit(KeeperEvent::SpawnFailed {
-                    service,
-                    run_id,
-                    error,
-                }),
+        for (service, outcome) in done {
+            let Some(p) = self.preparing.remove(&service) else {
+                continue;
+            };
+            let fail = |error: String| KeeperEvent::SpawnFailed {
+                service: service.clone(),
+                run_id: p.run_id,
+                error,
+            };
+            let paths = match outcome {
+                Ok(paths) => paths,
+                Err(e) => {
+                    self.emit(fail(e));
+                    continue;
+                }
+            };
+            // What was kept or made stays for the next run, unless the service went meanwhile.
+            if p.released {
+                drop_off_thread(paths.kept);
+            } else if !paths.kept.is_empty() {
+                self.listeners.insert(service.clone(), paths.kept);
+            }
+            match paths.outcome {
+                Ok(_) if self.shutting_down => {
+                    self.emit(fail("the supervisor is shutting down".into()))
+                }
+                Ok(listen) => self.spawn_prepared(*paths.req, listen),
+                Err(e) => self.emit(fail(e)),
             }
         }
     }
@@ -778,12 +850,19 @@ impl Keeper {
         if req.argv.is_empty() {
             return self.emit(fail("empty command".into()));
         }
-        if req.clear_files.is_empty() && req.sockets.is_empty() {
-            return self.spawn_prepared(req);
+        if req.activate.is_empty() {
+            // No longer activated (a reload): the sockets and their files go.
+            if let Some(gone) = self.listeners.remove(&req.service) {
+                drop_off_thread(gone);
+            }
+            if req.clear_files.is_empty() && req.sockets.is_empty() {
+                return self.spawn_prepared(req, Vec::new());
+            }
         }
-        // Readiness markers and stale declared sockets are removed on a thread of their own:
-        // a path on a hung mount holds up this spawn only (failed at the deadline), never the
-        // keeper.
+        // Readiness markers and stale declared sockets are removed, and activated sockets
+        // checked and made, on a thread of their own: a path on a hung mount holds up this
+        // spawn only (failed at the deadline), never the keeper.
+        let kept = self.listeners.remove(&req.service).unwrap_or_default();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let wake = self.wake.clone();
         let started = std::thread::Builder::new()
@@ -796,8 +875,8 @@ impl Keeper {
                         std::thread::park();
                     }
                 }
-                let outcome = spawn::prepare_paths(&req);
-                let _ = tx.send((Box::new(req), outcome));
+                let done = prepare_paths(req, kept);
+                let _ = tx.send(done);
                 let _ = (&*wake).write(&[1]);
             });
         match started {
@@ -807,6 +886,7 @@ impl Keeper {
                     Preparing {
                         run_id,
                         deadline: mono() + crate::clone3::EXEC_DEADLINE,
+                        released: false,
                         done: rx,
                     },
                 );
@@ -817,8 +897,9 @@ impl Keeper {
         }
     }
 
-    /// A spawn whose paths are ready (markers and stale sockets removed).
-    fn spawn_prepared(&mut self, mut req: crate::SpawnRequest) {
+    /// A spawn whose paths are ready (markers and stale sockets removed), with its copies of
+    /// the activated sockets.
+    fn spawn_prepared(&mut self, mut req: crate::SpawnRequest, listen: Vec<OwnedFd>) {
         let (service, run_id) = (req.service.clone(), req.run_id);
         let fail = |error: String| KeeperEvent::SpawnFailed {
             service: service.clone(),
@@ -827,28 +908,11 @@ impl Keeper {
         };
         let cg = self.cgroup_for(&req.service);
         let mut cleared = 0;
-        // Activated sockets: the ones kept from earlier runs, or made now.
-        let mut listen = Vec::new();
         if !req.activate.is_empty() {
-            let kept = self.listeners.entry(req.service.clone()).or_default();
-            if let Err(e) = crate::listeners::ensure(
-                kept,
-                &req.activate,
-                crate::sockpath::DirOwner::of(req.credentials.as_ref()),
-            ) {
-                return self.emit(fail(e));
-            }
-            listen = match crate::listeners::copies_for_run(kept) {
-                Ok(fds) => fds,
-                Err(e) => return self.emit(fail(e)),
-            };
             let names: Vec<&str> = req.activate.iter().map(|l| l.name.as_str()).collect();
             req.env
                 .push(("LISTEN_FDS".into(), listen.len().to_string()));
             req.env.push(("LISTEN_FDNAMES".into(), names.join(":")));
-        } else {
-            // No longer activated (a reload): the sockets and their files go.
-            self.listeners.remove(&req.service);
         }
         if let Some(cg) = &cg {
             let reusable = self.fresh.contains(&req.service) && cgroup::procs(cg).is_empty();

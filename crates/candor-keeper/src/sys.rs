@@ -107,19 +107,19 @@ pub(crate) unsafe fn exit(code: i32) -> ! {
     }
 }
 
-/// Sleep until killed (the test seam for a child stuck before exec).
+/// Sleep until killed (the test seam for a child stuck before exec): a minute at most, far past
+/// any exec deadline, so that a child whose daemon died meanwhile does not linger.
 #[inline(always)]
 pub(crate) unsafe fn hang() -> ! {
     let ts = libc::timespec {
-        tv_sec: 3600,
+        tv_sec: 60,
         tv_nsec: 0,
     };
-    loop {
-        let _ = call(
-            libc::SYS_nanosleep,
-            [&ts as *const libc::timespec as usize, 0, 0, 0, 0, 0],
-        );
-    }
+    let _ = call(
+        libc::SYS_nanosleep,
+        [&ts as *const libc::timespec as usize, 0, 0, 0, 0, 0],
+    );
+    exit(127)
 }
 
 /// `execve(path, argv, envp)`: returns only on failure, with the errno.
