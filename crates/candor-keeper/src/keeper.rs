@@ -1,5 +1,9 @@
-//! The keeper's thread: an epoll loop over a wake pipe and the pidfds of main processes and
-//! exec probes, reaping every child (it is a subreaper) and carrying stops through to SIGKILL.
+//! The keeper's thread: an epoll loop over a wake pipe, the pidfds of main processes and exec
+//! probes and the status pipes of children not yet exec'd, reaping every child (it is a
+//! subreaper) and carrying stops through to SIGKILL. It never waits for an exec or a path:
+//! a spawn is reported once its child's status pipe says how it went (`settle_starting`), and
+//! the paths a spawn touches (markers, stale and activated sockets) are dealt with on a
+//! `candor-paths` thread of its own (`settle_preparing`); both fail at a 10 s deadline.
 //! A turn costs what happened in it, not the number of services: each pidfd is armed once
 //! (one-shot) and says which process ended.
 
