@@ -437,11 +437,23 @@ impl Daemon {
             .spawn();
         let end = Instant::now() + patience;
         let mut exited = false;
-        while !exited && Instant::now() < end {
-            exited = matches!(c.try_wait(), Ok(Some(_)));
+        // `shutdown` returns once whichever daemon answers the socket has exited: also one
+        // that took over with another pid (an upgrade guard's fallback), which our child's exit
+        // says nothing about.
+        let mut asked = ask.ok();
+        while Instant::now() < end {
+            exited = exited || matches!(c.try_wait(), Ok(Some(_)));
+            if let Some(a) = asked.as_mut() {
+                if !matches!(a.try_wait(), Ok(None)) {
+                    asked = None;
+                }
+            }
+            if exited && asked.is_none() {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Ok(mut ask) = ask {
+        if let Some(mut ask) = asked {
             let _ = ask.kill();
             let _ = ask.wait();
         }

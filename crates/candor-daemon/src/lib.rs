@@ -242,9 +242,10 @@ fn bind(
     // Only a socket nobody listens on is removed: never a live one (a daemon whose accept loop
     // is stuck still owns it), never a file that is not a socket (a typo in `socket =`).
     use candor_keeper::sockfile::{self, SocketFile};
+    use candor_keeper::sockpath;
     match sockfile::inspect(path) {
         SocketFile::Missing => {}
-        SocketFile::Stale => std::fs::remove_file(path).map_err(err)?,
+        SocketFile::Stale => sockpath::remove_stale(path).map_err(err)?,
         found if found.is_live() => return Err(DaemonError::AlreadyRunning(path.to_path_buf())),
         found => {
             return Err(DaemonError::SocketInUse {
@@ -256,19 +257,21 @@ fn bind(
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     // The daemon's umask is 077 (see `run`): the socket is born 0700, owner only, and only
-    // then opened to `socket_group` — there is no moment where anyone else can connect.
-    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
-    match group {
-        Some(gid) => {
-            rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
-                .map_err(|e| err(e.into()))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
-        }
-        None => {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?
-        }
-    }
-    Ok(listener)
+    // then opened to `socket_group` — there is no moment where anyone else can connect. The
+    // chown and chmod never follow a symlink, and the directory must be one only root and the
+    // daemon's user can write (`sockpath`).
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    let made =
+        sockpath::bind(path, mode, group, sockpath::DirOwner::daemon()).map_err(|e| match e {
+            sockpath::BindError::Refused(why) => DaemonError::SocketInUse {
+                why: format!("{}: {why}", path.display()),
+            },
+            sockpath::BindError::Io(source) => err(source),
+        })?;
+    rustix::net::listen(&made.fd, 1024).map_err(|e| err(e.into()))?;
+    let std = std::os::unix::net::UnixListener::from(made.fd);
+    std.set_nonblocking(true).map_err(err)?;
+    tokio::net::UnixListener::from_std(std).map_err(err)
 }
 
 /// The directory of a mode's default socket (`/run/candor`), made with `mode` when missing —
@@ -320,7 +323,15 @@ fn secure_state_dir(dir: &Path, socket: &Path, group: Option<u32>) {
         ("daemon.lock", 0o600),
         ("runs", 0o700),
     ] {
-        let _ = set_permissions(dir.join(name), Permissions::from_mode(mode));
+        // Through a descriptor of the file itself: a symlink planted there is never followed.
+        if let Err(e) = candor_keeper::sockpath::chmod_in(dir, name.as_ref(), mode) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!(
+                    "candor: warning: cannot make {} private: {e}",
+                    dir.join(name).display()
+                );
+            }
+        }
     }
 }
 
@@ -399,6 +410,8 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         })?;
     }
     let listener = bind(&socket, opts.handover.listen_fd, socket_group)?;
+    // The file as made (or handed over): removed at the end only if it is still this one.
+    let socket_file = candor_keeper::sockpath::file_id(&socket);
     // A copy of the listening socket, kept for a successor (`candor upgrade`).
     let listen_fd =
         rustix::io::fcntl_dupfd_cloexec(&listener, 3).map_err(|e| DaemonError::Socket {
@@ -449,7 +462,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
             false => Duration::from_secs(1),
         },
     };
-    let (keeper, containment, _keeper_thread) =
+    let (keeper, containment, keeper_thread) =
         candor_keeper::start(keeper_cfg, emit).map_err(DaemonError::Keeper)?;
 
     let (board_tx, board_rx) = watch::channel(Arc::new(Board::default()));
@@ -756,7 +769,16 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         }
     })
     .await;
-    let _ = std::fs::remove_file(&socket);
+    if let Some(made) = socket_file {
+        candor_keeper::sockpath::remove_if(&socket, made);
+    }
+    // The keeper ends once every run is over and removes the activated sockets' files as it
+    // goes: give it the moment it needs before the process exits under it.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || keeper_thread.join()),
+    )
+    .await;
     faults.close();
     drop(store);
     // Give the store's writer a moment to commit the last events.

@@ -1,22 +1,25 @@
-//! Spawning with `clone3(CLONE_INTO_CGROUP | CLONE_PIDFD)`: the child is born inside its
-//! cgroup (no migration, which costs milliseconds) and we get its pidfd atomically. Everything
-//! the child needs is prepared before the clone; between clone and exec the child makes only
-//! async-signal-safe syscalls and reports an exec failure's errno through a CLOEXEC pipe.
+//! Spawning a service with `clone3(CLONE_INTO_CGROUP | CLONE_PIDFD)`: the child is born inside
+//! its cgroup (no migration, which costs milliseconds) and we get its pidfd atomically; where
+//! clone3 is missing (or `CANDOR_CLONE3=off`), a fork-like `clone` whose child joins its cgroup
+//! itself. Everything the child needs is prepared before the clone; between clone and exec the
+//! child makes only raw syscalls — entering its workdir and looking its command up on PATH
+//! among them, so no path of a service is looked at on the keeper's thread — and reports a
+//! failure (which step, errno) through a CLOEXEC status pipe. The keeper never waits for it:
+//! the pipe is in its epoll set ([`Starting`]), and a child that neither execs nor reports
+//! within [`EXEC_DEADLINE`] is killed and the spawn fails with that reason.
 
 use std::ffi::{CString, OsStr};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::pipe::{pipe_with, PipeFlags};
 
-use crate::spawn::{at_least, install_ready_fd, keep_clear_of, output_pipe, Spawned};
+use crate::spawn::{at_least, keep_clear_of, output_pipe, Lookup, Spawned, NO_INDEX};
+use crate::sys;
 use crate::SpawnRequest;
-
-/// clone3 (or CLONE_INTO_CGROUP) is not available: use the portable path.
-pub(crate) struct Unsupported;
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const WATCHDOG_PID: &[u8] = b"WATCHDOG_PID=";
@@ -38,20 +41,20 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-fn cstring(bytes: &[u8]) -> io::Result<CString> {
+pub(crate) fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "argument contains a NUL byte"))
 }
 
-/// The environment a service gets: ours (unless it asks for a clean one), minus activation
-/// variables, plus its `env`.
-fn environment(req: &SpawnRequest) -> io::Result<Vec<CString>> {
+/// The environment a service (or its probe) gets: ours (unless it asks for a clean one), minus
+/// activation variables, plus its `env`.
+pub(crate) fn environment(env: &[(String, String)], clean_env: bool) -> io::Result<Vec<CString>> {
     let mut vars: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
-        .filter(|_| !req.clean_env)
+        .filter(|_| !clean_env)
         .filter(|(k, _)| !crate::spawn::NOT_INHERITED.contains(&k.to_str().unwrap_or("")))
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
-    for (k, v) in &req.env {
+    for (k, v) in env {
         vars.retain(|(ek, _)| ek.as_slice() != k.as_bytes());
         vars.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
     }
@@ -66,7 +69,6 @@ fn environment(req: &SpawnRequest) -> io::Result<Vec<CString>> {
 
 /// What the child needs, made before the clone (the child must not allocate).
 struct Prepared {
-    prog: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
     /// `WATCHDOG_PID=` and `LISTEN_PID=`, each followed by room for the digits the child
@@ -80,14 +82,15 @@ struct Prepared {
     out: Option<(OwnedFd, OwnedFd)>,
     err: Option<(OwnedFd, OwnedFd)>,
     ready: Option<(OwnedFd, OwnedFd)>,
-    /// Carries errno if the child fails before exec; closed by a successful exec.
+    /// Carries the failed step and errno if the child fails before exec; closed by a
+    /// successful exec.
     status: (OwnedFd, OwnedFd),
 }
 
 impl Prepared {
     fn new(
         req: &SpawnRequest,
-        program: &Path,
+        name: &str,
         cgroup: Option<&Path>,
         listen: Vec<OwnedFd>,
     ) -> Result<Self, String> {
@@ -102,17 +105,16 @@ impl Prepared {
         };
         let output =
             |what: &str| output_pipe().map_err(|e| format!("cannot make {what} pipe: {e}"));
-        let bad = |e: io::Error| format!("cannot start {}: {e}", program.display());
+        let bad = |e: io::Error| format!("cannot start {name}: {e}");
         let (status_r, status_w) = pipe("a status")?;
         Ok(Self {
-            prog: cstring(program.as_os_str().as_bytes()).map_err(bad)?,
             argv: req
                 .argv
                 .iter()
                 .map(|a| cstring(a.as_bytes()))
                 .collect::<io::Result<_>>()
                 .map_err(bad)?,
-            envp: environment(req).map_err(bad)?,
+            envp: environment(&req.env, req.clean_env).map_err(bad)?,
             pid_vars: [
                 (req.watchdog_pid, WATCHDOG_PID),
                 (!listen.is_empty(), LISTEN_PID),
@@ -164,9 +166,9 @@ impl Prepared {
 }
 
 /// The steps between clone and exec, so that a failure names the one that failed.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u32)]
-enum Step {
+pub(crate) enum Step {
     Session = 1,
     Stdio,
     Workdir,
@@ -175,10 +177,12 @@ enum Step {
     Listen,
     User,
     Exec,
+    Cgroup,
+    Group,
 }
 
 impl Step {
-    fn from_code(code: u32) -> Step {
+    pub(crate) fn from_code(code: u32) -> Step {
         [
             Step::Session,
             Step::Stdio,
@@ -187,64 +191,154 @@ impl Step {
             Step::ReadyFd,
             Step::Listen,
             Step::User,
+            Step::Cgroup,
+            Step::Group,
         ]
         .into_iter()
         .find(|s| *s as u32 == code)
         .unwrap_or(Step::Exec)
     }
+}
 
-    fn explain(self, req: &SpawnRequest, program: &Path, e: &io::Error) -> String {
-        let prog = program.display();
-        match self {
-            Step::Exec => crate::spawn::explain(program, e),
+/// A child's failure report: step, errno, the PATH candidate it concerns.
+pub(crate) const REPORT_LEN: usize = 12;
+
+/// In the child: report `step`, `errno` and `index` on `fd`, then exit 127.
+pub(crate) unsafe fn report_and_exit(fd: i32, step: Step, errno: i32, index: u32) -> ! {
+    let mut bytes = [0u8; REPORT_LEN];
+    bytes[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+    bytes[4..8].copy_from_slice(&errno.to_ne_bytes());
+    bytes[8..].copy_from_slice(&index.to_ne_bytes());
+    let _ = sys::write(fd, &bytes);
+    sys::exit(127)
+}
+
+/// What turns a child's report into a sentence: the request's parts that can fail.
+pub(crate) struct Why {
+    pub lookup: Lookup,
+    pub workdir: Option<PathBuf>,
+    pub credentials: Option<candor_spec::Credentials>,
+    pub nofile: Option<(u64, u64)>,
+    pub ready_fd: Option<u32>,
+    pub sockets: usize,
+    pub cgroup: Option<PathBuf>,
+}
+
+impl Why {
+    pub(crate) fn explain(&self, step: Step, errno: i32, index: u32) -> String {
+        let e = io::Error::from_raw_os_error(errno);
+        let prog = &self.lookup.name;
+        match step {
+            Step::Exec => self.lookup.explain(index, &e),
             Step::User => crate::spawn::explain_user(
-                req.credentials.as_ref().unwrap_or(&Default::default()),
-                e,
+                self.credentials.as_ref().unwrap_or(&Default::default()),
+                &e,
             ),
             Step::Session => format!("cannot start {prog}: setsid failed: {e}"),
+            Step::Group => format!("cannot start {prog}: setpgid failed: {e}"),
             Step::Stdio => {
                 format!("cannot start {prog}: connecting its stdin/stdout/stderr failed: {e}")
             }
+            Step::Cgroup => format!(
+                "cannot start {prog}: joining its cgroup {} failed: {e}",
+                self.cgroup.as_deref().unwrap_or(Path::new("?")).display()
+            ),
             Step::Workdir => format!(
                 "cannot enter workdir {}: {e}; fix `workdir`",
-                req.workdir.as_deref().unwrap_or(Path::new("?")).display()
+                self.workdir.as_deref().unwrap_or(Path::new("?")).display()
             ),
             Step::Nofile => {
-                let (soft, hard) = req.nofile.unwrap_or_default();
+                let (soft, hard) = self.nofile.unwrap_or_default();
                 format!("cannot set the fd limit to {soft}/{hard}: {e}; lower `limits.nofile` or raise the daemon's hard limit")
             }
             Step::Listen => format!(
                 "cannot put its activated sockets on fds 3 to {}: {e}",
-                2 + req.activate.len()
+                2 + self.sockets
             ),
             Step::ReadyFd => format!(
                 "cannot put the readiness pipe on fd {}: {e}; pick another `ready = {{ fd = N }}`",
-                req.ready_fd.unwrap_or_default()
+                self.ready_fd.unwrap_or_default()
             ),
         }
+    }
+
+    /// Why a child that neither exec'd nor reported within `limit` was killed.
+    pub(crate) fn stuck(&self, limit: std::time::Duration) -> String {
+        format!(
+            "cannot start {}: its process did not reach exec within {}s (stuck before it: entering its workdir, looking the command up on PATH, switching its user?); killed",
+            self.lookup.name,
+            limit.as_secs()
+        )
     }
 }
 
 /// How long a new child may take to exec (or to report why it cannot) before it is killed.
-const EXEC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const EXEC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whether `fd` becomes readable (data or hang-up) within `limit`.
-fn readable_within(fd: &OwnedFd, limit: std::time::Duration) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let deadline = std::time::Instant::now() + limit;
+/// A report read so far from a status pipe; `Some` once the pipe is closed (exec, or exit).
+pub(crate) fn read_status(
+    status: &OwnedFd,
+    report: &mut Vec<u8>,
+) -> Option<Option<(Step, i32, u32)>> {
+    let mut buf = [0u8; REPORT_LEN];
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let timeout = Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
-        let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(0) => return false,
-            Ok(_) => return true,
-            Err(rustix::io::Errno::INTR) => continue,
-            // Cannot tell: read, as before (a read on it ends at exec or failure).
-            Err(_) => return true,
+        match rustix::io::read(status, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = REPORT_LEN.saturating_sub(report.len());
+                report.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => return None,
+            // Cannot tell: as if closed without a report (the pidfd tells the rest).
+            Err(_) => break,
+        }
+    }
+    Some((report.len() == REPORT_LEN).then(|| {
+        let step = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
+        let errno = i32::from_ne_bytes(report[4..8].try_into().expect("4 bytes"));
+        let index = u32::from_ne_bytes(report[8..].try_into().expect("4 bytes"));
+        (Step::from_code(step), errno, index)
+    }))
+}
+
+/// A service's child between clone and exec: its status pipe (non-blocking; in the keeper's
+/// epoll set) says how it went.
+pub(crate) struct Starting {
+    pub pid: u32,
+    pub pidfd: Option<OwnedFd>,
+    pub status: OwnedFd,
+    report: Vec<u8>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    ready: Option<OwnedFd>,
+    pub why: Why,
+}
+
+impl Starting {
+    /// None while the child is still before its exec; then Ok (it exec'd: its pipe closed
+    /// without a report) or why it failed.
+    pub(crate) fn settle(&mut self) -> Option<Result<(), String>> {
+        let got = read_status(&self.status, &mut self.report)?;
+        Some(match got {
+            None => Ok(()),
+            Some((step, errno, index)) => Err(self.why.explain(step, errno, index)),
+        })
+    }
+
+    /// Whether it reported a failure before its exec.
+    pub(crate) fn reported(&self) -> bool {
+        self.report.len() == REPORT_LEN
+    }
+
+    /// What the keeper keeps of a child that exec'd.
+    pub(crate) fn into_spawned(self) -> Spawned {
+        Spawned {
+            pid: self.pid,
+            pidfd: self.pidfd,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            ready: self.ready,
         }
     }
 }
@@ -267,17 +361,139 @@ unsafe fn write_pid(buf: *mut u8, pid: i32) {
     *buf.add(len) = 0;
 }
 
+/// Everything the child reads, as raw values and pointers into `Prepared` and `Lookup`.
+struct Plan<'a> {
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    candidates: &'a [*const libc::c_char],
+    bare: bool,
+    pid_digits: [Option<*mut u8>; 2],
+    listen_srcs: &'a [i32],
+    nofile: Option<(u64, u64)>,
+    umask: Option<u32>,
+    creds: Option<&'a candor_spec::Credentials>,
+    ready: Option<(i32, u32)>,
+    report: i32,
+    devnull: i32,
+    out_w: i32,
+    err_w: i32,
+    /// `cgroup.procs` to write "0" to (the fork-like path; clone3 is born in its cgroup).
+    procs: Option<i32>,
+    workdir: Option<*const libc::c_char>,
+    /// Test seam (`exec-hang:<service>`): stop before the workdir, as on a hung mount.
+    hang: bool,
+}
+
+/// The child, between clone and exec: raw syscalls on `p` only; never returns.
+unsafe fn child(p: &Plan) -> ! {
+    let fail =
+        |step: Step, errno: i32, index: u32| -> ! { report_and_exit(p.report, step, errno, index) };
+    if let Err(e) = sys::call(libc::SYS_setsid, [0; 6]) {
+        fail(Step::Session, e, NO_INDEX);
+    }
+    for (from, to) in [(p.devnull, 0), (p.out_w, 1), (p.err_w, 2)] {
+        if let Err(e) = sys::dup_to(from, to) {
+            fail(Step::Stdio, e, NO_INDEX);
+        }
+    }
+    if let Some(fd) = p.procs {
+        // Writing "0" to cgroup.procs moves the writing process.
+        if let Err(e) = sys::write(fd, b"0") {
+            fail(Step::Cgroup, e, NO_INDEX);
+        }
+    }
+    if let Some((soft, hard)) = p.nofile {
+        let lim = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        let set = &lim as *const libc::rlimit as usize;
+        if let Err(e) = sys::call(
+            libc::SYS_prlimit64,
+            [0, libc::RLIMIT_NOFILE as usize, set, 0, 0, 0],
+        ) {
+            fail(Step::Nofile, e, NO_INDEX);
+        }
+    }
+    if let Some(mask) = p.umask {
+        let _ = sys::call1(libc::SYS_umask, mask as usize);
+    }
+    // As the service's user from here on (the limit above may need root), so that a
+    // workdir or command it may not reach fails here, as it would for the program.
+    if let Some(c) = p.creds {
+        if let Err(e) = crate::spawn::become_user(c) {
+            fail(Step::User, e, NO_INDEX);
+        }
+    }
+    if p.hang {
+        sys::hang();
+    }
+    if let Some(wd) = p.workdir {
+        if let Err(e) = sys::chdir(wd) {
+            fail(Step::Workdir, e, NO_INDEX);
+        }
+    }
+    crate::spawn::cloexec_from_3();
+    // The activated sockets on 3.. (left open across the exec); their copies lie above, so
+    // none is overwritten before it is placed.
+    for (i, src) in p.listen_srcs.iter().enumerate() {
+        if let Err(e) = sys::dup_to(*src, 3 + i as i32) {
+            fail(Step::Listen, e, NO_INDEX);
+        }
+    }
+    if let Some((w, n)) = p.ready {
+        if let Err(e) = sys::dup_to(w, n as i32) {
+            fail(Step::ReadyFd, e, NO_INDEX);
+        }
+    }
+    let me = sys::call(libc::SYS_getpid, [0; 6]).unwrap_or(0) as i32;
+    for digits in p.pid_digits.iter().flatten() {
+        write_pid(*digits, me);
+    }
+    // A clean signal state: nothing blocked, nothing ignored (Rust ignores SIGPIPE).
+    crate::spawn::reset_signals();
+    let (errno, index) =
+        Lookup::exec_each(p.candidates, |c| sys::execve(c, p.argv, p.envp), p.bare);
+    fail(Step::Exec, errno, index)
+}
+
+/// Every signal blocked on this thread until dropped (the mask it had is put back): a child
+/// cloned meanwhile starts with all of them blocked, so none reaches one of the daemon's
+/// handlers before the child resets them.
+pub(crate) struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    pub(crate) fn now() -> Self {
+        // SAFETY: sigfillset and pthread_sigmask write only into the sets given.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            SignalsBlocked(old)
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: puts back the mask saved in `now`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
+/// Start a child for `req` in `cgroup` (clone3 where it can, else a fork-like clone that joins
+/// the cgroup itself). Returns at once: the child reports through its status pipe.
 pub(crate) fn spawn(
     req: &SpawnRequest,
-    program: &Path,
     cgroup: Option<&Path>,
+    use_clone3: bool,
     listen: Vec<OwnedFd>,
-) -> Result<Result<Spawned, String>, Unsupported> {
+) -> Result<Starting, String> {
+    let name = req.argv.first().map(String::as_str).unwrap_or("");
+    let lookup = Lookup::new(name, &req.env)?;
     // Everything is allocated here, before the clone.
-    let mut p = match Prepared::new(req, program, cgroup, listen) {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
+    let mut p = Prepared::new(req, name, cgroup, listen)?;
     let mut argv_ptrs: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = p.envp.iter().map(|e| e.as_ptr()).collect();
@@ -290,124 +506,111 @@ pub(crate) fn spawn(
         *slot = Some(unsafe { buf.as_mut_ptr().add(prefix) });
     }
     envp_ptrs.push(std::ptr::null());
+    let candidates: Vec<*const libc::c_char> =
+        lookup.candidates.iter().map(|c| c.as_ptr()).collect();
     let listen_srcs: Vec<i32> = p.listen.iter().map(|fd| fd.as_raw_fd()).collect();
-    let nofile = req.nofile;
-    let umask = req.umask;
-    let creds = req.credentials.as_ref();
-    let ready_fd = req.ready_fd;
-    let report = p.status.1.as_raw_fd();
     let devnull = p.devnull.as_raw_fd();
-    let out_w = p
-        .out
-        .as_ref()
-        .map(|(_, w)| w.as_raw_fd())
-        .unwrap_or(devnull);
-    let err_w = p
-        .err
-        .as_ref()
-        .map(|(_, w)| w.as_raw_fd())
-        .unwrap_or(devnull);
-    let ready_w = p.ready.as_ref().map(|(_, w)| w.as_raw_fd());
-
+    let mut plan = Plan {
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        candidates: &candidates,
+        bare: lookup.path_var.is_some(),
+        pid_digits,
+        listen_srcs: &listen_srcs,
+        nofile: req.nofile,
+        umask: req.umask,
+        creds: req.credentials.as_ref(),
+        ready: p
+            .ready
+            .as_ref()
+            .zip(req.ready_fd)
+            .map(|((_, w), n)| (w.as_raw_fd(), n)),
+        report: p.status.1.as_raw_fd(),
+        devnull,
+        out_w: p
+            .out
+            .as_ref()
+            .map(|(_, w)| w.as_raw_fd())
+            .unwrap_or(devnull),
+        err_w: p
+            .err
+            .as_ref()
+            .map(|(_, w)| w.as_raw_fd())
+            .unwrap_or(devnull),
+        procs: None,
+        workdir: p.workdir.as_ref().map(|w| w.as_ptr()),
+        hang: candor_core::fail_once("exec-hang", &req.service),
+    };
     let mut pidfd: libc::c_int = -1;
-    let mut args = CloneArgs {
-        flags: libc::CLONE_PIDFD as u64,
-        pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    if let Some(cg) = &p.cg_dir {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = cg.as_raw_fd() as u64;
-    }
-    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of the address
-    // space. The child branch below only makes async-signal-safe syscalls on data prepared
-    // above and never returns: it execs or _exits.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid == 0 {
-        // Child.
-        unsafe {
-            // Reports the step that failed and its errno, then exits.
-            let fail = |step: Step| -> ! {
-                let errno = *libc::__errno_location();
-                let mut bytes = [0u8; 8];
-                bytes[..4].copy_from_slice(&(step as u32).to_ne_bytes());
-                bytes[4..].copy_from_slice(&errno.to_ne_bytes());
-                libc::write(report, bytes.as_ptr().cast(), bytes.len());
-                libc::_exit(127)
+    let mut procs_file = None;
+    let pid = {
+        let _blocked = SignalsBlocked::now();
+        let mut pid = -1;
+        let mut errno = libc::ENOSYS;
+        if use_clone3 {
+            let mut args = CloneArgs {
+                flags: libc::CLONE_PIDFD as u64,
+                pidfd: &mut pidfd as *mut libc::c_int as u64,
+                exit_signal: libc::SIGCHLD as u64,
+                ..Default::default()
             };
-            if libc::setsid() < 0 {
-                fail(Step::Session);
+            if let Some(cg) = &p.cg_dir {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = cg.as_raw_fd() as u64;
             }
-            if libc::dup2(devnull, 0) < 0 || libc::dup2(out_w, 1) < 0 || libc::dup2(err_w, 2) < 0 {
-                fail(Step::Stdio);
+            // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of the
+            // address space, runs `child` (raw syscalls on data prepared above) and never
+            // returns from it.
+            pid = unsafe {
+                libc::syscall(
+                    libc::SYS_clone3,
+                    &mut args as *mut CloneArgs,
+                    std::mem::size_of::<CloneArgs>(),
+                )
+            };
+            if pid == 0 {
+                unsafe { child(&plan) }
             }
-            if let Some((soft, hard)) = nofile {
-                let lim = libc::rlimit {
-                    rlim_cur: soft as libc::rlim_t,
-                    rlim_max: hard as libc::rlim_t,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
-                    fail(Step::Nofile);
-                }
+            if pid < 0 {
+                errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
             }
-            if let Some(mask) = umask {
-                libc::umask(mask as libc::mode_t);
-            }
-            // As the service's user from here on (the limit above may need root), so that a
-            // workdir it may not enter fails here, as it would for the program.
-            if let Some(c) = creds {
-                if let Err(errno) = crate::spawn::become_user(c) {
-                    *libc::__errno_location() = errno;
-                    fail(Step::User);
-                }
-            }
-            if let Some(wd) = &p.workdir {
-                if libc::chdir(wd.as_ptr()) < 0 {
-                    fail(Step::Workdir);
-                }
-            }
-            crate::spawn::cloexec_from_3();
-            // The activated sockets on 3.. (dup2 leaves them open across the exec); their
-            // copies lie above, so none is overwritten before it is placed.
-            for (i, src) in listen_srcs.iter().enumerate() {
-                if libc::dup2(*src, 3 + i as i32) < 0 {
-                    fail(Step::Listen);
-                }
-            }
-            if let (Some(w), Some(n)) = (ready_w, ready_fd) {
-                if !install_ready_fd(w, n) {
-                    fail(Step::ReadyFd);
-                }
-            }
-            let me = libc::getpid();
-            for digits in pid_digits.iter().flatten() {
-                write_pid(*digits, me);
-            }
-            // A clean signal state: nothing blocked, nothing ignored (Rust ignores SIGPIPE).
-            crate::spawn::reset_signals();
-            libc::execve(p.prog.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
-            fail(Step::Exec)
         }
-    }
+        // No clone3, or no CLONE_INTO_CGROUP (kernel < 5.7), or turned off: a fork-like
+        // clone whose child joins its cgroup before anything else.
+        if pid < 0 && matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
+            if let Some(cg) = cgroup {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(cg.join("cgroup.procs"))
+                    .map_err(|e| format!("cannot open {}/cgroup.procs: {e}", cg.display()))?;
+                plan.procs = Some(file.as_raw_fd());
+                procs_file = Some(file);
+            }
+            pidfd = -1;
+            // SAFETY: as above: a fork (no CLONE_VM, no new stack); on x86_64 and aarch64
+            // alike the third argument is where CLONE_PIDFD stores the pidfd.
+            pid = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    (libc::SIGCHLD | libc::CLONE_PIDFD) as libc::c_ulong,
+                    0usize,
+                    &mut pidfd as *mut libc::c_int,
+                    0usize,
+                    0usize,
+                )
+            };
+            if pid == 0 {
+                unsafe { child(&plan) }
+            }
+        }
+        pid
+    };
+    drop(procs_file);
     if pid < 0 {
         let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            // No clone3, or no CLONE_INTO_CGROUP (kernel < 5.7): the portable path.
-            Some(libc::ENOSYS) | Some(libc::E2BIG) | Some(libc::EINVAL) => Err(Unsupported),
-            _ => Ok(Err(format!(
-                "cannot create the process for {}: {e}",
-                program.display()
-            ))),
-        };
+        return Err(format!("cannot create the process for {name}: {e}"));
     }
-    // Parent: drop the child's ends, then learn whether exec worked.
+    // Parent: drop the child's ends; the status pipe says how it goes.
     let Prepared {
         out,
         err,
@@ -416,48 +619,47 @@ pub(crate) fn spawn(
         ..
     } = p;
     drop(status_w);
-    let out_r = out.map(|(r, _)| r);
-    let err_r = err.map(|(r, _)| r);
-    let ready_r = ready.map(|(r, _)| r);
-    // SAFETY: CLONE_PIDFD stored a fresh pidfd that we now own.
-    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
-    let mut buf = [0u8; 8];
-    // The child execs or says why not at once; one that does neither (stuck entering a hung
-    // network workdir, say) must not stop the keeper, which supervises everything else.
-    if !readable_within(&status_r, EXEC_DEADLINE) {
-        // SAFETY: kill(2) of our own child, not yet reaped (its pid is still its own); the
-        // keeper's reaping collects it once it dies.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        return Ok(Err(format!(
-            "cannot start {}: its process did not reach exec within {}s (stuck before it: entering its workdir, switching its user?); killed",
-            program.display(),
-            EXEC_DEADLINE.as_secs()
-        )));
-    }
-    let mut status = File::from(status_r);
-    let n = loop {
-        match status.read(&mut buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other.unwrap_or(0),
-        }
-    };
-    if n == 8 {
-        // The child failed before exec: reap it and report which step and why.
-        let mut st = 0;
-        // SAFETY: waitpid on our own child, writing only into `st`.
-        unsafe { libc::waitpid(pid as libc::pid_t, &mut st, 0) };
-        let step = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
-        let errno = i32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"));
-        let e = io::Error::from_raw_os_error(errno);
-        return Ok(Err(Step::from_code(step).explain(req, program, &e)));
-    }
-    Ok(Ok(Spawned {
+    rustix::fs::fcntl_setfl(&status_r, rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| format!("cannot watch the start of {name}: {e}"))?;
+    Ok(Starting {
         pid: pid as u32,
-        pidfd,
-        stdout: out_r,
-        stderr: err_r,
-        ready: ready_r,
-    }))
+        // SAFETY: CLONE_PIDFD stored a fresh pidfd that we now own.
+        pidfd: (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) }),
+        status: status_r,
+        report: Vec::with_capacity(REPORT_LEN),
+        stdout: out.map(|(r, _)| r),
+        stderr: err.map(|(r, _)| r),
+        ready: ready.map(|(r, _)| r),
+        why: Why {
+            lookup,
+            workdir: req.workdir.clone(),
+            credentials: req.credentials.clone(),
+            nofile: req.nofile,
+            ready_fd: req.ready_fd,
+            sockets: req.activate.len(),
+            cgroup: cgroup.map(Path::to_path_buf),
+        },
+    })
+}
+
+/// Whether `fd` becomes readable (data or hang-up) within `limit`.
+pub(crate) fn readable_within(fd: &OwnedFd, limit: std::time::Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let timeout = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return true,
+        }
+    }
 }
 
 #[cfg(test)]

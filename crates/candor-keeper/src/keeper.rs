@@ -1,5 +1,9 @@
-//! The keeper's thread: an epoll loop over a wake pipe and the pidfds of main processes and
-//! exec probes, reaping every child (it is a subreaper) and carrying stops through to SIGKILL.
+//! The keeper's thread: an epoll loop over a wake pipe, the pidfds of main processes and exec
+//! probes and the status pipes of children not yet exec'd, reaping every child (it is a
+//! subreaper) and carrying stops through to SIGKILL. It never waits for an exec or a path:
+//! a spawn is reported once its child's status pipe says how it went (`settle_starting`), and
+//! the paths a spawn touches (markers, stale and activated sockets) are dealt with on a
+//! `candor-paths` thread of its own (`settle_preparing`); both fail at a 10 s deadline.
 //! A turn costs what happened in it, not the number of services: each pidfd is armed once
 //! (one-shot) and says which process ended.
 
@@ -116,11 +120,87 @@ struct Tracked {
 /// An exec probe in flight.
 struct ProbeRun {
     token: u64,
-    pidfd: Option<OwnedFd>,
+    /// Its process, and the memory it reads until its exec (freed when it is reaped).
+    child: crate::probe_spawn::ProbeChild,
     armed: bool,
     started: Mono,
     deadline: Mono,
+    /// By when it must have exec'd (or said why not): its timeout, at most `EXEC_DEADLINE`.
+    exec_by: Mono,
+    /// Seen past its exec (or its report).
+    started_ok: bool,
+    /// Killed before its exec, at `exec_by`.
+    stuck: bool,
     timed_out: bool,
+}
+
+/// A spawn whose paths are being prepared on a thread of its own (`candor-paths`).
+struct Preparing {
+    run_id: u64,
+    deadline: Mono,
+    /// The service was released (removed) meanwhile: its sockets go when they come back.
+    released: bool,
+    done: std::sync::mpsc::Receiver<PreparedPaths>,
+}
+
+/// What a `candor-paths` thread hands back: the request, the service's activated sockets
+/// (kept or made), and the run's copies of them — or why the spawn cannot go on.
+struct PreparedPaths {
+    req: Box<crate::SpawnRequest>,
+    kept: Vec<crate::listeners::Listener>,
+    outcome: Result<Vec<OwnedFd>, String>,
+}
+
+/// On a `candor-paths` thread: remove readiness markers and stale declared sockets, then
+/// keep or make the activated sockets (every step touches paths of the service's).
+fn prepare_paths(
+    req: crate::SpawnRequest,
+    mut kept: Vec<crate::listeners::Listener>,
+) -> PreparedPaths {
+    let outcome = spawn::prepare_paths(&req).and_then(|()| {
+        if req.activate.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owner = crate::sockpath::DirOwner::of(req.credentials.as_ref());
+        crate::listeners::ensure(&mut kept, &req.activate, owner)?;
+        crate::listeners::copies_for_run(&kept)
+    });
+    PreparedPaths {
+        req: Box::new(req),
+        kept,
+        outcome,
+    }
+}
+
+/// Close sockets and remove their files (path work) off the keeper's thread. Where no thread
+/// can be had, the closure (and the sockets with it) is dropped here.
+fn drop_off_thread(listeners: Vec<crate::listeners::Listener>) {
+    if listeners.is_empty() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("candor-paths".into())
+        .stack_size(256 * 1024)
+        .spawn(move || drop(listeners));
+}
+
+/// A service's child between clone and exec (`clone3::Starting`): reported as spawned once
+/// its exec is seen, as failed on its report or at the exec deadline. The keeper goes on with
+/// everything else meanwhile.
+struct PendingSpawn {
+    child: crate::clone3::Starting,
+    run_id: u64,
+    deadline: Mono,
+    cgroup: Option<PathBuf>,
+    stop_signal: i32,
+    stop_timeout: Duration,
+    oom_base: u64,
+    cleared: usize,
+    unenforced: Option<String>,
+    /// Reaped before its status pipe said how the exec went.
+    exit: Option<ExitStatus>,
+    /// A stop asked for meanwhile: signal, timeout, when.
+    stop: Option<(i32, Duration, Mono)>,
 }
 
 struct Keeper {
@@ -129,6 +209,12 @@ struct Keeper {
     tracked: HashMap<String, Tracked>,
     /// Exec probes by pid.
     probes: HashMap<i32, ProbeRun>,
+    /// Services whose child is between clone and exec.
+    starting: HashMap<String, PendingSpawn>,
+    /// Services whose spawn waits for its paths to be prepared on a thread of their own.
+    preparing: HashMap<String, Preparing>,
+    /// The write end of the wake pipe (for those threads).
+    wake: Arc<std::fs::File>,
     emit: Box<dyn FnMut(KeeperEvent) + Send>,
     shutting_down: bool,
     /// Service cgroups this keeper made fresh and never wrote `cgroup.kill` to since: safe to
@@ -158,6 +244,8 @@ struct Keeper {
 const EV_WAKE: u64 = u64::MAX;
 const EV_FOREIGN: u64 = 1 << 32;
 const EV_PROBE: u64 = 1 << 33;
+/// A starting child's status pipe.
+const EV_EXEC: u64 = 1 << 34;
 
 fn one_shot() -> epoll::EventFlags {
     epoll::EventFlags::IN | epoll::EventFlags::ONESHOT
@@ -178,6 +266,7 @@ pub fn start(
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     let containment = cgroup::detect(&config.instance, config.use_cgroups);
     let (wake_r, wake_w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    let wake_w = Arc::new(std::fs::File::from(wake_w));
     let (tx, rx) = bounded(COMMAND_QUEUE);
     let (probe_tx, probe_rx) = bounded(PROBE_QUEUE);
     let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
@@ -192,6 +281,9 @@ pub fn start(
         use_clone3: config.use_clone3,
         tracked: HashMap::new(),
         probes: HashMap::new(),
+        starting: HashMap::new(),
+        preparing: HashMap::new(),
+        wake: wake_w.clone(),
         emit,
         shutting_down: false,
         fresh: Default::default(),
@@ -210,7 +302,7 @@ pub fn start(
         KeeperHandle {
             tx,
             probes: probe_tx,
-            wake: Arc::new(std::fs::File::from(wake_w)),
+            wake: wake_w,
         },
         containment,
         thread,
@@ -289,6 +381,19 @@ fn signal_run(t: &Tracked, sig: i32) {
     }
 }
 
+/// SIGKILL a child of ours that has not been reaped: through its pidfd where there is one.
+fn kill_child(pidfd: &Option<OwnedFd>, pid: u32) {
+    match pidfd {
+        Some(fd) => {
+            crate::pidfd::send_signal(fd, libc::SIGKILL);
+        }
+        // SAFETY: kill(2) of our own unreaped child: its pid is still its own.
+        None => unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        },
+    }
+}
+
 fn group_alive(pgid: i32) -> bool {
     if pgid <= 0 {
         return false;
@@ -316,7 +421,7 @@ impl Keeper {
             }
         }
         for (pid, p) in self.probes.iter_mut() {
-            if let (Some(fd), false) = (&p.pidfd, p.armed) {
+            if let (Some(fd), false) = (&p.child.pidfd, p.armed) {
                 p.armed = arm_probe(&self.epoll, *pid, fd);
                 failed |= !p.armed;
             }
@@ -461,9 +566,15 @@ impl Keeper {
             let done = done.collect();
             self.reaped(done);
         }
+        self.settle_preparing();
+        self.settle_starting();
         self.advance_stops();
         self.advance_probes();
-        if self.shutting_down && self.tracked.is_empty() {
+        if self.shutting_down
+            && self.tracked.is_empty()
+            && self.starting.is_empty()
+            && self.preparing.is_empty()
+        {
             return false;
         }
         let mut timeout = if more_probes {
@@ -477,10 +588,18 @@ impl Keeper {
         for p in self.probes.values() {
             let left = if p.timed_out {
                 Duration::from_millis(10)
+            } else if !p.started_ok {
+                now.until(p.exec_by.min(p.deadline))
             } else {
                 now.until(p.deadline)
             };
             timeout = timeout.min(left);
+        }
+        for s in self.starting.values() {
+            timeout = timeout.min(now.until(s.deadline));
+        }
+        for p in self.preparing.values() {
+            timeout = timeout.min(now.until(p.deadline));
         }
         self.arm();
         let ts = rustix::event::Timespec {
@@ -500,6 +619,10 @@ impl Keeper {
                 continue;
             }
             let pid = (data & 0xffff_ffff) as i32;
+            if data & EV_EXEC != 0 {
+                // Its pipe is read by `settle_starting` in the next turn.
+                continue;
+            }
             if data & EV_FOREIGN == 0 {
                 self.exited.push(pid);
                 continue;
@@ -537,6 +660,13 @@ impl Keeper {
                 signal,
                 timeout,
             } => {
+                if let Some(s) = self.starting.get_mut(&service) {
+                    // Not exec'd yet: stopped as soon as it is (or it fails).
+                    if s.run_id == run_id && s.stop.is_none() {
+                        s.stop = Some((signal, timeout, mono()));
+                    }
+                    return;
+                }
                 let Some(t) = self.tracked.get_mut(&service) else {
                     return;
                 };
@@ -554,7 +684,15 @@ impl Keeper {
                 all,
                 answer,
             } => {
+                let starting = self
+                    .starting
+                    .get(&service)
+                    .is_some_and(|s| s.run_id == run_id);
                 let outcome = match self.tracked.get(&service) {
+                    _ if starting => Err(
+                        "it has not started yet (its process is before its exec); nothing was sent"
+                            .to_string(),
+                    ),
                     Some(t) if t.run_id == run_id => match all {
                         true => {
                             signal_run(t, signal);
@@ -573,11 +711,29 @@ impl Keeper {
                 }
             }
             KeeperCommand::Release { service } => {
-                self.listeners.remove(&service);
+                if let Some(gone) = self.listeners.remove(&service) {
+                    drop_off_thread(gone);
+                }
+                if let Some(p) = self.preparing.get_mut(&service) {
+                    p.released = true;
+                }
             }
             KeeperCommand::Sweep { keep } => {
                 // Sockets of services no longer configured go, with their files.
-                self.listeners.retain(|service, _| keep.contains(service));
+                let gone: Vec<String> = self
+                    .listeners
+                    .keys()
+                    .filter(|s| !keep.contains(s))
+                    .cloned()
+                    .collect();
+                for service in gone {
+                    if let Some(ls) = self.listeners.remove(&service) {
+                        drop_off_thread(ls);
+                    }
+                }
+                for (service, p) in self.preparing.iter_mut() {
+                    p.released |= !keep.contains(service);
+                }
                 if let Containment::Cgroup { root } = &self.containment {
                     let removed = cgroup::sweep(root, &keep);
                     if !removed.is_empty() {
@@ -604,6 +760,12 @@ impl Keeper {
                 if candor_core::fail_once("keeper", "freeze") {
                     std::thread::sleep(std::time::Duration::from_secs(6));
                 }
+                // A child not yet exec'd is in no record: it must not outlive this keeper
+                // unknown to the next one. (If the daemon gave up waiting meanwhile, such a
+                // spawn just fails and is retried like any other.)
+                for s in self.starting.values().filter(|s| s.exit.is_none()) {
+                    kill_child(&s.child.pidfd, s.child.pid);
+                }
                 // The daemon gave up waiting: it carries on, and so does the keeper.
                 if ack.send(()).is_err() {
                     return;
@@ -616,7 +778,73 @@ impl Keeper {
         }
     }
 
-    fn spawn(&mut self, mut req: crate::SpawnRequest) {
+    /// Whether a run of `service` is alive, starting, or having its paths prepared.
+    fn busy_with(&self, service: &str) -> bool {
+        self.tracked.contains_key(service)
+            || self.starting.contains_key(service)
+            || self.preparing.contains_key(service)
+    }
+
+    /// Spawns whose paths were being prepared: carried on once ready, failed with the reason,
+    /// or at the deadline (the thread is left to its hung path, with the service's sockets).
+    fn settle_preparing(&mut self) {
+        if self.preparing.is_empty() {
+            return;
+        }
+        let now = mono();
+        let mut done = Vec::new();
+        for (service, p) in &self.preparing {
+            let timed_out = || {
+                format!(
+                    "preparing its paths (readiness markers, stale and activated sockets) did not end within {}s (a path on a hung mount?)",
+                    crate::clone3::EXEC_DEADLINE.as_secs()
+                )
+            };
+            match p.done.try_recv() {
+                Ok(paths) => done.push((service.clone(), Ok(paths))),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => done.push((
+                    service.clone(),
+                    Err("preparing its paths failed (a bug: see the daemon's stderr)".into()),
+                )),
+                Err(std::sync::mpsc::TryRecvError::Empty) if now >= p.deadline => {
+                    done.push((service.clone(), Err(timed_out())))
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+        }
+        for (service, outcome) in done {
+            let Some(p) = self.preparing.remove(&service) else {
+                continue;
+            };
+            let fail = |error: String| KeeperEvent::SpawnFailed {
+                service: service.clone(),
+                run_id: p.run_id,
+                error,
+            };
+            let paths = match outcome {
+                Ok(paths) => paths,
+                Err(e) => {
+                    self.emit(fail(e));
+                    continue;
+                }
+            };
+            // What was kept or made stays for the next run, unless the service went meanwhile.
+            if p.released {
+                drop_off_thread(paths.kept);
+            } else if !paths.kept.is_empty() {
+                self.listeners.insert(service.clone(), paths.kept);
+            }
+            match paths.outcome {
+                Ok(_) if self.shutting_down => {
+                    self.emit(fail("the supervisor is shutting down".into()))
+                }
+                Ok(listen) => self.spawn_prepared(*paths.req, listen),
+                Err(e) => self.emit(fail(e)),
+            }
+        }
+    }
+
+    fn spawn(&mut self, req: crate::SpawnRequest) {
         let (service, run_id) = (req.service.clone(), req.run_id);
         let fail = |error: String| KeeperEvent::SpawnFailed {
             service: service.clone(),
@@ -626,35 +854,75 @@ impl Keeper {
         if self.shutting_down {
             return self.emit(fail("the supervisor is shutting down".into()));
         }
-        if self.tracked.contains_key(&req.service) {
+        if self.busy_with(&req.service) {
             return self.emit(fail("a previous run of this service is still alive".into()));
         }
         if req.argv.is_empty() {
             return self.emit(fail("empty command".into()));
         }
+        if req.activate.is_empty() {
+            // No longer activated (a reload): the sockets and their files go.
+            if let Some(gone) = self.listeners.remove(&req.service) {
+                drop_off_thread(gone);
+            }
+            if req.clear_files.is_empty() && req.sockets.is_empty() {
+                return self.spawn_prepared(req, Vec::new());
+            }
+        }
+        // Readiness markers and stale declared sockets are removed, and activated sockets
+        // checked and made, on a thread of their own: a path on a hung mount holds up this
+        // spawn only (failed at the deadline), never the keeper.
+        let kept = self.listeners.remove(&req.service).unwrap_or_default();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let wake = self.wake.clone();
+        let started = std::thread::Builder::new()
+            .name("candor-paths".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                // Test seam: a marker on a mount that never answers.
+                if candor_core::fail_once("paths-hang", &req.service) {
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                let done = prepare_paths(req, kept);
+                let _ = tx.send(done);
+                let _ = (&*wake).write(&[1]);
+            });
+        match started {
+            Ok(_) => {
+                self.preparing.insert(
+                    service.clone(),
+                    Preparing {
+                        run_id,
+                        deadline: mono() + crate::clone3::EXEC_DEADLINE,
+                        released: false,
+                        done: rx,
+                    },
+                );
+            }
+            Err(e) => self.emit(fail(format!(
+                "cannot start a thread to prepare its paths: {e}"
+            ))),
+        }
+    }
+
+    /// A spawn whose paths are ready (markers and stale sockets removed), with its copies of
+    /// the activated sockets.
+    fn spawn_prepared(&mut self, mut req: crate::SpawnRequest, listen: Vec<OwnedFd>) {
+        let (service, run_id) = (req.service.clone(), req.run_id);
+        let fail = |error: String| KeeperEvent::SpawnFailed {
+            service: service.clone(),
+            run_id,
+            error,
+        };
         let cg = self.cgroup_for(&req.service);
         let mut cleared = 0;
-        if let Err(e) = spawn::prepare_paths(&req) {
-            return self.emit(fail(e));
-        }
-        // Activated sockets: the ones kept from earlier runs, or made now.
-        let mut listen = Vec::new();
         if !req.activate.is_empty() {
-            let kept = self.listeners.entry(req.service.clone()).or_default();
-            if let Err(e) = crate::listeners::ensure(kept, &req.activate) {
-                return self.emit(fail(e));
-            }
-            listen = match crate::listeners::copies_for_run(kept) {
-                Ok(fds) => fds,
-                Err(e) => return self.emit(fail(e)),
-            };
             let names: Vec<&str> = req.activate.iter().map(|l| l.name.as_str()).collect();
             req.env
                 .push(("LISTEN_FDS".into(), listen.len().to_string()));
             req.env.push(("LISTEN_FDNAMES".into(), names.join(":")));
-        } else {
-            // No longer activated (a reload): the sockets and their files go.
-            self.listeners.remove(&req.service);
         }
         if let Some(cg) = &cg {
             let reusable = self.fresh.contains(&req.service) && cgroup::procs(cg).is_empty();
@@ -675,46 +943,136 @@ impl Keeper {
         }
         let unenforced = self.apply_limits(cg.as_deref(), &req.limits);
         let oom_base = cg.as_deref().map(cgroup::oom_kills).unwrap_or(0);
-        match spawn::spawn(&req, cg.as_deref(), self.use_clone3, listen) {
-            Ok(s) => {
-                let pidfd = s.pidfd.or_else(|| {
-                    Pid::from_raw(s.pid as i32)
-                        .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
-                });
-                self.unarmed = true;
-                self.tracked.insert(
-                    req.service.clone(),
-                    Tracked {
-                        run_id: req.run_id,
-                        pid: s.pid as i32,
-                        pidfd,
-                        cgroup: cg,
-                        main_exit: None,
-                        stop_signal: req.stop_signal,
-                        stop_timeout: req.stop_timeout,
-                        kill_at: None,
-                        escalated: false,
-                        foreign: false,
-                        gone_since: None,
-                        armed: false,
-                        oom_base,
-                    },
-                );
-                self.emit(KeeperEvent::Spawned {
-                    service: req.service,
-                    run_id: req.run_id,
-                    pid: s.pid,
-                    at: crate::clock::mono(),
-                    // Our child, not yet reaped: the pid still names it.
-                    start_ticks: crate::procfs::start_ticks(s.pid).unwrap_or(0),
-                    stdout: s.stdout,
-                    stderr: s.stderr,
-                    ready_fd: s.ready,
-                    cleared_leftovers: cleared,
-                    unenforced,
-                });
+        let child = match crate::clone3::spawn(&req, cg.as_deref(), self.use_clone3, listen) {
+            Ok(child) => child,
+            Err(e) => return self.emit(fail(e)),
+        };
+        // Woken when it execs (the pipe closes) or reports; read in `settle_starting`.
+        let data = epoll::EventData::new_u64(EV_EXEC | u64::from(child.pid));
+        let _ = epoll::add(&self.epoll, &child.status, data, epoll::EventFlags::IN);
+        self.starting.insert(
+            req.service,
+            PendingSpawn {
+                child,
+                run_id: req.run_id,
+                deadline: mono() + crate::clone3::EXEC_DEADLINE,
+                cgroup: cg,
+                stop_signal: req.stop_signal,
+                stop_timeout: req.stop_timeout,
+                oom_base,
+                cleared,
+                unenforced,
+                exit: None,
+                stop: None,
+            },
+        );
+    }
+
+    /// Children between clone and exec: each that exec'd is reported spawned (and tracked),
+    /// each that reported a failure or passed its exec deadline is reported failed. Never
+    /// waits (a status pipe is read without blocking).
+    fn settle_starting(&mut self) {
+        if self.starting.is_empty() {
+            return;
+        }
+        let now = mono();
+        let mut settled = Vec::new();
+        for (service, s) in self.starting.iter_mut() {
+            match s.child.settle() {
+                Some(outcome) => settled.push((service.clone(), outcome)),
+                None if now >= s.deadline => {
+                    if s.exit.is_none() {
+                        kill_child(&s.child.pidfd, s.child.pid);
+                    }
+                    let why = s.child.why.stuck(crate::clone3::EXEC_DEADLINE);
+                    settled.push((service.clone(), Err(why)));
+                }
+                None => {}
             }
-            Err(e) => self.emit(fail(e)),
+        }
+        for (service, outcome) in settled {
+            let Some(s) = self.starting.remove(&service) else {
+                continue;
+            };
+            let _ = epoll::delete(&self.epoll, &s.child.status);
+            match outcome {
+                Ok(()) => self.spawned(service, s),
+                Err(error) => {
+                    if s.exit.is_none() && s.child.reported() {
+                        // It reported and closed its pipe: it is in its exit; take its status
+                        // so that its cgroup is empty for the next start.
+                        let mut st = 0;
+                        // SAFETY: waitpid on our own child, not yet reaped, writing only `st`.
+                        unsafe { libc::waitpid(s.child.pid as libc::pid_t, &mut st, 0) };
+                    }
+                    self.emit(KeeperEvent::SpawnFailed {
+                        service,
+                        run_id: s.run_id,
+                        error,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A child that exec'd: tracked from now on, and reported.
+    fn spawned(&mut self, service: String, s: PendingSpawn) {
+        let PendingSpawn {
+            child,
+            run_id,
+            cgroup: cg,
+            stop_signal,
+            stop_timeout,
+            oom_base,
+            cleared,
+            unenforced,
+            exit,
+            stop,
+            ..
+        } = s;
+        let spawned = child.into_spawned();
+        let pidfd = spawned.pidfd.or_else(|| {
+            Pid::from_raw(spawned.pid as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
+        });
+        self.unarmed = true;
+        self.tracked.insert(
+            service.clone(),
+            Tracked {
+                run_id,
+                pid: spawned.pid as i32,
+                pidfd,
+                cgroup: cg,
+                main_exit: None,
+                stop_signal,
+                stop_timeout,
+                kill_at: None,
+                escalated: false,
+                foreign: false,
+                gone_since: None,
+                armed: false,
+                oom_base,
+            },
+        );
+        self.emit(KeeperEvent::Spawned {
+            service: service.clone(),
+            run_id,
+            pid: spawned.pid,
+            at: crate::clock::mono(),
+            // Our child, not yet reaped (or its status is in hand): the pid still names it.
+            start_ticks: crate::procfs::start_ticks(spawned.pid).unwrap_or(0),
+            stdout: spawned.stdout,
+            stderr: spawned.stderr,
+            ready_fd: spawned.ready,
+            cleared_leftovers: cleared,
+            unenforced,
+        });
+        if let Some(status) = exit {
+            return self.main_exited(&service, status);
+        }
+        if let (Some((signal, timeout, asked)), Some(t)) = (stop, self.tracked.get_mut(&service)) {
+            t.kill_at = Some(asked + timeout);
+            t.stop_signal = signal;
+            signal_run(t, signal);
         }
     }
 
@@ -736,24 +1094,26 @@ impl Keeper {
                 elapsed: Duration::ZERO,
             });
         }
-        match spawn::spawn_probe(&argv, &env, workdir.as_deref(), run_as) {
-            Ok(pid) => {
-                // Our child, not yet reaped: its pid cannot be reused before we wait for it.
-                let pidfd =
-                    Pid::from_raw(pid as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
-                let armed = pidfd
+        match crate::probe_spawn::spawn(&argv, &env, workdir.as_deref(), run_as) {
+            Ok(child) => {
+                let pid = child.pid;
+                let armed = child
+                    .pidfd
                     .as_ref()
-                    .is_some_and(|fd| arm_probe(&self.epoll, pid as i32, fd));
-                self.unarmed |= pidfd.is_some() && !armed;
+                    .is_some_and(|fd| arm_probe(&self.epoll, pid, fd));
+                self.unarmed |= child.pidfd.is_some() && !armed;
                 let run = ProbeRun {
                     token,
-                    pidfd,
+                    child,
                     armed,
                     started,
                     deadline: started + timeout,
+                    exec_by: started + timeout.min(crate::clone3::EXEC_DEADLINE),
+                    started_ok: false,
+                    stuck: false,
                     timed_out: false,
                 };
-                self.probes.insert(pid as i32, run);
+                self.probes.insert(pid, run);
             }
             Err(e) => {
                 let end = crate::ProbeEnd::CannotStart(e);
@@ -766,10 +1126,21 @@ impl Keeper {
         }
     }
 
-    /// Kill probes past their deadline (the whole process group).
+    /// Kill probes past their deadline (the whole process group), and those still before
+    /// their exec at their exec deadline.
     fn advance_probes(&mut self) {
         let now = mono();
         for (pid, p) in self.probes.iter_mut() {
+            if !p.started_ok && !p.timed_out && now >= p.exec_by {
+                p.started_ok = p.child.left_the_start();
+                if !p.started_ok {
+                    p.stuck = true;
+                    p.timed_out = true;
+                    signal_group(*pid, libc::SIGKILL);
+                    kill_child(&p.child.pidfd, *pid as u32);
+                    continue;
+                }
+            }
             if now >= p.deadline && !p.timed_out {
                 p.timed_out = true;
                 signal_group(*pid, libc::SIGKILL);
@@ -781,18 +1152,29 @@ impl Keeper {
     /// orphans re-parented to us.
     fn reaped(&mut self, done: Vec<(i32, ExitStatus)>) {
         for (pid, status) in done {
-            if let Some(p) = self.probes.remove(&pid) {
+            if let Some(mut p) = self.probes.remove(&pid) {
                 // Its group was killed before the reap (never after: the id may be reused).
-                let end = if p.timed_out {
-                    crate::ProbeEnd::TimedOut
-                } else {
-                    crate::ProbeEnd::Exited(status)
+                let limit = p.exec_by.since(p.started);
+                let end = match p.child.failure() {
+                    _ if p.stuck => crate::ProbeEnd::CannotStart(p.child.why.stuck(limit)),
+                    Some(why) => crate::ProbeEnd::CannotStart(why),
+                    None if p.timed_out => crate::ProbeEnd::TimedOut,
+                    None => crate::ProbeEnd::Exited(status),
                 };
                 self.emit(KeeperEvent::ProbeDone {
                     token: p.token,
                     end,
                     elapsed: mono().since(p.started),
                 });
+                continue;
+            }
+            if let Some(s) = self
+                .starting
+                .values_mut()
+                .find(|s| s.child.pid as i32 == pid)
+            {
+                // Ended before its exec was seen: told once it is (`settle_starting`).
+                s.exit = Some(status);
                 continue;
             }
             let Some((name, _)) = self
@@ -917,7 +1299,7 @@ impl Keeper {
             stop_timeout,
             activate,
         } = req;
-        if self.tracked.contains_key(&service) {
+        if self.busy_with(&service) {
             return;
         }
         let cg = self.cgroup_for(&service);

@@ -13,9 +13,12 @@ mod clone3;
 mod keeper;
 pub mod listeners;
 mod pidfd;
+mod probe_spawn;
 mod procfs;
 pub mod sockfile;
+pub mod sockpath;
 mod spawn;
+mod sys;
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;

@@ -8,7 +8,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use candor_spec::listen::{Listen, ListenAddr};
@@ -24,8 +23,9 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Bind and listen as `spec` says (CLOEXEC: a run gets its own copy on fd 3..).
-    pub fn bind(spec: &Listen) -> Result<Listener, String> {
+    /// Bind and listen as `spec` says (CLOEXEC: a run gets its own copy on fd 3..). A Unix
+    /// socket's directory must be one only root and `owner` (the service's user) can write.
+    pub fn bind(spec: &Listen, owner: crate::sockpath::DirOwner) -> Result<Listener, String> {
         let what = spec.addr.describe();
         let fail = |e: io::Error| format!("cannot listen on {what}: {e}");
         match &spec.addr {
@@ -61,9 +61,17 @@ impl Listener {
             }
             ListenAddr::Unix { path, mode } => {
                 use crate::sockfile::SocketFile;
+                use crate::sockpath;
+                if let Some(dir) = path.parent() {
+                    make_dirs(dir)
+                        .map_err(|e| format!("cannot make the directory {}: {e}", dir.display()))?;
+                }
+                // Nothing is removed or made in a directory someone else could swap it in.
+                sockpath::check_dir(path, owner)
+                    .map_err(|why| format!("cannot listen on {what}: {why}"))?;
                 match crate::sockfile::inspect(path) {
                     SocketFile::Missing => {}
-                    SocketFile::Stale => std::fs::remove_file(path).map_err(|e| {
+                    SocketFile::Stale => sockpath::remove_stale(path).map_err(|e| {
                         format!("cannot remove the stale socket {}: {e}", path.display())
                     })?,
                     found => {
@@ -73,30 +81,17 @@ impl Listener {
                         ));
                     }
                 }
-                if let Some(dir) = path.parent() {
-                    make_dirs(dir)
-                        .map_err(|e| format!("cannot make the directory {}: {e}", dir.display()))?;
-                }
-                let fd = rustix::net::socket_with(
-                    AddressFamily::UNIX,
-                    SocketType::STREAM,
-                    rustix::net::SocketFlags::CLOEXEC,
-                    None,
-                )
-                .map_err(|e| fail(e.into()))?;
-                let addr =
-                    rustix::net::SocketAddrUnix::new(path.as_path()).map_err(|e| fail(e.into()))?;
-                rustix::net::bind(&fd, &addr).map_err(|e| fail(e.into()))?;
-                let made = std::fs::metadata(path).map_err(fail)?;
+                // Bound under the daemon's umask (077), opened to `mode` only then, through a
+                // descriptor of the file made (never a symlink swapped in after the bind).
+                let made = sockpath::bind(path, *mode, None, owner).map_err(|e| match e {
+                    sockpath::BindError::Refused(why) => format!("cannot listen on {what}: {why}"),
+                    sockpath::BindError::Io(e) => fail(e),
+                })?;
                 let listener = Listener {
                     spec: spec.clone(),
-                    fd,
-                    file: Some((made.dev(), made.ino())),
+                    fd: made.fd,
+                    file: Some(made.file),
                 };
-                // Bound under the daemon's umask (077): opened to `mode` only now.
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                    .map_err(fail)?;
                 rustix::net::listen(&listener.fd, spec.backlog as i32)
                     .map_err(|e| fail(e.into()))?;
                 Ok(listener)
@@ -111,9 +106,9 @@ impl Listener {
             return false;
         }
         match (&self.spec.addr, self.file) {
-            (ListenAddr::Unix { path, .. }, Some(made)) => std::fs::symlink_metadata(path)
-                .map(|m| (m.dev(), m.ino()) == made)
-                .unwrap_or(false),
+            (ListenAddr::Unix { path, .. }, Some(made)) => {
+                crate::sockpath::file_id(path) == Some(made)
+            }
             _ => true,
         }
     }
@@ -128,12 +123,7 @@ impl Drop for Listener {
     fn drop(&mut self) {
         // The file goes with the listener, if it is still the one made here.
         if let (ListenAddr::Unix { path, .. }, Some(made)) = (&self.spec.addr, self.file) {
-            let ours = std::fs::symlink_metadata(path)
-                .map(|m| (m.dev(), m.ino()) == made)
-                .unwrap_or(false);
-            if ours {
-                let _ = std::fs::remove_file(path);
-            }
+            crate::sockpath::remove_if(path, made);
         }
     }
 }
@@ -193,9 +183,7 @@ pub fn take_back(pidfd: &OwnedFd, wanted: &[Listen]) -> (Vec<Listener>, Option<S
             );
         }
         let file = match &spec.addr {
-            ListenAddr::Unix { path, .. } => {
-                std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-            }
+            ListenAddr::Unix { path, .. } => crate::sockpath::file_id(path),
             ListenAddr::Tcp(_) => None,
         };
         out.push(Listener {
@@ -228,7 +216,11 @@ fn make_dirs(dir: &Path) -> io::Result<()> {
 
 /// The listeners for a run of a service whose spec asks for `wanted`: those kept from its
 /// earlier runs when still good, others bound anew. On an error nothing kept is lost.
-pub fn ensure(kept: &mut Vec<Listener>, wanted: &[Listen]) -> Result<(), String> {
+pub fn ensure(
+    kept: &mut Vec<Listener>,
+    wanted: &[Listen],
+    owner: crate::sockpath::DirOwner,
+) -> Result<(), String> {
     if kept.len() == wanted.len() && kept.iter().zip(wanted).all(|(l, w)| l.still_good(w)) {
         return Ok(());
     }
@@ -247,7 +239,7 @@ pub fn ensure(kept: &mut Vec<Listener>, wanted: &[Listen]) -> Result<(), String>
             .and_then(Option::take);
         match reuse {
             Some(l) => fresh.push(l),
-            None => match Listener::bind(w) {
+            None => match Listener::bind(w, owner) {
                 Ok(l) => fresh.push(l),
                 Err(e) => {
                     // What was made stays: the next attempt starts from it.
@@ -265,6 +257,11 @@ pub fn ensure(kept: &mut Vec<Listener>, wanted: &[Listen]) -> Result<(), String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn me() -> crate::sockpath::DirOwner {
+        crate::sockpath::DirOwner::daemon()
+    }
 
     fn unix(path: &Path) -> Listen {
         Listen {
@@ -283,14 +280,14 @@ mod tests {
         let path = dir.path().join("run/api/rpc.sock");
         let spec = unix(&path);
         let mut kept = Vec::new();
-        ensure(&mut kept, std::slice::from_ref(&spec)).unwrap();
+        ensure(&mut kept, std::slice::from_ref(&spec), me()).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o660);
         let ino = meta.ino();
         // A client connects while no run accepts: it waits in the backlog.
         let _waiting = std::os::unix::net::UnixStream::connect(&path).unwrap();
-        ensure(&mut kept, std::slice::from_ref(&spec)).unwrap();
+        ensure(&mut kept, std::slice::from_ref(&spec), me()).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().ino(),
             ino,
@@ -298,12 +295,12 @@ mod tests {
         );
         // Unlinked by someone: made again on the next run, never left dangling.
         std::fs::remove_file(&path).unwrap();
-        ensure(&mut kept, std::slice::from_ref(&spec)).unwrap();
+        ensure(&mut kept, std::slice::from_ref(&spec), me()).unwrap();
         assert!(path.exists());
         // A live listener of another process is never taken over.
         let other = dir.path().join("other.sock");
         let _theirs = std::os::unix::net::UnixListener::bind(&other).unwrap();
-        let err = ensure(&mut kept, &[unix(&other)]).unwrap_err();
+        let err = ensure(&mut kept, &[unix(&other)], me()).unwrap_err();
         assert!(err.contains("stop that process first"), "{err}");
         // Dropped (service removed, keeper ended): the file goes with it.
         drop(kept);
@@ -318,7 +315,7 @@ mod tests {
             addr: ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
             backlog: 16,
         };
-        let l = Listener::bind(&spec).unwrap();
+        let l = Listener::bind(&spec, me()).unwrap();
         let port = match rustix::net::getsockname(&l.fd).unwrap().try_into() {
             Ok(std::net::SocketAddr::V4(a)) => a.port(),
             other => panic!("{other:?}"),
@@ -328,11 +325,11 @@ mod tests {
             addr: ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap()),
             ..spec
         };
-        let err = Listener::bind(&taken).unwrap_err();
+        let err = Listener::bind(&taken, me()).unwrap_err();
         assert!(err.contains("another process listens there"), "{err}");
     }
 
-    /// A `sleep` whose fd 3 is `fd` (or nothing), and a pidfd of it.
+    /// A `sleep` whose fd 3 is `fd` (or closed), and a pidfd of it.
     fn child_with_fd3(fd: Option<&OwnedFd>) -> (std::process::Child, OwnedFd) {
         use std::os::unix::process::CommandExt;
         // Above 3: dup2 onto itself would keep CLOEXEC (as `copies_for_run` avoids too).
@@ -343,9 +340,15 @@ mod tests {
         // SAFETY: dup2 only, between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if let Some(raw) = raw {
-                    if libc::dup2(raw, 3) < 0 {
-                        return Err(io::Error::last_os_error());
+                match raw {
+                    Some(raw) => {
+                        if libc::dup2(raw, 3) < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    // No fd 3 at all, whatever the test runner left open there (`time -o`).
+                    None => {
+                        libc::close(3);
                     }
                 }
                 Ok(())
@@ -362,7 +365,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("api.sock");
         let spec = unix(&path);
-        let made = Listener::bind(&spec).unwrap();
+        let made = Listener::bind(&spec, me()).unwrap();
         // Its listener on fd 3, as a run has it: taken back, the same socket.
         let (mut child, pidfd) = child_with_fd3(Some(&made.fd));
         let ino = std::fs::metadata(&path).unwrap().ino();

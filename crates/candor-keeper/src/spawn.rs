@@ -1,12 +1,14 @@
-//! Fork/exec of one service: argv (no shell), env, cwd, rlimits, stdout/stderr pipes, a new
-//! session (so its own process group), and its cgroup before exec.
+//! What every spawn shares: the paths prepared before one (markers, stale declared sockets),
+//! output pipes, fd placement, credentials, signal reset, the command's lookup on PATH (done in
+//! the child) and the sentences that explain a failure. The clone itself is in `clone3.rs`
+//! (services) and `probe_spawn.rs` (exec probes, reload commands, the upgrade check).
 
+use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use rustix::pipe::{pipe_with, PipeFlags};
 
@@ -25,34 +27,36 @@ struct KernelSigaction {
     mask: u64,
 }
 
-/// Between fork and exec: nothing blocked, every signal at its default disposition.
-/// Async-signal-safe: raw syscalls only.
+/// Between clone and exec: every signal at its default disposition, then nothing blocked (in
+/// that order: a child whose signals the parent blocked across the clone never runs one of the
+/// daemon's handlers). Async-signal-safe, errno untouched: raw syscalls only.
 pub(crate) unsafe fn reset_signals() {
-    let empty: u64 = 0;
-    libc::syscall(
-        libc::SYS_rt_sigprocmask,
-        libc::SIG_SETMASK,
-        &empty as *const u64,
-        std::ptr::null_mut::<u64>(),
-        8usize,
-    );
     let dfl = KernelSigaction {
         handler: 0,
         flags: 0,
         restorer: 0,
         mask: 0,
     };
-    for sig in 1..=64 {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::syscall(
+    for sig in 1..=64usize {
+        if sig != libc::SIGKILL as usize && sig != libc::SIGSTOP as usize {
+            let _ = crate::sys::call(
                 libc::SYS_rt_sigaction,
-                sig,
-                &dfl as *const KernelSigaction,
-                std::ptr::null_mut::<KernelSigaction>(),
-                8usize,
+                [sig, &dfl as *const KernelSigaction as usize, 0, 8, 0, 0],
             );
         }
     }
+    let empty: u64 = 0;
+    let _ = crate::sys::call(
+        libc::SYS_rt_sigprocmask,
+        [
+            libc::SIG_SETMASK as usize,
+            &empty as *const u64 as usize,
+            0,
+            8,
+            0,
+            0,
+        ],
+    );
 }
 
 pub(crate) struct Spawned {
@@ -89,7 +93,7 @@ pub(crate) fn prepare_paths(req: &SpawnRequest) -> Result<(), String> {
         let why = match &found {
             SocketFile::Missing => continue,
             SocketFile::Stale => {
-                std::fs::remove_file(sock)
+                crate::sockpath::remove_stale(sock)
                     .map_err(|e| format!("cannot remove stale socket {}: {e}", sock.display()))?;
                 continue;
             }
@@ -152,13 +156,13 @@ pub(crate) fn keep_clear_of(fd: OwnedFd, target: Option<u32>) -> io::Result<Owne
 /// its own parent (only fds it opened itself are CLOEXEC already). Marking instead of closing
 /// keeps the exec-status pipe usable until the exec. Async-signal-safe.
 pub(crate) unsafe fn cloexec_from_3() {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    if libc::syscall(
+    use crate::sys::call;
+    const CLOSE_RANGE_CLOEXEC: usize = 1 << 2;
+    if call(
         libc::SYS_close_range,
-        3 as libc::c_uint,
-        libc::c_uint::MAX,
-        CLOSE_RANGE_CLOEXEC,
-    ) == 0
+        [3, libc::c_uint::MAX as usize, CLOSE_RANGE_CLOEXEC, 0, 0, 0],
+    )
+    .is_ok()
     {
         return;
     }
@@ -167,47 +171,124 @@ pub(crate) unsafe fn cloexec_from_3() {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-    let max = lim.rlim_cur.min(1 << 20) as i32;
+    let _ = call(
+        libc::SYS_prlimit64,
+        [
+            0,
+            libc::RLIMIT_NOFILE as usize,
+            0,
+            &mut lim as *mut libc::rlimit as usize,
+            0,
+            0,
+        ],
+    );
+    let max = lim.rlim_cur.min(1 << 20) as usize;
     for fd in 3..max {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        if let Ok(flags) = call(libc::SYS_fcntl, [fd, libc::F_GETFD as usize, 0, 0, 0, 0]) {
+            if flags & libc::FD_CLOEXEC as usize == 0 {
+                let set = flags | libc::FD_CLOEXEC as usize;
+                let _ = call(libc::SYS_fcntl, [fd, libc::F_SETFD as usize, set, 0, 0, 0]);
+            }
         }
     }
 }
 
-/// In the child: put the readiness pipe's write end on fd `n` (inheritable).
-/// Async-signal-safe.
-pub(crate) unsafe fn install_ready_fd(write_end: i32, n: u32) -> bool {
-    let n = n as i32;
-    if write_end == n {
-        libc::fcntl(n, libc::F_SETFD, 0) >= 0
-    } else {
-        libc::dup2(write_end, n) >= 0
-    }
+/// Where a command is looked for, made before the clone: its own path, or (a bare name) each
+/// directory of PATH joined with it. The child tries them in order, as execvp does, so no
+/// path is looked at on the keeper's thread — a hung network directory on PATH stops only that
+/// child, which the exec deadline then kills.
+pub(crate) struct Lookup {
+    /// The command as given (`argv[0]`).
+    pub name: String,
+    /// The PATH searched, for a bare name.
+    pub path_var: Option<String>,
+    pub candidates: Vec<CString>,
 }
 
-/// Find a bare program name on PATH the way execvp would, to say clearly when it is missing.
-fn resolve_program(program: &str, env: &[(String, String)]) -> Result<PathBuf, String> {
-    if program.contains('/') {
-        return Ok(PathBuf::from(program));
-    }
-    let path = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .or_else(|| std::env::var("PATH").ok())
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    path.split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "command `{program}` not found on PATH ({path}); give its full path in `command`"
-            )
+/// No candidate index in a child's report.
+pub(crate) const NO_INDEX: u32 = u32::MAX;
+
+impl Lookup {
+    /// `program` as the child of a request with `env` (and the daemon's PATH, or the usual one)
+    /// finds it.
+    pub(crate) fn new(program: &str, env: &[(String, String)]) -> Result<Lookup, String> {
+        let cstr = |p: &[u8]| {
+            CString::new(p)
+                .map_err(|_| format!("cannot start {program}: its path contains a NUL byte"))
+        };
+        if program.contains('/') {
+            return Ok(Lookup {
+                name: program.into(),
+                path_var: None,
+                candidates: vec![cstr(program.as_bytes())?],
+            });
+        }
+        let path = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        let candidates = path
+            .split(':')
+            .map(|dir| cstr(Path::new(dir).join(program).as_os_str().as_bytes()))
+            .collect::<Result<_, _>>()?;
+        Ok(Lookup {
+            name: program.into(),
+            path_var: Some(path),
+            candidates,
         })
+    }
+
+    /// The candidate at `index` of a child's report, or the command as given.
+    pub(crate) fn program(&self, index: u32) -> PathBuf {
+        match self.candidates.get(index as usize) {
+            Some(c) => PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes())),
+            None => PathBuf::from(&self.name),
+        }
+    }
+
+    /// Why the exec of candidate `index` failed with `e` (`NO_INDEX`: none was found).
+    pub(crate) fn explain(&self, index: u32, e: &io::Error) -> String {
+        match (&self.path_var, index) {
+            (Some(path), NO_INDEX) => format!(
+                "command `{}` not found on PATH ({path}); give its full path in `command`",
+                self.name
+            ),
+            _ => explain(&self.program(index), e),
+        }
+    }
+
+    /// In the child: exec each candidate in turn, as execvp does (a missing one is skipped, a
+    /// candidate that cannot be run is remembered while a later one may still be found).
+    /// Returns only on failure: the errno and the candidate it belongs to (`NO_INDEX` with
+    /// ENOENT when none exists). Async-signal-safe: `exec` is a raw execve on prepared data.
+    pub(crate) unsafe fn exec_each(
+        candidates: &[*const libc::c_char],
+        mut exec: impl FnMut(*const libc::c_char) -> i32,
+        bare: bool,
+    ) -> (i32, u32) {
+        let mut denied: Option<(i32, u32)> = None;
+        for (i, c) in candidates.iter().enumerate() {
+            let errno = exec(*c);
+            match errno {
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ELOOP | libc::ENAMETOOLONG
+                    if bare =>
+                {
+                    continue
+                }
+                libc::EACCES | libc::EPERM if bare => {
+                    if denied.is_none() {
+                        denied = Some((errno, i as u32));
+                    }
+                    continue;
+                }
+                _ => return (errno, i as u32),
+            }
+        }
+        denied.unwrap_or((libc::ENOENT, if bare { NO_INDEX } else { 0 }))
+    }
 }
 
 pub(crate) fn explain(program: &Path, e: &io::Error) -> String {
@@ -228,52 +309,6 @@ pub(crate) fn explain(program: &Path, e: &io::Error) -> String {
     }
 }
 
-pub(crate) fn spawn(
-    req: &SpawnRequest,
-    cgroup: Option<&Path>,
-    use_clone3: bool,
-    listen: Vec<OwnedFd>,
-) -> Result<Spawned, String> {
-    let program = resolve_program(&req.argv[0], &req.env)?;
-    if let Some(wd) = &req.workdir {
-        if !wd.is_dir() {
-            return Err(format!(
-                "workdir {} does not exist or is not a directory",
-                wd.display()
-            ));
-        }
-    }
-    if !program.exists() {
-        return Err(explain(
-            &program,
-            &io::Error::from_raw_os_error(libc::ENOENT),
-        ));
-    }
-    // The portable path cannot set LISTEN_PID to the child's pid (std builds the environment
-    // before the fork): socket activation needs clone3.
-    let no_activation =
-        || {
-            format!(
-            "cannot hand over activated sockets: that needs clone3 (Linux 5.3, 5.7 with cgroups){}",
-            if use_clone3 { "" } else { ", turned off by CANDOR_CLONE3=off" }
-        )
-        };
-    if !use_clone3 {
-        if !listen.is_empty() {
-            return Err(no_activation());
-        }
-        return spawn_std(req, &program, cgroup);
-    }
-    let activated = !listen.is_empty();
-    match crate::clone3::spawn(req, &program, cgroup, listen) {
-        Err(crate::clone3::Unsupported) if activated => Err(no_activation()),
-        Err(crate::clone3::Unsupported) => spawn_std(req, &program, cgroup),
-        Ok(result) => result,
-    }
-}
-
-/// A `Command` for `argv` (program already resolved): the daemon's environment without the
-/// sd_notify and socket-activation variables meant for Candor itself, plus `env`, in `workdir`.
 /// Variables the daemon may have inherited (from systemd, or from a supervisor of its own)
 /// that meant something only to the daemon: a service gets them from its own spec or not at
 /// all.
@@ -288,30 +323,6 @@ pub(crate) const NOT_INHERITED: &[&str] = &[
     "CANDOR_READY_FILE",
 ];
 
-fn command(
-    program: &Path,
-    argv: &[String],
-    env: &[(String, String)],
-    clean_env: bool,
-    workdir: Option<&Path>,
-) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.arg0(&argv[0]).args(&argv[1..]);
-    if clean_env {
-        cmd.env_clear();
-    }
-    for k in NOT_INHERITED {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    if let Some(wd) = workdir {
-        cmd.current_dir(wd);
-    }
-    cmd
-}
-
 /// Become `c` in a child between fork and exec: supplementary groups, then the gid, then the
 /// uid (in that order: each later call gives up the right to make the earlier ones). Returns
 /// the errno of the call that failed. Async-signal-safe: reads `c`, allocates nothing.
@@ -320,21 +331,22 @@ fn command(
 /// change too (a signal to each, then a wait), and a child made by a raw clone3 still has
 /// glibc's list of the daemon's threads, which do not exist in it — the wait never ends.
 pub(crate) unsafe fn become_user(c: &Credentials) -> Result<(), i32> {
-    let errno = || *libc::__errno_location();
+    use crate::sys::call3;
     if let Some(groups) = &c.groups {
-        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) < 0 {
-            return Err(errno());
-        }
+        call3(
+            libc::SYS_setgroups,
+            groups.len(),
+            groups.as_ptr() as usize,
+            0,
+        )?;
     }
     if let Some(gid) = c.gid {
-        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) < 0 {
-            return Err(errno());
-        }
+        let g = gid as usize;
+        call3(libc::SYS_setresgid, g, g, g)?;
     }
     if let Some(uid) = c.uid {
-        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) < 0 {
-            return Err(errno());
-        }
+        let u = uid as usize;
+        call3(libc::SYS_setresuid, u, u, u)?;
     }
     Ok(())
 }
@@ -352,181 +364,5 @@ pub(crate) fn explain_user(c: &Credentials, e: &io::Error) -> String {
         format!("cannot switch to {who}: {e}; Candor runs as uid {me}, and only root can run a service as another user or group — run Candor as root or remove `user`/`group`/`groups`")
     } else {
         format!("cannot switch to {who}: {e}")
-    }
-}
-
-/// Start an exec probe the cheap way. std's `Command` uses posix_spawn (clone with
-/// CLONE_VM|CLONE_VFORK: the daemon's page tables are not copied) when nothing forces a fork,
-/// and nothing here does: no pre-exec hook, a process group of its own through
-/// POSIX_SPAWN_SETPGROUP, the workdir through posix_spawn_file_actions_addchdir_np, stdio on
-/// /dev/null. Forking a daemon of tens of MiB for every probe cost most of its CPU at 1000
-/// exec-probed services (page-table copies and copy-on-write faults).
-///
-/// The one exception: a probe of a service with a `user` or `group` runs as that user, which
-/// posix_spawn cannot do; it takes the fork path with a pre-exec hook.
-pub(crate) fn spawn_probe(
-    argv: &[String],
-    env: &[(String, String)],
-    workdir: Option<&Path>,
-    run_as: &crate::RunAs,
-) -> Result<u32, String> {
-    let Some(first) = argv.first() else {
-        return Err("empty probe command".into());
-    };
-    let program = resolve_program(first, env)?;
-    let mut cmd = command(&program, argv, env, run_as.clean_env, workdir);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let umask = run_as.umask;
-    if let Some(c) = run_as.credentials.clone() {
-        // SAFETY: the hook makes only async-signal-safe calls on `c`, moved in before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                if let Some(mask) = umask {
-                    libc::umask(mask as libc::mode_t);
-                }
-                become_user(&c).map_err(io::Error::from_raw_os_error)
-            });
-        }
-        let child = cmd.spawn().map_err(|e| {
-            if rustix::fs::access(&program, rustix::fs::Access::EXEC_OK).is_ok()
-                && e.raw_os_error() == Some(libc::EPERM)
-            {
-                explain_user(run_as.credentials.as_ref().expect("set"), &e)
-            } else {
-                explain(&program, &e)
-            }
-        })?;
-        return Ok(child.id());
-    }
-    // The keeper reaps it (waitpid(-1)); dropping the handle neither waits nor kills.
-    let child = cmd.spawn().map_err(|e| explain(&program, &e))?;
-    Ok(child.id())
-}
-
-/// The portable path (kernels without clone3): std's fork/exec, joining the cgroup from the
-/// child before exec (slower: a cgroup migration costs milliseconds). `WATCHDOG_PID` is not
-/// set on this path (std builds the environment before the fork).
-fn spawn_std(req: &SpawnRequest, program: &Path, cgroup: Option<&Path>) -> Result<Spawned, String> {
-    let pipe = |what: &str| {
-        pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make {what} pipe: {e}"))
-    };
-    let output = |what: &str| output_pipe().map_err(|e| format!("cannot make {what} pipe: {e}"));
-    let (out, err) = if req.capture_output {
-        (Some(output("stdout")?), Some(output("stderr")?))
-    } else {
-        (None, None)
-    };
-    let ready = match req.ready_fd {
-        Some(n) => {
-            let (r, w) = pipe("readiness")?;
-            Some((r, w, n))
-        }
-        None => None,
-    };
-    let procs_file = match cgroup {
-        Some(cg) => Some(
-            OpenOptions::new()
-                .write(true)
-                .open(cg.join("cgroup.procs"))
-                .map_err(|e| format!("cannot open {}/cgroup.procs: {e}", cg.display()))?,
-        ),
-        None => None,
-    };
-    let procs_fd = procs_file.as_ref().map(|f| f.as_raw_fd());
-    let ready_w = ready.as_ref().map(|(_, w, n)| (w.as_raw_fd(), *n));
-    let nofile = req.nofile;
-    let umask = req.umask;
-    let creds = req.credentials.clone();
-
-    let mut cmd = command(
-        program,
-        &req.argv,
-        &req.env,
-        req.clean_env,
-        req.workdir.as_deref(),
-    );
-    cmd.stdin(Stdio::null());
-    match (&out, &err) {
-        (Some((_, ow)), Some((_, ew))) => {
-            let dup = |fd: &OwnedFd| {
-                fd.try_clone()
-                    .map_err(|e| format!("cannot pass a pipe: {e}"))
-            };
-            cmd.stdout(Stdio::from(dup(ow)?))
-                .stderr(Stdio::from(dup(ew)?));
-        }
-        _ => {
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        }
-    }
-    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe syscalls
-    // on values captured by copy; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(fd) = procs_fd {
-                // Writing "0" to cgroup.procs moves the writing process.
-                if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if let Some((soft, hard)) = nofile {
-                let lim = libc::rlimit {
-                    rlim_cur: soft as libc::rlim_t,
-                    rlim_max: hard as libc::rlim_t,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if let Some(mask) = umask {
-                libc::umask(mask as libc::mode_t);
-            }
-            if let Some(c) = &creds {
-                become_user(c).map_err(io::Error::from_raw_os_error)?;
-            }
-            cloexec_from_3();
-            if let Some((w, n)) = ready_w {
-                if !install_ready_fd(w, n) {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            reset_signals();
-            Ok(())
-        });
-    }
-    let spawned = cmd.spawn();
-    drop(cmd);
-    match spawned {
-        // The keeper reaps with waitpid(-1); the Child handle is dropped without waiting.
-        Ok(child) => Ok(Spawned {
-            pid: child.id(),
-            pidfd: None,
-            stdout: out.map(|(r, _)| r),
-            stderr: err.map(|(r, _)| r),
-            ready: ready.map(|(r, _, _)| r),
-        }),
-        Err(e) => Err(explain_std(program, cgroup, &e)),
-    }
-}
-
-/// std's fork/exec returns one error for every step between fork and exec: blame the program
-/// only when it could be the program's fault.
-fn explain_std(program: &Path, cgroup: Option<&Path>, e: &io::Error) -> String {
-    let runnable = rustix::fs::access(program, rustix::fs::Access::EXEC_OK).is_ok();
-    if runnable && matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EACCES)) {
-        let cg = cgroup.map(|c| format!(", joining cgroup {}", c.display()));
-        format!(
-            "cannot start {}: {e} while preparing the child (entering workdir{}, setting limits)",
-            program.display(),
-            cg.unwrap_or_default()
-        )
-    } else {
-        explain(program, e)
     }
 }
