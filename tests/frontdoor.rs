@@ -13,29 +13,7 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
-/// One HTTP/1.1 request to `addr` with `Host: host`, the whole answer as text.
-fn send(addr: &str, host: &str, method: &str, path: &str, headers: &[&str], body: &str) -> String {
-    let mut c = TcpStream::connect(addr).expect("the web listener");
-    c.set_read_timeout(Some(T)).unwrap();
-    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
-    write!(
-        c,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).unwrap();
-    s
-}
-
-fn status(answer: &str) -> u16 {
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
+use candor_scenarios::{http_send as send, http_status as status};
 
 fn has_header(answer: &str, name: &str) -> Option<String> {
     let head = &answer[..answer.find("\r\n\r\n").unwrap_or(answer.len())];

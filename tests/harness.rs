@@ -754,3 +754,42 @@ fn only_its_owner_writes(dir: &Path, uid: u32) -> bool {
             .is_ok_and(|m| (m.uid() == 0 || m.uid() == uid) && m.mode() & 0o022 == 0)
     })
 }
+
+/// One HTTP/1.1 request over TCP to `addr` with `Host: host` and `headers` (each `Name: value`),
+/// `Connection: close`; the whole answer (head and body) as text.
+pub fn http_send(
+    addr: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("the web listener");
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
+}
+
+/// The status code of an answer of [`http_send`] (0 when there is none).
+pub fn http_status(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The body of an answer of [`http_send`].
+pub fn http_body(answer: &str) -> &str {
+    &answer[answer.find("\r\n\r\n").map_or(0, |i| i + 4)..]
+}

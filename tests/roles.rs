@@ -168,22 +168,17 @@ fn with_operators_may_shutdown_an_operator_shuts_the_daemon_down() {
 
 /// One HTTP/1.1 request to the dashboard with a bearer token: (status, body).
 fn http(listen: &str, method: &str, path: &str, token: &str) -> (u16, String) {
-    let mut c = std::net::TcpStream::connect(listen).expect("the dashboard");
-    c.set_read_timeout(Some(T)).unwrap();
-    write!(
-        c,
-        "{method} {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).unwrap();
-    let code = s
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = s[s.find("\r\n\r\n").map_or(0, |i| i + 4)..].to_string();
-    (code, body)
+    let bearer = format!("Authorization: Bearer {token}");
+    let answer = candor_scenarios::http_send(
+        listen,
+        listen,
+        method,
+        path,
+        &[&bearer, "Content-Type: application/json"],
+        "",
+    );
+    let code = candor_scenarios::http_status(&answer);
+    (code, candor_scenarios::http_body(&answer).to_string())
 }
 
 #[test]

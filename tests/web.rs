@@ -10,28 +10,12 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
-/// One HTTP/1.1 request, the whole answer (headers and body) as text.
+/// One HTTP/1.1 request with no body, `Host` the address itself; the whole answer.
 fn http(addr: &str, method: &str, path: &str, headers: &[&str]) -> String {
-    let mut c = std::net::TcpStream::connect(addr).expect("the web listener");
-    c.set_read_timeout(Some(T)).unwrap();
-    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
-    write!(c, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n").unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).unwrap();
-    s
+    candor_scenarios::http_send(addr, addr, method, path, headers, "")
 }
 
-fn status(answer: &str) -> u16 {
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn body(answer: &str) -> &str {
-    &answer[answer.find("\r\n\r\n").map_or(0, |i| i + 4)..]
-}
+use candor_scenarios::{http_body as body, http_status as status};
 
 #[test]
 fn the_dashboard_needs_its_token_and_then_serves_the_page_the_board_and_actions() {
