@@ -120,8 +120,14 @@ impl Cx<'_> {
     }
 
     fn on_notify(&mut self, msg: Notify) {
-        let now = self.mono();
-        // Whose is it? A process in a service's cgroup, else in its process group.
+        // Whose is it? The run the daemon found it from, if any (only while that run is the
+        // live one); else a process in a service's cgroup, else in its process group.
+        if let Some((service, run_id)) = &msg.run {
+            let Some((name, _)) = self.serving(service, *run_id) else {
+                return;
+            };
+            return self.apply_notify(name, *run_id, &msg);
+        }
         let owner = self
             .facts
             .services
@@ -152,6 +158,12 @@ impl Cx<'_> {
             }
             return;
         };
+        self.apply_notify(name, run_id, &msg);
+    }
+
+    /// The message's fields, for the live run `run_id` of `name`.
+    fn apply_notify(&mut self, name: ServiceName, run_id: u64, msg: &Notify) {
+        let now = self.mono();
         let Some(svc) = self.facts.services.get(&name) else {
             return;
         };

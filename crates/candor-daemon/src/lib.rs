@@ -11,6 +11,7 @@ pub mod logs;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod notify_place;
 pub mod paths;
 pub mod probe;
 pub mod records;
@@ -540,14 +541,19 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     ));
     let (internal_tx, internal_rx) = mpsc::channel(1024);
     let (logs_live, _) = broadcast::channel(4096);
-    // Earlier versions kept the notify socket in the state dir; it is abstract now.
-    let _ = std::fs::remove_file(state_dir.join("notify.sock"));
-    let (notify_sock, notify_name) =
-        notify::bind(&paths::instance_name(&state_dir)).map_err(|source| DaemonError::Socket {
-            path: PathBuf::from("@candor-notify"),
+    let instance = paths::instance_name(&state_dir);
+    let (notify_placed, notes) =
+        notify_place::bind(&state_dir, &instance).map_err(|source| DaemonError::Socket {
+            path: PathBuf::from(notify_place::ROOT_DIR).join(format!("{instance}.sock")),
             source,
         })?;
+    for note in notes {
+        eprintln!("candor: warning: notify socket: {note}");
+    }
+    let notify_name = notify_placed.path.display().to_string();
     let notify_counters = Arc::new(notify::NotifyCounters::default());
+    let notify_senders = Arc::new(notify::Senders::default());
+    let notify_mail = Arc::new(notify::Mailbox::default());
     let cgroup_root = match &containment {
         Containment::Cgroup { root } => Some(root.clone()),
         Containment::ProcessGroup { .. } => None,
@@ -562,18 +568,23 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     let guard_counters = Arc::new(guard::GuardCounters::default());
     guard_counters.set_send_timeout(spec.daemon.send_timeout);
     {
-        let (sock, tx, counters) = (
-            Arc::new(notify_sock),
-            internal_tx.clone(),
-            notify_counters.clone(),
-        );
+        let err = |source| DaemonError::Socket {
+            path: notify_placed.path.clone(),
+            source,
+        };
+        let sock = notify_placed.sock.try_clone().map_err(err)?;
+        sock.set_nonblocking(true).map_err(err)?;
+        let sock = tokio::net::UnixDatagram::from_std(sock).map_err(err)?;
+        rustix::net::sockopt::set_socket_passcred(&sock, true).map_err(|e| err(e.into()))?;
+        let server = Arc::new(notify::Server {
+            sock: Arc::new(sock),
+            cgroup_root,
+            senders: notify_senders.clone(),
+            mailbox: notify_mail.clone(),
+            counters: notify_counters.clone(),
+        });
         faults.supervise("the notify socket server".into(), move |_| {
-            notify::serve(
-                sock.clone(),
-                cgroup_root.clone(),
-                tx.clone(),
-                counters.clone(),
-            )
+            notify::serve(server.clone())
         });
     }
     let (upgrade_tx, upgrade_rx) = mpsc::channel(1);
@@ -584,6 +595,8 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         exec: exec_probes.clone(),
         notify_counters: notify_counters.clone(),
         notify_socket: notify_name.clone(),
+        notify_senders,
+        notify_mail,
         echo_events: opts.echo_events,
         service_nofile,
         service_umask,
@@ -772,6 +785,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     if let Some(made) = socket_file {
         candor_keeper::sockpath::remove_if(&socket, made);
     }
+    notify_placed.remove();
     // The keeper ends once every run is over and removes the activated sockets' files as it
     // goes: give it the moment it needs before the process exits under it.
     let _ = tokio::time::timeout(

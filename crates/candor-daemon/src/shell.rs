@@ -42,6 +42,11 @@ pub struct BrainContext {
     pub notify_counters: Arc<NotifyCounters>,
     /// `NOTIFY_SOCKET` for services that use sd_notify.
     pub notify_socket: String,
+    /// The main process of each live run, for the notify server (kept here from the keeper's
+    /// reports).
+    pub notify_senders: Arc<crate::notify::Senders>,
+    /// Notify messages, apart from the rest of the evidence.
+    pub notify_mail: Arc<crate::notify::Mailbox>,
     /// Print every state change on stderr.
     pub echo_events: bool,
     /// How often fds and memory are sampled.
@@ -381,6 +386,19 @@ impl Shell {
                         Input::Request { id, request: candor_brain::Request::Shutdown }
                     }
                 },
+                // Notify messages have their own way in, so WATCHDOG=1 and READY=1 never wait
+                // behind probe results: the known runs' in one step, then the unknown senders'.
+                _ = self.ctx.notify_mail.posted() => {
+                    let (runs, unknown) = self.ctx.notify_mail.take();
+                    let evidence = |m: Vec<_>| m.into_iter().map(Internal::Notify).collect();
+                    if !runs.is_empty() {
+                        self.feed(Input::Evidence(evidence(runs)));
+                    }
+                    if unknown.is_empty() {
+                        continue;
+                    }
+                    Input::Evidence(evidence(unknown))
+                },
                 Some(first) = internal_rx.recv() => {
                     let mut items = vec![first];
                     while items.len() < EVIDENCE_PER_STEP {
@@ -549,6 +567,9 @@ impl Shell {
             if let Some(p) = t.process {
                 self.procs.insert(t.found.service.clone(), p);
                 if t.found.alive {
+                    self.ctx
+                        .notify_senders
+                        .spawned(&t.found.service, p.run_id, p.pid);
                     let pipes = RunPipes {
                         stdout: t.stdout,
                         stderr: t.stderr,
@@ -724,6 +745,7 @@ impl Shell {
                     stderr_ino: stderr.as_ref().and_then(crate::records::pipe_ino),
                 };
                 self.procs.insert(service.clone(), process);
+                self.ctx.notify_senders.spawned(&service, run_id, pid);
                 let pipes = RunPipes {
                     stdout,
                     stderr,
@@ -756,15 +778,18 @@ impl Shell {
                 group_empty,
                 escalated,
                 oom_kills,
-            } => Input::Exited {
-                service,
-                run_id,
-                status,
-                at,
-                group_empty,
-                escalated,
-                oom_kills,
-            },
+            } => {
+                self.ctx.notify_senders.exited(&service, run_id);
+                Input::Exited {
+                    service,
+                    run_id,
+                    status,
+                    at,
+                    group_empty,
+                    escalated,
+                    oom_kills,
+                }
+            }
             KeeperEvent::Emptied {
                 service,
                 run_id,
