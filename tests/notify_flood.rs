@@ -164,6 +164,7 @@ workdir = "/"
         "a stranger's STATUS is not the service's: {s}"
     );
     assert!(alive(pid));
+    eprintln!("after the flood: {}", d.info()["notify"]);
     let limited = counter(&d, "dropped_rate_limited");
     let strangers = counter(&d, "dropped_strangers");
     assert!(limited > 0, "{}", d.info());
@@ -333,4 +334,45 @@ workdir = "/"
     assert_eq!(s["status_text"], "from a child", "{s}");
     assert_eq!(counter(&d, "dropped_strangers"), 0, "{}", d.info());
     assert_eq!(counter(&d, "dropped_rate_limited"), 0, "{}", d.info());
+}
+
+#[test]
+fn a_watchdog_service_keeps_its_run_across_kill_9_and_upgrade_at_the_same_socket_path() {
+    // The next daemon binds the same path again (a rename over what the last one left), so a
+    // service's pings never go anywhere else.
+    let mut d = Daemon::start(
+        r#"
+[service.dog]
+command = ["{zoo}", "watchdog-stall", "--after", "1h", "--every", "500ms"]
+ready = "notify"
+watchdog = "2s"
+"#,
+    );
+    let pid = d.wait_state("dog", "running", T)["pid"].as_u64().unwrap();
+    let socket = notify_socket(&d);
+    let same_run = |d: &Daemon, when: &str| {
+        // Past two watchdog periods: a ping that went nowhere would have restarted it.
+        let before = counter(d, "received");
+        std::thread::sleep(Duration::from_secs(5));
+        let s = d.status("dog");
+        assert_eq!(s["pid"], pid, "{when}: {s}");
+        assert_eq!(s["state"], "running", "{when}: {s}");
+        assert_eq!(s["restarts"], 0, "{when}: {s}");
+        assert!(counter(d, "received") > before, "{when}: {}", d.info());
+        assert_eq!(counter(d, "dropped_strangers"), 0, "{when}: {}", d.info());
+        assert_eq!(
+            counter(d, "dropped_rate_limited"),
+            0,
+            "{when}: {}",
+            d.info()
+        );
+    };
+    d.kill_daemon();
+    d.spawn();
+    assert_eq!(notify_socket(&d), socket);
+    same_run(&d, "after kill -9");
+    let out = d.ok(&["upgrade"]);
+    assert!(out.starts_with("upgraded: pid "), "{out}");
+    assert_eq!(notify_socket(&d), socket);
+    same_run(&d, "after candor upgrade");
 }

@@ -515,7 +515,11 @@ ready = "notify"
 "#
     ));
     d.wait_state("hasty", "running", T);
-    // Ten ticks, the READY and its BARRIER: none lost on the way.
+    // Ten ticks, the READY and its BARRIER: none lost on the way. (The BARRIER is sent after the
+    // READY, which may show the service running before the BARRIER is read.)
+    wait_for("all 12 messages received", T, || {
+        (d.info()["notify"]["received"] == 12).then_some(())
+    });
     assert_eq!(d.info()["notify"]["received"], 12);
     let strangers = d.info()["notify"]["dropped_strangers"].as_u64().unwrap();
     let shown = d.status("hasty")["status_text"].clone();
