@@ -547,10 +547,13 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
             path: PathBuf::from(notify_place::ROOT_DIR).join(format!("{instance}.sock")),
             source,
         })?;
-    for note in notes {
+    let notify_name = notify_placed.path.display().to_string();
+    for note in &notes {
         eprintln!("candor: warning: notify socket: {note}");
     }
-    let notify_name = notify_placed.path.display().to_string();
+    if !notes.is_empty() {
+        eprintln!("candor: notify socket at {notify_name}");
+    }
     let notify_counters = Arc::new(notify::NotifyCounters::default());
     let notify_senders = Arc::new(notify::Senders::default());
     let notify_mail = Arc::new(notify::Mailbox::default());
