@@ -300,6 +300,35 @@ workdir = "/"
         std::fs::symlink_metadata(&path).is_err(),
         "{socket} left behind"
     );
+
+    // Something of another user's at the path (only root could put it there) is left alone:
+    // the daemon binds elsewhere and says so.
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    std::os::unix::fs::lchown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+    d.spawn();
+    let elsewhere = notify_socket(&d);
+    assert_ne!(elsewhere, socket);
+    assert!(
+        elsewhere.starts_with("/tmp/candor-notify-0-"),
+        "{elsewhere}"
+    );
+    assert!(std::fs::symlink_metadata(&path).unwrap().is_symlink());
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "{socket} is a symlink of uid {NOBODY}, not this daemon's uid 0; left alone"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("notify socket at {elsewhere}")),
+        "{log}"
+    );
+    let s = d.wait_state("slow", "running", T);
+    assert_eq!(s["ready"]["via"], "notify", "{s}");
+    d.shutdown();
+    std::fs::remove_file(&path).unwrap();
+    let _ = std::fs::remove_dir(Path::new(&elsewhere).parent().unwrap());
 }
 
 /// Debian's `systemd-notify`, which scripts/test.sh installs where it can.

@@ -196,7 +196,8 @@ fn bind_in(
 
 /// What sits at the socket's path, when it is not a socket of this user's (an earlier
 /// daemon's): said, since it is about to be replaced (a rename replaces a symlink, never what
-/// it points to). A directory there cannot be replaced: the place is refused.
+/// it points to). What belongs to another user (only root could have put it in this directory)
+/// is left alone, and so is a directory: the place is refused.
 fn replaced(dir: &OwnedFd, file: &str, path: &Path, euid: u32) -> Result<Option<String>, String> {
     let st = match rustix::fs::statat(dir, file, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
@@ -219,6 +220,13 @@ fn replaced(dir: &OwnedFd, file: &str, path: &Path, euid: u32) -> Result<Option<
         FileType::RegularFile => "a file",
         _ => "something",
     };
+    if st.st_uid != euid {
+        return Err(format!(
+            "{} is {what} of uid {}, not this daemon's uid {euid}; left alone (remove it to use this place)",
+            path.display(),
+            st.st_uid
+        ));
+    }
     Ok(Some(format!(
         "{} was {what} of uid {}, not this daemon's notify socket; replaced it (not followed)",
         path.display(),
@@ -474,6 +482,39 @@ mod tests {
         assert!(dir.join("n.sock").exists(), "the newer socket stays");
         again.remove();
         assert!(!dir.join("n.sock").exists());
+    }
+
+    #[test]
+    fn what_another_user_owns_at_the_socket_path_is_left_alone() {
+        if euid() != 0 {
+            eprintln!("skipped: chown needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("notify");
+        std::fs::create_dir(&dir).unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let link = dir.join("n.sock");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        let place = Place {
+            dir,
+            file: "n.sock".into(),
+            dir_mode: Some(0o755),
+            others_reach: false,
+        };
+        let why = bind_in(&place, 0, 0o666).unwrap_err();
+        assert!(why.contains("is a symlink of uid 65534"), "{why}");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("notify"))
+                .unwrap()
+                .count(),
+            1,
+            "no temporary socket left behind"
+        );
     }
 
     #[test]
