@@ -579,16 +579,41 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         sock.set_nonblocking(true).map_err(err)?;
         let sock = tokio::net::UnixDatagram::from_std(sock).map_err(err)?;
         rustix::net::sockopt::set_socket_passcred(&sock, true).map_err(|e| err(e.into()))?;
-        let server = Arc::new(notify::Server {
-            sock: Arc::new(sock),
-            cgroup_root,
-            senders: notify_senders.clone(),
-            mailbox: notify_mail.clone(),
-            counters: notify_counters.clone(),
-        });
+        let server = |sock| {
+            Arc::new(notify::Server {
+                sock: Arc::new(sock),
+                cgroup_root: cgroup_root.clone(),
+                senders: notify_senders.clone(),
+                mailbox: notify_mail.clone(),
+                counters: notify_counters.clone(),
+            })
+        };
+        let main = server(sock);
         faults.supervise("the notify socket server".into(), move |_| {
-            notify::serve(server.clone())
+            notify::serve(main.clone())
         });
+        // Runs an earlier version started were told an abstract NOTIFY_SOCKET: listen there too
+        // while they live (served the same way), so an upgrade restarts none of them.
+        let adopted = taken.taken.iter().filter(|t| t.found.alive);
+        let pids = adopted.filter_map(|t| t.process.map(|p| p.pid));
+        for name in notify_place::abstract_names_of(pids) {
+            let bound = notify_place::bind_abstract(&name).and_then(|sock| {
+                sock.set_nonblocking(true)?;
+                let sock = tokio::net::UnixDatagram::from_std(sock)?;
+                rustix::net::sockopt::set_socket_passcred(&sock, true)?;
+                Ok(sock)
+            });
+            match bound {
+                Ok(sock) => {
+                    eprintln!("candor: notify: also listening on @{name}, where runs an earlier version started send (restart them to move them to {notify_name})");
+                    let legacy = server(sock);
+                    faults.supervise(format!("the notify server on @{name}"), move |_| {
+                        notify::serve(legacy.clone())
+                    });
+                }
+                Err(e) => eprintln!("candor: warning: notify: cannot listen on @{name} ({e}), where runs an earlier version started send: their messages are lost until they are restarted"),
+            }
+        }
     }
     let (upgrade_tx, upgrade_rx) = mpsc::channel(1);
     let keeper_for_api = keeper.clone();

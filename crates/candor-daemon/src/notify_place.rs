@@ -46,6 +46,36 @@ impl NotifySocket {
     }
 }
 
+/// The abstract `NOTIFY_SOCKET` names (`@…`, without the `@`) that the given running processes
+/// were started with: runs an earlier version of Candor (whose notify socket was abstract)
+/// started, now adopted. Read once at start from `/proc/<pid>/environ`.
+pub fn abstract_names_of(pids: impl IntoIterator<Item = u32>) -> Vec<String> {
+    let mut names: Vec<String> = pids
+        .into_iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
+        .filter_map(|env| abstract_name_in(&env))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `NOTIFY_SOCKET=@name` in an environ block (NUL-separated), as `name`.
+fn abstract_name_in(environ: &[u8]) -> Option<String> {
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(b"NOTIFY_SOCKET=@"))
+        .filter(|name| !name.is_empty())
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+}
+
+/// Bind an abstract name (for runs an earlier version started: see [`abstract_names_of`]).
+pub fn bind_abstract(name: &str) -> io::Result<UnixDatagram> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    UnixDatagram::bind_addr(&addr)
+}
+
 /// A place to try: the directory, the socket's file name, the mode of the directory when the
 /// daemon makes it (or owns it and it is dedicated to notify sockets).
 struct Place {
@@ -381,6 +411,20 @@ mod tests {
         let a = rustix::fs::fstat(fd).unwrap();
         let b = std::fs::symlink_metadata(dir).unwrap();
         a.st_ino == b.ino() && a.st_dev == b.dev()
+    }
+
+    #[test]
+    fn the_abstract_notify_socket_of_an_earlier_version_is_found_in_the_environ() {
+        let env = b"PATH=/bin\0NOTIFY_SOCKET=@candor-notify-x-12\0HOME=/\0";
+        assert_eq!(abstract_name_in(env), Some("candor-notify-x-12".into()));
+        assert_eq!(
+            abstract_name_in(b"NOTIFY_SOCKET=/run/candor/notify/x.sock\0"),
+            None
+        );
+        assert_eq!(abstract_name_in(b"NOTIFY_SOCKET=@\0"), None);
+        assert_eq!(abstract_name_in(b"XNOTIFY_SOCKET=@a\0"), None);
+        assert_eq!(abstract_name_in(b""), None);
+        assert!(abstract_names_of([u32::MAX]).is_empty(), "no such process");
     }
 
     #[test]
