@@ -837,6 +837,31 @@ fn early_notify_waits_for_the_spawn_report_and_strangers_are_counted() {
 }
 
 #[test]
+fn notify_from_a_known_run_before_its_spawn_report_is_held_until_it() {
+    let mut s = Sim::new("[service.api]\ncommand = [\"/bin/api\"]\nready = \"notify\"\n");
+    let run_id = s.run_id("api");
+    // The daemon knew the run's pid before the brain had the keeper's report of the spawn.
+    s.evidence(candor_brain::Evidence::Notify(candor_brain::Notify {
+        pid: 4242,
+        cgroup_service: None,
+        pgid: None,
+        run: Some(("api".into(), run_id)),
+        fields: vec![("READY".into(), "1".into())],
+    }));
+    assert_eq!(count(&s.last, |e| *e == Effect::CountStranger), 0);
+    assert_eq!(s.state("api"), Starting);
+    s.feed(candor_brain::Input::Spawned {
+        unenforced: None,
+        service: "api".into(),
+        run_id,
+        pid: 4242,
+        at: s.now.mono,
+        cleared_leftovers: 0,
+    });
+    assert_eq!(s.state("api"), Running, "the held READY=1 counts now");
+}
+
+#[test]
 fn notify_from_a_known_run_counts_only_while_that_run_is_the_live_one() {
     let mut s = Sim::new("[service.api]\ncommand = [\"/bin/api\"]\nready = \"notify\"\n");
     let first = s.run_id("api");

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use candor_api as api;
-use candor_keeper::{Containment, KeeperConfig};
+use candor_keeper::{Containment, KeeperConfig, KeeperEvent};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::board::Board;
@@ -450,7 +450,23 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         .unwrap_or_default()
     };
     let (keeper_tx, keeper_rx) = mpsc::channel(1024);
+    let notify_senders = Arc::new(notify::Senders::default());
+    let senders = notify_senders.clone();
     let emit = Box::new(move |ev| {
+        // The notify server knows a run's main pid as soon as the keeper does (the brain holds
+        // what comes before the report reaches it).
+        match &ev {
+            KeeperEvent::Spawned {
+                service,
+                run_id,
+                pid,
+                ..
+            } => senders.spawned(service, *run_id, *pid),
+            KeeperEvent::Exited {
+                service, run_id, ..
+            } => senders.exited(service, *run_id),
+            _ => {}
+        }
         // Blocking here is fine: this runs on the keeper's own thread.
         let _ = keeper_tx.blocking_send(ev);
     });
@@ -555,7 +571,6 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         eprintln!("candor: notify socket at {notify_name}");
     }
     let notify_counters = Arc::new(notify::NotifyCounters::default());
-    let notify_senders = Arc::new(notify::Senders::default());
     let notify_mail = Arc::new(notify::Mailbox::default());
     let cgroup_root = match &containment {
         Containment::Cgroup { root } => Some(root.clone()),

@@ -42,8 +42,8 @@ pub struct BrainContext {
     pub notify_counters: Arc<NotifyCounters>,
     /// `NOTIFY_SOCKET` for services that use sd_notify.
     pub notify_socket: String,
-    /// The main process of each live run, for the notify server (kept here from the keeper's
-    /// reports).
+    /// The main process of each live run, for the notify server (the keeper's emitter records
+    /// spawns and exits; the shell, the runs it adopts).
     pub notify_senders: Arc<crate::notify::Senders>,
     /// Notify messages, apart from the rest of the evidence.
     pub notify_mail: Arc<crate::notify::Mailbox>,
@@ -745,7 +745,6 @@ impl Shell {
                     stderr_ino: stderr.as_ref().and_then(crate::records::pipe_ino),
                 };
                 self.procs.insert(service.clone(), process);
-                self.ctx.notify_senders.spawned(&service, run_id, pid);
                 let pipes = RunPipes {
                     stdout,
                     stderr,
@@ -778,18 +777,15 @@ impl Shell {
                 group_empty,
                 escalated,
                 oom_kills,
-            } => {
-                self.ctx.notify_senders.exited(&service, run_id);
-                Input::Exited {
-                    service,
-                    run_id,
-                    status,
-                    at,
-                    group_empty,
-                    escalated,
-                    oom_kills,
-                }
-            }
+            } => Input::Exited {
+                service,
+                run_id,
+                status,
+                at,
+                group_empty,
+                escalated,
+                oom_kills,
+            },
             KeeperEvent::Emptied {
                 service,
                 run_id,
