@@ -408,6 +408,68 @@ mod tests {
         assert_eq!(m.take(), (vec![], vec![]));
     }
 
+    /// Send `n` copies of `msg` from this process to `path`, then wait until the server has
+    /// received `total` datagrams in all.
+    async fn send(s: &Server, path: &Path, msg: &'static [u8], n: usize, total: u64) {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
+            for _ in 0..n {
+                tx.send_to(msg, &path).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while s.counters.received.load(Ordering::Relaxed) < total {
+            assert!(Instant::now() < deadline, "the server stopped reading");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_live_run_s_main_process_is_never_limited_and_anyone_else_only_by_its_uid_s_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let sock = UnixDatagram::from_std(sock).unwrap();
+        rustix::net::sockopt::set_socket_passcred(&sock, true).unwrap();
+        let s = Arc::new(Server {
+            sock: Arc::new(sock),
+            cgroup_root: None,
+            senders: Arc::default(),
+            mailbox: Arc::default(),
+            counters: Arc::default(),
+        });
+        let server = tokio::spawn(serve(s.clone()));
+        // This process is no run's: looked up within its uid's budget, the rest dropped unread.
+        send(&s, &path, b"STATUS=x", 1000, 1000).await;
+        let limited = s.counters.rate_limited.load(Ordering::Relaxed);
+        let (runs, unknown) = s.mailbox.take();
+        assert!(runs.is_empty());
+        assert!(unknown.len() >= LOOKUP_BURST as usize, "{}", unknown.len());
+        // (More than the unknown queue holds, on a slow machine, are counted as strangers.)
+        let strangers = s.counters.strangers.load(Ordering::Relaxed);
+        assert_eq!(unknown.len() as u64 + limited + strangers, 1000);
+        assert!(unknown.iter().all(|m| m.run.is_none() && m.pgid.is_some()));
+        // Now it is a live run's main process: nothing limited, its pings folded into one.
+        s.senders.spawned("api", 7, std::process::id());
+        send(&s, &path, b"WATCHDOG=1", 1000, 2000).await;
+        assert_eq!(s.counters.rate_limited.load(Ordering::Relaxed), limited);
+        let (runs, unknown) = s.mailbox.take();
+        assert!(unknown.is_empty());
+        assert!(!runs.is_empty() && runs.len() <= 1000);
+        assert!(runs
+            .iter()
+            .all(|m| m.run == Some(("api".into(), 7)) && m.pgid.is_none()));
+        assert_eq!(
+            runs.len() as u64 + s.counters.coalesced.load(Ordering::Relaxed),
+            1000
+        );
+        server.abort();
+    }
+
     #[test]
     fn parse_keeps_key_value_lines_in_order() {
         let f = parse(b"READY=1\nSTATUS=a=b c\nnonsense\n WATCHDOG =1\n").unwrap();
