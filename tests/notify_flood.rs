@@ -408,8 +408,13 @@ watchdog = "2s"
     d.spawn();
     assert_eq!(notify_socket(&d), socket);
     same_run(&d, "after kill -9");
+    // `candor upgrade` hands the bound socket itself to the new binary: what is sent during
+    // the exec waits in it, and the file at the path is the same socket.
+    let ino = || std::fs::symlink_metadata(&socket).unwrap().ino();
+    let before = ino();
     let out = d.ok(&["upgrade"]);
     assert!(out.starts_with("upgraded: pid "), "{out}");
     assert_eq!(notify_socket(&d), socket);
+    assert_eq!(ino(), before, "the same socket, not one bound anew");
     same_run(&d, "after candor upgrade");
 }

@@ -28,7 +28,7 @@ pub mod web;
 #[cfg(test)]
 mod frontdoor_props;
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -558,11 +558,27 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     let (internal_tx, internal_rx) = mpsc::channel(1024);
     let (logs_live, _) = broadcast::channel(4096);
     let instance = paths::instance_name(&state_dir);
-    let (notify_placed, notes) =
-        notify_place::bind(&state_dir, &instance).map_err(|source| DaemonError::Socket {
-            path: PathBuf::from(notify_place::ROOT_DIR).join(format!("{instance}.sock")),
-            source,
-        })?;
+    // Handed over by `candor upgrade` (messages sent meanwhile waited in it), else bound.
+    let handed = opts
+        .handover
+        .notify
+        .as_deref()
+        .map(notify_place::take_handed);
+    let (notify_placed, notes) = match handed {
+        Some(Ok(s)) => (s, Vec::new()),
+        other => {
+            let mut placed = notify_place::bind(&state_dir, &instance).map_err(|source| {
+                DaemonError::Socket {
+                    path: PathBuf::from(notify_place::ROOT_DIR).join(format!("{instance}.sock")),
+                    source,
+                }
+            })?;
+            if let Some(Err(why)) = other {
+                placed.1.insert(0, why);
+            }
+            placed
+        }
+    };
     let notify_name = notify_placed.path.display().to_string();
     for note in &notes {
         eprintln!("candor: warning: notify socket: {note}");
@@ -811,6 +827,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
                 incarnation: &info_incarnation,
                 original,
                 init: opts.init,
+                notify: Some((notify_placed.sock.as_fd(), notify_placed.handover())),
             },
         );
     }

@@ -35,6 +35,18 @@ pub struct NotifySocket {
 }
 
 impl NotifySocket {
+    /// What tells the daemon `candor upgrade` execs where this socket is and which fd holds it
+    /// (read back by [`take_handed`]): `FD:INODE:PATH`.
+    pub fn handover(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!(
+            "{}:{}:{}",
+            self.sock.as_raw_fd(),
+            self.ino,
+            self.path.display()
+        )
+    }
+
     /// Remove the socket file at an orderly shutdown, if it is still the one this daemon bound
     /// (never on the way to an upgrade: the next daemon takes the path over).
     pub fn remove(&self) {
@@ -74,6 +86,69 @@ pub fn bind_abstract(name: &str) -> io::Result<UnixDatagram> {
     use std::os::linux::net::SocketAddrExt;
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
     UnixDatagram::bind_addr(&addr)
+}
+
+/// The socket a predecessor handed over across `candor upgrade` (`FD:INODE:PATH`, from
+/// [`NotifySocket::handover`]): taken when the fd is a datagram socket and the path (in a
+/// directory only this user can write, opened without following symlinks) is still the
+/// socket file it bound. Otherwise the fd is closed and the reason given, for a fresh bind.
+pub fn take_handed(value: &str) -> Result<NotifySocket, String> {
+    use std::os::fd::FromRawFd;
+    let euid = rustix::process::geteuid().as_raw();
+    let mut parts = value.splitn(3, ':');
+    let (fd, ino, path) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(fd), Some(ino), Some(path)) => (fd.parse::<i32>(), ino.parse::<u64>(), path),
+        _ => {
+            return Err(format!(
+                "the handed-over notify socket ({value}) is not FD:INODE:PATH"
+            ))
+        }
+    };
+    let (Ok(fd), Ok(ino)) = (fd, ino) else {
+        return Err(format!(
+            "the handed-over notify socket ({value}) is not FD:INODE:PATH"
+        ));
+    };
+    // SAFETY: F_GETFD only asks whether the number is an open fd.
+    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(format!(
+            "the handed-over notify socket's fd {fd} is not open"
+        ));
+    }
+    // SAFETY: the predecessor left this fd open for this process alone (the variable is read
+    // once, at start, and removed from the environment); it is owned from here on.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let is_dgram = rustix::fs::fstat(&owned)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Socket)
+        && rustix::net::sockopt::socket_type(&owned) == Ok(rustix::net::SocketType::DGRAM);
+    if !is_dgram {
+        return Err(format!("the handed-over fd {fd} is not a datagram socket"));
+    }
+    let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
+    let path = PathBuf::from(path);
+    let (Some(parent), Some(file)) = (path.parent(), path.file_name()) else {
+        return Err(format!("{} is no socket path", path.display()));
+    };
+    let file = file.to_string_lossy().into_owned();
+    let dir = secure_dir(parent, None, euid, false)?;
+    let same = rustix::fs::statat(&dir, file.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+        st.st_ino == ino
+            && st.st_uid == euid
+            && FileType::from_raw_mode(st.st_mode) == FileType::Socket
+    });
+    if !same {
+        return Err(format!(
+            "{} is no longer the socket handed over; bound anew",
+            path.display()
+        ));
+    }
+    Ok(NotifySocket {
+        sock: UnixDatagram::from(owned),
+        path,
+        dir,
+        file,
+        ino,
+    })
 }
 
 /// A place to try: the directory, the socket's file name, the mode of the directory when the
@@ -559,6 +634,40 @@ mod tests {
             1,
             "no temporary socket left behind"
         );
+    }
+
+    #[test]
+    fn a_handed_over_socket_is_taken_only_while_its_path_is_still_it() {
+        use std::os::fd::{AsRawFd, IntoRawFd};
+        let tmp = tempfile::tempdir().unwrap();
+        let place = Place {
+            dir: tmp.path().join("notify"),
+            file: "n.sock".into(),
+            dir_mode: Some(0o755),
+            others_reach: false,
+        };
+        let (s, _) = bind_in(&place, euid(), 0o666).unwrap();
+        // What the exec passes: an fd number the successor owns.
+        let hand = |s: &NotifySocket| {
+            let fd = s.sock.try_clone().unwrap().into_raw_fd();
+            let value = s.handover();
+            value.replacen(&s.sock.as_raw_fd().to_string(), &fd.to_string(), 1)
+        };
+        let taken = take_handed(&hand(&s)).unwrap();
+        assert_eq!(taken.path, s.path);
+        let tx = UnixDatagram::unbound().unwrap();
+        tx.send_to(b"READY=1", &s.path).unwrap();
+        let mut buf = [0u8; 16];
+        let n = taken.sock.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+        // The path was bound anew since (another daemon): not the same socket.
+        let stale = hand(&s);
+        let (_newer, _) = bind_in(&place, euid(), 0o666).unwrap();
+        let why = take_handed(&stale).unwrap_err();
+        assert!(why.contains("no longer the socket handed over"), "{why}");
+        for bad in ["", "x:1:/a", "1:1:/a", "999999:1:/a"] {
+            assert!(take_handed(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
