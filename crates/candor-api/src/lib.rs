@@ -334,6 +334,17 @@ pub struct NotifyStats {
     pub dropped_oversized: u64,
     /// From a process that belongs to no running service.
     pub dropped_strangers: u64,
+    /// Not looked up: from a process that is no live run's main process, past its uid's budget
+    /// of lookups (100 a second, 200 at once).
+    #[serde(default)]
+    pub dropped_rate_limited: u64,
+    /// From a run with more messages already waiting for the supervisor than it can use.
+    #[serde(default)]
+    pub dropped_overflow: u64,
+    /// `WATCHDOG=1` folded into one of the same run's already waiting (not dropped: the
+    /// watchdog is fed once either way).
+    #[serde(default)]
+    pub coalesced: u64,
 }
 
 /// `POST /v1/reset-failed`.

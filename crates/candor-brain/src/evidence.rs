@@ -120,8 +120,28 @@ impl Cx<'_> {
     }
 
     fn on_notify(&mut self, msg: Notify) {
-        let now = self.mono();
-        // Whose is it? A process in a service's cgroup, else in its process group.
+        // Whose is it? The run the daemon found it from, if any (only while that run is the
+        // live one); else a process in a service's cgroup, else in its process group.
+        if let Some((service, run_id)) = &msg.run {
+            // The daemon may learn a spawn's pid before the brain does: hold the message until
+            // that spawn is reported, as any early one.
+            let reported = self.facts.name_of(service).is_some_and(|n| {
+                self.facts.services.get(&n).is_some_and(|s| {
+                    !s.live()
+                        .is_some_and(|r| r.id == *run_id && r.pid().is_none())
+                })
+            });
+            if !reported {
+                if self.facts.early_notify.len() < MAX_EARLY_NOTIFY {
+                    self.facts.early_notify.push(msg);
+                }
+                return;
+            }
+            let Some((name, _)) = self.serving(service, *run_id) else {
+                return;
+            };
+            return self.apply_notify(name, *run_id, &msg);
+        }
         let owner = self
             .facts
             .services
@@ -152,6 +172,12 @@ impl Cx<'_> {
             }
             return;
         };
+        self.apply_notify(name, run_id, &msg);
+    }
+
+    /// The message's fields, for the live run `run_id` of `name`.
+    fn apply_notify(&mut self, name: ServiceName, run_id: u64, msg: &Notify) {
+        let now = self.mono();
         let Some(svc) = self.facts.services.get(&name) else {
             return;
         };

@@ -107,6 +107,11 @@ pub struct Notify {
     pub pgid: Option<u32>,
     /// `KEY=VALUE` lines.
     pub fields: Vec<(String, String)>,
+    /// The run (service, run id) the daemon found the sender belongs to: a live run's main
+    /// process, or in its process group or cgroup. When set, the brain takes it only if that run
+    /// is still the service's live one; when not, it looks for the owner by `cgroup_service`,
+    /// `pgid` and `pid` itself.
+    pub run: Option<(String, u64)>,
 }
 
 #[derive(Clone, Debug)]

@@ -466,6 +466,7 @@ impl Model {
                     pid,
                     cgroup_service: Some(NAMES[i].into()),
                     pgid: Some(pid),
+                    run: None,
                     fields: vec![(field.0.into(), field.1.into())],
                 };
                 self.feed(Input::Evidence(vec![Evidence::Notify(msg)]));

@@ -806,6 +806,7 @@ fn early_notify_waits_for_the_spawn_report_and_strangers_are_counted() {
         pid: 4242,
         cgroup_service: Some("api".into()),
         pgid: Some(4242),
+        run: None,
         fields: vec![("READY".into(), "1".into())],
     };
     s.evidence(candor_brain::Evidence::Notify(msg));
@@ -828,10 +829,63 @@ fn early_notify_waits_for_the_spawn_report_and_strangers_are_counted() {
         pid: 9,
         cgroup_service: None,
         pgid: Some(9),
+        run: None,
         fields: vec![("READY".into(), "1".into())],
     };
     s.evidence(candor_brain::Evidence::Notify(stranger));
     assert_eq!(count(&s.last, |e| *e == Effect::CountStranger), 1);
+}
+
+#[test]
+fn notify_from_a_known_run_before_its_spawn_report_is_held_until_it() {
+    let mut s = Sim::new("[service.api]\ncommand = [\"/bin/api\"]\nready = \"notify\"\n");
+    let run_id = s.run_id("api");
+    // The daemon knew the run's pid before the brain had the keeper's report of the spawn.
+    s.evidence(candor_brain::Evidence::Notify(candor_brain::Notify {
+        pid: 4242,
+        cgroup_service: None,
+        pgid: None,
+        run: Some(("api".into(), run_id)),
+        fields: vec![("READY".into(), "1".into())],
+    }));
+    assert_eq!(count(&s.last, |e| *e == Effect::CountStranger), 0);
+    assert_eq!(s.state("api"), Starting);
+    s.feed(candor_brain::Input::Spawned {
+        unenforced: None,
+        service: "api".into(),
+        run_id,
+        pid: 4242,
+        at: s.now.mono,
+        cleared_leftovers: 0,
+    });
+    assert_eq!(s.state("api"), Running, "the held READY=1 counts now");
+}
+
+#[test]
+fn notify_from_a_known_run_counts_only_while_that_run_is_the_live_one() {
+    let mut s = Sim::new("[service.api]\ncommand = [\"/bin/api\"]\nready = \"notify\"\n");
+    let first = s.run_id("api");
+    s.feed(candor_brain::Input::Spawned {
+        unenforced: None,
+        service: "api".into(),
+        run_id: first,
+        pid: 4242,
+        at: s.now.mono,
+        cleared_leftovers: 0,
+    });
+    // The daemon found the sender (any pid: a child of the service) to be of this run.
+    let from = |run_id| candor_brain::Notify {
+        pid: 77,
+        cgroup_service: None,
+        pgid: None,
+        run: Some(("api".into(), run_id)),
+        fields: vec![("READY".into(), "1".into())],
+    };
+    s.evidence(candor_brain::Evidence::Notify(from(first + 100)));
+    assert_eq!(s.state("api"), Starting, "a run that is not the live one");
+    assert_eq!(count(&s.last, |e| *e == Effect::CountStranger), 0);
+    s.evidence(candor_brain::Evidence::Notify(from(first)));
+    assert_eq!(s.state("api"), Running);
 }
 
 #[test]

@@ -411,6 +411,9 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
     info.notify.received = n.received.load(std::sync::atomic::Ordering::Relaxed);
     info.notify.dropped_oversized = n.oversized.load(std::sync::atomic::Ordering::Relaxed);
     info.notify.dropped_strangers = n.strangers.load(std::sync::atomic::Ordering::Relaxed);
+    info.notify.dropped_rate_limited = n.rate_limited.load(std::sync::atomic::Ordering::Relaxed);
+    info.notify.dropped_overflow = n.overflow.load(std::sync::atomic::Ordering::Relaxed);
+    info.notify.coalesced = n.coalesced.load(std::sync::atomic::Ordering::Relaxed);
     let d = st.store.dropped();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let (dropped_lines, dropped_events) = (load(&d.logs), load(&d.events));

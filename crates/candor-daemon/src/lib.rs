@@ -11,6 +11,7 @@ pub mod logs;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod notify_place;
 pub mod paths;
 pub mod probe;
 pub mod records;
@@ -27,14 +28,14 @@ pub mod web;
 #[cfg(test)]
 mod frontdoor_props;
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use candor_api as api;
-use candor_keeper::{Containment, KeeperConfig};
+use candor_keeper::{Containment, KeeperConfig, KeeperEvent};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::board::Board;
@@ -449,7 +450,23 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         .unwrap_or_default()
     };
     let (keeper_tx, keeper_rx) = mpsc::channel(1024);
+    let notify_senders = Arc::new(notify::Senders::default());
+    let senders = notify_senders.clone();
     let emit = Box::new(move |ev| {
+        // The notify server knows a run's main pid as soon as the keeper does (the brain holds
+        // what comes before the report reaches it).
+        match &ev {
+            KeeperEvent::Spawned {
+                service,
+                run_id,
+                pid,
+                ..
+            } => senders.spawned(service, *run_id, *pid),
+            KeeperEvent::Exited {
+                service, run_id, ..
+            } => senders.exited(service, *run_id),
+            _ => {}
+        }
         // Blocking here is fine: this runs on the keeper's own thread.
         let _ = keeper_tx.blocking_send(ev);
     });
@@ -540,14 +557,37 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     ));
     let (internal_tx, internal_rx) = mpsc::channel(1024);
     let (logs_live, _) = broadcast::channel(4096);
-    // Earlier versions kept the notify socket in the state dir; it is abstract now.
-    let _ = std::fs::remove_file(state_dir.join("notify.sock"));
-    let (notify_sock, notify_name) =
-        notify::bind(&paths::instance_name(&state_dir)).map_err(|source| DaemonError::Socket {
-            path: PathBuf::from("@candor-notify"),
-            source,
-        })?;
+    let instance = paths::instance_name(&state_dir);
+    // Handed over by `candor upgrade` (messages sent meanwhile waited in it), else bound.
+    let handed = opts
+        .handover
+        .notify
+        .as_deref()
+        .map(notify_place::take_handed);
+    let (notify_placed, notes) = match handed {
+        Some(Ok(s)) => (s, Vec::new()),
+        other => {
+            let mut placed = notify_place::bind(&state_dir, &instance).map_err(|source| {
+                DaemonError::Socket {
+                    path: PathBuf::from(notify_place::ROOT_DIR).join(format!("{instance}.sock")),
+                    source,
+                }
+            })?;
+            if let Some(Err(why)) = other {
+                placed.1.insert(0, why);
+            }
+            placed
+        }
+    };
+    let notify_name = notify_placed.path.display().to_string();
+    for note in &notes {
+        eprintln!("candor: warning: notify socket: {note}");
+    }
+    if !notes.is_empty() {
+        eprintln!("candor: notify socket at {notify_name}");
+    }
     let notify_counters = Arc::new(notify::NotifyCounters::default());
+    let notify_mail = Arc::new(notify::Mailbox::default());
     let cgroup_root = match &containment {
         Containment::Cgroup { root } => Some(root.clone()),
         Containment::ProcessGroup { .. } => None,
@@ -562,19 +602,49 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     let guard_counters = Arc::new(guard::GuardCounters::default());
     guard_counters.set_send_timeout(spec.daemon.send_timeout);
     {
-        let (sock, tx, counters) = (
-            Arc::new(notify_sock),
-            internal_tx.clone(),
-            notify_counters.clone(),
-        );
+        let err = |source| DaemonError::Socket {
+            path: notify_placed.path.clone(),
+            source,
+        };
+        let sock = notify_placed.sock.try_clone().map_err(err)?;
+        sock.set_nonblocking(true).map_err(err)?;
+        let sock = tokio::net::UnixDatagram::from_std(sock).map_err(err)?;
+        rustix::net::sockopt::set_socket_passcred(&sock, true).map_err(|e| err(e.into()))?;
+        let server = |sock| {
+            Arc::new(notify::Server {
+                sock: Arc::new(sock),
+                cgroup_root: cgroup_root.clone(),
+                senders: notify_senders.clone(),
+                mailbox: notify_mail.clone(),
+                counters: notify_counters.clone(),
+            })
+        };
+        let main = server(sock);
         faults.supervise("the notify socket server".into(), move |_| {
-            notify::serve(
-                sock.clone(),
-                cgroup_root.clone(),
-                tx.clone(),
-                counters.clone(),
-            )
+            notify::serve(main.clone())
         });
+        // Runs an earlier version started were told an abstract NOTIFY_SOCKET: listen there too
+        // while they live (served the same way), so an upgrade restarts none of them.
+        let adopted = taken.taken.iter().filter(|t| t.found.alive);
+        let pids = adopted.filter_map(|t| t.process.map(|p| p.pid));
+        for name in notify_place::abstract_names_of(pids) {
+            let bound = notify_place::bind_abstract(&name).and_then(|sock| {
+                sock.set_nonblocking(true)?;
+                let sock = tokio::net::UnixDatagram::from_std(sock)?;
+                rustix::net::sockopt::set_socket_passcred(&sock, true)?;
+                Ok(sock)
+            });
+            match bound {
+                Ok(sock) => {
+                    eprintln!("candor: notify: also listening on @{name}, where runs an earlier version started send (restart them to move them to {notify_name})");
+                    let legacy = server(sock);
+                    faults.supervise(format!("the notify server on @{name}"), move |_| {
+                        notify::serve(legacy.clone())
+                    });
+                }
+                Err(e) => eprintln!("candor: warning: notify: cannot listen on @{name} ({e}), where runs an earlier version started send: their messages are lost until they are restarted"),
+            }
+        }
     }
     let (upgrade_tx, upgrade_rx) = mpsc::channel(1);
     let keeper_for_api = keeper.clone();
@@ -584,6 +654,8 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         exec: exec_probes.clone(),
         notify_counters: notify_counters.clone(),
         notify_socket: notify_name.clone(),
+        notify_senders,
+        notify_mail,
         echo_events: opts.echo_events,
         service_nofile,
         service_umask,
@@ -755,6 +827,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
                 incarnation: &info_incarnation,
                 original,
                 init: opts.init,
+                notify: Some((notify_placed.sock.as_fd(), notify_placed.handover())),
             },
         );
     }
@@ -772,6 +845,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     if let Some(made) = socket_file {
         candor_keeper::sockpath::remove_if(&socket, made);
     }
+    notify_placed.remove();
     // The keeper ends once every run is over and removes the activated sockets' files as it
     // goes: give it the moment it needs before the process exits under it.
     let _ = tokio::time::timeout(

@@ -42,6 +42,11 @@ pub struct BrainContext {
     pub notify_counters: Arc<NotifyCounters>,
     /// `NOTIFY_SOCKET` for services that use sd_notify.
     pub notify_socket: String,
+    /// The main process of each live run, for the notify server (the keeper's emitter records
+    /// spawns and exits; the shell, the runs it adopts).
+    pub notify_senders: Arc<crate::notify::Senders>,
+    /// Notify messages, apart from the rest of the evidence.
+    pub notify_mail: Arc<crate::notify::Mailbox>,
     /// Print every state change on stderr.
     pub echo_events: bool,
     /// How often fds and memory are sampled.
@@ -381,6 +386,19 @@ impl Shell {
                         Input::Request { id, request: candor_brain::Request::Shutdown }
                     }
                 },
+                // Notify messages have their own way in, so WATCHDOG=1 and READY=1 never wait
+                // behind probe results: the known runs' in one step, then the unknown senders'.
+                _ = self.ctx.notify_mail.posted() => {
+                    let (runs, unknown) = self.ctx.notify_mail.take();
+                    let evidence = |m: Vec<_>| m.into_iter().map(Internal::Notify).collect();
+                    if !runs.is_empty() {
+                        self.feed(Input::Evidence(evidence(runs)));
+                    }
+                    if unknown.is_empty() {
+                        continue;
+                    }
+                    Input::Evidence(evidence(unknown))
+                },
                 Some(first) = internal_rx.recv() => {
                     let mut items = vec![first];
                     while items.len() < EVIDENCE_PER_STEP {
@@ -549,6 +567,9 @@ impl Shell {
             if let Some(p) = t.process {
                 self.procs.insert(t.found.service.clone(), p);
                 if t.found.alive {
+                    self.ctx
+                        .notify_senders
+                        .spawned(&t.found.service, p.run_id, p.pid);
                     let pipes = RunPipes {
                         stdout: t.stdout,
                         stderr: t.stderr,

@@ -71,6 +71,8 @@ pub struct Handover {
     /// PID 1 mode: the predecessor's image, open across the exec, to exec again if this one
     /// fails before it answers (see `fallback.rs`).
     pub fallback_exe: Option<i32>,
+    /// The notify socket, open across the exec (see `notify_place::take_handed`).
+    pub notify: Option<String>,
 }
 
 const LISTEN_FD_VAR: &str = "CANDOR_LISTEN_FD";
@@ -80,6 +82,7 @@ const UMASK_VAR: &str = "CANDOR_ORIGINAL_UMASK";
 const NOFILE_VAR: &str = "CANDOR_ORIGINAL_NOFILE";
 const GUARD_VAR: &str = "CANDOR_UPGRADE_GUARD";
 const FALLBACK_VAR: &str = "CANDOR_FALLBACK_EXE_FD";
+const NOTIFY_VAR: &str = "CANDOR_NOTIFY_FD";
 
 impl Handover {
     /// Read and remove the handover variables (so that services never see them). Call it
@@ -98,6 +101,7 @@ impl Handover {
             original: umask.zip(nofile).and_then(|(u, n)| Original::parse(&u, &n)),
             guard: take(GUARD_VAR).and_then(|v| v.parse().ok()),
             fallback_exe: take(FALLBACK_VAR).and_then(|v| v.parse().ok()),
+            notify: take(NOTIFY_VAR),
         }
     }
 
@@ -121,7 +125,7 @@ pub fn own_binary_path() -> Option<PathBuf> {
     ))
 }
 
-fn inheritable(fd: &OwnedFd, yes: bool) -> std::io::Result<()> {
+fn inheritable(fd: &impl std::os::fd::AsFd, yes: bool) -> std::io::Result<()> {
     let flags = if yes {
         rustix::io::FdFlags::empty()
     } else {
@@ -156,6 +160,9 @@ pub struct Outgoing<'a> {
     pub original: Original,
     /// PID 1 of a PID namespace: its exit would take every process of the namespace down.
     pub init: bool,
+    /// The notify socket and what tells the successor where it is (`notify_place`), so that
+    /// messages sent during the exec wait in it instead of finding no one bound.
+    pub notify: Option<(std::os::fd::BorrowedFd<'a>, String)>,
 }
 
 /// This (old) binary's image, open without close-on-exec: what a PID 1 successor execs again
@@ -191,6 +198,7 @@ pub fn hand_over(binary: &Path, out: Outgoing<'_>) -> ! {
         incarnation,
         original,
         init,
+        notify,
     } = out;
     let from = format!(
         "pid {}, version {}",
@@ -266,9 +274,20 @@ pub fn hand_over(binary: &Path, out: Outgoing<'_>) -> ! {
             ),
         }
     }
+    // Only the successor gets the notify socket (the guard, spawned above, does not hold it).
+    let notify = notify.and_then(|(fd, value)| match inheritable(&fd, true) {
+        Ok(()) => Some(value),
+        Err(e) => {
+            eprintln!("candor: warning: cannot hand over the notify socket ({e}); the successor binds it anew");
+            None
+        }
+    });
     let mut next = successor(binary, listen, &args, &from, original);
     if let Some(g) = guard_pid {
         next.env(GUARD_VAR, g.to_string());
+    }
+    if let Some(v) = &notify {
+        next.env(NOTIFY_VAR, v);
     }
     if let Some(fd) = &image {
         next.env(FALLBACK_VAR, fd.as_raw_fd().to_string());
@@ -283,6 +302,9 @@ pub fn hand_over(binary: &Path, out: Outgoing<'_>) -> ! {
     again.env(ERROR_VAR, &why);
     if let Some(g) = guard_pid {
         again.env(GUARD_VAR, g.to_string());
+    }
+    if let Some(v) = &notify {
+        again.env(NOTIFY_VAR, v);
     }
     let e = again.exec();
     give_up(

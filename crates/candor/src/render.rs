@@ -48,7 +48,10 @@ pub fn header(info: &DaemonInfo) -> String {
         r.fd_pct,
         bytes(Some(r.rss_bytes)),
         info.notify.received,
-        info.notify.dropped_oversized + info.notify.dropped_strangers,
+        info.notify.dropped_oversized
+            + info.notify.dropped_strangers
+            + info.notify.dropped_rate_limited
+            + info.notify.dropped_overflow,
         bytes(Some(info.store.log_bytes)),
         bytes(Some(info.store.log_cap_bytes)),
     ) + &access(info)

@@ -232,6 +232,7 @@ impl Sim {
             pid,
             cgroup_service: Some(name.into()),
             pgid: Some(pid),
+            run: None,
             fields: fields
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
