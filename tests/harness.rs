@@ -29,8 +29,62 @@ fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The candor binary the tests run. `candor upgrade` runs only a binary that it and every
+/// directory above it only root (or the daemon's user) can write; where the build itself sits
+/// below a directory others may write (a checkout in /tmp) and the tests run as root, they run
+/// a copy under /var/lib/candor-test-tmp instead, made once per build.
 pub fn candor_bin() -> PathBuf {
-    bin("candor")
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = bin("candor");
+        trusted_copy(&built).unwrap_or(built)
+    })
+    .clone()
+}
+
+/// `built` copied to a directory only root can write, when it is not in one already (and we
+/// are root); the copy of this very build (same size and mtime) when one was made before.
+fn trusted_copy(built: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid only reads.
+    let me = unsafe { libc::geteuid() };
+    if me != 0 || only_its_owner_writes(built.parent()?, me) {
+        return None;
+    }
+    let meta = std::fs::metadata(built).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let base = Path::new("/var/lib/candor-test-tmp/bin");
+    let dir = base.join(format!("{}-{}", meta.len(), mtime.as_nanos()));
+    let copy = dir.join("candor");
+    if copy.exists() {
+        return Some(copy);
+    }
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::create_dir_all(&dir).ok()?;
+    for d in [base.parent()?, base, &dir] {
+        std::fs::set_permissions(d, open.clone()).ok()?;
+    }
+    // Whole before it is seen: copied beside, then renamed (tests start in parallel).
+    let tmp = dir.join(format!("candor.{}", std::process::id()));
+    std::fs::copy(built, &tmp).ok()?;
+    std::fs::set_permissions(&tmp, open).ok()?;
+    std::fs::rename(&tmp, &copy).ok()?;
+    // Copies of earlier builds go (an hour old: not one a suite still running may use).
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for e in entries.flatten() {
+            let old = e.metadata().ok().and_then(|m| m.modified().ok());
+            let stale =
+                old.is_some_and(|t| t.elapsed().is_ok_and(|a| a > Duration::from_secs(3600)));
+            if e.path() != dir && stale {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Some(copy)
 }
 
 pub fn zoo() -> PathBuf {
