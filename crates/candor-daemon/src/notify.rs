@@ -282,39 +282,42 @@ pub async fn serve(s: Arc<Server>) {
         };
         let c = &s.counters;
         c.received.fetch_add(1, Ordering::Relaxed);
-        let fields = match parse(&buf[..len.min(buf.len())]) {
-            Some(f) if !truncated => f,
-            _ => {
-                c.oversized.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        };
+        if truncated {
+            c.oversized.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let Some((pid, uid)) = cred else {
             c.strangers.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let mut msg = NotifyMessage {
-            pid,
-            cgroup_service: None,
-            pgid: None,
-            run: s.senders.of_pid(pid),
-            fields,
-        };
-        if msg.run.is_none() {
+        // Who sent it first, then what it says: a stranger past its uid's budget costs a map
+        // lookup and a token, not a parse.
+        let mut run = s.senders.of_pid(pid);
+        let (mut cgroup, mut pgid) = (None, None);
+        if run.is_none() {
             // Not a live run's main process: a child of a service, one whose spawn is not
             // reported yet, or a stranger. /proc only within the uid's budget.
             if !budgets.take(uid, Instant::now()) {
                 c.rate_limited.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            msg.cgroup_service = cgroup_service(pid, s.cgroup_root.as_deref());
-            msg.pgid = candor_keeper::pgid(pid);
-            msg.run = msg.pgid.and_then(|g| s.senders.of_pid(g)).or_else(|| {
-                msg.cgroup_service
-                    .as_deref()
-                    .and_then(|n| s.senders.of_service(n))
-            });
+            cgroup = cgroup_service(pid, s.cgroup_root.as_deref());
+            pgid = candor_keeper::pgid(pid);
+            run = pgid
+                .and_then(|g| s.senders.of_pid(g))
+                .or_else(|| cgroup.as_deref().and_then(|n| s.senders.of_service(n)));
         }
+        let Some(fields) = parse(&buf[..len.min(buf.len())]) else {
+            c.oversized.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let msg = NotifyMessage {
+            pid,
+            cgroup_service: cgroup,
+            pgid,
+            run,
+            fields,
+        };
         // The sender is known now: let it go on (closing the fds releases a BARRIER).
         drop(barrier);
         s.mailbox.post(msg, c);
