@@ -501,16 +501,9 @@ sys.stdin.read()
 /// daemon refuses them all, and the dashboard's own stop and start buttons still work.
 #[test]
 fn a_page_on_another_port_cannot_act_through_a_logged_in_browser() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    let ready = std::path::Path::new("/usr/bin/chromium").exists()
-        && dir.join("node_modules/playwright-core").exists();
-    if !candor_scenarios::available(
-        "CANDOR_REQUIRE_ROOT",
-        "chromium or playwright-core is missing (scripts/test.sh installs Debian's chromium and runs npm ci in tests/browser)",
-        ready,
-    ) {
+    let Some(dir) = candor_scenarios::browser_dir() else {
         return;
-    }
+    };
     let d = Daemon::start(
         r#"
 web = { listen = "127.0.0.1:0" }

@@ -847,3 +847,17 @@ pub fn http_status(answer: &str) -> u16 {
 pub fn http_body(answer: &str) -> &str {
     &answer[answer.find("\r\n\r\n").map_or(0, |i| i + 4)..]
 }
+
+/// The dir of the browser tests (tests/browser), or None (skipped; failed where
+/// CANDOR_REQUIRE_ROOT is set) when Debian's chromium or npm's playwright-core is missing.
+pub fn browser_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let ready = Path::new("/usr/bin/chromium").exists()
+        && dir.join("node_modules/playwright-core").exists();
+    available(
+        "CANDOR_REQUIRE_ROOT",
+        "chromium or playwright-core is missing (scripts/test.sh installs Debian's chromium and runs npm ci in tests/browser)",
+        ready,
+    )
+    .then_some(dir)
+}

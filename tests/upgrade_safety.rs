@@ -292,8 +292,16 @@ impl Drop for Init {
 }
 
 /// Candor as PID 1 of a new PID namespace, with one service (a sleep this test can find from
-/// outside the namespace): the namespace, the sleep's argument and its host pid.
-fn start_init() -> (Init, String, u64) {
+/// outside the namespace): the namespace, the sleep's argument and its host pid. None (the
+/// test skipped) where PID namespaces cannot be made.
+fn start_init() -> Option<(Init, String, u64)> {
+    if !tool(
+        "unshare",
+        &["--pid", "--fork", "--mount-proc", "true"],
+        "unshare --pid needs root",
+    ) {
+        return None;
+    }
     let dir = tempfile::Builder::new()
         .prefix("candor-t")
         .tempdir()
@@ -333,19 +341,14 @@ fn start_init() -> (Init, String, u64) {
     });
     assert_eq!(init.info()["pid"], 1, "PID 1 of its namespace");
     let sleeper = wait_for("the service", T, || host_pid(&format!("sleep {nap}")));
-    (init, nap, sleeper)
+    Some((init, nap, sleeper))
 }
 
 #[test]
 fn as_pid_1_an_upgrade_to_a_binary_that_fails_at_start_leaves_every_process_and_the_old_binary() {
-    if !tool(
-        "unshare",
-        &["--pid", "--fork", "--mount-proc", "true"],
-        "unshare --pid needs root",
-    ) {
+    let Some((mut init, nap, sleeper)) = start_init() else {
         return;
-    }
-    let (mut init, nap, sleeper) = start_init();
+    };
     let bins = bin_dir();
 
     let upgrade_fails = |init: &mut Init, binary: &Path, says: &str| {
@@ -676,14 +679,9 @@ fn under_systemd_a_stop_during_the_handover_reaches_the_daemon_not_only_its_guar
 
 #[test]
 fn as_pid_1_a_successor_that_never_answers_gives_way_to_the_old_binary_after_60s() {
-    if !tool(
-        "unshare",
-        &["--pid", "--fork", "--mount-proc", "true"],
-        "unshare --pid needs root",
-    ) {
+    let Some((mut init, nap, sleeper)) = start_init() else {
         return;
-    }
-    let (mut init, nap, sleeper) = start_init();
+    };
     let bins = bin_dir();
     let hangs = failing_successor(bins.path(), "hangs", "daemon-start:hang");
     let before = init.info();

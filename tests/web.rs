@@ -184,16 +184,9 @@ command = ["{zoo}", "healthy"]
 /// the keyboard, and no way in without the token. `CANDOR_SCREENSHOTS=DIR` keeps screenshots.
 #[test]
 fn the_dashboard_in_a_real_browser_follows_the_board_acts_and_tails_logs() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    let ready = std::path::Path::new("/usr/bin/chromium").exists()
-        && dir.join("node_modules/playwright-core").exists();
-    if !candor_scenarios::available(
-        "CANDOR_REQUIRE_ROOT",
-        "chromium or playwright-core is missing (scripts/test.sh installs Debian's chromium and runs npm ci in tests/browser)",
-        ready,
-    ) {
+    let Some(dir) = candor_scenarios::browser_dir() else {
         return;
-    }
+    };
     let port = candor_scenarios::free_port();
     let d = Daemon::start(&format!(
         r#"

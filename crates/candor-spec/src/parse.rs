@@ -327,6 +327,35 @@ impl FileCtx<'_> {
             }
         }
     }
+    /// The one of `all` whose name (`name`) is `s`, or an error at `at`: "`what` = "s" is not
+    /// `kind`; did you mean ...? expected ..." with `tail` after it.
+    #[allow(clippy::too_many_arguments)]
+    fn choice<T: Copy, const N: usize>(
+        &mut self,
+        at: usize,
+        s: &str,
+        all: [T; N],
+        name: fn(T) -> &'static str,
+        what: &str,
+        kind: &str,
+        tail: &str,
+    ) -> Option<T> {
+        if let Some(found) = all.into_iter().find(|c| name(*c) == s) {
+            return Some(found);
+        }
+        let names = all.map(name);
+        let hint = did_you_mean(s, &names)
+            .map(|s| format!("did you mean \"{s}\"? "))
+            .unwrap_or_default();
+        self.err(
+            at,
+            format!(
+                "{what} = \"{s}\" is not {kind}; {hint}expected {}{tail}",
+                quoted_or(&names)
+            ),
+        );
+        None
+    }
 
     fn string(&mut self, v: &Val<'_>, what: &str) -> Option<String> {
         match v.get_ref() {
@@ -468,21 +497,16 @@ impl FileCtx<'_> {
                     let Some(s) = self.string(value, "daemon.adopt_changed") else {
                         continue;
                     };
-                    let names = crate::AdoptChanged::ALL.map(crate::AdoptChanged::as_str);
-                    match crate::AdoptChanged::ALL.into_iter().find(|p| p.as_str() == s) {
-                        Some(p) => daemon.adopt_changed = p,
-                        None => {
-                            let hint = did_you_mean(&s, &names)
-                                .map(|s| format!("did you mean \"{s}\"? "))
-                                .unwrap_or_default();
-                            self.err(
-                                value.span().start,
-                                format!(
-                                    "daemon.adopt_changed = \"{s}\" is not a choice; {hint}expected {} (what a restarted daemon does with a run started from an older config)",
-                                    quoted_or(&names)
-                                ),
-                            );
-                        }
+                    if let Some(p) = self.choice(
+                        value.span().start,
+                        &s,
+                        crate::AdoptChanged::ALL,
+                        crate::AdoptChanged::as_str,
+                        "daemon.adopt_changed",
+                        "a choice",
+                        " (what a restarted daemon does with a run started from an older config)",
+                    ) {
+                        daemon.adopt_changed = p;
                     }
                 },
                 "logs" => {
@@ -637,23 +661,17 @@ impl FileCtx<'_> {
                     let Some(s) = self.string(value, &what) else {
                         continue;
                     };
-                    let names = RestartPolicy::ALL.map(RestartPolicy::as_str);
-                    spec.restart = match RestartPolicy::ALL.into_iter().find(|p| p.as_str() == s) {
-                        Some(policy) => policy,
-                        None => {
-                            let hint = did_you_mean(&s, &names)
-                                .map(|s| format!("did you mean \"{s}\"? "))
-                                .unwrap_or_default();
-                            self.err(
-                                value.span().start,
-                                format!(
-                                    "{what} = \"{s}\" is not a policy; {hint}expected {}",
-                                    quoted_or(&names)
-                                ),
-                            );
-                            continue;
-                        }
-                    };
+                    if let Some(policy) = self.choice(
+                        value.span().start,
+                        &s,
+                        RestartPolicy::ALL,
+                        RestartPolicy::as_str,
+                        &what,
+                        "a policy",
+                        "",
+                    ) {
+                        spec.restart = policy;
+                    }
                 },
                 "backoff" => self.backoff(value, &what, &mut spec.backoff),
                 "stop" => self.stop(value, &what, &mut spec.stop),
