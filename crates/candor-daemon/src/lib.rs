@@ -625,9 +625,29 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         });
         // Runs an earlier version started were told an abstract NOTIFY_SOCKET: listen there too
         // while they live (served the same way), so an upgrade restarts none of them.
-        let adopted = taken.taken.iter().filter(|t| t.found.alive);
-        let pids = adopted.filter_map(|t| t.process.map(|p| p.pid));
-        for name in notify_place::abstract_names_of(pids) {
+        // Only a record without a digest was written by such a version: this one's runs were
+        // told the path, and nothing of theirs is read here.
+        let pids: Vec<u32> = taken
+            .taken
+            .iter()
+            .filter(|t| t.found.alive)
+            .filter(|t| {
+                t.found
+                    .saved
+                    .run
+                    .as_ref()
+                    .is_some_and(|r| r.digest.is_none())
+            })
+            .filter_map(|t| t.process.map(|p| p.pid))
+            .collect();
+        let names = if pids.is_empty() {
+            Vec::new()
+        } else {
+            tokio::task::spawn_blocking(move || notify_place::abstract_names_of(pids))
+                .await
+                .unwrap_or_default()
+        };
+        for name in names {
             let bound = notify_place::bind_abstract(&name).and_then(|sock| {
                 sock.set_nonblocking(true)?;
                 let sock = tokio::net::UnixDatagram::from_std(sock)?;
