@@ -7,9 +7,10 @@
 //! ([`ProbeChild`] owns it). It reports a failure before exec through a CLOEXEC status pipe,
 //! read when it is reaped.
 //!
-//! Cost against posix_spawn: the same clone without page-table copies, plus one pipe and a
-//! 64 KiB stack mapping (a few pages touched) per probe, and a pidfd from the clone itself
-//! instead of a `pidfd_open` after it. The child also switches to a service's user itself, so
+//! Cost against posix_spawn: the same clone without page-table copies, plus one pipe per probe,
+//! and a pidfd from the clone itself instead of a `pidfd_open` after it. Stacks (64 KiB each)
+//! are kept for the next probe once their child is reaped (at most [`POOLED`] of them), and
+//! /dev/null is opened once: a probe maps, faults in and opens nothing new. The child also switches to a service's user itself, so
 //! probes of services with a `user` no longer take a fork.
 
 use std::ffi::CString;
@@ -33,7 +34,36 @@ struct Stack {
 const STACK: usize = 64 * 1024;
 const GUARD: usize = 4096;
 
+/// Stacks of reaped children kept for the next probes: enough for a keeper turn's worth of
+/// probes (it takes at most 32), bounded so a burst leaves no lasting memory behind.
+const POOLED: usize = 64;
+
+thread_local! {
+    /// The probes are spawned and reaped on the keeper's thread: its pool needs no lock.
+    static POOL: std::cell::RefCell<Vec<Stack>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl Stack {
+    /// A stack no child uses: one kept from a reaped child, or a new mapping.
+    fn take() -> io::Result<Stack> {
+        match POOL.with(|p| p.borrow_mut().pop()) {
+            Some(s) => Ok(s),
+            None => Stack::new(),
+        }
+    }
+
+    /// Back to the pool (its child is reaped: only then is a `Memory` dropped), or unmapped
+    /// when the pool is full or the thread is ending.
+    fn give_back(self) {
+        let mut spare = Some(self);
+        let _ = POOL.try_with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < POOLED {
+                pool.extend(spare.take());
+            }
+        });
+    }
+
     fn new() -> io::Result<Stack> {
         let len = STACK + GUARD;
         // SAFETY: a fresh anonymous mapping, owned by the returned value.
@@ -87,7 +117,30 @@ struct Memory {
     hang: bool,
     devnull: i32,
     report: i32,
-    stack: Stack,
+    /// Taken from the pool; returned to it when this is dropped (after the reap).
+    stack: Option<Stack>,
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        if let Some(s) = self.stack.take() {
+            s.give_back();
+        }
+    }
+}
+
+/// /dev/null, open once for every probe's stdio (CLOEXEC here; the child dups it to 0-2).
+fn devnull() -> io::Result<i32> {
+    static NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let fd: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?
+        .into();
+    Ok(NULL.get_or_init(|| fd).as_raw_fd())
 }
 
 // SAFETY: the raw pointers point into the heap buffers `Memory` owns (the CStrings and the
@@ -185,12 +238,7 @@ pub(crate) fn spawn(
     let envp_c = crate::clone3::environment(env, run_as.clean_env).map_err(bad)?;
     let (status_r, status_w) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| format!("cannot make a status pipe: {e}"))?;
-    let devnull: OwnedFd = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| format!("cannot open /dev/null: {e}"))?
-        .into();
+    let devnull = devnull().map_err(|e| format!("cannot open /dev/null: {e}"))?;
     let nul_terminated = |v: &[CString]| -> Vec<*const libc::c_char> {
         v.iter()
             .map(|c| c.as_ptr())
@@ -211,9 +259,9 @@ pub(crate) fn spawn(
         credentials: run_as.credentials.clone(),
         umask: run_as.umask,
         hang: candor_core::fail_once("probe-hang", first),
-        devnull: devnull.as_raw_fd(),
+        devnull,
         report: status_w.as_raw_fd(),
-        stack: Stack::new().map_err(|e| format!("cannot make a stack for {first}: {e}"))?,
+        stack: Some(Stack::take().map_err(|e| format!("cannot make a stack for {first}: {e}"))?),
     });
     let vm = if sys::SHARED_MEMORY_SAFE {
         libc::CLONE_VM
@@ -229,7 +277,7 @@ pub(crate) fn spawn(
         unsafe {
             libc::clone(
                 child,
-                memory.stack.top(),
+                memory.stack.as_ref().expect("taken above").top(),
                 vm | libc::CLONE_PIDFD | libc::SIGCHLD,
                 &*memory as *const Memory as *mut libc::c_void,
                 &mut pidfd as *mut libc::c_int,
@@ -243,7 +291,7 @@ pub(crate) fn spawn(
         ));
     }
     // The child has its own copies (no CLONE_FILES).
-    drop((status_w, devnull));
+    drop(status_w);
     let _ = rustix::fs::fcntl_setfl(&status_r, rustix::fs::OFlags::NONBLOCK);
     Ok(ProbeChild {
         pid,
