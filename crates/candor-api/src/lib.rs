@@ -62,6 +62,22 @@ pub struct ServiceStatus {
     pub next_start: Option<String>,
     /// The service's own words, from sd_notify `STATUS=`.
     pub status_text: Option<String>,
+    /// Its probes fail together with those of many services probing the same target.
+    #[serde(default)]
+    pub shared_cause: Option<SharedCause>,
+    /// Unhealthy, but its restart is held: "shared cause" or "restart budget".
+    #[serde(default)]
+    pub restart_held: Option<String>,
+}
+
+/// A cause many services share: their probes of one target fail together.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SharedCause {
+    /// `host:port` or a socket path.
+    pub target: String,
+    /// Services whose probes of it fail.
+    pub services: u32,
+    pub since: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -78,6 +78,37 @@ pub struct Service {
     pub last_exit: Option<LastExit>,
     /// The derived state last published, and when it became that.
     pub shown: Option<(ServiceState, Mono)>,
+    /// The live run's probes fail together with those of many other services probing the
+    /// same target: a cause they share (see [`crate::herd`]). Cleared when the cause ends or
+    /// this service's probe passes.
+    pub shared: Option<SharedCause>,
+    /// The live run is unhealthy and would be restarted, but the restart is held back.
+    pub held: Option<Held>,
+}
+
+/// A shared cause as one service sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedCause {
+    /// `host:port` or a socket path ([`candor_spec::ProbeSpec::target`]).
+    pub target: Arc<str>,
+    /// Services whose probes of `target` were failing when this service last looked.
+    pub services: u32,
+    /// When the cause was named.
+    pub since: Mono,
+}
+
+/// Why an unhealthy run is not being restarted yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// A shared cause covers it: restarted only if it still fails once the target recovers.
+    Shared,
+    /// The restart budget is spent: `restarts` restarts for health reasons in the last
+    /// `window`; the next is allowed at `until`.
+    Budget {
+        restarts: u32,
+        window: Duration,
+        until: Mono,
+    },
 }
 
 impl Service {
@@ -98,6 +129,8 @@ impl Service {
             refusals: 0,
             last_exit: None,
             shown: None,
+            shared: None,
+            held: None,
         }
     }
     /// The run, while a process of it may be alive (its spawn is on its way or it has not been

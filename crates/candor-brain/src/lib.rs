@@ -33,8 +33,8 @@ pub use derive::{blocking_deps, derive, Derived, ServiceState, Services};
 pub use digest::{drift, Drift, RunDigest, PARTS};
 pub use effect::{Effect, Note, Reply};
 pub use facts::{
-    Delivery, Facts, LastExit, Run, ScheduledStart, Service, Spawn, StopCause, StopFact,
-    MAX_EARLY_NOTIFY, MAX_SPAWN_REFUSALS,
+    Delivery, Facts, Held, LastExit, Run, ScheduledStart, Service, SharedCause, Spawn, StopCause,
+    StopFact, MAX_EARLY_NOTIFY, MAX_SPAWN_REFUSALS,
 };
 pub use input::{Evidence, Input, Notify, Refusable, Request, RequestId};
 pub use step::{boot, step};

@@ -213,6 +213,18 @@ impl<'a> ServiceView<'a> {
                 .filter(|s| s.due > now.mono)
                 .map(|s| timestamp(now.wall_of(s.due))),
             status_text: health.and_then(|h| h.notify_status.clone()),
+            shared_cause: self.svc.shared.as_ref().map(|c| api::SharedCause {
+                target: c.target.to_string(),
+                services: c.services,
+                since: timestamp(now.wall_of(c.since)),
+            }),
+            restart_held: self.svc.held.as_ref().map(|h| {
+                match h {
+                    candor_brain::Held::Shared => "shared cause",
+                    candor_brain::Held::Budget { .. } => "restart budget",
+                }
+                .to_string()
+            }),
         }
     }
 }

@@ -92,6 +92,59 @@ pub struct DaemonSpec {
     /// `[daemon] adopt_changed`: what a restarted daemon does with a live run that was started
     /// from another config than the one it reads.
     pub adopt_changed: AdoptChanged,
+    /// `[daemon] probe_max_inflight`: probes in flight to one target (host:port or socket
+    /// path) at once, over all services, unless a service's `probe.max_inflight` says less;
+    /// default [`DEFAULT_PROBE_MAX_INFLIGHT`].
+    pub probe_max_inflight: Option<u32>,
+    /// `[daemon] restart_budget`: how many restarts for health reasons may happen per window
+    /// (`restart_budget = false`: no limit).
+    pub restart_budget: RestartBudget,
+}
+
+/// Probes in flight to one target at once unless configured (a target's listen backlog may
+/// be as small as 5: `python3 -m http.server`).
+pub const DEFAULT_PROBE_MAX_INFLIGHT: u32 = 4;
+
+/// `[daemon] restart_budget = { max = "10%", window = "10s" }`: restarts for health reasons
+/// (unhealthy, watchdog) allowed in any `window`, like a disruption budget. Crashes are never
+/// counted or held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartBudget {
+    pub max: BudgetMax,
+    pub window: Duration,
+}
+
+/// At most this many restarts per window: a count, or a percentage of the services
+/// (rounded up, at least 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetMax {
+    Count(u32),
+    Percent(u32),
+    /// `restart_budget = false`.
+    Unlimited,
+}
+
+impl Default for RestartBudget {
+    fn default() -> Self {
+        Self {
+            max: BudgetMax::Percent(10),
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RestartBudget {
+    /// Restarts allowed per window among `services` services (at least 1).
+    pub fn allowed(&self, services: usize) -> u32 {
+        match self.max {
+            BudgetMax::Unlimited => u32::MAX,
+            BudgetMax::Count(n) => n.max(1),
+            BudgetMax::Percent(p) => {
+                let n = (services as u64 * u64::from(p)).div_ceil(100);
+                n.clamp(1, u64::from(u32::MAX)) as u32
+            }
+        }
+    }
 }
 
 /// `[daemon] adopt_changed = "restart" | "keep"`: a run found alive after the daemon's
@@ -354,6 +407,9 @@ pub struct ProbeSpec {
     pub successes: u32,
     /// Wait this long after spawn before the first probe.
     pub start_delay: Duration,
+    /// `max_inflight`: at most this many probes in flight to this probe's target at once
+    /// (over all services probing it); default `[daemon] probe_max_inflight`.
+    pub max_inflight: Option<u32>,
 }
 
 impl ProbeSpec {
@@ -365,6 +421,29 @@ impl ProbeSpec {
             failures: 3,
             successes: 1,
             start_delay: Duration::ZERO,
+            max_inflight: None,
+        }
+    }
+
+    /// What the probe reaches, as a key shared by every service probing the same thing:
+    /// `host:port` (http, tcp) or a socket path (http over a socket, uds); None for exec.
+    pub fn target(&self) -> Option<String> {
+        match &self.check {
+            ProbeCheck::Http {
+                target: HttpTarget::Tcp { host, port },
+                ..
+            }
+            | ProbeCheck::Tcp { host, port } => Some(if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }),
+            ProbeCheck::Http {
+                target: HttpTarget::Unix(path),
+                ..
+            }
+            | ProbeCheck::Uds { socket: path, .. } => Some(path.display().to_string()),
+            ProbeCheck::Exec { .. } => None,
         }
     }
 }
@@ -519,6 +598,9 @@ pub struct ServiceSpec {
     pub watchdog: Option<Duration>,
     pub probe: Option<ProbeSpec>,
     pub on_unhealthy: OnUnhealthy,
+    /// `restart_budget = false`: this service's health restarts are never held, neither by
+    /// the daemon's restart budget nor by a shared cause (default true).
+    pub restart_budget: bool,
     /// Unix sockets that must exist and accept while the service runs (the activated ones
     /// among them).
     pub sockets: Vec<PathBuf>,
@@ -630,6 +712,7 @@ impl ServiceSpec {
             watchdog: None,
             probe: None,
             on_unhealthy: OnUnhealthy::Restart,
+            restart_budget: true,
             sockets: Vec::new(),
             activated: Vec::new(),
             limits: LimitsSpec::default(),

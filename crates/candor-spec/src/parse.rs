@@ -399,6 +399,70 @@ impl FileCtx<'_> {
         }
     }
 
+    /// `restart_budget = false`, or `{ max = "10%" | 5, window = "10s" }`.
+    fn restart_budget(&mut self, v: &Val<'_>) -> Option<crate::RestartBudget> {
+        const WHAT: &str = "daemon.restart_budget";
+        let example = "e.g. restart_budget = { max = \"10%\", window = \"10s\" } or false";
+        let t = match v.get_ref() {
+            DeValue::Boolean(false) => {
+                return Some(crate::RestartBudget {
+                    max: crate::BudgetMax::Unlimited,
+                    ..Default::default()
+                })
+            }
+            DeValue::Table(t) => t,
+            other => {
+                self.err(
+                    v.span().start,
+                    format!(
+                        "{WHAT} must be a table or false, found {}; {example}",
+                        other.type_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut budget = crate::RestartBudget::default();
+        for (key, value) in t.iter() {
+            match_key!(self, key, WHAT, key.get_ref().as_ref() => {
+                "max" => match value.get_ref() {
+                    DeValue::Integer(_) => {
+                        if let Some(n) = self.int(value, "daemon.restart_budget.max", 1, 1_000_000) {
+                            budget.max = crate::BudgetMax::Count(n as u32);
+                        }
+                    }
+                    DeValue::String(s) => {
+                        let pct = s
+                            .strip_suffix('%')
+                            .and_then(|n| n.trim().parse::<u32>().ok())
+                            .filter(|n| (1..=100).contains(n));
+                        match pct {
+                            Some(p) => budget.max = crate::BudgetMax::Percent(p),
+                            None => self.err(
+                                value.span().start,
+                                format!("daemon.restart_budget.max = \"{s}\" is not a percentage from 1% to 100%; {example}"),
+                            ),
+                        }
+                    }
+                    other => self.err(
+                        value.span().start,
+                        format!("daemon.restart_budget.max must be a count or a percentage of the services, found {}; {example}", other.type_str()),
+                    ),
+                },
+                "window" => {
+                    if let Some(d) = self.duration(value, "daemon.restart_budget.window") {
+                        if d.is_zero() {
+                            self.err(value.span().start, "daemon.restart_budget.window must be more than 0s");
+                        } else {
+                            budget.window = d;
+                        }
+                    }
+                },
+            })
+        }
+        Some(budget)
+    }
+
     fn daemon_section(&mut self, v: &Val<'_>, daemon: &mut DaemonSpec) {
         let Some(t) = self.table(v, "[daemon]") else {
             return;
@@ -507,6 +571,16 @@ impl FileCtx<'_> {
                         " (what a restarted daemon does with a run started from an older config)",
                     ) {
                         daemon.adopt_changed = p;
+                    }
+                },
+                "probe_max_inflight" => {
+                    daemon.probe_max_inflight = self
+                        .int(value, "daemon.probe_max_inflight", 1, 1000)
+                        .map(|n| n as u32)
+                },
+                "restart_budget" => {
+                    if let Some(b) = self.restart_budget(value) {
+                        daemon.restart_budget = b;
                     }
                 },
                 "logs" => {
@@ -710,6 +784,13 @@ impl FileCtx<'_> {
                     _ => self.err(
                         value.span().start,
                         format!("{what} must be \"restart\" or \"alert\""),
+                    ),
+                },
+                "restart_budget" => match value.get_ref() {
+                    DeValue::Boolean(b) => spec.restart_budget = *b,
+                    other => self.err(
+                        value.span().start,
+                        format!("{what} must be true or false (false: its health restarts are never held), found {}", other.type_str()),
                     ),
                 },
                 "sockets" => self.sockets(value, &what, &mut spec),
@@ -1036,6 +1117,9 @@ impl FileCtx<'_> {
                 "start_delay" => {
                     spec.start_delay = self.duration(value, &field).unwrap_or(spec.start_delay)
                 },
+                "max_inflight" => {
+                    spec.max_inflight = self.int(value, &field, 1, 1000).map(|n| n as u32)
+                },
             })
         }
         if kinds != 1 {
@@ -1323,5 +1407,53 @@ mod tests {
                 && typo[0].contains("did you mean `operators_may_shutdown`?"),
             "{typo:?}"
         );
+    }
+
+    #[test]
+    fn the_restart_budget_and_probe_limits_parse_and_bad_values_are_named() {
+        use crate::{BudgetMax, RestartBudget};
+        let d = daemon("[daemon]").unwrap();
+        assert_eq!(d.restart_budget, RestartBudget::default());
+        assert_eq!(d.restart_budget.allowed(300), 30);
+        assert_eq!(d.restart_budget.allowed(3), 1);
+        assert_eq!(d.probe_max_inflight, None);
+        let d = daemon(
+            "[daemon]\nrestart_budget = { max = 5, window = \"30s\" }\nprobe_max_inflight = 8",
+        )
+        .unwrap();
+        assert_eq!(d.restart_budget.max, BudgetMax::Count(5));
+        assert_eq!(d.restart_budget.window, std::time::Duration::from_secs(30));
+        assert_eq!(d.probe_max_inflight, Some(8));
+        let d = daemon("[daemon]\nrestart_budget = { max = \"25%\" }").unwrap();
+        assert_eq!(d.restart_budget.allowed(10), 3);
+        let off = daemon("[daemon]\nrestart_budget = false").unwrap();
+        assert_eq!(off.restart_budget.allowed(10), u32::MAX);
+        for (bad, says) in [
+            (
+                "restart_budget = { max = \"150%\" }",
+                "not a percentage from 1% to 100%",
+            ),
+            ("restart_budget = { max = 0 }", "whole number from 1"),
+            ("restart_budget = true", "must be a table or false"),
+            (
+                "restart_budget = { window = \"0s\" }",
+                "must be more than 0s",
+            ),
+            ("restart_budget = { maxx = 3 }", "did you mean `max`?"),
+            ("probe_max_inflight = 0", "whole number from 1 to 1000"),
+        ] {
+            let e = daemon(&format!("[daemon]\n{bad}")).unwrap_err();
+            assert!(
+                e[0].contains("/etc/candor.toml:2:") && e[0].contains(says),
+                "{bad}: {e:?}"
+            );
+        }
+        let text = "[service.a]\ncommand = [\"/bin/true\"]\nrestart_budget = false\nprobe = { tcp = \"127.0.0.1:80\", max_inflight = 2 }\n";
+        let spec = parse_str(Path::new("/etc/candor.toml"), text).unwrap();
+        let a = spec.services.values().next().unwrap();
+        assert!(!a.restart_budget);
+        let probe = a.probe.as_ref().unwrap();
+        assert_eq!(probe.max_inflight, Some(2));
+        assert_eq!(probe.target().as_deref(), Some("127.0.0.1:80"));
     }
 }

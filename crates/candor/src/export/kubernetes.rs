@@ -465,6 +465,8 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
         watchdog,
         probe,
         on_unhealthy,
+        // Candor's own pacing of health restarts; the kubelet has none to map it to.
+        restart_budget: _,
         sockets: _,
         activated,
         limits,
