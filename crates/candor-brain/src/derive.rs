@@ -10,6 +10,7 @@ use candor_core::{budget, Mono};
 use candor_spec::{format_duration, ServiceName, ServiceSpec};
 
 use crate::digest::Drift;
+use crate::facts::Held;
 use crate::facts::{Delivery, LastExit, Run, Service, Spawn, StopCause, StopFact};
 
 /// Every service's facts, by name (a board shares them with the brain).
@@ -96,7 +97,7 @@ pub fn derive(services: &Services, svc: &Service, now: Mono) -> Derived {
     use ServiceState::*;
     let spec = &svc.spec;
     if let Some(run) = svc.live() {
-        return live(spec, run, now);
+        return live(svc, run, now);
     }
     if let Some(start) = svc.start {
         if start.due > now {
@@ -212,8 +213,9 @@ pub(crate) fn what_ended(svc: &Service) -> String {
 }
 
 /// A run some process of which may be alive.
-fn live(spec: &ServiceSpec, run: &Run, now: Mono) -> Derived {
+fn live(svc: &Service, run: &Run, now: Mono) -> Derived {
     use ServiceState::*;
+    let spec = &svc.spec;
     if let Some(stop) = &run.stop {
         return d(Stopping, stopping(spec, stop, run, now));
     }
@@ -229,6 +231,7 @@ fn live(spec: &ServiceSpec, run: &Run, now: Mono) -> Derived {
     match run.pid() {
         Some(pid) => {
             let mut derived = running(spec, run, pid, now);
+            herd_words(svc, &mut derived, now);
             if let Some(drift) = &run.drift {
                 // Said while it lives: an adopted run kept though not started from this config.
                 derived.reason = format!("{} ({})", derived.reason, drift.kept_reason());
@@ -236,6 +239,52 @@ fn live(spec: &ServiceSpec, run: &Run, now: Mono) -> Derived {
             derived
         }
         None => d(Starting, "about to start".into()),
+    }
+}
+
+/// What a shared cause or a held restart adds to a live run's reason.
+fn herd_words(svc: &Service, derived: &mut Derived, now: Mono) {
+    use ServiceState::*;
+    if !matches!(derived.state, Unhealthy | Starting) {
+        return;
+    }
+    if let Some(c) = &svc.shared {
+        derived.reason = format!(
+            "{} — shared with {} services probing {} for {}",
+            derived.reason,
+            c.services,
+            c.target,
+            format_duration(now.since(c.since))
+        );
+    }
+    if derived.state != Unhealthy {
+        return;
+    }
+    match &svc.held {
+        None => {}
+        Some(Held::Shared) if svc.shared.is_some() => {
+            derived.reason.push_str("; restart held until it recovers");
+        }
+        Some(Held::Shared) => {
+            let target = svc.spec.probe.as_ref().and_then(|p| p.target());
+            derived.reason = format!(
+                "{}; restart held: {} recovered, waiting for this service's next probe",
+                derived.reason,
+                target.as_deref().unwrap_or("its target")
+            );
+        }
+        Some(Held::Budget {
+            restarts,
+            window,
+            until,
+        }) => {
+            derived.reason = format!(
+                "{}; restart held: {restarts} restarts in the last {} (restart budget), next in {}",
+                derived.reason,
+                format_duration(*window),
+                format_duration(now.until(*until))
+            );
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use candor_spec::{format_duration, OnUnhealthy, ServiceName};
 
 use crate::derive::{blocking_deps, budget_verdict, derive, ServiceState};
 use crate::effect::Effect;
-use crate::facts::{Delivery, Run, Service, StopCause};
+use crate::facts::{Delivery, Held, Run, Service, StopCause};
 use crate::step::{health_detail, Cx};
 
 /// Why a spawned run with no stop yet must be stopped now, if it must.
@@ -171,6 +171,9 @@ impl Cx<'_> {
 
     /// Restart an unhealthy run (`on_unhealthy = "restart"`, or any watchdog timeout) or one
     /// over its fd/memory restart threshold, after recording why; with "alert" the state says it.
+    /// A health restart waits while a shared cause covers the run or the restart budget is
+    /// spent (see [`crate::herd`]); the wait is in its reason, and a timer brings the budget's
+    /// next room.
     fn enforce(&mut self, name: &ServiceName) {
         let now = self.mono();
         let Some(svc) = self.facts.services.get(name) else {
@@ -180,26 +183,82 @@ impl Cx<'_> {
             return;
         };
         let d = derive(&self.facts.services, svc, now);
-        let why = match d.state {
+        let (why, health) = match d.state {
             ServiceState::Degraded => match budget_verdict(&svc.spec, &run.health, now) {
-                Verdict::Restart(why) => why,
-                _ => return,
+                Verdict::Restart(why) => (why, false),
+                _ => return self.unhold(name),
             },
             ServiceState::Unhealthy
                 if svc.spec.on_unhealthy == OnUnhealthy::Restart
                     || run.health.watchdog_missed.is_some() =>
             {
-                d.reason
+                (d.reason, true)
             }
-            _ => return,
+            _ => return self.unhold(name),
+        };
+        if health {
+            if let Some(held) = self.hold(name) {
+                if let Held::Budget { until, .. } = held {
+                    self.timer(until);
+                }
+                let svc = self.facts.services.get(name);
+                if svc.is_some_and(|s| s.held.as_ref() != Some(&held)) {
+                    if let Some(svc) = self.facts.svc_mut(name) {
+                        svc.held = Some(held);
+                    }
+                }
+                return;
+            }
+            if self
+                .facts
+                .services
+                .get(name)
+                .is_some_and(|s| s.spec.restart_budget)
+            {
+                self.facts.herd.spend(now);
+            }
+        }
+        // Said without the hold it had: the restart is happening.
+        let why = match self.facts.services.get(name).and_then(|s| s.held.as_ref()) {
+            Some(_) => {
+                if let Some(svc) = self.facts.svc_mut(name) {
+                    svc.held = None;
+                }
+                let svc = &self.facts.services[name];
+                derive(&self.facts.services, svc, now).reason
+            }
+            None => why,
+        };
+        let Some(run) = self.facts.services.get(name).and_then(|s| s.live()) else {
+            return;
         };
         let detail = api::EventDetail::Health(health_detail(run));
-        self.note(name.as_str(), d.state.as_str(), why.clone(), detail);
+        let state = if health {
+            ServiceState::Unhealthy
+        } else {
+            ServiceState::Degraded
+        };
+        self.note(name.as_str(), state.as_str(), why.clone(), detail);
         if let Some(svc) = self.facts.svc_mut(name) {
             // The verdict is on record; the next change shown is to `stopping`.
-            svc.shown = Some((d.state, now));
+            svc.shown = Some((state, now));
         }
+        self.herd_forget(name);
         self.stop_run(name, StopCause::Unhealthy(why));
+    }
+
+    /// Not (or no longer) a run to restart: nothing of it is held.
+    fn unhold(&mut self, name: &ServiceName) {
+        if self
+            .facts
+            .services
+            .get(name)
+            .is_some_and(|s| s.held.is_some())
+        {
+            if let Some(svc) = self.facts.svc_mut(name) {
+                svc.held = None;
+            }
+        }
     }
 
     /// Spawn if a start is due, nothing of the last run is left, and every `after` target is
@@ -211,6 +270,13 @@ impl Cx<'_> {
         };
         let due = svc.start.is_some_and(|s| s.due <= now);
         if !due || !svc.is_down() || !blocking_deps(&self.facts.services, svc, now).is_empty() {
+            return;
+        }
+        // Spawns are paced: a thousand due at once go over a few seconds, not in one burst.
+        if let Err(next) = self.facts.herd.spawn_token(now) {
+            if self.facts.herd.arm_spawn_timer(next) {
+                self.timer(next);
+            }
             return;
         }
         let Some(svc) = self.facts.svc_mut(name) else {

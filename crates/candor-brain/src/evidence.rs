@@ -70,6 +70,7 @@ impl Cx<'_> {
                     run.ready = Some((now, again.unwrap_or("probe")));
                     self.became_ready(&name, run_id);
                 }
+                self.herd_file(&name, ok);
             }
             Evidence::Sockets {
                 service,

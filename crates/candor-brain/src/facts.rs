@@ -49,6 +49,10 @@ pub struct Facts {
     pub exit_code: Option<i32>,
     /// `[daemon] adopt_changed`: what adoption does with a run started from another config.
     pub adopt_changed: candor_spec::AdoptChanged,
+    /// Shared causes, the restart budget's window and spawn pacing (see [`crate::herd`]).
+    pub herd: crate::herd::Herd,
+    /// `[daemon] restart_budget`.
+    pub restart_budget: candor_spec::RestartBudget,
 }
 
 /// One service's facts.
@@ -367,6 +371,8 @@ impl Facts {
             main_index: None,
             exit_code: None,
             adopt_changed: spec.daemon.adopt_changed,
+            herd: Default::default(),
+            restart_budget: spec.daemon.restart_budget,
         }
     }
     pub fn get(&self, name: &str) -> Option<&Service> {

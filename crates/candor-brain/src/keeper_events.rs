@@ -176,6 +176,7 @@ impl Cx<'_> {
     fn run_ended(&mut self, name: &ServiceName) {
         let now = self.mono();
         self.facts.windows.remove(name);
+        self.herd_forget(name);
         let shutting_down = self.facts.shutdown.is_some();
         if (self.facts.services.get(name)).is_some_and(|s| s.removed || s.next_spec.is_some()) {
             self.facts.specs_changed();
@@ -234,6 +235,8 @@ impl Cx<'_> {
         let Some((delay, restart)) = next else {
             return;
         };
+        // Services that fail together do not come back together.
+        let delay = backoff::jitter(delay, backoff::seed(name.as_str(), svc.runs));
         svc.start = Some(ScheduledStart {
             due: now + delay,
             restart,

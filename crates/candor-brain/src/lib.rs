@@ -23,6 +23,7 @@ mod effect;
 mod enforce;
 mod evidence;
 mod facts;
+pub mod herd;
 mod input;
 mod keeper_events;
 mod requests;

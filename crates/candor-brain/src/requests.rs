@@ -120,6 +120,7 @@ impl Cx<'_> {
     fn reload(&mut self, id: RequestId, spec: Arc<Spec>) {
         let now = self.mono();
         self.facts.specs_changed();
+        self.facts.restart_budget = spec.daemon.restart_budget;
         let mut out = api::ReloadOutcome::default();
         let removed: Vec<ServiceName> = self
             .facts
@@ -160,6 +161,8 @@ impl Cx<'_> {
             old.defined_at.clone_from(&new.defined_at);
             let logs_changed = old.logs != new.logs;
             old.logs = new.logs;
+            // Whether its health restarts may be held applies at once too.
+            old.restart_budget = new.restart_budget;
             if logs_changed {
                 // Log limits apply to the running service: no restart for them.
                 self.out.push(crate::Effect::ConfigureLogs {

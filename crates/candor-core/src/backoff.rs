@@ -29,6 +29,34 @@ pub fn delay_for_streak(spec: &BackoffSpec, streak: u32) -> Duration {
         .min(spec.max)
 }
 
+/// A delay spread for one service's one restart: somewhere in [delay/2, delay] ("equal
+/// jitter"), picked by `seed` (e.g. from the service's name and run count). Services that fail
+/// together do not all come back in the same instant; each still waits at least half its
+/// backoff, so a crash loop stays slowed down. Deterministic: the brain has no randomness.
+pub fn jitter(delay: Duration, seed: u64) -> Duration {
+    let half = delay / 2;
+    let span = (delay - half).as_nanos() as u64;
+    if span == 0 {
+        return delay;
+    }
+    // splitmix64: a well-spread value from a seed.
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    half + Duration::from_nanos(z % (span + 1))
+}
+
+/// A seed for [`jitter`] from a name and a count (FNV-1a).
+pub fn seed(name: &str, n: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes().chain(n.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +95,24 @@ mod tests {
             after_exit(&s, 0, Duration::from_millis(5)),
             (Duration::from_millis(100), 1)
         );
+    }
+
+    #[test]
+    fn jitter_spreads_services_that_fail_together_over_the_upper_half() {
+        let delay = Duration::from_secs(8);
+        let mut buckets = [0u32; 8];
+        for i in 0..1000 {
+            let d = jitter(delay, seed(&format!("s{i}"), 3));
+            assert!(d >= delay / 2 && d <= delay, "{d:?}");
+            buckets[((d - delay / 2).as_millis() / 500).min(7) as usize] += 1;
+        }
+        // 1000 services over 4 s: every half second gets some, none gets most.
+        assert!(
+            buckets.iter().all(|&b| (60..=200).contains(&b)),
+            "{buckets:?}"
+        );
+        assert_eq!(jitter(Duration::ZERO, 7), Duration::ZERO);
+        assert_eq!(jitter(delay, 7), jitter(delay, 7));
     }
 
     proptest! {
