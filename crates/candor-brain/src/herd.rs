@@ -45,7 +45,16 @@ pub struct Herd {
     tokens: Option<(u32, Mono)>,
     /// The timer last asked for the next spawn token (one per batch, not one per waiter).
     spawn_timer: Option<Mono>,
+    /// Recent crashes (a main process that failed on its own), oldest first, within
+    /// [`CRASH_WINDOW`]; and when a storm of them was last named.
+    crashes: VecDeque<Mono>,
+    storm_named: Option<Mono>,
 }
+
+/// Crashes of this many services (at least [`CRASH_STORM_MIN`], else 10 % of them) within
+/// this window are named as a cause they share.
+pub const CRASH_WINDOW: Duration = Duration::from_secs(5);
+pub const CRASH_STORM_MIN: usize = 5;
 
 #[derive(Clone, Debug, Default)]
 struct Target {
@@ -177,6 +186,33 @@ impl Herd {
     /// A health restart was made now.
     pub fn spend(&mut self, now: Mono) {
         self.restarts.push_back(now);
+    }
+
+    /// A service crashed now. Returns how many crashed within [`CRASH_WINDOW`] when that just
+    /// became a storm (named once per quiet spell: none for a window before it).
+    pub fn crashed(&mut self, services: usize, now: Mono) -> Option<usize> {
+        while self
+            .crashes
+            .front()
+            .is_some_and(|t| now.since(*t) >= CRASH_WINDOW)
+        {
+            self.crashes.pop_front();
+        }
+        let quiet = self.crashes.is_empty();
+        self.crashes.push_back(now);
+        if quiet {
+            self.storm_named = None;
+        }
+        let threshold = CRASH_STORM_MIN.max(services.div_ceil(10));
+        if self.crashes.len() >= threshold && self.storm_named.is_none() {
+            self.storm_named = Some(now);
+            return Some(self.crashes.len());
+        }
+        // Bounded: only the count within the window matters.
+        if self.crashes.len() > threshold.max(1024) {
+            self.crashes.pop_front();
+        }
+        None
     }
 
     /// Whether a timer for the next spawn token at `at` must still be asked for.
@@ -317,6 +353,22 @@ impl Cx<'_> {
                     api::EventDetail::None {},
                 );
             }
+        }
+    }
+
+    /// A service crashed: when many do within seconds, say once that it is a cause they share.
+    pub(crate) fn crash_storm(&mut self, now: Mono) {
+        let services = self.facts.services.len();
+        if let Some(n) = self.facts.herd.crashed(services, now) {
+            self.note(
+                "candor",
+                "shared-cause",
+                format!(
+                    "{n} services crashed within {} of each other: look for a cause they share (a dependency, the box itself) before blaming each; they restart with jittered backoff",
+                    candor_spec::format_duration(CRASH_WINDOW)
+                ),
+                api::EventDetail::None {},
+            );
         }
     }
 
@@ -464,6 +516,28 @@ mod tests {
         assert_eq!(h.budget_room(&budget, 1, at(0)), Ok(()));
         h.spend(at(0));
         assert_eq!(h.budget_room(&budget, 1, at(9)), Err((1, at(10))));
+    }
+
+    #[test]
+    fn many_crashes_within_seconds_are_named_once_per_storm() {
+        let mut h = Herd::default();
+        // 100 services: a storm is 10 crashes within 5 s.
+        for i in 0..9 {
+            assert_eq!(h.crashed(100, at(0) + Duration::from_millis(i * 100)), None);
+        }
+        assert_eq!(h.crashed(100, at(1)), Some(10));
+        for _ in 0..20 {
+            assert_eq!(h.crashed(100, at(2)), None, "named once");
+        }
+        // Spread out, crashes are no storm; after a quiet window a new storm is named again.
+        let mut h = Herd::default();
+        for i in 0..30 {
+            assert_eq!(h.crashed(100, at(i * 6)), None);
+        }
+        for _ in 0..9 {
+            h.crashed(100, at(500));
+        }
+        assert_eq!(h.crashed(100, at(500)), Some(10));
     }
 
     #[test]

@@ -204,6 +204,7 @@ impl Cx<'_> {
             return;
         };
         let uptime = svc.last_exit.map(|e| e.uptime).unwrap_or_default();
+        let crashed = run.stop.is_none() && run.main_exit.is_some_and(|e| !e.status.success());
         let next = match (
             &run.spawn,
             run.stop.as_ref().map(|s| &s.cause),
@@ -231,6 +232,12 @@ impl Cx<'_> {
                 }
             }
             (_, None, None) => None,
+        };
+        if crashed {
+            self.crash_storm(now);
+        }
+        let Some(svc) = self.facts.svc_mut(name) else {
+            return;
         };
         let Some((delay, restart)) = next else {
             return;

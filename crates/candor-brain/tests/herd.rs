@@ -205,6 +205,17 @@ fn crashes_are_never_held_and_exempt_services_are_not_either() {
     let due = s.facts.get("s3").unwrap().start.unwrap().due;
     s.advance(due.since(s.now.mono));
     assert!(s.spawn_asked("s3").is_some(), "{}", s.reason("s3"));
+    // Five crashes within seconds (of 12 services): named once as a cause they may share.
+    for i in [0, 1, 2, 4, 5, 6] {
+        s.exits(&format!("s{i}"), ExitStatus::Code(1));
+    }
+    let storms: Vec<_> = s
+        .all_notes()
+        .into_iter()
+        .filter(|n| n.1 == "shared-cause" && n.2.contains("crashed within 5s of each other"))
+        .collect();
+    assert_eq!(storms.len(), 1, "{storms:?}");
+    assert!(storms[0].2.starts_with("5 services crashed"), "{storms:?}");
 }
 
 #[test]
