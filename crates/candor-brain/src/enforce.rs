@@ -199,7 +199,9 @@ impl Cx<'_> {
         if health {
             if let Some(held) = self.hold(name) {
                 if let Held::Budget { until, .. } = held {
-                    self.timer(until);
+                    if self.facts.herd.arm_budget_timer(until) {
+                        self.timer(until);
+                    }
                 }
                 let svc = self.facts.services.get(name);
                 if svc.is_some_and(|s| s.held.as_ref() != Some(&held)) {

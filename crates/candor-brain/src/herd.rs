@@ -43,8 +43,10 @@ pub struct Herd {
     restarts: VecDeque<Mono>,
     /// Spawn tokens left, as of `refilled`.
     tokens: Option<(u32, Mono)>,
-    /// The timer last asked for the next spawn token (one per batch, not one per waiter).
+    /// The timers last asked for the next spawn token and the budget's next room (one per
+    /// batch, not one per waiting service).
     spawn_timer: Option<Mono>,
+    budget_timer: Option<Mono>,
     /// Recent crashes (a main process that failed on its own), oldest first, within
     /// [`CRASH_WINDOW`]; and when a storm of them was last named.
     crashes: VecDeque<Mono>,
@@ -219,6 +221,13 @@ impl Herd {
     pub fn arm_spawn_timer(&mut self, at: Mono) -> bool {
         let new = self.spawn_timer != Some(at);
         self.spawn_timer = Some(at);
+        new
+    }
+
+    /// Whether a timer for the budget's next room at `at` must still be asked for.
+    pub fn arm_budget_timer(&mut self, at: Mono) -> bool {
+        let new = self.budget_timer != Some(at);
+        self.budget_timer = Some(at);
         new
     }
 

@@ -159,6 +159,12 @@ fn the_restart_budget_holds_health_restarts_past_it_and_releases_them_as_the_win
         reason.contains("; restart held: 3 restarts in the last 10s (restart budget), next in "),
         "{reason}"
     );
+    // A timer brings the budget's next room (asked once, not once per held service).
+    let Some(Held::Budget { until, .. }) = s.facts.get(held[0]).unwrap().held else {
+        unreachable!()
+    };
+    let asked = count(&s.all, |e| matches!(e, Effect::Timer(t) if *t == until));
+    assert_eq!(asked, 1);
     // The window moves: three more, then three more, never more than 3 per 10 s.
     let before = stops(&s);
     s.advance(secs(10));
