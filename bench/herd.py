@@ -363,8 +363,8 @@ def main():
     a = p.parse_args()
     if not os.path.exists(f"{common.BIN}/candor"):
         common.build()
-    head_sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT,
-                              capture_output=True, text=True).stdout.strip()
+    git = lambda *args: subprocess.run(["git", *args], cwd=common.ROOT, capture_output=True, text=True).stdout.strip()
+    head_sha = git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if git("status", "--porcelain", "-uno") else "")
     command = "bench/herd.py " + " ".join(sys.argv[1:])
     herd = Herd(a)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
