@@ -225,6 +225,7 @@ command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 
         "restart from the page",
         "log follows",
         "grep narrows",
+        "one banner per target",
     ] {
         assert!(said.contains(step), "no `{step}` in:\n{said}");
     }

@@ -91,6 +91,31 @@ try {
   step("grep narrows the log tail");
   await page.fill("#grep", "");
 
+  // No shared cause on this board: no banner.
+  if (await page.locator("#causes").isVisible()) throw new Error(`a banner without a shared cause: ${await page.locator("#causes").innerText()}`);
+
+  // Shared causes and held restarts as the API says them: this board with a cause added to
+  // two services (one held), pushed to a page of its own, shows one banner for the target and
+  // marks only the held service.
+  const board = await (await ctx.request.get(`${base}/v1/services`)).json();
+  const cause = (since) => ({ target: "127.0.0.1:8000", services: 2, since });
+  const faked = board.map((s) => s.name === "dying"
+    ? { ...s, shared_cause: cause("2026-12-07T14:02:11Z"), restart_held: "shared cause" }
+    : s.name === "web" ? { ...s, shared_cause: cause("2026-12-07T14:02:30Z") } : s);
+  const shared = await ctx.newPage();
+  shared.on("pageerror", (e) => errors.push(String(e)));
+  await shared.route(/\/v1\/services\?follow=true$/, (r) =>
+    r.fulfill({ status: 200, contentType: "text/event-stream", body: `data: ${JSON.stringify(faked)}\n\n` }));
+  await shared.goto(`${base}/`);
+  const banner = "shared cause: 2 services failing probes of 127.0.0.1:8000 since 14:02:11 UTC; restarts of 1 of them held until it recovers";
+  await shared.locator("#causes p", { hasText: banner }).waitFor({ timeout: T });
+  if ((await shared.locator("#causes p").count()) !== 1) throw new Error(`one banner per target: ${await shared.locator("#causes").innerText()}`);
+  await shared.locator('tr[data-name="dying"].held .held-mark', { hasText: "restart held: shared cause" }).waitFor({ timeout: T });
+  if (await shared.locator('tr[data-name="web"] .held-mark').count()) throw new Error("web is marked held, but only its cause is shared");
+  if (shots) await shared.screenshot({ path: join(shots, "dashboard-shared-cause.png") });
+  await shared.close();
+  step("a shared cause shows as one banner per target and the held service is marked");
+
   if (errors.length) throw new Error(`script errors on the page: ${errors.join("; ")}`);
   if (shots) {
     await row("dying").click();

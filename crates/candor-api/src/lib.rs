@@ -178,6 +178,10 @@ pub struct DaemonInfo {
     /// Who can reach the daemon and with which role (None from a daemon that predates it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
+    /// Shared causes now, one per target: `services` counts the services whose status names
+    /// it, `since` is the earliest of theirs. Empty when there is none.
+    #[serde(default)]
+    pub shared_causes: Vec<SharedCause>,
 }
 
 /// Who can reach the daemon: the control socket's owner and root are admins, `socket_group`

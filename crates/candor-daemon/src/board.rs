@@ -101,7 +101,41 @@ impl Board {
     pub fn names(&self) -> Vec<String> {
         self.services.keys().map(|n| n.to_string()).collect()
     }
+    /// The shared causes on the board, one per target, in target order: `services` is how
+    /// many services name that target now, `since` the earliest of their `since`.
+    pub fn shared_causes(&self, now: Now) -> Vec<api::SharedCause> {
+        let mut by_target: BTreeMap<&str, (u32, Mono)> = BTreeMap::new();
+        for c in self.services.values().filter_map(|s| s.shared.as_ref()) {
+            let e = by_target.entry(&c.target).or_insert((0, c.since));
+            e.0 += 1;
+            e.1 = e.1.min(c.since);
+        }
+        by_target
+            .into_iter()
+            .map(|(target, (services, since))| api::SharedCause {
+                target: target.to_string(),
+                services,
+                since: timestamp(now.wall_of(since)),
+            })
+            .collect()
+    }
+    /// Services whose restart is held now: (held by a shared cause, held by the restart
+    /// budget).
+    pub fn held(&self) -> (usize, usize) {
+        self.services
+            .values()
+            .fold((0, 0), |(shared, budget), s| match s.held {
+                Some(candor_brain::Held::Shared) => (shared + 1, budget),
+                Some(candor_brain::Held::Budget { .. }) => (shared, budget + 1),
+                None => (shared, budget),
+            })
+    }
 }
+
+/// The words for why a restart is held, as `ServiceStatus.restart_held` and the
+/// `candor_restarts_held{reason}` label say them.
+pub const HELD_SHARED: &str = "shared cause";
+pub const HELD_BUDGET: &str = "restart budget";
 
 impl<'a> ServiceView<'a> {
     pub fn spec(&self) -> &'a ServiceSpec {
@@ -220,8 +254,8 @@ impl<'a> ServiceView<'a> {
             }),
             restart_held: self.svc.held.as_ref().map(|h| {
                 match h {
-                    candor_brain::Held::Shared => "shared cause",
-                    candor_brain::Held::Budget { .. } => "restart budget",
+                    candor_brain::Held::Shared => HELD_SHARED,
+                    candor_brain::Held::Budget { .. } => HELD_BUDGET,
                 }
                 .to_string()
             }),
@@ -229,10 +263,111 @@ impl<'a> ServiceView<'a> {
     }
 }
 
+/// Boards built by hand, for the tests of what is rendered from one.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use candor_brain::{Held, SharedCause};
+    use std::time::{Duration, SystemTime};
+
+    /// 1000 s after boot; wall 2026-12-07T14:02:00Z.
+    pub fn now() -> Now {
+        Now {
+            mono: Mono(Duration::from_secs(1000)),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_652_120),
+        }
+    }
+
+    /// A cause named `ago` before [`now`].
+    pub fn cause(target: &str, services: u32, ago: u64) -> SharedCause {
+        SharedCause {
+            target: target.into(),
+            services,
+            since: now().mono - Duration::from_secs(ago),
+        }
+    }
+
+    pub fn budget() -> Held {
+        Held::Budget {
+            restarts: 30,
+            window: Duration::from_secs(10),
+            until: now().mono + Duration::from_secs(4),
+        }
+    }
+
+    /// A board of the services named, each `sleep`, with the shared cause and hold given.
+    pub fn board(services: &[(&str, Option<SharedCause>, Option<Held>)]) -> Board {
+        let text: String = services
+            .iter()
+            .map(|(n, ..)| format!("[service.{n}]\ncommand = [\"/bin/sleep\", \"1000\"]\n"))
+            .collect();
+        let spec = candor_spec::parse_str(std::path::Path::new("/srv/candor.toml"), &text)
+            .expect("a valid config");
+        let mut all = Services::new();
+        for (name, shared, held) in services {
+            let key = ServiceName::new(name).unwrap();
+            let mut svc = Service::new(Arc::new(spec.services[&key].clone()), now().mono);
+            svc.shared = shared.clone();
+            svc.held = held.clone();
+            all.insert(key, Arc::new(svc));
+        }
+        Board {
+            services: all,
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{board, budget, cause, now};
     use super::*;
+    use candor_brain::Held;
     use tokio::sync::watch;
+
+    #[test]
+    fn shared_causes_are_counted_per_target_from_the_earliest() {
+        let b = board(&[
+            (
+                "a",
+                Some(cause("127.0.0.1:8000", 2, 30)),
+                Some(Held::Shared),
+            ),
+            (
+                "b",
+                Some(cause("127.0.0.1:8000", 3, 40)),
+                Some(Held::Shared),
+            ),
+            ("c", Some(cause("/run/db.sock", 1, 5)), None),
+            ("d", Some(cause("127.0.0.1:8000", 3, 10)), Some(budget())),
+            ("e", None, Some(budget())),
+            ("f", None, None),
+        ]);
+        let causes = b.shared_causes(now());
+        let got: Vec<(&str, u32, &str)> = causes
+            .iter()
+            .map(|c| (c.target.as_str(), c.services, c.since.as_str()))
+            .collect();
+        // The count is the board's (3 services name :8000), not what one of them last saw.
+        assert_eq!(
+            got,
+            [
+                ("/run/db.sock", 1, "2026-12-07T14:01:55Z"),
+                ("127.0.0.1:8000", 3, "2026-12-07T14:01:20Z"),
+            ]
+        );
+        assert_eq!(b.held(), (2, 2));
+        let st = b.get("a").unwrap().status(now());
+        assert_eq!(st.restart_held.as_deref(), Some(HELD_SHARED));
+        assert_eq!(st.shared_cause.unwrap().services, 2);
+        assert_eq!(
+            b.get("e").unwrap().status(now()).restart_held.as_deref(),
+            Some(HELD_BUDGET)
+        );
+        let calm = board(&[("a", None, None)]);
+        assert!(calm.shared_causes(now()).is_empty());
+        assert_eq!(calm.held(), (0, 0));
+    }
 
     fn with_logs(n: usize) -> Arc<Board> {
         let mut logs = BTreeMap::new();

@@ -401,7 +401,11 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
             },
         };
     }
-    info.services = st.board.borrow().len();
+    {
+        let board = st.board.borrow();
+        info.services = board.len();
+        info.shared_causes = board.shared_causes(candor_keeper::clock::now());
+    }
     info.access = Some(access(&st).await);
     info.faults = api::Faults {
         count: st.faults.count(),

@@ -10,7 +10,7 @@ use candor_api as api;
 use candor_brain::ServiceState;
 use candor_core::Now;
 
-use crate::board::Board;
+use crate::board::{Board, HELD_BUDGET, HELD_SHARED};
 use crate::logs::STREAMS;
 use crate::sampler::SelfSample;
 
@@ -193,6 +193,33 @@ pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
         );
     }
 
+    // Shared causes and held restarts, counted from the board (what the brain decided, as
+    // `candor status` shows it).
+    family(
+        &mut out,
+        "candor_shared_cause",
+        "gauge",
+        "Services whose probes of this target fail together: a cause they share (no series when there is none).",
+    );
+    for c in board.shared_causes(now) {
+        let _ = writeln!(
+            out,
+            "candor_shared_cause{{target=\"{}\"}} {}",
+            label(&c.target),
+            c.services
+        );
+    }
+    family(
+        &mut out,
+        "candor_restarts_held",
+        "gauge",
+        "Unhealthy services whose restart is held now, by why: a shared cause or the restart budget.",
+    );
+    let (shared, budget) = board.held();
+    for (reason, n) in [(HELD_SHARED, shared), (HELD_BUDGET, budget)] {
+        let _ = writeln!(out, "candor_restarts_held{{reason=\"{reason}\"}} {n}");
+    }
+
     type Pick = fn(&crate::logs::StreamCounts) -> &AtomicU64;
     let logs: [(&str, &str, Pick); 3] = [
         (
@@ -268,6 +295,60 @@ mod tests {
         let in_buckets: u64 = p.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum();
         assert_eq!((in_buckets, p.count.load(Ordering::Relaxed)), (2, 3));
         assert_eq!(p.failures.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn shared_causes_and_held_restarts_are_gauges_from_the_board() {
+        use crate::board::fixtures::{board, budget, cause, now};
+        use candor_brain::Held;
+        let b = board(&[
+            (
+                "a",
+                Some(cause("127.0.0.1:8000", 2, 30)),
+                Some(Held::Shared),
+            ),
+            (
+                "b",
+                Some(cause("127.0.0.1:8000", 2, 40)),
+                Some(Held::Shared),
+            ),
+            ("c", Some(cause("/run/a \"b\".sock", 1, 5)), None),
+            ("d", None, Some(budget())),
+            ("e", None, None),
+        ]);
+        let text = render(&b, None, now());
+        let lines = |prefix: &str| -> Vec<&str> {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lines("candor_shared_cause"),
+            [
+                "candor_shared_cause{target=\"/run/a \\\"b\\\".sock\"} 1",
+                "candor_shared_cause{target=\"127.0.0.1:8000\"} 2",
+            ]
+        );
+        assert_eq!(
+            lines("candor_restarts_held"),
+            [
+                "candor_restarts_held{reason=\"shared cause\"} 2",
+                "candor_restarts_held{reason=\"restart budget\"} 1",
+            ]
+        );
+        for family in ["candor_shared_cause", "candor_restarts_held"] {
+            assert!(
+                text.contains(&format!("# TYPE {family} gauge\n")),
+                "{family}"
+            );
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+        }
+
+        // Nothing shared, nothing held: no cause series, the held gauges at 0.
+        let calm = render(&board(&[("a", None, None)]), None, now());
+        assert!(!calm.lines().any(|l| l.starts_with("candor_shared_cause{")));
+        assert!(calm.contains("candor_restarts_held{reason=\"shared cause\"} 0\n"));
+        assert!(calm.contains("candor_restarts_held{reason=\"restart budget\"} 0\n"));
     }
 
     #[test]

@@ -35,6 +35,46 @@ function probeText(s) {
   return `${p.kind} ${p.ok ? "ok" : "FAILED"} ${p.latency_ms} ms`;
 }
 
+// "14:02:11 UTC" of an API timestamp (RFC 3339, UTC).
+function clock(at) {
+  return /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(at || "") ? `${at.slice(11, 19)} UTC` : String(at ?? "");
+}
+// What a service's restart is held by, in a few words, or "".
+function heldText(s) {
+  return s.restart_held ? `restart held: ${s.restart_held}` : "";
+}
+
+// One banner per shared cause (target, how many services, since when, how many held) and one
+// for restarts held by the restart budget: counted from the board, like the table beside it.
+function causes(list) {
+  const by = new Map();
+  for (const s of list) {
+    const c = s.shared_cause;
+    if (!c) continue;
+    const e = by.get(c.target) || { n: 0, since: c.since, held: 0 };
+    e.n += 1;
+    if (c.since < e.since) e.since = c.since;
+    if (s.restart_held === "shared cause") e.held += 1;
+    by.set(c.target, e);
+  }
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  const out = [...by.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([target, e]) => {
+    const held = e.held === 0 ? "" : e.held === e.n
+      ? `; ${e.n === 1 ? "its restart is" : "their restarts are"} held until it recovers`
+      : `; restarts of ${e.held} of them held until it recovers`;
+    return `shared cause: ${plural(e.n, "service", "services")} failing probes of ${target} since ${clock(e.since)}${held}`;
+  });
+  const budget = list.filter((s) => s.restart_held === "restart budget").length;
+  if (budget) out.push(`restart budget: spent; ${plural(budget, "service", "services")} unhealthy, ${budget === 1 ? "its restart" : "their restarts"} held until the budget allows (see the reason)`);
+  return out;
+}
+function renderCauses() {
+  const lines = causes(st.services);
+  const el = $("causes");
+  el.hidden = lines.length === 0;
+  el.innerHTML = lines.map((l) => `<p class="cause">${esc(l)}</p>`).join("");
+}
+
 // The board, pushed on every change.
 function onBoard(list) {
   st.services = list;
@@ -43,6 +83,7 @@ function onBoard(list) {
     if (s.fds) { h.fds.push(s.fds.count); if (h.fds.length > HISTORY) h.fds.shift(); }
     if (s.rss_bytes != null) { h.rss.push(s.rss_bytes); if (h.rss.length > HISTORY) h.rss.shift(); }
   }
+  renderCauses();
   renderRows();
   renderDetail();
   daemonPanel();
@@ -52,10 +93,10 @@ function renderRows() {
   const rows = $("rows");
   const focused = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.name;
   rows.innerHTML = st.services.map((s) => `
-    <tr tabindex="0" data-name="${esc(s.name)}" class="${s.name === st.selected ? "selected" : ""}">
+    <tr tabindex="0" data-name="${esc(s.name)}" class="${s.name === st.selected ? "selected" : ""}${s.restart_held ? " held" : ""}">
       <td>${esc(s.name)}</td>
       <td class="state s-${esc(s.state)}">${esc(s.state)}</td>
-      <td class="reason">${esc(s.reason)}${s.status_text ? `<br><small>${esc(s.status_text)}</small>` : ""}</td>
+      <td class="reason">${s.restart_held ? `<span class="held-mark">${esc(heldText(s))}</span> ` : ""}${esc(s.reason)}${s.status_text ? `<br><small>${esc(s.status_text)}</small>` : ""}</td>
       <td title="${esc(s.since)}">${esc((s.since || "").slice(11, 19))}</td>
       <td>${s.pid ?? "-"}</td>
       <td>${dur(s.uptime_s)}</td>
@@ -93,6 +134,11 @@ function renderDetail() {
     ["sockets", (s.sockets || []).map((k) => `${k.path}: ${!k.exists ? "MISSING" : k.accepts ? "accepts" : "REFUSES"}`).join("; ") || "-"],
     ["logs", `${s.logs.lines} lines, ${s.logs.dropped} dropped, ${s.logs.folded || 0} folded`],
   ];
+  if (s.shared_cause) {
+    const c = s.shared_cause;
+    facts.push(["shared cause", `probes of ${c.target} fail for ${c.services} services since ${c.since}`]);
+  }
+  if (s.restart_held) facts.push(["restart", `held (${s.restart_held})`]);
   $("d-facts").innerHTML = facts.map(([k, v]) => `<dt>${k}</dt><dd>${esc(v)}</dd>`).join("");
   const h = st.hist[s.name] || { fds: [], rss: [] };
   if (s.fds) {

@@ -856,6 +856,7 @@ async fn status(client: &Client, name: Option<&str>, json: bool) -> u8 {
             if let Ok(info) = info {
                 println!("{}", render::header(&info));
             }
+            print!("{}", render::causes(&list));
             print!("{}", render::table(&list));
             OK
         }

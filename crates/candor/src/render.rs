@@ -87,6 +87,104 @@ pub fn access(info: &DaemonInfo) -> String {
     format!("\ncontrol: {control}; operators: {operators}; dashboard: {dashboard}")
 }
 
+/// "HH:MM:SS UTC" of an API timestamp (RFC 3339, UTC), or the timestamp as it is.
+fn clock(at: &str) -> String {
+    match at.get(11..19) {
+        Some(t) if at.ends_with('Z') => format!("{t} UTC"),
+        _ => at.to_string(),
+    }
+}
+
+/// The board's shared causes and held restarts, one line each (each ending in a newline;
+/// empty when there is none): "shared cause: 312 services failing probes of 127.0.0.1:8000
+/// since 14:02:11 UTC; their restarts are held until it recovers". Counted from the statuses
+/// themselves, so it agrees with the table printed beside it.
+pub fn causes(services: &[ServiceStatus]) -> String {
+    // target -> (services, earliest since, held by it)
+    let mut by_target: std::collections::BTreeMap<&str, (usize, &str, usize)> = Default::default();
+    for s in services {
+        let Some(c) = &s.shared_cause else { continue };
+        let e = by_target
+            .entry(c.target.as_str())
+            .or_insert((0, c.since.as_str(), 0));
+        e.0 += 1;
+        // RFC 3339 UTC timestamps of one format: the earliest sorts first.
+        e.1 = e.1.min(c.since.as_str());
+        e.2 += usize::from(s.restart_held.as_deref() == Some("shared cause"));
+    }
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut out = String::new();
+    for (target, (n, since, held)) in by_target {
+        let held = match held {
+            0 => String::new(),
+            h if h == n => format!(
+                "; {} held until it recovers",
+                if n == 1 {
+                    "its restart is"
+                } else {
+                    "their restarts are"
+                }
+            ),
+            h => format!("; restarts of {h} of them held until it recovers"),
+        };
+        out += &format!(
+            "shared cause: {} failing probes of {target} since {}{held}\n",
+            plural(n, "service", "services"),
+            clock(since)
+        );
+    }
+    let budget = services
+        .iter()
+        .filter(|s| s.restart_held.as_deref() == Some("restart budget"))
+        .count();
+    if budget > 0 {
+        out += &format!(
+            "restart budget: spent; {} unhealthy, {} held until the budget allows (see the reason)\n",
+            plural(budget, "service", "services"),
+            if budget == 1 { "its restart" } else { "their restarts" },
+        );
+    }
+    out
+}
+
+/// What a service's restart is held by, in a few words ("shared cause; restart held"), for
+/// where its reason does not fit; None when nothing is held or shared.
+fn held_words(s: &ServiceStatus) -> Option<&'static str> {
+    match (s.restart_held.as_deref(), &s.shared_cause) {
+        (Some("shared cause"), _) => Some("shared cause; restart held"),
+        (Some(_), _) => Some("restart held (restart budget)"),
+        (None, Some(_)) => Some("shared cause"),
+        (None, None) => None,
+    }
+}
+
+/// A reason cut to `width` characters. A service whose restart is held, or whose cause is
+/// shared, keeps those words at the end (they come last in the reason and would be the first
+/// cut away): "http probe failed 3 times in a row: timed o… shared cause; restart held".
+pub fn cut_reason(s: &ServiceStatus, width: usize) -> String {
+    let reason = &s.reason;
+    if reason.chars().count() <= width {
+        return reason.clone();
+    }
+    match held_words(s) {
+        Some(tail) if tail.chars().count() + 12 <= width => {
+            let head: String = reason
+                .chars()
+                .take(width - tail.chars().count() - 2)
+                .collect();
+            format!("{}… {tail}", head.trim_end())
+        }
+        _ => {
+            reason
+                .chars()
+                .take(width.saturating_sub(1))
+                .collect::<String>()
+                + "…"
+        }
+    }
+}
+
 pub fn table(services: &[ServiceStatus]) -> String {
     let rows: Vec<[String; 8]> = services
         .iter()
@@ -94,7 +192,7 @@ pub fn table(services: &[ServiceStatus]) -> String {
             [
                 s.name.clone(),
                 s.state.clone(),
-                s.reason.clone(),
+                cut_reason(s, REASON_WIDTH),
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 uptime(s.uptime_s),
                 s.restarts.to_string(),
@@ -115,7 +213,7 @@ pub fn table(services: &[ServiceStatus]) -> String {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    widths[2] = widths[2].min(70);
+    widths[2] = widths[2].min(REASON_WIDTH);
     let mut out = String::new();
     let line = |cells: Vec<&str>, out: &mut String| {
         let mut parts = Vec::new();
@@ -135,6 +233,9 @@ pub fn table(services: &[ServiceStatus]) -> String {
     }
     out
 }
+
+/// The widest the table's REASON column gets.
+const REASON_WIDTH: usize = 70;
 
 pub fn details(s: &ServiceStatus) -> String {
     let mut out = format!(
@@ -159,6 +260,20 @@ pub fn details(s: &ServiceStatus) -> String {
             e.at,
             uptime(Some(e.uptime_s))
         );
+    }
+    if let Some(c) = &s.shared_cause {
+        out += &format!(
+            "  shared:   probes of {} fail for {} since {} (a shared cause)\n",
+            c.target,
+            match c.services {
+                1 => "1 service".to_string(),
+                n => format!("{n} services"),
+            },
+            c.since
+        );
+    }
+    if let Some(h) = &s.restart_held {
+        out += &format!("  held:     restart held ({h})\n");
     }
     if let Some(n) = &s.next_start {
         out += &format!("  next start: {n}\n");
@@ -253,5 +368,104 @@ mod access_tests {
         );
         let old = serde_json::from_value::<DaemonInfo>(blank()).unwrap();
         assert_eq!(access(&old), "", "a daemon that does not say");
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::*;
+
+    const REASON: &str = "http probe failed 3 times in a row: timed out after 1s — shared with 312 services probing 127.0.0.1:8000 for 40s; restart held until it recovers";
+
+    fn svc(name: &str, shared: Option<(&str, &str)>, held: Option<&str>) -> ServiceStatus {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "state": if held.is_some() { "unhealthy" } else { "running" },
+            "reason": if held.is_some() { REASON } else { "running since 14:00:00" },
+            "since": "t", "pid": 7, "uptime_s": 1.0, "restarts": 0, "last_exit": null,
+            "ready": null, "probes": [], "sockets": [], "fds": null, "rss_bytes": null,
+            "logs": {"lines": 0, "dropped": 0}, "runs": 1, "next_start": null,
+            "status_text": null,
+            "shared_cause": shared.map(|(t, since)| serde_json::json!(
+                {"target": t, "services": 312, "since": since})),
+            "restart_held": held,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_status_header_names_each_shared_cause_once_with_its_count_and_start() {
+        let list = vec![
+            svc(
+                "a",
+                Some(("127.0.0.1:8000", "2026-12-07T14:02:30Z")),
+                Some("shared cause"),
+            ),
+            svc(
+                "b",
+                Some(("127.0.0.1:8000", "2026-12-07T14:02:11Z")),
+                Some("shared cause"),
+            ),
+            svc("c", Some(("/run/db.sock", "2026-12-07T14:05:00Z")), None),
+            svc(
+                "d",
+                Some(("/run/db.sock", "2026-12-07T14:04:00Z")),
+                Some("shared cause"),
+            ),
+            svc("e", None, Some("restart budget")),
+            svc("f", None, None),
+        ];
+        assert_eq!(
+            causes(&list),
+            "shared cause: 2 services failing probes of /run/db.sock since 14:04:00 UTC; restarts of 1 of them held until it recovers\n\
+             shared cause: 2 services failing probes of 127.0.0.1:8000 since 14:02:11 UTC; their restarts are held until it recovers\n\
+             restart budget: spent; 1 service unhealthy, its restart held until the budget allows (see the reason)\n"
+        );
+        assert_eq!(causes(&list[5..]), "", "nothing to say, no line");
+    }
+
+    #[test]
+    fn a_cut_reason_keeps_the_words_that_say_the_restart_is_held() {
+        let shared = svc(
+            "a",
+            Some(("127.0.0.1:8000", "2026-12-07T14:02:11Z")),
+            Some("shared cause"),
+        );
+        let budget = svc("b", None, Some("restart budget"));
+        let plain = ServiceStatus {
+            shared_cause: None,
+            restart_held: None,
+            ..shared.clone()
+        };
+        let out = table(&[shared.clone(), budget, plain]);
+        let rows: Vec<&str> = out.lines().skip(1).collect();
+        assert!(
+            rows[0].contains("… shared cause; restart held"),
+            "{}",
+            rows[0]
+        );
+        assert!(
+            rows[1].contains("… restart held (restart budget)"),
+            "{}",
+            rows[1]
+        );
+        // Without a hold the reason is cut as any other.
+        assert!(!rows[2].contains("held"), "{}", rows[2]);
+        for r in &rows {
+            let at = r
+                .find("http probe failed 3 times")
+                .expect("the reason's start");
+            let cut = r[at..].split("  ").next().unwrap();
+            assert!(cut.chars().count() <= REASON_WIDTH, "{r}");
+        }
+        // A reason that fits is left whole.
+        assert_eq!(cut_reason(&shared, 500), REASON);
+
+        let d = details(&shared);
+        assert!(d.contains(&format!("  reason:   {REASON}\n")), "{d}");
+        assert!(d.contains("  shared:   probes of 127.0.0.1:8000 fail for 312 services since 2026-12-07T14:02:11Z (a shared cause)\n"), "{d}");
+        assert!(
+            d.contains("  held:     restart held (shared cause)\n"),
+            "{d}"
+        );
     }
 }

@@ -348,8 +348,20 @@ const KEYS: &str = "↑/↓ select  s start  x stop  r restart  f reset-failed  
 /// Draw the whole view; returns how many log lines fit in the log pane.
 fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
     let area = f.area();
+    // The board's shared causes and held restarts, under the daemon's two lines (at most
+    // four, so the table keeps its room).
+    let causes: Vec<Line> = crate::render::causes(&app.list)
+        .lines()
+        .take(4)
+        .map(|l| {
+            Line::styled(
+                short(l, area.width as usize),
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            )
+        })
+        .collect();
     let rows = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(2 + causes.len() as u16),
         Constraint::Min(4),
         Constraint::Length(6),
         Constraint::Min(3),
@@ -365,13 +377,20 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
         )],
         (None, Some(info)) => crate::render::header(info)
             .lines()
+            .take(2)
             .map(|l| Line::raw(l.to_string()))
             .collect(),
         (None, None) => vec![Line::raw("connecting to the daemon…")],
     };
+    let header: Vec<Line> = header.into_iter().chain(causes).collect();
     f.render_widget(Paragraph::new(header), rows[0]);
 
-    // The table, sorted by trouble.
+    // The table, sorted by trouble. A reason too long for its column keeps, at its end, the
+    // words saying the restart is held.
+    let widths = [16, 10, 8, 8, 11];
+    let reason_width = (area.width as usize)
+        .saturating_sub(widths.iter().sum::<u16>() as usize + widths.len())
+        .max(10);
     let table_rows: Vec<Row> = app
         .list
         .iter()
@@ -392,18 +411,18 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
                 Span::raw(s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
                 Span::raw(s.restarts.to_string()),
                 Span::raw(fds),
-                Span::raw(s.reason.clone()),
+                Span::raw(crate::render::cut_reason(s, reason_width)),
             ])
         })
         .collect();
     let table = Table::new(
         table_rows,
         [
-            Constraint::Length(16),
-            Constraint::Length(10),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(11),
+            Constraint::Length(widths[0]),
+            Constraint::Length(widths[1]),
+            Constraint::Length(widths[2]),
+            Constraint::Length(widths[3]),
+            Constraint::Length(widths[4]),
             Constraint::Min(10),
         ],
     )
@@ -424,16 +443,31 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
     let detail =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).split(rows[2]);
     if let Some(s) = app.current() {
-        let mut text = vec![
-            Line::from(vec![
-                Span::styled(
-                    format!("{} ", s.name),
-                    Style::new().add_modifier(Modifier::BOLD),
+        let mut text = vec![Line::from(vec![
+            Span::styled(
+                format!("{} ", s.name),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(s.state.clone(), Style::new().fg(colour(&s.state))),
+            Span::styled(
+                s.restart_held
+                    .as_ref()
+                    .map(|h| format!(" · restart held ({h})"))
+                    .unwrap_or_default(),
+                Style::new().fg(Color::Yellow),
+            ),
+        ])];
+        // Before the reason, which may be cut by the pane.
+        if let Some(c) = &s.shared_cause {
+            text.push(Line::styled(
+                format!(
+                    "shared cause: probes of {} fail for {} services since {}",
+                    c.target, c.services, c.since
                 ),
-                Span::styled(s.state.clone(), Style::new().fg(colour(&s.state))),
-            ]),
-            Line::raw(s.reason.clone()),
-        ];
+                Style::new().fg(Color::Yellow),
+            ));
+        }
+        text.push(Line::raw(s.reason.clone()));
         if let Some(p) = s.probes.first() {
             text.push(Line::raw(format!(
                 "probe: {} {} ({}) {} ms",
@@ -446,6 +480,7 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
         if let Some(t) = &s.status_text {
             text.push(Line::raw(format!("its status: {t}")));
         }
+
         f.render_widget(
             Paragraph::new(text)
                 .wrap(Wrap { trim: true })
@@ -584,6 +619,74 @@ mod tests {
             "logs": {"lines": 0, "dropped": 0}, "runs": 0, "next_start": null, "status_text": null
         }))
         .unwrap()
+    }
+
+    /// The screen `draw` makes of `app` in a terminal of this size, one string a row.
+    fn screen(app: &App, width: u16, height: u16) -> Vec<String> {
+        let mut t =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
+        t.draw(|f| {
+            draw(f, app, Mode::Top);
+        })
+        .unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..height)
+            .map(|y| {
+                (0..width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shared_cause_shows_in_the_header_and_held_restarts_in_the_table() {
+        let held = |name: &str, since: &str| {
+            let mut s = svc(name, "unhealthy");
+            s.reason = "http probe failed 3 times in a row: timed out after 1s — shared with 2 services probing 127.0.0.1:8000 for 40s; restart held until it recovers".into();
+            s.shared_cause = Some(candor_api::SharedCause {
+                target: "127.0.0.1:8000".into(),
+                services: 2,
+                since: since.into(),
+            });
+            s.restart_held = Some("shared cause".into());
+            s
+        };
+        let mut app = App {
+            list: vec![
+                held("api", "2026-12-07T14:02:30Z"),
+                held("web", "2026-12-07T14:02:11Z"),
+                svc("calm", "running"),
+            ],
+            ..Default::default()
+        };
+        app.sort();
+        let rows = screen(&app, 120, 30);
+        let all = rows.join("\n");
+        // In the header, above the table.
+        let cause = rows.iter().position(|r| {
+            r.starts_with("shared cause: 2 services failing probes of 127.0.0.1:8000 since 14:02:11 UTC; their restarts are held until it recovers")
+        });
+        let table = rows.iter().position(|r| r.starts_with("NAME "));
+        assert!(cause.is_some() && cause < table, "{all}");
+        let api = rows.iter().find(|r| r.starts_with("api ")).expect(&all);
+        assert!(
+            api.trim_end().ends_with("… shared cause; restart held"),
+            "{all}"
+        );
+        // The selected one (api, first by trouble) says it beside its state.
+        assert!(
+            rows.iter()
+                .any(|r| r.starts_with("api unhealthy · restart held (shared cause)")),
+            "{all}"
+        );
+
+        // Nothing shared: the header is the daemon's two lines, no cause line.
+        let calm = App {
+            list: vec![svc("calm", "running")],
+            ..Default::default()
+        };
+        assert!(!screen(&calm, 120, 30).join("\n").contains("shared cause"));
     }
 
     #[test]
