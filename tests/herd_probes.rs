@@ -193,10 +193,22 @@ S(("127.0.0.1", port), H).serve_forever()
 "#;
 
 /// 20 services probe one slow server with `max_inflight = 1`: the server never has two
-/// connections at once, and no service is blamed for the wait (none unhealthy, none
-/// restarted). Without the limit, the 20 startup probes arrive together.
+/// requests at once, and no service is blamed for the wait (none unhealthy, none restarted).
+/// Without the limit, the 20 startup probes arrive together.
 #[test]
-fn max_inflight_one_keeps_a_target_at_one_connection_and_blames_nobody() {
+fn max_inflight_one_keeps_a_target_at_one_request_and_blames_nobody() {
+    one_at_a_time("", ", max_inflight = 1");
+}
+
+/// The same with the daemon's limit, `[daemon] probe_max_inflight = 1`, set in no service.
+#[test]
+fn the_daemons_probe_max_inflight_holds_for_services_that_set_none() {
+    one_at_a_time("probe_max_inflight = 1\n\n", "");
+}
+
+/// 20 services probing the counting server; `daemon` goes in `[daemon]`, `probe` at the end
+/// of each service's probe.
+fn one_at_a_time(daemon: &str, probe: &str) {
     const N: usize = 20;
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -223,10 +235,11 @@ fn max_inflight_one_keeps_a_target_at_one_connection_and_blames_nobody() {
             .unwrap()
     };
     assert_eq!(read_most(), 0, "the check that it listens sent no request");
-    let mut config = String::new();
+    // The harness starts the config with `[daemon]`: lines before the first table are in it.
+    let mut config = daemon.to_string();
     for i in 0..N {
         config.push_str(&format!(
-            "[service.slow-{i}]\ncommand = [\"sleep\", \"100000\"]\nprobe = {{ http = {{ port = {port}, path = \"/\" }}, every = \"5s\", max_inflight = 1 }}\n\n"
+            "[service.slow-{i}]\ncommand = [\"sleep\", \"100000\"]\nprobe = {{ http = {{ port = {port}, path = \"/\" }}, every = \"5s\"{probe} }}\n\n"
         ));
     }
     let d = Daemon::start(&config);
