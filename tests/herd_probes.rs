@@ -156,7 +156,8 @@ fn three_hundred_services_probing_one_small_server_all_run_and_none_is_restarted
 /// A server that answers each request after 200 ms and writes the most requests it ever had
 /// in hand at once to a file (counted from a request's arrival to just before its answer is
 /// sent: a client that has its answer is no longer counted). Its backlog is large and it has
-/// a thread per connection: only the daemon's limit keeps it at one.
+/// a thread per connection: only the daemon's limit keeps it at one. `GET /reset` starts the
+/// count again from the requests in hand, and answers how many they are.
 const COUNTING_SERVER: &str = r#"
 import http.server, os, sys, threading, time
 port, out = int(sys.argv[1]), sys.argv[2]
@@ -170,6 +171,16 @@ def note():
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         global now, most
+        if self.path == "/reset":
+            with lock:
+                most = now
+                note()
+                body = str(now).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         with lock:
             now += 1
             if now > most:
@@ -206,42 +217,87 @@ fn the_daemons_probe_max_inflight_holds_for_services_that_set_none() {
     one_at_a_time("probe_max_inflight = 1\n\n", "");
 }
 
-/// 20 services probing the counting server; `daemon` goes in `[daemon]`, `probe` at the end
-/// of each service's probe.
-fn one_at_a_time(daemon: &str, probe: &str) {
-    const N: usize = 20;
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let most = dir.path().join("most");
-    let script = dir.path().join("server.py");
-    std::fs::write(&script, COUNTING_SERVER).unwrap();
-    let _server = python(
-        dir.path(),
-        &[
-            script.to_str().unwrap(),
-            &port.to_string(),
-            most.to_str().unwrap(),
-        ],
-        port,
-    );
-    wait_for("the server's count", Duration::from_secs(10), || {
-        std::fs::read_to_string(&most).ok()
-    });
-    let read_most = || -> u64 {
-        std::fs::read_to_string(&most)
+/// The counting server, on its own port.
+struct Counting {
+    port: u16,
+    most: std::path::PathBuf,
+    // Killed before its directory goes.
+    _server: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl Counting {
+    fn start() -> Counting {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let most = dir.path().join("most");
+        let script = dir.path().join("server.py");
+        std::fs::write(&script, COUNTING_SERVER).unwrap();
+        let server = python(
+            dir.path(),
+            &[
+                script.to_str().unwrap(),
+                &port.to_string(),
+                most.to_str().unwrap(),
+            ],
+            port,
+        );
+        wait_for("the server's count", Duration::from_secs(10), || {
+            std::fs::read_to_string(&most).ok()
+        });
+        let c = Counting {
+            port,
+            most,
+            _server: server,
+            _dir: dir,
+        };
+        assert_eq!(c.most(), 0, "the check that it listens sent no request");
+        c
+    }
+
+    /// The most requests it had in hand at once.
+    fn most(&self) -> u64 {
+        std::fs::read_to_string(&self.most)
             .unwrap()
             .trim()
             .parse()
             .unwrap()
-    };
-    assert_eq!(read_most(), 0, "the check that it listens sent no request");
-    // The harness starts the config with `[daemon]`: lines before the first table are in it.
-    let mut config = daemon.to_string();
-    for i in 0..N {
-        config.push_str(&format!(
-            "[service.slow-{i}]\ncommand = [\"sleep\", \"100000\"]\nprobe = {{ http = {{ port = {port}, path = \"/\" }}, every = \"5s\"{probe} }}\n\n"
-        ));
     }
+
+    /// Count again from now; how many requests are in hand.
+    fn reset(&self) -> u64 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(b"GET /reset HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer[answer.find("\r\n\r\n").unwrap() + 4..]
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// The config of `n` services probing it: `daemon` goes in `[daemon]` (the harness starts
+    /// the config with it: lines before the first table are in it), `probe` at the end of
+    /// each service's probe.
+    fn config(&self, n: usize, daemon: &str, probe: &str) -> String {
+        let port = self.port;
+        let mut config = daemon.to_string();
+        for i in 0..n {
+            config.push_str(&format!(
+                "[service.slow-{i}]\ncommand = [\"sleep\", \"100000\"]\nprobe = {{ http = {{ port = {port}, path = \"/\" }}, every = \"5s\"{probe} }}\n\n"
+            ));
+        }
+        config
+    }
+}
+
+/// 20 services probing the counting server; `daemon` goes in `[daemon]`, `probe` at the end
+/// of each service's probe.
+fn one_at_a_time(daemon: &str, probe: &str) {
+    const N: usize = 20;
+    let server = Counting::start();
+    let config = server.config(N, daemon, probe);
     let d = Daemon::start(&config);
     wait_for("all 20 services running", Duration::from_secs(60), || {
         let list = all(&d);
@@ -255,7 +311,7 @@ fn one_at_a_time(daemon: &str, probe: &str) {
         assert_eq!(restarts(&list), 0, "{list:?}");
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert_eq!(read_most(), 1, "requests the server had in hand at once");
+    assert_eq!(server.most(), 1, "requests the server had in hand at once");
     // Probes that waited out their timeout for the one slot were held, not failed.
     let text = metrics(&d);
     // At start the 20 probes come together and only about 5 fit in a 1 s timeout at 200 ms
@@ -267,4 +323,53 @@ fn one_at_a_time(daemon: &str, probe: &str) {
         "some probes waited out their timeout for the slot"
     );
     assert_eq!(failures, 0.0, "no probe failed:\n{text}");
+}
+
+/// `[daemon] probe_max_inflight` read again by `reload` applies to the next probes: 20
+/// services started together reach the default limit (4), and after a reload to 1 they are
+/// started together again, and the server has one request at a time.
+#[test]
+fn a_reload_changes_the_daemons_limit_for_the_next_probes() {
+    const N: usize = 20;
+    let server = Counting::start();
+    let d = Daemon::start(&server.config(N, "", ""));
+    let all_running = |d: &Daemon| {
+        wait_for("all 20 services running", Duration::from_secs(60), || {
+            let list = all(d);
+            (list.len() == N && count_in(&list, "running") == N).then_some(())
+        })
+    };
+    all_running(&d);
+    let first = server.most();
+    assert!(
+        (2..=4).contains(&first),
+        "20 startup probes at once under the default limit of 4: the server had {first}"
+    );
+    d.write_config(&server.config(N, "probe_max_inflight = 1\n\n", ""));
+    d.ok(&["reload"]);
+    // All stopped, and the server done with every request: a probe cut off by its run's end
+    // has let go of its slot while the server still works on its request.
+    let names: Vec<String> = (0..N).map(|i| format!("slow-{i}")).collect();
+    let with_names = |verb: &'static str| {
+        let mut args = vec![verb, "--wait"];
+        args.extend(names.iter().map(String::as_str));
+        d.ok(&args);
+    };
+    with_names("stop");
+    wait_for("no request in hand", Duration::from_secs(10), || {
+        (server.reset() == 0).then_some(())
+    });
+    with_names("start");
+    all_running(&d);
+    // A round of probes at the new limit too.
+    let end = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < end {
+        assert_eq!(count_in(&all(&d), "running"), N);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        server.most(),
+        1,
+        "requests in hand at once after the reload"
+    );
 }
