@@ -4,6 +4,7 @@
 pub mod board;
 pub mod fallback;
 pub mod faults;
+pub mod gate;
 pub mod guard;
 pub mod http;
 pub mod log_routes;
@@ -673,6 +674,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     let ctx = shell::BrainContext {
         internal: internal_tx,
         exec: exec_probes.clone(),
+        gates: gate::Gates::new(spec.daemon.probe_max_inflight),
         notify_counters: notify_counters.clone(),
         notify_socket: notify_name.clone(),
         notify_senders,

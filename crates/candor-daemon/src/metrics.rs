@@ -29,9 +29,16 @@ pub struct ProbeStats {
     count: AtomicU64,
     sum_us: AtomicU64,
     failures: AtomicU64,
+    /// Probes the daemon held back (no slot to their target within their timeout).
+    held: AtomicU64,
 }
 
 impl ProbeStats {
+    /// A probe the daemon held back: no outcome, not the service's failure.
+    pub fn held(&self) {
+        self.held.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn observe(&self, latency: Duration, ok: bool) {
         let secs = latency.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
@@ -190,6 +197,20 @@ pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
             out,
             "candor_probe_failures_total{{service=\"{name}\",kind=\"{kind}\"}} {}",
             p.failures.load(Ordering::Relaxed)
+        );
+    }
+
+    family(
+        &mut out,
+        "candor_probe_held_total",
+        "counter",
+        "Probes the daemon held back because their target had max_inflight probes in flight for the whole probe timeout (not failures of the service).",
+    );
+    for (name, _, p) in &probed {
+        let _ = writeln!(
+            out,
+            "candor_probe_held_total{{service=\"{name}\"}} {}",
+            p.held.load(Ordering::Relaxed)
         );
     }
 

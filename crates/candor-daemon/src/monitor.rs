@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::faults::Faults;
-use crate::probe::{self, ExecProbes};
+use crate::gate::Gates;
+use crate::probe::{self, Attempt, ExecProbes};
 
 /// Declared sockets of a service without a probe are checked this often.
 pub const SOCKET_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -46,6 +47,54 @@ fn next_due(after: tokio::time::Instant, every: Duration, service: &str) -> toki
     // Rounded up to the grid when the period is not a multiple of it.
     let at = at.div_ceil(grid) * grid;
     base + Duration::from_nanos(at.min(u64::MAX as u128) as u64)
+}
+
+/// The first probe of a run comes this long after `start_delay`, at most (a random part of
+/// it): runs spawned in one instant do not probe in lockstep.
+pub const FIRST_PROBE_SPREAD: Duration = Duration::from_millis(20);
+
+/// A small fast random source for the probe loop's jitter (SplitMix64), seeded per loop from
+/// the service, the run and the process's random hasher keys: no two loops draw alike.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(service: &str, run_id: u64) -> Self {
+        use std::hash::BuildHasher;
+        Self(std::hash::RandomState::new().hash_one((service, run_id)))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, max).
+    fn below(&mut self, max: Duration) -> Duration {
+        let n = max.as_nanos() as u64;
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.next() % n)
+    }
+
+    /// A startup pause: uniform in [pause/2, pause·3/2), so its mean is `pause`.
+    fn around(&mut self, pause: Duration) -> Duration {
+        pause / 2 + self.below(pause)
+    }
+
+    /// The jitter of a ready probe: nothing or one grid slot, at random, so it stays on the
+    /// grid (the wake-ups stay shared) and two services of one slot do not fire together
+    /// every period. None for periods under four slots, where a slot is no small part.
+    fn slot(&mut self, every: Duration) -> Duration {
+        if every < PROBE_GRID * 4 || self.next() & 1 == 0 {
+            Duration::ZERO
+        } else {
+            PROBE_GRID
+        }
+    }
 }
 
 /// Evidence for the brain, each piece tagged with the run it was taken for.
@@ -81,6 +130,7 @@ pub fn start(
     run_id: u64,
     keeper: KeeperHandle,
     exec: Arc<ExecProbes>,
+    gates: Arc<Gates>,
     tx: mpsc::Sender<Internal>,
     ready_fd: Option<OwnedFd>,
     faults: &Arc<Faults>,
@@ -162,6 +212,7 @@ pub fn start(
                         run_id,
                         keeper.clone(),
                         exec.clone(),
+                        gates.clone(),
                         tx.clone(),
                         wake.clone(),
                         ready.clone(),
@@ -180,6 +231,7 @@ async fn probe_loop(
     run_id: u64,
     keeper: KeeperHandle,
     exec: Arc<ExecProbes>,
+    gates: Arc<Gates>,
     tx: mpsc::Sender<Internal>,
     wake: Arc<tokio::sync::Notify>,
     ready: Arc<AtomicBool>,
@@ -189,21 +241,25 @@ async fn probe_loop(
         Some(p) => (p.every, p.start_delay, p.timeout),
         None => (SOCKET_CHECK_EVERY, Duration::ZERO, Duration::from_secs(1)),
     };
-    tokio::time::sleep(delay).await;
+    let mut jitter = Jitter::new(&service, run_id);
+    // The first probe a random part of 20 ms after `start_delay`.
+    tokio::time::sleep(delay + jitter.below(FIRST_PROBE_SPREAD)).await;
     // Until the run is ready (the brain says so through `wake`), probe from 20 ms, doubling
     // up to `every`, as a startup probe would: a service is shown running soon after it can
-    // serve, not a whole period later. Then every `every`.
+    // serve, not a whole period later. Then every `every`. Each pause is drawn from half to
+    // one and a half of its step, so runs started together drift apart.
     let mut pause = STARTUP_PROBE_FIRST.min(every);
-    // Once ready: when the next probe is due, on the service's phase of `every` (one `every`
-    // after the last, half to one and a half after the first; a late probe is not made up
-    // for); unchanged by a probe the brain asked for.
+    // Once ready: when the next probe is due, on the service's phase of `every` plus nothing
+    // or one grid slot at random (one `every` after the last, give or take the slot; half to
+    // one and a half after the first; a late probe is not made up for); unchanged by a probe
+    // the brain asked for.
     let mut due: Option<tokio::time::Instant> = None;
     let mut first = true;
     loop {
         if !first {
             let now = tokio::time::Instant::now();
             if ready.load(Ordering::Relaxed) && due.is_none_or(|d| d <= now) {
-                due = Some(next_due(now + every / 2, every, &service));
+                due = Some(next_due(now + every / 2, every, &service) + jitter.slot(every));
             }
             match due {
                 Some(next) => tokio::select! {
@@ -211,14 +267,14 @@ async fn probe_loop(
                     _ = wake.notified() => {}
                 },
                 None => tokio::select! {
-                    _ = tokio::time::sleep(pause) => pause = (pause * 2).min(every),
+                    _ = tokio::time::sleep(jitter.around(pause)) => pause = (pause * 2).min(every),
                     _ = wake.notified() => ready.store(true, Ordering::Relaxed),
                 },
             }
         }
         first = false;
         let (outcome, checks) = tokio::join!(
-            probe::run(&spec, &keeper, &exec),
+            probe::run(&spec, &keeper, &exec, &gates),
             probe::check_sockets(&spec.sockets, timeout)
         );
         if !spec.sockets.is_empty() {
@@ -231,7 +287,12 @@ async fn probe_loop(
                 return;
             }
         }
-        if let Some(outcome) = outcome {
+        if let Some(Attempt::Held) = outcome {
+            // Held back by the daemon (its target had no slot free within the timeout): not
+            // the service's failure, so no evidence; counted.
+            stats.held();
+        }
+        if let Some(Attempt::Done(outcome)) = outcome {
             stats.observe(outcome.latency, outcome.ok);
             if tx
                 .send(Internal::Probe {
@@ -275,5 +336,53 @@ mod tests {
         let a = next_due(now, odd, "x");
         let b = next_due(a + odd / 2, odd, "x");
         assert!(b > a && b - a <= odd + PROBE_GRID, "{:?}", b - a);
+    }
+
+    #[test]
+    fn startup_pauses_are_jittered_within_bounds_and_keep_their_mean() {
+        let mut j = Jitter::new("web", 7);
+        for pause in [
+            STARTUP_PROBE_FIRST,
+            Duration::from_millis(640),
+            Duration::from_secs(5),
+        ] {
+            let n = 20_000;
+            let mut sum = Duration::ZERO;
+            let (mut low, mut high) = (false, false);
+            for _ in 0..n {
+                let p = j.around(pause);
+                assert!(p >= pause / 2 && p < pause * 3 / 2, "{p:?} for {pause:?}");
+                low |= p < pause * 3 / 4;
+                high |= p > pause * 5 / 4;
+                sum += p;
+            }
+            let mean = sum.as_secs_f64() / n as f64;
+            let want = pause.as_secs_f64();
+            assert!((mean - want).abs() < want * 0.02, "mean {mean} for {want}");
+            assert!(low && high, "spread over the whole range for {pause:?}");
+        }
+        // The first probe's delay: below 20 ms, and not the same for runs of one instant.
+        let firsts: std::collections::BTreeSet<_> = (0..50)
+            .map(|run| {
+                let d = Jitter::new("web", run).below(FIRST_PROBE_SPREAD);
+                assert!(d < FIRST_PROBE_SPREAD);
+                d
+            })
+            .collect();
+        assert!(firsts.len() > 40, "{} distinct first delays", firsts.len());
+    }
+
+    #[test]
+    fn ready_probes_jitter_by_at_most_one_grid_slot_and_stay_on_the_grid() {
+        let mut j = Jitter::new("api", 1);
+        let every = Duration::from_secs(5);
+        let draws: Vec<_> = (0..1000).map(|_| j.slot(every)).collect();
+        assert!(draws
+            .iter()
+            .all(|d| *d == Duration::ZERO || *d == PROBE_GRID));
+        let late = draws.iter().filter(|d| !d.is_zero()).count();
+        assert!((400..600).contains(&late), "{late} of 1000 a slot late");
+        // Short periods are not jittered: a slot would be a large part of them.
+        assert!((0..100).all(|_| j.slot(PROBE_GRID * 3).is_zero()));
     }
 }

@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::oneshot;
 
+use crate::gate::Gates;
+
 /// Exec probes run by the keeper; their answers come back through the brain to the waiter.
 #[derive(Default)]
 pub struct ExecProbes {
@@ -251,13 +253,34 @@ async fn uds_exchange(socket: &Path, send: Option<&str>, expect: Option<&str>) -
     }
 }
 
-/// Run the service's probe once, within its timeout.
+/// What came of one probe of a service.
+#[derive(Debug)]
+pub enum Attempt {
+    Done(ProbeOutcome),
+    /// The daemon held it back: its target had no free slot within the probe's timeout.
+    Held,
+}
+
+/// Run the service's probe once, within its timeout. Probes that reach a target (all but
+/// exec, which the keeper queues) first take a slot of the target's gate, waiting at most
+/// the timeout; the timeout of the probe proper counts from when it has the slot.
 pub async fn run(
     spec: &ServiceSpec,
     keeper: &KeeperHandle,
     exec: &Arc<ExecProbes>,
-) -> Option<ProbeOutcome> {
+    gates: &Arc<Gates>,
+) -> Option<Attempt> {
     let probe = spec.probe.as_ref()?;
+    let _slot = match probe.target() {
+        Some(target) => match gates
+            .acquire(&target, probe.max_inflight, probe.timeout)
+            .await
+        {
+            Some(slot) => Some(slot),
+            None => return Some(Attempt::Held),
+        },
+        None => None,
+    };
     let started = Instant::now();
     let at = candor_keeper::clock::mono();
     let attempt = async {
@@ -319,12 +342,12 @@ pub async fn run(
             format!("timed out after {}", format_duration(probe.timeout)),
         ),
     };
-    Some(ProbeOutcome {
+    Some(Attempt::Done(ProbeOutcome {
         ok,
         detail,
         latency: started.elapsed(),
         at,
-    })
+    }))
 }
 
 /// Check each declared socket: the file is there (and a socket), and something accepts.

@@ -1,5 +1,6 @@
 //! Sampling fds and memory: for every running service, summed over every process of its
-//! cgroup (or process group), plus the daemon itself. Each /proc file is opened, read and
+//! cgroup (or process group), plus the daemon itself (on demand, `sample_self`). Services
+//! are sampled each in its own slot of the period (from its name), not all in one burst. Each /proc file is opened, read and
 //! closed within the sample; nothing under /proc is held open between samples.
 
 use std::collections::HashMap;
@@ -124,7 +125,28 @@ pub fn sample_self() -> SelfSample {
     }
 }
 
-/// Every `every`: sample each running service and send it to the brain.
+/// A round of samples is spread over slots this long (at most [`MAX_SLOTS`] of them).
+pub const SAMPLE_SLOT: Duration = Duration::from_millis(100);
+/// The most slots a round is cut into.
+pub const MAX_SLOTS: u32 = 50;
+
+/// How many slots a round of `every` has: one per [`SAMPLE_SLOT`], 1 to [`MAX_SLOTS`].
+fn slots(every: Duration) -> u32 {
+    (every.as_nanos() / SAMPLE_SLOT.as_nanos()).clamp(1, u128::from(MAX_SLOTS)) as u32
+}
+
+/// The slot of a round in which a service is sampled: stable, from its name, so each service
+/// is sampled once every `every` and a thousand of them are spread over the round.
+fn slot_of(service: &str, slots: u32) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    service.hash(&mut h);
+    (h.finish() % u64::from(slots.max(1))) as u32
+}
+
+/// Every `every`: sample each running service and send it to the brain. The round is cut
+/// into slots of [`SAMPLE_SLOT`]; each service is sampled in its own slot (from its name), so
+/// the /proc reads of many services are spread over the period, not one burst.
 pub async fn run(
     every: Duration,
     cgroup_root: Option<PathBuf>,
@@ -137,31 +159,43 @@ pub async fn run(
         round: 0,
         every: rounds_a_minute,
     }));
-    let mut tick = tokio::time::interval(every);
+    let slots = slots(every);
+    // Process groups (without cgroups): one pass over /proc a round, at its first slot.
+    let groups = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let mut tick = tokio::time::interval(every / slots);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut slot = 0;
     loop {
         tick.tick().await;
+        let this = slot;
+        slot = (slot + 1) % slots;
+        let new_round = this == 0;
+        let mut mains = std::collections::HashSet::new();
         let running: Vec<(String, u64, u32)> = board
             .borrow()
             .services
             .iter()
             .filter_map(|(name, s)| {
                 let run = s.live().filter(|r| r.is_serving())?;
-                Some((name.to_string(), run.id, run.pid()?))
+                let pid = run.pid()?;
+                mains.insert(pid);
+                (slot_of(name.as_str(), slots) == this).then(|| (name.to_string(), run.id, pid))
             })
             .collect();
+        if running.is_empty() && !new_round {
+            continue;
+        }
         let root = cgroup_root.clone();
-        let cache = cache.clone();
+        let (cache, groups) = (cache.clone(), groups.clone());
         let samples = tokio::task::spawn_blocking(move || {
             let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-            let mains: std::collections::HashSet<u32> =
-                running.iter().map(|(_, _, pid)| *pid).collect();
-            cache.next_round(&mains);
-            let groups = if root.is_none() {
-                process_groups()
-            } else {
-                HashMap::new()
-            };
+            let mut groups = groups.lock().unwrap_or_else(|e| e.into_inner());
+            if new_round {
+                cache.next_round(&mains);
+                if root.is_none() {
+                    *groups = process_groups();
+                }
+            }
             running
                 .into_iter()
                 .map(|(name, run_id, pid)| {
@@ -176,9 +210,38 @@ pub async fn run(
         })
         .await;
         let Ok(samples) = samples else { continue };
-        // One message a round: the brain settles once for all of them.
+        if samples.is_empty() {
+            continue;
+        }
+        // One message a slot: the brain settles once for all of them.
         if tx.send(Internal::Samples(samples)).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_are_spread_over_the_slots_of_a_round_and_keep_theirs() {
+        let every = Duration::from_secs(5);
+        let n = slots(every);
+        assert_eq!(n, MAX_SLOTS);
+        let mut per_slot = vec![0; n as usize];
+        for i in 0..1000 {
+            let name = format!("svc-{i}");
+            let s = slot_of(&name, n);
+            assert_eq!(s, slot_of(&name, n), "stable");
+            per_slot[s as usize] += 1;
+        }
+        // 1000 services over 50 slots: 20 each on average, none a burst.
+        let (min, max) = (per_slot.iter().min(), per_slot.iter().max());
+        assert!(min >= Some(&5) && max <= Some(&40), "{per_slot:?}");
+        // Short periods: fewer slots, never none; long ones: at most MAX_SLOTS.
+        assert_eq!(slots(Duration::from_millis(200)), 2);
+        assert_eq!(slots(Duration::from_millis(20)), 1);
+        assert_eq!(slots(Duration::from_secs(3600)), MAX_SLOTS);
     }
 }

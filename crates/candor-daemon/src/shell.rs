@@ -39,6 +39,9 @@ pub struct BrainContext {
     /// Monitors and the notify server send evidence here.
     pub internal: mpsc::Sender<Internal>,
     pub exec: Arc<ExecProbes>,
+    /// Probes in flight to each target, limited (`[daemon] probe_max_inflight`, set again on
+    /// each reload).
+    pub gates: Arc<crate::gate::Gates>,
     pub notify_counters: Arc<NotifyCounters>,
     /// `NOTIFY_SOCKET` for services that use sd_notify.
     pub notify_socket: String,
@@ -706,6 +709,7 @@ impl Shell {
         }
         if let candor_brain::Request::Reload(spec) = &asked.request {
             self.store.set_caps(logs::caps(spec));
+            self.ctx.gates.set_default(spec.daemon.probe_max_inflight);
         }
         match asked.caller {
             Some(peer) => self.record(request_note(&asked.request, peer)),
@@ -1128,6 +1132,7 @@ impl Shell {
             run_id,
             self.keeper.clone(),
             self.ctx.exec.clone(),
+            self.ctx.gates.clone(),
             self.ctx.internal.clone(),
             pipes.ready_fd,
             &self.ctx.faults,
