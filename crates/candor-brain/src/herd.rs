@@ -47,9 +47,11 @@ pub struct Herd {
     /// batch, not one per waiting service).
     spawn_timer: Option<Mono>,
     budget_timer: Option<Mono>,
-    /// Recent crashes (a main process that failed on its own), oldest first, within
-    /// [`CRASH_WINDOW`]; and when a storm of them was last named.
-    crashes: VecDeque<Mono>,
+    /// Recent failures (a crash, or a health restart), oldest first, within
+    /// [`CRASH_WINDOW`], with how many each service has among them; and when a storm of crashes
+    /// was last named.
+    failures: VecDeque<(Mono, ServiceName)>,
+    failing_now: BTreeMap<ServiceName, u32>,
     storm_named: Option<Mono>,
 }
 
@@ -57,6 +59,8 @@ pub struct Herd {
 /// this window are named as a cause they share.
 pub const CRASH_WINDOW: Duration = Duration::from_secs(5);
 pub const CRASH_STORM_MIN: usize = 5;
+/// Failures remembered at most (within the window), whatever the rate.
+const MAX_FAILURES: usize = 4096;
 
 #[derive(Clone, Debug, Default)]
 struct Target {
@@ -190,31 +194,43 @@ impl Herd {
         self.restarts.push_back(now);
     }
 
-    /// A service crashed now. Returns how many crashed within [`CRASH_WINDOW`] when that just
-    /// became a storm (named once per quiet spell: none for a window before it).
-    pub fn crashed(&mut self, services: usize, now: Mono) -> Option<usize> {
-        while self
-            .crashes
-            .front()
-            .is_some_and(|t| now.since(*t) >= CRASH_WINDOW)
-        {
-            self.crashes.pop_front();
+    /// `service` failed now (a crash, or a health restart). Returns whether another service
+    /// failed within [`CRASH_WINDOW`] too — then its backoff is jittered, so services that
+    /// fail together do not come back together — and, for a crash that just made a storm
+    /// (at least [`CRASH_STORM_MIN`] services, or 10 % of them, crashed within the window),
+    /// how many services crashed: named once per storm (none for a window before it).
+    pub fn failed(
+        &mut self,
+        service: &ServiceName,
+        crash: bool,
+        services: usize,
+        now: Mono,
+    ) -> (bool, Option<usize>) {
+        while let Some((at, name)) = self.failures.front() {
+            if now.since(*at) < CRASH_WINDOW && self.failures.len() < MAX_FAILURES {
+                break;
+            }
+            if let Some(n) = self.failing_now.get_mut(name) {
+                *n -= 1;
+                if *n == 0 {
+                    self.failing_now.remove(name);
+                }
+            }
+            self.failures.pop_front();
         }
-        let quiet = self.crashes.is_empty();
-        self.crashes.push_back(now);
-        if quiet {
+        if self.failing_now.is_empty() {
             self.storm_named = None;
         }
+        let others = self.failing_now.len() - usize::from(self.failing_now.contains_key(service));
+        self.failures.push_back((now, service.clone()));
+        *self.failing_now.entry(service.clone()).or_default() += 1;
+        let distinct = self.failing_now.len();
         let threshold = CRASH_STORM_MIN.max(services.div_ceil(10));
-        if self.crashes.len() >= threshold && self.storm_named.is_none() {
+        let storm = (crash && distinct >= threshold && self.storm_named.is_none()).then(|| {
             self.storm_named = Some(now);
-            return Some(self.crashes.len());
-        }
-        // Bounded: only the count within the window matters.
-        if self.crashes.len() > threshold.max(1024) {
-            self.crashes.pop_front();
-        }
-        None
+            distinct
+        });
+        (others > 0, storm)
     }
 
     /// Whether a timer for the next spawn token at `at` must still be asked for.
@@ -365,10 +381,13 @@ impl Cx<'_> {
         }
     }
 
-    /// A service crashed: when many do within seconds, say once that it is a cause they share.
-    pub(crate) fn crash_storm(&mut self, now: Mono) {
+    /// `name` failed (a crash, or a health restart): whether others failed within seconds of
+    /// it (then its backoff is jittered); when many crashed, said once as a cause they may share.
+    pub(crate) fn failed_together(&mut self, name: &ServiceName, crash: bool) -> bool {
+        let now = self.mono();
         let services = self.facts.services.len();
-        if let Some(n) = self.facts.herd.crashed(services, now) {
+        let (others, storm) = self.facts.herd.failed(name, crash, services, now);
+        if let Some(n) = storm {
             self.note(
                 "candor",
                 "shared-cause",
@@ -379,6 +398,7 @@ impl Cx<'_> {
                 api::EventDetail::None {},
             );
         }
+        others
     }
 
     /// Whether the health restart of `name`'s live run must wait, and why: a shared cause
@@ -528,25 +548,51 @@ mod tests {
     }
 
     #[test]
-    fn many_crashes_within_seconds_are_named_once_per_storm() {
+    fn many_services_crashing_within_seconds_are_named_once_per_storm() {
         let mut h = Herd::default();
-        // 100 services: a storm is 10 crashes within 5 s.
-        for i in 0..9 {
-            assert_eq!(h.crashed(100, at(0) + Duration::from_millis(i * 100)), None);
+        let ms = Duration::from_millis;
+        // One service crash-looping fast is no storm, and nothing to jitter against.
+        for i in 0..40 {
+            assert_eq!(
+                h.failed(&name(0), true, 100, at(0) + ms(i * 100)),
+                (false, None)
+            );
         }
-        assert_eq!(h.crashed(100, at(1)), Some(10));
-        for _ in 0..20 {
-            assert_eq!(h.crashed(100, at(2)), None, "named once");
+        // 100 services: a storm is 10 services crashing within 5 s.
+        let mut h = Herd::default();
+        assert_eq!(h.failed(&name(0), true, 100, at(0)), (false, None));
+        for i in 1..9 {
+            assert_eq!(
+                h.failed(&name(i), true, 100, at(0) + ms(i as u64 * 100)),
+                (true, None)
+            );
         }
-        // Spread out, crashes are no storm; after a quiet window a new storm is named again.
+        assert_eq!(h.failed(&name(9), true, 100, at(1)), (true, Some(10)));
+        for i in 10..30 {
+            assert_eq!(
+                h.failed(&name(i), true, 100, at(2)),
+                (true, None),
+                "named once"
+            );
+        }
+        // Health restarts are jittered against others too, but make no crash storm.
         let mut h = Herd::default();
         for i in 0..30 {
-            assert_eq!(h.crashed(100, at(i * 6)), None);
+            let (_, storm) = h.failed(&name(i), false, 100, at(0));
+            assert_eq!(storm, None);
         }
-        for _ in 0..9 {
-            h.crashed(100, at(500));
+        // Spread out, failures are alone; after a quiet window a new storm is named again.
+        let mut h = Herd::default();
+        for i in 0..30 {
+            assert_eq!(
+                h.failed(&name(i), true, 100, at(i as u64 * 6)),
+                (false, None)
+            );
         }
-        assert_eq!(h.crashed(100, at(500)), Some(10));
+        for i in 0..9 {
+            h.failed(&name(100 + i), true, 100, at(500));
+        }
+        assert_eq!(h.failed(&name(200), true, 100, at(500)), (true, Some(10)));
     }
 
     #[test]

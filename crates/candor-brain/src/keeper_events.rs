@@ -205,6 +205,10 @@ impl Cx<'_> {
         };
         let uptime = svc.last_exit.map(|e| e.uptime).unwrap_or_default();
         let crashed = run.stop.is_none() && run.main_exit.is_some_and(|e| !e.status.success());
+        let unhealthy = matches!(
+            run.stop.as_ref().map(|s| &s.cause),
+            Some(StopCause::Unhealthy(_))
+        );
         let next = match (
             &run.spawn,
             run.stop.as_ref().map(|s| &s.cause),
@@ -233,17 +237,20 @@ impl Cx<'_> {
             }
             (_, None, None) => None,
         };
-        if crashed {
-            self.crash_storm(now);
-        }
+        let together = (crashed || unhealthy) && self.failed_together(name, crashed);
         let Some(svc) = self.facts.svc_mut(name) else {
             return;
         };
         let Some((delay, restart)) = next else {
             return;
         };
-        // Services that fail together do not come back together.
-        let delay = backoff::jitter(delay, backoff::seed(name.as_str(), svc.runs));
+        // Services that fail together do not come back together: jittered when others failed
+        // within seconds of this one (one service alone keeps its exact doubling).
+        let delay = if together {
+            backoff::jitter(delay, backoff::seed(name.as_str(), svc.runs))
+        } else {
+            delay
+        };
         svc.start = Some(ScheduledStart {
             due: now + delay,
             restart,

@@ -250,3 +250,35 @@ fn a_thousand_services_started_together_are_spawned_in_paced_steps() {
     // 1000 over (1000 - 64) / 20 = 47 ticks of 100 ms: under five seconds.
     assert_eq!(ticks, 47);
 }
+
+#[test]
+fn services_that_crash_together_come_back_spread_and_one_alone_keeps_its_exact_backoff() {
+    let mut c = String::new();
+    for i in 0..20 {
+        c.push_str(&format!(
+            "[service.c{i}]\ncommand = [\"/bin/app\"]\nbackoff = {{ initial = \"2s\", max = \"1m\", reset_after = \"1h\" }}\n"
+        ));
+    }
+    let mut s = Sim::new(&c);
+    for i in 0..20 {
+        s.up(&format!("c{i}"));
+    }
+    let delay = |s: &Sim, n: &str| s.facts.get(n).unwrap().start.unwrap().due.since(s.now.mono);
+    // The first crash is alone: exactly its backoff.
+    s.exits("c0", ExitStatus::Code(1));
+    assert_eq!(delay(&s, "c0"), secs(2));
+    // The others crash in the same instant: each within the upper half, not all the same.
+    let mut dues = std::collections::BTreeSet::new();
+    for i in 1..20 {
+        let n = format!("c{i}");
+        s.exits(&n, ExitStatus::Code(1));
+        let d = delay(&s, &n);
+        assert!(d >= secs(1) && d <= secs(2), "{n}: {d:?}");
+        dues.insert(d);
+    }
+    assert!(
+        dues.len() >= 15,
+        "{} distinct restart times of 19",
+        dues.len()
+    );
+}

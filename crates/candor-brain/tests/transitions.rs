@@ -49,10 +49,7 @@ fn crash_backoff_start_doubles_up_to_max_and_counts_restarts() {
         assert_eq!(s.spawn_asked("api"), Some(i + 2));
         s.spawned("api");
     }
-    // Doubling from 100 ms to the 400 ms cap, each jittered within its upper half.
-    for (got, nominal) in delays.iter().zip([100, 200, 400, 400, 400]) {
-        assert!((nominal / 2..=nominal).contains(got), "{delays:?}");
-    }
+    assert_eq!(delays, vec![100, 200, 400, 400, 400]);
     assert_eq!(s.facts.get("api").unwrap().restarts, 5);
 }
 
@@ -62,7 +59,6 @@ fn a_good_run_resets_the_backoff_and_restarts_at_once() {
     s.up("api");
     s.exits("api", ExitStatus::Code(1));
     s.advance(ms(100));
-    assert!(s.spawn_asked("api").is_some());
     s.spawned("api");
     // This run lasts longer than reset_after: the restart is immediate, the streak reset.
     s.advance(secs(11));
@@ -74,10 +70,7 @@ fn a_good_run_resets_the_backoff_and_restarts_at_once() {
     // The next quick exit starts again from `initial`.
     s.spawned("api");
     s.exits("api", ExitStatus::Code(1));
-    let timers = s.timers();
-    assert_eq!(timers.len(), 1);
-    let delay = timers[0].since(s.now.mono);
-    assert!(delay >= ms(50) && delay <= ms(100), "{delay:?}");
+    assert_eq!(s.timers(), vec![s.in_secs(ms(100))]);
 }
 
 #[test]
@@ -278,17 +271,11 @@ backoff = { initial = "1s", max = "8s", reset_after = "1m" }
     assert!(s.stop_asked("api").is_some());
     s.stopped("api");
     assert_eq!(s.state("api"), Backoff);
-    let due = s.facts.get("api").unwrap().start.unwrap().due;
-    let delay = due.since(s.now.mono);
-    assert!(delay >= ms(500) && delay <= secs(1), "{delay:?}");
     assert_eq!(
         s.reason("api"),
-        format!(
-            "stopped because watchdog timeout: no WATCHDOG=1 within 2s; restarting in {} (quick exit 1 in a row)",
-            candor_spec::format_duration(delay)
-        )
+        "stopped because watchdog timeout: no WATCHDOG=1 within 2s; restarting in 1s (quick exit 1 in a row)"
     );
-    s.advance(delay);
+    s.advance(secs(1));
     assert_eq!(s.spawn_asked("api"), Some(2));
 }
 
