@@ -148,6 +148,7 @@ impl Client {
                 "cannot reach the candor daemon at {socket}: {e}; {POINT_AT_IT}"
             ))
         })?;
+        let stream = Quiet(stream);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| {
@@ -269,4 +270,87 @@ pub fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// The client's end of the control socket, written with `MSG_NOSIGNAL`: the CLI keeps SIGPIPE
+/// at its default (so `candor logs | head` ends quietly), and a write to a daemon that just
+/// closed the connection (it is shutting down) must be an error, not a death by SIGPIPE.
+struct Quiet(UnixStream);
+
+impl tokio::io::AsyncRead for Quiet {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Quiet {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            let sent = self.0.try_io(tokio::io::Interest::WRITABLE, || {
+                // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is this stream's socket.
+                let n =
+                    unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match sent {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return std::task::Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_write_to_a_daemon_that_hung_up_is_an_error_not_a_sigpipe() {
+        // As the CLI runs: SIGPIPE at its default (nextest gives each test its own process).
+        // SAFETY: setting a signal's disposition; nothing else in this process relies on it.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let mut quiet = Quiet(ours);
+        let mut result = Ok(());
+        // The first write may land in the buffer; the next meets the closed peer.
+        for _ in 0..3 {
+            result = quiet.write_all(b"GET /v1/daemon HTTP/1.1\r\n\r\n").await;
+            if result.is_err() {
+                break;
+            }
+        }
+        let e = result.expect_err("a closed peer");
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
 }
