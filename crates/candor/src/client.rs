@@ -272,9 +272,10 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-/// The client's end of the control socket, written with `MSG_NOSIGNAL`: the CLI keeps SIGPIPE
-/// at its default (so `candor logs | head` ends quietly), and a write to a daemon that just
-/// closed the connection (it is shutting down) must be an error, not a death by SIGPIPE.
+/// The client's end of the control socket, written with `send(MSG_NOSIGNAL)`, never `writev`
+/// (which hyper uses on a plain stream and which takes no flags): the CLI keeps SIGPIPE at its
+/// default (so `candor logs | head` ends quietly), and a write to a daemon that just closed the
+/// connection (it is shutting down) must be an error, not a death by SIGPIPE.
 struct Quiet(UnixStream);
 
 impl tokio::io::AsyncRead for Quiet {
@@ -343,9 +344,12 @@ mod tests {
         drop(theirs);
         let mut quiet = Quiet(ours);
         let mut result = Ok(());
+        // Vectored, as hyper writes (writev takes no MSG_NOSIGNAL: a plain stream dies here).
         // The first write may land in the buffer; the next meets the closed peer.
         for _ in 0..3 {
-            result = quiet.write_all(b"GET /v1/daemon HTTP/1.1\r\n\r\n").await;
+            let head = std::io::IoSlice::new(b"GET /v1/daemon HTTP/1.1\r\n");
+            let end = std::io::IoSlice::new(b"\r\n");
+            result = quiet.write_vectored(&[head, end]).await.map(|_| ());
             if result.is_err() {
                 break;
             }
