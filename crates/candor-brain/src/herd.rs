@@ -95,6 +95,19 @@ impl Herd {
     /// File `service`'s probe result under `target`. A service filed under another target
     /// before (its spec changed) leaves that one.
     pub fn file(&mut self, service: &ServiceName, target: &str, ok: bool, now: Mono) -> Change {
+        // The steady state — a passing service passes again — costs two lookups, no copy.
+        if ok {
+            if let Some(t) = self
+                .filed
+                .get(service)
+                .filter(|t| &***t == target)
+                .and_then(|t| self.targets.get(t))
+            {
+                if t.passing.contains(service) {
+                    return Change::Same;
+                }
+            }
+        }
         let moved = self.filed.get(service).is_some_and(|t| &**t != target);
         if moved {
             // What the old target does without it is seen at its next result.
@@ -156,6 +169,12 @@ impl Herd {
     /// When the last cause at `target` ended.
     pub fn ended(&self, target: &str) -> Option<Mono> {
         self.targets.get(target)?.ended
+    }
+
+    /// The target `service`'s results are filed under (the same for all of a run: a new spec
+    /// comes with a new run, and a run's end forgets it).
+    pub fn target_of(&self, service: &ServiceName) -> Option<Arc<str>> {
+        self.filed.get(service).cloned()
     }
 
     /// The services whose latest probe of `target` failed.
@@ -273,14 +292,20 @@ impl Cx<'_> {
     /// for a probe taken after that).
     pub(crate) fn herd_file(&mut self, name: &ServiceName, ok: bool) {
         let now = self.mono();
-        let Some(target) = self
-            .facts
-            .services
-            .get(name)
-            .and_then(|s| s.spec.probe.as_ref())
-            .and_then(|p| p.target())
-        else {
-            return;
+        let target: Arc<str> = match self.facts.herd.target_of(name) {
+            Some(t) => t,
+            None => {
+                let Some(t) = self
+                    .facts
+                    .services
+                    .get(name)
+                    .and_then(|s| s.spec.probe.as_ref())
+                    .and_then(|p| p.target())
+                else {
+                    return;
+                };
+                Arc::from(t)
+            }
         };
         let change = self.facts.herd.file(name, &target, ok, now);
         self.herd_changed(&target, change);
@@ -290,11 +315,7 @@ impl Cx<'_> {
         };
         let mark = match cause {
             Some((since, services)) if !ok => Some(SharedCause {
-                target: svc
-                    .shared
-                    .as_ref()
-                    .map(|c| c.target.clone())
-                    .unwrap_or_else(|| Arc::from(target.as_str())),
+                target: target.clone(),
                 services: services as u32,
                 since,
             }),

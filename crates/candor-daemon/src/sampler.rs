@@ -165,23 +165,40 @@ pub async fn run(
     let mut tick = tokio::time::interval(every / slots);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut slot = 0;
+    // Who is sampled in which slot: planned once a round from the board (a hash of each
+    // name), not looked at again for every slot; a service that starts mid-round waits for
+    // the next one.
+    let mut plan: Vec<Vec<candor_spec::ServiceName>> = Vec::new();
     loop {
         tick.tick().await;
         let this = slot;
         slot = (slot + 1) % slots;
         let new_round = this == 0;
         let mut mains = std::collections::HashSet::new();
-        let running: Vec<(String, u64, u32)> = board
-            .borrow()
-            .services
-            .iter()
-            .filter_map(|(name, s)| {
-                let run = s.live().filter(|r| r.is_serving())?;
-                let pid = run.pid()?;
-                mains.insert(pid);
-                (slot_of(name.as_str(), slots) == this).then(|| (name.to_string(), run.id, pid))
-            })
-            .collect();
+        let running: Vec<(String, u64, u32)> = {
+            let board = board.borrow();
+            let serving = |s: &crate::board::Board, name: &candor_spec::ServiceName| {
+                let run = s.services.get(name)?.live().filter(|r| r.is_serving())?;
+                Some((run.id, run.pid()?))
+            };
+            if new_round || plan.is_empty() {
+                plan = vec![Vec::new(); slots as usize];
+                for name in board.services.keys() {
+                    if let Some((_, pid)) = serving(&board, name) {
+                        mains.insert(pid);
+                        plan[slot_of(name.as_str(), slots) as usize].push(name.clone());
+                    }
+                }
+            }
+            plan.get(this as usize)
+                .into_iter()
+                .flatten()
+                .filter_map(|name| {
+                    let (run_id, pid) = serving(&board, name)?;
+                    Some((name.to_string(), run_id, pid))
+                })
+                .collect()
+        };
         if running.is_empty() && !new_round {
             continue;
         }
