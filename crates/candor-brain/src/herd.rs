@@ -11,6 +11,9 @@
 //! - **The restart budget.** Restarts for health reasons (unhealthy, watchdog) within any
 //!   window are limited (`[daemon] restart_budget`, default 10 % of the services per 10 s);
 //!   past it, an unhealthy service waits. Crashes are never counted nor held.
+//! - **Failing together.** A crash or a health restart within [`CRASH_WINDOW`] of another
+//!   service's gets a jittered backoff (a service failing alone keeps its exact doubling), and
+//!   many services crashing together are named once as a cause they may share.
 //! - **Spawn pacing.** At most [`SPAWN_BURST`] spawns at once, then [`SPAWN_REFILL`] per
 //!   [`SPAWN_TICK`]: a thousand services started together are spawned over a few seconds.
 
