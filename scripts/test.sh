@@ -21,6 +21,7 @@ if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nul
     || echo "could not install ${need[*]}; the tests that need them will say so"
 fi
 if [ ! -d tests/browser/node_modules/playwright-core ] && command -v npm >/dev/null 2>&1; then
+  echo "installing npm's playwright-core in tests/browser (for the dashboard test)"
   (cd tests/browser && npm ci --no-audit --no-fund --silent) \
     || echo "could not install playwright-core; the browser test will say so"
 fi
@@ -29,6 +30,7 @@ fi
 # download, 144 MB unpacked, ~7 s).
 kv=target/kubernetes-validate
 if ! "$kv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+  echo "installing PyPI's kubernetes-validate in $kv (for the export kubernetes test)"
   { python3 -m venv "$kv" \
       && "$kv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0; } >/dev/null 2>&1 \
     || echo "could not install kubernetes-validate; the export kubernetes test will say so"
@@ -43,6 +45,7 @@ else
 fi
 # candor-sdk is a library for others: its examples are doc tests (nextest does not run those).
 # Every crate must package and build on its own as it would be published.
+echo "doc tests of candor-sdk"
 cargo test --doc -p candor-sdk --all-features
 # cargo verifies each package against the others' new tarballs, unpacked into
 # $CARGO_HOME/registry/src beside real downloads — and keeps an unpacked copy from an earlier
@@ -53,4 +56,6 @@ for d in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/candor-*-[0-9]*; do
   [ -d "$d" ] && [ -f "crates/$(basename "$d" | sed 's/-[0-9][0-9.]*$//')/Cargo.toml" ] && rm -rf "$d"
 done
 rm -rf target/debug/.fingerprint/candor-*
+echo "packaging every crate and building each from its package alone (cargo package; a few minutes)"
 cargo package --workspace --allow-dirty --quiet
+echo "all tests passed"

@@ -36,7 +36,7 @@ impl std::fmt::Display for ClientError {
 }
 
 /// How to tell a client where the daemon is, for the messages that say it cannot find one.
-const POINT_AT_IT: &str = "start it with `candor daemon -c candor.toml`, or point at it with --socket PATH, $CANDOR_SOCKET, -c FILE (the daemon's config) or --system / --user (a service's socket)";
+const POINT_AT_IT: &str = "if a daemon is running (`candor up` in another terminal, a system service), point at it with -c FILE (its config), --socket PATH, $CANDOR_SOCKET or --system / --user; if none is, start one with `candor daemon -c candor.toml`";
 
 #[derive(Clone, Debug)]
 enum Target {

@@ -316,10 +316,17 @@ pub fn details(s: &ServiceStatus) -> String {
         out += &format!("  memory:   {} resident\n", bytes(s.rss_bytes));
     }
     out += &format!(
-        "  logs:     {} lines, {} dropped, {} folded repeats\n",
-        s.logs.lines, s.logs.dropped, s.logs.folded
+        "  logs:     {}, {} dropped, {}\n",
+        count(s.logs.lines, "line", "lines"),
+        s.logs.dropped,
+        count(s.logs.folded, "folded repeat", "folded repeats")
     );
     out
+}
+
+/// `n` with its noun, singular for 1: "1 line", "2 lines".
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]
@@ -368,6 +375,16 @@ mod access_tests {
         );
         let old = serde_json::from_value::<DaemonInfo>(blank()).unwrap();
         assert_eq!(access(&old), "", "a daemon that does not say");
+    }
+
+    #[test]
+    fn counts_say_one_line_and_two_lines() {
+        assert_eq!(count(1, "line", "lines"), "1 line");
+        assert_eq!(count(0, "line", "lines"), "0 lines");
+        assert_eq!(
+            count(2, "folded repeat", "folded repeats"),
+            "2 folded repeats"
+        );
     }
 }
 
