@@ -65,6 +65,11 @@ pub const CRASH_STORM_MIN: usize = 5;
 /// Failures remembered at most (within the window), whatever the rate.
 const MAX_FAILURES: usize = 4096;
 
+/// Remember `at` as the timer last asked for in `slot`: true when it is a new one to ask for.
+fn arm(slot: &mut Option<Mono>, at: Mono) -> bool {
+    slot.replace(at) != Some(at)
+}
+
 #[derive(Clone, Debug, Default)]
 struct Target {
     failing: BTreeSet<ServiceName>,
@@ -257,16 +262,12 @@ impl Herd {
 
     /// Whether a timer for the next spawn token at `at` must still be asked for.
     pub fn arm_spawn_timer(&mut self, at: Mono) -> bool {
-        let new = self.spawn_timer != Some(at);
-        self.spawn_timer = Some(at);
-        new
+        arm(&mut self.spawn_timer, at)
     }
 
     /// Whether a timer for the budget's next room at `at` must still be asked for.
     pub fn arm_budget_timer(&mut self, at: Mono) -> bool {
-        let new = self.budget_timer != Some(at);
-        self.budget_timer = Some(at);
-        new
+        arm(&mut self.budget_timer, at)
     }
 
     /// Take a spawn token; without one, when the next comes.
@@ -438,12 +439,7 @@ impl Cx<'_> {
             return Some(Held::Shared);
         }
         if svc.held == Some(Held::Shared) {
-            let ended = svc
-                .spec
-                .probe
-                .as_ref()
-                .and_then(|p| p.target())
-                .and_then(|t| self.facts.herd.ended(&t));
+            let ended = (self.facts.herd.target_of(name)).and_then(|t| self.facts.herd.ended(&t));
             let last = svc
                 .live()
                 .and_then(|r| r.health.probe.last.as_ref())
