@@ -118,6 +118,19 @@ def quantile(before, after, q):
     return bounds[-1]
 
 
+def tally(st, not_running, shared, held, unhealthy=None):
+    """Add the names of the services of one status to the sets that look for each thing."""
+    for s in st:
+        if s["state"] != "running":
+            not_running.add(s["name"])
+        if s.get("shared_cause"):
+            shared.add(s["name"])
+        if s.get("restart_held"):
+            held.add(s["name"])
+        if unhealthy is not None and s["state"] == "unhealthy":
+            unhealthy.add(s["name"])
+
+
 def restarts(st):
     return sum(s["restarts"] for s in st)
 
@@ -190,14 +203,8 @@ class Herd:
                 except Exception as e:
                     r["problems"].append(f"status in the window: {e!r}"[:200])
                     continue
-                for s in st:
-                    if s["state"] != "running":
-                        seen.add(s["name"])
-                    if s.get("shared_cause"):
-                        shared1.add(s["name"])
-                    if s.get("restart_held"):
-                        held1.add(s["name"])
-                    fresh += [p["latency_ms"] for p in s["probes"]]
+                tally(st, seen, shared1, held1)
+                fresh += [p["latency_ms"] for s in st for p in s["probes"]]
             c1, w1 = cpu_ticks(pid), time.monotonic()
             m1, st1 = metrics(self.sock), self.status()
             r["window"] = w1 - w0
@@ -230,15 +237,7 @@ class Herd:
                     r["problems"].append(f"status in the outage: {e!r}"[:200])
                     return None
                 samples.append((time.monotonic(), restarts(st), all(s["state"] == "running" for s in st)))
-                for s in st:
-                    if s["state"] != "running":
-                        moved2.add(s["name"])
-                    if s.get("shared_cause"):
-                        shared2.add(s["name"])
-                    if s.get("restart_held"):
-                        held2.add(s["name"])
-                    if s["state"] == "unhealthy":
-                        unhealthy2.add(s["name"])
+                tally(st, moved2, shared2, held2, unhealthy2)
                 try:
                     for c in api(self.sock, "/v1/daemon", timeout=30.0).get("shared_causes", []):
                         causes[c["target"]] = max(causes.get(c["target"], 0), c["services"])
