@@ -10,6 +10,7 @@ pub mod envfile;
 mod error;
 mod graph;
 mod parse;
+pub mod replicas;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,14 +24,25 @@ pub use accounts::Account;
 pub use duration::{format_bytes, format_duration, parse_duration, parse_percent, parse_size};
 pub use error::{SpecError, SpecErrors};
 pub use parse::{load, parse_str};
+pub use replicas::{InstanceOf, Strategy, Template, UpdateSpec, MAX_REPLICAS};
 
-/// A validated service name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
-/// It names a cgroup directory, so it must be a safe path component.
+/// A validated service name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`, and for
+/// an instance of a replicated service `@` and its index (`api@2`). It names a cgroup
+/// directory, so it must be a safe path component.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceName(std::sync::Arc<str>);
 
 impl ServiceName {
     pub fn new(name: &str) -> Result<Self, String> {
+        if let Some((group, index)) = name.split_once('@') {
+            let index_ok = !index.is_empty()
+                && index.len() <= 4
+                && !index.starts_with('0')
+                && index.chars().all(|c| c.is_ascii_digit());
+            if index_ok {
+                return Self::new(group).map(|_| Self(name.into()));
+            }
+        }
         let ok_chars = name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
@@ -617,6 +629,14 @@ pub struct ServiceSpec {
     pub reload: Option<Vec<String>>,
     /// Where the section was defined, `file:line:col`, for messages.
     pub defined_at: String,
+    /// `replicas = N`: runs as instances `NAME@1`…`NAME@N` (None: one run under its own name).
+    pub replicas: Option<u32>,
+    /// `update`: how a change or a restart replaces its runs.
+    pub update: UpdateSpec,
+    /// For an instance: its group and index.
+    pub instance: Option<InstanceOf>,
+    /// For a replicated service: what its other instances are parsed from.
+    pub template: Option<Template>,
 }
 
 impl ServiceSpec {
@@ -721,6 +741,10 @@ impl ServiceSpec {
             reload_signal: StopSignal::Hup,
             reload: None,
             defined_at: String::new(),
+            replicas: None,
+            update: UpdateSpec::default(),
+            instance: None,
+            template: None,
         }
     }
 }

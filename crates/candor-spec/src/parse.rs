@@ -308,7 +308,11 @@ impl FileCtx<'_> {
                         continue;
                     };
                     for (name, body) in table.iter() {
-                        self.service(name, body, services);
+                        if is_replicated(body) {
+                            self.replicated_service(name, services);
+                        } else {
+                            self.service(name, body, services);
+                        }
                     }
                 },
             })
@@ -607,6 +611,10 @@ impl FileCtx<'_> {
         services: &mut BTreeMap<ServiceName, ServiceSpec>,
     ) {
         let name = match ServiceName::new(name_key.get_ref()) {
+            Ok(n) if n.as_str().contains('@') => {
+                let msg = format!("invalid service name `{n}`: `@` names an instance of a replicated service (`api@2`); give the service a name without it and `replicas = N`");
+                return self.err(name_key.span().start, msg);
+            }
             Ok(n) => n,
             Err(e) => return self.err(name_key.span().start, e),
         };
@@ -626,6 +634,7 @@ impl FileCtx<'_> {
         spec.defined_at = defined_at;
         let mut has_command = false;
         let mut ready_given = false;
+        let mut update = PartialUpdate::default();
         let mut ok = true;
         let errors_before = self.errors.len();
         for (key, value) in t.iter() {
@@ -796,7 +805,20 @@ impl FileCtx<'_> {
                 "sockets" => self.sockets(value, &what, &mut spec),
                 "limits" => self.limits(value, &what, &mut spec.limits),
                 "logs" => self.logs(value, &what, &mut spec.logs),
+                "replicas" => {
+                    spec.replicas = self
+                        .int(value, &what, 1, u64::from(crate::MAX_REPLICAS))
+                        .map(|n| n as u32)
+                },
+                "update" => self.update(value, &what, &mut update),
             })
+        }
+        self.finish_update(name_key.span().start, &section, update, &mut spec);
+        if spec.replicas.is_none() && format!("{spec:?}").contains(crate::replicas::INSTANCE) {
+            self.err(
+                name_key.span().start,
+                format!("{section} uses `{{instance}}`, which is replaced only in a replicated service; add `replicas = 1` (or more) or remove it"),
+            );
         }
         if !ready_given && spec.probe.is_some() {
             spec.ready = ReadySpec::Probe;
@@ -826,6 +848,117 @@ impl FileCtx<'_> {
         if ok {
             services.insert(name, spec);
         }
+    }
+
+    /// `update = { strategy, max_surge, max_unavailable, min_ready, timeout }`.
+    fn update(&mut self, v: &Val<'_>, what: &str, out: &mut PartialUpdate) {
+        let Some(t) = self.table(v, what) else {
+            return;
+        };
+        let section = what.to_string();
+        for (key, value) in t.iter() {
+            let k = key.get_ref().as_ref();
+            let what = format!("{section}.{k}");
+            match_key!(self, key, &section, k => {
+                "strategy" => {
+                    let Some(s) = self.string(value, &what) else {
+                        continue;
+                    };
+                    out.strategy = self.choice(
+                        value.span().start,
+                        &s,
+                        crate::Strategy::ALL,
+                        crate::Strategy::as_str,
+                        &what,
+                        "a strategy",
+                        "",
+                    );
+                },
+                "max_surge" => {
+                    out.max_surge = self.int(value, &what, 0, u64::from(crate::MAX_REPLICAS)).map(|n| n as u32)
+                },
+                "max_unavailable" => {
+                    out.max_unavailable = self.int(value, &what, 0, u64::from(crate::MAX_REPLICAS)).map(|n| n as u32)
+                },
+                "min_ready" => out.min_ready = self.duration(value, &what),
+                "timeout" => out.timeout = self.duration(value, &what),
+            })
+        }
+    }
+
+    /// The `update` of a service from what was given and its replicas, checked: a rollout
+    /// must be able to make progress, and `overlap` needs one instance and a held socket.
+    fn finish_update(&mut self, at: usize, section: &str, given: PartialUpdate, spec: &mut ServiceSpec) {
+        use crate::Strategy;
+        if matches!(given.strategy, Some(Strategy::Rolling | Strategy::Overlap)) && spec.replicas.is_none() {
+            spec.replicas = Some(1);
+        }
+        let d = crate::UpdateSpec::default_for(spec.replicas.unwrap_or(1));
+        let u = crate::UpdateSpec {
+            strategy: given.strategy.unwrap_or(d.strategy),
+            max_surge: given.max_surge.unwrap_or(d.max_surge),
+            max_unavailable: given.max_unavailable.unwrap_or(d.max_unavailable),
+            min_ready: given.min_ready.unwrap_or(d.min_ready),
+            timeout: given.timeout.unwrap_or(d.timeout),
+        };
+        spec.update = u;
+        let replicas = spec.replicas.unwrap_or(1);
+        match u.strategy {
+            Strategy::Rolling if u.max_surge == 0 && u.max_unavailable == 0 => self.err(
+                at,
+                format!("{section}: update has max_surge = 0 and max_unavailable = 0, so a rolling update could never replace a run; allow one (max_surge = 1 starts a spare instance first)"),
+            ),
+            Strategy::Overlap if replicas > 1 => self.err(
+                at,
+                format!("{section}: update.strategy = \"overlap\" is for one instance, and replicas = {replicas}; use \"rolling\" (one instance at a time)"),
+            ),
+            Strategy::Overlap if spec.activated.is_empty() => self.err(
+                at,
+                format!("{section}: update.strategy = \"overlap\" runs the new and the old run on one listener, so it needs a socket Candor holds: add sockets = [{{ listen = \"127.0.0.1:8080\", activate = true }}] (or use \"stop-first\")"),
+            ),
+            _ => {}
+        }
+    }
+
+    /// A replicated service: its section parsed from the text with `{instance}` replaced by
+    /// 1 (the group's spec), then every instance a rollout may start (up to replicas +
+    /// max_surge) parsed the same way, so an error in any of them is reported now.
+    fn replicated_service(&mut self, name_key: &Key<'_>, services: &mut BTreeMap<ServiceName, ServiceSpec>) {
+        let Ok(name) = ServiceName::new(name_key.get_ref()) else {
+            // Reported by `service` below through the plain parse.
+            return self.err(name_key.span().start, format!("invalid service name `{}`", name_key.get_ref()));
+        };
+        if let Some(prev) = services.get(&name) {
+            let msg = format!(
+                "service `{name}` is defined twice (first at {}); rename one",
+                prev.defined_at
+            );
+            return self.err(name_key.span().start, msg);
+        }
+        let template = crate::Template {
+            shown: self.path.clone(),
+            base: self.base.to_path_buf(),
+            text: self.text.into(),
+        };
+        let spec = match one_service(&template, &name, 1, self.errors) {
+            Some(s) => s,
+            None => return,
+        };
+        let mut spec = spec;
+        spec.template = Some(template);
+        let upto = spec.replicas.unwrap_or(1) + spec.update.max_surge;
+        for i in 2..=upto {
+            let Some(inst) = one_service(spec.template.as_ref().expect("set above"), &name, i, self.errors) else {
+                return;
+            };
+            if inst.activated != spec.activated {
+                return self.err(
+                    name_key.span().start,
+                    format!("[service.{name}]: its activated sockets differ between instances; they are one listener shared by every instance, so `{{instance}}` cannot be in them (use activate = false for a socket of each instance's own)"),
+                );
+            }
+        }
+        services.insert(name, spec);
     }
 
     /// The gid of a group named in a service, or an error at `at`.
@@ -1372,6 +1505,109 @@ impl FileCtx<'_> {
                     }
                 },
             })
+        }
+    }
+}
+
+/// What `update` gave; the rest comes from the defaults for the service's replicas.
+#[derive(Default)]
+struct PartialUpdate {
+    strategy: Option<crate::Strategy>,
+    max_surge: Option<u32>,
+    max_unavailable: Option<u32>,
+    min_ready: Option<Duration>,
+    timeout: Option<Duration>,
+}
+
+/// Whether a service section asks for instances: `replicas`, or a rolling or overlap
+/// `update` (which make one instance that can be replaced without a gap).
+fn is_replicated(body: &Val<'_>) -> bool {
+    let DeValue::Table(t) = body.get_ref() else {
+        return false;
+    };
+    t.iter().any(|(k, v)| match k.get_ref().as_ref() {
+        "replicas" => true,
+        "update" => match v.get_ref() {
+            DeValue::Table(u) => u.iter().any(|(k, v)| {
+                k.get_ref() == "strategy"
+                    && matches!(v.get_ref(), DeValue::String(s) if s == "rolling" || s == "overlap")
+            }),
+            _ => false,
+        },
+        _ => false,
+    })
+}
+
+/// Service `name` of the template's file with `{instance}` replaced by `index`, parsed alone
+/// (the cross-service checks were made when the whole config was loaded); errors go to
+/// `errors`. The spec keeps the group's name: the caller names an instance.
+fn one_service(
+    t: &crate::Template,
+    name: &ServiceName,
+    index: u32,
+    errors: &mut Vec<SpecError>,
+) -> Option<ServiceSpec> {
+    let text = crate::replicas::substitute(&t.text, index);
+    let before = errors.len();
+    let mut file = FileCtx {
+        path: t.shown.clone(),
+        text: &text,
+        base: &t.base,
+        errors,
+    };
+    let root = match DeTable::parse(&text) {
+        Ok(r) => r.into_inner(),
+        Err(e) => {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            let msg = e.message().trim().replace('\n', " ");
+            file.err(offset, format!("invalid TOML with {{instance}} = {index}: {msg}"));
+            return None;
+        }
+    };
+    let table = root.iter().find(|(k, _)| k.get_ref() == "service").and_then(|(_, v)| match v.get_ref() {
+        DeValue::Table(t) => Some(t),
+        _ => None,
+    })?;
+    let (key, body) = table.iter().find(|(k, _)| k.get_ref() == name.as_str())?;
+    let mut out = BTreeMap::new();
+    file.service(key, body, &mut out);
+    if errors.len() > before {
+        if index > 1 {
+            for e in &mut errors[before..] {
+                e.message = format!("{} (instance {index}, `{{instance}}` = {index})", e.message);
+            }
+        }
+        return None;
+    }
+    out.remove(name)
+}
+
+/// Instance `index` of the replicated service `group`.
+pub(crate) fn instance(
+    t: &crate::Template,
+    group: &ServiceName,
+    index: u32,
+) -> Result<ServiceSpec, SpecErrors> {
+    let mut errors = Vec::new();
+    match one_service(t, group, index, &mut errors) {
+        Some(mut spec) => {
+            spec.name = ServiceName::instance(group, index);
+            spec.instance = Some(crate::InstanceOf {
+                group: group.clone(),
+                index,
+            });
+            Ok(spec)
+        }
+        None => {
+            if errors.is_empty() {
+                errors.push(SpecError {
+                    file: t.shown.clone(),
+                    line: 0,
+                    col: 0,
+                    message: format!("service `{group}` is no longer in this file"),
+                });
+            }
+            Err(SpecErrors(errors))
         }
     }
 }
