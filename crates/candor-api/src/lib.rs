@@ -68,6 +68,86 @@ pub struct ServiceStatus {
     /// Unhealthy, but its restart is held: "shared cause" or "restart budget".
     #[serde(default)]
     pub restart_held: Option<String>,
+    /// An instance of a replicated service (`api@2`): its group (`api`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A replicated service's own row: its instances and any rollout. Its `state` and
+    /// `reason` are the group's (`running`, "3/3 running"; `degraded`, "rollout halted at
+    /// api@2: …").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Replicas>,
+}
+
+/// A replicated service: how many instances it should have and has, and its rollout.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Replicas {
+    /// Instances it runs now (`replicas` in the config, or `candor scale`).
+    pub wanted: u32,
+    /// `replicas` in the config.
+    pub configured: u32,
+    /// Instances `running` (ready, not being stopped).
+    pub running: u32,
+    /// Its instances now, spares of a rollout included, in index order.
+    pub instances: Vec<String>,
+    /// `update.strategy`: rolling, overlap or stop-first.
+    pub strategy: String,
+    /// The config generation its instances should run: 1 at start, one more per change
+    /// applied (reload, restart, undo).
+    pub generation: u64,
+    /// The rollout under way or halted, if any.
+    pub rollout: Option<Rollout>,
+}
+
+/// A rollout: instances being moved from one config generation to the next.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Rollout {
+    pub service: String,
+    /// "rolling" (under way), "halted" or "done".
+    pub state: String,
+    pub strategy: String,
+    pub from_generation: u64,
+    pub to_generation: u64,
+    /// What it is for: "env.VERSION changed", "restart requested", "undo".
+    pub why: String,
+    /// Instances `1..=wanted` already on the new generation and ready.
+    pub updated: u32,
+    pub total: u32,
+    pub started: String,
+    /// Why it halted, in one sentence that names the instance and the way back.
+    pub halted: Option<String>,
+    /// Every instance with the generation it runs and its state.
+    pub instances: Vec<RolloutInstance>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RolloutInstance {
+    pub name: String,
+    pub generation: u64,
+    pub state: String,
+    /// A spare instance, started beyond `wanted` for the rollout and removed at its end.
+    pub spare: bool,
+}
+
+/// `candor reload --plan`: what a reload would do to each service, and why; nothing changed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReloadPlan {
+    pub services: Vec<PlanItem>,
+    /// Things a reload would not apply live (e.g. `[daemon]` changes).
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PlanItem {
+    pub service: String,
+    /// unchanged | start | stop | restart | rolling | overlap | scale | apply (applied live,
+    /// no restart).
+    pub action: String,
+    /// What changed (`env.RUST_LOG changed`, `new`, `removed`).
+    pub why: String,
+    /// The whole line: `api: rolling restart of 3 instances (env.RUST_LOG changed)`.
+    pub text: String,
+    /// It would stop every instance of the service at once.
+    pub all_at_once: bool,
 }
 
 /// A cause many services share: their probes of one target fail together.

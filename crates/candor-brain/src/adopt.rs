@@ -222,6 +222,17 @@ impl Cx<'_> {
             crate::digest::drift(run.digest.as_ref(), &spec, f.same_command).filter(|_| goes_on);
         let replace = matches!(drift, Some(Drift::Differs(_)))
             && self.facts.adopt_changed == AdoptChanged::Restart;
+        // An instance of a replicated service is replaced by a rollout, one at a time, not
+        // stopped with the others: its run is marked as of no generation of this config.
+        let member = spec.instance.is_some();
+        run.generation = match (&drift, member) {
+            (Some(Drift::Differs(_)), true) if replace => 0,
+            _ => self
+                .facts
+                .services
+                .get(&name)
+                .map_or(0, |s| s.generation),
+        };
         let changed: Vec<String> = match &drift {
             Some(Drift::Differs(parts)) => parts.iter().map(|p| p.to_string()).collect(),
             _ => Vec::new(),
@@ -244,7 +255,7 @@ impl Cx<'_> {
         };
         svc.run = Some(run);
         svc.start = None;
-        if replace {
+        if replace && !member {
             // A normal stop (its signal and timeout), then a start from this config once
             // its `after` targets are ready.
             svc.next_spec = Some(spec.clone());
@@ -263,7 +274,12 @@ impl Cx<'_> {
         for due in [ready_due, watchdog_due, kill_at].into_iter().flatten() {
             self.timer(due);
         }
-        let reason = if replace {
+        let reason = if replace && member {
+            format!(
+                "pid {pid} kept running across the supervisor's restart, but the config changed while the supervisor was down: {}; adopted, to be replaced by a rollout, one instance at a time",
+                changed.join(", ")
+            )
+        } else if replace {
             format!(
                 "pid {pid} kept running across the supervisor's restart, but the config changed while the supervisor was down: {}; adopted, restarting it with the config",
                 changed.join(", ")

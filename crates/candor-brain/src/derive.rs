@@ -85,7 +85,15 @@ pub fn blocking_deps(services: &Services, svc: &Service, now: Mono) -> Vec<(Stri
         .after
         .iter()
         .filter_map(|dep| {
-            let ds = services.get(dep)?;
+            let Some(ds) = services.get(dep) else {
+                // A replicated service: waited for until every instance it runs is.
+                return services
+                    .range(dep.instance_range())
+                    .filter(|(_, s)| s.wanted && !s.removed)
+                    .map(|(n, s)| (n, derive(services, s, now).state))
+                    .find(|(_, state)| !state.satisfies_dependents())
+                    .map(|(n, state)| (n.to_string(), state));
+            };
             let state = derive(services, ds, now).state;
             (!state.satisfies_dependents()).then(|| (dep.to_string(), state))
         })

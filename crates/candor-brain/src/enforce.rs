@@ -74,6 +74,11 @@ impl Cx<'_> {
     pub(crate) fn settle(&mut self) {
         self.main_ended();
         let shutting_down = self.facts.shutdown.is_some();
+        if !shutting_down && !self.facts.groups.is_empty() {
+            // Rollouts move instances (spares added, old ones replaced) before the services
+            // are looked at, so what they change is acted on in this step.
+            self.drive_rollouts();
+        }
         // Deadlines come with ticks, requests may concern anything, and a shutdown goes on
         // upstream when a dependent is down: those look at every service. Evidence or a keeper
         // event changes the services it names, and what starts after them.
@@ -291,6 +296,7 @@ impl Cx<'_> {
         let run_id = svc.runs;
         let mut run = Run::new(run_id, start.restart);
         run.digest = Some(crate::RunDigest::of(&svc.spec));
+        run.generation = svc.generation;
         svc.run = Some(run);
         let spec = svc.spec.clone();
         self.out.push(Effect::Spawn {

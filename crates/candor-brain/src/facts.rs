@@ -53,6 +53,8 @@ pub struct Facts {
     pub herd: crate::herd::Herd,
     /// `[daemon] restart_budget`.
     pub restart_budget: candor_spec::RestartBudget,
+    /// Replicated services, by the group's name; their instances are in `services`.
+    pub groups: BTreeMap<ServiceName, crate::groups::Group>,
 }
 
 /// One service's facts.
@@ -88,6 +90,11 @@ pub struct Service {
     pub shared: Option<SharedCause>,
     /// The live run is unhealthy and would be restarted, but the restart is held back.
     pub held: Option<Held>,
+    /// For an instance of a replicated service: the config generation of `spec` (0: a run
+    /// adopted from another config, to be replaced)...
+    pub generation: u64,
+    /// ...and of `next_spec`.
+    pub next_generation: u64,
 }
 
 /// A shared cause as one service sees it.
@@ -135,6 +142,8 @@ impl Service {
             shown: None,
             shared: None,
             held: None,
+            generation: 0,
+            next_generation: 0,
         }
     }
     /// The run, while a process of it may be alive (its spawn is on its way or it has not been
@@ -309,6 +318,8 @@ pub struct Run {
     /// When nothing of it was left any more (main reaped, group/cgroup empty), or the
     /// spawn failed or was refused.
     pub ended: Option<Mono>,
+    /// The config generation it was spawned from (instances of a replicated service).
+    pub generation: u64,
 }
 
 impl Run {
@@ -329,6 +340,7 @@ impl Run {
             drift: None,
             main_exit: None,
             ended: None,
+            generation: 0,
         }
     }
     pub fn is_live(&self) -> bool {
@@ -353,14 +365,49 @@ impl Run {
 }
 
 impl Facts {
-    /// Facts for a fresh daemon: every service of `spec` wanted, its first start due now.
+    /// Facts for a fresh daemon: every service of `spec` wanted, its first start due now; a
+    /// replicated service as its instances.
     pub fn new(spec: &candor_spec::Spec, sample_every: Duration, now: Mono) -> Self {
+        Self::scaled(spec, &BTreeMap::new(), sample_every, now)
+    }
+
+    /// As `new`, with groups at the counts a daemon before this one was told (`candor
+    /// scale`), and their instances beyond the config's parsed in `extra`.
+    pub fn scaled(
+        spec: &candor_spec::Spec,
+        extra: &BTreeMap<ServiceName, crate::groups::Specs>,
+        sample_every: Duration,
+        now: Mono,
+    ) -> Self {
+        let mut services = BTreeMap::new();
+        let mut groups = BTreeMap::new();
+        for (n, s) in &spec.services {
+            let s = Arc::new(s.clone());
+            if !s.is_group() {
+                services.insert(n.clone(), Arc::new(Service::new(s, now)));
+                continue;
+            }
+            let mut group = crate::groups::Group::new(s.clone(), s.replicas.unwrap_or(1));
+            if let Some(more) = extra.get(n) {
+                let mut all = (*group.specs).clone();
+                for (i, m) in more.iter() {
+                    all.entry(*i).or_insert_with(|| m.clone());
+                }
+                group.wanted = more.keys().copied().max().unwrap_or(group.wanted);
+                group.specs = Arc::new(all);
+            }
+            for i in 1..=group.wanted {
+                if let Some(inst) = group.spec_of(i) {
+                    let mut svc = Service::new(inst.clone(), now);
+                    svc.generation = group.generation;
+                    services.insert(inst.name.clone(), Arc::new(svc));
+                }
+            }
+            groups.insert(n.clone(), group);
+        }
         Self {
-            services: spec
-                .services
-                .iter()
-                .map(|(n, s)| (n.clone(), Arc::new(Service::new(Arc::new(s.clone()), now))))
-                .collect(),
+            services,
+            groups,
             shutdown: None,
             exited: false,
             early_notify: Vec::new(),
@@ -421,7 +468,12 @@ impl Facts {
         let mut out = self.touched.clone();
         let mut todo: Vec<&ServiceName> = self.touched.iter().collect();
         while let Some(name) = todo.pop() {
-            for dependent in index.get(name).into_iter().flatten() {
+            // An instance's dependents are its group's.
+            let group = name
+                .split_instance()
+                .and_then(|(g, _)| ServiceName::new(g).ok());
+            let of_group = group.and_then(|g| index.get(&g)).into_iter().flatten();
+            for dependent in index.get(name).into_iter().flatten().chain(of_group) {
                 if out.insert(dependent.clone()) {
                     todo.push(dependent);
                 }
@@ -439,9 +491,13 @@ impl Facts {
     }
     /// Services whose `after` names `name`.
     pub fn dependents<'a>(&'a self, name: &'a ServiceName) -> impl Iterator<Item = &'a Service> {
+        let group = name.split_instance().map(|(g, _)| g);
         self.services
             .values()
-            .filter(move |s| s.spec.after.contains(name))
+            .filter(move |s| {
+                s.spec.after.contains(name)
+                    || group.is_some_and(|g| s.spec.after.iter().any(|a| a.as_str() == g))
+            })
             .map(|s| &**s)
     }
 }

@@ -124,6 +124,24 @@ pub enum Request {
     },
     /// A config that already validated.
     Reload(Arc<Spec>),
+    /// `candor restart NAME --strategy S`: a replicated service with this strategy, once.
+    RestartWith(String, candor_spec::Strategy),
+    /// `candor scale NAME N`; `specs`: instances beyond those the group has parsed.
+    Scale {
+        name: String,
+        replicas: u32,
+        specs: Option<crate::groups::Specs>,
+    },
+    /// `candor rollout undo|resume NAME`.
+    Rollout(String, RolloutAction),
     /// Stop everything in reverse dependency order, then exit.
     Shutdown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutAction {
+    /// Back to the generation before the last change.
+    Undo,
+    /// Go on with a halted rollout.
+    Resume,
 }

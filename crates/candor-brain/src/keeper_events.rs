@@ -196,6 +196,7 @@ impl Cx<'_> {
         }
         if let Some(next) = svc.next_spec.take() {
             svc.spec = next;
+            svc.generation = svc.next_generation;
         }
         if shutting_down || !svc.wanted || svc.start.is_some() {
             return;

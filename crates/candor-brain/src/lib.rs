@@ -12,6 +12,7 @@
 //! - `requests`: start, stop, restart, reset-failed, reload, shutdown.
 //! - `enforce`: deadlines, unhealthy restarts, stop and start order.
 //! - `derive`: state and reason.
+//! - `groups`: replicated services: instances, scale, rollouts.
 //! - `digest`: what makes a run, so that a run started from another config is told apart.
 
 mod adopt;
@@ -23,6 +24,9 @@ mod effect;
 mod enforce;
 mod evidence;
 mod facts;
+mod group_requests;
+pub mod groups;
+pub mod plan;
 pub mod herd;
 mod input;
 mod keeper_events;
@@ -37,7 +41,7 @@ pub use facts::{
     Delivery, Facts, Held, LastExit, Run, ScheduledStart, Service, SharedCause, Spawn, StopCause,
     StopFact, MAX_EARLY_NOTIFY, MAX_SPAWN_REFUSALS,
 };
-pub use input::{Evidence, Input, Notify, Refusable, Request, RequestId};
+pub use input::{Evidence, Input, Notify, Refusable, Request, RequestId, RolloutAction};
 pub use step::{boot, step};
 
 pub use candor_core::{Mono, Now};

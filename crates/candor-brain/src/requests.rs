@@ -15,6 +15,9 @@ use crate::step::Cx;
 impl Cx<'_> {
     pub(crate) fn on_request(&mut self, id: RequestId, request: Request) {
         let shutting_down = self.facts.shutdown.is_some();
+        if self.group_request(id, &request) {
+            return;
+        }
         let (name, action) = match &request {
             Request::Start(n) => (n, "start"),
             Request::Stop(n) => (n, "stop"),
@@ -25,6 +28,8 @@ impl Cx<'_> {
                 self.begin_shutdown();
                 return self.reply(id, Reply::Done);
             }
+            // Answered by `group_request`.
+            Request::RestartWith(..) | Request::Scale { .. } | Request::Rollout(..) => return,
         };
         let Some(key) = self.facts.name_of(name) else {
             let known: Vec<&str> = self.facts.services.keys().map(|k| k.as_str()).collect();
@@ -115,111 +120,219 @@ impl Cx<'_> {
         self.reply(id, Reply::ResetFailed(out));
     }
 
-    /// Apply a validated config: add, remove and change services. A changed service's new spec
-    /// applies once its run is over (the run is stopped for it).
+    /// Apply a validated config: add, remove and change services, as [`crate::plan::decide`]
+    /// says (the same decisions `reload --plan` shows). A changed service's new spec applies
+    /// once its run is over (the run is stopped for it); a replicated one's is rolled out with
+    /// its update strategy.
     fn reload(&mut self, id: RequestId, spec: Arc<Spec>) {
-        let now = self.mono();
+        use crate::plan::Decision;
+        let decisions = crate::plan::decide(self.facts, &spec);
         self.facts.specs_changed();
         self.facts.restart_budget = spec.daemon.restart_budget;
         let mut out = api::ReloadOutcome::default();
-        let removed: Vec<ServiceName> = self
-            .facts
-            .services
-            .keys()
-            .filter(|n| !spec.services.contains_key(*n))
-            .cloned()
-            .collect();
-        for name in removed {
-            out.removed.push(name.to_string());
-            let Some(svc) = self.facts.svc_mut(&name) else {
-                continue;
-            };
-            svc.removed = true;
-            svc.wanted = false;
-            svc.start = None;
-            if svc.is_down() {
-                self.facts.services.remove(&name);
-                self.facts.windows.remove(&name);
-                self.note(
-                    name.as_str(),
-                    "removed",
-                    "removed from config".into(),
-                    api::EventDetail::None {},
-                );
-            }
-        }
-        for (name, new) in &spec.services {
-            let new = Arc::new(new.clone());
-            let Some(svc) = self.facts.svc_mut(name) else {
-                out.added.push(name.to_string());
-                self.facts
-                    .services
-                    .insert(name.clone(), Arc::new(Service::new(new, now)));
-                continue;
-            };
-            let mut old = (*svc.spec).clone();
-            old.defined_at.clone_from(&new.defined_at);
-            let logs_changed = old.logs != new.logs;
-            old.logs = new.logs;
-            // Whether its health restarts may be held applies at once too.
-            old.restart_budget = new.restart_budget;
-            if logs_changed {
-                // Log limits apply to the running service: no restart for them.
-                self.out.push(crate::Effect::ConfigureLogs {
-                    service: name.to_string(),
-                    logs: new.logs,
-                });
-            }
-            // What the live run was really started from: after an adoption the spec the
-            // brain holds is the config read then, not necessarily the run's.
-            let run_drift = svc
-                .live()
-                .filter(|r| r.pid().is_some())
-                .map(|r| crate::digest::drift(r.digest.as_ref(), &new, true));
-            let predates = match &run_drift {
-                Some(Some(crate::Drift::Differs(parts))) => parts.clone(),
-                _ => Vec::new(),
-            };
-            if matches!(run_drift, Some(Some(crate::Drift::Unknown))) {
-                out.notes.push(format!(
-                    "{name}: its run was started by an earlier version that did not record its config, so whether it matches cannot be told; `candor restart {name}` to be sure"
-                ));
-            }
-            if old == *new && predates.is_empty() {
-                svc.spec = new;
-                if logs_changed {
+        for (name, decision) in decisions {
+            let new = spec.services.get(&name);
+            match (decision, new) {
+                (Decision::Removed, _) => {
+                    out.removed.push(name.to_string());
+                    self.remove_service(&name);
+                }
+                (Decision::New, Some(new)) => {
+                    out.added.push(name.to_string());
+                    self.add_service(new);
+                }
+                (Decision::Replace(why), Some(new)) => {
                     out.changed.push(name.to_string());
-                    out.notes
-                        .push(format!("{name}: new log limits applied without a restart"));
-                } else {
-                    out.unchanged.push(name.to_string());
+                    out.notes.push(format!("{name}: {why}: the old one stops, the new one starts"));
+                    self.remove_service(&name);
+                    self.add_service(new);
                 }
-                continue;
-            }
-            out.changed.push(name.to_string());
-            if !predates.is_empty() {
-                out.notes.push(format!(
-                    "{name}: changed: {} (its run was started from another config); restarting it",
-                    predates.join(", ")
-                ));
-            }
-            if svc.is_down() {
-                svc.spec = new;
-            } else {
-                svc.next_spec = Some(new);
-                if let Some(run) = svc.live_mut() {
-                    // Stopped for this reload now, not for what an adoption found.
-                    run.drift = None;
+                (Decision::Rollout { why, .. }, Some(new)) => {
+                    out.changed.push(name.to_string());
+                    let (spec, specs, _) = crate::plan::group_parts(new);
+                    self.begin_rollout(&name, spec, specs, new.update, why);
                 }
-            }
-            if svc.wanted {
-                svc.start = Some(ScheduledStart {
-                    due: now,
-                    restart: false,
-                });
+                (Decision::Scale { to, then, .. }, Some(new)) => {
+                    out.changed.push(name.to_string());
+                    let (gspec, specs, _) = crate::plan::group_parts(new);
+                    match then.as_deref() {
+                        Some(Decision::Rollout { why, .. }) => {
+                            self.begin_rollout(&name, gspec, specs, new.update, why.clone())
+                        }
+                        _ => {
+                            if let Some(g) = self.facts.groups.get_mut(&name) {
+                                g.spec = gspec;
+                                g.specs = specs;
+                            }
+                        }
+                    }
+                    self.scale(&name, to, None);
+                }
+                (d @ (Decision::Unchanged | Decision::Live(_)), Some(new))
+                    if self.facts.groups.contains_key(&name) =>
+                {
+                    let (gspec, specs, _) = crate::plan::group_parts(new);
+                    if let Decision::Live(w) = &d {
+                        out.changed.push(name.to_string());
+                        out.notes.push(format!("{name}: {w} applied without a restart"));
+                    } else {
+                        out.unchanged.push(name.to_string());
+                    }
+                    let members: Vec<ServiceName> = crate::groups::members(&self.facts.services, &name)
+                        .map(|(_, s)| s.spec.name.clone())
+                        .collect();
+                    if let Some(g) = self.facts.groups.get_mut(&name) {
+                        g.spec = gspec;
+                        g.specs = specs.clone();
+                    }
+                    for m in members {
+                        let index = m.split_instance().map_or(0, |(_, i)| i);
+                        if let Some(inst) = specs.get(&index) {
+                            self.apply_live(&m, inst.clone());
+                        }
+                    }
+                }
+                (d, Some(new)) => {
+                    self.reload_plain(&name, Arc::new(new.clone()), d, &mut out);
+                }
+                (_, None) => {}
             }
         }
         self.reply(id, Reply::Reload(out));
+    }
+
+    /// A plain service's spec changed or not: what applies live is applied; a run-changing
+    /// change stops the run and starts it from the new spec.
+    fn reload_plain(
+        &mut self,
+        name: &ServiceName,
+        new: Arc<candor_spec::ServiceSpec>,
+        decision: crate::plan::Decision,
+        out: &mut api::ReloadOutcome,
+    ) {
+        use crate::plan::Decision;
+        let now = self.mono();
+        let Some(svc) = self.facts.services.get(name) else {
+            return;
+        };
+        if let Some(Some(crate::Drift::Unknown)) = svc
+            .live()
+            .filter(|r| r.pid().is_some())
+            .map(|r| crate::digest::drift(r.digest.as_ref(), &new, true))
+        {
+            out.notes.push(format!(
+                "{name}: its run was started by an earlier version that did not record its config, so whether it matches cannot be told; `candor restart {name}` to be sure"
+            ));
+        }
+        match decision {
+            Decision::Unchanged => {
+                out.unchanged.push(name.to_string());
+                self.apply_live(name, new);
+            }
+            Decision::Live(w) => {
+                out.changed.push(name.to_string());
+                out.notes.push(format!("{name}: new {w} applied without a restart"));
+                self.apply_live(name, new);
+            }
+            Decision::Restart(why) | Decision::Apply(why) => {
+                out.changed.push(name.to_string());
+                if why.contains("started from another config") {
+                    out.notes.push(format!("{name}: changed: {why}; restarting it"));
+                }
+                let Some(svc) = self.facts.svc_mut(name) else {
+                    return;
+                };
+                if svc.is_down() {
+                    svc.spec = new;
+                } else {
+                    svc.next_spec = Some(new);
+                    if let Some(run) = svc.live_mut() {
+                        // Stopped for this reload now, not for what an adoption found.
+                        run.drift = None;
+                    }
+                }
+                if svc.wanted {
+                    svc.start = Some(ScheduledStart {
+                        due: now,
+                        restart: false,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Take a spec whose differences apply without a restart (log limits, restart_budget,
+    /// update, where it was defined).
+    fn apply_live(&mut self, name: &ServiceName, new: Arc<candor_spec::ServiceSpec>) {
+        let Some(svc) = self.facts.svc_mut(name) else {
+            return;
+        };
+        let logs_changed = svc.spec.logs != new.logs;
+        if svc.next_spec.is_some() {
+            // A change waits for the run's end: it takes the new spec then.
+            svc.next_spec = Some(new.clone());
+        } else {
+            svc.spec = new.clone();
+        }
+        if logs_changed {
+            // Log limits apply to the running service: no restart for them.
+            self.out.push(crate::Effect::ConfigureLogs {
+                service: name.to_string(),
+                logs: new.logs,
+            });
+        }
+    }
+
+    /// A service, or each instance of a replicated one, goes (once its run is over).
+    fn remove_service(&mut self, name: &ServiceName) {
+        if self.facts.groups.remove(name).is_some() {
+            let all: Vec<ServiceName> = crate::groups::members(&self.facts.services, name)
+                .map(|(_, s)| s.spec.name.clone())
+                .collect();
+            for m in all {
+                self.remove_member(&m);
+            }
+            self.facts.specs_changed();
+            return;
+        }
+        let Some(svc) = self.facts.svc_mut(name) else {
+            return;
+        };
+        svc.removed = true;
+        svc.wanted = false;
+        svc.start = None;
+        if svc.is_down() {
+            self.facts.services.remove(name);
+            self.facts.windows.remove(name);
+            self.note(
+                name.as_str(),
+                "removed",
+                "removed from config".into(),
+                api::EventDetail::None {},
+            );
+        }
+    }
+
+    /// A new service, or a replicated one with its instances, due now.
+    fn add_service(&mut self, new: &candor_spec::ServiceSpec) {
+        let now = self.mono();
+        let name = new.name.clone();
+        if new.is_group() {
+            let (spec, _, wanted) = crate::plan::group_parts(new);
+            let group = crate::groups::Group::new(spec, wanted);
+            let generation = group.generation;
+            self.facts.groups.insert(name.clone(), group);
+            for i in 1..=wanted {
+                self.add_member(&name, i, generation);
+            }
+        } else {
+            self.facts
+                .services
+                .insert(name.clone(), Arc::new(Service::new(Arc::new(new.clone()), now)));
+            self.facts.touched.insert(name);
+        }
+        self.facts.specs_changed();
     }
 
     pub(crate) fn begin_shutdown(&mut self) {

@@ -635,8 +635,10 @@ pub struct ServiceSpec {
     pub update: UpdateSpec,
     /// For an instance: its group and index.
     pub instance: Option<InstanceOf>,
-    /// For a replicated service: what its other instances are parsed from.
+    /// For a replicated service: what its other instances are parsed from...
     pub template: Option<Template>,
+    /// ...and those parsed at load: instances `1..=replicas + update.max_surge`, in order.
+    pub replica_specs: Vec<std::sync::Arc<ServiceSpec>>,
 }
 
 impl ServiceSpec {
@@ -745,6 +747,7 @@ impl ServiceSpec {
             update: UpdateSpec::default(),
             instance: None,
             template: None,
+            replica_specs: Vec::new(),
         }
     }
 }

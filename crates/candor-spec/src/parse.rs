@@ -945,19 +945,22 @@ impl FileCtx<'_> {
             None => return,
         };
         let mut spec = spec;
-        spec.template = Some(template);
         let upto = spec.replicas.unwrap_or(1) + spec.update.max_surge;
-        for i in 2..=upto {
-            let Some(inst) = one_service(spec.template.as_ref().expect("set above"), &name, i, self.errors) else {
-                return;
+        for i in 1..=upto {
+            let inst = match instance(&template, &name, i) {
+                Ok(inst) => inst,
+                Err(e) => return self.errors.extend(e.0),
             };
-            if inst.activated != spec.activated {
+            let differs = inst.activated != spec.activated;
+            spec.replica_specs.push(std::sync::Arc::new(inst));
+            if differs {
                 return self.err(
                     name_key.span().start,
                     format!("[service.{name}]: its activated sockets differ between instances; they are one listener shared by every instance, so `{{instance}}` cannot be in them (use activate = false for a socket of each instance's own)"),
                 );
             }
         }
+        spec.template = Some(template);
         services.insert(name, spec);
     }
 

@@ -451,6 +451,8 @@ mod cause_tests {
         let plain = ServiceStatus {
             shared_cause: None,
             restart_held: None,
+            group: None,
+            replicas: None,
             ..shared.clone()
         };
         let out = table(&[shared.clone(), budget, plain]);
