@@ -227,11 +227,7 @@ impl Cx<'_> {
         let member = spec.instance.is_some();
         run.generation = match (&drift, member) {
             (Some(Drift::Differs(_)), true) if replace => 0,
-            _ => self
-                .facts
-                .services
-                .get(&name)
-                .map_or(0, |s| s.generation),
+            _ => self.facts.services.get(&name).map_or(0, |s| s.generation),
         };
         let changed: Vec<String> = match &drift {
             Some(Drift::Differs(parts)) => parts.iter().map(|p| p.to_string()).collect(),

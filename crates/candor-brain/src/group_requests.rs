@@ -15,14 +15,19 @@ impl Cx<'_> {
     pub(crate) fn group_request(&mut self, id: RequestId, request: &Request) -> bool {
         let name = match request {
             Request::Start(n) | Request::Stop(n) | Request::Restart(n) => n,
-            Request::RestartWith(n, _) | Request::Scale { name: n, .. } | Request::Rollout(n, _) => n,
+            Request::RestartWith(n, _)
+            | Request::Scale { name: n, .. }
+            | Request::Rollout(n, _) => n,
             _ => return false,
         };
         let group = ServiceName::new(name)
             .ok()
             .filter(|g| self.facts.groups.contains_key(g));
         let Some(group) = group else {
-            if matches!(request, Request::Start(_) | Request::Stop(_) | Request::Restart(_)) {
+            if matches!(
+                request,
+                Request::Start(_) | Request::Stop(_) | Request::Restart(_)
+            ) {
                 return false;
             }
             let error = if self.facts.name_of(name).is_some() {
@@ -78,7 +83,10 @@ impl Cx<'_> {
                 svc.wanted = true;
                 svc.streak = 0;
                 svc.refusals = 0;
-                if svc.live().is_none_or(|r| r.stop.is_some() || r.main_exit.is_some()) {
+                if svc
+                    .live()
+                    .is_none_or(|r| r.stop.is_some() || r.main_exit.is_some())
+                {
                     svc.start = Some(crate::ScheduledStart {
                         due: now,
                         restart: false,

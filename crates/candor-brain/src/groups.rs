@@ -140,7 +140,9 @@ fn failed_new_run(svc: &Service, to: u64) -> Option<String> {
         }
         return None;
     }
-    let exit = run.main_exit.or(svc.last_exit.filter(|_| run.ended.is_some()))?;
+    let exit = run
+        .main_exit
+        .or(svc.last_exit.filter(|_| run.ended.is_some()))?;
     let when = if run.ready.is_some() {
         "within min_ready of being ready"
     } else {
@@ -161,8 +163,10 @@ impl Cx<'_> {
             .filter(|(n, g)| {
                 g.rollout.is_none()
                     && g.spec.update.strategy != Strategy::StopFirst
-                    && members(&self.facts.services, n)
-                        .any(|(_, s)| s.live().is_some_and(|r| r.generation == 0 && r.is_serving()))
+                    && members(&self.facts.services, n).any(|(_, s)| {
+                        s.live()
+                            .is_some_and(|r| r.generation == 0 && r.is_serving())
+                    })
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -591,7 +595,12 @@ impl Cx<'_> {
 }
 
 /// The group's own state and reason, from its instances and rollout.
-pub fn derive_group(services: &Services, group: &Group, name: &ServiceName, now: Mono) -> (ServiceState, String) {
+pub fn derive_group(
+    services: &Services,
+    group: &Group,
+    name: &ServiceName,
+    now: Mono,
+) -> (ServiceState, String) {
     use ServiceState::*;
     let n = group.wanted;
     let mut running = 0u32;
@@ -631,17 +640,16 @@ pub fn derive_group(services: &Services, group: &Group, name: &ServiceName, now:
         return (if running > 0 { Running } else { Starting }, reason);
     }
     if stopped == listed && listed > 0 {
-        return (Stopped, format!("stopped (0/{n} running); `candor start {name}` starts them"));
+        return (
+            Stopped,
+            format!("stopped (0/{n} running); `candor start {name}` starts them"),
+        );
     }
     match worst {
         None if running == n => (Running, format!("{running}/{n} running")),
         None => (Starting, format!("{running}/{n} running")),
         Some((who, state, reason)) => {
-            let state_of_group = if running == 0 {
-                state
-            } else {
-                Degraded
-            };
+            let state_of_group = if running == 0 { state } else { Degraded };
             (
                 state_of_group,
                 format!("{running}/{n} running; {who} {}: {reason}", state.as_str()),
@@ -651,16 +659,29 @@ pub fn derive_group(services: &Services, group: &Group, name: &ServiceName, now:
 }
 
 /// A group as the API shows it (its rollout instance by instance).
-pub fn replicas_status(services: &Services, group: &Group, name: &ServiceName, now: Mono, wall: impl Fn(Mono) -> String) -> api::Replicas {
+pub fn replicas_status(
+    services: &Services,
+    group: &Group,
+    name: &ServiceName,
+    now: Mono,
+    wall: impl Fn(Mono) -> String,
+) -> api::Replicas {
     let mut listed: Vec<(u32, &Service)> = members(services, name).collect();
     listed.sort_by_key(|(i, _)| *i);
     let running = listed
         .iter()
-        .filter(|(i, s)| *i <= group.wanted && derive(services, s, now).state == ServiceState::Running)
+        .filter(|(i, s)| {
+            *i <= group.wanted && derive(services, s, now).state == ServiceState::Running
+        })
         .count() as u32;
     let rollout = group.rollout.as_ref().map(|r| api::Rollout {
         service: name.to_string(),
-        state: if r.halted.is_some() { "halted" } else { "rolling" }.into(),
+        state: if r.halted.is_some() {
+            "halted"
+        } else {
+            "rolling"
+        }
+        .into(),
         strategy: r.update.strategy.as_str().into(),
         from_generation: r.from,
         to_generation: r.to,
@@ -683,7 +704,10 @@ pub fn replicas_status(services: &Services, group: &Group, name: &ServiceName, n
         wanted: group.wanted,
         configured: group.spec.replicas.unwrap_or(1),
         running,
-        instances: listed.iter().map(|(_, s)| s.spec.name.to_string()).collect(),
+        instances: listed
+            .iter()
+            .map(|(_, s)| s.spec.name.to_string())
+            .collect(),
         strategy: group.spec.update.strategy.as_str().into(),
         generation: group.generation,
         rollout,

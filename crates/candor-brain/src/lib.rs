@@ -26,10 +26,10 @@ mod evidence;
 mod facts;
 mod group_requests;
 pub mod groups;
-pub mod plan;
 pub mod herd;
 mod input;
 mod keeper_events;
+pub mod plan;
 mod requests;
 mod step;
 

@@ -58,9 +58,27 @@ pub fn what_changed(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
         out.push("env_file".into());
     }
     field!(
-        inherit_env, workdir, user, group, groups, umask, after, restart, backoff, stop, ready,
-        ready_timeout, watchdog, probe, on_unhealthy, sockets, activated, limits, main,
-        reload_signal, reload
+        inherit_env,
+        workdir,
+        user,
+        group,
+        groups,
+        umask,
+        after,
+        restart,
+        backoff,
+        stop,
+        ready,
+        ready_timeout,
+        watchdog,
+        probe,
+        on_unhealthy,
+        sockets,
+        activated,
+        limits,
+        main,
+        reload_signal,
+        reload
     );
     out
 }
@@ -84,7 +102,11 @@ fn live_only(old: &ServiceSpec, new: &ServiceSpec) -> Option<String> {
 pub fn decide(facts: &Facts, spec: &Spec) -> Vec<(ServiceName, Decision)> {
     let mut out = Vec::new();
     for (name, new) in &spec.services {
-        let d = match (facts.groups.get(name), facts.services.get(name), new.is_group()) {
+        let d = match (
+            facts.groups.get(name),
+            facts.services.get(name),
+            new.is_group(),
+        ) {
             (None, None, _) => Decision::New,
             (Some(_), _, false) | (None, Some(_), true) => Decision::Replace(if new.is_group() {
                 format!("now replicated: {} instances", new.replicas.unwrap_or(1))
@@ -175,7 +197,9 @@ fn item(facts: &Facts, spec: &Spec, name: &ServiceName, d: &Decision) -> api::Pl
             format!("{n} instances")
         }
     };
-    let live = members(&facts.services, name).filter(|(_, s)| !s.removed).count() as u32;
+    let live = members(&facts.services, name)
+        .filter(|(_, s)| !s.removed)
+        .count() as u32;
     let (action, why, what, all_at_once) = match d {
         Decision::Unchanged => ("unchanged", String::new(), "unchanged".to_string(), false),
         Decision::Live(w) => (
@@ -203,7 +227,9 @@ fn item(facts: &Facts, spec: &Spec, name: &ServiceName, d: &Decision) -> api::Pl
         Decision::Restart(why) => (
             "restart",
             why.clone(),
-            format!("restart ({why}) — stops its only instance: it is down until the new run is up"),
+            format!(
+                "restart ({why}) — stops its only instance: it is down until the new run is up"
+            ),
             true,
         ),
         Decision::Apply(why) => (

@@ -143,7 +143,9 @@ impl Cx<'_> {
                 }
                 (Decision::Replace(why), Some(new)) => {
                     out.changed.push(name.to_string());
-                    out.notes.push(format!("{name}: {why}: the old one stops, the new one starts"));
+                    out.notes.push(format!(
+                        "{name}: {why}: the old one stops, the new one starts"
+                    ));
                     self.remove_service(&name);
                     self.add_service(new);
                 }
@@ -174,13 +176,15 @@ impl Cx<'_> {
                     let (gspec, specs, _) = crate::plan::group_parts(new);
                     if let Decision::Live(w) = &d {
                         out.changed.push(name.to_string());
-                        out.notes.push(format!("{name}: {w} applied without a restart"));
+                        out.notes
+                            .push(format!("{name}: {w} applied without a restart"));
                     } else {
                         out.unchanged.push(name.to_string());
                     }
-                    let members: Vec<ServiceName> = crate::groups::members(&self.facts.services, &name)
-                        .map(|(_, s)| s.spec.name.clone())
-                        .collect();
+                    let members: Vec<ServiceName> =
+                        crate::groups::members(&self.facts.services, &name)
+                            .map(|(_, s)| s.spec.name.clone())
+                            .collect();
                     if let Some(g) = self.facts.groups.get_mut(&name) {
                         g.spec = gspec;
                         g.specs = specs.clone();
@@ -231,13 +235,15 @@ impl Cx<'_> {
             }
             Decision::Live(w) => {
                 out.changed.push(name.to_string());
-                out.notes.push(format!("{name}: new {w} applied without a restart"));
+                out.notes
+                    .push(format!("{name}: new {w} applied without a restart"));
                 self.apply_live(name, new);
             }
             Decision::Restart(why) | Decision::Apply(why) => {
                 out.changed.push(name.to_string());
                 if why.contains("started from another config") {
-                    out.notes.push(format!("{name}: changed: {why}; restarting it"));
+                    out.notes
+                        .push(format!("{name}: changed: {why}; restarting it"));
                 }
                 let Some(svc) = self.facts.svc_mut(name) else {
                     return;
@@ -327,9 +333,10 @@ impl Cx<'_> {
                 self.add_member(&name, i, generation);
             }
         } else {
-            self.facts
-                .services
-                .insert(name.clone(), Arc::new(Service::new(Arc::new(new.clone()), now)));
+            self.facts.services.insert(
+                name.clone(),
+                Arc::new(Service::new(Arc::new(new.clone()), now)),
+            );
             self.facts.touched.insert(name);
         }
         self.facts.specs_changed();

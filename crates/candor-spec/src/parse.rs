@@ -888,9 +888,17 @@ impl FileCtx<'_> {
 
     /// The `update` of a service from what was given and its replicas, checked: a rollout
     /// must be able to make progress, and `overlap` needs one instance and a held socket.
-    fn finish_update(&mut self, at: usize, section: &str, given: PartialUpdate, spec: &mut ServiceSpec) {
+    fn finish_update(
+        &mut self,
+        at: usize,
+        section: &str,
+        given: PartialUpdate,
+        spec: &mut ServiceSpec,
+    ) {
         use crate::Strategy;
-        if matches!(given.strategy, Some(Strategy::Rolling | Strategy::Overlap)) && spec.replicas.is_none() {
+        if matches!(given.strategy, Some(Strategy::Rolling | Strategy::Overlap))
+            && spec.replicas.is_none()
+        {
             spec.replicas = Some(1);
         }
         let d = crate::UpdateSpec::default_for(spec.replicas.unwrap_or(1));
@@ -923,10 +931,17 @@ impl FileCtx<'_> {
     /// A replicated service: its section parsed from the text with `{instance}` replaced by
     /// 1 (the group's spec), then every instance a rollout may start (up to replicas +
     /// max_surge) parsed the same way, so an error in any of them is reported now.
-    fn replicated_service(&mut self, name_key: &Key<'_>, services: &mut BTreeMap<ServiceName, ServiceSpec>) {
+    fn replicated_service(
+        &mut self,
+        name_key: &Key<'_>,
+        services: &mut BTreeMap<ServiceName, ServiceSpec>,
+    ) {
         let Ok(name) = ServiceName::new(name_key.get_ref()) else {
             // Reported by `service` below through the plain parse.
-            return self.err(name_key.span().start, format!("invalid service name `{}`", name_key.get_ref()));
+            return self.err(
+                name_key.span().start,
+                format!("invalid service name `{}`", name_key.get_ref()),
+            );
         };
         if let Some(prev) = services.get(&name) {
             let msg = format!(
@@ -1563,14 +1578,20 @@ fn one_service(
         Err(e) => {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
             let msg = e.message().trim().replace('\n', " ");
-            file.err(offset, format!("invalid TOML with {{instance}} = {index}: {msg}"));
+            file.err(
+                offset,
+                format!("invalid TOML with {{instance}} = {index}: {msg}"),
+            );
             return None;
         }
     };
-    let table = root.iter().find(|(k, _)| k.get_ref() == "service").and_then(|(_, v)| match v.get_ref() {
-        DeValue::Table(t) => Some(t),
-        _ => None,
-    })?;
+    let table = root
+        .iter()
+        .find(|(k, _)| k.get_ref() == "service")
+        .and_then(|(_, v)| match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => None,
+        })?;
     let (key, body) = table.iter().find(|(k, _)| k.get_ref() == name.as_str())?;
     let mut out = BTreeMap::new();
     file.service(key, body, &mut out);
