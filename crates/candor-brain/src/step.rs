@@ -111,7 +111,11 @@ pub fn step(facts: &mut Facts, input: Input, now: Now) -> Vec<Effect> {
 /// The first step of a daemon: sweep cgroups of services no longer configured, start
 /// everything that may start.
 pub fn boot(facts: &mut Facts, now: Now) -> Vec<Effect> {
-    let keep = facts.names().iter().map(|n| n.to_string()).collect();
+    // Groups too: their instances' activated sockets are kept under the group's name.
+    let keep = (facts.names().iter())
+        .chain(facts.groups.keys())
+        .map(|n| n.to_string())
+        .collect();
     let mut out = vec![Effect::Sweep { keep }];
     out.extend(step(facts, Input::Tick, now));
     out

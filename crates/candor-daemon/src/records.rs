@@ -61,6 +61,8 @@ impl ProcessId {
             stop_signal: stop.signal.number(),
             stop_timeout: stop.timeout,
             activate,
+            // An instance (`api@2`) shares its group's activated sockets.
+            listen_key: service.split_once('@').map(|(group, _)| group.to_string()),
         }
     }
 }

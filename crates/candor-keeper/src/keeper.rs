@@ -137,6 +137,8 @@ struct ProbeRun {
 /// A spawn whose paths are being prepared on a thread of its own (`candor-paths`).
 struct Preparing {
     run_id: u64,
+    /// Whose activated sockets the thread holds (`SpawnRequest::listeners_of`).
+    key: String,
     deadline: Mono,
     /// The service was released (removed) meanwhile: its sockets go when they come back.
     released: bool,
@@ -231,8 +233,11 @@ struct Keeper {
     reap_every: Duration,
     /// Some pidfd may not be armed yet (see `arm`).
     unarmed: bool,
-    /// Activated sockets by service, kept between runs (`listeners.rs`).
+    /// Activated sockets by service (by group for instances of a replicated service), kept
+    /// between runs (`listeners.rs`).
     listeners: HashMap<String, Vec<crate::listeners::Listener>>,
+    /// Spawns waiting while another instance's spawn prepares the sockets they share.
+    deferred: HashMap<String, Vec<crate::SpawnRequest>>,
     /// cgroup controllers some service's limits needed and that are enabled down Candor's
     /// subtree (one that could not be is asked for again at the next such spawn: the reason
     /// said is always today's).
@@ -293,6 +298,7 @@ pub fn start(
         reap_every: config.reap_every,
         unarmed: false,
         listeners: HashMap::new(),
+        deferred: HashMap::new(),
         controllers: std::collections::HashSet::new(),
     };
     let thread = std::thread::Builder::new()
@@ -714,6 +720,9 @@ impl Keeper {
                 if let Some(gone) = self.listeners.remove(&service) {
                     drop_off_thread(gone);
                 }
+                for p in self.preparing.values_mut().filter(|p| p.key == service) {
+                    p.released = true;
+                }
                 if let Some(p) = self.preparing.get_mut(&service) {
                     p.released = true;
                 }
@@ -825,6 +834,7 @@ impl Keeper {
                 Ok(paths) => paths,
                 Err(e) => {
                     self.emit(fail(e));
+                    self.spawn_deferred(&p.key);
                     continue;
                 }
             };
@@ -832,8 +842,10 @@ impl Keeper {
             if p.released {
                 drop_off_thread(paths.kept);
             } else if !paths.kept.is_empty() {
-                self.listeners.insert(service.clone(), paths.kept);
+                self.listeners.insert(p.key.clone(), paths.kept);
             }
+            // Instances waiting for the sockets they share go on.
+            self.spawn_deferred(&p.key);
             match paths.outcome {
                 Ok(_) if self.shutting_down => {
                     self.emit(fail("the supervisor is shutting down".into()))
@@ -841,6 +853,14 @@ impl Keeper {
                 Ok(listen) => self.spawn_prepared(*paths.req, listen),
                 Err(e) => self.emit(fail(e)),
             }
+        }
+    }
+
+    /// Spawns deferred behind `key`'s sockets: taken up again (the first prepares them, the
+    /// others wait for it in turn).
+    fn spawn_deferred(&mut self, key: &str) {
+        for req in self.deferred.remove(key).unwrap_or_default() {
+            self.spawn(req);
         }
     }
 
@@ -860,9 +880,16 @@ impl Keeper {
         if req.argv.is_empty() {
             return self.emit(fail("empty command".into()));
         }
+        let key = req.listeners_of().to_string();
+        if !req.activate.is_empty() && self.preparing.values().any(|p| p.key == key) {
+            // Another instance's spawn holds the sockets they share: this one goes on when
+            // that spawn's paths are done.
+            self.deferred.entry(key).or_default().push(req);
+            return;
+        }
         if req.activate.is_empty() {
             // No longer activated (a reload): the sockets and their files go.
-            if let Some(gone) = self.listeners.remove(&req.service) {
+            if let Some(gone) = self.listeners.remove(&key) {
                 drop_off_thread(gone);
             }
             if req.clear_files.is_empty() && req.sockets.is_empty() {
@@ -872,7 +899,7 @@ impl Keeper {
         // Readiness markers and stale declared sockets are removed, and activated sockets
         // checked and made, on a thread of their own: a path on a hung mount holds up this
         // spawn only (failed at the deadline), never the keeper.
-        let kept = self.listeners.remove(&req.service).unwrap_or_default();
+        let kept = self.listeners.remove(&key).unwrap_or_default();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let wake = self.wake.clone();
         let started = std::thread::Builder::new()
@@ -895,6 +922,7 @@ impl Keeper {
                     service.clone(),
                     Preparing {
                         run_id,
+                        key,
                         deadline: mono() + crate::clone3::EXEC_DEADLINE,
                         released: false,
                         done: rx,
@@ -1298,7 +1326,9 @@ impl Keeper {
             stop_signal,
             stop_timeout,
             activate,
+            listen_key,
         } = req;
+        let key = listen_key.unwrap_or_else(|| service.clone());
         if self.busy_with(&service) {
             return;
         }
@@ -1338,7 +1368,7 @@ impl Keeper {
         };
         t.oom_base = t.cgroup.as_deref().map(cgroup::oom_kills).unwrap_or(0);
         if same {
-            if !activate.is_empty() && !self.listeners.contains_key(&service) {
+            if !activate.is_empty() && !self.listeners.contains_key(&key) {
                 if let Some(fd) = t.pidfd.as_ref() {
                     let (taken, missing) = crate::listeners::take_back(fd, &activate);
                     if let Some(why) = missing {
@@ -1348,7 +1378,7 @@ impl Keeper {
                         self.emit(KeeperEvent::Warning { message });
                     }
                     if !taken.is_empty() {
-                        self.listeners.insert(service.clone(), taken);
+                        self.listeners.insert(key, taken);
                     }
                 }
             }

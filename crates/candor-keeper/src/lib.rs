@@ -83,6 +83,16 @@ pub struct SpawnRequest {
     pub clear_files: Vec<PathBuf>,
     /// `false`: stdout/stderr go to /dev/null (probes), no pipes.
     pub capture_output: bool,
+    /// Whose activated sockets these are: an instance of a replicated service shares its
+    /// group's (one listener, the kernel balancing accepts); None: the service's own.
+    pub listen_key: Option<String>,
+}
+
+impl SpawnRequest {
+    /// The name the keeper keeps this spawn's activated sockets under.
+    pub fn listeners_of(&self) -> &str {
+        self.listen_key.as_deref().unwrap_or(&self.service)
+    }
 }
 
 impl SpawnRequest {
@@ -107,6 +117,7 @@ impl SpawnRequest {
             activate: Vec::new(),
             clear_files: Vec::new(),
             capture_output: true,
+            listen_key: None,
         }
     }
 }
@@ -127,6 +138,8 @@ pub struct AdoptRequest {
     /// Its activated sockets: taken back from the running process's fds 3.. (pidfd_getfd),
     /// so the next run gets the same sockets.
     pub activate: Vec<candor_spec::listen::Listen>,
+    /// See [`SpawnRequest::listen_key`].
+    pub listen_key: Option<String>,
 }
 
 /// A command a panic in the keeper left undone.
