@@ -63,6 +63,8 @@ pub struct Board {
     pub services: Services,
     pub logs: Arc<BTreeMap<ServiceName, Arc<LogCounters>>>,
     pub probes: Arc<BTreeMap<ServiceName, Arc<ProbeStats>>>,
+    /// Replicated services (their instances are in `services`).
+    pub groups: Arc<BTreeMap<ServiceName, candor_brain::groups::Group>>,
 }
 
 /// One service on a board.
@@ -119,6 +121,91 @@ impl Board {
             })
             .collect()
     }
+    /// Every service's status and, before its instances, each replicated service's own row,
+    /// in name order (`api`, `api@1`, …): what `GET /v1/services` lists.
+    pub fn statuses(&self, now: Now) -> Vec<api::ServiceStatus> {
+        let mut out: Vec<api::ServiceStatus> =
+            Vec::with_capacity(self.services.len() + self.groups.len());
+        let mut groups = self.groups.iter().peekable();
+        for (name, svc) in self.services.iter() {
+            while let Some((g, _)) = groups.peek() {
+                if *g > name {
+                    break;
+                }
+                let (g, group) = groups.next().expect("peeked");
+                out.push(self.group_status(g, group, now));
+            }
+            out.push(self.view(name, svc).status(now));
+        }
+        out.extend(groups.map(|(g, group)| self.group_status(g, group, now)));
+        out
+    }
+
+    /// A replicated service's own row, if `name` is one.
+    pub fn group(&self, name: &str, now: Now) -> Option<api::ServiceStatus> {
+        let key = ServiceName::new(name).ok()?;
+        let group = self.groups.get(&key)?;
+        Some(self.group_status(&key, group, now))
+    }
+
+    fn group_status(
+        &self,
+        name: &ServiceName,
+        group: &candor_brain::groups::Group,
+        now: Now,
+    ) -> api::ServiceStatus {
+        let (state, reason) =
+            candor_brain::groups::derive_group(&self.services, group, name, now.mono);
+        let replicas = candor_brain::groups::replicas_status(
+            &self.services,
+            group,
+            name,
+            now.mono,
+            |at| timestamp(now.wall_of(at)),
+        );
+        let members = candor_brain::groups::members(&self.services, name);
+        let (mut restarts, mut runs, mut lines, mut dropped, mut folded) = (0, 0, 0, 0, 0);
+        let mut since = None;
+        for (_, svc) in members {
+            restarts += svc.restarts;
+            runs += svc.runs;
+            if let Some(l) = self.logs.get(&svc.spec.name) {
+                lines += l.kept();
+                dropped += l.lost();
+                folded += l.folded.load(Ordering::Relaxed);
+            }
+            let shown = svc.shown.map(|(_, at)| at);
+            since = since.max(shown);
+        }
+        api::ServiceStatus {
+            name: name.to_string(),
+            state: state.as_str().into(),
+            reason,
+            since: timestamp(now.wall_of(since.unwrap_or(now.mono))),
+            pid: None,
+            uptime_s: None,
+            restarts,
+            last_exit: None,
+            ready: None,
+            probes: Vec::new(),
+            sockets: Vec::new(),
+            fds: None,
+            rss_bytes: None,
+            logs: api::LogCounts {
+                lines,
+                dropped,
+                folded,
+            },
+            runs,
+            next_start: None,
+            status_text: None,
+            shared_cause: None,
+            restart_held: None,
+            group: None,
+            replicas: Some(replicas),
+        }
+    }
+
     /// Services whose restart is held now: (held by a shared cause, held by the restart
     /// budget).
     pub fn held(&self) -> (usize, usize) {
@@ -259,6 +346,8 @@ impl<'a> ServiceView<'a> {
                 }
                 .to_string()
             }),
+            group: spec.instance.as_ref().map(|i| i.group.to_string()),
+            replicas: None,
         }
     }
 }
@@ -379,6 +468,7 @@ mod tests {
             services: Default::default(),
             logs: Arc::new(logs),
             probes: Default::default(),
+            groups: Default::default(),
         })
     }
 

@@ -142,6 +142,10 @@ fn request_note(request: &candor_brain::Request, peer: crate::guard::Peer) -> No
         R::ResetFailed { force: true } => "reset-failed --force".into(),
         R::Reload(_) => "reload".into(),
         R::Shutdown => "shutdown".into(),
+        R::RestartWith(s, strategy) => format!("restart {s} --strategy {}", strategy.as_str()),
+        R::Scale { name, replicas, .. } => format!("scale {name} {replicas}"),
+        R::Rollout(s, candor_brain::RolloutAction::Undo) => format!("rollout undo {s}"),
+        R::Rollout(s, candor_brain::RolloutAction::Resume) => format!("rollout resume {s}"),
     };
     caller_note(&what, peer)
 }
@@ -1072,6 +1076,13 @@ impl Shell {
             ReadySpec::File(p) => env.push(("CANDOR_READY_FILE".into(), p.display().to_string())),
             _ => {}
         }
+        // An instance: which one, and of how many (what the group runs now, `scale` included).
+        if let Some(inst) = &spec.instance {
+            let replicas = (self.facts.groups.get(&inst.group))
+                .map_or(spec.replicas.unwrap_or(1), |g| g.wanted);
+            env.push(("CANDOR_INSTANCE".into(), inst.index.to_string()));
+            env.push(("CANDOR_REPLICAS".into(), replicas.to_string()));
+        }
         SpawnRequest {
             service: service.into(),
             run_id,
@@ -1099,6 +1110,7 @@ impl Shell {
             activate: spec.activated.clone(),
             clear_files: ready_markers(spec),
             capture_output: true,
+            listen_key: spec.instance.as_ref().map(|i| i.group.to_string()),
         }
     }
 
@@ -1199,6 +1211,7 @@ impl Shell {
             services: self.facts.services.clone(),
             logs: self.logs.clone(),
             probes: self.probes.clone(),
+            groups: Arc::new(self.facts.groups.clone()),
         }));
     }
 }

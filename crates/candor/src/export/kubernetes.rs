@@ -475,6 +475,12 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
         reload_signal,
         reload,
         defined_at: _,
+        replicas,
+        update,
+        // How instances are parsed: the Deployment's pods are alike.
+        instance: _,
+        template: _,
+        replica_specs: _,
     } = svc;
     let LimitsSpec {
         nofile,
@@ -719,11 +725,19 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
             .with("metadata", metadata)
             .with(
                 "spec",
-                Map::new()
-                    .with("replicas", Node::int(1))
-                    .with("selector", selector.node())
-                    .with("template", template.node())
-                    .node(),
+                {
+                    let m = Map::new().with("replicas", Node::int(i64::from(replicas.unwrap_or(1))));
+                    // A replicated service's update strategy; a plain one keeps the default.
+                    let m = match replicas {
+                        Some(_) => m
+                            .with("minReadySeconds", Node::int(update.min_ready.as_secs() as i64))
+                            .with("strategy", deployment_strategy(update)),
+                        None => m,
+                    };
+                    m.with("selector", selector.node())
+                        .with("template", template.node())
+                        .node()
+                },
             )
     };
     (object.node(), w.into_lines())
@@ -952,4 +966,27 @@ probe = { tcp = "10.1.2.3:5432", every = "500ms" }
             ]
         );
     }
+}
+
+/// `update` as a Deployment's strategy: stop-first is `Recreate`; rolling and overlap are
+/// `RollingUpdate` with the same surge and unavailability (overlap: one new pod beside the
+/// old, none down).
+fn deployment_strategy(update: &candor_spec::UpdateSpec) -> Node {
+    if update.strategy == candor_spec::Strategy::StopFirst {
+        return Map::new().with("type", Node::str("Recreate")).node();
+    }
+    let (surge, unavailable) = match update.strategy {
+        candor_spec::Strategy::Overlap => (1, 0),
+        _ => (update.max_surge, update.max_unavailable),
+    };
+    Map::new()
+        .with("type", Node::str("RollingUpdate"))
+        .with(
+            "rollingUpdate",
+            Map::new()
+                .with("maxSurge", Node::int(i64::from(surge)))
+                .with("maxUnavailable", Node::int(i64::from(unavailable)))
+                .node(),
+        )
+        .node()
 }

@@ -48,6 +48,12 @@ impl Warnings {
                 );
             }
         }
+        if let (Some(n), "systemd") = (spec.replicas, target) {
+            self.warn(
+                "replicas",
+                format!("= {n}: systemd runs one main process per unit; exported as instance 1's unit (for more, a template unit {}@.service with %i where `{{instance}}` was)", spec.name),
+            );
+        }
         for s in spec.own_sockets() {
             self.warn(
                 "sockets",
