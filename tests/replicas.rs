@@ -175,7 +175,11 @@ fn scale_up_starts_instances_and_scale_down_stops_the_highest_first() {
         (instances(&d) == ["api@1"]).then_some(())
     });
     wait_group(&d, "running", "1/1 running");
-    assert_eq!(d.status("api@1")["pid"], pid1, "the lowest instance kept running");
+    assert_eq!(
+        d.status("api@1")["pid"],
+        pid1,
+        "the lowest instance kept running"
+    );
     // A plain service cannot be scaled, and the error says how.
     let out = d.cli(&["scale", "nope", "2"]);
     assert!(!out.status.success());
@@ -187,7 +191,10 @@ fn a_rolling_update_whose_new_run_fails_halts_with_the_old_runs_serving_and_no_r
     let update = "{ strategy = \"rolling\", min_ready = \"1s\" }";
     let d = Daemon::start(&config(port, 3, "1", "none", update));
     wait_group(&d, "running", "3/3 running");
-    let before: Vec<Value> = ["api@1", "api@2", "api@3"].iter().map(|n| d.status(n)["pid"].clone()).collect();
+    let before: Vec<Value> = ["api@1", "api@2", "api@3"]
+        .iter()
+        .map(|n| d.status(n)["pid"].clone())
+        .collect();
     let load = Load::start(port);
     // The plan first: a rolling restart of 3 instances, nothing changed by asking.
     d.write_config(&config(port, 3, "2", "1", update));
@@ -196,7 +203,11 @@ fn a_rolling_update_whose_new_run_fails_halts_with_the_old_runs_serving_and_no_r
         plan.contains("api: rolling restart of 3 instances (env.FAIL_AT, env.VERSION changed)"),
         "{plan}"
     );
-    assert_eq!(d.status("api@1")["pid"], before[0], "--plan changes nothing");
+    assert_eq!(
+        d.status("api@1")["pid"],
+        before[0],
+        "--plan changes nothing"
+    );
     d.ok(&["reload"]);
     // The spare api@4 comes up on the new config; api@1 is replaced and its new run fails.
     let halted = wait_group(&d, "degraded", "rollout halted at api@1");
@@ -220,12 +231,20 @@ fn a_rolling_update_whose_new_run_fails_halts_with_the_old_runs_serving_and_no_r
         (instances(&d) == ["api@1", "api@2", "api@3"]).then_some(())
     });
     let (ok, failed, errors) = load.finish();
-    assert_eq!(failed, 0, "{failed} of {} requests failed: {errors:?}", ok + failed);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed: {errors:?}",
+        ok + failed
+    );
     assert!(ok > 50, "the client kept asking ({ok})");
     let events = d.events();
     assert!(
         events.iter().any(|e| e["service"] == "api"
-            && e["reason"].as_str().unwrap_or("").starts_with("rollout halted at api@1")),
+            && e["reason"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("rollout halted at api@1")),
         "the event says it too"
     );
 }
@@ -235,11 +254,17 @@ fn a_rolling_restart_replaces_every_instance_without_a_failed_request() {
     let port = free_port();
     let d = Daemon::start(&config(port, 3, "1", "none", "{ min_ready = \"500ms\" }"));
     wait_group(&d, "running", "3/3 running");
-    let before: BTreeSet<Value> = ["api@1", "api@2", "api@3"].iter().map(|n| d.status(n)["pid"].clone()).collect();
+    let before: BTreeSet<Value> = ["api@1", "api@2", "api@3"]
+        .iter()
+        .map(|n| d.status(n)["pid"].clone())
+        .collect();
     let load = Load::start(port);
     d.ok(&["restart", "api"]);
     wait_for("every instance on a new run", T, || {
-        let now: BTreeSet<Value> = ["api@1", "api@2", "api@3"].iter().map(|n| d.status(n)["pid"].clone()).collect();
+        let now: BTreeSet<Value> = ["api@1", "api@2", "api@3"]
+            .iter()
+            .map(|n| d.status(n)["pid"].clone())
+            .collect();
         let s = d.status("api");
         (now.is_disjoint(&before) && s["reason"] == "3/3 running" && instances(&d).len() == 3)
             .then_some(())
@@ -287,16 +312,22 @@ fn a_kill_9_in_the_middle_of_a_rollout_loses_no_instance_and_leaves_no_twin() {
     d.kill_daemon();
     d.spawn();
     // The new daemon finds instances on the old config and rolls them, one at a time.
-    wait_for("every instance on version 2, the spare gone", Duration::from_secs(60), || {
-        let s = d.status("api");
-        let names = instances(&d);
-        (s["reason"] == "3/3 running" && names == ["api@1", "api@2", "api@3"]).then_some(())
-    });
+    wait_for(
+        "every instance on version 2, the spare gone",
+        Duration::from_secs(60),
+        || {
+            let s = d.status("api");
+            let names = instances(&d);
+            (s["reason"] == "3/3 running" && names == ["api@1", "api@2", "api@3"]).then_some(())
+        },
+    );
     // No twin: exactly one process per instance answers with its name.
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..60 {
         if let Ok(w) = ask(port) {
-            seen.entry(w[1].clone()).or_insert_with(BTreeSet::new).insert(w[0].clone());
+            seen.entry(w[1].clone())
+                .or_insert_with(BTreeSet::new)
+                .insert(w[0].clone());
         }
     }
     for (name, pids) in &seen {

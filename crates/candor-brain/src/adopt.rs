@@ -30,6 +30,9 @@ pub struct Saved {
     pub streak: u32,
     pub last_exit: Option<LastExit>,
     pub run: Option<SavedRun>,
+    /// A spare instance of a rollout (not counted in its group's `candor scale` count).
+    #[serde(default)]
+    pub spare: bool,
 }
 
 /// The current or last run.
@@ -68,6 +71,7 @@ impl Saved {
             restarts: svc.restarts,
             streak: svc.streak,
             last_exit: svc.last_exit,
+            spare: svc.spare,
             run: svc.run.as_ref().map(|r| SavedRun {
                 id: r.id,
                 is_restart: r.is_restart,

@@ -95,6 +95,8 @@ pub struct Service {
     pub generation: u64,
     /// ...and of `next_spec`.
     pub next_generation: u64,
+    /// A spare instance, started beyond the group's count for a rollout.
+    pub spare: bool,
 }
 
 /// A shared cause as one service sees it.
@@ -144,6 +146,7 @@ impl Service {
             held: None,
             generation: 0,
             next_generation: 0,
+            spare: false,
         }
     }
     /// The run, while a process of it may be alive (its spawn is on its way or it has not been
@@ -371,11 +374,12 @@ impl Facts {
         Self::scaled(spec, &BTreeMap::new(), sample_every, now)
     }
 
-    /// As `new`, with groups at the counts a daemon before this one was told (`candor
-    /// scale`), and their instances beyond the config's parsed in `extra`.
+    /// As `new`, with groups as a daemon before this one left them (`found`: the count it
+    /// was told with `candor scale`, the spares of a rollout, and the instance specs those
+    /// need beyond the config's).
     pub fn scaled(
         spec: &candor_spec::Spec,
-        extra: &BTreeMap<ServiceName, crate::groups::Specs>,
+        found: &BTreeMap<ServiceName, crate::groups::Found>,
         sample_every: Duration,
         now: Mono,
     ) -> Self {
@@ -388,18 +392,23 @@ impl Facts {
                 continue;
             }
             let mut group = crate::groups::Group::new(s.clone(), s.replicas.unwrap_or(1));
-            if let Some(more) = extra.get(n) {
+            let mut spares = Vec::new();
+            if let Some(f) = found.get(n) {
                 let mut all = (*group.specs).clone();
-                for (i, m) in more.iter() {
+                for (i, m) in f.specs.iter() {
                     all.entry(*i).or_insert_with(|| m.clone());
                 }
-                group.wanted = more.keys().copied().max().unwrap_or(group.wanted);
+                group.wanted = f.wanted;
                 group.specs = Arc::new(all);
+                spares.clone_from(&f.spares);
             }
-            for i in 1..=group.wanted {
+            let indices =
+                (1..=group.wanted).chain(spares.iter().copied().filter(|i| *i > group.wanted));
+            for i in indices {
                 if let Some(inst) = group.spec_of(i) {
                     let mut svc = Service::new(inst.clone(), now);
                     svc.generation = group.generation;
+                    svc.spare = i > group.wanted;
                     services.insert(inst.name.clone(), Arc::new(svc));
                 }
             }

@@ -27,6 +27,18 @@ use crate::step::Cx;
 /// Instance specs by index, of one config generation.
 pub type Specs = Arc<BTreeMap<u32, Arc<ServiceSpec>>>;
 
+/// A group as the records of an earlier daemon left it.
+#[derive(Clone, Debug, Default)]
+pub struct Found {
+    /// Its count: the highest instance recorded that is not a spare (`candor scale` lasts
+    /// across a restart of the daemon; a reload sets the config's again).
+    pub wanted: u32,
+    /// Spares of a rollout that was under way: taken up, and removed once it is done.
+    pub spares: Vec<u32>,
+    /// Instance specs beyond those the config parsed.
+    pub specs: Specs,
+}
+
 /// A replicated service.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Group {
@@ -337,8 +349,10 @@ impl Cx<'_> {
             return;
         };
         let name = spec.name.clone();
+        let wanted = self.facts.groups.get(group).map_or(0, |g| g.wanted);
         let mut svc = Service::new(spec, now);
         svc.generation = generation;
+        svc.spare = i > wanted;
         self.facts.services.insert(name.clone(), Arc::new(svc));
         self.facts.touched.insert(name);
         self.facts.specs_changed();
@@ -557,6 +571,15 @@ impl Cx<'_> {
         let generation = g.generation;
         let in_rollout = g.rollout.is_some();
         g.wanted = wanted;
+        let counted: Vec<ServiceName> = members(&self.facts.services, group)
+            .filter(|(i, s)| *i <= wanted && s.spare)
+            .map(|(_, s)| s.spec.name.clone())
+            .collect();
+        for name in counted {
+            if let Some(svc) = self.facts.svc_mut(&name) {
+                svc.spare = false;
+            }
+        }
         let present: Vec<(u32, bool)> = members(&self.facts.services, group)
             .map(|(i, s)| (i, s.removed))
             .collect();

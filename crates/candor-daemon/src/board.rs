@@ -156,13 +156,10 @@ impl Board {
     ) -> api::ServiceStatus {
         let (state, reason) =
             candor_brain::groups::derive_group(&self.services, group, name, now.mono);
-        let replicas = candor_brain::groups::replicas_status(
-            &self.services,
-            group,
-            name,
-            now.mono,
-            |at| timestamp(now.wall_of(at)),
-        );
+        let replicas =
+            candor_brain::groups::replicas_status(&self.services, group, name, now.mono, |at| {
+                timestamp(now.wall_of(at))
+            });
         let members = candor_brain::groups::members(&self.services, name);
         let (mut restarts, mut runs, mut lines, mut dropped, mut folded) = (0, 0, 0, 0, 0);
         let mut since = None;

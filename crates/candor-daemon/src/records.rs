@@ -152,10 +152,7 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
             .process
             .filter(|p| live_pid == Some((p.run_id, p.pid)));
         let alive = process.is_some_and(|p| is_alive(&p, &record.service, &contained));
-        let Some(svc) = candor_spec::ServiceName::new(&record.service)
-            .ok()
-            .and_then(|n| spec.services.get(&n))
-        else {
+        let Some(svc) = configured(spec, &record.service) else {
             if let (true, Some(p)) = (alive, process) {
                 out.strays.push((record.service, p));
             }
@@ -185,6 +182,75 @@ pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) ->
             stderr: stderr.ok().flatten(),
             output_problem,
         });
+    }
+    out
+}
+
+/// The spec a record's service has in `spec`: its own, or for an instance (`api@5`) that of its
+/// group's instance — parsed if the config's count does not reach it (`candor scale`).
+fn configured(
+    spec: &candor_spec::Spec,
+    service: &str,
+) -> Option<std::sync::Arc<candor_spec::ServiceSpec>> {
+    let name = candor_spec::ServiceName::new(service).ok()?;
+    if let Some(s) = spec.services.get(&name) {
+        return (!s.is_group()).then(|| std::sync::Arc::new(s.clone()));
+    }
+    let (group, index) = name.split_instance()?;
+    let group = spec
+        .services
+        .get(&candor_spec::ServiceName::new(group).ok()?)?;
+    match group.replica_specs.get(index as usize - 1) {
+        Some(s) => Some(s.clone()),
+        None => group.instance(index)?.ok().map(std::sync::Arc::new),
+    }
+}
+
+/// Groups as the records left them: each one's count (the highest instance recorded that is
+/// not a spare, if above the config's), the spares of a rollout, and the specs they need.
+pub fn groups_found(
+    spec: &candor_spec::Spec,
+    taken: &[Taken],
+) -> std::collections::BTreeMap<candor_spec::ServiceName, candor_brain::groups::Found> {
+    let mut out: std::collections::BTreeMap<candor_spec::ServiceName, candor_brain::groups::Found> =
+        Default::default();
+    for t in taken {
+        let Ok(name) = candor_spec::ServiceName::new(&t.found.service) else {
+            continue;
+        };
+        let Some((group, index)) = name.split_instance() else {
+            continue;
+        };
+        let Some((gname, gspec)) = spec
+            .services
+            .iter()
+            .find(|(n, s)| n.as_str() == group && s.is_group())
+        else {
+            continue;
+        };
+        let f = out
+            .entry(gname.clone())
+            .or_insert_with(|| candor_brain::groups::Found {
+                wanted: gspec.replicas.unwrap_or(1),
+                ..Default::default()
+            });
+        if t.found.saved.spare {
+            f.spares.push(index);
+        } else {
+            f.wanted = f.wanted.max(index);
+        }
+    }
+    for (gname, f) in out.iter_mut() {
+        let gspec = &spec.services[gname];
+        let upto = f.wanted.max(f.spares.iter().copied().max().unwrap_or(0));
+        let parsed = gspec.replica_specs.len() as u32;
+        let mut more = std::collections::BTreeMap::new();
+        for i in parsed + 1..=upto {
+            if let Some(Ok(s)) = gspec.instance(i) {
+                more.insert(i, std::sync::Arc::new(s));
+            }
+        }
+        f.specs = std::sync::Arc::new(more);
     }
     out
 }

@@ -287,7 +287,12 @@ impl Shell {
         loaded: crate::records::Loaded,
     ) -> Self {
         let mut shell = Self {
-            facts: Facts::new(spec, ctx.sample_every, clock::mono()),
+            facts: Facts::scaled(
+                spec,
+                &crate::records::groups_found(spec, &loaded.taken),
+                ctx.sample_every,
+                clock::mono(),
+            ),
             keeper,
             store,
             board,

@@ -723,22 +723,22 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
             .with("apiVersion", Node::str("apps/v1"))
             .with("kind", Node::str("Deployment"))
             .with("metadata", metadata)
-            .with(
-                "spec",
-                {
-                    let m = Map::new().with("replicas", Node::int(i64::from(replicas.unwrap_or(1))));
-                    // A replicated service's update strategy; a plain one keeps the default.
-                    let m = match replicas {
-                        Some(_) => m
-                            .with("minReadySeconds", Node::int(update.min_ready.as_secs() as i64))
-                            .with("strategy", deployment_strategy(update)),
-                        None => m,
-                    };
-                    m.with("selector", selector.node())
-                        .with("template", template.node())
-                        .node()
-                },
-            )
+            .with("spec", {
+                let m = Map::new().with("replicas", Node::int(i64::from(replicas.unwrap_or(1))));
+                // A replicated service's update strategy; a plain one keeps the default.
+                let m = match replicas {
+                    Some(_) => m
+                        .with(
+                            "minReadySeconds",
+                            Node::int(update.min_ready.as_secs() as i64),
+                        )
+                        .with("strategy", deployment_strategy(update)),
+                    None => m,
+                };
+                m.with("selector", selector.node())
+                    .with("template", template.node())
+                    .node()
+            })
     };
     (object.node(), w.into_lines())
 }
