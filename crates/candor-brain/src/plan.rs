@@ -7,7 +7,9 @@ use std::sync::Arc;
 use candor_api as api;
 use candor_spec::{ServiceName, ServiceSpec, Spec, Strategy};
 
-use crate::facts::Facts;
+use crate::derive::Services;
+use crate::groups::Group;
+use std::collections::BTreeMap;
 use crate::groups::members;
 
 /// What a reload does to one service.
@@ -98,8 +100,25 @@ fn live_only(old: &ServiceSpec, new: &ServiceSpec) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
+/// The services and groups a plan is made against: the brain's, or a published board's.
+#[derive(Clone, Copy)]
+pub struct Now<'a> {
+    pub services: &'a Services,
+    pub groups: &'a BTreeMap<ServiceName, Group>,
+}
+
+impl<'a> From<&'a crate::Facts> for Now<'a> {
+    fn from(f: &'a crate::Facts) -> Self {
+        Now {
+            services: &f.services,
+            groups: &f.groups,
+        }
+    }
+}
+
 /// The decision for each service of the old and the new config, in name order.
-pub fn decide(facts: &Facts, spec: &Spec) -> Vec<(ServiceName, Decision)> {
+pub fn decide<'a>(facts: impl Into<Now<'a>>, spec: &Spec) -> Vec<(ServiceName, Decision)> {
+    let facts: Now<'a> = facts.into();
     let mut out = Vec::new();
     for (name, new) in &spec.services {
         let d = match (
@@ -168,7 +187,7 @@ pub fn decide(facts: &Facts, spec: &Spec) -> Vec<(ServiceName, Decision)> {
             out.push((name.clone(), Decision::Removed));
         }
     }
-    for (name, svc) in &facts.services {
+    for (name, svc) in facts.services {
         if svc.spec.instance.is_none() && !svc.removed && !spec.services.contains_key(name) {
             out.push((name.clone(), Decision::Removed));
         }
@@ -178,10 +197,11 @@ pub fn decide(facts: &Facts, spec: &Spec) -> Vec<(ServiceName, Decision)> {
 }
 
 /// `candor reload --plan`: each decision in words.
-pub fn plan(facts: &Facts, spec: &Spec) -> api::ReloadPlan {
+pub fn plan<'a>(facts: impl Into<Now<'a>>, spec: &Spec) -> api::ReloadPlan {
+    let facts: Now<'a> = facts.into();
     let services = decide(facts, spec)
         .into_iter()
-        .map(|(name, d)| item(facts, spec, &name, &d))
+        .map(|(name, d)| item(&facts, spec, &name, &d))
         .collect();
     api::ReloadPlan {
         services,
@@ -189,7 +209,7 @@ pub fn plan(facts: &Facts, spec: &Spec) -> api::ReloadPlan {
     }
 }
 
-fn item(facts: &Facts, spec: &Spec, name: &ServiceName, d: &Decision) -> api::PlanItem {
+fn item(facts: &Now<'_>, spec: &Spec, name: &ServiceName, d: &Decision) -> api::PlanItem {
     let instances = |n: u32| {
         if n == 1 {
             "1 instance".to_string()

@@ -126,7 +126,7 @@ impl Cx<'_> {
     /// its update strategy.
     fn reload(&mut self, id: RequestId, spec: Arc<Spec>) {
         use crate::plan::Decision;
-        let decisions = crate::plan::decide(self.facts, &spec);
+        let decisions = crate::plan::decide(&*self.facts, &spec);
         self.facts.specs_changed();
         self.facts.restart_budget = spec.daemon.restart_budget;
         let mut out = api::ReloadOutcome::default();
