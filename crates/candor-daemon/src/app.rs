@@ -46,7 +46,7 @@ pub struct AppState {
     pub frames: Arc<BoardFrames>,
 }
 
-/// One encoded board shared by its followers (see [`follow_board`]).
+/// One encoded board shared by its followers (see `http::follow_board`).
 #[derive(Default)]
 pub struct BoardFrames {
     last: std::sync::Mutex<Option<Frame>>,

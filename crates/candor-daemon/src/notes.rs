@@ -1,5 +1,5 @@
 //! The event log's one way in: every event is stored and sent to the followers of
-//! `/v1/events` ([`write_note`]); the daemon's own events are notes of service `candor`.
+//! `/v1/events` (`write_note`); the daemon's own events are notes of service `candor`.
 
 use candor_api::{self as api, unix_ms};
 use candor_brain::Note;
