@@ -11,8 +11,7 @@ use candor_brain::{derive, Derived, Run, Service, Services};
 use candor_core::{Mono, Now};
 use candor_spec::{ServiceName, ServiceSpec};
 
-use crate::logs::LogCounters;
-use crate::metrics::ProbeStats;
+use crate::counters::{LogCounters, ProbeStats};
 
 /// Between the shell, which publishes a step that answers no request at most every 50 ms,
 /// and the readers, which must never see a board older than their request: a reader that

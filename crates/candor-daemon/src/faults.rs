@@ -7,13 +7,12 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use candor_api as api;
-use candor_store::Store;
+use candor_brain::Note;
 use futures_util::FutureExt;
-use tokio::sync::broadcast;
 
 /// How many of the latest faults `GET /v1/daemon` shows.
 const KEEP: usize = 8;
@@ -24,29 +23,32 @@ fn next_pause(current: Duration) -> Duration {
     (current * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
 }
 
+/// Where each fault's event goes: the daemon hands in one that writes it to the event log.
+pub type Report = Arc<dyn Fn(Note) + Send + Sync>;
+
 pub struct Faults {
     count: AtomicU64,
     recent: Mutex<VecDeque<api::Fault>>,
-    /// Taken out by [`Faults::close`] at shutdown, so the store's writer can end.
-    store: Mutex<Option<Store>>,
-    events: Option<broadcast::WeakSender<api::Event>>,
+    /// Taken out by [`Faults::close`] at shutdown (it holds the store, whose writer must end).
+    report: Mutex<Option<Report>>,
 }
 
 pub use candor_core::panic_message;
 
 impl Faults {
-    pub fn new(store: Option<Store>, events: Option<broadcast::WeakSender<api::Event>>) -> Self {
+    /// Faults whose events go to `report`.
+    pub fn new(report: impl Fn(Note) + Send + Sync + 'static) -> Self {
         Faults {
             count: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
-            store: Mutex::new(store),
-            events,
+            report: Mutex::new(Some(Arc::new(report))),
         }
     }
 
-    /// Let go of the store (the daemon is ending; faults from now on are only logged).
+    /// Let go of the report and the store it holds (the daemon is ending; faults from now on
+    /// are only logged).
     pub fn close(&self) {
-        self.store.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.report.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     pub fn count(&self) -> u64 {
@@ -82,7 +84,7 @@ impl Faults {
             }
             recent.push_back(fault);
         }
-        let note = candor_brain::Note {
+        let note = Note {
             service: "candor".into(),
             state: "fault".into(),
             reason,
@@ -91,10 +93,13 @@ impl Faults {
                 message: message.to_string(),
             },
         };
-        let store = self.store.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(store) = store {
-            let events = self.events.as_ref().and_then(|w| w.upgrade());
-            crate::shell::write_note(&store, events.as_ref(), note);
+        let report = self
+            .report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(report) = report {
+            report(note);
         }
     }
 
@@ -132,15 +137,19 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candor_store::Store;
     use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
+    use tokio::sync::broadcast;
 
     #[tokio::test]
     async fn a_task_that_panics_is_reported_and_started_again() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _t) = Store::open(dir.path()).unwrap();
         let (tx, mut rx) = broadcast::channel(8);
-        let faults = Arc::new(Faults::new(Some(store.clone()), Some(tx.downgrade())));
+        let faults = Arc::new(Faults::new({
+            let store = store.clone();
+            move |note| crate::notes::write_note(&store, Some(&tx), note)
+        }));
         let runs = Arc::new(AtomicUsize::new(0));
         let r = runs.clone();
         // Panics on its first two runs, ends normally on the third.

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use proptest::prelude::*;
 
-use crate::http::{body_rule, count_param, duration_param, flag, MAX_BODY};
+use crate::app::{count_param, duration_param, flag};
+use crate::http::{body_rule, MAX_BODY};
 use crate::web::{
     change_needs_header, front_door, header_token, host_allowed, origin_allowed, split_host,
 };

@@ -28,6 +28,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
+use crate::peer::{Peer, Role};
 use crate::sampler;
 
 /// Share of the fd limit above which new API connections are refused (but the owner's).
@@ -158,7 +159,7 @@ impl Transport for UnixListener {
                 uid: c.uid(),
                 pid: c.pid(),
                 web: None,
-                role: crate::roles::Role::of_uid(c.uid(), rustix::process::geteuid().as_raw()),
+                role: Role::of_uid(c.uid(), rustix::process::geteuid().as_raw()),
             },
             // Not expected on a Unix socket; shown as an unknown caller rather than refused, and
             // never an admin.
@@ -166,7 +167,7 @@ impl Transport for UnixListener {
                 uid: u32::MAX,
                 pid: None,
                 web: None,
-                role: crate::roles::Role::Operator,
+                role: Role::Operator,
             },
         }
     }
@@ -206,7 +207,7 @@ impl Transport for TcpListener {
             uid: rustix::process::getuid().as_raw(),
             pid: Some(std::process::id() as i32),
             web: Some(*addr),
-            role: crate::roles::Role::ReadOnly,
+            role: Role::ReadOnly,
         }
     }
     fn is_owner(_: &Peer) -> bool {
@@ -546,18 +547,6 @@ pub async fn serve<L: Transport>(
     let _ = shut_tx.send(true);
     drop(alive_tx);
     let _ = alive_rx.recv().await;
-}
-
-/// Who is on the other end of an API connection, as the kernel says (SO_PEERCRED).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer {
-    pub uid: u32,
-    pub pid: Option<i32>,
-    /// A connection to the web listener: the browser's address (let in by the token).
-    pub web: Option<std::net::SocketAddr>,
-    /// What the caller may do: from its uid on the control socket; on the dashboard, read-only
-    /// until the web layer has seen the request's token (`web::grant`).
-    pub role: crate::roles::Role,
 }
 
 #[cfg(test)]

@@ -1,19 +1,25 @@
 //! The daemon ("brain"): loads the spec, starts the keeper and the store, runs the brain's
 //! actor and serves the API on a Unix socket (mode 0600) until shutdown.
 
+pub mod api_error;
+pub mod app;
 pub mod board;
+pub mod counters;
 pub mod fallback;
 pub mod faults;
 pub mod gate;
 pub mod guard;
 pub mod http;
+pub mod log_gate;
 pub mod log_routes;
 pub mod logs;
 pub mod metrics;
 pub mod monitor;
+pub mod notes;
 pub mod notify;
 pub mod notify_place;
 pub mod paths;
+pub mod peer;
 pub mod probe;
 pub mod records;
 pub mod roles;
@@ -95,15 +101,10 @@ pub enum DaemonError {
     Keeper(std::io::Error),
 }
 
-/// Where a started daemon can be reached.
-/// An event of the daemon itself (service `candor`) with no detail.
-/// The exit code of the `main = true` service that ended the daemon (-1: none did).
-pub(crate) static MAIN_EXIT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
-
 /// When the daemon ended because its `main = true` service did: that service's exit code
 /// (128 + the signal when it was killed), for the daemon to exit with (a container's init).
 pub fn main_exit_code() -> Option<i32> {
-    let c = MAIN_EXIT.load(std::sync::atomic::Ordering::SeqCst);
+    let c = shell::MAIN_EXIT.load(std::sync::atomic::Ordering::SeqCst);
     (c >= 0).then_some(c)
 }
 
@@ -132,15 +133,7 @@ async fn tell_supervisor_ready(mut board: tokio::sync::watch::Receiver<Arc<board
     }
 }
 
-pub(crate) fn daemon_note(state: &str, reason: String) -> candor_brain::Note {
-    candor_brain::Note {
-        service: "candor".into(),
-        state: state.into(),
-        reason,
-        detail: api::EventDetail::None {},
-    }
-}
-
+/// Where a started daemon can be reached.
 #[derive(Clone, Debug)]
 pub struct Started {
     pub socket: PathBuf,
@@ -424,7 +417,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     let (store, store_thread) = candor_store::Store::open_with(&state_dir, logs::caps(&spec))?;
     if let Some(what) = store.recovered() {
         eprintln!("candor: warning: {what}");
-        shell::write_note(&store, None, daemon_note("warning", what.into()));
+        notes::write_note(&store, None, notes::daemon_note("warning", what.into()));
     }
 
     // Runs an earlier daemon of this boot left running, checked against the kernel now (before
@@ -542,7 +535,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
             ),
         };
         eprintln!("candor: {reason}");
-        shell::write_note(&store, None, daemon_note(state, reason));
+        notes::write_note(&store, None, notes::daemon_note(state, reason));
     }
     eprintln!(
         "candor: {} services from {}; containment: {}",
@@ -553,10 +546,10 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     eprintln!("candor: listening on {}", socket.display());
 
     let (events_tx, _) = broadcast::channel(1024);
-    let faults = Arc::new(faults::Faults::new(
-        Some(store.clone()),
-        Some(events_tx.downgrade()),
-    ));
+    let faults = Arc::new(faults::Faults::new({
+        let (store, events) = (store.clone(), events_tx.downgrade());
+        move |note| notes::write_note(&store, events.upgrade().as_ref(), note)
+    }));
     let (internal_tx, internal_rx) = mpsc::channel(1024);
     let (logs_live, _) = broadcast::channel(4096);
     let instance = paths::instance_name(&state_dir);
@@ -712,7 +705,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     );
     info.notify.socket = notify_name;
     let info_incarnation = info.incarnation.clone();
-    let state = http::AppState {
+    let state = app::AppState {
         init: opts.init,
         requests: req_tx.clone(),
         board: board_rx,
@@ -751,7 +744,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
                     "{e}; the dashboard is off until the daemon is started again ([daemon] web)"
                 );
                 eprintln!("candor: warning: {reason}");
-                shell::write_note(&store, None, daemon_note("warning", reason));
+                notes::write_note(&store, None, notes::daemon_note("warning", reason));
             }
         }
     }

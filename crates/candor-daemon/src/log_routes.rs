@@ -12,9 +12,9 @@ use axum::Json;
 use candor_api as api;
 use candor_store::{LogQuery, Stream, ANSWER_BYTES};
 
-use crate::http::{count_param, flag, unknown_service, AppState, Q};
+use crate::api_error::ApiError;
+use crate::app::{count_param, flag, unknown_service, AppState, Q};
 use crate::logs::{entry, LiveLine};
-use crate::shell::ApiError;
 use crate::sse;
 
 pub async fn service_logs(

@@ -7,8 +7,8 @@
 //! A service whose output exceeds its limit is read on and its excess discarded: it does not
 //! wait on a full pipe because of us, up to `READ_CEILING` (see ARCHITECTURE.md, "Logs").
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use candor_api::unix_ms;
@@ -16,7 +16,9 @@ use candor_spec::LogsSpec;
 use candor_store::{LogLine, Store, Stream};
 use tokio::net::unix::pipe;
 
+use crate::counters::LogCounters;
 use crate::faults::Faults;
+use crate::log_gate::Gate;
 
 /// Longest line kept whole; a longer one is stored in pieces of this size.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -29,201 +31,6 @@ const BIG_BUF: usize = 64 * 1024;
 const FOLD_IDLE: Duration = Duration::from_secs(1);
 /// …and at least this often while a line keeps repeating.
 const FOLD_MAX: Duration = Duration::from_secs(10);
-
-/// Log counters of one service, shared by its two pipe readers and shown in status.
-#[derive(Debug, Default)]
-pub struct LogCounters {
-    /// Lines kept (stored).
-    pub lines: AtomicU64,
-    /// Lines lost: over the rate limit, or the store was behind.
-    pub dropped: AtomicU64,
-    /// Identical consecutive lines folded into a "repeated N times" marker.
-    pub folded: AtomicU64,
-    /// Lines the store took but could not write (a full or failing disk): counted in `lines`
-    /// when queued, so shown as dropped, not kept.
-    pub store_lost: AtomicU64,
-    /// The same per stream (`[stdout, stderr]`), for the metrics: lines queued to the store,
-    /// suppressed by the rate limit, dropped because the store was full.
-    pub streams: [StreamCounts; 2],
-    gate: Mutex<Gate>,
-}
-
-/// One stream's share of a service's log counters.
-#[derive(Debug, Default)]
-pub struct StreamCounts {
-    pub lines: AtomicU64,
-    pub suppressed: AtomicU64,
-    pub dropped: AtomicU64,
-}
-
-/// The two streams, named as `StreamCounts` are indexed.
-pub const STREAMS: [&str; 2] = ["stdout", "stderr"];
-
-impl LogCounters {
-    pub fn new(spec: &LogsSpec) -> Self {
-        let c = Self::default();
-        c.configure(spec);
-        c
-    }
-
-    /// Lines stored, as shown.
-    pub fn kept(&self) -> u64 {
-        let lost = self.store_lost.load(Ordering::Relaxed);
-        self.lines.load(Ordering::Relaxed).saturating_sub(lost)
-    }
-
-    /// Lines lost for any reason (rate limit, store behind, store could not write), as shown.
-    pub fn lost(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed) + self.store_lost.load(Ordering::Relaxed)
-    }
-
-    /// Apply (new) limits; the bucket starts full.
-    pub fn configure(&self, spec: &LogsSpec) {
-        let mut g = self.gate();
-        g.rate = f64::from(spec.rate);
-        g.burst = f64::from(spec.burst.max(1));
-        g.tokens = g.burst;
-    }
-
-    fn gate(&self) -> MutexGuard<'_, Gate> {
-        self.gate.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The rate limit of one service (both streams): a token bucket. Once it runs dry, the
-/// service stays suppressed until the bucket is half full again, so a steady flood gives one
-/// marker per window rather than one per refilled token. A line the store cannot queue starts
-/// a short suppression too (the writer is behind: let it catch up rather than drop line by
-/// line, with a marker for every other line).
-#[derive(Debug)]
-struct Gate {
-    /// Lines per second; 0: no limit.
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Option<Instant>,
-    /// Lines suppressed since `suppressed_since`.
-    suppressed: u64,
-    suppressed_since: Option<Instant>,
-    /// Whether the store (not the rate limit) started the current suppression.
-    store_behind: bool,
-}
-
-/// A suppression because the store was behind lasts until its queue is half empty, checked
-/// this often; then lines flow again as the rate limit allows.
-const STORE_POLL: Duration = Duration::from_millis(5);
-
-impl Default for Gate {
-    fn default() -> Self {
-        let d = LogsSpec::default();
-        Self {
-            rate: f64::from(d.rate),
-            burst: f64::from(d.burst),
-            tokens: f64::from(d.burst),
-            last: None,
-            suppressed: 0,
-            suppressed_since: None,
-            store_behind: false,
-        }
-    }
-}
-
-impl Gate {
-    fn refill(&mut self, now: Instant) {
-        if let Some(last) = self.last {
-            let add = now.saturating_duration_since(last).as_secs_f64() * self.rate;
-            self.tokens = (self.tokens + add).min(self.burst);
-        }
-        self.last = Some(now);
-    }
-
-    fn resume_level(&self) -> f64 {
-        (self.burst / 2.0).max(1.0)
-    }
-
-    /// When the current suppression may end if nothing more comes.
-    fn lifts_at(&self, now: Instant) -> Option<Instant> {
-        self.suppressed_since?;
-        if self.store_behind {
-            return Some(now + STORE_POLL);
-        }
-        if self.rate <= 0.0 {
-            // No limit (any more: `rate = 0` set by a reload): nothing to wait for.
-            return Some(now);
-        }
-        let missing = (self.resume_level() - self.tokens).max(0.0);
-        let wait = Duration::try_from_secs_f64(missing / self.rate).unwrap_or(Duration::MAX);
-        Some(
-            now.checked_add(wait)
-                .unwrap_or(now + Duration::from_secs(3600)),
-        )
-    }
-
-    /// Whether the current suppression may end now (`store_room`: the store's queue is back
-    /// under half full).
-    fn may_lift(&self, store_room: bool) -> bool {
-        match self.suppressed_since {
-            None => false,
-            Some(_) if self.store_behind => store_room,
-            Some(_) => self.rate <= 0.0 || self.tokens >= self.resume_level(),
-        }
-    }
-
-    /// The marker line that stands for the current suppression; it ends with [`Gate::clear`]
-    /// once the marker is stored.
-    fn marker(&self, now: Instant) -> Option<Vec<u8>> {
-        let since = self.suppressed_since?;
-        let (n, secs) = (
-            self.suppressed,
-            now.saturating_duration_since(since).as_secs_f64(),
-        );
-        Some(
-            match self.store_behind {
-                false => format!("-- suppressed {n} lines in {secs:.1} s --"),
-                true => {
-                    format!("-- dropped {n} lines in {secs:.1} s: the log store fell behind --")
-                }
-            }
-            .into_bytes(),
-        )
-    }
-
-    fn clear(&mut self) {
-        self.suppressed = 0;
-        self.suppressed_since = None;
-        self.store_behind = false;
-    }
-
-    /// Whether one more line may pass now. When this ends a suppression, the caller writes its
-    /// marker first (see [`Gate::marker`]).
-    fn admit(&mut self, now: Instant, store_room: impl Fn() -> bool) -> bool {
-        if self.rate > 0.0 {
-            self.refill(now);
-        }
-        if self.suppressed_since.is_some() && !self.may_lift(store_room()) {
-            return false;
-        }
-        if self.rate <= 0.0 {
-            return true;
-        }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            self.suppressed_since.get_or_insert(now);
-            false
-        }
-    }
-
-    /// The store refused a line standing for `weight` lines.
-    fn store_full(&mut self, now: Instant, weight: u64) {
-        self.suppressed += weight;
-        if self.suppressed_since.is_none() {
-            self.suppressed_since = Some(now);
-            self.store_behind = true;
-        }
-    }
-}
 
 /// The store's byte caps, from the config.
 pub fn caps(spec: &candor_spec::Spec) -> candor_store::Caps {

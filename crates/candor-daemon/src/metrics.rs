@@ -4,54 +4,14 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use candor_api as api;
 use candor_brain::ServiceState;
 use candor_core::Now;
 
 use crate::board::{Board, HELD_BUDGET, HELD_SHARED};
-use crate::logs::STREAMS;
+use crate::counters::{BUCKETS, STREAMS};
 use crate::sampler::SelfSample;
-
-/// Upper bounds (seconds) of the probe duration buckets: Prometheus' defaults.
-pub const BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// A service's probes since the daemon started: a duration histogram and failures. Counted
-/// by the probe loop as each probe ends, kept while the service is configured.
-#[derive(Debug, Default)]
-pub struct ProbeStats {
-    /// Non-cumulative: `buckets[i]` counts probes that took at most `BUCKETS[i]` and more
-    /// than the bound before it.
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_us: AtomicU64,
-    failures: AtomicU64,
-    /// Probes the daemon held back (no slot to their target within their timeout).
-    held: AtomicU64,
-}
-
-impl ProbeStats {
-    /// A probe the daemon held back: no outcome, not the service's failure.
-    pub fn held(&self) {
-        self.held.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn observe(&self, latency: Duration, ok: bool) {
-        let secs = latency.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
-        if !ok {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// A label value, escaped as the exposition format wants (`\`, `"`, newline).
 fn label(v: &str) -> String {
@@ -241,7 +201,7 @@ pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
         let _ = writeln!(out, "candor_restarts_held{{reason=\"{reason}\"}} {n}");
     }
 
-    type Pick = fn(&crate::logs::StreamCounts) -> &AtomicU64;
+    type Pick = fn(&crate::counters::StreamCounts) -> &AtomicU64;
     let logs: [(&str, &str, Pick); 3] = [
         (
             "candor_log_lines_total",
@@ -303,6 +263,8 @@ pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::ProbeStats;
+    use std::time::Duration;
 
     #[test]
     fn a_probe_lands_in_its_bucket_and_failures_are_counted() {

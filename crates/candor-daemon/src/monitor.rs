@@ -126,7 +126,7 @@ impl Drop for Monitor {
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     spec: Arc<ServiceSpec>,
-    probes: Arc<crate::metrics::ProbeStats>,
+    probes: Arc<crate::counters::ProbeStats>,
     run_id: u64,
     keeper: KeeperHandle,
     exec: Arc<ExecProbes>,
@@ -227,7 +227,7 @@ pub fn start(
 #[allow(clippy::too_many_arguments)]
 async fn probe_loop(
     spec: Arc<ServiceSpec>,
-    stats: Arc<crate::metrics::ProbeStats>,
+    stats: Arc<crate::counters::ProbeStats>,
     run_id: u64,
     keeper: KeeperHandle,
     exec: Arc<ExecProbes>,

@@ -11,61 +11,8 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::guard::Peer;
-use crate::shell::ApiError;
-
-/// What a caller may do, least first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// A read-only dashboard token: every GET, nothing else.
-    ReadOnly,
-    /// `socket_group` members and operator dashboard tokens: reads, service actions,
-    /// reset-failed, a config reload.
-    Operator,
-    /// The daemon's own user and root, on the control socket: everything.
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::ReadOnly, Role::Operator, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::ReadOnly => "read-only",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// The role of a control-socket caller of uid `uid`, for a daemon running as `daemon_uid`.
-    pub fn of_uid(uid: u32, daemon_uid: u32) -> Role {
-        if uid == 0 || uid == daemon_uid {
-            Role::Admin
-        } else {
-            Role::Operator
-        }
-    }
-
-    /// "an admin", "an operator", "a read-only".
-    pub fn with_article(self) -> &'static str {
-        match self {
-            Role::ReadOnly => "a read-only",
-            Role::Operator => "an operator",
-            Role::Admin => "an admin",
-        }
-    }
-
-    /// Who holds this role, in refusals.
-    fn holders(self) -> &'static str {
-        match self {
-            Role::Admin => "the daemon's own user or root on the control socket",
-            Role::Operator => {
-                "a member of [daemon] socket_group on the control socket, or a dashboard token from `candor web` without --read-only"
-            }
-            Role::ReadOnly => "any dashboard token",
-        }
-    }
-}
+use crate::api_error::ApiError;
+use crate::peer::{Peer, Role};
 
 /// The least a route needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

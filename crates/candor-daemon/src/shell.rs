@@ -8,16 +8,17 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use candor_api::{self as api, unix_ms, ErrorBody};
+use candor_api as api;
 use candor_brain::{Effect, Facts, Input, Note, Refusable, Reply, RequestId};
 use candor_core::Mono;
 use candor_keeper::{clock, KeeperCommand, KeeperEvent, KeeperHandle, SendError, SpawnRequest};
 use candor_spec::{ReadySpec, ServiceName, ServiceSpec, Spec};
-use candor_store::{EventRow, Store};
+use candor_store::Store;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::board::Board;
-use crate::logs::{self, LogCounters};
+use crate::counters::LogCounters;
+use crate::logs;
 use crate::monitor::{self, Internal, Monitor};
 use crate::notify::NotifyCounters;
 use crate::probe::ExecProbes;
@@ -69,30 +70,10 @@ pub struct BrainContext {
     pub faults: Arc<crate::faults::Faults>,
 }
 
-/// An API failure: an HTTP status and the body to send.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: u16,
-    pub body: ErrorBody,
-}
-
-impl ApiError {
-    pub fn new(status: u16, error: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: ErrorBody {
-                error: error.into(),
-                details: Vec::new(),
-                status: None,
-            },
-        }
-    }
-}
-
 /// An upgrade asked for through the API (the new binary has passed its check).
 pub struct UpgradeAsk {
     pub binary: std::path::PathBuf,
-    pub caller: crate::guard::Peer,
+    pub caller: crate::peer::Peer,
     /// Ok once everything is handed over (records written, readers stopped, keeper frozen).
     pub reply: oneshot::Sender<Result<(), String>>,
 }
@@ -122,17 +103,20 @@ pub struct NotHandedOver {
 /// How long the keeper may take to confirm it stopped, and the log readers to stop.
 const HANDOVER_LIMIT: Duration = Duration::from_secs(5);
 
+/// The exit code of the `main = true` service that ended the daemon (-1: none did).
+pub(crate) static MAIN_EXIT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 /// A request for the brain, with where to send its answer.
 pub struct Asked {
     pub request: candor_brain::Request,
     pub reply: Option<oneshot::Sender<Reply>>,
     /// Who asked over the API (None: the daemon itself, e.g. on SIGTERM).
-    pub caller: Option<crate::guard::Peer>,
+    pub caller: Option<crate::peer::Peer>,
 }
 
 /// The event that records a request and who made it (before the step it causes, so the
 /// changes it brings follow it in the events).
-fn request_note(request: &candor_brain::Request, peer: crate::guard::Peer) -> Note {
+fn request_note(request: &candor_brain::Request, peer: crate::peer::Peer) -> Note {
     use candor_brain::Request as R;
     let what = match request {
         R::Start(s) => format!("start {s}"),
@@ -152,7 +136,7 @@ fn request_note(request: &candor_brain::Request, peer: crate::guard::Peer) -> No
 
 /// Recorded as an event of the daemon ("candor"), so a service's own events stay its state
 /// changes.
-pub(crate) fn caller_note(what: &str, peer: crate::guard::Peer) -> Note {
+pub(crate) fn caller_note(what: &str, peer: crate::peer::Peer) -> Note {
     let pid = peer.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
     let role = peer.role.as_str();
     let reason = match peer.web {
@@ -173,39 +157,6 @@ pub(crate) fn caller_note(what: &str, peer: crate::guard::Peer) -> Note {
             from: peer.web.map(|a| a.to_string()),
             role: Some(role.to_string()),
         },
-    }
-}
-
-/// Every event goes through here: stored, and sent to the followers of `/v1/events` (when
-/// there is a live feed).
-pub(crate) fn write_note(
-    store: &Store,
-    events: Option<&broadcast::Sender<api::Event>>,
-    note: Note,
-) {
-    let now = std::time::SystemTime::now();
-    let Note {
-        service,
-        state,
-        reason,
-        detail,
-    } = note;
-    let detail = detail.to_value();
-    store.event(EventRow {
-        at_ms: unix_ms(now),
-        service: service.clone(),
-        state: state.clone(),
-        reason: reason.clone(),
-        detail: detail.to_string(),
-    });
-    if let Some(events) = events {
-        let _ = events.send(api::Event {
-            at: api::timestamp_ms(now),
-            service,
-            state,
-            reason,
-            detail,
-        });
     }
 }
 
@@ -237,7 +188,7 @@ pub struct Shell {
     next_request: RequestId,
     /// Shared with published boards; copied only when a service comes or goes.
     logs: Arc<BTreeMap<ServiceName, Arc<LogCounters>>>,
-    probes: Arc<BTreeMap<ServiceName, Arc<crate::metrics::ProbeStats>>>,
+    probes: Arc<BTreeMap<ServiceName, Arc<crate::counters::ProbeStats>>>,
     /// Run records: the writer, the main process of each live run, and what was last saved.
     recorder: Recorder,
     procs: HashMap<String, ProcessId>,
@@ -381,7 +332,7 @@ impl Shell {
                             return Ended::Upgrade(up.binary, frozen);
                         }
                         Err(e) => {
-                            self.record(crate::daemon_note(
+                            self.record(crate::notes::daemon_note(
                                 "warning",
                                 format!("upgrade refused: {}; nothing changed", e.why),
                             ));
@@ -439,7 +390,7 @@ impl Shell {
         let names: Vec<String> = self.saved.keys().map(|n| n.to_string()).collect();
         let _ = tokio::task::spawn_blocking(move || recorder.clear(names)).await;
         if let Some(code) = self.facts.exit_code {
-            crate::MAIN_EXIT.store(code, std::sync::atomic::Ordering::SeqCst);
+            MAIN_EXIT.store(code, std::sync::atomic::Ordering::SeqCst);
         }
         Ended::Shutdown
     }
@@ -467,7 +418,7 @@ impl Shell {
                 Err(e) => {
                     if !warned {
                         warned = true;
-                        self.record(crate::daemon_note(
+                        self.record(crate::notes::daemon_note(
                             "warning",
                             format!(
                                 "restart in place delayed: {}; asking it again (services keep running)",
@@ -725,7 +676,7 @@ impl Shell {
             // Without a caller, a reload comes from SIGHUP (a shutdown from SIGTERM/SIGINT is
             // noted by the brain).
             None if matches!(asked.request, candor_brain::Request::Reload(_)) => self.record(
-                crate::daemon_note("request", "reload requested by SIGHUP".into()),
+                crate::notes::daemon_note("request", "reload requested by SIGHUP".into()),
             ),
             None => {}
         }
@@ -1158,11 +1109,11 @@ impl Shell {
     }
 
     /// The service's probe statistics (made on first use; kept while it is configured).
-    fn probe_stats(&mut self, spec: &ServiceSpec) -> Arc<crate::metrics::ProbeStats> {
+    fn probe_stats(&mut self, spec: &ServiceSpec) -> Arc<crate::counters::ProbeStats> {
         if let Some(p) = self.probes.get(&spec.name) {
             return p.clone();
         }
-        let p = Arc::new(crate::metrics::ProbeStats::default());
+        let p = Arc::new(crate::counters::ProbeStats::default());
         Arc::make_mut(&mut self.probes).insert(spec.name.clone(), p.clone());
         p
     }
@@ -1182,7 +1133,7 @@ impl Shell {
             let now = api::timestamp_ms(std::time::SystemTime::now());
             eprintln!("{now} {} {}: {}", note.service, note.state, note.reason);
         }
-        write_note(&self.store, Some(&self.events), note);
+        crate::notes::write_note(&self.store, Some(&self.events), note);
     }
 
     fn publish(&mut self) {

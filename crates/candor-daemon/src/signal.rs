@@ -10,9 +10,9 @@ use candor_api as api;
 use candor_keeper::{KeeperCommand, ProbeEnd};
 use candor_spec::{ReadySpec, StopSignal};
 
-use crate::guard::Peer;
-use crate::http::AppState;
-use crate::shell::ApiError;
+use crate::api_error::ApiError;
+use crate::app::AppState;
+use crate::peer::Peer;
 
 /// How long a notify reload may take when the service has no `ready_timeout`.
 const RELOAD_WAIT: Duration = Duration::from_secs(30);
@@ -25,7 +25,7 @@ async fn live(
     let board = st.fresh.current(&st.board).await;
     let view = board
         .get(name)
-        .ok_or_else(|| crate::http::unknown_service(&board, name))?;
+        .ok_or_else(|| crate::app::unknown_service(&board, name))?;
     let run = view.alive().ok_or_else(|| {
         let state = view.derived(candor_keeper::clock::mono()).state.as_str();
         ApiError::new(
@@ -39,7 +39,7 @@ async fn live(
 
 fn record(st: &AppState, caller: Peer, what: &str) {
     let events = st.events.upgrade();
-    crate::shell::write_note(
+    crate::notes::write_note(
         &st.store,
         events.as_ref(),
         crate::shell::caller_note(what, caller),
@@ -106,7 +106,7 @@ pub async fn kill(
     q: &HashMap<String, String>,
 ) -> Result<api::SignalOutcome, ApiError> {
     let sig = parse_signal(q.get("signal").map_or("SIGTERM", String::as_str))?;
-    let all = crate::http::flag(q, "all")?;
+    let all = crate::app::flag(q, "all")?;
     let (run_id, pid, _, _) = live(st, name).await?;
     send(st, name, run_id, sig.number(), all).await?;
     let sent = match all {
@@ -194,7 +194,7 @@ pub async fn reload(
         });
     }
     // Notify: the service says RELOADING=1, then READY=1 once the new config is in use.
-    let wait = crate::http::duration_param(q, "timeout")?
+    let wait = crate::app::duration_param(q, "timeout")?
         .or(spec.ready_timeout)
         .unwrap_or(RELOAD_WAIT);
     let mut rx = st.board.clone();

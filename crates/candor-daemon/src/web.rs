@@ -31,8 +31,7 @@ use axum::routing::get;
 use axum::Router;
 use candor_api as api;
 
-use crate::guard::Peer;
-use crate::roles::Role;
+use crate::peer::{Peer, Role};
 
 const COOKIE: &str = "candor_token";
 
@@ -531,7 +530,7 @@ async fn auth(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response
     match door {
         Ok(()) => {}
         Err((401, why)) => return refuse(&why),
-        Err((status, why)) => return crate::shell::ApiError::new(status, why).into_response(),
+        Err((status, why)) => return crate::api_error::ApiError::new(status, why).into_response(),
     }
     let path = req.uri().path().to_string();
     if path == "/metrics"
@@ -571,7 +570,7 @@ async fn auth(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response
 }
 
 fn refuse(why: &str) -> Response {
-    crate::shell::ApiError::new(
+    crate::api_error::ApiError::new(
         401,
         format!("{why}: run `candor web` on the daemon's host for the URL with the token"),
     )
