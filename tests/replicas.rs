@@ -64,7 +64,8 @@ struct Load {
 
 impl Load {
     fn start(port: u16) -> Load {
-        let (stop, ok, failed) = Default::default();
+        let (stop, ok, failed): (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicU64>) =
+            Default::default();
         let errors: Arc<std::sync::Mutex<Vec<String>>> = Default::default();
         let (s, o, f, e) = (
             Arc::clone(&stop),
@@ -254,16 +255,16 @@ fn a_rolling_restart_replaces_every_instance_without_a_failed_request() {
     let port = free_port();
     let d = Daemon::start(&config(port, 3, "1", "none", "{ min_ready = \"500ms\" }"));
     wait_group(&d, "running", "3/3 running");
-    let before: BTreeSet<Value> = ["api@1", "api@2", "api@3"]
+    let before: BTreeSet<u64> = ["api@1", "api@2", "api@3"]
         .iter()
-        .map(|n| d.status(n)["pid"].clone())
+        .map(|n| d.status(n)["pid"].as_u64().unwrap_or(0))
         .collect();
     let load = Load::start(port);
     d.ok(&["restart", "api"]);
     wait_for("every instance on a new run", T, || {
-        let now: BTreeSet<Value> = ["api@1", "api@2", "api@3"]
+        let now: BTreeSet<u64> = ["api@1", "api@2", "api@3"]
             .iter()
-            .map(|n| d.status(n)["pid"].clone())
+            .map(|n| d.status(n)["pid"].as_u64().unwrap_or(0))
             .collect();
         let s = d.status("api");
         (now.is_disjoint(&before) && s["reason"] == "3/3 running" && instances(&d).len() == 3)

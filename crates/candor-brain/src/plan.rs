@@ -8,9 +8,9 @@ use candor_api as api;
 use candor_spec::{ServiceName, ServiceSpec, Spec, Strategy};
 
 use crate::derive::Services;
+use crate::groups::members;
 use crate::groups::Group;
 use std::collections::BTreeMap;
-use crate::groups::members;
 
 /// What a reload does to one service.
 #[derive(Clone, Debug, PartialEq)]
@@ -217,7 +217,7 @@ fn item(facts: &Now<'_>, spec: &Spec, name: &ServiceName, d: &Decision) -> api::
             format!("{n} instances")
         }
     };
-    let live = members(&facts.services, name)
+    let live = members(facts.services, name)
         .filter(|(_, s)| !s.removed)
         .count() as u32;
     let (action, why, what, all_at_once) = match d {

@@ -70,7 +70,7 @@ impl BoardFrames {
             }
         }
         let now = clock::now();
-        let list: Vec<api::ServiceStatus> = board.iter().map(|s| s.status(now)).collect();
+        let list: Vec<api::ServiceStatus> = board.statuses(now);
         let data: Arc<str> = serde_json::to_string(&list).unwrap_or_default().into();
         *last = Some((board.clone(), std::time::Instant::now(), data.clone()));
         data
@@ -120,6 +120,30 @@ pub(crate) fn unknown_service(board: &Board, name: &str) -> ApiError {
             board.names().join(", ")
         ),
     )
+}
+
+/// Hand a request to the brain and wait for its answer (sent once the board shows it).
+pub(crate) async fn ask(
+    st: &AppState,
+    caller: crate::peer::Peer,
+    request: candor_brain::Request,
+) -> Result<candor_brain::Reply, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let gone = || ApiError::new(503, "the supervisor is shutting down");
+    let asked = Asked {
+        request,
+        reply: Some(tx),
+        caller: Some(caller),
+    };
+    st.requests.send(asked).await.map_err(|_| gone())?;
+    match rx.await.map_err(|_| gone())? {
+        candor_brain::Reply::Error { status, error } => Err(ApiError::new(status, error)),
+        reply => Ok(reply),
+    }
+}
+
+pub(crate) fn unexpected(reply: candor_brain::Reply) -> ApiError {
+    ApiError::new(500, format!("unexpected answer from the brain: {reply:?}"))
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 use axum::extract::ConnectInfo;
 
 use crate::api_error::ApiError;
-use crate::app::{count_param, duration_param, flag, unknown_service, AppState, Q};
+use crate::app::{
+    ask, count_param, duration_param, flag, unexpected, unknown_service, AppState, Q,
+};
 use crate::peer::{Peer, Role};
 use crate::shell::Asked;
 use crate::sse;
@@ -60,6 +62,7 @@ api_routes! {
     Get "/v1/services/{name}/logs" => crate::log_routes::service_logs, READ, "reading {name}'s logs";
     Get "/v1/logs" => crate::log_routes::all_logs, READ, "reading the logs";
     Post "/v1/services/{name}/{action}" => action, OPERATE, "{action} {name}";
+    Post "/v1/services/{name}/rollout/{what}" => crate::group_routes::rollout, OPERATE, "rollout {what} {name}";
     Post "/v1/reset-failed" => reset_failed, OPERATE, "reset-failed";
     Get "/v1/events" => events, READ, "reading the events";
     Post "/v1/reload" => reload, OPERATE, "reload";
@@ -215,26 +218,6 @@ async fn catch_panics(
     }
 }
 
-/// Hand a request to the brain and wait for its answer (sent once the board shows it).
-async fn ask(st: &AppState, caller: Peer, request: Request) -> Result<Reply, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    let gone = || ApiError::new(503, "the supervisor is shutting down");
-    let asked = Asked {
-        request,
-        reply: Some(tx),
-        caller: Some(caller),
-    };
-    st.requests.send(asked).await.map_err(|_| gone())?;
-    match rx.await.map_err(|_| gone())? {
-        Reply::Error { status, error } => Err(ApiError::new(status, error)),
-        reply => Ok(reply),
-    }
-}
-
-fn unexpected(reply: Reply) -> ApiError {
-    ApiError::new(500, format!("unexpected answer from the brain: {reply:?}"))
-}
-
 /// `candor web`: open the dashboard's listener if it is not open, and say where, with the
 /// operator token or (`{"read_only": true}`) the read-only one. Who may ask: `roles.rs`.
 async fn open_web(
@@ -364,7 +347,7 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiEr
     }
     let board = st.fresh.current(&st.board).await;
     let now = clock::now();
-    let list: Vec<api::ServiceStatus> = board.iter().map(|s| s.status(now)).collect();
+    let list: Vec<api::ServiceStatus> = board.statuses(now);
     if !pretty {
         return Ok(Json(list).into_response());
     }
@@ -410,6 +393,9 @@ async fn one(
     Path(name): Path<String>,
 ) -> Result<Json<api::ServiceStatus>, ApiError> {
     let board = st.fresh.current(&st.board).await;
+    if let Some(group) = board.group(&name, clock::now()) {
+        return Ok(Json(group));
+    }
     let view = board
         .get(&name)
         .ok_or_else(|| unknown_service(&board, &name))?;
@@ -456,6 +442,22 @@ async fn action(
         "kill" => crate::signal::kill(&st, caller, &name, &q)
             .await
             .map(|o| Json(o).into_response()),
+        "scale" => crate::group_routes::scale(&st, caller, name, &q)
+            .await
+            .map(|s| s.into_response()),
+        "start" | "stop" | "restart"
+            if st
+                .fresh
+                .current(&st.board)
+                .await
+                .groups
+                .keys()
+                .any(|g| g.as_str() == name) =>
+        {
+            crate::group_routes::lifecycle(&st, caller, &name, &action, &q)
+                .await
+                .map(|s| s.into_response())
+        }
         _ => lifecycle(st, caller, name, action, q)
             .await
             .map(|s| s.into_response()),
@@ -489,7 +491,19 @@ async fn lifecycle(
     let request = match action {
         Action::Start => Request::Start(name.clone()),
         Action::Stop => Request::Stop(name.clone()),
-        Action::Restart => Request::Restart(name.clone()),
+        Action::Restart => match q.get("strategy") {
+            // Only a replicated service has a strategy to override; the brain says so.
+            Some(s) => Request::RestartWith(
+                name.clone(),
+                candor_spec::Strategy::parse(s).ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        format!("`strategy` is \"{s}\"; use rolling, overlap or stop-first"),
+                    )
+                })?,
+            ),
+            None => Request::Restart(name.clone()),
+        },
     };
     match ask(&st, caller, request).await? {
         Reply::Done => {}
@@ -560,11 +574,24 @@ async fn reset_failed(
     }
 }
 
+/// `POST /v1/reload`; `?plan=true`: what it would do, changing nothing.
 async fn reload(
     State(st): State<AppState>,
     ConnectInfo(caller): ConnectInfo<Peer>,
-) -> Result<Json<api::ReloadOutcome>, ApiError> {
-    Reloader::of(&st).reload(Some(caller)).await.map(Json)
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    let reloader = Reloader::of(&st);
+    if flag(&q, "plan")? {
+        let spec = reloader.load().await?;
+        let board = st.fresh.current(&st.board).await;
+        let mut plan = crate::group_routes::plan(&board, &spec);
+        plan.notes = reloader.daemon_notes(&spec);
+        return Ok(Json(plan).into_response());
+    }
+    reloader
+        .reload(Some(caller))
+        .await
+        .map(|o| Json(o).into_response())
 }
 
 /// What re-reading the config needs, apart from the rest of the API's state: the same for
@@ -591,24 +618,24 @@ impl Reloader {
         }
     }
 
-    /// Parse the config again and hand it to the brain; an invalid one changes nothing.
-    /// `caller`: who asked (None: SIGHUP).
-    pub async fn reload(&self, caller: Option<Peer>) -> Result<api::ReloadOutcome, ApiError> {
+    /// The config read again and checked; an invalid one is a 422 with every error.
+    pub async fn load(&self) -> Result<candor_spec::Spec, ApiError> {
         let path = self.config.clone();
         let loaded = tokio::task::spawn_blocking(move || candor_spec::load(&path))
             .await
             .map_err(|e| ApiError::new(500, format!("reload task failed: {e}")))?;
-        let spec = match loaded {
-            Ok(s) => s,
-            Err(errors) => {
-                let mut e = ApiError::new(
-                    422,
-                    format!("{} is invalid; nothing was changed", self.config.display()),
-                );
-                e.body.details = errors.0.iter().map(|e| e.to_string()).collect();
-                return Err(e);
-            }
-        };
+        loaded.map_err(|errors| {
+            let mut e = ApiError::new(
+                422,
+                format!("{} is invalid; nothing was changed", self.config.display()),
+            );
+            e.body.details = errors.0.iter().map(|e| e.to_string()).collect();
+            e
+        })
+    }
+
+    /// What of `[daemon]` a reload does not apply live.
+    pub fn daemon_notes(&self, spec: &candor_spec::Spec) -> Vec<String> {
         let mut notes = Vec::new();
         let now_state = spec
             .daemon
@@ -620,6 +647,14 @@ impl Reloader {
                 "[daemon] state_dir changed; it takes effect when the daemon restarts".to_string(),
             );
         }
+        notes
+    }
+
+    /// Parse the config again and hand it to the brain; an invalid one changes nothing.
+    /// `caller`: who asked (None: SIGHUP).
+    pub async fn reload(&self, caller: Option<Peer>) -> Result<api::ReloadOutcome, ApiError> {
+        let spec = self.load().await?;
+        let mut notes = self.daemon_notes(&spec);
         notes.extend(self.web.reconfigure(spec.daemon.web.clone()));
         let send_timeout = spec.daemon.send_timeout;
         let may_shutdown = spec.daemon.operators_may_shutdown;

@@ -8,6 +8,7 @@ pub mod counters;
 pub mod fallback;
 pub mod faults;
 pub mod gate;
+pub mod group_routes;
 pub mod guard;
 pub mod http;
 pub mod log_gate;

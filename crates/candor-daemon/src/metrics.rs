@@ -25,6 +25,57 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The whole exposition.
+/// Replicated services and their rollouts: one series per group (none without groups).
+fn rollouts(out: &mut String, board: &Board, now: Now) {
+    let groups: Vec<(String, api::Replicas)> = board
+        .groups
+        .keys()
+        .filter_map(|g| {
+            let row = board.group(g.as_str(), now)?;
+            Some((label(g.as_str()), row.replicas?))
+        })
+        .collect();
+    type Value = fn(&api::Replicas) -> u64;
+    let families: [(&str, &str, Value); 6] = [
+        (
+            "candor_replicas",
+            "Instances a replicated service runs now (replicas, or `candor scale`).",
+            |r| u64::from(r.wanted),
+        ),
+        (
+            "candor_replicas_running",
+            "Instances of a replicated service that are running.",
+            |r| u64::from(r.running),
+        ),
+        (
+            "candor_rollout_generation",
+            "The config generation a replicated service's instances should run.",
+            |r| r.generation,
+        ),
+        (
+            "candor_rollout_in_progress",
+            "1 while a rollout of the service is under way (not halted).",
+            |r| u64::from(r.rollout.as_ref().is_some_and(|x| x.halted.is_none())),
+        ),
+        (
+            "candor_rollout_halted",
+            "1 while a rollout of the service is halted (a new run failed; see its reason).",
+            |r| u64::from(r.rollout.as_ref().is_some_and(|x| x.halted.is_some())),
+        ),
+        (
+            "candor_rollout_updated",
+            "Instances already on the new generation and ready in the rollout under way.",
+            |r| r.rollout.as_ref().map_or(0, |x| u64::from(x.updated)),
+        ),
+    ];
+    for (name, help, value) in families {
+        family(out, name, "gauge", help);
+        for (g, r) in &groups {
+            let _ = writeln!(out, "{name}{{service=\"{g}\"}} {}", value(r));
+        }
+    }
+}
+
 pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
     let mut out = String::with_capacity(512 + board.len() * 1024);
     let statuses: Vec<_> = board
@@ -200,6 +251,8 @@ pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
     for (reason, n) in [(HELD_SHARED, shared), (HELD_BUDGET, budget)] {
         let _ = writeln!(out, "candor_restarts_held{{reason=\"{reason}\"}} {n}");
     }
+
+    rollouts(&mut out, board, now);
 
     type Pick = fn(&crate::counters::StreamCounts) -> &AtomicU64;
     let logs: [(&str, &str, Pick); 3] = [

@@ -784,6 +784,29 @@ pub fn write(spec: &Spec, images: &Images, out: Option<&Path>) -> Result<usize, 
     Ok(count)
 }
 
+/// `update` as a Deployment's strategy: stop-first is `Recreate`; rolling and overlap are
+/// `RollingUpdate` with the same surge and unavailability (overlap: one new pod beside the
+/// old, none down).
+fn deployment_strategy(update: &candor_spec::UpdateSpec) -> Node {
+    if update.strategy == candor_spec::Strategy::StopFirst {
+        return Map::new().with("type", Node::str("Recreate")).node();
+    }
+    let (surge, unavailable) = match update.strategy {
+        candor_spec::Strategy::Overlap => (1, 0),
+        _ => (update.max_surge, update.max_unavailable),
+    };
+    Map::new()
+        .with("type", Node::str("RollingUpdate"))
+        .with(
+            "rollingUpdate",
+            Map::new()
+                .with("maxSurge", Node::int(i64::from(surge)))
+                .with("maxUnavailable", Node::int(i64::from(unavailable)))
+                .node(),
+        )
+        .node()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -966,27 +989,4 @@ probe = { tcp = "10.1.2.3:5432", every = "500ms" }
             ]
         );
     }
-}
-
-/// `update` as a Deployment's strategy: stop-first is `Recreate`; rolling and overlap are
-/// `RollingUpdate` with the same surge and unavailability (overlap: one new pod beside the
-/// old, none down).
-fn deployment_strategy(update: &candor_spec::UpdateSpec) -> Node {
-    if update.strategy == candor_spec::Strategy::StopFirst {
-        return Map::new().with("type", Node::str("Recreate")).node();
-    }
-    let (surge, unavailable) = match update.strategy {
-        candor_spec::Strategy::Overlap => (1, 0),
-        _ => (update.max_surge, update.max_unavailable),
-    };
-    Map::new()
-        .with("type", Node::str("RollingUpdate"))
-        .with(
-            "rollingUpdate",
-            Map::new()
-                .with("maxSurge", Node::int(i64::from(surge)))
-                .with("maxUnavailable", Node::int(i64::from(unavailable)))
-                .node(),
-        )
-        .node()
 }
