@@ -617,6 +617,21 @@ impl Cx<'_> {
     }
 }
 
+/// How much a state of an instance says about its group: the worst is named.
+fn severity(state: ServiceState) -> u8 {
+    use ServiceState::*;
+    match state {
+        Failed => 7,
+        Unhealthy => 6,
+        Backoff => 5,
+        Degraded => 4,
+        Stopping => 3,
+        Exited => 2,
+        Starting => 1,
+        Running | Stopped => 0,
+    }
+}
+
 /// The group's own state and reason, from its instances and rollout.
 pub fn derive_group(
     services: &Services,
@@ -640,7 +655,7 @@ pub fn derive_group(
             Running => running += 1,
             Stopped => stopped += 1,
             _ => {
-                if worst.is_none() {
+                if worst.as_ref().is_none_or(|w| severity(d.state) > severity(w.1)) {
                     worst = Some((svc.spec.name.clone(), d.state, d.reason));
                 }
             }
@@ -672,7 +687,12 @@ pub fn derive_group(
         None if running == n => (Running, format!("{running}/{n} running")),
         None => (Starting, format!("{running}/{n} running")),
         Some((who, state, reason)) => {
-            let state_of_group = if running == 0 { state } else { Degraded };
+            // Instances on their way up make the group starting, not degraded.
+            let state_of_group = match (running, state) {
+                (0, _) => state,
+                (_, Starting) => Running,
+                _ => Degraded,
+            };
             (
                 state_of_group,
                 format!("{running}/{n} running; {who} {}: {reason}", state.as_str()),
