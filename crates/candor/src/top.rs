@@ -583,8 +583,8 @@ fn help(f: &mut Frame, area: Rect, mode: Mode) {
         h,
     );
     let quit = match mode {
-        Mode::Top => "q, Esc, ctrl-c  quit (the daemon goes on)",
-        Mode::Up => "q, Esc, ctrl-c  stop every service and exit",
+        Mode::Top => "q Esc ctrl-c   quit (the daemon goes on)",
+        Mode::Up => "q Esc ctrl-c   stop every service and exit",
     };
     let text = vec![
         Line::raw("↑ ↓ j k        select a service"),
@@ -708,5 +708,51 @@ mod tests {
         assert_eq!(app.selected.as_deref(), Some("c"));
         app.move_by(-10);
         assert_eq!(app.selected.as_deref(), Some("b"));
+    }
+
+    /// The help box as drawn over an empty view, one string a row, borders cut off.
+    fn help_box(mode: Mode) -> Vec<String> {
+        let (width, height) = (80, 24);
+        let mut t =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
+        t.draw(|f| {
+            let area = f.area();
+            help(f, area, mode);
+        })
+        .unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..height)
+            .map(|y| {
+                (0..width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .filter_map(|row| {
+                let inside = row.trim().strip_prefix('│')?.strip_suffix('│')?;
+                Some(inside.trim_end().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_key_of_the_help_box_has_its_meaning_in_one_column() {
+        for mode in [Mode::Top, Mode::Up] {
+            let rows = help_box(mode);
+            // A key line: the keys, two spaces or more, what they do.
+            let columns: Vec<(usize, &String)> = rows
+                .iter()
+                .filter_map(|row| {
+                    let chars: Vec<char> = row.chars().collect();
+                    let gap = (1..chars.len()).find(|&i| chars[i] == ' ' && chars[i - 1] == ' ')?;
+                    let meaning = (gap..chars.len()).find(|&i| chars[i] != ' ')?;
+                    Some((meaning, row))
+                })
+                .collect();
+            assert_eq!(columns.len(), 9, "{rows:#?}");
+            let first = columns[0].0;
+            for (column, row) in &columns {
+                assert_eq!(*column, first, "shifted: {row:?}\n{rows:#?}");
+            }
+        }
     }
 }
