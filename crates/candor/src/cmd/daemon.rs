@@ -2,7 +2,7 @@
 //! the live view) and `candor web` (the dashboard's URL from a running daemon).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candor_daemon::paths;
 
@@ -81,7 +81,11 @@ pub fn never_stopped_by_a_terminal() {
 }
 
 /// The daemon in the foreground plus, when `view`, a live view of the board on the terminal.
+/// Once it listens, how to reach it from another terminal: on stderr (also before a view
+/// takes the screen: it is there again when the view gives the screen back) and under the
+/// view's header.
 pub async fn up(opts: candor_daemon::Options, view_wanted: bool) -> u8 {
+    let (config, mode) = (opts.config.clone(), opts.mode);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let ended = std::sync::Arc::new(tokio::sync::Notify::new());
     let mut view = None;
@@ -89,13 +93,19 @@ pub async fn up(opts: candor_daemon::Options, view_wanted: bool) -> u8 {
         let _ = tx.send(started);
     }));
     if let Ok(started) = rx.await {
+        eprintln!("candor: {}", how_to_reach(&started.socket, &config, mode));
         if view_wanted {
+            let reach = format!(
+                "from another terminal: export CANDOR_SOCKET={}",
+                started.socket.display()
+            );
             let client = Client::at(started.socket);
             // The view runs until q / ctrl-c, then asks the daemon to stop everything.
             view = Some(tokio::spawn(top::run(
                 client,
                 top::Mode::Up,
                 Some(ended.clone()),
+                Some(reach),
             )));
         }
     }
@@ -111,6 +121,41 @@ pub async fn up(opts: candor_daemon::Options, view_wanted: bool) -> u8 {
             eprintln!("candor: daemon task failed: {e}");
             FAILED
         }
+    }
+}
+
+/// How a client in another terminal reaches the daemon listening on `socket`: always
+/// `$CANDOR_SOCKET`; also `-c` with the config (and `--system` / `--user`) when that leads
+/// there from any directory — else `--socket`.
+fn how_to_reach(socket: &Path, config: &Path, mode: paths::Mode) -> String {
+    let s = socket.display();
+    let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
+    let flag = match mode {
+        paths::Mode::Local => "",
+        paths::Mode::System => " --system",
+        paths::Mode::User => " --user",
+    };
+    let alternative = match config_leads_to(&config, mode).is_some_and(|at| at == socket) {
+        true => format!("-c {}{flag}", config.display()),
+        false => format!("--socket {s}"),
+    };
+    format!(
+        "control socket {s} — from another terminal: export CANDOR_SOCKET={s} (or pass {alternative})"
+    )
+}
+
+/// The socket a client given `-c config` and `mode` connects to from another terminal: not
+/// this one's directory (a relative path leads nowhere then) nor its $CANDOR_SOCKET.
+fn config_leads_to(config: &Path, mode: paths::Mode) -> Option<PathBuf> {
+    let spec = candor_spec::load(config).ok()?;
+    let env = paths::Env {
+        cwd: None,
+        candor_socket: None,
+        ..paths::Env::current()
+    };
+    match paths::client(None, Some(&spec.daemon), mode, &env) {
+        Ok(paths::ClientSocket::Named(at)) if at.is_absolute() => Some(at),
+        _ => None,
     }
 }
 

@@ -13,7 +13,7 @@ pub async fn top(client: Client) -> u8 {
         eprintln!("candor: top needs a terminal; `candor status` prints the table");
         return USAGE;
     }
-    top::run(client, top::Mode::Top, None).await
+    top::run(client, top::Mode::Top, None, None).await
 }
 
 /// `candor status`: the table with the daemon's header, or one service's details.
