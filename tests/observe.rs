@@ -528,6 +528,14 @@ fn candor_up_shows_the_same_view_and_q_stops_every_service() {
     tmux.wait_screen("web running in candor up's view", |s| {
         s.contains("web ") && s.contains("running") && s.contains("(q stops every service)")
     });
+    // Under the header: how to reach this daemon from another terminal.
+    let reach = format!(
+        "from another terminal: export CANDOR_SOCKET={}/state/candor.sock",
+        dir.path().display()
+    );
+    tmux.wait_screen("how to reach it in candor up's view", |s| {
+        s.contains(&reach)
+    });
     let stamps = candor_scenarios::read_stamps(&dir.path().join("stamps"));
     let pid = stamps[0].2;
     assert!(candor_scenarios::alive(pid));

@@ -89,6 +89,14 @@ command = ["{zoo}", "healthy"]
         assert!(Instant::now() < end, "web never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Without a view, how to reach the daemon from another terminal is a plain line too.
+    let reach = format!("export CANDOR_SOCKET={}", d.socket.display());
+    candor_scenarios::wait_for("how to reach it", Duration::from_secs(10), || {
+        let joined = tmux(&["capture-pane", "-p", "-J", "-t", "bg"]).stdout;
+        String::from_utf8_lossy(&joined)
+            .contains(&reach)
+            .then_some(())
+    });
     // Plain lines instead of the view: the events, as `candor daemon` prints them.
     candor_scenarios::wait_for("a plain event line", Duration::from_secs(10), || {
         Some(screen()).filter(|t| t.contains("web") && t.contains("running"))

@@ -61,6 +61,8 @@ struct App {
     confirm: Option<(Action, String)>,
     message: Option<(bool, String)>,
     unreachable: Option<String>,
+    /// `candor up`'s line on how to reach its daemon from another terminal.
+    reach: Option<String>,
 }
 
 /// How much trouble a state is: the most first.
@@ -188,7 +190,14 @@ async fn act(client: &Client, action: Action, name: &str) -> (bool, String) {
 /// Run the view until `q` / ctrl-c. In `Mode::Up`, quitting asks the daemon to shut down.
 /// `ended` (for `candor up`) says the daemon has stopped by itself: the view restores the
 /// terminal and returns.
-pub async fn run(client: Client, mode: Mode, ended: Option<Arc<Notify>>) -> u8 {
+/// `reach` (for `candor up`): how to reach the daemon from another terminal, shown under the
+/// header.
+pub async fn run(
+    client: Client,
+    mode: Mode,
+    ended: Option<Arc<Notify>>,
+    reach: Option<String>,
+) -> u8 {
     let ended = ended.unwrap_or_default();
     let mut gone = false;
     let mut terminal = match ratatui::try_init() {
@@ -231,7 +240,10 @@ pub async fn run(client: Client, mode: Mode, ended: Option<Arc<Notify>>) -> u8 {
             }
         })
     };
-    let mut app = App::default();
+    let mut app = App {
+        reach,
+        ..App::default()
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut log_lines = 20;
     loop {
@@ -360,8 +372,12 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
             )
         })
         .collect();
+    let reach: Option<Line> = app
+        .reach
+        .as_ref()
+        .map(|r| Line::styled(short(r, area.width as usize), Style::new().fg(Color::Cyan)));
     let rows = Layout::vertical([
-        Constraint::Length(2 + causes.len() as u16),
+        Constraint::Length(2 + reach.iter().len() as u16 + causes.len() as u16),
         Constraint::Min(4),
         Constraint::Length(6),
         Constraint::Min(3),
@@ -382,7 +398,7 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
             .collect(),
         (None, None) => vec![Line::raw("connecting to the daemon…")],
     };
-    let header: Vec<Line> = header.into_iter().chain(causes).collect();
+    let header: Vec<Line> = header.into_iter().chain(reach).chain(causes).collect();
     f.render_widget(Paragraph::new(header), rows[0]);
 
     // The table, sorted by trouble. A reason too long for its column keeps, at its end, the
@@ -583,8 +599,8 @@ fn help(f: &mut Frame, area: Rect, mode: Mode) {
         h,
     );
     let quit = match mode {
-        Mode::Top => "q, Esc, ctrl-c  quit (the daemon goes on)",
-        Mode::Up => "q, Esc, ctrl-c  stop every service and exit",
+        Mode::Top => "q Esc ctrl-c   quit (the daemon goes on)",
+        Mode::Up => "q Esc ctrl-c   stop every service and exit",
     };
     let text = vec![
         Line::raw("↑ ↓ j k        select a service"),
@@ -708,5 +724,66 @@ mod tests {
         assert_eq!(app.selected.as_deref(), Some("c"));
         app.move_by(-10);
         assert_eq!(app.selected.as_deref(), Some("b"));
+    }
+
+    /// The help box as drawn over an empty view, one string a row, borders cut off.
+    fn help_box(mode: Mode) -> Vec<String> {
+        let (width, height) = (80, 24);
+        let mut t =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
+        t.draw(|f| {
+            let area = f.area();
+            help(f, area, mode);
+        })
+        .unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..height)
+            .map(|y| {
+                (0..width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .filter_map(|row| {
+                let inside = row.trim().strip_prefix('│')?.strip_suffix('│')?;
+                Some(inside.trim_end().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_key_of_the_help_box_has_its_meaning_in_one_column() {
+        for mode in [Mode::Top, Mode::Up] {
+            let rows = help_box(mode);
+            // A key line: the keys, two spaces or more, what they do.
+            let columns: Vec<(usize, &String)> = rows
+                .iter()
+                .filter_map(|row| {
+                    let chars: Vec<char> = row.chars().collect();
+                    let gap = (1..chars.len()).find(|&i| chars[i] == ' ' && chars[i - 1] == ' ')?;
+                    let meaning = (gap..chars.len()).find(|&i| chars[i] != ' ')?;
+                    Some((meaning, row))
+                })
+                .collect();
+            assert_eq!(columns.len(), 9, "{rows:#?}");
+            let first = columns[0].0;
+            for (column, row) in &columns {
+                assert_eq!(*column, first, "shifted: {row:?}\n{rows:#?}");
+            }
+        }
+    }
+
+    #[test]
+    fn up_shows_how_to_reach_its_daemon_under_the_header() {
+        let app = App {
+            list: vec![svc("web", "running")],
+            reach: Some("from another terminal: export CANDOR_SOCKET=/srv/x/candor.sock".into()),
+            ..Default::default()
+        };
+        let rows = screen(&app, 120, 30);
+        let reach = rows.iter().position(|r| {
+            r.starts_with("from another terminal: export CANDOR_SOCKET=/srv/x/candor.sock")
+        });
+        let table = rows.iter().position(|r| r.starts_with("NAME "));
+        assert!(reach.is_some() && reach < table, "{}", rows.join("\n"));
     }
 }

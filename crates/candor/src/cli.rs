@@ -1,0 +1,256 @@
+//! The command line: clap's `Cli` and `Command` (every command and its flags), and the
+//! `--help` text on where the daemon is. What each command does is in `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "candor",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CANDOR_COMMIT"), ")"),
+    about = "A process supervisor whose status never lies.",
+    after_help = WHERE_THE_DAEMON_IS
+)]
+pub struct Cli {
+    /// The daemon's socket: where `daemon` and `up` listen, where every other command connects.
+    /// Wins over everything else.
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+    /// The config file. daemon, up, check, export: the one to run or read (default
+    /// candor.toml). Every other command: connect where a daemon started with it (and the same
+    /// --system / --user) listens — its `[daemon] socket`, else its state dir's or mode's.
+    #[arg(short, long, global = true)]
+    pub config: Option<PathBuf>,
+    /// A system service's paths: state in /var/lib/candor, socket /run/candor/candor.sock.
+    /// --state-dir, --socket and the config's `[daemon]` paths win over these.
+    #[arg(long, global = true, conflicts_with = "user")]
+    pub system: bool,
+    /// A user's service's paths (as systemctl --user): state in $XDG_STATE_HOME/candor (else
+    /// ~/.local/state/candor), socket $XDG_RUNTIME_DIR/candor/candor.sock. --state-dir,
+    /// --socket and the config's `[daemon]` paths win over these.
+    #[arg(long, global = true)]
+    pub user: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How every command finds the daemon (`candor --help`).
+const WHERE_THE_DAEMON_IS: &str = "\
+Where the daemon is:
+  daemon and up keep their state in --state-dir, else the config's [daemon] state_dir, else
+  (--system) /var/lib/candor, (--user) $XDG_STATE_HOME/candor or ~/.local/state/candor,
+  (neither) $XDG_STATE_HOME/candor or ./.candor. They listen on --socket, else the config's
+  [daemon] socket, else (--system) /run/candor/candor.sock, (--user)
+  $XDG_RUNTIME_DIR/candor/candor.sock, (neither) $CANDOR_SOCKET or <state dir>/candor.sock.
+  Every other command connects to --socket; else, given -c FILE, --system or --user, to the
+  socket a daemon started with those would listen on; else to $CANDOR_SOCKET; else to the
+  first that exists of ./.candor/candor.sock, $XDG_STATE_HOME/candor/candor.sock and, as
+  root, /run/candor/candor.sock, as another user, $XDG_RUNTIME_DIR/candor/candor.sock.";
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportTarget {
+    Systemd,
+    Kubernetes,
+}
+
+// Each command, in `candor --help`'s order. A new one goes beside its group and is carried
+// out by that group's module in `cmd/`: `scale NAME N` and `restart --strategy` beside
+// start / stop / restart (`cmd/control.rs`), `reload --plan` on `Reload` (`cmd/config.rs`),
+// `rollout status|undo|resume` as a nested subcommand with a module of its own.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground with a live status view.
+    Up {
+        /// Where to keep state (default: the config's [daemon] state_dir, else the mode's).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Run the daemon in the foreground (`--system` as a system service, `--user` as a
+    /// user's; see `candor --help` for the paths each uses).
+    Daemon {
+        /// Where to keep state (default: the config's [daemon] state_dir, else the mode's).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Be a container's init (also when running as pid 1): reap every orphan at once, and
+        /// exit with the `main = true` service's code when it ends.
+        #[arg(long)]
+        init: bool,
+    },
+    /// Validate a config; errors carry file:line:col. Exit 2 if invalid.
+    Check,
+    /// Print the dashboard's URL with its login token; the daemon opens its web listener
+    /// (`[daemon] web.listen`, else 127.0.0.1:9631) if it is not open. The token is an
+    /// operator's (it may start and stop services); --read-only: one that may only read.
+    Web {
+        #[arg(long)]
+        json: bool,
+        /// The read-only token's URL (made the first time it is asked for).
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Write a config for another supervisor: `systemd` — one <service>.service (and .socket)
+    /// per service into --out DIR; `kubernetes` — a Deployment (a Job for restart = "never")
+    /// per service, YAML on stdout or into --out FILE. What does not map is printed as a
+    /// warning on stderr.
+    Export {
+        target: ExportTarget,
+        /// systemd: the directory for the units (required); kubernetes: the YAML file
+        /// (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// kubernetes: the image of every service (IMAGE) or of one (NAME=IMAGE); repeat for
+        /// more. A service without one gets a placeholder under registry.invalid, and a
+        /// warning.
+        #[arg(long, value_name = "[NAME=]IMAGE")]
+        image: Vec<String>,
+    },
+    /// Shell completions on stdout: `candor completions bash > /etc/bash_completion.d/candor`.
+    Completions { shell: clap_complete::Shell },
+    /// Man pages into DIR: candor.1 and candor-COMMAND.1 for each command.
+    Man {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A live view in the terminal: services sorted by trouble, the selected one's reason,
+    /// fds and logs, and keys to start, stop, restart, reset-failed (`?` for help).
+    Top,
+    /// Show services: a table, or one service's details.
+    Status {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start services.
+    Start(ActionArgs),
+    /// Stop services: the stop signal to the whole group, SIGKILL after stop.timeout.
+    Stop(ActionArgs),
+    /// Restart services.
+    Restart(ActionArgs),
+    /// Restart only failed services; list the healthy ones left alone.
+    ResetFailed {
+        /// Restart every service, healthy or not.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a service's logs.
+    Logs(LogsArgs),
+    /// Show state changes with their reasons.
+    Events {
+        /// Keep printing new events as they happen (one JSON object a line with --json).
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the latest events first (default 200; 10 with -f).
+        #[arg(short = 'n', long)]
+        lines: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Without NAME: re-read the config (an invalid one is rejected and nothing changes).
+    /// With NAMEs: reload those services — their `reload_signal` (SIGHUP) to the main process,
+    /// or their `reload` command; with ready = "notify", wait for RELOADING=1 then READY=1.
+    Reload {
+        names: Vec<String>,
+        /// How long to wait for a notify service's READY=1 (default: its ready_timeout, else 30s).
+        #[arg(long)]
+        timeout: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a signal to a service's main process, or with --all to every process of its run.
+    Kill {
+        name: String,
+        #[arg(short, long, default_value = "SIGTERM")]
+        signal: String,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop services in reverse dependency order, then exit the daemon.
+    Shutdown,
+    /// Hand every service to a new candor binary without restarting any: the daemon checks
+    /// it, execs it (same pid, same socket), and it adopts every run. Exit 0 once it answers.
+    Upgrade {
+        /// The new binary (default: the candor binary now at the daemon's own path).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+    /// Started by a daemon that execs its successor: if the successor exits or does not
+    /// answer in time, exec this (old) binary as the daemon again.
+    #[command(hide = true)]
+    UpgradeGuard {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        incarnation: String,
+        #[arg(long)]
+        listen_fd: i32,
+        #[arg(long)]
+        from: String,
+        #[arg(last = true)]
+        daemon_args: Vec<std::ffi::OsString>,
+    },
+}
+
+impl Command {
+    /// Whether its output (errors too) is JSON.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Web { json, .. }
+            | Command::Status { json, .. }
+            | Command::ResetFailed { json, .. }
+            | Command::Events { json, .. }
+            | Command::Reload { json, .. }
+            | Command::Kill { json, .. } => *json,
+            Command::Start(a) | Command::Stop(a) | Command::Restart(a) => a.json,
+            Command::Logs(a) => a.json,
+            _ => false,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ActionArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Wait until the service is running (start/restart) or stopped (stop).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits at most, e.g. 30s.
+    #[arg(long)]
+    pub timeout: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `candor logs`' filters (no doc comment: clap would take it for the command's about).
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// One service; without it, every service's lines interleaved by time.
+    pub name: Option<String>,
+    /// Keep printing new lines as they come (one JSON object a line with --json).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the last lines (default 100; 10 with -f; all of them with --since).
+    #[arg(short = 'n', long)]
+    pub lines: Option<usize>,
+    /// Only lines newer than this: a duration back (10m, 2h) or a UTC time
+    /// (2026-11-23T18:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines matching this regular expression.
+    #[arg(long)]
+    pub grep: Option<String>,
+    /// Only one stream: out or err.
+    #[arg(long, value_parser = ["out", "err", "stdout", "stderr"])]
+    pub stream: Option<String>,
+    /// Only lines older than this line id (`--json` shows ids): page back through the
+    /// stored lines.
+    #[arg(long, conflicts_with = "follow")]
+    pub before: Option<i64>,
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,129 @@
+//! The requests that change services: start, stop, restart, reset-failed, reload NAME,
+//! kill, and shutdown of the daemon.
+
+use std::time::Duration;
+
+use crate::cli::ActionArgs;
+use crate::client::{encode, Client, ClientError};
+use crate::cmd::{fail, print_json};
+use crate::{FAILED, OK};
+
+/// `candor start|stop|restart NAME…`: the request for each, optionally waiting for its end.
+pub async fn action(client: &Client, verb: &str, a: ActionArgs) -> u8 {
+    let mut code = OK;
+    for name in &a.names {
+        let mut q = String::new();
+        if a.wait {
+            q += "?wait=true";
+            if let Some(t) = &a.timeout {
+                q += &format!("&timeout={}", encode(t));
+            }
+        }
+        let path = format!("/v1/services/{}/{verb}{q}", encode(name));
+        match client
+            .json::<candor_api::ServiceStatus>("POST", &path)
+            .await
+        {
+            Ok(s) if a.json => {
+                print_json(&s);
+            }
+            Ok(s) => println!("{}: {} ({})", s.name, s.state, s.reason),
+            Err(e) => code = code.max(fail(e, a.json)),
+        }
+    }
+    code
+}
+
+/// `candor reset-failed`: restart the failed services (with `force`, every one).
+pub async fn reset_failed(client: &Client, force: bool, json: bool) -> u8 {
+    let path = if force {
+        "/v1/reset-failed?force=true"
+    } else {
+        "/v1/reset-failed"
+    };
+    match client.json::<candor_api::ResetFailed>("POST", path).await {
+        Ok(r) if json => print_json(&r),
+        Ok(r) => {
+            let list = |v: &Vec<String>| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            println!("restarted: {}", list(&r.restarted));
+            println!("left alone: {}", list(&r.left_alone));
+            OK
+        }
+        Err(e) => fail(e, json),
+    }
+}
+
+/// `candor reload NAME…`: each service's reload signal or command.
+pub async fn reload_services(
+    client: &Client,
+    names: Vec<String>,
+    timeout: Option<String>,
+    json: bool,
+) -> u8 {
+    let mut code = OK;
+    let mut all = Vec::new();
+    for name in names {
+        let mut path = format!("/v1/services/{}/reload", encode(&name));
+        if let Some(t) = &timeout {
+            path += &format!("?timeout={}", encode(t));
+        }
+        match client
+            .json::<candor_api::SignalOutcome>("POST", &path)
+            .await
+        {
+            Ok(o) if json => all.push(o),
+            Ok(o) => println!("{}", o.outcome),
+            Err(e) => code = code.max(fail(e, json)),
+        }
+    }
+    if json && code == OK {
+        return print_json(&all);
+    }
+    code
+}
+
+/// `candor kill NAME`: a signal to its main process, or with `all` to every process of its run.
+pub async fn kill(client: &Client, name: String, signal: String, all: bool, json: bool) -> u8 {
+    let path = format!(
+        "/v1/services/{}/kill?signal={}{}",
+        encode(&name),
+        encode(&signal),
+        if all { "&all=true" } else { "" }
+    );
+    match client
+        .json::<candor_api::SignalOutcome>("POST", &path)
+        .await
+    {
+        Ok(o) if json => print_json(&o),
+        Ok(o) => {
+            println!("{}", o.outcome);
+            OK
+        }
+        Err(e) => fail(e, json),
+    }
+}
+
+/// `candor shutdown`: stop every service, then the daemon; wait until it no longer answers.
+pub async fn shutdown(client: &Client) -> u8 {
+    match client.json::<candor_api::Ack>("POST", "/v1/shutdown").await {
+        Ok(ack) => eprintln!("candor: {}", ack.message),
+        Err(e) => return fail(e, false),
+    }
+    // Wait for the daemon to finish: it answers until every service is down.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while tokio::time::Instant::now() < deadline {
+        if let Err(ClientError::Unreachable(_)) = client.call("GET", "/v1/daemon").await {
+            eprintln!("candor: daemon stopped");
+            return OK;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("candor: the daemon is still answering after 10 minutes");
+    FAILED
+}
