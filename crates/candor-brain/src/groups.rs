@@ -655,7 +655,10 @@ pub fn derive_group(
             Running => running += 1,
             Stopped => stopped += 1,
             _ => {
-                if worst.as_ref().is_none_or(|w| severity(d.state) > severity(w.1)) {
+                if worst
+                    .as_ref()
+                    .is_none_or(|w| severity(d.state) > severity(w.1))
+                {
                     worst = Some((svc.spec.name.clone(), d.state, d.reason));
                 }
             }

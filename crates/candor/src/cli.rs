@@ -153,6 +153,9 @@ pub enum Command {
     /// or their `reload` command; with ready = "notify", wait for RELOADING=1 then READY=1.
     Reload {
         names: Vec<String>,
+        /// Say what a reload would do to each service, and why, and change nothing.
+        #[arg(long, conflicts_with = "names")]
+        plan: bool,
         /// How long to wait for a notify service's READY=1 (default: its ready_timeout, else 30s).
         #[arg(long)]
         timeout: Option<String>,
@@ -168,6 +171,20 @@ pub enum Command {
         all: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Change how many instances a replicated service runs, live: new ones start, the highest
+    /// go first. A reload sets the config's `replicas` again (the config wins).
+    Scale {
+        name: String,
+        replicas: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A replicated service's rollout: where it is, back to the config before, or go on after
+    /// a halt.
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutCommand,
     },
     /// Stop services in reverse dependency order, then exit the daemon.
     Shutdown,
@@ -204,10 +221,44 @@ impl Command {
             | Command::ResetFailed { json, .. }
             | Command::Events { json, .. }
             | Command::Reload { json, .. }
-            | Command::Kill { json, .. } => *json,
+            | Command::Kill { json, .. }
+            | Command::Scale { json, .. } => *json,
+            Command::Rollout { action } => action.json(),
             Command::Start(a) | Command::Stop(a) | Command::Restart(a) => a.json,
             Command::Logs(a) => a.json,
             _ => false,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum RolloutCommand {
+    /// The rollout under way or halted: instance by instance, old and new generation.
+    Status {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll back to the config before the last change (with the service's strategy).
+    Undo {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go on with a halted rollout (the instance it halted at is tried again).
+    Resume {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl RolloutCommand {
+    pub fn json(&self) -> bool {
+        match self {
+            RolloutCommand::Status { json, .. }
+            | RolloutCommand::Undo { json, .. }
+            | RolloutCommand::Resume { json, .. } => *json,
         }
     }
 }
@@ -222,6 +273,10 @@ pub struct ActionArgs {
     /// How long --wait waits at most, e.g. 30s.
     #[arg(long)]
     pub timeout: Option<String>,
+    /// restart only, of a replicated service: this update strategy once (rolling, overlap or
+    /// stop-first) instead of its own.
+    #[arg(long)]
+    pub strategy: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

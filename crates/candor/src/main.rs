@@ -140,6 +140,7 @@ async fn talk(
             names,
             timeout,
             json,
+            ..
         } if !names.is_empty() => control::reload_services(&client, names, timeout, json).await,
         Command::Kill {
             name,
@@ -148,6 +149,13 @@ async fn talk(
             json,
         } => control::kill(&client, name, signal, all, json).await,
         Command::Shutdown => control::shutdown(&client).await,
+        // Replicated services.
+        Command::Scale {
+            name,
+            replicas,
+            json,
+        } => control::scale(&client, &name, replicas, json).await,
+        Command::Rollout { action } => cmd::rollout::rollout(&client, action).await,
         // Logs and events.
         Command::Logs(a) => logs::logs(&client, a).await,
         Command::Events {
@@ -156,6 +164,9 @@ async fn talk(
             json,
         } => logs::events(&client, follow, lines, json).await,
         // The config.
+        Command::Reload {
+            plan: true, json, ..
+        } => cmd::config::reload_plan(&client, json).await,
         Command::Reload { json, .. } => cmd::config::reload_config(&client, json).await,
         // The daemon itself.
         Command::Web { json, read_only } => daemon::web(&client, json, read_only).await,

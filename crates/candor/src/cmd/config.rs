@@ -34,6 +34,37 @@ pub fn check(config: &std::path::Path) -> u8 {
 
 /// `candor reload` without NAME: the daemon re-reads its config (an invalid one changes
 /// nothing).
+/// `candor reload --plan`: what a reload would do to each service, and why; nothing changes.
+pub async fn reload_plan(client: &Client, json: bool) -> u8 {
+    match client
+        .json::<candor_api::ReloadPlan>("POST", "/v1/reload?plan=true")
+        .await
+    {
+        Ok(plan) if json => print_json(&plan),
+        Ok(plan) => {
+            for item in &plan.services {
+                println!("{}", item.text);
+            }
+            let all: Vec<&str> = (plan.services.iter())
+                .filter(|i| i.all_at_once)
+                .map(|i| i.service.as_str())
+                .collect();
+            if !all.is_empty() {
+                println!(
+                    "note: a reload would stop every instance of {} at once",
+                    all.join(", ")
+                );
+            }
+            for n in &plan.notes {
+                println!("note: {n}");
+            }
+            println!("(nothing was changed; `candor reload` does this)");
+            OK
+        }
+        Err(e) => fail(e, json),
+    }
+}
+
 pub async fn reload_config(client: &Client, json: bool) -> u8 {
     match client
         .json::<candor_api::ReloadOutcome>("POST", "/v1/reload")

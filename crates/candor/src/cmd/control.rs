@@ -11,14 +11,26 @@ use crate::{FAILED, OK};
 /// `candor start|stop|restart NAME…`: the request for each, optionally waiting for its end.
 pub async fn action(client: &Client, verb: &str, a: ActionArgs) -> u8 {
     let mut code = OK;
+    if a.strategy.is_some() && verb != "restart" {
+        eprintln!("candor: --strategy is for restart (of a replicated service)");
+        return crate::USAGE;
+    }
     for name in &a.names {
-        let mut q = String::new();
+        let mut params = Vec::new();
         if a.wait {
-            q += "?wait=true";
+            params.push("wait=true".to_string());
             if let Some(t) = &a.timeout {
-                q += &format!("&timeout={}", encode(t));
+                params.push(format!("timeout={}", encode(t)));
             }
         }
+        if let Some(s) = &a.strategy {
+            params.push(format!("strategy={}", encode(s)));
+        }
+        let q = if params.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", params.join("&"))
+        };
         let path = format!("/v1/services/{}/{verb}{q}", encode(name));
         match client
             .json::<candor_api::ServiceStatus>("POST", &path)
@@ -126,4 +138,23 @@ pub async fn shutdown(client: &Client) -> u8 {
     }
     eprintln!("candor: the daemon is still answering after 10 minutes");
     FAILED
+}
+
+/// `candor scale NAME N`: the group's row once the brain took it (instances start or go).
+pub async fn scale(client: &Client, name: &str, replicas: u32, json: bool) -> u8 {
+    let path = format!("/v1/services/{}/scale?replicas={replicas}", encode(name));
+    match client
+        .json::<candor_api::ServiceStatus>("POST", &path)
+        .await
+    {
+        Ok(s) if json => print_json(&s),
+        Ok(s) => {
+            println!(
+                "{}: scaled to {replicas} ({}: {})",
+                s.name, s.state, s.reason
+            );
+            OK
+        }
+        Err(e) => fail(e, json),
+    }
 }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logs;
+pub mod rollout;
 pub mod status;
 pub mod upgrade;
 
