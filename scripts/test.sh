@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 # Debian's packages the tests drive: systemd for the real `systemd-notify` (no systemd needs
 # to run), python3-prometheus-client for a real parser of /metrics, tmux to drive `candor top`,
 # chromium for the dashboard (driven by npm's playwright-core, installed in tests/browser).
+# gunicorn, a real program that takes held sockets (LISTEN_FDS) and says READY=1, for replicas.
 # Installed where we are root on Debian; elsewhere those tests say "skipped".
 need=()
 command -v systemd-notify >/dev/null 2>&1 || need+=(systemd)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v gunicorn >/dev/null 2>&1 || need+=(gunicorn)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's ${need[*]}"

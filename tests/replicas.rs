@@ -335,3 +335,102 @@ fn a_kill_9_in_the_middle_of_a_rollout_loses_no_instance_and_leaves_no_twin() {
         assert_eq!(pids.len(), 1, "{name} answered from {pids:?}");
     }
 }
+
+/// An HTTP GET on a new connection: the body, or why not.
+fn get(port: u16) -> Result<String, String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    use std::io::Write;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    match out.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
+        {
+            Ok(body.to_string())
+        }
+        _ => Err(format!("bad answer: {out:?}")),
+    }
+}
+
+#[test]
+fn gunicorn_replicas_take_the_held_socket_and_roll_without_a_failed_request() {
+    // Debian's gunicorn takes LISTEN_FDS itself and says READY=1 (20.1).
+    if !candor_scenarios::tool(
+        "gunicorn",
+        &["--version"],
+        "Debian's gunicorn is not installed",
+    ) {
+        return;
+    }
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.py"),
+        "import os\ndef app(environ, start):\n    start('200 OK', [('Content-Type', 'text/plain')])\n    return [f\"{os.environ['VERSION']} {os.environ['CANDOR_INSTANCE']} {os.getpid()}\\n\".encode()]\n",
+    )
+    .unwrap();
+    let config = |version: &str| {
+        format!(
+            r#"
+[service.web]
+command = ["gunicorn", "--workers", "2", "--chdir", "{app}", "app:app"]
+replicas = 2
+ready = "notify"
+env = {{ VERSION = "{version}" }}
+sockets = [{{ listen = "127.0.0.1:{port}", activate = true }}]
+stop = {{ timeout = "10s" }}
+update = {{ min_ready = "1s" }}
+"#,
+            app = dir.path().display()
+        )
+    };
+    let d = Daemon::start(&config("1"));
+    wait_for("web 2/2 running", T, || {
+        (d.status("web")["reason"] == "2/2 running").then_some(())
+    });
+    let mut seen = BTreeSet::new();
+    wait_for("both instances answer", T, || {
+        let body = get(port).ok()?;
+        seen.insert(body.split_whitespace().nth(1)?.to_string());
+        (seen.len() == 2).then_some(())
+    });
+    // A client asking on a new connection every 10 ms through the whole rollout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    let client = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0u64, Vec::new());
+        while !s2.load(Ordering::SeqCst) {
+            match get(port) {
+                Ok(_) => ok += 1,
+                Err(e) => failed.push(e),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (ok, failed)
+    });
+    d.write_config(&config("2"));
+    d.ok(&["reload"]);
+    wait_for(
+        "every answer from version 2",
+        Duration::from_secs(60),
+        || {
+            let s = d.status("web");
+            let done = s["reason"] == "2/2 running" && s["replicas"]["rollout"].is_null();
+            let all_new = (0..20).all(|_| get(port).is_ok_and(|b| b.starts_with("2 ")));
+            (done && all_new).then_some(())
+        },
+    );
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = client.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok + failed.len() as u64
+    );
+    assert!(ok > 20, "the client kept asking ({ok})");
+}
