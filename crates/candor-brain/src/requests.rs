@@ -149,8 +149,11 @@ impl Cx<'_> {
                     self.remove_service(&name);
                     self.add_service(new);
                 }
-                (Decision::Rollout { why, .. }, Some(new)) => {
+                (Decision::Rollout { why, strategy }, Some(new)) => {
                     out.changed.push(name.to_string());
+                    if strategy == candor_spec::Strategy::StopFirst {
+                        out.notes.push(format!("{name}: every instance is stopped at once ({why}; update.strategy = \"stop-first\")"));
+                    }
                     let (spec, specs, _) = crate::plan::group_parts(new);
                     self.begin_rollout(&name, spec, specs, new.update, why);
                 }
