@@ -358,19 +358,22 @@ impl Cx<'_> {
         self.facts.specs_changed();
     }
 
-    /// Stop and remove instance `name` once its run is over (a spare, or scaled away).
-    pub(crate) fn remove_member(&mut self, name: &ServiceName) {
+    /// Stop and remove service `name` once its run is over (an instance: a spare, or scaled
+    /// away); true when it was down and is gone now.
+    pub(crate) fn remove_member(&mut self, name: &ServiceName) -> bool {
         let Some(svc) = self.facts.svc_mut(name) else {
-            return;
+            return false;
         };
         svc.removed = true;
         svc.wanted = false;
         svc.start = None;
-        if svc.is_down() {
-            self.facts.services.remove(name);
-            self.facts.windows.remove(name);
-            self.facts.specs_changed();
+        if !svc.is_down() {
+            return false;
         }
+        self.facts.services.remove(name);
+        self.facts.windows.remove(name);
+        self.facts.specs_changed();
+        true
     }
 
     fn halt(&mut self, group: &ServiceName, i: u32, why: String) {

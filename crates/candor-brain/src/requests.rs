@@ -305,15 +305,7 @@ impl Cx<'_> {
             self.facts.specs_changed();
             return;
         }
-        let Some(svc) = self.facts.svc_mut(name) else {
-            return;
-        };
-        svc.removed = true;
-        svc.wanted = false;
-        svc.start = None;
-        if svc.is_down() {
-            self.facts.services.remove(name);
-            self.facts.windows.remove(name);
+        if self.remove_member(name) {
             self.note(
                 name.as_str(),
                 "removed",

@@ -146,6 +146,31 @@ pub(crate) fn unexpected(reply: candor_brain::Reply) -> ApiError {
     ApiError::new(500, format!("unexpected answer from the brain: {reply:?}"))
 }
 
+/// Wait for the next board, until `deadline`: then a 504 saying what was awaited and where
+/// the service is (its status in the body); a 503 once the brain is gone.
+pub(crate) async fn next_board(
+    rx: &mut watch::Receiver<Arc<Board>>,
+    deadline: tokio::time::Instant,
+    awaited: &str,
+    status: api::ServiceStatus,
+) -> Result<(), ApiError> {
+    match tokio::time::timeout_at(deadline, rx.changed()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(ApiError::new(503, "the supervisor is shutting down")),
+        Err(_) => {
+            let mut e = ApiError::new(
+                504,
+                format!(
+                    "timed out waiting for {awaited}; it is {}: {}",
+                    status.state, status.reason
+                ),
+            );
+            e.body.status = Some(Box::new(status));
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use candor_keeper::clock;
 use candor_spec::{ServiceName, Strategy};
 
 use crate::api_error::ApiError;
-use crate::app::{ask, duration_param, flag, unexpected, AppState};
+use crate::app::{ask, duration_param, flag, next_board, unexpected, AppState};
 use crate::board::Board;
 use crate::peer::Peer;
 
@@ -200,21 +200,13 @@ pub(crate) async fn lifecycle(
             e.body.status = Some(Box::new(status));
             return Err(e);
         }
-        match tokio::time::timeout_at(deadline, board_rx.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(ApiError::new(503, "the supervisor is shutting down")),
-            Err(_) => {
-                let mut e = ApiError::new(
-                    504,
-                    format!(
-                        "timed out waiting for {name} to {action}; it is {}: {}",
-                        status.state, status.reason
-                    ),
-                );
-                e.body.status = Some(Box::new(status));
-                return Err(e);
-            }
-        }
+        next_board(
+            &mut board_rx,
+            deadline,
+            &format!("{name} to {action}"),
+            status,
+        )
+        .await?;
     }
 }
 

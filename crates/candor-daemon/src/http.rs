@@ -542,23 +542,8 @@ async fn lifecycle(
             }
             None => {}
         }
-        match tokio::time::timeout_at(deadline, board_rx.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(ApiError::new(503, "the supervisor is shutting down")),
-            Err(_) => {
-                let mut e = ApiError::new(
-                    504,
-                    format!(
-                        "timed out waiting for {name} to {}; it is {}: {}",
-                        action.as_str(),
-                        status.state,
-                        status.reason
-                    ),
-                );
-                e.body.status = Some(Box::new(status));
-                return Err(e);
-            }
-        }
+        let awaited = format!("{name} to {}", action.as_str());
+        crate::app::next_board(&mut board_rx, deadline, &awaited, status).await?;
     }
 }
 
