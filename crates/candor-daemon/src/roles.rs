@@ -270,9 +270,13 @@ mod tests {
     fn expected(verb: Verb, path: &str) -> Role {
         match (verb, path) {
             (Verb::Get, _) => Role::ReadOnly,
-            (Verb::Post, "/v1/services/{name}/{action}" | "/v1/reset-failed" | "/v1/reload") => {
-                Role::Operator
-            }
+            (
+                Verb::Post,
+                "/v1/services/{name}/{action}"
+                | "/v1/services/{name}/rollout/{what}"
+                | "/v1/reset-failed"
+                | "/v1/reload",
+            ) => Role::Operator,
             (Verb::Post, "/v1/shutdown" | "/v1/upgrade" | "/v1/web") => Role::Admin,
             (verb, path) => panic!("{verb:?} {path} is not in this test's list; add it"),
         }
