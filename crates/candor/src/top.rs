@@ -410,10 +410,7 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
                 .map(|x| format!("{}/{}", x.count, x.limit))
                 .unwrap_or_else(|| "-".into());
             let reason = crate::render::cut_reason(s, reason_width);
-            let rollout = s
-                .replicas
-                .as_ref()
-                .and_then(crate::render::groups::rollout_line);
+            let rollout = crate::render::groups::rollout_line(s);
             let height = 1 + u16::from(rollout.is_some());
             let reason = match rollout {
                 Some(r) => Text::from(vec![
@@ -813,6 +810,19 @@ mod tests {
             "{all}"
         );
         assert!(rows[group + 2].starts_with("  api@1 "), "{all}");
+
+        // A group whose reason is the halt's sentence: not said twice; the instances instead.
+        let group_row = app.list.iter_mut().find(|s| s.name == "api").unwrap();
+        group_row.reason = halted.into();
+        let rows = screen(&app, 120, 30);
+        let all = rows.join("\n");
+        let group = rows.iter().position(|r| r.starts_with("api ")).expect(&all);
+        assert!(
+            rows[group + 1]
+                .trim()
+                .starts_with("halted: api@1 g2 running · api@2 g2 starting · api@3"),
+            "{all}"
+        );
     }
 
     #[test]

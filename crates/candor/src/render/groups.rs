@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
-use candor_api::{Replicas, Rollout, ServiceStatus};
+use candor_api::{Replicas, Rollout, RolloutInstance, ServiceStatus};
 
 /// The number after the `@` of an instance's name: `api@10` → 10.
 pub fn instance_index(name: &str) -> Option<u64> {
@@ -72,32 +72,32 @@ pub fn arrange<'a>(
 
 /// One instance of a rollout as a line shows it: `api@2 g2 starting`, `api@4 g1 running
 /// (spare)`.
-fn instance_words(i: &candor_api::RolloutInstance) -> String {
+fn instance_words(i: &RolloutInstance) -> String {
     let spare = if i.spare { " (spare)" } else { "" };
     format!("{} g{} {}{spare}", i.name, i.generation, i.state)
 }
 
 /// The line under a group with a rollout: instance by instance while it rolls (`api@1 g2
-/// running · api@2 g2 starting · api@3 g1 running`), the reason it halted once halted; none
-/// without a rollout or once it is done.
-pub fn rollout_line(r: &Replicas) -> Option<String> {
-    let rollout = r.rollout.as_ref()?;
+/// running · api@2 g2 starting · api@3 g1 running`); once halted, the reason it halted, or,
+/// when the group's reason already says it, `halted: ` and the instances; none without a
+/// rollout or once it is done.
+pub fn rollout_line(s: &ServiceStatus) -> Option<String> {
+    let rollout = s.replicas.as_ref()?.rollout.as_ref()?;
+    let instances = || {
+        rollout
+            .instances
+            .iter()
+            .map(instance_words)
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
     match rollout.state.as_str() {
-        "halted" => Some(
-            rollout
-                .halted
-                .clone()
-                .unwrap_or_else(|| format!("rollout of {} halted", rollout.service)),
-        ),
         "done" => None,
-        _ => Some(
-            rollout
-                .instances
-                .iter()
-                .map(instance_words)
-                .collect::<Vec<_>>()
-                .join(" · "),
-        ),
+        "halted" => match &rollout.halted {
+            Some(h) if *h != s.reason => Some(h.clone()),
+            _ => Some(format!("halted: {}", instances())),
+        },
+        _ => Some(instances()),
     }
 }
 
