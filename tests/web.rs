@@ -203,6 +203,10 @@ on_unhealthy = "alert"
 
 [service.talker]
 command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 0.2; done"]
+
+[service.pool]
+command = ["sleep", "100000"]
+replicas = 3
 "#
     ));
     d.wait_state("web", "running", T);
@@ -229,6 +233,7 @@ command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 
         "one banner per target",
         "the table spans the window",
         "instances under their group by index",
+        "replicated services on the live board (1)",
     ] {
         assert!(said.contains(step), "no `{step}` in:\n{said}");
     }
