@@ -181,7 +181,8 @@ command = ["{zoo}", "healthy"]
 
 /// The page in Debian's chromium, driven by playwright-core (tests/browser/dashboard.mjs; both
 /// installed by scripts/test.sh): live state changes, a restart, a followed log line, grep,
-/// the keyboard, and no way in without the token. `CANDOR_SCREENSHOTS=DIR` keeps screenshots.
+/// the keyboard, no way in without the token, the table over the whole window while nothing
+/// is selected, and replicated services (a faked board) with their instances and rollouts. `CANDOR_SCREENSHOTS=DIR` keeps screenshots.
 #[test]
 fn the_dashboard_in_a_real_browser_follows_the_board_acts_and_tails_logs() {
     let Some(dir) = candor_scenarios::browser_dir() else {
@@ -202,6 +203,10 @@ on_unhealthy = "alert"
 
 [service.talker]
 command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 0.2; done"]
+
+[service.pool]
+command = ["sleep", "100000"]
+replicas = 3
 "#
     ));
     d.wait_state("web", "running", T);
@@ -226,6 +231,9 @@ command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 
         "log follows",
         "grep narrows",
         "one banner per target",
+        "the table spans the window",
+        "instances under their group by index",
+        "replicated services on the live board (1)",
     ] {
         assert!(said.contains(step), "no `{step}` in:\n{said}");
     }

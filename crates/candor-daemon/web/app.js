@@ -3,7 +3,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const HISTORY = 120; // board updates kept per service for the sparklines
-const st = { services: [], hist: {}, events: [], selected: null, logs: null, daemonAt: 0 };
+const st = { services: [], hist: {}, events: [], selected: null, logs: null, daemonAt: 0, collapsed: new Set() };
 // The login token, rendered into the page by the daemon (the cookie is HttpOnly).
 const TOKEN = document.querySelector('meta[name="candor-token"]')?.content || "";
 
@@ -75,6 +75,41 @@ function renderCauses() {
   el.innerHTML = lines.map((l) => `<p class="cause">${esc(l)}</p>`).join("");
 }
 
+// Replicated services: each group's row, then its instances by index (the daemon lists them
+// by name, where api@10 comes before api@2); an instance whose group has no row stands alone.
+function instanceIndex(name) {
+  const m = /@(\d+)$/.exec(name);
+  return m ? Number(m[1]) : Number.MAX_SAFE_INTEGER;
+}
+function arrange(list) {
+  const names = new Set(list.map((s) => s.name));
+  const under = new Map();
+  const tops = [];
+  for (const s of list) {
+    if (s.group && s.group !== s.name && names.has(s.group)) {
+      if (!under.has(s.group)) under.set(s.group, []);
+      under.get(s.group).push(s);
+    } else {
+      tops.push(s);
+    }
+  }
+  const byIndex = (a, b) => instanceIndex(a.name) - instanceIndex(b.name) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  return tops.flatMap((s) => [{ s, instance: false }, ...(under.get(s.name) || []).sort(byIndex).map((i) => ({ s: i, instance: true }))]);
+}
+// A group's rollout, instance by instance (its generation, old or new, and state; a spare
+// marked), and why it halted unless the group's reason already says it; "" without one.
+function rolloutHtml(s) {
+  const r = s.replicas && s.replicas.rollout;
+  if (!r || r.state === "done") return "";
+  const head = `${r.state === "halted" ? "rollout halted" : "rolling update"} g${r.from_generation} → g${r.to_generation} (${esc(r.why)}), ${r.updated} of ${r.total} updated:`;
+  const chips = r.instances.map((i) => {
+    const age = i.generation === r.to_generation ? "new" : "old";
+    return `<span class="inst ${age}" data-instance="${esc(i.name)}" title="${age} generation">${esc(i.name)} <span class="gen">g${i.generation}</span> <span class="s-${esc(i.state)}">${esc(i.state)}</span>${i.spare ? " (spare)" : ""}</span>`;
+  }).join("");
+  const halted = r.halted && r.halted !== s.reason ? `<p class="halted">${esc(r.halted)}</p>` : "";
+  return `<div class="rollout"><span class="rollout-head">${head}</span> ${chips}${halted}</div>`;
+}
+
 // The board, pushed on every change.
 function onBoard(list) {
   st.services = list;
@@ -92,11 +127,22 @@ function onBoard(list) {
 function renderRows() {
   const rows = $("rows");
   const focused = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.name;
-  rows.innerHTML = st.services.map((s) => `
-    <tr tabindex="0" data-name="${esc(s.name)}" class="${s.name === st.selected ? "selected" : ""}${s.restart_held ? " held" : ""}">
-      <td>${esc(s.name)}</td>
+  rows.innerHTML = arrange(st.services).map(({ s, instance }) => {
+    const group = !!s.replicas;
+    const open = !st.collapsed.has(s.name);
+    const toggle = group
+      ? `<button type="button" class="toggle" aria-expanded="${open}" aria-label="${open ? "hide" : "show"} the instances of ${esc(s.name)}">${open ? "▾" : "▸"}</button>`
+      : "";
+    const kind = group ? " group" : instance ? " instance" : "";
+    const hidden = instance && st.collapsed.has(s.group) ? " hidden" : "";
+    // The reason says the service's own status already while it runs (`; status: …`).
+    const own = s.status_text && !(s.reason || "").includes(s.status_text) ? `<br><small>${esc(s.status_text)}</small>` : "";
+    const rollout = group ? rolloutHtml(s) : "";
+    return `
+    <tr tabindex="0" data-name="${esc(s.name)}"${instance ? ` data-group="${esc(s.group)}"` : ""}${hidden} class="${s.name === st.selected ? "selected" : ""}${s.restart_held ? " held" : ""}${kind}">
+      <td>${toggle}${esc(s.name)}</td>
       <td class="state s-${esc(s.state)}">${esc(s.state)}</td>
-      <td class="reason">${s.restart_held ? `<span class="held-mark">${esc(heldText(s))}</span> ` : ""}${esc(s.reason)}${s.status_text ? `<br><small>${esc(s.status_text)}</small>` : ""}</td>
+      <td class="reason">${s.restart_held ? `<span class="held-mark">${esc(heldText(s))}</span> ` : ""}${esc(s.reason)}${own}</td>
       <td title="${esc(s.since)}">${esc((s.since || "").slice(11, 19))}</td>
       <td>${s.pid ?? "-"}</td>
       <td>${dur(s.uptime_s)}</td>
@@ -104,11 +150,21 @@ function renderRows() {
       <td class="${s.probes && s.probes[0] && !s.probes[0].ok ? "bad" : ""}">${esc(probeText(s))}</td>
       <td>${s.fds ? `${s.fds.count}/${s.fds.limit}` : "-"}</td>
       <td>${bytes(s.rss_bytes)}</td>
-    </tr>`).join("");
+    </tr>${rollout ? `
+    <tr class="rollout-row" data-rollout-of="${esc(s.name)}"><td></td><td colspan="9">${rollout}</td></tr>` : ""}`;
+  }).join("");
   if (focused) {
     const again = rows.querySelector(`tr[data-name="${CSS.escape(focused)}"]`);
     if (again) again.focus();
   }
+}
+
+// The service row above or below `tr` that is shown (rollout lines and collapsed instances
+// are passed over).
+function nextRow(tr, down) {
+  let at = down ? tr.nextElementSibling : tr.previousElementSibling;
+  while (at && (!at.dataset.name || at.hidden)) at = down ? at.nextElementSibling : at.previousElementSibling;
+  return at;
 }
 
 function spark(svg, values, max) {
@@ -122,11 +178,13 @@ function spark(svg, values, max) {
 function renderDetail() {
   const s = st.services.find((x) => x.name === st.selected);
   $("detail").hidden = !s;
+  document.querySelector("main").classList.toggle("with-detail", !!s);
   if (!s) return;
   $("d-name").innerHTML = `${esc(s.name)} <span class="state s-${esc(s.state)}">${esc(s.state)}</span>`;
   $("d-reason").textContent = s.reason;
+  $("d-rollout").innerHTML = s.replicas ? rolloutHtml(s) : "";
   const p = s.probes && s.probes[0];
-  const facts = [
+  const facts = s.replicas ? groupFacts(s) : [
     ["since", s.since], ["pid", s.pid ?? "-"], ["uptime", dur(s.uptime_s)], ["restarts", `${s.restarts} (runs ${s.runs})`],
     ["ready", s.ready ? `via ${s.ready.via} at ${s.ready.at}` : "-"],
     ["last exit", s.last_exit ? `${s.last_exit.description} at ${s.last_exit.at}` : "-"],
@@ -154,6 +212,20 @@ function renderDetail() {
   spark($("d-rss"), h.rss, 0);
   $("d-events").innerHTML = st.events.filter((e) => e.service === s.name).slice(-50).reverse()
     .map((e) => `<li><time>${esc(e.at)}</time> <span class="state s-${esc(e.state)}">${esc(e.state)}</span> ${esc(e.reason)}</li>`).join("");
+}
+
+// A replicated service's own facts: its instances, how it updates, its rollout.
+function groupFacts(s) {
+  const r = s.replicas;
+  const facts = [
+    ["since", s.since],
+    ["replicas", `${r.wanted} wanted${r.wanted !== r.configured ? ` (scaled; ${r.configured} in the config)` : ""}, ${r.running} running`],
+    ["update", `${r.strategy}, generation ${r.generation}`],
+    ["instances", r.instances.join(", ") || "-"],
+  ];
+  const o = r.rollout;
+  if (o) facts.push(["rollout", `${o.state} (${o.strategy}), generation ${o.from_generation} → ${o.to_generation}, ${o.updated} of ${o.total} updated, started ${o.started}; ${o.why}`]);
+  return facts;
 }
 
 function select(name) {
@@ -235,15 +307,22 @@ function start() {
     renderDetail();
   };
   $("rows").addEventListener("click", (e) => {
+    const toggle = e.target.closest("button.toggle");
     const tr = e.target.closest("tr");
-    if (tr) select(tr.dataset.name);
+    if (toggle && tr) {
+      const name = tr.dataset.name;
+      if (!st.collapsed.delete(name)) st.collapsed.add(name);
+      renderRows();
+      return;
+    }
+    if (tr && tr.dataset.name) select(tr.dataset.name);
   });
   $("rows").addEventListener("keydown", (e) => {
     const tr = e.target.closest("tr");
-    if (!tr) return;
+    if (!tr || !tr.dataset.name || e.target.closest("button")) return;
     if (e.key === "Enter" || e.key === " ") { select(tr.dataset.name); e.preventDefault(); }
-    if (e.key === "ArrowDown" && tr.nextElementSibling) { tr.nextElementSibling.focus(); e.preventDefault(); }
-    if (e.key === "ArrowUp" && tr.previousElementSibling) { tr.previousElementSibling.focus(); e.preventDefault(); }
+    const to = e.key === "ArrowDown" ? nextRow(tr, true) : e.key === "ArrowUp" ? nextRow(tr, false) : null;
+    if (to) { to.focus(); e.preventDefault(); }
   });
   for (const b of document.querySelectorAll("[data-action]")) {
     b.addEventListener("click", () => {

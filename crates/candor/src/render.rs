@@ -1,5 +1,7 @@
 //! Human output: the status table, one service's details, durations and sizes.
 
+pub mod groups;
+
 use std::time::Duration;
 
 use candor_api::{DaemonInfo, ServiceStatus};
@@ -185,12 +187,15 @@ pub fn cut_reason(s: &ServiceStatus, width: usize) -> String {
     }
 }
 
+/// The status table: services in the daemon's (name) order, each replicated service's row
+/// with its instances indented under it by index.
 pub fn table(services: &[ServiceStatus]) -> String {
-    let rows: Vec<[String; 8]> = services
+    let rows: Vec<[String; 8]> = groups::arrange(services, |_, _| std::cmp::Ordering::Equal)
         .iter()
-        .map(|s| {
+        .map(|placed| {
+            let s = placed.service;
             [
-                s.name.clone(),
+                placed.name(),
                 s.state.clone(),
                 cut_reason(s, REASON_WIDTH),
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
@@ -238,6 +243,9 @@ pub fn table(services: &[ServiceStatus]) -> String {
 const REASON_WIDTH: usize = 70;
 
 pub fn details(s: &ServiceStatus) -> String {
+    if let Some(r) = &s.replicas {
+        return groups::details(s, r);
+    }
     let mut out = format!(
         "{}: {}\n  reason:   {}\n  since:    {}\n",
         s.name, s.state, s.reason, s.since
@@ -486,5 +494,204 @@ mod cause_tests {
             d.contains("  held:     restart held (shared cause)\n"),
             "{d}"
         );
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use candor_api::{Replicas, Rollout, RolloutInstance};
+
+    fn svc(name: &str, state: &str, reason: &str, pid: Option<u32>) -> ServiceStatus {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "state": state, "reason": reason, "since": "2026-12-07T14:00:00Z",
+            "pid": pid, "uptime_s": pid.map(|_| 75.0), "restarts": 0, "last_exit": null,
+            "ready": null, "probes": [], "sockets": [], "fds": null, "rss_bytes": null,
+            "logs": {"lines": 0, "dropped": 0}, "runs": 1, "next_start": null,
+            "status_text": null,
+        }))
+        .unwrap()
+    }
+
+    fn instance(name: &str, state: &str, pid: u32) -> ServiceStatus {
+        let reason = match state {
+            "running" => format!("running as pid {pid}, ready via probe"),
+            _ => "exited with code 1 before ready".to_string(),
+        };
+        let pid = Some(pid).filter(|_| state == "running");
+        let mut s = svc(name, state, &reason, pid);
+        s.group = name.split_once('@').map(|(g, _)| g.to_string());
+        s
+    }
+
+    fn group(name: &str, state: &str, reason: &str, replicas: Replicas) -> ServiceStatus {
+        let mut s = svc(name, state, reason, None);
+        s.replicas = Some(replicas);
+        s
+    }
+
+    fn at(name: &str, generation: u64, state: &str, spare: bool) -> RolloutInstance {
+        RolloutInstance {
+            name: name.into(),
+            generation,
+            state: state.into(),
+            spare,
+        }
+    }
+
+    /// `api`: three instances, all running. `web`: a rollout halted at web@2, with a spare
+    /// web@4 keeping three serving. `db`: a plain service between them.
+    fn board() -> Vec<ServiceStatus> {
+        let halted = "rollout halted at web@2: new run exited with code 1 before ready; 1 of 3 updated; `candor rollout undo web` returns to the old config";
+        vec![
+            group(
+                "api",
+                "running",
+                "3/3 running",
+                Replicas {
+                    wanted: 3,
+                    configured: 3,
+                    running: 3,
+                    instances: vec!["api@1".into(), "api@2".into(), "api@3".into()],
+                    strategy: "rolling".into(),
+                    generation: 1,
+                    rollout: None,
+                },
+            ),
+            instance("api@1", "running", 101),
+            instance("api@2", "running", 102),
+            instance("api@3", "running", 103),
+            svc(
+                "db",
+                "running",
+                "running as pid 200, ready via notify",
+                Some(200),
+            ),
+            group(
+                "web",
+                "degraded",
+                halted,
+                Replicas {
+                    wanted: 3,
+                    configured: 3,
+                    running: 3,
+                    instances: ["web@1", "web@2", "web@3", "web@4"]
+                        .map(Into::into)
+                        .to_vec(),
+                    strategy: "rolling".into(),
+                    generation: 2,
+                    rollout: Some(Rollout {
+                        service: "web".into(),
+                        state: "halted".into(),
+                        strategy: "rolling".into(),
+                        from_generation: 1,
+                        to_generation: 2,
+                        why: "env.VERSION changed".into(),
+                        updated: 1,
+                        total: 3,
+                        started: "2026-12-07T14:01:00Z".into(),
+                        halted: Some(halted.into()),
+                        instances: vec![
+                            at("web@1", 2, "running", false),
+                            at("web@2", 2, "failed", false),
+                            at("web@3", 1, "running", false),
+                            at("web@4", 1, "running", true),
+                        ],
+                    }),
+                },
+            ),
+            instance("web@1", "running", 301),
+            instance("web@2", "failed", 302),
+            instance("web@3", "running", 303),
+            instance("web@4", "running", 304),
+        ]
+    }
+
+    #[test]
+    fn a_group_row_has_its_instances_indented_under_it_and_plain_services_are_unchanged() {
+        let out = table(&board());
+        let want = [
+            "NAME     STATE     REASON                                                                  PID  UPTIME  RESTARTS  FDS  RSS",
+            "api      running   3/3 running                                                             -    -       0         -    -",
+            "  api@1  running   running as pid 101, ready via probe                                     101  1m15s   0         -    -",
+            "  api@2  running   running as pid 102, ready via probe                                     102  1m15s   0         -    -",
+            "  api@3  running   running as pid 103, ready via probe                                     103  1m15s   0         -    -",
+            "db       running   running as pid 200, ready via notify                                    200  1m15s   0         -    -",
+            "web      degraded  rollout halted at web@2: new run exited with code 1 before ready; 1 o…  -    -       0         -    -",
+            "  web@1  running   running as pid 301, ready via probe                                     301  1m15s   0         -    -",
+            "  web@2  failed    exited with code 1 before ready                                         -    -       0         -    -",
+            "  web@3  running   running as pid 303, ready via probe                                     303  1m15s   0         -    -",
+            "  web@4  running   running as pid 304, ready via probe                                     304  1m15s   0         -    -",
+        ];
+        assert_eq!(out, want.join("\n") + "\n", "{out}");
+        // Without groups the table is what it always was: the daemon's order, no indent.
+        let plain = table(&board()[4..5]);
+        assert_eq!(
+            plain,
+            "NAME  STATE    REASON                                PID  UPTIME  RESTARTS  FDS  RSS\n\
+             db    running  running as pid 200, ready via notify  200  1m15s   0         -    -\n"
+        );
+    }
+
+    #[test]
+    fn instances_are_ordered_by_index_not_as_strings() {
+        let mut list = vec![group(
+            "api",
+            "running",
+            "11/11 running",
+            Replicas::default(),
+        )];
+        for i in [1, 10, 11, 2, 3, 4, 5, 6, 7, 8, 9] {
+            list.push(instance(&format!("api@{i}"), "running", 100 + i));
+        }
+        let out = table(&list);
+        let names: Vec<&str> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split("  ").find(|c| !c.is_empty()).unwrap_or(""))
+            .collect();
+        let want: Vec<String> = std::iter::once("api".to_string())
+            .chain((1..=11).map(|i| format!("api@{i}")))
+            .collect();
+        assert_eq!(names, want, "{out}");
+        assert!(out.contains("\n  api@2 "), "indented: {out}");
+    }
+
+    #[test]
+    fn a_halted_rollout_in_the_details_names_each_instance_its_generation_and_the_spare() {
+        let list = board();
+        let web = list.iter().find(|s| s.name == "web").unwrap();
+        assert_eq!(
+            details(web),
+            "web: degraded\n\
+             \x20 reason:   rollout halted at web@2: new run exited with code 1 before ready; 1 of 3 updated; `candor rollout undo web` returns to the old config\n\
+             \x20 since:    2026-12-07T14:00:00Z\n\
+             \x20 replicas: 3 wanted, 3 running\n\
+             \x20 update:   rolling, generation 2\n\
+             \x20 rollout:  HALTED (rolling), generation 1 → 2, 1 of 3 updated, started 2026-12-07T14:01:00Z\n\
+             \x20 why:      env.VERSION changed\n\
+             \x20 instances:\n\
+             \x20   web@1  g2  running\n\
+             \x20   web@2  g2  failed\n\
+             \x20   web@3  g1  running\n\
+             \x20   web@4  g1  running  (spare)\n"
+        );
+        assert_eq!(
+            details(&list[0]),
+            "api: running\n\
+             \x20 reason:   3/3 running\n\
+             \x20 since:    2026-12-07T14:00:00Z\n\
+             \x20 replicas: 3 wanted, 3 running\n\
+             \x20 update:   rolling, generation 1\n\
+             \x20 instances: api@1, api@2, api@3\n"
+        );
+        // Scaled away from the config: both numbers; an instance's details are a service's.
+        let mut scaled = list[0].clone();
+        if let Some(r) = scaled.replicas.as_mut() {
+            r.wanted = 5;
+        }
+        assert!(details(&scaled)
+            .contains("  replicas: 5 wanted (scaled; 3 in the config), 3 running\n"));
+        assert!(details(&list[1]).contains("  restarts: 0 (runs: 1)\n"));
     }
 }

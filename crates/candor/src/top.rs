@@ -11,8 +11,10 @@ use candor_api::{DaemonInfo, LogEntry, ServiceStatus};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap,
+};
 use ratatui::Frame;
 use tokio::sync::Notify;
 
@@ -101,9 +103,14 @@ fn short(s: &str, n: usize) -> String {
 }
 
 impl App {
+    /// By trouble, each group's instances right under it by index.
     fn sort(&mut self) {
-        self.list
-            .sort_by(|a, b| (trouble(&a.state), &a.name).cmp(&(trouble(&b.state), &b.name)));
+        self.list = crate::render::groups::arrange(&self.list, |a, b| {
+            (trouble(&a.state), &a.name).cmp(&(trouble(&b.state), &b.name))
+        })
+        .into_iter()
+        .map(|placed| placed.service.clone())
+        .collect();
         let keep = self
             .selected
             .as_ref()
@@ -401,34 +408,47 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
     let header: Vec<Line> = header.into_iter().chain(reach).chain(causes).collect();
     f.render_widget(Paragraph::new(header), rows[0]);
 
-    // The table, sorted by trouble. A reason too long for its column keeps, at its end, the
-    // words saying the restart is held.
+    // The table, sorted by trouble, each group's instances indented under it and, under a
+    // group's reason, its rollout instance by instance (or why it halted). A reason too long
+    // for its column keeps, at its end, the words saying the restart is held.
     let widths = [16, 10, 8, 8, 11];
     let reason_width = (area.width as usize)
         .saturating_sub(widths.iter().sum::<u16>() as usize + widths.len())
         .max(10);
-    let table_rows: Vec<Row> = app
-        .list
+    let placed = crate::render::groups::arrange(&app.list, |_, _| std::cmp::Ordering::Equal);
+    let table_rows: Vec<Row> = placed
         .iter()
-        .map(|s| {
+        .map(|placed| {
+            let s = placed.service;
             let fds = s
                 .fds
                 .as_ref()
                 .map(|x| format!("{}/{}", x.count, x.limit))
                 .unwrap_or_else(|| "-".into());
+            let reason = crate::render::cut_reason(s, reason_width);
+            let rollout = crate::render::groups::rollout_line(s);
+            let height = 1 + u16::from(rollout.is_some());
+            let reason = match rollout {
+                Some(r) => Text::from(vec![
+                    Line::raw(reason),
+                    Line::styled(short(&r, reason_width), Style::new().fg(colour(&s.state))),
+                ]),
+                None => Text::raw(reason),
+            };
             Row::new(vec![
-                Span::raw(s.name.clone()),
-                Span::styled(
+                Cell::from(placed.name()),
+                Cell::from(Span::styled(
                     s.state.clone(),
                     Style::new()
                         .fg(colour(&s.state))
                         .add_modifier(Modifier::BOLD),
-                ),
-                Span::raw(s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
-                Span::raw(s.restarts.to_string()),
-                Span::raw(fds),
-                Span::raw(crate::render::cut_reason(s, reason_width)),
+                )),
+                Cell::from(s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())),
+                Cell::from(s.restarts.to_string()),
+                Cell::from(fds),
+                Cell::from(reason),
             ])
+            .height(height)
         })
         .collect();
     let table = Table::new(
@@ -484,6 +504,12 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
             ));
         }
         text.push(Line::raw(s.reason.clone()));
+        if let Some(r) = &s.replicas {
+            text.push(Line::raw(format!(
+                "replicas: {} of {} running · {}, generation {}",
+                r.running, r.wanted, r.strategy, r.generation
+            )));
+        }
         if let Some(p) = s.probes.first() {
             text.push(Line::raw(format!(
                 "probe: {} {} ({}) {} ms",
@@ -703,6 +729,116 @@ mod tests {
             ..Default::default()
         };
         assert!(!screen(&calm, 120, 30).join("\n").contains("shared cause"));
+    }
+
+    #[test]
+    fn a_group_shows_its_instances_under_it_and_its_rollout_instance_by_instance() {
+        use candor_api::{Replicas, Rollout, RolloutInstance};
+        let at = |name: &str, generation, state: &str| RolloutInstance {
+            name: name.into(),
+            generation,
+            state: state.into(),
+            spare: false,
+        };
+        let mut api = svc("api", "starting");
+        api.reason = "rolling update: 1 of 3 updated (api@2 starting)".into();
+        api.replicas = Some(Replicas {
+            wanted: 3,
+            configured: 3,
+            running: 2,
+            instances: vec!["api@1".into(), "api@2".into(), "api@3".into()],
+            strategy: "rolling".into(),
+            generation: 2,
+            rollout: Some(Rollout {
+                service: "api".into(),
+                state: "rolling".into(),
+                strategy: "rolling".into(),
+                from_generation: 1,
+                to_generation: 2,
+                why: "env.VERSION changed".into(),
+                updated: 1,
+                total: 3,
+                started: "2026-12-07T14:01:00Z".into(),
+                halted: None,
+                instances: vec![
+                    at("api@1", 2, "running"),
+                    at("api@2", 2, "starting"),
+                    at("api@3", 1, "running"),
+                ],
+            }),
+        });
+        let instance = |name: &str, state: &str| {
+            let mut s = svc(name, state);
+            s.group = Some("api".into());
+            s
+        };
+        let mut app = App {
+            // As the daemon lists them: by name, so api@10 would come before api@2.
+            list: vec![
+                svc("db", "failed"),
+                instance("api@3", "running"),
+                instance("api@1", "running"),
+                api,
+                instance("api@2", "starting"),
+            ],
+            ..Default::default()
+        };
+        app.sort();
+        let names: Vec<&str> = app.list.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["db", "api", "api@1", "api@2", "api@3"]);
+        let rows = screen(&app, 120, 30);
+        let all = rows.join("\n");
+        let group = rows.iter().position(|r| r.starts_with("api ")).expect(&all);
+        assert!(
+            rows[group].contains("rolling update: 1 of 3 updated (api@2 starting)"),
+            "{all}"
+        );
+        assert!(
+            rows[group + 1]
+                .trim()
+                .starts_with("api@1 g2 running · api@2 g2 starting · api@3 g1 running"),
+            "the rollout under the group's reason:\n{all}"
+        );
+        for (i, name) in ["api@1", "api@2", "api@3"].iter().enumerate() {
+            assert!(
+                rows[group + 2 + i].starts_with(&format!("  {name} ")),
+                "{all}"
+            );
+        }
+
+        // Halted: the reason it halted, under the group.
+        let halted = "rollout halted at api@2: new run exited with code 1 before ready";
+        let group_row = app.list.iter_mut().find(|s| s.name == "api").unwrap();
+        group_row.state = "degraded".into();
+        if let Some(r) = group_row.replicas.as_mut().and_then(|r| r.rollout.as_mut()) {
+            r.state = "halted".into();
+            r.halted = Some(halted.into());
+        }
+        app.sort();
+        let rows = screen(&app, 120, 30);
+        let all = rows.join("\n");
+        let group = rows.iter().position(|r| r.starts_with("api ")).expect(&all);
+        // Cut to the reason's column, like the reason above it.
+        assert!(
+            rows[group + 1]
+                .trim()
+                .starts_with(&halted[..halted.len() - 10]),
+            "{all}"
+        );
+        assert!(rows[group + 2].starts_with("  api@1 "), "{all}");
+
+        // A group whose reason is the halt's sentence: not said twice; the instances instead.
+        let group_row = app.list.iter_mut().find(|s| s.name == "api").unwrap();
+        group_row.reason = halted.into();
+        let rows = screen(&app, 120, 30);
+        let all = rows.join("\n");
+        let group = rows.iter().position(|r| r.starts_with("api ")).expect(&all);
+        assert!(
+            rows[group + 1]
+                .trim()
+                .starts_with("halted: api@1 g2 running · api@2 g2 starting · api@3"),
+            "{all}"
+        );
     }
 
     #[test]
