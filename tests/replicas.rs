@@ -160,6 +160,20 @@ fn replicas_share_one_activated_listener_and_each_answers() {
     // The table shows the group row with its instances under it.
     let table = d.ok(&["status"]);
     assert!(table.contains("3/3 running"), "{table}");
+    // `logs api` is every instance's lines; `logs api@2` one instance's.
+    let from = |name: &str| -> BTreeSet<String> {
+        wait_for(&format!("{name}'s start lines"), T, || {
+            let lines: Vec<Value> = serde_json::from_str(&d.ok(&["logs", name, "--json"])).ok()?;
+            let who: BTreeSet<String> = lines
+                .iter()
+                .filter(|l| l["line"].as_str().unwrap_or("").starts_with("serving "))
+                .map(|l| l["service"].as_str().unwrap_or("").to_string())
+                .collect();
+            (!who.is_empty() && (name != "api" || who.len() == 3)).then_some(who)
+        })
+    };
+    assert_eq!(from("api").len(), 3);
+    assert_eq!(from("api@2"), BTreeSet::from(["api@2".to_string()]));
 }
 
 #[test]

@@ -22,21 +22,24 @@ pub async fn service_logs(
     Path(name): Path<String>,
     Query(q): Q,
 ) -> Result<Response, ApiError> {
-    {
+    let group = {
         let board = st.board.borrow();
-        if board.get(&name).is_none() {
+        let group = board.groups.keys().any(|g| g.as_str() == name);
+        if !group && board.get(&name).is_none() {
             return Err(unknown_service(&board, &name));
         }
-    }
-    logs(st, Some(name), q).await
+        group
+    };
+    logs(st, Some(name), group, q).await
 }
 
 pub async fn all_logs(State(st): State<AppState>, Query(q): Q) -> Result<Response, ApiError> {
-    logs(st, None, q).await
+    logs(st, None, false, q).await
 }
 
 fn query(
     service: Option<String>,
+    group: bool,
     q: &HashMap<String, String>,
     follow: bool,
 ) -> Result<LogQuery, ApiError> {
@@ -85,6 +88,7 @@ fn query(
     }
     Ok(LogQuery {
         service,
+        group,
         n: count_param(q, if follow { 10 } else { 100 })?,
         since_ms,
         stream,
@@ -97,10 +101,11 @@ fn query(
 async fn logs(
     st: AppState,
     service: Option<String>,
+    group: bool,
     q: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let follow = flag(&q, "follow")?;
-    let query = query(service, &q, follow)?;
+    let query = query(service, group, &q, follow)?;
     // Subscribe before reading history, so nothing falls between the two.
     let live = match follow {
         true => Some(

@@ -50,6 +50,8 @@ pub const LINE_OVERHEAD: usize = 64;
 pub struct LogQuery {
     /// One service, or all of them interleaved by arrival.
     pub service: Option<String>,
+    /// `service` names a replicated service: its instances' lines (`api@1`, `api@2`, …).
+    pub group: bool,
     /// The last `n` matching lines.
     pub n: usize,
     pub since_ms: Option<i64>,
@@ -67,6 +69,7 @@ impl Default for LogQuery {
     fn default() -> Self {
         LogQuery {
             service: None,
+            group: false,
             n: 100,
             since_ms: None,
             stream: None,
@@ -90,10 +93,15 @@ pub struct Tail {
 impl LogQuery {
     /// Whether a line (stored or live) is one this query wants, `since` aside.
     pub fn matches(&self, service: &str, stream: Stream, line: &[u8]) -> bool {
-        self.service.as_deref().is_none_or(|s| s == service)
-            && self
-                .stream
-                .is_none_or(|s| s == stream || stream == Stream::Candor)
+        self.service.as_deref().is_none_or(|s| {
+            s == service
+                || (self.group
+                    && service
+                        .strip_prefix(s)
+                        .is_some_and(|rest| rest.starts_with('@')))
+        }) && self
+            .stream
+            .is_none_or(|s| s == stream || stream == Stream::Candor)
             && self.grep.as_ref().is_none_or(|re| re.is_match(line))
     }
 }
@@ -116,6 +124,8 @@ impl Store {
         let names: HashMap<i64, Arc<str>> =
             service_names(&conn).map_err(&err)?.into_iter().collect();
         let svc = match &q.service {
+            // A group's instances: every chunk is read, `matches` keeps theirs.
+            Some(_) if q.group => None,
             Some(name) => match names.iter().find(|(_, n)| ***n == **name) {
                 Some((id, _)) => Some(*id),
                 None => return Ok(Tail::default()),
