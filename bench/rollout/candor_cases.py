@@ -67,6 +67,7 @@ class Candor:
         if r.returncode == 0:
             return None
         first = next((ln.strip() for ln in (r.stderr + r.stdout).splitlines() if ln.strip()), "")
+        first = first.replace(self.file, "candor.toml").split("; expected one of")[0]
         return f"this build's `candor check` rejects the config (exit {r.returncode}): {first[:200]}"
 
     def start(self, work, port, tag):

@@ -250,8 +250,8 @@ def detail(r, a):
     if "windows" in r:
         out.append(f"deploy: {secs(r.get('deploy_s'))} from the trigger to done (the trigger returned after "
                    f"{secs(r.get('trigger_s'))}, exit {r.get('trigger_rc')}: \"{r.get('trigger_out', '')}\"); "
-                   f"first VERSION=2 answer at {secs(r.get('first_v2'))}, last VERSION=1 answer at "
-                   f"{secs(r.get('last_v1'))}; the check that saw it done took {secs(r.get('check_s'))}; "
+                   f"the first request answered by VERSION=2 was sent at {secs(r.get('first_v2'))}, the last "
+                   f"answered by VERSION=1 at {secs(r.get('last_v1'))}; the check that saw it done took {secs(r.get('check_s'))}; "
                    f"old answers after done: {r.get('stale')}; pids "
                    f"{r.get('pids_before')} -> {r.get('pids_after')}")
         out.append(f"machine busy during the load: {r['busy']:.0f} % of one core (client, app and supervisor "
