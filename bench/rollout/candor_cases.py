@@ -1,7 +1,7 @@
 """The rollout bench's Candor cases: the app under `candor daemon -c FILE` in a temp dir, the
 deploy an edit of VERSION in the service's `env` and `candor reload -c FILE`; replicas and update
 strategies when the build has them (`candor check` says), stop-first today."""
-import json, os, subprocess
+import json, os, subprocess, time
 
 import common
 from peers import APP, NODE, quiet
@@ -84,6 +84,8 @@ class Candor:
             st = json.loads(r.stdout)
         except ValueError:
             return None
+        if not isinstance(st, list):  # {"error": ...} while the daemon is not answering yet
+            return None
         mine = [s for s in st if s.get("name") == "app" or s.get("group") == "app"]
         if len(mine) != self.instances or any(s["state"] != "running" or not s.get("pid") for s in mine):
             return None
@@ -108,17 +110,26 @@ class Candor:
     def stop(self):
         if self.proc is None:
             return
+        sock, problem = f"{self.state}/candor.sock", None
+        deadline = time.monotonic() + 10  # a daemon stopped right after its start may not listen yet
+        while self.proc.poll() is None and not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
         root = None
         try:
-            root = common.cgroup_dir(common.api(f"{self.state}/candor.sock", "/v1/daemon"))
+            root = common.cgroup_dir(common.api(sock, "/v1/daemon"))
         except Exception:
             pass
-        if self.proc.poll() is None:
+        exited = self.proc.poll()
+        if exited is not None:
+            problem = f"the daemon had exited by itself (status {exited}) before the bench shut it down"
+        else:
             self.candor("-c", self.file, "shutdown", timeout=120)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                problem = "the daemon did not exit within 60 s of `candor shutdown` (killed)"
         common.remove_cgroups(root)
-
+        if problem:
+            raise RuntimeError(problem)
