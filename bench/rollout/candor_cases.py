@@ -25,7 +25,7 @@ class Candor:
         self.name = f"candor-{kind}"
         self.instances = 4 if kind == "rolling" else 1
         self.label = self.LABELS[kind] + ": edit `env.VERSION`, `candor reload -c FILE`"
-        self.proc, self.rollout_seen = None, []
+        self.proc, self.rollout_seen, self.group_seen = None, [], None
 
     def config(self, version, port, state_dir):
         env = f'VERSION = "{version}", READY_FD = "9"' + (f', PORT = "{port}"' if self.kind == "own-port" else "")
@@ -86,13 +86,25 @@ class Candor:
             return None
         if not isinstance(st, list):  # {"error": ...} while the daemon is not answering yet
             return None
-        mine = [s for s in st if s.get("name") == "app" or s.get("group") == "app"]
-        if len(mine) != self.instances or any(s["state"] != "running" or not s.get("pid") for s in mine):
+        # A replicated service has a row of its own (`replicas`: counts and the rollout) and one
+        # row per instance (`app@1`, with `group`); an unreplicated one just its row.
+        row = next((s for s in st if s.get("name") == "app"), None)
+        instances = [s for s in st if s.get("group") == "app"] or ([row] if row else [])
+        if len(instances) != self.instances or any(s["state"] != "running" or not s.get("pid") for s in instances):
             return None
+        replicas = (row or {}).get("replicas")
+        if replicas:
+            rollout = replicas.get("rollout")
+            if rollout and rollout.get("state") != "done":
+                return None
+            self.group_seen = (f"group row: {row['state']}, \"{row['reason']}\"; generation "
+                               f"{replicas.get('generation')}, rollout "
+                               + (f"{rollout.get('state')} ({rollout.get('why')}; {rollout.get('updated')}/"
+                                  f"{rollout.get('total')} updated)" if rollout else "none"))
         if self.has_rollout:
             out = self.candor("-c", self.file, "rollout", "status", "app", timeout=30)
             self.rollout_seen.append(f"exit {out.returncode}: {(out.stdout + out.stderr).strip()[:300]}")
-        return [s["pid"] for s in mine]
+        return [s["pid"] for s in instances]
 
     def deploy(self):
         with open(self.file, "w") as f:
@@ -101,9 +113,14 @@ class Candor:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def notes(self):
+        group = [f"`candor status --json` when the deploy was seen done: {self.group_seen}"] if self.group_seen else []
+        return group + self._rollout_notes()
+
+    def _rollout_notes(self):
         if not self.has_rollout:
             return ["`candor rollout status` is not in this build: the deploy's end is read from "
-                    "`candor status --json` (every instance running, none with an old pid) and the answers"]
+                    "`candor status --json` (every instance running, none with an old pid, the group's rollout done) "
+                    "and the answers"]
         return [f"`candor rollout status app` when the deploy was seen done: {self.rollout_seen[-1]}"] \
             if self.rollout_seen else []
 
