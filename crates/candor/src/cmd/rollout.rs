@@ -1,5 +1,5 @@
 //! `candor rollout status|undo|resume NAME`: a replicated service's rollout, read from its
-//! group row, and the two ways on from a halt.
+//! group row (shown as `candor status NAME` shows a group), and the two ways on from a halt.
 
 use crate::cli::RolloutCommand;
 use crate::client::{encode, Client};
@@ -38,95 +38,7 @@ pub async fn rollout(client: &Client, action: RolloutCommand) -> u8 {
     if json {
         return print_json(&replicas.rollout);
     }
-    print!("{}", describe(&status, &replicas));
+    // What `candor status NAME` says of a group: its rollout instance by instance.
+    print!("{}", crate::render::groups::details(&status, &replicas));
     OK
-}
-
-/// A rollout in words: one line for where it is, then each instance with its generation.
-fn describe(status: &candor_api::ServiceStatus, r: &candor_api::Replicas) -> String {
-    let Some(ro) = &r.rollout else {
-        return format!(
-            "{}: no rollout under way; generation {}, {}/{} running ({})\n",
-            status.name, r.generation, r.running, r.wanted, status.reason
-        );
-    };
-    let mut out = format!(
-        "{}: {} {} update, generation {} → {} ({}); {} of {} updated; started {}\n",
-        ro.service,
-        ro.state,
-        ro.strategy,
-        ro.from_generation,
-        ro.to_generation,
-        ro.why,
-        ro.updated,
-        ro.total,
-        ro.started
-    );
-    if let Some(h) = &ro.halted {
-        out += &format!("  {h}\n");
-    }
-    for i in &ro.instances {
-        let age = if i.generation == ro.to_generation {
-            "new"
-        } else {
-            "old"
-        };
-        let spare = if i.spare { ", spare" } else { "" };
-        out += &format!(
-            "  {:<12} g{} ({age}{spare})  {}\n",
-            i.name, i.generation, i.state
-        );
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_halted_rollout_names_its_reason_and_every_instance_with_its_generation() {
-        let r = candor_api::Replicas {
-            wanted: 3,
-            configured: 3,
-            running: 3,
-            instances: vec!["api@1".into(), "api@2".into()],
-            strategy: "rolling".into(),
-            generation: 2,
-            rollout: Some(candor_api::Rollout {
-                service: "api".into(),
-                state: "halted".into(),
-                strategy: "rolling".into(),
-                from_generation: 1,
-                to_generation: 2,
-                why: "env.VERSION changed".into(),
-                updated: 1,
-                total: 3,
-                started: "2026-12-07T08:00:00Z".into(),
-                halted: Some("rollout halted at api@2: new run exited with code 1 before ready; 1 of 3 updated; `candor rollout undo api` returns to the old config".into()),
-                instances: vec![
-                    candor_api::RolloutInstance { name: "api@1".into(), generation: 2, state: "running".into(), spare: false },
-                    candor_api::RolloutInstance { name: "api@4".into(), generation: 2, state: "running".into(), spare: true },
-                ],
-            }),
-        };
-        let status: candor_api::ServiceStatus = serde_json::from_value(serde_json::json!({
-            "name": "api", "state": "degraded", "reason": "x", "since": "", "pid": null,
-            "uptime_s": null, "restarts": 0, "last_exit": null, "ready": null, "probes": [],
-            "sockets": [], "fds": null, "rss_bytes": null,
-            "logs": {"lines": 0, "dropped": 0, "folded": 0}, "runs": 0, "next_start": null,
-            "status_text": null
-        }))
-        .unwrap();
-        let text = describe(&status, &r);
-        assert!(text.starts_with("api: halted rolling update, generation 1 → 2 (env.VERSION changed); 1 of 3 updated"), "{text}");
-        assert!(
-            text.contains("  rollout halted at api@2: new run exited with code 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("api@4        g2 (new, spare)  running"),
-            "{text}"
-        );
-    }
 }
