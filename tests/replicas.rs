@@ -448,3 +448,44 @@ update = {{ min_ready = "1s" }}
     );
     assert!(ok > 20, "the client kept asking ({ok})");
 }
+
+#[test]
+fn a_scaled_group_keeps_its_count_and_its_pids_across_kill_9_and_upgrade_until_a_reload() {
+    let port = free_port();
+    let mut d = Daemon::start(&config(port, 2, "1", "none", "{ min_ready = \"1s\" }"));
+    wait_group(&d, "running", "2/2 running");
+    d.ok(&["scale", "api", "3"]);
+    wait_group(&d, "running", "3/3 running");
+    let pids = |d: &Daemon| -> Vec<Value> {
+        ["api@1", "api@2", "api@3"]
+            .iter()
+            .map(|n| d.status(n)["pid"].clone())
+            .collect()
+    };
+    let before = pids(&d);
+    d.wait_record("api@3", |r| !r["saved"]["run"]["ready"].is_null());
+    d.kill_daemon();
+    d.spawn();
+    // The count `candor scale` set outlives the daemon; every instance is adopted, not restarted.
+    wait_group(&d, "running", "3/3 running");
+    assert_eq!(pids(&d), before);
+    let out = d.ok(&["upgrade"]);
+    assert!(out.starts_with("upgraded: pid "), "{out}");
+    wait_group(&d, "running", "3/3 running");
+    assert_eq!(pids(&d), before, "an upgrade restarts no instance");
+    // The config wins at a reload, and the plan says so first.
+    let plan = d.ok(&["reload", "--plan"]);
+    assert!(
+        plan.contains("api: scale 3 → 2 (replicas in the config"),
+        "{plan}"
+    );
+    d.ok(&["reload"]);
+    wait_for("api@3 goes", T, || {
+        (instances(&d) == ["api@1", "api@2"]).then_some(())
+    });
+    let kept: Vec<Value> = ["api@1", "api@2"]
+        .iter()
+        .map(|n| d.status(n)["pid"].clone())
+        .collect();
+    assert_eq!(kept[..], before[..2], "scaling down stops only the highest");
+}
