@@ -108,6 +108,16 @@ pub async fn upgrade_guard(client: &Client, pid: u32, old: &str, handed: Handed)
             _ = stopped => {
                 candor_daemon::upgrade::tell_systemd_before_going(&format!("MAINPID={pid}"));
                 candor_daemon::upgrade::terminate(pid);
+                // A SIGTERM that reached the old image just before its exec was taken by its
+                // handler and lost with it: sent again while the process lives (a daemon
+                // already stopping takes it as the same stop), a second apart, for 10 s.
+                for _ in 0..10 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if !alive() {
+                        break;
+                    }
+                    candor_daemon::upgrade::terminate(pid);
+                }
                 return OK;
             }
         }
