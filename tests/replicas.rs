@@ -174,6 +174,10 @@ fn replicas_share_one_activated_listener_and_each_answers() {
     };
     assert_eq!(from("api").len(), 3);
     assert_eq!(from("api@2"), BTreeSet::from(["api@2".to_string()]));
+    // `kill api` is a signal to each instance (SIGWINCH: ignored by the service).
+    let out: Vec<Value> =
+        serde_json::from_str(&d.ok(&["kill", "api", "--signal", "SIGWINCH", "--json"])).unwrap();
+    assert_eq!(out.len(), 3, "{out:?}");
 }
 
 #[test]

@@ -80,7 +80,7 @@ pub async fn reload_services(
 ) -> u8 {
     let mut code = OK;
     let mut all = Vec::new();
-    for name in names {
+    for name in instances_of(client, names).await {
         let mut path = format!("/v1/services/{}/reload", encode(&name));
         if let Some(t) = &timeout {
             path += &format!("?timeout={}", encode(t));
@@ -101,24 +101,49 @@ pub async fn reload_services(
 }
 
 /// `candor kill NAME`: a signal to its main process, or with `all` to every process of its run.
+/// A replicated service's name stands for each of its instances (one answer each; `--json`
+/// then prints them as a list).
 pub async fn kill(client: &Client, name: String, signal: String, all: bool, json: bool) -> u8 {
-    let path = format!(
-        "/v1/services/{}/kill?signal={}{}",
-        encode(&name),
-        encode(&signal),
-        if all { "&all=true" } else { "" }
-    );
-    match client
-        .json::<candor_api::SignalOutcome>("POST", &path)
-        .await
-    {
-        Ok(o) if json => print_json(&o),
-        Ok(o) => {
-            println!("{}", o.outcome);
-            OK
+    let names = instances_of(client, vec![name.clone()]).await;
+    let group = names != [name];
+    let (mut code, mut outcomes) = (OK, Vec::new());
+    for name in names {
+        let path = format!(
+            "/v1/services/{}/kill?signal={}{}",
+            encode(&name),
+            encode(&signal),
+            if all { "&all=true" } else { "" }
+        );
+        match client
+            .json::<candor_api::SignalOutcome>("POST", &path)
+            .await
+        {
+            Ok(o) if json => outcomes.push(o),
+            Ok(o) => println!("{}", o.outcome),
+            Err(e) => code = code.max(fail(e, json)),
         }
-        Err(e) => fail(e, json),
     }
+    match (json, group, outcomes.len()) {
+        (true, false, 1) => print_json(&outcomes[0]),
+        (true, true, _) if code == OK => print_json(&outcomes),
+        _ => code,
+    }
+}
+
+/// `names` with each replicated service's name replaced by its instances' (`api` → `api@1`,
+/// `api@2`, …); other names as given (an unknown one is refused by the request it names).
+async fn instances_of(client: &Client, names: Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        let path = format!("/v1/services/{}", encode(&name));
+        match client.json::<candor_api::ServiceStatus>("GET", &path).await {
+            Ok(candor_api::ServiceStatus {
+                replicas: Some(r), ..
+            }) => out.extend(r.instances),
+            _ => out.push(name),
+        }
+    }
+    out
 }
 
 /// `candor shutdown`: stop every service, then the daemon; wait until it no longer answers.
