@@ -15,12 +15,20 @@ assert os.environ.get("LISTEN_PID") == str(os.getpid()), "these sockets are not 
 names = os.environ.get("LISTEN_FDNAMES", "").split(":")
 me = f"{os.getpid()} {os.environ.get('CANDOR_SERVICE')} {os.environ.get('CANDOR_RUN_ID')}"
 grace = int(os.environ.get("CANDOR_STOP_TIMEOUT_MS", "10000")) / 1000
-signal.signal(signal.SIGTERM, lambda *_: (notify("STOPPING=1"), os._exit(0)))  # well within `grace`
+stopping, threads = threading.Event(), []
+
+def stop(*_):  # stop accepting, answer what was accepted, then go: well within `grace`
+    notify("STOPPING=1"); stopping.set()
+    for t in threads: t.join(grace / 2)
+    os._exit(0)
+signal.signal(signal.SIGTERM, stop)
 
 def serve(fd, name):
     with socket.socket(fileno=fd) as listener:
-        while True:
-            conn, _ = listener.accept()
+        listener.settimeout(0.1)  # a connection not accepted waits for another run or instance
+        while not stopping.is_set():
+            try: conn, _ = listener.accept()
+            except TimeoutError: continue
             with conn:
                 try:  # a client that is gone (Candor's socket check is one) costs nothing
                     conn.sendall(f"{me} {name}\n".encode())
@@ -28,7 +36,8 @@ def serve(fd, name):
                     pass
 
 for i in range(int(os.environ["LISTEN_FDS"])):
-    threading.Thread(target=serve, args=(3 + i, names[i]), daemon=True).start()
+    threads.append(threading.Thread(target=serve, args=(3 + i, names[i]), daemon=True))
+    threads[-1].start()
 print(f"serving {len(names)} activated sockets {names}; stop grace {grace}s", flush=True)
 notify("READY=1")
 usec = int(os.environ.get("WATCHDOG_USEC", "0"))
