@@ -394,12 +394,8 @@ impl Facts {
             let mut group = crate::groups::Group::new(s.clone(), s.replicas.unwrap_or(1));
             let mut spares = Vec::new();
             if let Some(f) = found.get(n) {
-                let mut all = (*group.specs).clone();
-                for (i, m) in f.specs.iter() {
-                    all.entry(*i).or_insert_with(|| m.clone());
-                }
+                group.add_specs(&f.specs);
                 group.wanted = f.wanted;
-                group.specs = Arc::new(all);
                 spares.clone_from(&f.spares);
             }
             let indices =

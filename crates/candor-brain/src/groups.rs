@@ -81,13 +81,7 @@ pub struct Halt {
 
 impl Group {
     pub fn new(spec: Arc<ServiceSpec>, wanted: u32) -> Self {
-        let specs = Arc::new(
-            spec.replica_specs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i as u32 + 1, s.clone()))
-                .collect(),
-        );
+        let specs = crate::group_requests::specs_of(&spec);
         Self {
             spec,
             specs,
@@ -96,6 +90,15 @@ impl Group {
             rollout: None,
             previous: None,
         }
+    }
+    /// Instances parsed beyond the config's (for `scale`, or found after a restart) join the
+    /// current generation's specs; those it has are kept.
+    pub fn add_specs(&mut self, more: &Specs) {
+        let mut all = (*self.specs).clone();
+        for (i, s) in more.iter() {
+            all.entry(*i).or_insert_with(|| s.clone());
+        }
+        self.specs = Arc::new(all);
     }
     /// The spec of instance `i` of the current generation.
     pub fn spec_of(&self, i: u32) -> Option<Arc<ServiceSpec>> {
@@ -565,11 +568,7 @@ impl Cx<'_> {
         };
         if let Some(specs) = specs {
             // More instances than were parsed: the shell parsed the rest from the same config.
-            let mut all = (*g.specs).clone();
-            for (i, s) in specs.iter() {
-                all.entry(*i).or_insert_with(|| s.clone());
-            }
-            g.specs = Arc::new(all);
+            g.add_specs(&specs);
         }
         let generation = g.generation;
         let in_rollout = g.rollout.is_some();

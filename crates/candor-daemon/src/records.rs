@@ -221,10 +221,10 @@ pub fn groups_found(
         let Some((group, index)) = name.split_instance() else {
             continue;
         };
-        let Some((gname, gspec)) = spec
-            .services
-            .iter()
-            .find(|(n, s)| n.as_str() == group && s.is_group())
+        let Some((gname, gspec)) = candor_spec::ServiceName::new(group)
+            .ok()
+            .and_then(|g| spec.services.get_key_value(&g))
+            .filter(|(_, s)| s.is_group())
         else {
             continue;
         };
