@@ -262,6 +262,89 @@ pub struct DaemonInfo {
     /// it, `since` is the earliest of theirs. Empty when there is none.
     #[serde(default)]
     pub shared_causes: Vec<SharedCause>,
+    /// `[[daemon.hooks]]` deliveries since the daemon started.
+    #[serde(default)]
+    pub hooks: HookStats,
+}
+
+/// What the hooks delivered: `sent` events, attempts that `failed` (each retry counts), events
+/// `dropped` (queue full, or every attempt failed), and events `queued` now.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct HookStats {
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub queued: u64,
+}
+
+/// One run of a oneshot (`candor jobs`, `GET /v1/jobs`), as kept in its history (the last 50
+/// per job, across daemon restarts).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobRun {
+    /// The service's run id (0 for a start its condition skipped).
+    pub run: u64,
+    /// Why it ran: "schedule", "catch-up", "candor run", "start", "dependency", "retry",
+    /// "config" (a reload), "boot".
+    pub trigger: String,
+    /// The schedule's fire time it ran for (unix ms), for "schedule" and "catch-up".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_ms: Option<i64>,
+    /// When it was spawned (unix ms).
+    pub started_ms: i64,
+    /// When it ended (unix ms); None while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// "running", "done", "failed", "skipped".
+    pub result: String,
+    /// The exit code, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// One sentence: "completed in 3.2s with exit 0", "condition exited 1: …", "ran longer
+    /// than its timeout 10m; stopped".
+    pub reason: String,
+    /// Ids of its first and last log lines (`candor logs NAME --after-id`), once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_ids: Option<(i64, i64)>,
+}
+
+/// Runs of a job per result since its history began (kept across daemon restarts).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobCounts {
+    pub done: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+/// A oneshot or scheduled service as `candor jobs` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub name: String,
+    /// "oneshot", or "simple" for a long-running service with a schedule (a restart).
+    pub kind: String,
+    pub state: String,
+    pub reason: String,
+    /// The schedule in words ("cron 0 3 * * * (Europe/Berlin)", "every 15m, jitter 1m").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// When it fires next (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<JobRun>,
+    /// The newest successful run's end (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_ms: Option<i64>,
+    pub counts: JobCounts,
+    /// Newest first.
+    pub history: Vec<JobRun>,
+}
+
+/// `GET /v1/jobs`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Jobs {
+    pub jobs: Vec<Job>,
 }
 
 /// Who can reach the daemon: the control socket's owner and root are admins, `socket_group`
@@ -595,6 +678,11 @@ pub enum EventDetail {
     /// A follower fell behind and missed this many events.
     Skipped {
         skipped: u64,
+    },
+    /// A oneshot's run ended (done, failed) or its start was skipped; its history entry. The
+    /// event's state is "done", "failed" or "skipped".
+    Job {
+        job: JobRun,
     },
     None {},
 }

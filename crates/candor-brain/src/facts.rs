@@ -97,6 +97,8 @@ pub struct Service {
     pub next_generation: u64,
     /// A spare instance, started beyond the group's count for a rollout.
     pub spare: bool,
+    /// A oneshot or a scheduled service: its triggers, schedule and history.
+    pub job: Option<Box<crate::jobs::Job>>,
 }
 
 /// A shared cause as one service sees it.
@@ -147,6 +149,7 @@ impl Service {
             generation: 0,
             next_generation: 0,
             spare: false,
+            job: None,
         }
     }
     /// The run, while a process of it may be alive (its spawn is on its way or it has not been

@@ -132,6 +132,9 @@ pub enum Request {
         replicas: u32,
         specs: Option<crate::groups::Specs>,
     },
+    /// `candor run NAME`: a oneshot's run now (trigger "candor run"), whatever its schedule;
+    /// refused (409) while one runs.
+    Run(String),
     /// `candor rollout undo|resume NAME`.
     Rollout(String, RolloutAction),
     /// Stop everything in reverse dependency order, then exit.

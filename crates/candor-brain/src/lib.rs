@@ -28,6 +28,7 @@ mod group_requests;
 pub mod groups;
 pub mod herd;
 mod input;
+pub mod jobs;
 mod keeper_events;
 pub mod plan;
 mod requests;

@@ -22,6 +22,7 @@ impl Cx<'_> {
             Request::Start(n) => (n, "start"),
             Request::Stop(n) => (n, "stop"),
             Request::Restart(n) => (n, "restart"),
+            Request::Run(n) => (n, "run"),
             Request::ResetFailed { force } => return self.reset_failed(id, *force),
             Request::Reload(spec) => return self.reload(id, spec.clone()),
             Request::Shutdown => {
@@ -46,6 +47,7 @@ impl Cx<'_> {
         match request {
             Request::Start(_) => self.start(&key),
             Request::Stop(_) => self.stop(&key),
+            Request::Run(_) => return self.run_job(id, &key),
             _ => self.restart(&key),
         }
         self.reply(id, Reply::Done);

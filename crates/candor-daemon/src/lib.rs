@@ -523,6 +523,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         faults: api::Faults::default(),
         access: None,
         shared_causes: Vec::new(),
+        hooks: Default::default(),
     };
     if let Some(from) = &opts.handover.from {
         let (state, reason) = match &opts.handover.error {

@@ -122,6 +122,7 @@ fn request_note(request: &candor_brain::Request, peer: crate::peer::Peer) -> Not
         R::Start(s) => format!("start {s}"),
         R::Stop(s) => format!("stop {s}"),
         R::Restart(s) => format!("restart {s}"),
+        R::Run(s) => format!("run {s}"),
         R::ResetFailed { force: false } => "reset-failed".into(),
         R::ResetFailed { force: true } => "reset-failed --force".into(),
         R::Reload(_) => "reload".into(),

@@ -9,6 +9,7 @@ mod duration;
 pub mod envfile;
 mod error;
 mod graph;
+pub mod jobs;
 mod parse;
 pub mod replicas;
 
@@ -24,6 +25,9 @@ pub use accounts::Account;
 pub use duration::{format_bytes, format_duration, parse_duration, parse_percent, parse_size};
 pub use error::{SpecError, SpecErrors};
 pub use parse::{load, parse_str};
+pub use jobs::{
+    CatchUp, HookEvent, HookFormat, HookSpec, HookTarget, Overlap, ScheduleSpec, ServiceKind, When,
+};
 pub use replicas::{InstanceOf, Strategy, Template, UpdateSpec, MAX_REPLICAS};
 
 /// A validated service name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`, and for
@@ -111,6 +115,8 @@ pub struct DaemonSpec {
     /// `[daemon] restart_budget`: how many restarts for health reasons may happen per window
     /// (`restart_budget = false`: no limit).
     pub restart_budget: RestartBudget,
+    /// `[[daemon.hooks]]`, in the order written.
+    pub hooks: Vec<HookSpec>,
 }
 
 /// Probes in flight to one target at once unless configured (a target's listen backlog may
@@ -639,6 +645,18 @@ pub struct ServiceSpec {
     pub template: Option<Template>,
     /// ...and those parsed at load: instances `1..=replicas + update.max_surge`, in order.
     pub replica_specs: Vec<std::sync::Arc<ServiceSpec>>,
+    /// `type`: long-running (default) or a oneshot.
+    pub kind: ServiceKind,
+    /// `condition = [argv]`: run before each start; exit 0 goes on, 1-254 skips the start
+    /// (`skipped`), 255 or a signal fails it.
+    pub condition: Option<Vec<String>>,
+    /// `timeout`: a oneshot's run that lasts longer is stopped and `failed`.
+    pub timeout: Option<Duration>,
+    /// `retries`: restarts allowed after a failed run before it stays `failed` (a oneshot:
+    /// per trigger; a long-running service: quick exits in a row); None: no limit.
+    pub retries: Option<u32>,
+    /// `schedule`: when a oneshot runs, or a long-running service is restarted.
+    pub schedule: Option<ScheduleSpec>,
 }
 
 impl ServiceSpec {
@@ -748,6 +766,11 @@ impl ServiceSpec {
             instance: None,
             template: None,
             replica_specs: Vec::new(),
+            kind: ServiceKind::Simple,
+            condition: None,
+            timeout: None,
+            retries: None,
+            schedule: None,
         }
     }
 }
