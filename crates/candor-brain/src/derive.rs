@@ -27,11 +27,15 @@ pub enum ServiceState {
     Backoff,
     Failed,
     Exited,
+    /// A oneshot whose last run exited 0.
+    Done,
+    /// A start its `condition` said no to.
+    Skipped,
 }
 
 impl ServiceState {
     /// Every state, in the order the status model lists them.
-    pub const ALL: [ServiceState; 9] = [
+    pub const ALL: [ServiceState; 11] = [
         ServiceState::Stopped,
         ServiceState::Starting,
         ServiceState::Running,
@@ -41,6 +45,8 @@ impl ServiceState {
         ServiceState::Backoff,
         ServiceState::Failed,
         ServiceState::Exited,
+        ServiceState::Done,
+        ServiceState::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,13 +60,20 @@ impl ServiceState {
             ServiceState::Backoff => "backoff",
             ServiceState::Failed => "failed",
             ServiceState::Exited => "exited",
+            ServiceState::Done => "done",
+            ServiceState::Skipped => "skipped",
         }
     }
-    /// What an `after` link waits for.
+    /// What an `after` link waits for (a oneshot's dependents wait for `done` or `skipped`
+    /// only: see [`satisfies`]).
     pub fn satisfies_dependents(self) -> bool {
         matches!(
             self,
-            ServiceState::Running | ServiceState::Degraded | ServiceState::Exited
+            ServiceState::Running
+                | ServiceState::Degraded
+                | ServiceState::Exited
+                | ServiceState::Done
+                | ServiceState::Skipped
         )
     }
 }
@@ -73,6 +86,17 @@ pub struct Derived {
 
 fn d(state: ServiceState, reason: String) -> Derived {
     Derived { state, reason }
+}
+
+/// Whether `dep` in `state` lets its dependents start: a oneshot only once it is done (or its
+/// condition skipped it), not while it runs.
+fn satisfies(dep: &Service, state: ServiceState) -> bool {
+    match dep.spec.kind {
+        candor_spec::ServiceKind::Oneshot => {
+            matches!(state, ServiceState::Done | ServiceState::Skipped)
+        }
+        candor_spec::ServiceKind::Simple => state.satisfies_dependents(),
+    }
 }
 
 fn exit_words(e: &LastExit, spec: &ServiceSpec) -> String {
@@ -90,18 +114,26 @@ pub fn blocking_deps(services: &Services, svc: &Service, now: Mono) -> Vec<(Stri
                 return services
                     .range(dep.instance_range())
                     .filter(|(_, s)| s.wanted && !s.removed)
-                    .map(|(n, s)| (n, derive(services, s, now).state))
-                    .find(|(_, state)| !state.satisfies_dependents())
-                    .map(|(n, state)| (n.to_string(), state));
+                    .map(|(n, s)| (n, s, derive(services, s, now).state))
+                    .find(|(_, s, state)| !satisfies(s, *state))
+                    .map(|(n, _, state)| (n.to_string(), state));
             };
             let state = derive(services, ds, now).state;
-            (!state.satisfies_dependents()).then(|| (dep.to_string(), state))
+            (!satisfies(ds, state)).then(|| (dep.to_string(), state))
         })
         .collect()
 }
 
 /// The one place a state is decided.
 pub fn derive(services: &Services, svc: &Service, now: Mono) -> Derived {
+    let d = decide(services, svc, now);
+    if svc.job.is_some() {
+        return crate::jobs::with_next(svc, d, now);
+    }
+    d
+}
+
+fn decide(services: &Services, svc: &Service, now: Mono) -> Derived {
     use ServiceState::*;
     let spec = &svc.spec;
     if let Some(run) = svc.live() {
@@ -113,19 +145,41 @@ pub fn derive(services: &Services, svc: &Service, now: Mono) -> Derived {
         }
         let deps = blocking_deps(services, svc, now);
         if deps.is_empty() {
+            if let Some(argv) = (svc.job.as_deref())
+                .filter(|j| matches!(j.condition, Some(crate::jobs::Check::Running(_))))
+                .and(spec.condition.as_ref())
+            {
+                return d(
+                    Starting,
+                    format!("checking its condition: {}", argv.join(" ")),
+                );
+            }
             return d(Starting, "about to start".into());
         }
         let list: Vec<String> = deps
             .iter()
             .map(|(n, s)| format!("{n} ({})", s.as_str()))
             .collect();
+        let oneshot = |n: &str| {
+            ServiceName::new(n)
+                .ok()
+                .and_then(|k| services.get(&k))
+                .is_some_and(|s| s.spec.kind == candor_spec::ServiceKind::Oneshot)
+        };
+        let what = if deps.iter().any(|(n, _)| oneshot(n)) {
+            "to be running or done"
+        } else {
+            "to be running"
+        };
         return d(
             Starting,
-            format!(
-                "waiting for {} to be running before starting",
-                list.join(", ")
-            ),
+            format!("waiting for {} {what} before starting", list.join(", ")),
         );
+    }
+    if let Some(job) = svc.job.as_deref() {
+        if let Some(d) = crate::jobs::derive_down(svc, job, now) {
+            return d;
+        }
     }
     let Some(run) = svc.run.as_ref().filter(|_| svc.wanted) else {
         return match (&svc.run, svc.wanted) {
@@ -155,7 +209,15 @@ pub fn derive(services: &Services, svc: &Service, now: Mono) -> Derived {
                 || exit.describe(spec),
                 exit.uptime,
                 svc.streak,
+                svc.failures(),
             ) {
+                AfterExit::Completed if spec.kind == candor_spec::ServiceKind::Oneshot => d(
+                    Done,
+                    format!(
+                        "completed in {} with exit 0",
+                        format_duration(exit.uptime)
+                    ),
+                ),
                 AfterExit::Completed => d(Exited, format!("finished successfully ({})", exit_words(&exit, spec))),
                 AfterExit::GiveUp { reason } => d(Failed, reason),
                 AfterExit::Restart { .. } => d(Starting, "about to start".into()),
@@ -237,6 +299,28 @@ fn live(svc: &Service, run: &Run, now: Mono) -> Derived {
         );
     }
     match run.pid() {
+        Some(pid) if spec.kind == candor_spec::ServiceKind::Oneshot => {
+            let why = (svc.job.as_deref())
+                .and_then(|j| j.current.as_ref())
+                .map_or("start", |t| t.why);
+            let since = run.started_at().map(|s| now.since(s)).unwrap_or_default();
+            let limit = run
+                .timeout_due
+                .map(|t| {
+                    format!(
+                        ", stopped if still running in {}",
+                        format_duration(now.until(t))
+                    )
+                })
+                .unwrap_or_default();
+            d(
+                Running,
+                format!(
+                    "running as pid {pid} for {} (a {why} run){limit}",
+                    format_duration(since)
+                ),
+            )
+        }
         Some(pid) => {
             let mut derived = running(spec, run, pid, now);
             herd_words(svc, &mut derived, now);

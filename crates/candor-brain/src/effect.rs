@@ -36,6 +36,14 @@ pub enum Effect {
         pid: u32,
         kill_at: Option<Mono>,
     },
+    /// Run a start's `condition` (the spec's argv, as the service's user, env and workdir,
+    /// like an exec probe), killed at `timeout`; answer with `Input::ConditionDone`.
+    Condition {
+        service: String,
+        token: u64,
+        spec: Arc<ServiceSpec>,
+        timeout: Duration,
+    },
     /// Kill and remove cgroups of services not in `keep` (left by earlier configs).
     Sweep { keep: Vec<String> },
     /// Send `Input::Tick` at `due` (always in the future of the step's `now`).

@@ -24,7 +24,8 @@ fn must_stop(svc: &Service, shutting_down: bool) -> Option<StopCause> {
         Some(StopCause::Shutdown)
     } else if !svc.wanted {
         Some(StopCause::Requested)
-    } else if svc.next_spec.is_some() {
+    } else if svc.next_spec.is_some() && svc.spec.kind != candor_spec::ServiceKind::Oneshot {
+        // A oneshot's run is left to finish: the new config is used by its next run.
         Some(StopCause::ConfigChanged)
     } else if svc.start.is_some() && run.main_exit.is_none() {
         Some(StopCause::Restart)
@@ -88,6 +89,9 @@ impl Cx<'_> {
             // Deadlines and starts due are looked at by the tick their timer brings.
             self.facts.touched_and_dependents().into_iter().collect()
         };
+        if self.all && !shutting_down {
+            self.schedules();
+        }
         for name in &names {
             self.deadlines(name);
         }
@@ -131,6 +135,15 @@ impl Cx<'_> {
         };
         let never_ready =
             run.is_serving() && run.ready.is_none() && run.ready_due.is_some_and(|t| t <= now);
+        let too_long = (run.stop.is_none()
+            && run.main_exit.is_none()
+            && run.timeout_due.is_some_and(|t| t <= now))
+        .then(|| {
+            format!(
+                "ran longer than its timeout {}; stopped",
+                format_duration(svc.spec.timeout.unwrap_or_default())
+            )
+        });
         let retry = run.stop.as_ref().and_then(|s| match s.delivery {
             Delivery::Refused { retry_at, .. } if retry_at <= now => Some(s.kill_at),
             _ => None,
@@ -141,6 +154,9 @@ impl Cx<'_> {
                 format_duration(svc.spec.ready_timeout.unwrap_or_default()),
                 svc.spec.ready.as_str()
             );
+            self.stop_run(name, StopCause::GiveUp(reason));
+        }
+        if let Some(reason) = too_long {
             self.stop_run(name, StopCause::GiveUp(reason));
         }
         self.watchdog_missed(name);
@@ -279,6 +295,9 @@ impl Cx<'_> {
         if !due || !svc.is_down() || !blocking_deps(&self.facts.services, svc, now).is_empty() {
             return;
         }
+        if !self.condition_passed(name) {
+            return;
+        }
         // Spawns are paced: a thousand due at once go over a few seconds, not in one burst.
         if let Err(next) = self.facts.herd.spawn_token(now) {
             if self.facts.herd.arm_spawn_timer(next) {
@@ -299,6 +318,7 @@ impl Cx<'_> {
         run.generation = svc.generation;
         svc.run = Some(run);
         let spec = svc.spec.clone();
+        self.job_spawning(name, run_id, start.restart);
         self.out.push(Effect::Spawn {
             service: name.to_string(),
             run_id,

@@ -41,6 +41,17 @@ impl Cx<'_> {
     pub(crate) fn on_evidence(&mut self, item: Evidence) {
         let now = self.mono();
         match item {
+            Evidence::Condition {
+                service,
+                token,
+                end,
+            } => self.on_condition(&service, token, end),
+            Evidence::LogSpan {
+                service,
+                run_id,
+                first,
+                last,
+            } => self.on_log_span(&service, run_id, first, last),
             Evidence::Probe {
                 service,
                 run_id,

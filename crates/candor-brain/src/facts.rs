@@ -128,12 +128,15 @@ pub enum Held {
 
 impl Service {
     pub fn new(spec: Arc<ServiceSpec>, now: Mono) -> Self {
+        // A scheduled job waits for its schedule; everything else starts now.
+        let start = spec.schedule.is_none() || spec.kind == candor_spec::ServiceKind::Simple;
+        let job = crate::jobs::needs_job(&spec).then(Box::default);
         Self {
             spec,
             next_spec: None,
             removed: false,
             wanted: true,
-            start: Some(ScheduledStart {
+            start: start.then_some(ScheduledStart {
                 due: now,
                 restart: false,
             }),
@@ -149,7 +152,7 @@ impl Service {
             generation: 0,
             next_generation: 0,
             spare: false,
-            job: None,
+            job,
         }
     }
     /// The run, while a process of it may be alive (its spawn is on its way or it has not been
@@ -326,6 +329,8 @@ pub struct Run {
     pub ended: Option<Mono>,
     /// The config generation it was spawned from (instances of a replicated service).
     pub generation: u64,
+    /// A oneshot still running then is stopped and failed (`timeout`).
+    pub timeout_due: Option<Mono>,
 }
 
 impl Run {
@@ -347,6 +352,7 @@ impl Run {
             main_exit: None,
             ended: None,
             generation: 0,
+            timeout_due: None,
         }
     }
     pub fn is_live(&self) -> bool {

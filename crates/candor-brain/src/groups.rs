@@ -630,7 +630,7 @@ fn severity(state: ServiceState) -> u8 {
         Stopping => 3,
         Exited => 2,
         Starting => 1,
-        Running | Stopped => 0,
+        Running | Stopped | Done | Skipped => 0,
     }
 }
 

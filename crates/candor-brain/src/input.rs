@@ -66,6 +66,15 @@ pub enum Input {
     Tick,
 }
 
+/// How a condition ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConditionEnd {
+    Exited(ExitStatus),
+    /// Killed at its timeout.
+    TimedOut,
+    CannotStart(String),
+}
+
 /// Commands whose refusal the brain handles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusable {
@@ -95,6 +104,19 @@ pub enum Evidence {
     Notify(Notify),
     /// One sampling round: (service, run id, sample) per running service.
     Samples(Vec<(String, u64, Sample)>),
+    /// A start's `condition` ended (`token` from `Effect::Condition`).
+    Condition {
+        service: String,
+        token: u64,
+        end: ConditionEnd,
+    },
+    /// The ids of a run's first and last log lines, once its output is read to the end.
+    LogSpan {
+        service: String,
+        run_id: u64,
+        first: i64,
+        last: i64,
+    },
 }
 
 /// One sd_notify datagram, with what the kernel says about its sender.

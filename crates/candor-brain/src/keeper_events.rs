@@ -52,6 +52,11 @@ impl Cx<'_> {
         }
         run.ready_due = spec.ready_timeout.filter(|_| !ready_now).map(|t| at + t);
         run.watchdog_due = spec.watchdog.map(|w| at + w);
+        run.timeout_due = spec
+            .timeout
+            .filter(|_| spec.kind == candor_spec::ServiceKind::Oneshot)
+            .map(|t| at + t);
+        let timeout_due = run.timeout_due;
         run.watchdog_wake = run.watchdog_due;
         let (ready_due, watchdog_due, is_restart) =
             (run.ready_due, run.watchdog_due, run.is_restart);
@@ -64,7 +69,7 @@ impl Cx<'_> {
             run_id,
             spec,
         });
-        for due in [ready_due, watchdog_due].into_iter().flatten() {
+        for due in [ready_due, watchdog_due, timeout_due].into_iter().flatten() {
             self.timer(due);
         }
         self.replay_early_notify();
@@ -181,6 +186,7 @@ impl Cx<'_> {
         if (self.facts.services.get(name)).is_some_and(|s| s.removed || s.next_spec.is_some()) {
             self.facts.specs_changed();
         }
+        self.job_ended(name);
         let Some(svc) = self.facts.svc_mut(name) else {
             return;
         };
@@ -228,9 +234,26 @@ impl Cx<'_> {
             (_, Some(_), _) => None,
             (_, None, Some(exit)) => {
                 let how = || exit.describe(&svc.spec);
-                match restart::after_exit(&svc.spec, exit.status, how, exit.uptime, svc.streak) {
+                let failures = svc.failures();
+                match restart::after_exit(
+                    &svc.spec,
+                    exit.status,
+                    how,
+                    exit.uptime,
+                    svc.streak,
+                    failures,
+                ) {
                     AfterExit::Restart { delay, quick_exits } => {
                         svc.streak = quick_exits;
+                        if let Some(job) = svc.job.as_deref_mut() {
+                            if !exit.status.success() {
+                                job.tries += 1;
+                            }
+                            job.trigger = job
+                                .current
+                                .clone()
+                                .map(|t| crate::jobs::Trigger { why: "retry", ..t });
+                        }
                         Some((delay, true))
                     }
                     AfterExit::Completed | AfterExit::GiveUp { .. } => None,

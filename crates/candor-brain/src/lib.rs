@@ -42,7 +42,9 @@ pub use facts::{
     Delivery, Facts, Held, LastExit, Run, ScheduledStart, Service, SharedCause, Spawn, StopCause,
     StopFact, MAX_EARLY_NOTIFY, MAX_SPAWN_REFUSALS,
 };
-pub use input::{Evidence, Input, Notify, Refusable, Request, RequestId, RolloutAction};
+pub use input::{
+    ConditionEnd, Evidence, Input, Notify, Refusable, Request, RequestId, RolloutAction,
+};
 pub use step::{boot, step};
 
 pub use candor_core::{Mono, Now};

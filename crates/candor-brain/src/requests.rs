@@ -88,6 +88,11 @@ impl Cx<'_> {
         if let Some(svc) = self.facts.svc_mut(name) {
             svc.wanted = false;
             svc.start = None;
+            if let Some(job) = svc.job.as_deref_mut() {
+                job.condition = None;
+                job.queued = None;
+                job.trigger = None;
+            }
         }
     }
 

@@ -16,6 +16,7 @@ pub mod exit;
 pub mod health;
 pub mod queue;
 pub mod restart;
+pub mod schedule;
 pub mod stop;
 pub mod time;
 

@@ -16,21 +16,37 @@ pub enum AfterExit {
     GiveUp { reason: String },
 }
 
-/// Decide per the restart policy and backoff. `uptime` is how long the run lasted; `how` says
-/// in words how it ended (the caller may know more than the status, e.g. an OOM kill), asked
-/// only for the give-up sentence.
+/// Decide per the restart policy, `retries` and backoff. `uptime` is how long the run lasted;
+/// `how` says in words how it ended (the caller may know more than the status, e.g. an OOM
+/// kill), asked only for the give-up sentence. `failures`: failed runs in a row before this
+/// one (a oneshot's for its trigger, a long-running service's quick exits), against `retries`.
 pub fn after_exit(
     spec: &ServiceSpec,
     status: ExitStatus,
     how: impl FnOnce() -> String,
     uptime: Duration,
     quick_exits: u32,
+    failures: u32,
 ) -> AfterExit {
     let restart = match spec.restart {
         RestartPolicy::Always => true,
         RestartPolicy::OnFailure => !status.success(),
         RestartPolicy::Never => false,
     };
+    if let Some(retries) = spec
+        .retries
+        .filter(|r| restart && !status.success() && failures >= *r)
+    {
+        return AfterExit::GiveUp {
+            reason: format!(
+                "{}: {} failed runs in a row (retries = {retries}); fix the cause, then `candor {} {}`",
+                how(),
+                failures + 1,
+                if spec.kind == candor_spec::ServiceKind::Oneshot { "run" } else { "start" },
+                spec.name
+            ),
+        };
+    }
     if restart {
         let (delay, quick_exits) = backoff::after_exit(&spec.backoff, quick_exits, uptime);
         return AfterExit::Restart { delay, quick_exits };
@@ -74,7 +90,7 @@ mod tests {
             (RestartPolicy::Never, ExitStatus::Code(0), false),
         ];
         for (policy, status, restarts) in cases {
-            let d = after_exit(&svc(policy), status, || status.describe(), quick, 0);
+            let d = after_exit(&svc(policy), status, || status.describe(), quick, 0, 0);
             assert_eq!(
                 matches!(d, Restart { .. }),
                 restarts,
@@ -87,6 +103,7 @@ mod tests {
                 ExitStatus::Code(0),
                 || ExitStatus::Code(0).describe(),
                 quick,
+                0,
                 0
             ),
             Completed
@@ -96,6 +113,7 @@ mod tests {
             ExitStatus::Code(3),
             || ExitStatus::Code(3).describe(),
             quick,
+            0,
             0,
         ) {
             GiveUp { reason } => assert!(
@@ -107,12 +125,38 @@ mod tests {
     }
 
     #[test]
+    fn retries_limit_failed_runs_in_a_row() {
+        let mut s = svc(RestartPolicy::OnFailure);
+        s.retries = Some(2);
+        let fail = ExitStatus::Code(1);
+        let quick = Duration::from_millis(5);
+        for failures in 0..2 {
+            let d = after_exit(&s, fail, || fail.describe(), quick, failures, failures);
+            assert!(matches!(d, AfterExit::Restart { .. }), "{failures}: {d:?}");
+        }
+        match after_exit(&s, fail, || fail.describe(), quick, 2, 2) {
+            AfterExit::GiveUp { reason } => assert!(
+                reason.starts_with("exited with code 1: 3 failed runs in a row (retries = 2)"),
+                "{reason}"
+            ),
+            other => panic!("expected GiveUp, got {other:?}"),
+        }
+        // A success is never counted against retries.
+        let ok = ExitStatus::Code(0);
+        assert_eq!(
+            after_exit(&s, ok, || ok.describe(), quick, 9, 9),
+            AfterExit::Completed
+        );
+    }
+
+    #[test]
     fn first_quick_exit_waits_initial() {
         let d = after_exit(
             &svc(RestartPolicy::Always),
             ExitStatus::Code(1),
             || ExitStatus::Code(1).describe(),
             Duration::from_millis(5),
+            0,
             0,
         );
         assert_eq!(

@@ -695,6 +695,13 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
             path: state_dir.clone(),
             source,
         })?;
+    let jobs_recorder =
+        records::Recorder::start_in(records::jobs_dir(&state_dir)).map_err(|source| {
+            DaemonError::StateDir {
+                path: records::jobs_dir(&state_dir),
+                source,
+            }
+        })?;
     let brain = Shell::new(
         &spec,
         keeper,
@@ -702,7 +709,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         (board_tx, fresh.clone()),
         events_tx.clone(),
         ctx,
-        recorder,
+        (recorder, jobs_recorder),
         taken,
     );
     info.notify.socket = notify_name;

@@ -108,16 +108,57 @@ pub struct Loaded {
     /// Live runs of services no longer configured: to be stopped (with cgroups, the sweep of
     /// their cgroup does it too; in process-group mode nothing else would find them).
     pub strays: Vec<(String, ProcessId)>,
+    /// Jobs' histories (`<state_dir>/jobs/`, kept across boots) of configured services.
+    pub jobs: Vec<(candor_spec::ServiceName, candor_brain::jobs::SavedJob)>,
+}
+
+/// Where jobs' histories are kept: apart from the run records, since they outlive a reboot.
+pub fn jobs_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("jobs")
+}
+
+/// The saved histories of the configured services that are jobs (blocking). An unreadable
+/// file is said and skipped: the job starts a new history.
+fn load_jobs(
+    state_dir: &Path,
+    spec: &candor_spec::Spec,
+) -> Vec<(candor_spec::ServiceName, candor_brain::jobs::SavedJob)> {
+    let dir = jobs_dir(state_dir);
+    spec.services
+        .iter()
+        .filter(|(_, s)| candor_brain::jobs::needs_job(s))
+        .filter_map(|(name, _)| {
+            let path = dir.join(format!("{name}.json"));
+            let bytes = std::fs::read(&path).ok()?;
+            match serde_json::from_slice(&bytes) {
+                Ok(saved) => Some((name.clone(), saved)),
+                Err(e) => {
+                    eprintln!(
+                        "candor: warning: ignoring unreadable job history {}: {e}",
+                        path.display()
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// Read the records of this boot and check each live run against the kernel (blocking: run it
 /// off the async threads). Records from another boot and unreadable ones are skipped.
 pub fn load(state_dir: &Path, spec: &candor_spec::Spec, contained: Contained) -> Loaded {
     let boot = boot_id();
+    let jobs = load_jobs(state_dir, spec);
     let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
-        return Loaded::default();
+        return Loaded {
+            jobs,
+            ..Loaded::default()
+        };
     };
-    let mut out = Loaded::default();
+    let mut out = Loaded {
+        jobs,
+        ..Loaded::default()
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "json") {
@@ -342,7 +383,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn start(state_dir: &Path) -> std::io::Result<Self> {
-        let dir = dir(state_dir);
+        Self::start_in(dir(state_dir))
+    }
+
+    /// A writer of JSON files in `dir` (made if missing).
+    pub fn start_in(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let shared: Arc<(Mutex<Pending>, Condvar)> = Arc::default();
         let theirs = shared.clone();
@@ -358,6 +403,11 @@ impl Recorder {
     pub fn put(&self, record: &Record) {
         let bytes = serde_json::to_vec(record).unwrap_or_default();
         self.set(&record.service, Some(bytes));
+    }
+
+    /// Write `<name>.json` with these bytes.
+    pub fn put_bytes(&self, name: &str, bytes: Vec<u8>) {
+        self.set(name, Some(bytes));
     }
 
     pub fn remove(&self, service: &str) {

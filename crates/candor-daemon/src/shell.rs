@@ -192,6 +192,9 @@ pub struct Shell {
     probes: Arc<BTreeMap<ServiceName, Arc<crate::counters::ProbeStats>>>,
     /// Run records: the writer, the main process of each live run, and what was last saved.
     recorder: Recorder,
+    /// Jobs' histories: the writer, and the version of each last handed to it.
+    jobs: Recorder,
+    job_versions: HashMap<ServiceName, u64>,
     procs: HashMap<String, ProcessId>,
     saved: BTreeMap<candor_spec::ServiceName, (Arc<candor_brain::Service>, candor_brain::Saved)>,
     /// Runs of an earlier supervisor to take over at the first step.
@@ -235,9 +238,10 @@ impl Shell {
         (board, fresh): (watch::Sender<Arc<Board>>, Arc<crate::board::Freshness>),
         events: broadcast::Sender<api::Event>,
         ctx: BrainContext,
-        recorder: Recorder,
-        loaded: crate::records::Loaded,
+        (recorder, jobs): (Recorder, Recorder),
+        mut loaded: crate::records::Loaded,
     ) -> Self {
+        let saved_jobs = std::mem::take(&mut loaded.jobs);
         let mut shell = Self {
             facts: Facts::scaled(
                 spec,
@@ -261,6 +265,8 @@ impl Shell {
             logs: Default::default(),
             probes: Default::default(),
             recorder,
+            jobs,
+            job_versions: HashMap::new(),
             procs: HashMap::new(),
             saved: BTreeMap::new(),
             taken: loaded.taken,
@@ -274,6 +280,9 @@ impl Shell {
         // with the runs of an earlier daemon already taken over: never "about to start" for a
         // service that is running.
         shell.take_over();
+        for (name, saved) in saved_jobs {
+            shell.facts.restore_job(&name, saved);
+        }
         shell.publish();
         shell
     }
@@ -626,6 +635,14 @@ impl Shell {
             {
                 continue;
             }
+            if let Some(job) = svc.job.as_deref() {
+                if self.job_versions.get(&name) != Some(&job.version) && job.version > 0 {
+                    let saved = candor_brain::jobs::SavedJob::of(job);
+                    let bytes = serde_json::to_vec(&saved).unwrap_or_default();
+                    self.jobs.put_bytes(name.as_str(), bytes);
+                    self.job_versions.insert(name.clone(), job.version);
+                }
+            }
             let saved = candor_brain::Saved::of(svc);
             let unchanged = self.saved.get(&name).is_some_and(|(_, s)| *s == saved);
             if !unchanged {
@@ -798,6 +815,32 @@ impl Shell {
         self.carry(effects);
     }
 
+    /// Run a start's condition like an exec probe (through the keeper, as the service's
+    /// user), off the shell's loop; its end comes back as evidence.
+    fn condition(&self, service: String, token: u64, spec: Arc<ServiceSpec>, timeout: Duration) {
+        use candor_brain::ConditionEnd;
+        let (exec, keeper, tx) = (
+            self.ctx.exec.clone(),
+            self.keeper.clone(),
+            self.ctx.internal.clone(),
+        );
+        tokio::spawn(async move {
+            let argv = spec.condition.clone().unwrap_or_default();
+            let end = match exec.run(&keeper, &argv, &spec, timeout).await {
+                candor_keeper::ProbeEnd::Exited(st) => ConditionEnd::Exited(st),
+                candor_keeper::ProbeEnd::TimedOut => ConditionEnd::TimedOut,
+                candor_keeper::ProbeEnd::CannotStart(e) => ConditionEnd::CannotStart(e),
+            };
+            let _ = tx
+                .send(Internal::Condition {
+                    service,
+                    token,
+                    end,
+                })
+                .await;
+        });
+    }
+
     /// One step of the brain; a panic in it (a bug) is reported and leaves `brain_failed` set
     /// (the loop then restarts the daemon in place) instead of taking the daemon down.
     fn step(&mut self, input: Input) -> Vec<Effect> {
@@ -943,6 +986,15 @@ impl Shell {
                 }
                 Effect::Record(note) => {
                     self.record(note);
+                    None
+                }
+                Effect::Condition {
+                    service,
+                    token,
+                    spec,
+                    timeout,
+                } => {
+                    self.condition(service, token, spec, timeout);
                     None
                 }
                 Effect::Publish => {

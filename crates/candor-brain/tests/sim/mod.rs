@@ -41,11 +41,25 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(toml: &str) -> Self {
+        Self::with(toml, |_| {}, Vec::new())
+    }
+
+    /// A config changed by `patch` after parsing, and jobs' histories restored before boot.
+    pub fn with(
+        toml: &str,
+        patch: impl FnOnce(&mut candor_spec::Spec),
+        jobs: Vec<(&str, candor_brain::jobs::SavedJob)>,
+    ) -> Self {
         let now = Now {
             mono: Mono(secs(1000)),
             wall: SystemTime::UNIX_EPOCH + secs(1_800_000_000),
         };
-        let mut facts = Facts::new(&spec(toml), secs(5), now.mono);
+        let mut spec = spec(toml);
+        patch(&mut spec);
+        let mut facts = Facts::new(&spec, secs(5), now.mono);
+        for (name, saved) in jobs {
+            facts.restore_job(&candor_spec::ServiceName::new(name).unwrap(), saved);
+        }
         let last = boot(&mut facts, now);
         Self {
             facts,
