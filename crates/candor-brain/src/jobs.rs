@@ -595,13 +595,7 @@ impl Cx<'_> {
             push_history(job, entry.clone());
         }
         job.version += 1;
-        let result = entry.result.clone();
-        self.note(
-            name.as_str(),
-            &result,
-            entry.reason.clone(),
-            api::EventDetail::Job { job: entry },
-        );
+        self.job_note(&name, entry);
         self.queued_start(&name);
     }
 
@@ -713,13 +707,28 @@ impl Cx<'_> {
             job.counts.failed += 1;
         }
         job.version += 1;
+        self.job_note(name, entry);
+        self.queued_start(name);
+    }
+
+    /// The event of a run's end (or a skipped start), with its history entry; it stands for
+    /// the change to `done`, `failed` or `skipped` (no second event for that change).
+    fn job_note(&mut self, name: &ServiceName, entry: api::JobRun) {
+        let now = self.mono();
+        let state = match entry.result.as_str() {
+            "done" => ServiceState::Done,
+            "skipped" => ServiceState::Skipped,
+            _ => ServiceState::Failed,
+        };
+        if let Some(svc) = self.facts.svc_mut(name) {
+            svc.shown = Some((state, now));
+        }
         self.note(
             name.as_str(),
-            &entry.result.clone(),
+            state.as_str(),
             entry.reason.clone(),
             api::EventDetail::Job { job: entry },
         );
-        self.queued_start(name);
     }
 
     /// A fire queued behind the run that just ended (`overlap = "queue"`) starts now.

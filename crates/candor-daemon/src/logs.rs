@@ -62,6 +62,58 @@ pub struct LogSink {
     pub committed: tokio::sync::watch::Receiver<i64>,
 }
 
+/// The ids of one run's lines over its readers (a oneshot's history names them): said to the
+/// brain once every reader of the run has read its pipe to the end.
+pub struct Span {
+    service: Arc<str>,
+    run_id: u64,
+    first: std::sync::atomic::AtomicI64,
+    last: std::sync::atomic::AtomicI64,
+    open: std::sync::atomic::AtomicUsize,
+    tx: tokio::sync::mpsc::Sender<candor_brain::Evidence>,
+}
+
+impl Span {
+    pub fn new(
+        service: &str,
+        run_id: u64,
+        tx: tokio::sync::mpsc::Sender<candor_brain::Evidence>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            service: service.into(),
+            run_id,
+            first: i64::MAX.into(),
+            last: 0.into(),
+            open: 0.into(),
+            tx,
+        })
+    }
+
+    fn line(&self, id: i64) {
+        self.first.fetch_min(id, Ordering::Relaxed);
+        self.last.fetch_max(id, Ordering::Relaxed);
+    }
+
+    /// A reader of the run reached the end of its pipe; the last one says the span.
+    fn ended(&self) {
+        if self.open.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let (first, last) = (
+            self.first.load(Ordering::Relaxed),
+            self.last.load(Ordering::Relaxed),
+        );
+        if first <= last {
+            let _ = self.tx.try_send(candor_brain::Evidence::LogSpan {
+                service: self.service.to_string(),
+                run_id: self.run_id,
+                first,
+                last,
+            });
+        }
+    }
+}
+
 /// How many whole lines at the start of `buf` are `line`, each ended by a newline. The run is
 /// periodic: byte `i + len` equals byte `i` for as long as it lasts, which a few block
 /// comparisons (memcmp) find, however short the lines.
@@ -194,14 +246,20 @@ pub fn spawn_readers(
     sink: LogSink,
     counters: Arc<LogCounters>,
     faults: &Arc<Faults>,
+    span: Option<Arc<Span>>,
 ) {
     let service: Arc<str> = service.into();
+    if let Some(span) = &span {
+        let readers = usize::from(stdout.is_some()) + usize::from(stderr.is_some());
+        span.open.store(readers, Ordering::Release);
+    }
     let streams = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)];
     for (fd, stream) in streams
         .into_iter()
         .filter_map(|(fd, s)| fd.map(|fd| (fd, s)))
     {
         let (service, sink, counters) = (service.clone(), sink.clone(), counters.clone());
+        let span = span.clone();
         let fd = Arc::new(fd);
         let active = Arc::new(Active::new(&sink.active));
         let task = format!("the log reader of {service} {}", stream.as_str());
@@ -214,6 +272,7 @@ pub fn spawn_readers(
                 partial: Vec::new(),
                 fold: Fold::default(),
                 queued: Default::default(),
+                span: span.clone(),
             };
             let (fd, active) = (fd.try_clone(), active.clone());
             async move {
@@ -288,6 +347,8 @@ struct Reader {
     fold: Fold,
     /// The id of the last line this reader queued for the store.
     queued: std::cell::Cell<i64>,
+    /// The run's line ids, for a oneshot's history.
+    span: Option<Arc<Span>>,
 }
 
 impl Reader {
@@ -331,7 +392,11 @@ impl Reader {
             // Told to stop (an upgrade): what is unread stays in the pipe for the next daemon.
             let ready = tokio::select! {
                 r = wait => r,
-                Ok(_) = stop.wait_for(|s| *s) => break,
+                Ok(_) = stop.wait_for(|s| *s) => {
+                    // Not the end of the run's output: no span is said.
+                    self.span = None;
+                    break;
+                }
             };
             let now = Instant::now();
             let before = self.queued.get();
@@ -393,6 +458,10 @@ impl Reader {
         }
         self.flush_fold(&mut gate, now);
         self.write_marker(&mut gate, now);
+        drop(gate);
+        if let Some(span) = self.span.take() {
+            span.ended();
+        }
     }
 
     /// Time-driven work: repeats that stopped coming, a suppression that has lifted.
@@ -543,6 +612,9 @@ impl Reader {
             return false;
         };
         self.queued.set(self.queued.get().max(id));
+        if let Some(span) = &self.span {
+            span.line(id);
+        }
         if let Some(line) = live {
             let _ = self.sink.live.send(LiveLine {
                 id,

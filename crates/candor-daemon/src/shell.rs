@@ -1137,6 +1137,8 @@ impl Shell {
                 active: self.ctx.log_readers.clone(),
                 committed: self.ctx.log_committed.clone(),
             };
+            let span = (spec.kind == candor_spec::ServiceKind::Oneshot)
+                .then(|| logs::Span::new(&service, run_id, self.ctx.internal.clone()));
             logs::spawn_readers(
                 &service,
                 pipes.stdout,
@@ -1144,6 +1146,7 @@ impl Shell {
                 sink,
                 counters,
                 &self.ctx.faults,
+                span,
             );
         }
         let probes = self.probe_stats(&spec);
