@@ -294,11 +294,24 @@ impl Cx<'_> {
                 svc.job = needs_job(&svc.spec).then(Box::default);
             }
         }
+        // Only jobs with something to do: a fire due, a timer that rang, a schedule not
+        // looked at yet or changed, a stopped job still showing a next run.
         let scheduled: Vec<ServiceName> = self
             .facts
             .services
             .iter()
-            .filter(|(_, s)| !s.removed && s.spec.schedule.is_some())
+            .filter(|(_, s)| !s.removed)
+            .filter(|(_, s)| {
+                let (Some(schedule), Some(job)) = (&s.spec.schedule, s.job.as_deref()) else {
+                    return false;
+                };
+                if !s.wanted {
+                    return job.next.is_some() || job.next_at.is_some();
+                }
+                job.next.is_none_or(|t| t <= now_ms)
+                    || job.wake.is_none_or(|w| w <= mono)
+                    || job.seen.as_ref() != Some(schedule)
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for name in scheduled {

@@ -173,7 +173,8 @@ pub fn decide<'a>(facts: impl Into<Now<'a>>, spec: &Spec) -> Vec<(ServiceName, D
                         Some(w) => Decision::Live(w),
                         None => Decision::Unchanged,
                     }
-                } else if svc.is_down() {
+                } else if svc.is_down() || svc.spec.kind == candor_spec::ServiceKind::Oneshot {
+                    // A oneshot's run is left to finish (`must_stop`): the next run uses it.
                     Decision::Apply(format!("{} changed", changed.join(", ")))
                 } else {
                     Decision::Restart(format!("{} changed", changed.join(", ")))
@@ -255,7 +256,12 @@ fn item(facts: &Now<'_>, spec: &Spec, name: &ServiceName, d: &Decision) -> api::
         Decision::Apply(why) => (
             "apply",
             why.clone(),
-            format!("new config used at its next start ({why}; not running)"),
+            match facts.services.get(name).filter(|s| !s.is_down()) {
+                Some(_) => format!(
+                    "new config used by its next run ({why}; the current run is left to finish)"
+                ),
+                None => format!("new config used at its next start ({why}; not running)"),
+            },
             false,
         ),
         Decision::Rollout { why, strategy } => rollout_words(*strategy, live, why),
