@@ -214,7 +214,7 @@ fn next_words(job: &Job, now: Mono) -> String {
 /// A job that is down with no start pending, when its job facts say more than its last run:
 /// the condition's verdict, or a schedule that has not fired yet.
 pub(crate) fn derive_down(svc: &Service, job: &Job, now: Mono) -> Option<Derived> {
-    if let Some(v) = &job.verdict {
+    if let Some(v) = job.verdict.as_ref().filter(|_| svc.wanted) {
         let state = if v.skipped {
             ServiceState::Skipped
         } else {

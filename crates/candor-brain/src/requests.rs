@@ -76,7 +76,10 @@ impl Cx<'_> {
         let up = svc
             .live()
             .is_some_and(|r| r.stop.is_none() && r.main_exit.is_none());
-        if anew || !up {
+        // Starting a scheduled job resumes its schedule; `candor run` runs it now.
+        let waits =
+            svc.spec.schedule.is_some() && svc.spec.kind == candor_spec::ServiceKind::Oneshot;
+        if anew || (!up && !waits) {
             svc.start = Some(ScheduledStart {
                 due: now,
                 restart: false,

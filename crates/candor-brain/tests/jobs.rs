@@ -430,3 +430,24 @@ fn the_history_keeps_the_last_fifty_runs() {
     let job = s.facts.get("backup").unwrap().job.clone().unwrap();
     assert_eq!(job.counts.done, 60);
 }
+
+#[test]
+fn stop_and_start_of_a_scheduled_job_pause_and_resume_its_schedule() {
+    let mut s = Sim::with(JOB, scheduled(Overlap::Skip, CatchUp::None), vec![]);
+    s.request(Request::Stop("backup".into()));
+    s.advance(secs(120));
+    assert_eq!(s.spawns("backup"), 0, "no fire while stopped");
+    assert_eq!(s.state("backup"), Stopped);
+    s.request(Request::Start("backup".into()));
+    assert_eq!(
+        s.spawns("backup"),
+        0,
+        "start resumes the schedule, it does not run it"
+    );
+    assert!(
+        s.reason("backup").contains("first run in"),
+        "{}",
+        s.reason("backup")
+    );
+    until_spawn(&mut s, "backup", secs(61));
+}
