@@ -369,9 +369,15 @@ impl Cx<'_> {
                 Some(t) => Some(t),
             };
             let next_at = next.map(|t| mono + Duration::from_millis((t - now_ms).max(0) as u64));
-            let due = next.map(|t| {
-                mono + Duration::from_millis((t - now_ms).max(0) as u64).min(SCHEDULE_LOOK)
-            });
+            // A fire further than the look-ahead is looked at again at the next point of a
+            // grid of SCHEDULE_LOOK on the boot clock: every such job shares that one tick.
+            let grid = {
+                let step = SCHEDULE_LOOK.as_nanos();
+                let at = mono.0.as_nanos() / step * step + step;
+                crate::Mono(Duration::from_nanos(at as u64))
+            };
+            let due =
+                next.map(|t| (mono + Duration::from_millis((t - now_ms).max(0) as u64)).min(grid));
             let arm = match (due, wake) {
                 (Some(d), Some(w)) => w <= mono || w > d,
                 (Some(_), None) => true,
