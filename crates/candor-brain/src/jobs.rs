@@ -95,6 +95,15 @@ pub struct SavedJob {
     pub counts: api::JobCounts,
     pub last_success_ms: Option<i64>,
     pub last_fire_ms: Option<i64>,
+    /// The condition's verdict on the last start, when it did not let it run.
+    #[serde(default)]
+    pub verdict: Option<SavedVerdict>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedVerdict {
+    pub skipped: bool,
+    pub reason: String,
 }
 
 impl SavedJob {
@@ -104,6 +113,10 @@ impl SavedJob {
             counts: job.counts.clone(),
             last_success_ms: job.last_success_ms,
             last_fire_ms: job.last_fire_ms,
+            verdict: job.verdict.as_ref().map(|v| SavedVerdict {
+                skipped: v.skipped,
+                reason: v.reason.clone(),
+            }),
         }
     }
 }
@@ -840,5 +853,12 @@ impl crate::Facts {
         job.counts = saved.counts;
         job.last_success_ms = saved.last_success_ms;
         job.last_fire_ms = saved.last_fire_ms;
+        // Shown again only for a service with nothing newer: no run since and no start due.
+        if svc.run.is_none() && svc.start.is_none() {
+            job.verdict = saved.verdict.map(|v| Verdict {
+                skipped: v.skipped,
+                reason: v.reason,
+            });
+        }
     }
 }
