@@ -24,10 +24,10 @@ pub use listen::{Listen, ListenAddr};
 pub use accounts::Account;
 pub use duration::{format_bytes, format_duration, parse_duration, parse_percent, parse_size};
 pub use error::{SpecError, SpecErrors};
-pub use parse::{load, parse_str};
 pub use jobs::{
     CatchUp, HookEvent, HookFormat, HookSpec, HookTarget, Overlap, ScheduleSpec, ServiceKind, When,
 };
+pub use parse::{load, parse_str};
 pub use replicas::{InstanceOf, Strategy, Template, UpdateSpec, MAX_REPLICAS};
 
 /// A validated service name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`, and for
