@@ -1,6 +1,7 @@
 //! Human output: the status table, one service's details, durations and sizes.
 
 pub mod groups;
+pub mod jobs;
 
 use std::time::Duration;
 
