@@ -72,10 +72,7 @@ fn newest_asked(job: &api::Job) -> Option<&api::JobRun> {
 }
 
 /// The run asked for after `before` (the newest asked-for run then), once it has ended.
-pub(crate) fn ended_since<'a>(
-    job: &'a api::Job,
-    before: Option<(u64, i64)>,
-) -> Option<&'a api::JobRun> {
+pub(crate) fn ended_since(job: &api::Job, before: Option<(u64, i64)>) -> Option<&api::JobRun> {
     newest_asked(job).filter(|r| Some(key(r)) != before && r.result != "running")
 }
 
