@@ -206,10 +206,7 @@ fn a_schedule_fires_each_period_and_each_run_says_its_fire() {
         ended(h, "done").len() >= 3
     });
     let done: Vec<&Value> = ended(&h, "done");
-    assert!(
-        done.iter().all(|r| r["trigger"] == "schedule"),
-        "{done:#?}"
-    );
+    assert!(done.iter().all(|r| r["trigger"] == "schedule"), "{done:#?}");
     let fires: Vec<i64> = done
         .iter()
         .map(|r| r["scheduled_ms"].as_i64().expect("scheduled_ms"))
@@ -225,7 +222,9 @@ fn a_schedule_fires_each_period_and_each_run_says_its_fire() {
             .iter()
             .map(|s| s.0)
             .find(|s| *s >= *fire - 50 && *s < *fire + 2000)
-            .unwrap_or_else(|| panic!("no run started within the period of fire {fire}: {starts:?}"));
+            .unwrap_or_else(|| {
+                panic!("no run started within the period of fire {fire}: {starts:?}")
+            });
         late.push(own - fire);
     }
     eprintln!("lateness of each run (its own start - its fire), ms: {late:?}");
@@ -290,13 +289,20 @@ fn overlap_kill_previous_stops_the_run_before_the_next() {
         .iter()
         .filter(|r| reason(r).contains("kill-previous"))
         .collect();
-    assert!(killed.iter().all(|r| r["result"] == "failed"), "{killed:#?}");
+    assert!(
+        killed.iter().all(|r| r["result"] == "failed"),
+        "{killed:#?}"
+    );
     // Each stopped run ended before the next one started.
     let by_run: Vec<&Value> = h.iter().filter(|r| r["result"] != "running").collect();
     for w in h.windows(2) {
-        if let (Some(end), Some(next)) = (w[0]["ended_ms"].as_i64(), w[1]["started_ms"].as_i64())
-        {
-            assert!(next >= end, "run {} started before {} ended: {by_run:#?}", w[1]["run"], w[0]["run"]);
+        if let (Some(end), Some(next)) = (w[0]["ended_ms"].as_i64(), w[1]["started_ms"].as_i64()) {
+            assert!(
+                next >= end,
+                "run {} started before {} ended: {by_run:#?}",
+                w[1]["run"],
+                w[0]["run"]
+            );
         }
     }
     // The stopped runs never wrote their end, and none of them lives.
@@ -321,9 +327,9 @@ fn overlap_queue_runs_back_to_back() {
     });
     let done = ended(&h, "done");
     // A queued run waited for the last one: it started after its fire by more than a period.
-    let waited = done.iter().any(|r| {
-        r["started_ms"].as_i64().unwrap() - r["scheduled_ms"].as_i64().unwrap() > 1000
-    });
+    let waited = done
+        .iter()
+        .any(|r| r["started_ms"].as_i64().unwrap() - r["scheduled_ms"].as_i64().unwrap() > 1000);
     assert!(waited, "no run waited in the queue: {done:#?}");
     // ...and started as the one before ended, not at a later fire.
     for w in done.windows(2) {
@@ -377,7 +383,10 @@ fn catch_up_once_runs_one_missed_fire_at_start() {
         "the caught-up fire {fire} is not one missed while down ({down}..{up}): {c}"
     );
     let started = c["started_ms"].as_i64().unwrap();
-    eprintln!("catch-up run started {} ms after the daemon was started", started - up);
+    eprintln!(
+        "catch-up run started {} ms after the daemon was started",
+        started - up
+    );
     assert!(started - up < 5000, "the catch-up run came late: {c}");
     assert_eq!(c["result"], "done", "{c}");
 }
@@ -456,7 +465,11 @@ command = ["sh", "-c", "sleep 0.5; exit 1"]
     );
     // --wait returned once the run was over.
     let lines = std::fs::read_to_string(d.path("ok.runs")).unwrap_or_default();
-    assert_eq!(lines.lines().count(), 2, "the run had not ended when --wait returned");
+    assert_eq!(
+        lines.lines().count(),
+        2,
+        "the run had not ended when --wait returned"
+    );
     assert_eq!(d.state("ok"), "done");
     let h = wait_runs(&d, "ok", "the second run", T, |h| h.len() >= 2);
     assert_eq!(h[1]["trigger"], "candor run", "{h:#?}");
@@ -474,4 +487,65 @@ command = ["sh", "-c", "sleep 0.5; exit 1"]
     let h = wait_runs(&d, "bad", "the second run", T, |h| h.len() >= 2);
     assert_eq!(h[1]["trigger"], "candor run", "{h:#?}");
     assert_eq!(h[1]["result"], "failed", "{h:#?}");
+}
+
+#[test]
+fn a_failed_oneshot_keeps_what_is_after_it_from_starting() {
+    let d = Daemon::start(
+        r#"
+[service.migrate]
+type = "oneshot"
+command = ["sh", "-c", "sleep 0.3; exit 2"]
+
+[service.api]
+command = ["sleep", "1000"]
+after = ["migrate"]
+"#,
+    );
+    wait_job_state(&d, "migrate", "failed", T);
+    let api = d.status("api");
+    assert_eq!(api["runs"], 0, "api ran after a failed migration: {api}");
+    assert_ne!(api["state"], "running", "{api}");
+    assert!(
+        reason(&api).contains("migrate"),
+        "api's reason names what it waits for: {api}"
+    );
+}
+
+#[test]
+fn a_run_under_way_at_kill_9_is_adopted_not_run_twice() {
+    reap_orphans();
+    let mut d = Daemon::start(&marked("long", "sleep 3", ""));
+    let pid = wait_for("long's pid", T, || d.status("long")["pid"].as_u64());
+    wait_for("long's start mark", T, || {
+        (!spans(&d, "long").is_empty()).then_some(())
+    });
+    // Its history entry ("running") is in the job's file before the kill.
+    d.wait_record("long", |r| r["process"]["pid"] == pid);
+    wait_for("long's running entry saved", T, || {
+        let saved: Value =
+            serde_json::from_slice(&std::fs::read(d.path("state/jobs/long.json")).ok()?).ok()?;
+        (saved["history"].as_array()?.len() == 1).then_some(())
+    });
+    d.kill_daemon();
+    d.spawn();
+    let h = wait_runs(&d, "long", "the adopted run's end recorded", T, |h| {
+        h.iter().all(|r| r["result"] != "running") && !h.is_empty()
+    });
+    let s = spans(&d, "long");
+    assert_eq!(s.len(), 1, "the oneshot ran again after the kill: {s:?}");
+    assert!(
+        s[0].1.is_some(),
+        "the run was killed with the daemon: {s:?}"
+    );
+    assert_eq!(h.len(), 1, "{h:#?}");
+    eprintln!(
+        "the adopted run ended as: {} ({})",
+        h[0]["result"], h[0]["reason"]
+    );
+    let state = d.state("long");
+    assert!(
+        state == "done" || reason(&h[0]).contains("unknown"),
+        "a run that exited 0 is done, or says its exit is unknown: {state}, {h:#?}"
+    );
 }
