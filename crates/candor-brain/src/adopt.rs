@@ -47,6 +47,9 @@ pub struct SavedRun {
     #[serde(default)]
     pub was_ready: Option<String>,
     pub ready_due: Option<Mono>,
+    /// A oneshot's `timeout` deadline.
+    #[serde(default)]
+    pub timeout_due: Option<Mono>,
     pub stop: Option<SavedStop>,
     /// What the run was spawned from, per part (none in records of earlier versions).
     #[serde(default)]
@@ -79,6 +82,7 @@ impl Saved {
                 ready: r.ready.map(|(at, via)| (at, via.to_string())),
                 was_ready: r.was_ready.map(str::to_string),
                 ready_due: r.ready_due,
+                timeout_due: r.timeout_due,
                 stop: r.stop.as_ref().map(|s| SavedStop {
                     cause: s.cause.clone(),
                     at: s.at,
@@ -171,6 +175,7 @@ impl Cx<'_> {
         run.spawn = sr.spawn;
         run.digest = sr.digest;
         run.ready_due = sr.ready_due;
+        run.timeout_due = sr.timeout_due;
         run.main_exit = sr.main_exit;
         run.ended = sr.ended;
         run.stop = sr.stop.map(|s| StopFact {
@@ -249,7 +254,8 @@ impl Cx<'_> {
         };
         run.drift = drift;
         let kill_at = run.stop.as_ref().map(|s| s.kill_at);
-        let (run_id, ready_due, watchdog_due) = (run.id, run.ready_due, run.watchdog_due);
+        let (run_id, ready_due, watchdog_due, timeout_due) =
+            (run.id, run.ready_due, run.watchdog_due, run.timeout_due);
         let Some(svc) = self.facts.svc_mut(&name) else {
             return;
         };
@@ -271,7 +277,10 @@ impl Cx<'_> {
             run_id,
             spec,
         });
-        for due in [ready_due, watchdog_due, kill_at].into_iter().flatten() {
+        for due in [ready_due, watchdog_due, kill_at, timeout_due]
+            .into_iter()
+            .flatten()
+        {
             self.timer(due);
         }
         let reason = if replace && member {

@@ -300,9 +300,16 @@ fn live(svc: &Service, run: &Run, now: Mono) -> Derived {
     }
     match run.pid() {
         Some(pid) if spec.kind == candor_spec::ServiceKind::Oneshot => {
+            // After a daemon restart the trigger is the history's (the entry of this run).
             let why = (svc.job.as_deref())
-                .and_then(|j| j.current.as_ref())
-                .map_or("start", |t| t.why);
+                .and_then(|j| {
+                    j.current.as_ref().map(|t| t.why.to_string()).or_else(|| {
+                        (j.history.iter().rev())
+                            .find(|e| e.run == run.id)
+                            .map(|e| e.trigger.clone())
+                    })
+                })
+                .unwrap_or_else(|| "start".into());
             let since = run.started_at().map(|s| now.since(s)).unwrap_or_default();
             let limit = run
                 .timeout_due

@@ -95,6 +95,15 @@ pub struct SavedJob {
     pub counts: api::JobCounts,
     pub last_success_ms: Option<i64>,
     pub last_fire_ms: Option<i64>,
+    /// The condition's verdict on the last start, when it did not let it run.
+    #[serde(default)]
+    pub verdict: Option<SavedVerdict>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedVerdict {
+    pub skipped: bool,
+    pub reason: String,
 }
 
 impl SavedJob {
@@ -104,6 +113,10 @@ impl SavedJob {
             counts: job.counts.clone(),
             last_success_ms: job.last_success_ms,
             last_fire_ms: job.last_fire_ms,
+            verdict: job.verdict.as_ref().map(|v| SavedVerdict {
+                skipped: v.skipped,
+                reason: v.reason.clone(),
+            }),
         }
     }
 }
@@ -369,9 +382,15 @@ impl Cx<'_> {
                 Some(t) => Some(t),
             };
             let next_at = next.map(|t| mono + Duration::from_millis((t - now_ms).max(0) as u64));
-            let due = next.map(|t| {
-                mono + Duration::from_millis((t - now_ms).max(0) as u64).min(SCHEDULE_LOOK)
-            });
+            // A fire further than the look-ahead is looked at again at the next point of a
+            // grid of SCHEDULE_LOOK on the boot clock: every such job shares that one tick.
+            let grid = {
+                let step = SCHEDULE_LOOK.as_nanos();
+                let at = mono.0.as_nanos() / step * step + step;
+                crate::Mono(Duration::from_nanos(at as u64))
+            };
+            let due =
+                next.map(|t| (mono + Duration::from_millis((t - now_ms).max(0) as u64)).min(grid));
             let arm = match (due, wake) {
                 (Some(d), Some(w)) => w <= mono || w > d,
                 (Some(_), None) => true,
@@ -834,5 +853,12 @@ impl crate::Facts {
         job.counts = saved.counts;
         job.last_success_ms = saved.last_success_ms;
         job.last_fire_ms = saved.last_fire_ms;
+        // Shown again only for a service with nothing newer: no run since and no start due.
+        if svc.run.is_none() && svc.start.is_none() {
+            job.verdict = saved.verdict.map(|v| Verdict {
+                skipped: v.skipped,
+                reason: v.reason,
+            });
+        }
     }
 }

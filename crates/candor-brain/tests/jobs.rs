@@ -451,3 +451,25 @@ fn stop_and_start_of_a_scheduled_job_pause_and_resume_its_schedule() {
     );
     until_spawn(&mut s, "backup", secs(61));
 }
+
+#[test]
+fn a_skipped_start_is_still_skipped_after_a_daemon_restart() {
+    let saved = SavedJob {
+        verdict: Some(candor_brain::jobs::SavedVerdict {
+            skipped: true,
+            reason: "condition exited 1: test -f /x; the start was skipped".into(),
+        }),
+        ..SavedJob::default()
+    };
+    let mut spec = sim::spec(JOB);
+    oneshot(&mut spec, "backup").condition = Some(vec!["test".into()]);
+    let now = candor_brain::Mono(secs(1000));
+    let mut facts = candor_brain::Facts::new(&spec, secs(5), now);
+    let name = candor_spec::ServiceName::new("backup").unwrap();
+    // As a record of a kill -9 daemon adopts it: wanted, no run, nothing due.
+    facts.svc_mut(&name).unwrap().start = None;
+    facts.restore_job(&name, saved);
+    let d = candor_brain::derive(&facts.services, &facts.services[&name], now);
+    assert_eq!(d.state, Skipped, "{}", d.reason);
+    assert!(d.reason.starts_with("condition exited 1"));
+}
