@@ -549,3 +549,36 @@ fn a_run_under_way_at_kill_9_is_adopted_not_run_twice() {
         "a run that exited 0 is done, or says its exit is unknown: {state}, {h:#?}"
     );
 }
+
+#[test]
+fn a_timeout_counts_from_the_runs_start_across_kill_9() {
+    reap_orphans();
+    let mut d = Daemon::start(
+        r#"
+[service.slow]
+type = "oneshot"
+command = ["sleep", "100"]
+timeout = "4s"
+stop = { timeout = "1s" }
+"#,
+    );
+    let pid = wait_for("slow's pid", T, || d.status("slow")["pid"].as_u64());
+    d.wait_record("slow", |r| r["process"]["pid"] == pid);
+    // Killed 2.5 s into its 4 s: a timeout started again by the next daemon would end it
+    // at 6.5 s or later.
+    wait_for("slow 2.5 s into its run", T, || {
+        (d.status("slow")["uptime_s"].as_f64()? >= 2.5).then_some(())
+    });
+    d.kill_daemon();
+    d.spawn();
+    let slow = wait_job_state(&d, "slow", "failed", T);
+    assert!(reason(&slow).contains("timeout"), "{slow}");
+    assert!(!alive(pid), "the timed-out run still lives");
+    let h = runs(&d, "slow");
+    assert_eq!(h.len(), 1, "{h:#?}");
+    let ran = h[0]["ended_ms"].as_i64().unwrap() - h[0]["started_ms"].as_i64().unwrap();
+    assert!(
+        (4000..5500).contains(&ran),
+        "ran {ran} ms under a 4 s timeout across a kill -9: {h:#?}"
+    );
+}
