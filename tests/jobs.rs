@@ -293,13 +293,19 @@ fn overlap_kill_previous_stops_the_run_before_the_next() {
         killed.iter().all(|r| r["result"] == "failed"),
         "{killed:#?}"
     );
+    // Stopped at the next fire, a period in, not left to finish its 2.5 s.
+    assert!(
+        killed
+            .iter()
+            .all(|r| r["duration_ms"].as_u64().unwrap_or(u64::MAX) < 2500),
+        "{killed:#?}"
+    );
     // Each stopped run ended before the next one started.
-    let by_run: Vec<&Value> = h.iter().filter(|r| r["result"] != "running").collect();
     for w in h.windows(2) {
         if let (Some(end), Some(next)) = (w[0]["ended_ms"].as_i64(), w[1]["started_ms"].as_i64()) {
             assert!(
                 next >= end,
-                "run {} started before {} ended: {by_run:#?}",
+                "run {} started before {} ended: {h:#?}",
                 w[1]["run"],
                 w[0]["run"]
             );
