@@ -588,3 +588,46 @@ stop = { timeout = "1s" }
         "ran {ran} ms under a 4 s timeout across a kill -9: {h:#?}"
     );
 }
+
+#[test]
+fn a_oneshot_after_a_service_waits_for_it_to_be_ready() {
+    let d = Daemon::start(
+        r#"
+[service.db]
+command = ["{zoo}", "slow-ready", "--after", "1s"]
+ready = "notify"
+
+[service.seed]
+type = "oneshot"
+command = ["true"]
+after = ["db"]
+"#,
+    );
+    wait_job_state(&d, "seed", "done", T);
+    let at_ms = |e: &Value| {
+        humantime::parse_rfc3339(e["at"].as_str().unwrap())
+            .expect("event time")
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let db: Vec<Value> = d
+        .events()
+        .into_iter()
+        .filter(|e| e["service"] == "db")
+        .collect();
+    let ready = db.iter().find(|e| e["state"] == "running").map(at_ms);
+    let first = db.iter().map(at_ms).min();
+    let (Some(ready_ms), Some(first_ms)) = (ready, first) else {
+        panic!("no running event of db: {db:#?}");
+    };
+    let h = runs(&d, "seed");
+    assert_eq!(h.len(), 1, "{h:#?}");
+    let started = h[0]["started_ms"].as_i64().unwrap();
+    // In the step db was seen ready (an event is stamped as it is written, a moment after),
+    // and not before its 1 s warm-up.
+    assert!(
+        started >= ready_ms - 50 && started >= first_ms + 900,
+        "seed started at {started}; db's first event {first_ms}, ready {ready_ms}: {h:#?}"
+    );
+}
