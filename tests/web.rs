@@ -240,6 +240,38 @@ replicas = 3
     eprintln!("{said}");
 }
 
+/// The jobs panel's script without a browser (tests/browser/jobs_panel.mjs: app.js in node
+/// with stand-ins for the DOM): it parses, lists each job with its next run, last result and
+/// counts, offers a run button only to an operator, and shows a job's history.
+#[test]
+fn the_dashboard_script_parses_and_its_jobs_panel_lists_jobs() {
+    let node = std::process::Command::new("node").arg("--version").output();
+    let have_node = node.is_ok_and(|o| o.status.success());
+    if !candor_scenarios::available("CANDOR_REQUIRE_ROOT", "node is missing", have_node) {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/jobs_panel.mjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .output()
+        .expect("node");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the jobs panel check failed:\n{said}");
+    for step in [
+        "lists each job with its next run, last result and counts",
+        "no run button for a read-only token",
+        "history, newest first",
+        "no jobs, no panel",
+        "read-only page lists the jobs without run buttons",
+    ] {
+        assert!(said.contains(step), "no `{step}` in:\n{said}");
+    }
+}
+
 #[test]
 fn a_dashboard_port_taken_by_someone_else_is_said_and_everything_else_runs() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -62,8 +62,11 @@ api_routes! {
     Get "/v1/services/{name}/logs" => crate::log_routes::service_logs, READ, "reading {name}'s logs";
     Get "/v1/logs" => crate::log_routes::all_logs, READ, "reading the logs";
     Post "/v1/services/{name}/{action}" => action, OPERATE, "{action} {name}";
+    Post "/v1/services/{name}/run" => crate::job_routes::run, OPERATE, "run {name}";
     Post "/v1/services/{name}/rollout/{what}" => crate::group_routes::rollout, OPERATE, "rollout {what} {name}";
     Post "/v1/reset-failed" => reset_failed, OPERATE, "reset-failed";
+    Get "/v1/jobs" => crate::job_routes::list, READ, "reading the jobs";
+    Get "/v1/jobs/{name}" => crate::job_routes::one, READ, "reading the job {name}";
     Get "/v1/events" => events, READ, "reading the events";
     Post "/v1/reload" => reload, OPERATE, "reload";
     Post "/v1/shutdown" => shutdown, Need::Shutdown, "shutdown";

@@ -11,6 +11,8 @@ pub mod gate;
 pub mod group_routes;
 pub mod guard;
 pub mod http;
+pub mod job_board;
+pub mod job_routes;
 pub mod log_gate;
 pub mod log_routes;
 pub mod logs;

@@ -24,7 +24,6 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// The whole exposition.
 /// Replicated services and their rollouts: one series per group (none without groups).
 fn rollouts(out: &mut String, board: &Board, now: Now) {
     let groups: Vec<(String, api::Replicas)> = board
@@ -74,6 +73,68 @@ fn rollouts(out: &mut String, board: &Board, now: Now) {
             let _ = writeln!(out, "{name}{{service=\"{g}\"}} {}", value(r));
         }
     }
+}
+
+/// Jobs (oneshots and scheduled services), from their history: one series per job, none for
+/// a value it does not have yet (no success, no run, no next fire).
+fn jobs(out: &mut String, board: &Board, now: Now) {
+    let jobs: Vec<(String, api::Job)> = crate::job_board::jobs(board, now)
+        .into_iter()
+        .map(|j| (label(&j.name), j))
+        .collect();
+    type Value = fn(&api::Job) -> Option<String>;
+    let gauges: [(&str, &str, Value); 3] = [
+        (
+            "candor_job_last_success_timestamp_seconds",
+            "When the job's newest successful run ended (unix seconds).",
+            |j| j.last_success_ms.map(seconds),
+        ),
+        (
+            "candor_job_last_duration_seconds",
+            "How long the job's newest run that ended took.",
+            |j| {
+                let ended = j.history.iter().find(|r| r.duration_ms.is_some())?;
+                ended.duration_ms.map(|ms| seconds(ms as i64))
+            },
+        ),
+        (
+            "candor_job_next_run_timestamp_seconds",
+            "When the job's schedule fires next (unix seconds).",
+            |j| j.next_ms.map(seconds),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        for (service, j) in &jobs {
+            if let Some(v) = value(j) {
+                let _ = writeln!(out, "{name}{{service=\"{service}\"}} {v}");
+            }
+        }
+    }
+    family(
+        out,
+        "candor_job_runs_total",
+        "counter",
+        "The job's runs by result (done, failed, skipped) since its history began (kept across daemon restarts).",
+    );
+    for (service, j) in &jobs {
+        let c = &j.counts;
+        for (result, n) in [
+            ("done", c.done),
+            ("failed", c.failed),
+            ("skipped", c.skipped),
+        ] {
+            let _ = writeln!(
+                out,
+                "candor_job_runs_total{{service=\"{service}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+}
+
+/// Milliseconds as seconds, as the exposition writes them ("3.2", "1796600003.2").
+fn seconds(ms: i64) -> String {
+    format!("{}", ms as f64 / 1e3)
 }
 
 pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
@@ -253,6 +314,7 @@ pub fn render(board: &Board, me: Option<&SelfSample>, now: Now) -> String {
     }
 
     rollouts(&mut out, board, now);
+    jobs(&mut out, board, now);
 
     type Pick = fn(&crate::counters::StreamCounts) -> &AtomicU64;
     let logs: [(&str, &str, Pick); 3] = [
@@ -385,6 +447,62 @@ mod tests {
         assert!(!calm.lines().any(|l| l.starts_with("candor_shared_cause{")));
         assert!(calm.contains("candor_restarts_held{reason=\"shared cause\"} 0\n"));
         assert!(calm.contains("candor_restarts_held{reason=\"restart budget\"} 0\n"));
+    }
+
+    #[test]
+    fn jobs_have_their_last_success_runs_by_result_duration_and_next_fire() {
+        let text = render(
+            &crate::job_board::fixtures::board(),
+            None,
+            crate::board::fixtures::now(),
+        );
+        let lines = |prefix: &str| -> Vec<&str> {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .collect::<Vec<_>>()
+        };
+        // Only `backup` is a job: not `web`, not `cond` (a condition only).
+        assert_eq!(
+            lines("candor_job_last_success_timestamp_seconds{"),
+            ["candor_job_last_success_timestamp_seconds{service=\"backup\"} 1796600003.2"]
+        );
+        assert_eq!(
+            lines("candor_job_runs_total{"),
+            [
+                "candor_job_runs_total{service=\"backup\",result=\"done\"} 1",
+                "candor_job_runs_total{service=\"backup\",result=\"failed\"} 1",
+                "candor_job_runs_total{service=\"backup\",result=\"skipped\"} 0",
+            ]
+        );
+        assert_eq!(
+            lines("candor_job_last_duration_seconds{"),
+            ["candor_job_last_duration_seconds{service=\"backup\"} 3.2"],
+            "the newest run's, not the older failed one's 1.2"
+        );
+        assert_eq!(
+            lines("candor_job_next_run_timestamp_seconds{"),
+            ["candor_job_next_run_timestamp_seconds{service=\"backup\"} 1796700000"]
+        );
+        for (family, kind) in [
+            ("candor_job_last_success_timestamp_seconds", "gauge"),
+            ("candor_job_runs_total", "counter"),
+            ("candor_job_last_duration_seconds", "gauge"),
+            ("candor_job_next_run_timestamp_seconds", "gauge"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} {kind}\n")),
+                "{family}"
+            );
+            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+        }
+        // Without jobs: the families, no series.
+        let none = render(
+            &crate::board::fixtures::board(&[("a", None, None)]),
+            None,
+            crate::board::fixtures::now(),
+        );
+        assert!(none.contains("# TYPE candor_job_runs_total counter\n"));
+        assert!(!none.lines().any(|l| l.starts_with("candor_job_")));
     }
 
     #[test]

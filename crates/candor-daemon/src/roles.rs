@@ -273,6 +273,7 @@ mod tests {
             (
                 Verb::Post,
                 "/v1/services/{name}/{action}"
+                | "/v1/services/{name}/run"
                 | "/v1/services/{name}/rollout/{what}"
                 | "/v1/reset-failed"
                 | "/v1/reload",

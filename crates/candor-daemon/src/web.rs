@@ -311,7 +311,8 @@ fn grant(mut req: Request, role: Role) -> Request {
 /// a read-only login gets the read-only token, never the operator's.
 async fn index_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
     let token = given_token(&headers).filter(|t| web.role_of(t).is_some());
-    let body = INDEX.replace(TOKEN_SLOT, token.as_deref().unwrap_or(""));
+    let role = token.as_deref().and_then(|t| web.role_of(t));
+    let body = page(token.as_deref(), role);
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -328,6 +329,16 @@ async fn index_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
 
 /// Where the page's `<meta name="candor-token">` gets the token.
 const TOKEN_SLOT: &str = "%CANDOR_TOKEN%";
+/// Where the page's `<meta name="candor-role">` gets its token's role (the page offers only
+/// what that role may do; the API decides).
+const ROLE_SLOT: &str = "%CANDOR_ROLE%";
+
+/// The page for a login with `token` and its `role`.
+fn page(token: Option<&str>, role: Option<Role>) -> String {
+    INDEX
+        .replace(TOKEN_SLOT, token.unwrap_or(""))
+        .replace(ROLE_SLOT, role.map_or("", Role::as_str))
+}
 
 fn asset(kind: &'static str, body: &'static str) -> Response {
     (
@@ -645,6 +656,20 @@ mod tests {
         again.load_tokens().unwrap();
         assert_eq!(again.role_of(&reader), Some(Role::ReadOnly));
         assert_eq!(again.role_of(&operator), Some(Role::Operator));
+    }
+
+    #[test]
+    fn the_page_carries_its_login_token_and_that_token_role() {
+        let operator = page(Some("abc"), Some(Role::Operator));
+        assert!(operator.contains(r#"<meta name="candor-token" content="abc">"#));
+        assert!(operator.contains(r#"<meta name="candor-role" content="operator">"#));
+        let reader = page(Some("def"), Some(Role::ReadOnly));
+        assert!(reader.contains(r#"<meta name="candor-role" content="read-only">"#));
+        let none = page(None, None);
+        assert!(none.contains(r#"<meta name="candor-role" content="">"#));
+        assert!(!none.contains(TOKEN_SLOT) && !none.contains(ROLE_SLOT));
+        // The jobs panel is on the page, for its script to fill.
+        assert!(operator.contains(r#"<tbody id="job-rows">"#));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const HISTORY = 120; // board updates kept per service for the sparklines
-const st = { services: [], hist: {}, events: [], selected: null, logs: null, daemonAt: 0, collapsed: new Set() };
-// The login token, rendered into the page by the daemon (the cookie is HttpOnly).
+const st = { services: [], hist: {}, events: [], selected: null, logs: null, daemonAt: 0, collapsed: new Set(), jobs: [], jobsAt: 0, job: null };
+// The login token, rendered into the page by the daemon (the cookie is HttpOnly), and its
+// role: the page offers only what the role may do (the API decides either way).
 const TOKEN = document.querySelector('meta[name="candor-token"]')?.content || "";
+const ROLE = document.querySelector('meta[name="candor-role"]')?.content || "";
 
 function esc(s) {
   return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -110,6 +112,102 @@ function rolloutHtml(s) {
   return `<div class="rollout"><span class="rollout-head">${head}</span> ${chips}${halted}</div>`;
 }
 
+// Jobs (oneshots and scheduled services), from GET /v1/jobs: a coarse span ("45s", "12m",
+// "5h12m", "2d3h"), a run's length ("850ms", "3.2s", "4m10s"), the next run ("in 5h12m
+// (03:00)"; "due now"; "-"), how a run ended ("done 3.2s", "failed exit 1", "skipped").
+function span(ms) {
+  const s = Math.floor(Math.max(0, ms) / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) { const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60); return m ? `${h}h${m}m` : `${h}h`; }
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
+  return h ? `${d}d${h}h` : `${d}d`;
+}
+function took(ms) {
+  if (ms == null) return "-";
+  if (ms < 1000) return `${ms}ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(1).replace(/\.0$/, "")}s`;
+  const s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  if (!h) return r ? `${m}m${r}s` : `${m}m`;
+  return m ? `${h}h${m}m` : `${h}h`;
+}
+function nextRun(j, now) {
+  if (j.next_ms == null) return "-";
+  const ahead = j.next_ms - now;
+  if (ahead <= 0) return "due now";
+  const at = new Date(j.next_ms);
+  const time = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const day = ahead >= 86400000 ? `${at.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short" })} ` : "";
+  return `in ${span(ahead)} (${day}${time})`;
+}
+function runResult(r, now) {
+  if (r.result === "running") return `running for ${span(now - r.started_ms)}`;
+  if (r.result === "done") return r.duration_ms == null ? "done" : `done ${took(r.duration_ms)}`;
+  if (r.result === "failed") return r.code != null ? `failed exit ${r.code}` : r.duration_ms != null ? `failed after ${took(r.duration_ms)}` : "failed";
+  return String(r.result);
+}
+function lastRun(j, now) {
+  const r = j.last || (j.history || [])[0];
+  if (!r) return "-";
+  if (r.result === "running") return runResult(r, now);
+  return `${runResult(r, now)}, ${span(now - (r.ended_ms ?? r.started_ms))} ago`;
+}
+// The jobs' rows: a run button only for a role that may run one (not read-only).
+function jobRowsHtml(jobs, now, canRun, selected) {
+  return jobs.map((j) => {
+    const c = j.counts || { done: 0, failed: 0, skipped: 0 };
+    const run = canRun && j.kind === "oneshot"
+      ? `<button type="button" data-run="${esc(j.name)}" title="run ${esc(j.name)} now"${j.state === "running" ? " disabled" : ""}>run</button>`
+      : "";
+    return `
+    <tr tabindex="0" data-job="${esc(j.name)}" class="${j.name === selected ? "selected" : ""}">
+      <td>${esc(j.name)}</td>
+      <td class="state s-${esc(j.state)}" title="${esc(j.reason)}">${esc(j.state)}</td>
+      <td>${esc(j.schedule || "-")}</td>
+      <td class="when">${esc(nextRun(j, now))}</td>
+      <td class="when">${esc(lastRun(j, now))}</td>
+      <td>${c.done} done, ${c.failed} failed, ${c.skipped} skipped</td>
+      <td>${run}</td>
+    </tr>`;
+  }).join("");
+}
+// A job's history, newest first: why each run ran, when, how long, how it ended, its log ids.
+function historyRowsHtml(job, now) {
+  return (job.history || []).map((r) => `
+    <tr>
+      <td>${r.run || "-"}</td>
+      <td>${esc(r.trigger)}</td>
+      <td class="when" title="${esc(new Date(r.started_ms).toISOString())}">${esc(new Date(r.started_ms).toLocaleString())}</td>
+      <td>${esc(took(r.duration_ms))}</td>
+      <td class="s-${esc(r.result)}">${esc(runResult(r, now))}</td>
+      <td>${esc(r.reason)}</td>
+      <td>${r.log_ids ? `${r.log_ids[0]}..${r.log_ids[1]}` : "-"}</td>
+    </tr>`).join("");
+}
+function renderJobs() {
+  const now = Date.now();
+  $("jobs").hidden = st.jobs.length === 0;
+  $("job-rows").innerHTML = jobRowsHtml(st.jobs, now, ROLE !== "read-only", st.job);
+  const j = st.jobs.find((x) => x.name === st.job);
+  $("job-history").hidden = !j;
+  if (!j) return;
+  $("jh-name").textContent = `${j.name}: ${j.reason} — its last ${(j.history || []).length} runs, newest first`;
+  $("jh-rows").innerHTML = historyRowsHtml(j, now);
+}
+// The jobs, read again at most once a second while the board moves (`force`: now).
+async function loadJobs(force) {
+  const now = Date.now();
+  if (!force && now - st.jobsAt < 1000) return;
+  st.jobsAt = now;
+  try {
+    const r = await fetch("/v1/jobs");
+    st.jobs = r.ok ? (await r.json()).jobs || [] : [];
+  } catch (e) {
+    st.jobs = [];
+  }
+  renderJobs();
+}
+
 // The board, pushed on every change.
 function onBoard(list) {
   st.services = list;
@@ -122,6 +220,7 @@ function onBoard(list) {
   renderRows();
   renderDetail();
   daemonPanel();
+  loadJobs(false);
 }
 
 function renderRows() {
@@ -266,17 +365,19 @@ function followLogs() {
 }
 
 async function act(path, what) {
-  if (!confirm(`${what}?`)) return;
+  if (!confirm(`${what}?`)) return false;
   say(`${what}…`);
   try {
     // The cookie alone changes nothing: a change carries the token in a header, which only
     // this page (served with the token in it) can set.
     const r = await fetch(path, { method: "POST", headers: { Authorization: `Bearer ${TOKEN}` } });
     const b = await r.json().catch(() => ({}));
-    if (r.ok) say(`${what}: done`);
+    if (r.ok) say(`${what}: ${b.message || "done"}`);
     else say(`${what}: ${b.error || r.status}`, true);
+    return r.ok;
   } catch (e) {
     say(`${what}: ${e}`, true);
+    return false;
   }
 }
 
@@ -331,6 +432,25 @@ function start() {
     });
   }
   $("reset-failed").addEventListener("click", () => act("/v1/reset-failed", "reset-failed (restart every failed service)"));
+  $("job-rows").addEventListener("click", async (e) => {
+    const run = e.target.closest("button[data-run]");
+    if (run) {
+      const name = run.dataset.run;
+      await act(`/v1/services/${encodeURIComponent(name)}/run`, `run ${name}`);
+      st.job = name;
+      loadJobs(true);
+      return;
+    }
+    const tr = e.target.closest("tr[data-job]");
+    if (tr) { st.job = st.job === tr.dataset.job ? null : tr.dataset.job; renderJobs(); }
+  });
+  $("job-rows").addEventListener("keydown", (e) => {
+    const tr = e.target.closest("tr[data-job]");
+    if (!tr || e.target.closest("button") || (e.key !== "Enter" && e.key !== " ")) return;
+    st.job = st.job === tr.dataset.job ? null : tr.dataset.job;
+    renderJobs();
+    e.preventDefault();
+  });
   let typing;
   $("grep").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(followLogs, 400); });
   $("stream").addEventListener("change", followLogs);

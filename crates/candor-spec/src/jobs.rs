@@ -157,3 +157,12 @@ pub enum HookFormat {
     /// Slack-compatible ones.
     Slack,
 }
+
+impl HookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookFormat::Json => "json",
+            HookFormat::Slack => "slack",
+        }
+    }
+}

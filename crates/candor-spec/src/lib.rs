@@ -12,6 +12,7 @@ mod graph;
 pub mod jobs;
 mod parse;
 pub mod replicas;
+pub mod schedule_check;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -32,6 +32,8 @@ macro_rules! match_key {
     };
 }
 
+mod jobs;
+
 /// A log cap below this would keep too few lines to be useful.
 const MIN_LOG_BYTES: u64 = 64 * 1024;
 
@@ -151,6 +153,7 @@ fn parse_with_includes(
         }
     }
     check_activated_once(&services, &mut errors);
+    jobs::check_jobs(&services, &daemon.hooks, &mut errors);
     let mains: Vec<&ServiceSpec> = services.values().filter(|s| s.main).collect();
     if let [first, second, ..] = mains[..] {
         errors.push(at_text(
@@ -587,6 +590,7 @@ impl FileCtx<'_> {
                         daemon.restart_budget = b;
                     }
                 },
+                "hooks" => daemon.hooks = self.hooks(value),
                 "logs" => {
                     let Some(t) = self.table(value, "daemon.logs") else {
                         continue;
@@ -811,8 +815,14 @@ impl FileCtx<'_> {
                         .map(|n| n as u32)
                 },
                 "update" => self.update(value, &what, &mut update),
+                "type" => spec.kind = self.kind(value, &what).unwrap_or(spec.kind),
+                "condition" => spec.condition = self.condition(value, &what),
+                "timeout" => spec.timeout = self.positive_duration(value, &what),
+                "retries" => spec.retries = self.int(value, &what, 0, 10_000).map(|n| n as u32),
+                "schedule" => spec.schedule = self.schedule(value, &what),
             })
         }
+        self.finish_job(name_key.span().start, &section, t, &mut spec);
         self.finish_update(name_key.span().start, &section, update, &mut spec);
         if spec.replicas.is_none() && format!("{spec:?}").contains(crate::replicas::INSTANCE) {
             self.err(

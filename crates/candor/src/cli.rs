@@ -186,6 +186,28 @@ pub enum Command {
         #[command(subcommand)]
         action: RolloutCommand,
     },
+    /// Jobs (oneshots and scheduled services): a table of their state, schedule, next run,
+    /// last result and counts; with NAME, that job and its last 20 runs (trigger, start,
+    /// duration, result, reason, log ids).
+    Jobs {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a oneshot now. Without --wait: "NAME: started (run N)". With --wait: the run's
+    /// result once it ends; exit 0 if done, 1 if failed, 3 if its condition skipped it.
+    Run {
+        name: String,
+        /// Wait for the run to end; the exit code says how it ended.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits at most, e.g. 10m (default: the job's timeout and a minute
+        /// more, else a day).
+        #[arg(long, requires = "wait")]
+        timeout: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop services in reverse dependency order, then exit the daemon.
     Shutdown,
     /// Hand every service to a new candor binary without restarting any: the daemon checks
@@ -222,7 +244,9 @@ impl Command {
             | Command::Events { json, .. }
             | Command::Reload { json, .. }
             | Command::Kill { json, .. }
-            | Command::Scale { json, .. } => *json,
+            | Command::Scale { json, .. }
+            | Command::Jobs { json, .. }
+            | Command::Run { json, .. } => *json,
             Command::Rollout { action } => action.json(),
             Command::Start(a) | Command::Stop(a) | Command::Restart(a) => a.json,
             Command::Logs(a) => a.json,

@@ -156,6 +156,14 @@ async fn talk(
             json,
         } => control::scale(&client, &name, replicas, json).await,
         Command::Rollout { action } => cmd::rollout::rollout(&client, action).await,
+        // Jobs.
+        Command::Jobs { name, json } => cmd::jobs::jobs(&client, name.as_deref(), json).await,
+        Command::Run {
+            name,
+            wait,
+            timeout,
+            json,
+        } => cmd::jobs::run(&client, &name, wait, timeout, json).await,
         // Logs and events.
         Command::Logs(a) => logs::logs(&client, a).await,
         Command::Events {

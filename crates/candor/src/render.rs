@@ -1,6 +1,7 @@
 //! Human output: the status table, one service's details, durations and sizes.
 
 pub mod groups;
+pub mod jobs;
 
 use std::time::Duration;
 
@@ -194,18 +195,24 @@ pub fn table(services: &[ServiceStatus]) -> String {
         .iter()
         .map(|placed| {
             let s = placed.service;
+            // A finished job has no process: nothing of one is shown, whatever came with it.
+            let live = !finished_job(s);
             [
                 placed.name(),
                 s.state.clone(),
                 cut_reason(s, REASON_WIDTH),
-                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                uptime(s.uptime_s),
+                s.pid
+                    .filter(|_| live)
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                uptime(s.uptime_s.filter(|_| live)),
                 s.restarts.to_string(),
                 s.fds
                     .as_ref()
+                    .filter(|_| live)
                     .map(|f| format!("{}/{}", f.count, f.limit))
                     .unwrap_or_else(|| "-".into()),
-                bytes(s.rss_bytes),
+                bytes(s.rss_bytes.filter(|_| live)),
             ]
         })
         .collect();
@@ -239,6 +246,12 @@ pub fn table(services: &[ServiceStatus]) -> String {
     out
 }
 
+/// A oneshot that completed (`done`) or whose condition skipped its start (`skipped`): a
+/// job's end, not a process's.
+pub fn finished_job(s: &ServiceStatus) -> bool {
+    matches!(s.state.as_str(), "done" | "skipped")
+}
+
 /// The widest the table's REASON column gets.
 const REASON_WIDTH: usize = 70;
 
@@ -256,7 +269,14 @@ pub fn details(s: &ServiceStatus) -> String {
     if let Some(r) = &s.ready {
         out += &format!("  ready:    via {} at {}\n", r.via, r.at);
     }
-    out += &format!("  restarts: {} (runs: {})\n", s.restarts, s.runs);
+    if finished_job(s) {
+        out += &format!(
+            "  runs:     {}; its history: `candor jobs {}`\n",
+            s.runs, s.name
+        );
+    } else {
+        out += &format!("  restarts: {} (runs: {})\n", s.restarts, s.runs);
+    }
     if let Some(e) = &s.last_exit {
         let how = match (&e.code, &e.signal) {
             (_, Some(sig)) => format!("killed by {sig}"),
@@ -631,6 +651,34 @@ mod group_tests {
             "NAME  STATE    REASON                                PID  UPTIME  RESTARTS  FDS  RSS\n\
              db    running  running as pid 200, ready via notify  200  1m15s   0         -    -\n"
         );
+    }
+
+    #[test]
+    fn a_finished_oneshot_shows_its_end_and_no_process() {
+        let mut done = svc("migrate", "done", "completed in 3.2s with exit 0", None);
+        // Whatever came with it, a finished job's row has no process in it.
+        done.uptime_s = Some(3.2);
+        let skipped = svc(
+            "backup",
+            "skipped",
+            "condition exited 1: test -f /etc/backup/enabled; the start was skipped",
+            None,
+        );
+        let out = table(&[skipped.clone(), done.clone()]);
+        assert_eq!(
+            out,
+            "\
+NAME     STATE    REASON                                                                  PID  UPTIME  RESTARTS  FDS  RSS
+backup   skipped  condition exited 1: test -f /etc/backup/enabled; the start was skipped  -    -       0         -    -
+migrate  done     completed in 3.2s with exit 0                                           -    -       0         -    -
+",
+        );
+        let d = details(&done);
+        assert!(
+            d.contains("  runs:     1; its history: `candor jobs migrate`\n"),
+            "{d}"
+        );
+        assert!(!d.contains("restarts:") && !d.contains("pid:"), "{d}");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `candor top` (and `candor up`'s view): the live board in the terminal, sorted by trouble,
 //! with the selected service's reason, its fds against the limit as a sparkline, its log
-//! tail, and keys for start / stop / restart / reset-failed. Fed by the API only: the board
-//! every second, and at once when the daemon's event stream says something changed.
+//! tail, and keys for start / stop / restart / reset-failed; a job's row says its last result
+//! and next run. Fed by the API only: the board and the jobs every second, and at once when
+//! the daemon's event stream says something changed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use candor_api::{DaemonInfo, LogEntry, ServiceStatus};
+use candor_api::{DaemonInfo, Job, LogEntry, ServiceStatus};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -19,6 +20,7 @@ use ratatui::Frame;
 use tokio::sync::Notify;
 
 use crate::client::{encode, Client};
+use crate::render::jobs::{self as job_words, Clock};
 
 /// Samples of fds kept per service for the sparkline (one a second).
 const HISTORY: usize = 120;
@@ -59,6 +61,10 @@ struct App {
     selected: Option<String>,
     fds: HashMap<String, VecDeque<u64>>,
     logs: Vec<LogEntry>,
+    /// The jobs on the board, by name (none from a daemon without `GET /v1/jobs`).
+    jobs: HashMap<String, Job>,
+    /// When the jobs were read (unix ms): their next runs and ages are told from then.
+    now_ms: i64,
     help: bool,
     confirm: Option<(Action, String)>,
     message: Option<(bool, String)>,
@@ -78,6 +84,7 @@ fn trouble(state: &str) -> u8 {
         "starting" => 5,
         "exited" => 6,
         "stopped" => 7,
+        // A finished job is no trouble: with the running services.
         _ => 8,
     }
 }
@@ -89,6 +96,9 @@ fn colour(state: &str) -> Color {
         "unhealthy" | "failed" => Color::Red,
         "backoff" | "stopping" => Color::Magenta,
         "starting" => Color::Cyan,
+        // A oneshot that completed; a start its condition skipped (dim, as stopped).
+        "done" => Color::Green,
+        "skipped" => Color::DarkGray,
         _ => Color::Gray,
     }
 }
@@ -117,6 +127,14 @@ impl App {
             .is_some_and(|s| self.list.iter().any(|x| &x.name == s));
         if !keep {
             self.selected = self.list.first().map(|s| s.name.clone());
+        }
+    }
+
+    /// The clock the jobs' times are told against: when they were read, in the local zone.
+    fn clock(&self) -> Clock<'static> {
+        Clock {
+            now_ms: self.now_ms,
+            local: &job_words::local_time,
         }
     }
 
@@ -159,6 +177,12 @@ async fn refresh(client: &Client, app: &mut App, log_lines: usize) {
         .json::<Vec<ServiceStatus>>("GET", "/v1/services")
         .await;
     let info = client.json::<DaemonInfo>("GET", "/v1/daemon").await;
+    // A daemon without jobs (or before them) answers an error: no job rows then.
+    let jobs = client.json::<candor_api::Jobs>("GET", "/v1/jobs").await;
+    app.jobs = jobs
+        .map(|j| j.jobs.into_iter().map(|j| (j.name.clone(), j)).collect())
+        .unwrap_or_default();
+    app.now_ms = Clock::system(|c| c.now_ms);
     match (list, info) {
         (Ok(list), Ok(info)) => {
             app.list = list;
@@ -425,7 +449,10 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
                 .as_ref()
                 .map(|x| format!("{}/{}", x.count, x.limit))
                 .unwrap_or_else(|| "-".into());
-            let reason = crate::render::cut_reason(s, reason_width);
+            let reason = match app.jobs.get(&s.name) {
+                Some(job) => short(&job_words::summary(job, &app.clock()), reason_width),
+                None => crate::render::cut_reason(s, reason_width),
+            };
             let rollout = crate::render::groups::rollout_line(s);
             let height = 1 + u16::from(rollout.is_some());
             let reason = match rollout {
@@ -521,6 +548,19 @@ fn draw(f: &mut Frame, app: &App, mode: Mode) -> usize {
         }
         if let Some(t) = &s.status_text {
             text.push(Line::raw(format!("its status: {t}")));
+        }
+        if let Some(job) = app.jobs.get(&s.name) {
+            let clock = app.clock();
+            let schedule = job.schedule.as_deref().unwrap_or("no schedule");
+            text.push(Line::raw(format!(
+                "job: {schedule} · next {}",
+                job_words::next(job.next_ms, &clock),
+            )));
+            text.push(Line::raw(format!(
+                "last {} · runs: {}",
+                job_words::last(job, &clock),
+                job_words::counts(&job.counts)
+            )));
         }
 
         f.render_widget(
@@ -860,6 +900,77 @@ mod tests {
         assert_eq!(app.selected.as_deref(), Some("c"));
         app.move_by(-10);
         assert_eq!(app.selected.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_job_row_says_its_last_result_and_next_run_and_a_finished_job_is_no_trouble() {
+        let now_ms = 1_796_652_120_000;
+        let done = candor_api::JobRun {
+            run: 4,
+            trigger: "schedule".into(),
+            started_ms: now_ms - 120_000,
+            ended_ms: Some(now_ms - 116_800),
+            duration_ms: Some(3200),
+            result: "done".into(),
+            code: Some(0),
+            reason: "completed in 3.2s with exit 0".into(),
+            ..Default::default()
+        };
+        let job = Job {
+            name: "backup".into(),
+            kind: "oneshot".into(),
+            state: "done".into(),
+            reason: "completed in 3.2s with exit 0".into(),
+            schedule: Some("every 1h".into()),
+            next_ms: Some(now_ms + 3_600_000),
+            last: Some(done.clone()),
+            last_success_ms: done.ended_ms,
+            counts: candor_api::JobCounts {
+                done: 4,
+                failed: 1,
+                skipped: 0,
+            },
+            history: vec![done],
+        };
+        let mut backup = svc("backup", "done");
+        backup.reason = job.reason.clone();
+        let mut app = App {
+            list: vec![backup, svc("web", "running"), svc("db", "failed")],
+            jobs: [("backup".to_string(), job)].into(),
+            now_ms,
+            selected: Some("backup".into()),
+            ..Default::default()
+        };
+        app.sort();
+        let names: Vec<&str> = app.list.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["db", "backup", "web"],
+            "failed first; done with running"
+        );
+        let rows = screen(&app, 140, 30);
+        let all = rows.join("\n");
+        let row = rows.iter().find(|r| r.starts_with("backup ")).expect(&all);
+        assert!(row.contains(" done "), "{all}");
+        assert!(
+            row.contains("last: done 3.2s, 1m ago · next in 1h ("),
+            "the reason column says the last run and the next:\n{all}"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.starts_with("job: every 1h · next in 1h ("))
+                && rows
+                    .iter()
+                    .any(|r| r
+                        .starts_with("last done 3.2s, 1m ago · runs: 4 done, 1 failed, 0 skipped")),
+            "the selected job's line:\n{all}"
+        );
+        // A service that is not a job keeps its reason.
+        let web = rows.iter().find(|r| r.starts_with("web ")).expect(&all);
+        assert!(web.trim_end().ends_with(" r"), "{all}");
+        assert_eq!(colour("done"), Color::Green);
+        assert_eq!(colour("skipped"), Color::DarkGray);
+        assert_eq!(colour("a state from a newer daemon"), Color::Gray);
     }
 
     /// The help box as drawn over an empty view, one string a row, borders cut off.

@@ -8,6 +8,7 @@
 //! - `logs`: logs and events.
 //! - `config`: check, reload of the config (and a `--plan` of it), export, completions, man.
 //! - `daemon`: daemon, up and web; `upgrade`: upgrade and its guard.
+//! - `jobs`: jobs and run (oneshots and schedules).
 //!
 //! A new group (e.g. `rollout status|undo|resume NAME`) gets a module of its own here, its
 //! variant in `cli::Command` and one arm in `main::talk`.
@@ -15,6 +16,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod jobs;
 pub mod logs;
 pub mod rollout;
 pub mod status;
