@@ -1,66 +1,31 @@
-//! How the job scenarios read a job: `candor jobs --json` (api::Jobs), or — from a build
-//! without that command — the same shape made of `candor status NAME --json` and the job's
-//! history file `<state_dir>/jobs/NAME.json` (`SavedJob`). The one place that knows both.
+//! How the job scenarios read a job and its runs: `candor jobs --json` (api::Jobs), the event
+//! log, and the marks a job's command writes itself.
 
 use std::time::Duration;
 
 use candor_scenarios::{wait_for, Daemon};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-/// Every job as `candor jobs --json` lists it; None when this build has no `candor jobs`.
-fn listed(d: &Daemon) -> Option<Vec<Value>> {
-    let out = d.cli(&["jobs", "--json"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        let unknown = stderr.contains("unrecognized subcommand") || stderr.contains("not found");
-        assert!(
-            unknown,
-            "candor jobs --json failed with {}: {stderr}",
-            out.status
-        );
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "candor jobs --json printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    let jobs = match v {
-        Value::Array(jobs) => jobs,
+/// Every job as `candor jobs --json` lists it (api::Jobs).
+fn listed(d: &Daemon) -> Vec<Value> {
+    let out = d.ok(&["jobs", "--json"]);
+    let v: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("candor jobs --json printed no JSON ({e}): {out}"));
+    match v {
         Value::Object(mut o) => match o.remove("jobs") {
             Some(Value::Array(jobs)) => jobs,
             other => panic!("candor jobs --json: no `jobs` list: {other:?}"),
         },
-        other => panic!("candor jobs --json: neither a list nor {{jobs}}: {other}"),
-    };
-    Some(jobs)
+        other => panic!("candor jobs --json: not {{\"jobs\": [...]}}: {other}"),
+    }
 }
 
 /// `name` as an api::Job (`state`, `reason`, `counts`, `history` newest first).
 pub fn job(d: &Daemon, name: &str) -> Value {
-    if let Some(jobs) = listed(d) {
-        return jobs
-            .into_iter()
-            .find(|j| j["name"] == name)
-            .unwrap_or_else(|| panic!("candor jobs --json does not list {name}"));
-    }
-    let status = d.status(name);
-    let file = d.path(&format!("state/jobs/{name}.json"));
-    let saved: Value = std::fs::read(&file)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_else(|| json!({ "history": [], "counts": {} }));
-    let mut history = saved["history"].as_array().cloned().unwrap_or_default();
-    history.reverse();
-    json!({
-        "name": name,
-        "state": status["state"],
-        "reason": status["reason"],
-        "counts": saved["counts"],
-        "last_success_ms": saved["last_success_ms"],
-        "history": history,
-    })
+    listed(d)
+        .into_iter()
+        .find(|j| j["name"] == name)
+        .unwrap_or_else(|| panic!("candor jobs --json does not list {name}"))
 }
 
 /// The runs of `name`, oldest first.
