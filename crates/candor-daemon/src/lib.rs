@@ -10,6 +10,7 @@ pub mod faults;
 pub mod gate;
 pub mod group_routes;
 pub mod guard;
+pub mod hooks;
 pub mod http;
 pub mod log_gate;
 pub mod log_routes;
@@ -695,6 +696,25 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
             path: state_dir.clone(),
             source,
         })?;
+    let hooks = hooks::Hooks::start(
+        &spec.daemon.hooks,
+        hooks::Setup {
+            host: hooks::hostname(),
+            runner: hooks::Runner {
+                keeper: keeper.clone(),
+                exec: exec_probes.clone(),
+            },
+            // Straight to the event log: a hook's own notes never go back into the hooks.
+            report: {
+                let (store, events) = (store.clone(), events_tx.downgrade());
+                Arc::new(move |note| notes::write_note(&store, events.upgrade().as_ref(), note))
+            },
+            faults: faults.clone(),
+            pacing: hooks::Pacing::default(),
+            queue: hooks::QUEUE,
+        },
+    );
+    let hook_counters = hooks.counters();
     let brain = Shell::new(
         &spec,
         keeper,
@@ -704,6 +724,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         ctx,
         recorder,
         taken,
+        hooks,
     );
     info.notify.socket = notify_name;
     let info_incarnation = info.incarnation.clone();
@@ -723,6 +744,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         keeper: keeper_for_api,
         exec: exec_probes,
         faults: faults.clone(),
+        hooks: hook_counters,
         web: web.clone(),
         access: Arc::new(roles::Access::new(
             spec.daemon.socket_group.clone(),

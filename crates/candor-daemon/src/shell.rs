@@ -206,6 +206,8 @@ pub struct Shell {
     /// A step panicked: the brain's facts cannot be trusted any more. The daemon restarts
     /// itself in place (as `candor upgrade` to its own binary), keeping every service.
     brain_failed: bool,
+    /// `[[daemon.hooks]]`: offered every note the brain records.
+    hooks: crate::hooks::Hooks,
 }
 
 /// Readiness markers cleared before each spawn: the ready file, and `<socket>.ready` beside
@@ -237,6 +239,7 @@ impl Shell {
         ctx: BrainContext,
         recorder: Recorder,
         loaded: crate::records::Loaded,
+        hooks: crate::hooks::Hooks,
     ) -> Self {
         let mut shell = Self {
             facts: Facts::scaled(
@@ -269,6 +272,7 @@ impl Shell {
             dirty: Default::default(),
             save_all: true,
             brain_failed: false,
+            hooks,
         };
         // Every configured service is on the board before the API answers its first request,
         // with the runs of an earlier daemon already taken over: never "about to start" for a
@@ -671,6 +675,12 @@ impl Shell {
         if let candor_brain::Request::Reload(spec) = &asked.request {
             self.store.set_caps(logs::caps(spec));
             self.ctx.gates.set_default(spec.daemon.probe_max_inflight);
+            self.hooks.replace(&spec.daemon.hooks);
+            // An instance `api@2` is configured while its group `api` is.
+            let names: std::collections::HashSet<&str> =
+                spec.services.keys().map(|n| n.as_str()).collect();
+            self.hooks
+                .retain_services(|n| names.contains(n.split('@').next().unwrap_or(n)));
         }
         match asked.caller {
             Some(peer) => self.record(request_note(&asked.request, peer)),
@@ -942,6 +952,7 @@ impl Shell {
                     None
                 }
                 Effect::Record(note) => {
+                    self.hooks.offer(&note);
                     self.record(note);
                     None
                 }
