@@ -258,6 +258,11 @@ impl Worker {
     }
 
     async fn attempt(&self, event: &Fired) -> Result<(), String> {
+        // Test seam (`hook:<service>`): a delivery that panics; the task is started again and
+        // the event it held counted dropped.
+        if candor_core::fail_once("hook", &event.service) {
+            panic!("failpoint hook:{}", event.service);
+        }
         let timeout = self.spec.timeout;
         match &self.delivery {
             Delivery::Exec { argv, runner } => {
