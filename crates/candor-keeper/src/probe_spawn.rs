@@ -344,3 +344,22 @@ pub(crate) fn spawn(
         _memory: memory,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_input_pipe_holds_the_bytes_then_ends() {
+        let read = input_pipe(b"{\"event\":\"failed\"}").unwrap();
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut got).unwrap();
+        assert_eq!(got, "{\"event\":\"failed\"}");
+    }
+
+    #[test]
+    fn an_input_larger_than_a_pipe_is_refused_not_waited_for() {
+        let e = input_pipe(&vec![b'x'; 4 << 20]).unwrap_err().to_string();
+        assert!(e.contains("does not fit in a pipe"), "{e}");
+    }
+}

@@ -87,11 +87,11 @@ impl Classifier {
     pub fn classify(&mut self, note: &Note) -> Option<HookEvent> {
         match &note.detail {
             api::EventDetail::State(_) => match note.state.as_str() {
-                "failed" | "unhealthy" | "backoff" => {
+                state @ ("failed" | "unhealthy" | "backoff") => {
                     if !self.troubled.contains(&note.service) {
                         self.troubled.insert(note.service.clone());
                     }
-                    match note.state.as_str() {
+                    match state {
                         "failed" => Some(HookEvent::Failed),
                         "unhealthy" => Some(HookEvent::Unhealthy),
                         _ => None,

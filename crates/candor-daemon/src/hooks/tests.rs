@@ -506,3 +506,55 @@ fn metrics_name_the_four_families() {
         assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn drops_are_said_at_most_once_per_period_with_the_queue_full_ones() {
+    let (port, _got) = receiver(None).await;
+    let (mut setup, said) = setup(Pacing {
+        note_every: Duration::from_millis(500),
+        ..quick()
+    });
+    setup.queue = 1;
+    let spec = hook(
+        webhook(port, HookFormat::Json, &[]),
+        Duration::from_millis(100),
+        0,
+    );
+    let mut hooks = Hooks::start(&[spec], setup);
+    let counters = hooks.counters();
+    // The task has not run yet (this test's runtime has one thread): one fits, four do not.
+    for _ in 0..5 {
+        hooks.offer(&failed("api"));
+    }
+    assert_eq!(counters.stats().dropped, 4);
+    wait_for("the first note", || said.lock().unwrap().len() == 1).await;
+    let first = Instant::now();
+    let reason = said.lock().unwrap()[0].reason.clone();
+    assert!(
+        reason.contains(
+            "dropped 1 event after its one attempt (last error: no answer from http://127.0.0.1:"
+        ),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("and 4 events because its queue was full"),
+        "{reason}"
+    );
+    // The next drop comes within the period: said when it ends, not before.
+    hooks.offer(&failed("api"));
+    wait_for("the second drop", || counters.stats().dropped == 6).await;
+    assert_eq!(said.lock().unwrap().len(), 1);
+    wait_for("the second note", || said.lock().unwrap().len() == 2).await;
+    assert!(
+        first.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        first.elapsed()
+    );
+    let reason = said.lock().unwrap()[1].reason.clone();
+    assert!(
+        reason.contains("dropped 1 event after its one attempt"),
+        "{reason}"
+    );
+    assert!(reason.contains("since the last such event"), "{reason}");
+    assert!(!reason.contains("queue was full"), "{reason}");
+}

@@ -340,10 +340,13 @@ impl Worker {
             }
             let mut parts = Vec::new();
             if u.gave_up > 0 {
+                let attempts = match u.attempts {
+                    1 => "its one attempt".to_string(),
+                    n => format!("{n} attempts each"),
+                };
                 parts.push(format!(
-                    "{} after {} attempts each (last error: {})",
+                    "{} after {attempts} (last error: {})",
                     events(u.gave_up),
-                    u.attempts,
                     u.last_error
                 ));
             }
