@@ -41,6 +41,15 @@ pub fn header(info: &DaemonInfo) -> String {
         ),
         None => String::new(),
     };
+    let h = &info.hooks;
+    let hooks = if h.sent + h.failed + h.dropped + h.queued == 0 {
+        String::new()
+    } else {
+        format!(
+            "\nhooks: {} sent, {} failed attempts, {} dropped, {} queued",
+            h.sent, h.failed, h.dropped, h.queued
+        )
+    };
     format!(
         "candor {} · pid {} · containment: {}\ndaemon: fds {}/{} ({:.0} %), rss {}; notify: {} received, {} dropped; logs: {} of {} on disk",
         info.version,
@@ -58,6 +67,7 @@ pub fn header(info: &DaemonInfo) -> String {
         bytes(Some(info.store.log_bytes)),
         bytes(Some(info.store.log_cap_bytes)),
     ) + &access(info)
+        + &hooks
         + &recovered
         + &faults
 }
@@ -403,6 +413,19 @@ mod access_tests {
         );
         let old = serde_json::from_value::<DaemonInfo>(blank()).unwrap();
         assert_eq!(access(&old), "", "a daemon that does not say");
+    }
+
+    #[test]
+    fn the_header_says_what_the_hooks_delivered_once_they_did_anything() {
+        let mut i = serde_json::from_value::<DaemonInfo>(blank()).unwrap();
+        assert!(!header(&i).contains("hooks:"), "no line without hooks");
+        i.hooks = candor_api::HookStats {
+            sent: 4,
+            failed: 3,
+            dropped: 1,
+            queued: 0,
+        };
+        assert!(header(&i).contains("\nhooks: 4 sent, 3 failed attempts, 1 dropped, 0 queued"));
     }
 
     #[test]

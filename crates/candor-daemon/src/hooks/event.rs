@@ -73,9 +73,11 @@ impl Fired {
     }
 }
 
-/// Which hook event a note is, if any. Remembers the services whose last state was failed,
-/// unhealthy or backoff (passing through starting and stopping), so that their next
-/// `running` is `recovered`; a stop (`stopped`) forgets it: a later start is a new start.
+/// Which hook event a note is, if any. Remembers the services whose last state was failed or
+/// unhealthy (passing through backoff, starting and stopping), so that their next `running`
+/// is `recovered`; a stop (`stopped`) forgets it: a later start is a new start. A crash that
+/// is restarted (backoff) is not trouble of its own: a crash loop would otherwise say
+/// `recovered` at every turn without ever having said `failed`.
 #[derive(Default)]
 pub struct Classifier {
     troubled: HashSet<String>,
@@ -87,21 +89,20 @@ impl Classifier {
     pub fn classify(&mut self, note: &Note) -> Option<HookEvent> {
         match &note.detail {
             api::EventDetail::State(_) => match note.state.as_str() {
-                state @ ("failed" | "unhealthy" | "backoff") => {
+                state @ ("failed" | "unhealthy") => {
                     if !self.troubled.contains(&note.service) {
                         self.troubled.insert(note.service.clone());
                     }
                     match state {
                         "failed" => Some(HookEvent::Failed),
-                        "unhealthy" => Some(HookEvent::Unhealthy),
-                        _ => None,
+                        _ => Some(HookEvent::Unhealthy),
                     }
                 }
                 "running" => self
                     .troubled
                     .remove(&note.service)
                     .then_some(HookEvent::Recovered),
-                "starting" | "stopping" => None,
+                "starting" | "stopping" | "backoff" => None,
                 _ => {
                     self.troubled.remove(&note.service);
                     None
@@ -198,7 +199,7 @@ mod tests {
                 None,
                 None,
                 None,
-                Some("recovered"),
+                None,
                 Some("unhealthy"),
                 Some("recovered"),
                 Some("failed"),
