@@ -1,11 +1,11 @@
 //! `candor jobs` and `candor run` against a real daemon: a run now and one waited for (exit
-//! 0 done, 1 failed, 3 skipped), the table and one job's history, `--json`, refusals, and the
+//! 0 done, 1 failed, 4 skipped), the table and one job's history, `--json`, refusals, and the
 //! job series of /metrics. Skipped (said) by a build whose config does not take jobs yet.
 
 use std::process::Output;
 use std::time::Duration;
 
-use candor_scenarios::{available, get_request, Daemon};
+use candor_scenarios::{get_request, Daemon};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -44,13 +44,7 @@ fn run_waits_for_its_run_and_jobs_lists_them_with_their_history() {
     let mut d = Daemon::unstarted(CONFIG);
     let config = d.path("candor.toml");
     let checked = d.cli(&["check", "-c", config.to_str().unwrap()]);
-    let why = format!(
-        "this build's config does not take jobs yet: {}",
-        text(&checked).1.trim()
-    );
-    if !available("CANDOR_REQUIRE_JOBS", &why, checked.status.success()) {
-        return;
-    }
+    assert!(checked.status.success(), "{:?}", text(&checked));
     d.spawn();
     d.wait_state("broken", "failed", T);
     d.wait_state("gated", "skipped", T);
@@ -81,7 +75,7 @@ fn run_waits_for_its_run_and_jobs_lists_them_with_their_history() {
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("failed exit 4"), "{stdout}");
     let (code, stdout, stderr) = waited("gated");
-    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    assert_eq!(code, Some(4), "{stdout}{stderr}");
     assert!(stdout.contains("skipped (condition exited 1"), "{stdout}");
     std::fs::write(d.path("enabled"), "").unwrap();
     let (code, stdout, stderr) = waited("gated");

@@ -148,7 +148,7 @@ pub fn schedule_words(s: &candor_spec::ScheduleSpec) -> String {
 /// How `svc` looks to `candor jobs`; None when it is not a job (neither a oneshot nor
 /// scheduled).
 pub fn view(services: &crate::Services, svc: &crate::Service, now: crate::Now) -> Option<api::Job> {
-    let job = svc.job.as_deref()?;
+    let job = svc.job.as_deref().filter(|_| is_job(&svc.spec))?;
     let d = crate::derive(services, svc, now.mono);
     let history: Vec<api::JobRun> = job.history.iter().rev().cloned().collect();
     Some(api::Job {
@@ -235,7 +235,23 @@ pub(crate) fn derive_down(svc: &Service, job: &Job, now: Mono) -> Option<Derived
         };
         return Some(Derived {
             state,
-            reason: format!("{}{}", v.reason, next_words(job, now)),
+            reason: v.reason.clone(),
+        });
+    }
+    if let Some(last) = job
+        .history
+        .back()
+        .filter(|_| svc.run.is_none() && svc.wanted)
+    {
+        // Down since a daemon restart: the history says how the last run went.
+        let state = match last.result.as_str() {
+            "done" => ServiceState::Done,
+            "skipped" => ServiceState::Skipped,
+            _ => ServiceState::Failed,
+        };
+        return Some(Derived {
+            state,
+            reason: last.reason.clone(),
         });
     }
     if svc.run.is_none() && svc.wanted && svc.spec.schedule.is_some() {
@@ -259,9 +275,12 @@ pub(crate) fn with_next(svc: &Service, mut d: Derived, now: Mono) -> Derived {
     if let Some(job) = svc.job.as_deref() {
         let down = matches!(
             d.state,
-            ServiceState::Done | ServiceState::Failed | ServiceState::Exited
+            ServiceState::Done
+                | ServiceState::Failed
+                | ServiceState::Exited
+                | ServiceState::Skipped
         );
-        if down && svc.spec.schedule.is_some() && job.verdict.is_none() {
+        if down && svc.spec.schedule.is_some() && svc.wanted {
             d.reason.push_str(&next_words(job, now));
         }
     }
@@ -848,6 +867,10 @@ impl crate::Facts {
                     "ended while no supervisor was watching it: its exit status is unknown".into();
             }
         }
+        // Run ids go on from the history's (a new daemon counts from the records, which an
+        // orderly shutdown clears): "run 14" names one run of the job.
+        let newest = history.iter().map(|e| e.run).max().unwrap_or(0);
+        svc.runs = svc.runs.max(newest);
         let job = svc.job.get_or_insert_with(Box::default);
         job.history = Arc::new(history);
         job.counts = saved.counts;

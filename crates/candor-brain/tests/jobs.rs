@@ -473,3 +473,35 @@ fn a_skipped_start_is_still_skipped_after_a_daemon_restart() {
     assert_eq!(d.state, Skipped, "{}", d.reason);
     assert!(d.reason.starts_with("condition exited 1"));
 }
+
+#[test]
+fn after_a_restart_a_job_shows_its_last_run_and_counts_its_runs_on() {
+    let last = candor_api::JobRun {
+        run: 7,
+        trigger: "schedule".into(),
+        started_ms: 1_799_999_000_000,
+        ended_ms: Some(1_799_999_001_000),
+        result: "done".into(),
+        code: Some(0),
+        reason: "completed in 1s with exit 0".into(),
+        ..Default::default()
+    };
+    let saved = SavedJob {
+        history: vec![last],
+        ..SavedJob::default()
+    };
+    let mut s = Sim::with(
+        JOB,
+        scheduled(Overlap::Skip, CatchUp::None),
+        vec![("backup", saved)],
+    );
+    assert_eq!(s.state("backup"), Done, "{}", s.reason("backup"));
+    assert!(
+        s.reason("backup")
+            .starts_with("completed in 1s with exit 0; next run in"),
+        "{}",
+        s.reason("backup")
+    );
+    until_spawn(&mut s, "backup", secs(61));
+    assert_eq!(s.run_id("backup"), 8, "run ids go on from the history's");
+}

@@ -38,6 +38,8 @@ pub struct AppState {
     pub keeper: candor_keeper::KeeperHandle,
     pub exec: Arc<crate::probe::ExecProbes>,
     pub faults: Arc<crate::faults::Faults>,
+    /// What `[[daemon.hooks]]` delivered (`GET /v1/daemon` `hooks`, `/metrics`).
+    pub hooks: Arc<crate::hooks::Counters>,
     pub web: Arc<crate::web::Web>,
     /// Who is admin and operator, and what operators may do now.
     pub access: Arc<crate::roles::Access>,

@@ -280,6 +280,7 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
         info.services = board.len();
         info.shared_causes = board.shared_causes(candor_keeper::clock::now());
     }
+    info.hooks = st.hooks.stats();
     info.access = Some(access(&st).await);
     info.faults = api::Faults {
         count: st.faults.count(),
@@ -880,7 +881,8 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let me = tokio::task::spawn_blocking(crate::sampler::sample_self)
         .await
         .ok();
-    let out = crate::metrics::render(&board, me.as_ref(), clock::now());
+    let mut out = crate::metrics::render(&board, me.as_ref(), clock::now());
+    out.push_str(&crate::hooks::metrics(&st.hooks.stats()));
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -3,15 +3,12 @@
 
 use candor_api as api;
 use candor_core::Now;
-use candor_spec::{ServiceKind, ServiceSpec};
 
 use crate::board::Board;
 
 /// Whether `candor jobs` lists a service: a oneshot, or one with a schedule (a service with
 /// only a `condition` has job facts too, but is not a job).
-pub fn is_job(spec: &ServiceSpec) -> bool {
-    spec.kind == ServiceKind::Oneshot || spec.schedule.is_some()
-}
+pub use candor_brain::jobs::is_job;
 
 /// Every job on the board, in name order.
 pub fn jobs(board: &Board, now: Now) -> Vec<api::Job> {

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod gate;
 pub mod group_routes;
 pub mod guard;
+pub mod hooks;
 pub mod http;
 pub mod job_board;
 pub mod job_routes;
@@ -704,6 +705,25 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
                 source,
             }
         })?;
+    let hooks = hooks::Hooks::start(
+        &spec.daemon.hooks,
+        hooks::Setup {
+            host: hooks::hostname(),
+            runner: hooks::Runner {
+                keeper: keeper.clone(),
+                exec: exec_probes.clone(),
+            },
+            // Straight to the event log: a hook's own notes never go back into the hooks.
+            report: {
+                let (store, events) = (store.clone(), events_tx.downgrade());
+                Arc::new(move |note| notes::write_note(&store, events.upgrade().as_ref(), note))
+            },
+            faults: faults.clone(),
+            pacing: hooks::Pacing::default(),
+            queue: hooks::QUEUE,
+        },
+    );
+    let hook_counters = hooks.counters();
     let brain = Shell::new(
         &spec,
         keeper,
@@ -713,6 +733,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         ctx,
         (recorder, jobs_recorder),
         taken,
+        hooks,
     );
     info.notify.socket = notify_name;
     let info_incarnation = info.incarnation.clone();
@@ -732,6 +753,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         keeper: keeper_for_api,
         exec: exec_probes,
         faults: faults.clone(),
+        hooks: hook_counters,
         web: web.clone(),
         access: Arc::new(roles::Access::new(
             spec.daemon.socket_group.clone(),

@@ -81,6 +81,22 @@ impl ExecProbes {
         run_as: candor_keeper::RunAs,
         timeout: Duration,
     ) -> ProbeEnd {
+        self.run_with_input(keeper, argv, env, workdir, run_as, timeout, None)
+            .await
+    }
+
+    /// `run_cmd` with `stdin`: what the command reads on fd 0 (an exec hook's event).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_with_input(
+        &self,
+        keeper: &KeeperHandle,
+        argv: &[String],
+        env: Vec<(String, String)>,
+        workdir: Option<std::path::PathBuf>,
+        run_as: candor_keeper::RunAs,
+        timeout: Duration,
+        stdin: Option<Vec<u8>>,
+    ) -> ProbeEnd {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiters
@@ -94,6 +110,7 @@ impl ExecProbes {
             workdir: workdir.clone(),
             timeout,
             run_as: run_as.clone(),
+            stdin: stdin.clone(),
         };
         let mut pause = Duration::from_millis(5);
         while let Err(e) = keeper.send(cmd()) {

@@ -209,6 +209,8 @@ pub struct Shell {
     /// A step panicked: the brain's facts cannot be trusted any more. The daemon restarts
     /// itself in place (as `candor upgrade` to its own binary), keeping every service.
     brain_failed: bool,
+    /// `[[daemon.hooks]]`: offered every note the brain records.
+    hooks: crate::hooks::Hooks,
 }
 
 /// Readiness markers cleared before each spawn: the ready file, and `<socket>.ready` beside
@@ -240,6 +242,7 @@ impl Shell {
         ctx: BrainContext,
         (recorder, jobs): (Recorder, Recorder),
         mut loaded: crate::records::Loaded,
+        hooks: crate::hooks::Hooks,
     ) -> Self {
         let saved_jobs = std::mem::take(&mut loaded.jobs);
         let mut shell = Self {
@@ -275,6 +278,7 @@ impl Shell {
             dirty: Default::default(),
             save_all: true,
             brain_failed: false,
+            hooks,
         };
         // Every configured service is on the board before the API answers its first request,
         // with the runs of an earlier daemon already taken over: never "about to start" for a
@@ -688,6 +692,12 @@ impl Shell {
         if let candor_brain::Request::Reload(spec) = &asked.request {
             self.store.set_caps(logs::caps(spec));
             self.ctx.gates.set_default(spec.daemon.probe_max_inflight);
+            self.hooks.replace(&spec.daemon.hooks);
+            // An instance `api@2` is configured while its group `api` is.
+            let names: std::collections::HashSet<&str> =
+                spec.services.keys().map(|n| n.as_str()).collect();
+            self.hooks
+                .retain_services(|n| names.contains(n.split('@').next().unwrap_or(n)));
         }
         match asked.caller {
             Some(peer) => self.record(request_note(&asked.request, peer)),
@@ -985,6 +995,7 @@ impl Shell {
                     None
                 }
                 Effect::Record(note) => {
+                    self.hooks.offer(&note);
                     self.record(note);
                     None
                 }

@@ -761,7 +761,8 @@ impl Keeper {
                 workdir,
                 timeout,
                 run_as,
-            } => self.run_probe(token, argv, env, workdir, timeout, &run_as),
+                stdin,
+            } => self.run_probe(token, argv, env, workdir, timeout, &run_as, stdin),
             KeeperCommand::Adopt(req) => self.adopt(req),
             KeeperCommand::Shutdown => self.shutting_down = true,
             KeeperCommand::Freeze { ack, thaw } => {
@@ -1104,6 +1105,7 @@ impl Keeper {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_probe(
         &mut self,
         token: u64,
@@ -1112,6 +1114,7 @@ impl Keeper {
         workdir: Option<PathBuf>,
         timeout: Duration,
         run_as: &crate::RunAs,
+        stdin: Option<Vec<u8>>,
     ) {
         let started = mono();
         if argv.is_empty() {
@@ -1122,7 +1125,7 @@ impl Keeper {
                 elapsed: Duration::ZERO,
             });
         }
-        match crate::probe_spawn::spawn(&argv, &env, workdir.as_deref(), run_as) {
+        match crate::probe_spawn::spawn(&argv, &env, workdir.as_deref(), run_as, stdin.as_deref()) {
             Ok(child) => {
                 let pid = child.pid;
                 let armed = child

@@ -193,6 +193,9 @@ pub enum KeeperCommand {
         timeout: Duration,
         /// The service's user and groups, and whether its environment is clean.
         run_as: RunAs,
+        /// What it reads on fd 0 (an exec hook's event), through a pipe written once without
+        /// blocking and closed; `None`: /dev/null.
+        stdin: Option<Vec<u8>>,
     },
     /// Stop reading commands; the keeper thread ends once nothing it tracks is alive.
     Shutdown,

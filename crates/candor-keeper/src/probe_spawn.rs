@@ -116,6 +116,8 @@ struct Memory {
     /// Test seam (`probe-hang:<argv[0]>`): stop before the workdir, as on a hung mount.
     hang: bool,
     devnull: i32,
+    /// fd 0: /dev/null, or the read end of a pipe that already holds the whole input.
+    stdin: i32,
     report: i32,
     /// Taken from the pool; returned to it when this is dropped (after the reap).
     stack: Option<Stack>,
@@ -173,8 +175,9 @@ impl ProbeChild {
     }
 }
 
-/// The child: its own process group, stdio on /dev/null, the service's umask and user, its
-/// workdir, then each candidate of the command. Raw syscalls only; never returns.
+/// The child: its own process group, stdio on /dev/null (or stdin on its input pipe), the
+/// service's umask and user, its workdir, then each candidate of the command. Raw syscalls
+/// only; never returns.
 extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `Memory` the parent keeps alive until this process is reaped.
     unsafe {
@@ -186,7 +189,8 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         }
         let null = m.devnull;
         for to in 0..3 {
-            if let Err(e) = sys::dup_to(null, to) {
+            let from = if to == 0 { m.stdin } else { null };
+            if let Err(e) = sys::dup_to(from, to) {
                 fail(Step::Stdio, e);
             }
         }
@@ -217,18 +221,45 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
+/// A pipe that holds all of `bytes`, its write end closed: the child reads them, then EOF.
+/// Written once without blocking (an exec hook's event is far below a pipe's 64 KiB); more
+/// than the pipe takes is refused, never waited for.
+fn input_pipe(bytes: &[u8]) -> io::Result<OwnedFd> {
+    let (read, write) = pipe_with(PipeFlags::CLOEXEC)?;
+    rustix::fs::fcntl_setfl(&write, rustix::fs::OFlags::NONBLOCK)?;
+    let mut written = 0;
+    while written < bytes.len() {
+        match rustix::io::write(&write, &bytes[written..]) {
+            Ok(n) => written += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => {
+                return Err(io::Error::other(format!(
+                    "its input of {} bytes does not fit in a pipe",
+                    bytes.len()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(read)
+}
+
 /// Start `argv` as an exec probe of a service running as `run_as`, in `workdir`, without
-/// waiting for its exec. The keeper reaps it (its pidfd fires) and reads its report then.
+/// waiting for its exec; `stdin`: what it reads on fd 0 (else /dev/null). The keeper reaps it
+/// (its pidfd fires) and reads its report then.
 pub(crate) fn spawn(
     argv: &[String],
     env: &[(String, String)],
     workdir: Option<&Path>,
     run_as: &crate::RunAs,
+    stdin: Option<&[u8]>,
 ) -> Result<ProbeChild, String> {
     let Some(first) = argv.first() else {
         return Err("empty probe command".into());
     };
     let bad = |e: io::Error| format!("cannot start {first}: {e}");
+    // Kept open until the clone: the child has its own copy of it as fd 0.
+    let input = stdin.map(input_pipe).transpose().map_err(bad)?;
     let lookup = Lookup::new(first, env)?;
     let argv_c: Vec<CString> = argv
         .iter()
@@ -260,6 +291,7 @@ pub(crate) fn spawn(
         umask: run_as.umask,
         hang: candor_core::fail_once("probe-hang", first),
         devnull,
+        stdin: input.as_ref().map_or(devnull, |fd| fd.as_raw_fd()),
         report: status_w.as_raw_fd(),
         stack: Some(Stack::take().map_err(|e| format!("cannot make a stack for {first}: {e}"))?),
     });
@@ -292,6 +324,7 @@ pub(crate) fn spawn(
     }
     // The child has its own copies (no CLONE_FILES).
     drop(status_w);
+    drop(input);
     let _ = rustix::fs::fcntl_setfl(&status_r, rustix::fs::OFlags::NONBLOCK);
     Ok(ProbeChild {
         pid,
@@ -310,4 +343,23 @@ pub(crate) fn spawn(
         },
         _memory: memory,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_input_pipe_holds_the_bytes_then_ends() {
+        let read = input_pipe(b"{\"event\":\"failed\"}").unwrap();
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut got).unwrap();
+        assert_eq!(got, "{\"event\":\"failed\"}");
+    }
+
+    #[test]
+    fn an_input_larger_than_a_pipe_is_refused_not_waited_for() {
+        let e = input_pipe(&vec![b'x'; 4 << 20]).unwrap_err().to_string();
+        assert!(e.contains("does not fit in a pipe"), "{e}");
+    }
 }

@@ -134,7 +134,9 @@ impl HookEvent {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Its `Debug` shows header names and the url's host, never a header's value or the url's
+/// path (both often hold the receiver's token): a spec printed whole leaks no secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum HookTarget {
     /// `exec = [...]`: run as the daemon's user like an exec probe, the event as JSON on
     /// stdin and in `CANDOR_EVENT_*` variables.
@@ -163,6 +165,39 @@ impl HookFormat {
         match self {
             HookFormat::Json => "json",
             HookFormat::Slack => "slack",
+        }
+    }
+}
+
+/// `http://host:port/…`: a webhook's url without its path (which may hold a token).
+pub fn url_host_only(url: &str) -> String {
+    let host_end = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.find(['/', '?']))
+        .map_or(url.len(), |i| i + "http://".len());
+    if host_end < url.len() {
+        format!("{}/…", &url[..host_end])
+    } else {
+        url.to_string()
+    }
+}
+
+impl std::fmt::Debug for HookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookTarget::Exec(argv) => f.debug_tuple("Exec").field(argv).finish(),
+            HookTarget::Webhook {
+                url,
+                headers,
+                format,
+            } => {
+                let names: Vec<&String> = headers.keys().collect();
+                f.debug_struct("Webhook")
+                    .field("url", &url_host_only(url))
+                    .field("headers", &names)
+                    .field("format", format)
+                    .finish()
+            }
         }
     }
 }

@@ -195,7 +195,8 @@ pub enum Command {
         json: bool,
     },
     /// Run a oneshot now. Without --wait: "NAME: started (run N)". With --wait: the run's
-    /// result once it ends; exit 0 if done, 1 if failed, 3 if its condition skipped it.
+    /// result once it ends (with `retries`, once its retries are over); exit 0 if done, 1 if
+    /// failed, 4 if its condition skipped it (3: no daemon answers).
     Run {
         name: String,
         /// Wait for the run to end; the exit code says how it ended.

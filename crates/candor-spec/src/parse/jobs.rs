@@ -290,7 +290,8 @@ impl FileCtx<'_> {
                     if let Some(u) = self.string(value, &w) {
                         match check_url(&u) {
                             Ok(()) => url = Some(u),
-                            Err(why) => self.err(value.span().start, format!("{w} = \"{u}\": {why}")),
+                            // The url's path is not shown: it often holds the receiver's token.
+                            Err(why) => self.err(value.span().start, format!("{w} = \"{}\": {why}", crate::jobs::url_host_only(&u))),
                         }
                     }
                 },
@@ -610,5 +611,20 @@ retries = 1
         ));
         assert!(e.contains("may not contain a line break"), "{e}");
         assert!(!e.contains("s3cr3t"), "a header value was shown: {e}");
+        // Nor a url's path (Slack-style urls carry the token there), in an error or a Debug.
+        let e = errors(&format!(
+            "[[daemon.hooks]]\non = [\"failed\"]\nwebhook = {{ url = \"http://relay:99999/services/T0/B0/s3cr3t\" }}\n{HEAD}"
+        ));
+        assert!(e.contains("is not a port") && !e.contains("s3cr3t"), "{e}");
+        let s = parse(&format!(
+            "[[daemon.hooks]]\non = [\"failed\"]\nwebhook = {{ url = \"http://relay:8080/services/s3cr3t\", headers = {{ Authorization = \"Bearer s3cr3t\" }} }}\n{HEAD}"
+        ))
+        .unwrap();
+        let shown = format!("{:?}", s.daemon);
+        assert!(
+            shown.contains("http://relay:8080/…") && shown.contains("Authorization"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 }

@@ -1,6 +1,6 @@
 //! `candor jobs [NAME]` (oneshots and scheduled services: the table, or one job with its
 //! history) and `candor run NAME [--wait]` (a oneshot's run now; with --wait the exit code
-//! says how it ended: 0 done, 1 failed, 3 skipped).
+//! says how it ended: 0 done, 1 failed, 4 skipped (3 is "no daemon answers")).
 
 use crate::client::{encode, Client};
 use crate::cmd::{fail, print_json};
@@ -8,7 +8,7 @@ use crate::render::jobs::{self, Clock};
 use crate::{FAILED, OK};
 
 /// `candor run --wait`'s exit code for a run its condition skipped.
-pub const SKIPPED: u8 = 3;
+pub const SKIPPED: u8 = 4;
 
 /// `candor jobs [NAME] [--json]`.
 pub async fn jobs(client: &Client, name: Option<&str>, json: bool) -> u8 {
@@ -85,10 +85,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_waited_run_exits_0_done_1_failed_3_skipped() {
+    fn a_waited_run_exits_0_done_1_failed_4_skipped() {
         assert_eq!(exit_code("done"), 0);
         assert_eq!(exit_code("failed"), 1);
-        assert_eq!(exit_code("skipped"), 3);
+        assert_eq!(exit_code("skipped"), 4);
         assert_eq!(
             exit_code("something new"),
             1,

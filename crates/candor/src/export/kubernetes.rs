@@ -5,9 +5,16 @@
 //! Candor service is one unit that starts, stops, restarts and fails on its own, and so is a
 //! Deployment — it gets its own rollout, its own restarts and its own scale, where a Pod of
 //! many containers lives and is rescheduled as one, and a bad rollout of one service would
-//! take all of them along. A service with `restart = "never"` runs once: it becomes a
-//! **Job** (`backoffLimit: 0`, `restartPolicy: Never`), since a Deployment's pods are always
-//! restarted. Manifests come in start order (a service after what it waits for), but
+//! take all of them along. A oneshot (`type = "oneshot"`), or a service with
+//! `restart = "never"`, runs to completion: it becomes a **Job** (`restartPolicy: Never`,
+//! `backoffLimit` from `retries` under `restart = "on-failure"`, else 0; `timeout` →
+//! the pod's `activeDeadlineSeconds`, which like Candor's bounds each run, not all of them),
+//! since a Deployment's pods are always restarted. A scheduled oneshot becomes a **CronJob**
+//! (`schedule`, `timeZone`; `overlap` → `concurrencyPolicy`: skip → Forbid, kill-previous →
+//! Replace, queue → Forbid with a warning; `catch_up = "none"` → `startingDeadlineSeconds:
+//! 60`, "once" → the CronJob's own catch-up, which starts the latest missed fire); `every`
+//! only when it divides an hour or a day (on the clock's minutes, with a warning), else a
+//! Job and a warning. `condition` has no equivalent (a warning). Manifests come in start order (a service after what it waits for), but
 //! Kubernetes starts them all at once: `after` has no equivalent (a warning; no
 //! initContainer is made up).
 //!
@@ -36,8 +43,8 @@ use std::time::Duration;
 
 use candor_spec::{
     format_bytes, format_duration, Account, BackoffSpec, CgroupLimits, HttpTarget, LimitsSpec,
-    LogsSpec, OnUnhealthy, ProbeCheck, ProbeSpec, ReadySpec, RestartPolicy, ServiceName,
-    ServiceSpec, Spec, StopSignal, StopSpec,
+    LogsSpec, OnUnhealthy, ProbeCheck, ProbeSpec, ReadySpec, RestartPolicy, ScheduleSpec,
+    ServiceKind, ServiceName, ServiceSpec, Spec, StopSignal, StopSpec,
 };
 
 use super::yaml::{self, Map, Node};
@@ -487,8 +494,6 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
         retries,
         schedule,
     } = svc;
-    // Mapped by the export work of issue 29 (Job / CronJob); until then not exported.
-    let _ = (kind, condition, timeout, retries, schedule);
     let LimitsSpec {
         nofile,
         fd_warn: _,
@@ -526,7 +531,26 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
             format!("({}) has no Kubernetes equivalent: every object starts at once, so {service} must wait for them itself (or be given an initContainer that does)", deps.join(", ")),
         );
     }
-    if *restart == RestartPolicy::OnFailure {
+    let oneshot = *kind == ServiceKind::Oneshot;
+    if let Some(c) = condition {
+        w.warn(
+            "condition",
+            format!("({}) has no Kubernetes equivalent: run it first in the container's command (exit 0 goes on), or as an initContainer (which fails the pod where Candor skips the start)", c.join(" ")),
+        );
+    }
+    if let (Some(n), false) = (retries, oneshot) {
+        w.warn(
+            "retries",
+            format!("({n}) has no Kubernetes equivalent for a Deployment: the kubelet restarts its pods without end"),
+        );
+    }
+    if let (Some(s), false) = (schedule, oneshot) {
+        w.warn(
+            "schedule",
+            format!("({}, a scheduled restart) has no Kubernetes equivalent: a CronJob that runs `kubectl rollout restart deployment/{name}` is the nearest", super::calendar::words(&s.when)),
+        );
+    }
+    if *restart == RestartPolicy::OnFailure && !oneshot {
         w.warn(
             "restart",
             "= on-failure exported as a Deployment, whose pods are restarted after any exit, 0 too",
@@ -693,8 +717,13 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
             .with("app.kubernetes.io/managed-by", Node::str(MANAGED_BY))
             .node()
     };
-    let job = *restart == RestartPolicy::Never;
+    let job = *restart == RestartPolicy::Never || oneshot;
     let mut pod = Map::new().with("terminationGracePeriodSeconds", Node::int(grace));
+    if let Some(t) = timeout {
+        // The pod's deadline: each run's, as Candor's (the Job's own would bound them all).
+        let secs = whole_secs(&mut w, "timeout", *t, 1);
+        pod.set("activeDeadlineSeconds", Node::int(secs));
+    }
     if let Some(sc) = security_context(&mut w, user.as_ref(), group.as_ref(), groups) {
         pod.set("securityContext", sc);
     }
@@ -710,17 +739,36 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
         .with("labels", labels())
         .node();
     let object = if job {
-        Map::new()
-            .with("apiVersion", Node::str("batch/v1"))
-            .with("kind", Node::str("Job"))
-            .with("metadata", metadata)
-            .with(
-                "spec",
-                Map::new()
-                    .with("backoffLimit", Node::int(0))
-                    .with("template", template.node())
-                    .node(),
-            )
+        let backoff_limit = match (restart, retries) {
+            (RestartPolicy::OnFailure, Some(n)) => u64::from(*n),
+            (RestartPolicy::OnFailure, None) => {
+                w.warn(
+                    "retries",
+                    "not given: Candor retries a failed oneshot without end; exported as backoffLimit 6 (Kubernetes' default)",
+                );
+                6
+            }
+            _ => 0,
+        };
+        let job_spec = Map::new()
+            .with("backoffLimit", Node::int(backoff_limit))
+            .with("template", template.node())
+            .node();
+        match schedule.as_ref().filter(|_| oneshot) {
+            Some(s) => match cron_job(&mut w, s) {
+                Some(spec) => Map::new()
+                    .with("apiVersion", Node::str("batch/v1"))
+                    .with("kind", Node::str("CronJob"))
+                    .with("metadata", metadata)
+                    .with(
+                        "spec",
+                        spec.with("jobTemplate", Map::new().with("spec", job_spec).node())
+                            .node(),
+                    ),
+                None => job_object(metadata, job_spec),
+            },
+            None => job_object(metadata, job_spec),
+        }
     } else {
         let selector = Map::new().with(
             "matchLabels",
@@ -748,6 +796,65 @@ fn object(svc: &ServiceSpec, name: &str, image: Option<&str>) -> (Node, Vec<Stri
             })
     };
     (object.node(), w.into_lines())
+}
+
+/// A Job of `spec`.
+fn job_object(metadata: Node, spec: Node) -> Map {
+    Map::new()
+        .with("apiVersion", Node::str("batch/v1"))
+        .with("kind", Node::str("Job"))
+        .with("metadata", metadata)
+        .with("spec", spec)
+}
+
+/// A CronJob's spec (without its `jobTemplate`) from a oneshot's schedule, or None (and a
+/// warning) when Kubernetes cannot say it.
+fn cron_job(w: &mut Warnings, s: &ScheduleSpec) -> Option<Map> {
+    use super::calendar::{every_as_cron, five_fields};
+    use candor_spec::{CatchUp, Overlap, When};
+    let (cron, zone) = match &s.when {
+        When::Cron { expr, timezone } => {
+            let Some((five, exact)) = five_fields(expr) else {
+                w.warn("schedule", format!("(cron \"{expr}\") has no Kubernetes form; exported as a Job that runs once: make the CronJob by hand"));
+                return None;
+            };
+            if !exact {
+                w.warn("schedule", format!("(cron \"{expr}\") exported as \"{five}\": Kubernetes schedules by the minute, without seconds"));
+            }
+            (five, Some(timezone.as_str()))
+        }
+        When::Every { every, jitter } => {
+            let Some(cron) = every_as_cron(*every) else {
+                w.warn("schedule", format!("(every {}) has no Kubernetes equivalent (a CronJob fires on the clock's minutes; the period does not divide an hour or a day): exported as a Job that runs once", format_duration(*every)));
+                return None;
+            };
+            let jitter = if jitter.is_zero() {
+                String::new()
+            } else {
+                format!(", and without its jitter ({})", format_duration(*jitter))
+            };
+            w.warn("schedule", format!("(every {}) exported as \"{cron}\": on the clock's minutes, not the job's own phase of the period{jitter}", format_duration(*every)));
+            (cron, None)
+        }
+    };
+    let policy = match s.overlap {
+        Overlap::Skip => "Forbid",
+        Overlap::KillPrevious => "Replace",
+        Overlap::Queue => {
+            w.warn("schedule.overlap", "= queue has no Kubernetes equivalent: exported as concurrencyPolicy Forbid (a fire while a run goes on is skipped, not queued)");
+            "Forbid"
+        }
+    };
+    let mut m = Map::new().with("schedule", Node::str(cron));
+    if let Some(z) = zone {
+        m.set("timeZone", Node::str(z));
+    }
+    m.set("concurrencyPolicy", Node::str(policy));
+    if s.catch_up == CatchUp::None {
+        // A fire the controller starts more than a minute late is skipped, not made up.
+        m.set("startingDeadlineSeconds", Node::int(60));
+    }
+    Some(m)
 }
 
 /// Every service's manifest, in start order: the YAML text and the warnings.

@@ -2,6 +2,7 @@
 //! Candor. `systemd`: unit files; `kubernetes`: manifests. Both say what has no equivalent
 //! on stderr as `warning: <service>: <key> ...` — never dropped silently — and exit 0.
 
+mod calendar;
 pub mod kubernetes;
 pub mod systemd;
 mod yaml;
@@ -65,3 +66,6 @@ impl Warnings {
         }
     }
 }
+
+#[cfg(test)]
+mod jobs_tests;

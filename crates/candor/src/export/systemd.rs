@@ -1,12 +1,19 @@
 //! `candor export systemd -c FILE --out DIR`: one unit per service (and a .socket unit per
 //! activated socket). What has no systemd equivalent is a [`Warnings`] line.
+//!
+//! A oneshot is `Type=oneshot` (units `After=` it start once it has exited 0, like Candor's
+//! `done`), its `timeout` `TimeoutStartSec=`; `condition` is `ExecCondition=` (the same exit
+//! codes: 0 goes on, 1-254 skip, 255 fails). A `schedule` needs a `.timer` unit: the warning
+//! gives its `OnCalendar=` line when the cron expression can be said exactly.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use candor_spec::listen::ListenAddr;
-use candor_spec::{ReadySpec, RestartPolicy, ServiceSpec, Spec};
+use candor_spec::{
+    CatchUp, Overlap, ReadySpec, RestartPolicy, ServiceKind, ServiceSpec, Spec, When,
+};
 
 use super::Warnings;
 
@@ -97,7 +104,9 @@ pub fn units(spec: &ServiceSpec, env_dir: &Path) -> (Vec<(String, String)>, Vec<
         let _ = writeln!(u, "After={s}\nRequires={s}");
     }
     let _ = writeln!(u, "\n[Service]");
+    let oneshot = spec.kind == ServiceKind::Oneshot;
     let kind = match spec.ready {
+        _ if oneshot => "oneshot",
         ReadySpec::Notify => "notify",
         ReadySpec::Started => "exec",
         _ => {
@@ -112,6 +121,14 @@ pub fn units(spec: &ServiceSpec, env_dir: &Path) -> (Vec<(String, String)>, Vec<
         }
     };
     let _ = writeln!(u, "Type={kind}");
+    if oneshot && spec.schedule.is_none() {
+        // Candor keeps a oneshot `done` until its next run.
+        let _ = writeln!(u, "RemainAfterExit=yes");
+    }
+    if let Some(cond) = &spec.condition {
+        let argv: Vec<String> = cond.iter().map(|a| quote(a)).collect();
+        let _ = writeln!(u, "ExecCondition={}", argv.join(" "));
+    }
     let argv: Vec<String> = spec.command.iter().map(|a| quote(a)).collect();
     let _ = writeln!(u, "ExecStart={}", argv.join(" "));
     if let Some(wd) = &spec.workdir {
@@ -178,7 +195,7 @@ pub fn units(spec: &ServiceSpec, env_dir: &Path) -> (Vec<(String, String)>, Vec<
         spec.stop.signal.name(),
         secs(spec.stop.timeout)
     );
-    if let Some(t) = spec.ready_timeout {
+    if let Some(t) = spec.ready_timeout.or(spec.timeout) {
         let _ = writeln!(u, "TimeoutStartSec={}", secs(t));
     }
     if let Some(wd) = spec.watchdog {
@@ -215,6 +232,7 @@ pub fn units(spec: &ServiceSpec, env_dir: &Path) -> (Vec<(String, String)>, Vec<
         let _ = writeln!(u, "Sockets={}", socket_units.join(" "));
     }
     match &spec.reload {
+        _ if oneshot => {}
         Some(cmd) => {
             let argv: Vec<String> = cmd.iter().map(|a| quote(a)).collect();
             let _ = writeln!(u, "ExecReload={}", argv.join(" "));
@@ -257,7 +275,18 @@ pub fn units(spec: &ServiceSpec, env_dir: &Path) -> (Vec<(String, String)>, Vec<
     if spec.main {
         w.warn("main", "has no systemd equivalent (systemd does not exit)");
     }
-    let _ = writeln!(u, "\n[Install]\nWantedBy=multi-user.target");
+    if let Some(n) = spec.retries {
+        w.warn(
+            "retries",
+            format!("({n}) has no systemd equivalent: StartLimitBurst= counts every start within StartLimitIntervalSec=, not the failed runs in a row (StartLimitBurst={} with a long interval is the nearest)", n.saturating_add(1)),
+        );
+    }
+    if let Some(s) = &spec.schedule {
+        schedule_warnings(&mut w, name, oneshot, s);
+    }
+    if spec.schedule.is_none() || !oneshot {
+        let _ = writeln!(u, "\n[Install]\nWantedBy=multi-user.target");
+    }
     files.push((format!("{name}.service"), u));
 
     for (listen, unit) in spec.activated.iter().zip(&socket_units) {
@@ -290,6 +319,40 @@ pub fn units(spec: &ServiceSpec, env_dir: &Path) -> (Vec<(String, String)>, Vec<
         files.push((unit.clone(), s));
     }
     (files, w.into_lines())
+}
+
+/// What a schedule needs in systemd: a `.timer` unit, whose lines are suggested.
+fn schedule_warnings(w: &mut Warnings, name: &str, oneshot: bool, s: &candor_spec::ScheduleSpec) {
+    let mut timer = match &s.when {
+        When::Cron { expr, timezone } => match super::calendar::on_calendar(expr, timezone) {
+            Some(cal) => format!("OnCalendar={cal}"),
+            None => format!("OnCalendar= of your own (cron \"{expr}\" in {timezone} has no exact OnCalendar= form)"),
+        },
+        When::Every { every, jitter } => {
+            let mut t = format!("OnActiveSec={} OnUnitActiveSec={}", secs(*every), secs(*every));
+            if !jitter.is_zero() {
+                let _ = write!(t, " RandomizedDelaySec={}", secs(*jitter));
+            }
+            t
+        }
+    };
+    timer.push_str(" AccuracySec=1s");
+    if s.catch_up == CatchUp::Once {
+        timer.push_str(" Persistent=true");
+    }
+    let what = if oneshot {
+        format!("needs a timer: make {name}.timer with [Timer] {timer}, and enable the timer, not the service")
+    } else {
+        format!("(a scheduled restart) needs a timer and a oneshot that runs `systemctl restart {name}.service`: [Timer] {timer}")
+    };
+    w.warn("schedule", what);
+    match s.overlap {
+        Overlap::Skip => {}
+        o => w.warn(
+            "schedule.overlap",
+            format!("= {} has no systemd equivalent: a timer does not start a unit that is still running (as \"skip\")", o.as_str()),
+        ),
+    }
 }
 
 /// Write every service's units into `out`, and each `env` into `<out>/<name>.env` (0600);
