@@ -12,7 +12,8 @@ shell's and `date`'s start-up (printed too: the same command from a plain fork, 
 times) can be told from the daemon's; runs expected (N × M: an `every` job fires once a period on
 its own phase, so a window of M whole periods holds exactly M fires of each) vs. done, failed and
 missing; the daemon's CPU over the window (utime+stime from /proc/PID/stat, % of one core) and
-the whole machine's busy time beside it (another load skews both).
+the whole machine's busy time beside it (another load skews both; the bench first waits up to
+`--quiet-wait` s for the machine to be quiet, and says how busy it was).
 
 Goals (issue 29): p99 lateness ≤ 50 ms on an idle box, daemon CPU ≤ 2 % of a core at 1000 jobs.
 For scale: cron's granularity is one minute (crontab(5): the daemon wakes each minute and runs
@@ -25,7 +26,7 @@ The result (a table row and a detail line) is printed and appended to `--out`
 (bench/results/jobs.txt) after the command line that made it. Candor is $CANDOR_BIN, else
 target/release (built if missing).
 
-usage: bench/jobs/run.py [--jobs 1000] [--minutes 10] [--out FILE] [--keep]
+usage: bench/jobs/run.py [--jobs 1000] [--minutes 10] [--quiet-wait 120] [--out FILE] [--keep]
 """
 import argparse, datetime, json, os, shutil, subprocess, sys, tempfile, time
 
@@ -53,6 +54,19 @@ def machine_busy():
     """(busy, total) jiffies of all CPUs, from /proc/stat."""
     f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
     return sum(f) - f[3] - f[4], sum(f)
+
+
+def wait_quiet(limit, below=40.0, span=3.0):
+    """Wait up to `limit` s for `span` s in which the machine is busy less than `below` % of one
+    core (a build beside the bench makes runs late). Returns (waited s, last busy %)."""
+    t0 = time.monotonic()
+    while True:
+        a = machine_busy()
+        time.sleep(span)
+        b = machine_busy()
+        busy = (b[0] - a[0]) / max(1, b[1] - a[1]) * 100 * os.cpu_count()
+        if busy < below or time.monotonic() - t0 >= limit:
+            return time.monotonic() - t0, busy
 
 
 def baseline(times, work):
@@ -127,6 +141,7 @@ def run(a):
     work = tempfile.mkdtemp(prefix="candor-jobs.")
     os.makedirs(f"{work}/out")
     names = [f"j{i:04d}" for i in range(a.jobs)]
+    quiet = wait_quiet(a.quiet_wait)
     base = baseline(a.baseline, work)
     d = common.Daemon(work, config(work, names))
     root, problems = None, []
@@ -156,6 +171,7 @@ def run(a):
         r["expected"] = a.jobs * round((w1 - w0) * 1000 / PERIOD_MS)
         r["source"] = source
         r["baseline"] = base
+        r["quiet"] = quiet
     finally:
         d.stop()
         remove_cgroups(root)
@@ -182,7 +198,8 @@ def report(a, r, problems):
            f"| {ms3(r['spawn'])} | {r['cpu']:.2f} % | {r['busy']:.0f} % |\n")
     detail = (f"# history from {r['source']}; {len(r['own'])} runs matched to their fire; sh + date from a plain "
               f"fork here: p50 {pct(r['baseline'], 50):.1f} ms, max {max(r['baseline']):.1f} ms "
-              f"({len(r['baseline'])} times); goals p99 ≤ 50 ms, CPU ≤ 2 % (cron: 1-minute granularity; "
+              f"({len(r['baseline'])} times); waited {r['quiet'][0]:.0f} s for a quiet machine "
+              f"(busy {r['quiet'][1]:.0f} % of a core then); goals p99 ≤ 50 ms, CPU ≤ 2 % (cron: 1-minute granularity; "
               f"systemd timers: AccuracySec=1min by default)"
               + (f"; PROBLEMS: {'; '.join(problems)}" if problems else "") + "\n")
     return head + row + detail
@@ -192,6 +209,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=1000, help="oneshots, each every minute (default 1000)")
     p.add_argument("--minutes", type=int, default=10, help="the window in minutes (default 10)")
+    p.add_argument("--quiet-wait", type=float, default=120,
+                   help="wait up to this many s for the machine to be quiet before the run (default 120)")
     p.add_argument("--baseline", type=int, default=50, help="plain forks of the job's command timed (default 50)")
     p.add_argument("--out", default=os.path.join(common.ROOT, "bench", "results", "jobs.txt"),
                    help="the results file, appended to (default bench/results/jobs.txt)")
@@ -204,7 +223,9 @@ def main():
     command = "bench/jobs/run.py " + " ".join(sys.argv[1:])
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
     r, problems = run(a)
-    text = (f"# {command}\n# {started}; binaries {common.BIN} (HEAD {head_sha}); {os.cpu_count()} cores\n"
+    version = subprocess.run([f"{common.BIN}/candor", "--version"], capture_output=True, text=True).stdout.strip()
+    text = (f"# {command}\n# {started}; binaries {common.BIN} ({version}; checkout HEAD {head_sha}); "
+            f"{os.cpu_count()} cores\n"
             + report(a, r, problems))
     print(text, end="")
     with open(a.out, "a") as f:
