@@ -388,7 +388,9 @@ impl Cx<'_> {
                             });
                         }
                     }
-                    candor_core::schedule::next_fire(when, name.as_str(), now_ms)
+                    // Never a fire already handled (a wall clock stepped back before a start).
+                    let after = now_ms.max(last_fire.unwrap_or(i64::MIN));
+                    candor_core::schedule::next_fire(when, name.as_str(), after)
                 }
                 Some(t) if t <= now_ms => {
                     fires.push(Trigger {

@@ -50,7 +50,7 @@ pub fn what_changed(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
             }
         )+};
     }
-    field!(command);
+    field!(kind, command);
     for key in old.env.keys().chain(new.env.keys()) {
         if old.env.get(key) != new.env.get(key) && !out.contains(&format!("env.{key}")) {
             out.push(format!("env.{key}"));
@@ -96,6 +96,20 @@ fn live_only(old: &ServiceSpec, new: &ServiceSpec) -> Option<String> {
     }
     if old.update != new.update {
         parts.push("update");
+    }
+    // A job's schedule, condition, timeout and retries are read when it next fires, starts,
+    // runs or fails: no restart for them.
+    if old.schedule != new.schedule {
+        parts.push("schedule");
+    }
+    if old.condition != new.condition {
+        parts.push("condition");
+    }
+    if old.timeout != new.timeout {
+        parts.push("timeout");
+    }
+    if old.retries != new.retries {
+        parts.push("retries");
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }

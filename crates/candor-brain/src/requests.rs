@@ -270,7 +270,9 @@ impl Cx<'_> {
                         run.drift = None;
                     }
                 }
-                if svc.wanted {
+                // A oneshot's new config is for its next run: a reload does not run it again
+                // (`candor run` does).
+                if svc.wanted && svc.spec.kind != candor_spec::ServiceKind::Oneshot {
                     svc.start = Some(ScheduledStart {
                         due: now,
                         restart: false,

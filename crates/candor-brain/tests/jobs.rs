@@ -505,3 +505,54 @@ fn after_a_restart_a_job_shows_its_last_run_and_counts_its_runs_on() {
     until_spawn(&mut s, "backup", secs(61));
     assert_eq!(s.run_id("backup"), 8, "run ids go on from the history's");
 }
+
+#[test]
+fn a_reload_applies_a_new_schedule_live_and_does_not_run_a_done_oneshot_again() {
+    let mut s = Sim::with(JOB, scheduled(Overlap::Skip, CatchUp::None), vec![]);
+    let mut spec = sim::spec(JOB);
+    oneshot(&mut spec, "backup").schedule = Some(every(3600, CatchUp::None, Overlap::Skip));
+    let Reply::Reload(out) = s.request(Request::Reload(std::sync::Arc::new(spec))) else {
+        panic!("reload")
+    };
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("schedule applied without a restart")),
+        "{:?}",
+        out.notes
+    );
+    let next = s
+        .facts
+        .get("backup")
+        .unwrap()
+        .job
+        .as_ref()
+        .unwrap()
+        .next
+        .unwrap();
+    let now_ms = candor_brain::jobs::unix_ms(s.now.wall);
+    assert!(
+        next - now_ms > 60_000,
+        "the hourly schedule's fire, not the minute's"
+    );
+
+    // A done oneshot whose command changes is not run again by the reload.
+    let mut s = Sim::with(
+        TWO,
+        |spec| {
+            oneshot(spec, "migrate");
+        },
+        vec![],
+    );
+    s.spawned("migrate");
+    s.exits("migrate", ExitStatus::Code(0));
+    let mut spec = sim::spec(&TWO.replace("/bin/migrate", "/bin/migrate2"));
+    oneshot(&mut spec, "migrate");
+    s.request(Request::Reload(std::sync::Arc::new(spec)));
+    assert_eq!(s.spawns("migrate"), 1);
+    assert_eq!(s.state("migrate"), Done);
+    assert_eq!(
+        s.facts.get("migrate").unwrap().spec.command,
+        ["/bin/migrate2"]
+    );
+}
