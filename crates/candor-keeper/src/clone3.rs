@@ -313,9 +313,20 @@ pub(crate) struct Starting {
     stderr: Option<OwnedFd>,
     ready: Option<OwnedFd>,
     pub why: Why,
+    /// What the child reads until its exec (with `why`'s lookup): dropped only once the
+    /// child has exec'd or is gone.
+    memory: Option<Box<ChildMemory>>,
 }
 
 impl Starting {
+    /// The child was killed before its exec and may not be gone yet: its memory is left
+    /// behind rather than freed under it (a rare loss: one spawn's buffers and stack).
+    pub(crate) fn abandon_memory(&mut self) {
+        if let Some(m) = self.memory.take() {
+            std::mem::forget(m);
+        }
+    }
+
     /// None while the child is still before its exec; then Ok (it exec'd: its pipe closed
     /// without a report) or why it failed.
     pub(crate) fn settle(&mut self) -> Option<Result<(), String>> {
@@ -361,17 +372,18 @@ unsafe fn write_pid(buf: *mut u8, pid: i32) {
     *buf.add(len) = 0;
 }
 
-/// Everything the child reads, as raw values and pointers into `Prepared` and `Lookup`.
-struct Plan<'a> {
+/// Everything the child reads, as raw values and pointers into its [`ChildMemory`] and the
+/// `Lookup` (both kept until the child has exec'd or is gone).
+struct Plan {
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
-    candidates: &'a [*const libc::c_char],
+    candidates: (*const *const libc::c_char, usize),
     bare: bool,
     pid_digits: [Option<*mut u8>; 2],
-    listen_srcs: &'a [i32],
+    listen_srcs: (*const i32, usize),
     nofile: Option<(u64, u64)>,
     umask: Option<u32>,
-    creds: Option<&'a candor_spec::Credentials>,
+    creds: Option<*const candor_spec::Credentials>,
     ready: Option<(i32, u32)>,
     report: i32,
     devnull: i32,
@@ -382,6 +394,45 @@ struct Plan<'a> {
     workdir: Option<*const libc::c_char>,
     /// Test seam (`exec-hang:<service>`): stop before the workdir, as on a hung mount.
     hang: bool,
+}
+
+/// What a service's child reads until its exec: made before the clone and boxed (it never
+/// moves). With `CLONE_VM` the child runs on `stack` and reads this in our own memory, so it is
+/// freed only once the child has exec'd (its status pipe closed) or is gone (reaped); a child
+/// killed at its exec deadline leaves it behind for good (`Starting::abandon_memory`).
+pub(crate) struct ChildMemory {
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    _pid_vars: Vec<Vec<u8>>,
+    _workdir: Option<CString>,
+    _argv_ptrs: Vec<*const libc::c_char>,
+    _envp_ptrs: Vec<*const libc::c_char>,
+    _candidates: Vec<*const libc::c_char>,
+    _listen_srcs: Vec<i32>,
+    creds: Option<candor_spec::Credentials>,
+    plan: Option<Plan>,
+    stack: Option<crate::probe_spawn::Stack>,
+}
+
+impl Drop for ChildMemory {
+    fn drop(&mut self) {
+        if let Some(s) = self.stack.take() {
+            s.give_back();
+        }
+    }
+}
+
+// SAFETY: the raw pointers point into heap buffers this owns (or the `Lookup` kept beside it
+// in `Starting`), which do not move with it; nothing else shares them.
+unsafe impl Send for ChildMemory {}
+
+/// The entry of a child that shares our memory: `arg` is its `ChildMemory`.
+unsafe extern "C" fn child_entry(arg: *mut libc::c_void) -> ! {
+    let m = &*(arg as *const ChildMemory);
+    match &m.plan {
+        Some(p) => child(p),
+        None => sys::exit(127),
+    }
 }
 
 /// The child, between clone and exec: raw syscalls on `p` only; never returns.
@@ -421,7 +472,7 @@ unsafe fn child(p: &Plan) -> ! {
     // As the service's user from here on (the limit above may need root), so that a
     // workdir or command it may not reach fails here, as it would for the program.
     if let Some(c) = p.creds {
-        if let Err(e) = crate::spawn::become_user(c) {
+        if let Err(e) = crate::spawn::become_user(&*c) {
             fail(Step::User, e, NO_INDEX);
         }
     }
@@ -436,7 +487,8 @@ unsafe fn child(p: &Plan) -> ! {
     crate::spawn::cloexec_from_3();
     // The activated sockets on 3.. (left open across the exec); their copies lie above, so
     // none is overwritten before it is placed.
-    for (i, src) in p.listen_srcs.iter().enumerate() {
+    let listen_srcs = std::slice::from_raw_parts(p.listen_srcs.0, p.listen_srcs.1);
+    for (i, src) in listen_srcs.iter().enumerate() {
         if let Err(e) = sys::dup_to(*src, 3 + i as i32) {
             fail(Step::Listen, e, NO_INDEX);
         }
@@ -452,8 +504,8 @@ unsafe fn child(p: &Plan) -> ! {
     }
     // A clean signal state: nothing blocked, nothing ignored (Rust ignores SIGPIPE).
     crate::spawn::reset_signals();
-    let (errno, index) =
-        Lookup::exec_each(p.candidates, |c| sys::execve(c, p.argv, p.envp), p.bare);
+    let candidates = std::slice::from_raw_parts(p.candidates.0, p.candidates.1);
+    let (errno, index) = Lookup::exec_each(candidates, |c| sys::execve(c, p.argv, p.envp), p.bare);
     fail(Step::Exec, errno, index)
 }
 
@@ -510,16 +562,42 @@ pub(crate) fn spawn(
         lookup.candidates.iter().map(|c| c.as_ptr()).collect();
     let listen_srcs: Vec<i32> = p.listen.iter().map(|fd| fd.as_raw_fd()).collect();
     let devnull = p.devnull.as_raw_fd();
+    // The child shares our memory where the syscalls it makes write no errno: no copy of the
+    // daemon's page tables per spawn, and no copy-on-write faults after it.
+    let shared = use_clone3 && sys::SHARED_MEMORY_SAFE;
+    let stack = match shared {
+        true => Some(
+            crate::probe_spawn::Stack::take()
+                .map_err(|e| format!("cannot make a stack for {name}: {e}"))?,
+        ),
+        false => None,
+    };
+    let mut memory = Box::new(ChildMemory {
+        _argv: std::mem::take(&mut p.argv),
+        _envp: std::mem::take(&mut p.envp),
+        _pid_vars: std::mem::take(&mut p.pid_vars),
+        _workdir: p.workdir.take(),
+        creds: req.credentials.clone(),
+        plan: None,
+        stack,
+        _argv_ptrs: Vec::new(),
+        _envp_ptrs: Vec::new(),
+        _candidates: Vec::new(),
+        _listen_srcs: Vec::new(),
+    });
     let mut plan = Plan {
         argv: argv_ptrs.as_ptr(),
         envp: envp_ptrs.as_ptr(),
-        candidates: &candidates,
+        candidates: (candidates.as_ptr(), candidates.len()),
         bare: lookup.path_var.is_some(),
         pid_digits,
-        listen_srcs: &listen_srcs,
+        listen_srcs: (listen_srcs.as_ptr(), listen_srcs.len()),
         nofile: req.nofile,
         umask: req.umask,
-        creds: req.credentials.as_ref(),
+        creds: memory
+            .creds
+            .as_ref()
+            .map(|c| c as *const candor_spec::Credentials),
         ready: p
             .ready
             .as_ref()
@@ -538,9 +616,14 @@ pub(crate) fn spawn(
             .map(|(_, w)| w.as_raw_fd())
             .unwrap_or(devnull),
         procs: None,
-        workdir: p.workdir.as_ref().map(|w| w.as_ptr()),
+        workdir: memory._workdir.as_ref().map(|w| w.as_ptr()),
         hang: candor_core::fail_once("exec-hang", &req.service),
     };
+    // The vectors' heap buffers do not move with them: the pointers above stay good.
+    memory._argv_ptrs = argv_ptrs;
+    memory._envp_ptrs = envp_ptrs;
+    memory._candidates = candidates;
+    memory._listen_srcs = listen_srcs;
     let mut pidfd: libc::c_int = -1;
     let mut procs_file = None;
     let pid = {
@@ -558,21 +641,45 @@ pub(crate) fn spawn(
                 args.flags |= CLONE_INTO_CGROUP;
                 args.cgroup = cg.as_raw_fd() as u64;
             }
-            // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of the
-            // address space, runs `child` (raw syscalls on data prepared above) and never
-            // returns from it.
-            pid = unsafe {
-                libc::syscall(
-                    libc::SYS_clone3,
-                    &mut args as *mut CloneArgs,
-                    std::mem::size_of::<CloneArgs>(),
-                )
-            };
-            if pid == 0 {
-                unsafe { child(&plan) }
-            }
-            if pid < 0 {
-                errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            if let Some(stack) = &memory.stack {
+                args.flags |= libc::CLONE_VM as u64;
+                (args.stack, args.stack_size) = stack.span();
+                memory.plan = Some(clone_plan(&plan));
+                // SAFETY: the child runs `child_entry` on its own stack with `memory`, which
+                // outlives its exec (kept in the returned `Starting`); sharing our memory, it
+                // makes only raw syscalls and writes nothing but its stack and the pid digits
+                // in its own environment buffers.
+                pid = match unsafe {
+                    sys::clone3_vm(
+                        &mut args as *mut CloneArgs as *mut libc::c_void,
+                        std::mem::size_of::<CloneArgs>(),
+                        child_entry,
+                        &*memory as *const ChildMemory as *mut libc::c_void,
+                    )
+                } {
+                    Ok(pid) => pid as libc::c_long,
+                    Err(e) => {
+                        errno = e;
+                        -1
+                    }
+                };
+            } else {
+                // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of
+                // the address space, runs `child` (raw syscalls on data prepared above) and
+                // never returns from it.
+                pid = unsafe {
+                    libc::syscall(
+                        libc::SYS_clone3,
+                        &mut args as *mut CloneArgs,
+                        std::mem::size_of::<CloneArgs>(),
+                    )
+                };
+                if pid == 0 {
+                    unsafe { child(&plan) }
+                }
+                if pid < 0 {
+                    errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                }
             }
         }
         // No clone3, or no CLONE_INTO_CGROUP (kernel < 5.7), or turned off: a fork-like
@@ -639,6 +746,7 @@ pub(crate) fn spawn(
             sockets: req.activate.len(),
             cgroup: cgroup.map(Path::to_path_buf),
         },
+        memory: Some(memory),
     })
 }
 
@@ -677,5 +785,28 @@ mod tests {
         let (r, w) = pipe_with(PipeFlags::CLOEXEC).unwrap();
         rustix::io::write(&w, &[0u8; 8]).unwrap(); // a failure report
         assert!(super::readable_within(&r, Duration::from_secs(5)));
+    }
+}
+
+/// A copy of the plan for the child's memory (the pointers are the same).
+fn clone_plan(p: &Plan) -> Plan {
+    Plan {
+        argv: p.argv,
+        envp: p.envp,
+        candidates: p.candidates,
+        bare: p.bare,
+        pid_digits: p.pid_digits,
+        listen_srcs: p.listen_srcs,
+        nofile: p.nofile,
+        umask: p.umask,
+        creds: p.creds,
+        ready: p.ready,
+        report: p.report,
+        devnull: p.devnull,
+        out_w: p.out_w,
+        err_w: p.err_w,
+        procs: p.procs,
+        workdir: p.workdir,
+        hang: p.hang,
     }
 }

@@ -1012,6 +1012,8 @@ impl Keeper {
                 None if now >= s.deadline => {
                     if s.exit.is_none() {
                         kill_child(&s.child.pidfd, s.child.pid);
+                        // It may still be on its way to the kill, in our memory.
+                        s.child.abandon_memory();
                     }
                     let why = s.child.why.stuck(crate::clone3::EXEC_DEADLINE);
                     settled.push((service.clone(), Err(why)));

@@ -26,7 +26,7 @@ use crate::spawn::{Lookup, NO_INDEX};
 use crate::sys;
 
 /// The child's stack: a private mapping with a guard page below it.
-struct Stack {
+pub(crate) struct Stack {
     base: *mut libc::c_void,
     len: usize,
 }
@@ -45,7 +45,7 @@ thread_local! {
 
 impl Stack {
     /// A stack no child uses: one kept from a reaped child, or a new mapping.
-    fn take() -> io::Result<Stack> {
+    pub(crate) fn take() -> io::Result<Stack> {
         match POOL.with(|p| p.borrow_mut().pop()) {
             Some(s) => Ok(s),
             None => Stack::new(),
@@ -54,7 +54,7 @@ impl Stack {
 
     /// Back to the pool (its child is reaped: only then is a `Memory` dropped), or unmapped
     /// when the pool is full or the thread is ending.
-    fn give_back(self) {
+    pub(crate) fn give_back(self) {
         let mut spare = Some(self);
         let _ = POOL.try_with(|p| {
             let mut pool = p.borrow_mut();
@@ -88,8 +88,13 @@ impl Stack {
         Ok(stack)
     }
 
+    /// The mapping (guard page included) as clone3 takes it: its lowest address and length.
+    pub(crate) fn span(&self) -> (u64, u64) {
+        (self.base as u64, self.len as u64)
+    }
+
     /// Where the child's stack starts (it grows down), 16-byte aligned.
-    fn top(&self) -> *mut libc::c_void {
+    pub(crate) fn top(&self) -> *mut libc::c_void {
         (self.base as usize + self.len) as *mut libc::c_void
     }
 }

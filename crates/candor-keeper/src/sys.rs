@@ -145,3 +145,72 @@ pub(crate) unsafe fn execve(
 pub(crate) unsafe fn chdir(dir: *const libc::c_char) -> Sys {
     call1(libc::SYS_chdir, dir as usize)
 }
+
+/// `clone3` for a child that shares our memory (`CLONE_VM`) on a stack of its own
+/// (`args.stack`, `args.stack_size`): the child calls `f(arg)` on that stack and never returns;
+/// the parent gets the child's pid. Without a libc wrapper that takes a function, the child's
+/// first instructions must not touch the parent's stack frame: they are all in this one block.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn clone3_vm(
+    args: *mut libc::c_void,
+    size: usize,
+    f: unsafe extern "C" fn(*mut libc::c_void) -> !,
+    arg: *mut libc::c_void,
+) -> Sys {
+    let ret: isize;
+    std::arch::asm!(
+        "syscall",
+        "test rax, rax",
+        "jnz 2f",
+        // The child, on its new stack (16-byte aligned: `call` leaves it as a function expects).
+        "xor ebp, ebp",
+        "mov rdi, r13",
+        "call r12",
+        "ud2",
+        "2:",
+        inlateout("rax") libc::SYS_clone3 as isize => ret,
+        in("rdi") args,
+        in("rsi") size,
+        in("r12") f,
+        in("r13") arg,
+        lateout("rcx") _,
+        lateout("r11") _,
+        options(nostack),
+    );
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) unsafe fn clone3_vm(
+    args: *mut libc::c_void,
+    size: usize,
+    f: unsafe extern "C" fn(*mut libc::c_void) -> !,
+    arg: *mut libc::c_void,
+) -> Sys {
+    let ret: isize;
+    std::arch::asm!(
+        "svc 0",
+        "cbnz x0, 2f",
+        "mov x29, xzr",
+        "mov x30, xzr",
+        "mov x0, x22",
+        "blr x21",
+        "brk #0",
+        "2:",
+        in("x8") libc::SYS_clone3 as usize,
+        inlateout("x0") args as usize => ret,
+        in("x1") size,
+        in("x21") f,
+        in("x22") arg,
+        options(nostack),
+    );
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as usize)
+    }
+}
