@@ -770,24 +770,6 @@ pub(crate) fn readable_within(fd: &OwnedFd, limit: std::time::Duration) -> bool 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use rustix::pipe::{pipe_with, PipeFlags};
-
-    #[test]
-    fn a_silent_status_pipe_times_out_and_a_closed_or_written_one_does_not() {
-        let (r, w) = pipe_with(PipeFlags::CLOEXEC).unwrap();
-        assert!(!super::readable_within(&r, Duration::from_millis(50)));
-        drop(w); // exec closes the child's end: hang-up
-        assert!(super::readable_within(&r, Duration::from_secs(5)));
-        let (r, w) = pipe_with(PipeFlags::CLOEXEC).unwrap();
-        rustix::io::write(&w, &[0u8; 8]).unwrap(); // a failure report
-        assert!(super::readable_within(&r, Duration::from_secs(5)));
-    }
-}
-
 /// A copy of the plan for the child's memory (the pointers are the same).
 fn clone_plan(p: &Plan) -> Plan {
     Plan {
@@ -808,5 +790,23 @@ fn clone_plan(p: &Plan) -> Plan {
         procs: p.procs,
         workdir: p.workdir,
         hang: p.hang,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rustix::pipe::{pipe_with, PipeFlags};
+
+    #[test]
+    fn a_silent_status_pipe_times_out_and_a_closed_or_written_one_does_not() {
+        let (r, w) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+        assert!(!super::readable_within(&r, Duration::from_millis(50)));
+        drop(w); // exec closes the child's end: hang-up
+        assert!(super::readable_within(&r, Duration::from_secs(5)));
+        let (r, w) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+        rustix::io::write(&w, &[0u8; 8]).unwrap(); // a failure report
+        assert!(super::readable_within(&r, Duration::from_secs(5)));
     }
 }
