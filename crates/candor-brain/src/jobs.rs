@@ -834,7 +834,8 @@ impl Cx<'_> {
             e.log_ids = Some((first, last));
         }
         job.history = Arc::new(history);
-        job.version += 1;
+        // Not a write of its own (it comes a moment after the run's end, which was one): the
+        // job's file takes it with its next change; the board shows it now.
     }
 }
 
