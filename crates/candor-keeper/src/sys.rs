@@ -7,6 +7,16 @@
 /// A system call's result: its return value, or the errno.
 pub(crate) type Sys = Result<usize, i32>;
 
+/// What the kernel returned, as a `Sys`: -4095..-1 is an errno.
+#[inline(always)]
+fn result(ret: isize) -> Sys {
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as usize)
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn call(n: libc::c_long, a: [usize; 6]) -> Sys {
@@ -24,11 +34,7 @@ pub(crate) unsafe fn call(n: libc::c_long, a: [usize; 6]) -> Sys {
         lateout("r11") _,
         options(nostack),
     );
-    if (-4095..0).contains(&ret) {
-        Err(-ret as i32)
-    } else {
-        Ok(ret as usize)
-    }
+    result(ret)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -46,11 +52,7 @@ pub(crate) unsafe fn call(n: libc::c_long, a: [usize; 6]) -> Sys {
         in("x5") a[5],
         options(nostack),
     );
-    if (-4095..0).contains(&ret) {
-        Err(-ret as i32)
-    } else {
-        Ok(ret as usize)
-    }
+    result(ret)
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -177,11 +179,7 @@ pub(crate) unsafe fn clone3_vm(
         lateout("r11") _,
         options(nostack),
     );
-    if (-4095..0).contains(&ret) {
-        Err(-ret as i32)
-    } else {
-        Ok(ret as usize)
-    }
+    result(ret)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -208,9 +206,5 @@ pub(crate) unsafe fn clone3_vm(
         in("x22") arg,
         options(nostack),
     );
-    if (-4095..0).contains(&ret) {
-        Err(-ret as i32)
-    } else {
-        Ok(ret as usize)
-    }
+    result(ret)
 }
