@@ -462,10 +462,7 @@ fn write_loop(dir: &Path, shared: &(Mutex<Pending>, Condvar)) {
             let path = dir.join(&name);
             let result = match bytes {
                 Some(b) => write_atomically(&path, &b),
-                None => match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                    _ => Ok(()),
-                },
+                None => remove_record(&path),
             };
             if let Err(e) = result {
                 eprintln!(
@@ -480,17 +477,64 @@ fn write_loop(dir: &Path, shared: &(Mutex<Pending>, Condvar)) {
     }
 }
 
+/// Replace `path` with `bytes`, whole or not at all: written to `<path>.tmp`, then the two
+/// names swapped (`RENAME_EXCHANGE`), so the old record becomes the next write's temp file. No
+/// inode is made or freed per write: at a thousand jobs a minute, ext4's inode allocation for a
+/// fresh temp file and the freeing of the replaced one cost more than the write itself. The
+/// first write of a record (nothing to swap with), or a filesystem without the exchange, takes
+/// a plain rename.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     drop(f);
-    std::fs::rename(&tmp, path)
+    let cwd = rustix::fs::CWD;
+    match rustix::fs::renameat_with(cwd, &tmp, cwd, path, rustix::fs::RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        Err(_) => std::fs::rename(&tmp, path),
+    }
+}
+
+/// Remove a record and the temp file kept beside it.
+fn remove_record(path: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path.with_extension("json.tmp"));
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_is_replaced_whole_by_swapping_names_and_removed_with_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.json");
+        let tmp = dir.path().join("api.json.tmp");
+        write_atomically(&path, b"first").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        write_atomically(&path, b"second, longer").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second, longer");
+        // The inode of the record before is the next temp file: none made or freed per write.
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let (a, b) = (ino(&path), ino(&tmp));
+        write_atomically(&path, b"3").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"3");
+        assert_eq!(
+            (ino(&path), ino(&tmp)),
+            (b, a),
+            "the two names were swapped"
+        );
+        remove_record(&path).unwrap();
+        assert!(!path.exists() && !tmp.exists());
+        remove_record(&path).unwrap();
+    }
     use std::os::fd::AsRawFd;
 
     #[test]
