@@ -83,15 +83,17 @@ impl Cx<'_> {
         // Deadlines come with ticks, requests may concern anything, and a shutdown goes on
         // upstream when a dependent is down: those look at every service. Evidence or a keeper
         // event changes the services it names, and what starts after them.
-        let names: Vec<ServiceName> = if self.all || shutting_down {
+        if self.all && !shutting_down {
+            self.schedules();
+        }
+        let names: Vec<ServiceName> = if shutting_down {
             self.facts.names()
+        } else if self.all {
+            self.facts.names_awake()
         } else {
             // Deadlines and starts due are looked at by the tick their timer brings.
             self.facts.touched_and_dependents().into_iter().collect()
         };
-        if self.all && !shutting_down {
-            self.schedules();
-        }
         for name in &names {
             self.deadlines(name);
         }

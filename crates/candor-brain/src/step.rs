@@ -184,7 +184,7 @@ impl Cx<'_> {
         let now = self.mono();
         let mut changes = Vec::new();
         let names: Vec<ServiceName> = if self.all {
-            self.facts.names()
+            self.facts.names_awake()
         } else {
             self.facts.touched_and_dependents().into_iter().collect()
         };

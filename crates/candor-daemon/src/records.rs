@@ -485,12 +485,15 @@ fn write_loop(dir: &Path, shared: &(Mutex<Pending>, Condvar)) {
 /// a plain rename.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
+    // Written over, then cut to its length: truncating to nothing first would free the
+    // file's blocks and make ext4 flush it at close (its guard for replace-by-truncate).
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .open(&tmp)?;
     f.write_all(bytes)?;
+    f.set_len(bytes.len() as u64)?;
     drop(f);
     let cwd = rustix::fs::CWD;
     match rustix::fs::renameat_with(cwd, &tmp, cwd, path, rustix::fs::RenameFlags::EXCHANGE) {
