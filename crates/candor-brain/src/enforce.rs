@@ -115,7 +115,15 @@ impl Cx<'_> {
             self.stop_run(name, cause);
         }
         if !shutting_down {
-            for name in &names {
+            // Oldest start first: when spawn tokens are short, a start that has waited longest
+            // gets the next one, whatever its name (crash loops early in the alphabet must
+            // not starve a start later in it).
+            let mut due: Vec<(candor_core::Mono, &ServiceName)> = names
+                .iter()
+                .filter_map(|n| Some((self.facts.services.get(n)?.start?.due, n)))
+                .collect();
+            due.sort();
+            for (_, name) in due {
                 self.start_if_due(name);
             }
         }
