@@ -373,7 +373,9 @@ unsafe fn write_pid(buf: *mut u8, pid: i32) {
 }
 
 /// Everything the child reads, as raw values and pointers into its [`ChildMemory`] and the
-/// `Lookup` (both kept until the child has exec'd or is gone).
+/// `Lookup` (both kept until the child has exec'd or is gone). A copy points at the same
+/// memory.
+#[derive(Clone, Copy)]
 struct Plan {
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
@@ -644,7 +646,7 @@ pub(crate) fn spawn(
             if let Some(stack) = &memory.stack {
                 args.flags |= libc::CLONE_VM as u64;
                 (args.stack, args.stack_size) = stack.span();
-                memory.plan = Some(clone_plan(&plan));
+                memory.plan = Some(plan);
                 // SAFETY: the child runs `child_entry` on its own stack with `memory`, which
                 // outlives its exec (kept in the returned `Starting`); sharing our memory, it
                 // makes only raw syscalls and writes nothing but its stack and the pid digits
@@ -767,29 +769,6 @@ pub(crate) fn readable_within(fd: &OwnedFd, limit: std::time::Duration) -> bool 
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return true,
         }
-    }
-}
-
-/// A copy of the plan for the child's memory (the pointers are the same).
-fn clone_plan(p: &Plan) -> Plan {
-    Plan {
-        argv: p.argv,
-        envp: p.envp,
-        candidates: p.candidates,
-        bare: p.bare,
-        pid_digits: p.pid_digits,
-        listen_srcs: p.listen_srcs,
-        nofile: p.nofile,
-        umask: p.umask,
-        creds: p.creds,
-        ready: p.ready,
-        report: p.report,
-        devnull: p.devnull,
-        out_w: p.out_w,
-        err_w: p.err_w,
-        procs: p.procs,
-        workdir: p.workdir,
-        hang: p.hang,
     }
 }
 
