@@ -265,6 +265,34 @@ pub struct DaemonInfo {
     /// `[[daemon.hooks]]` deliveries since the daemon started.
     #[serde(default)]
     pub hooks: HookStats,
+    /// `[[daemon.forward]]` targets, in the order configured, since the daemon started.
+    #[serde(default)]
+    pub forward: Vec<ForwardStats>,
+}
+
+/// One log forwarding target: what it was sent and what it never got.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ForwardStats {
+    /// "syslog", "journald" or "otlp".
+    pub kind: String,
+    /// Where the lines go (`udp://127.0.0.1:514`, a socket path, a URL without its path).
+    pub target: String,
+    /// Where it is configured (`candor.toml:40`).
+    pub at: String,
+    /// Lines the target accepted.
+    pub sent: u64,
+    /// Lines sent again after a failed attempt (each attempt counts).
+    pub retried: u64,
+    /// Lines it will never get: older than `catch_up` when it came back, or refused for good.
+    pub dropped: u64,
+    /// Lines stored and not yet sent (its lag), as of the last look.
+    pub behind: u64,
+    /// Why it is not taking lines now, in a sentence; `None` while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
+    /// Since when it is down (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_since: Option<String>,
 }
 
 /// What the hooks delivered: `sent` events, attempts that `failed` (each retry counts), events

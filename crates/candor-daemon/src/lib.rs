@@ -527,6 +527,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         access: None,
         shared_causes: Vec::new(),
         hooks: Default::default(),
+        forward: Vec::new(),
     };
     if let Some(from) = &opts.handover.from {
         let (state, reason) = match &opts.handover.error {

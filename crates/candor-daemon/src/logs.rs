@@ -607,6 +607,7 @@ impl Reader {
             service: self.service.clone(),
             stream,
             line,
+            shape: candor_store::Shape::PLAIN,
         };
         let Some(id) = self.sink.store.log(row) else {
             return false;

@@ -8,6 +8,7 @@ mod accounts;
 mod duration;
 pub mod envfile;
 mod error;
+pub mod forward;
 mod graph;
 pub mod jobs;
 mod parse;
@@ -118,6 +119,8 @@ pub struct DaemonSpec {
     pub restart_budget: RestartBudget,
     /// `[[daemon.hooks]]`, in the order written.
     pub hooks: Vec<HookSpec>,
+    /// `[[daemon.forward]]`: where services' log lines are sent, in the order written.
+    pub forward: Vec<forward::ForwardSpec>,
 }
 
 /// Probes in flight to one target at once unless configured (a target's listen backlog may

@@ -40,6 +40,7 @@ fn main() {
             service: names[(i % services) as usize].clone(),
             stream: Stream::Stdout,
             line,
+            shape: candor_store::Shape::PLAIN,
         };
         // Wait for room rather than drop: this measures what the writer can commit.
         while store.log(l.clone()).is_none() {

@@ -1,9 +1,9 @@
 //! Log lines are stored in chunks: one row holds consecutive lines of one service from one
-//! write batch, each as `id delta (u32) | time delta (i32, ms) | stream (u8) | length (u32) |
+//! write batch, each as `id delta (u32) | time delta (i32, ms) | stream and shape (u8, see `shape.rs`) | length (u32) |
 //! bytes`. A row per line costs two b-tree inserts (table and per-service index) per line and
 //! tops out near 300k lines/s; a row per chunk makes ingest a memcpy.
 
-use crate::Stream;
+use crate::{Shape, Stream};
 
 const HEADER: usize = 13;
 /// A chunk covers at most this many line ids (first to last): readers rely on it to know when
@@ -45,12 +45,12 @@ impl ChunkBuilder {
     }
 
     /// Add a line; the caller checked [`fits`](Self::fits).
-    pub fn push(&mut self, id: i64, at_ms: i64, stream: Stream, line: &[u8]) {
+    pub fn push(&mut self, id: i64, at_ms: i64, stream: Stream, shape: Shape, line: &[u8]) {
         let d_id = (id - self.first_id) as u32;
         let d_ms = (at_ms - self.first_ms) as i32;
         self.data.extend_from_slice(&d_id.to_le_bytes());
         self.data.extend_from_slice(&d_ms.to_le_bytes());
-        self.data.push(stream as u8);
+        self.data.push(shape.pack(stream));
         self.data
             .extend_from_slice(&(line.len() as u32).to_le_bytes());
         self.data.extend_from_slice(line);
@@ -60,8 +60,8 @@ impl ChunkBuilder {
     }
 }
 
-/// One decoded line: (id, at_ms, stream, bytes).
-pub(crate) type Decoded<'a> = (i64, i64, Stream, &'a [u8]);
+/// One decoded line: (id, at_ms, stream, shape, bytes).
+pub(crate) type Decoded<'a> = (i64, i64, Stream, Shape, &'a [u8]);
 
 /// The lines of a chunk, in the order they were written. A damaged tail ends the iteration.
 pub(crate) fn decode(
@@ -78,11 +78,11 @@ pub(crate) fn decode(
             |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
         let d_id = u32_at(0) as i64;
         let d_ms = u32_at(4) as i32 as i64;
-        let stream = Stream::from_i64(rest[8] as i64);
+        let (stream, shape) = Shape::unpack(rest[8]);
         let len = u32_at(9) as usize;
         let line = rest.get(HEADER..HEADER + len)?;
         rest = &rest[HEADER + len..];
-        Some((first_id + d_id, first_ms + d_ms, stream, line))
+        Some((first_id + d_id, first_ms + d_ms, stream, shape, line))
     })
 }
 
@@ -93,16 +93,20 @@ mod tests {
     #[test]
     fn lines_come_back_as_pushed() {
         let mut c = ChunkBuilder::new(100, 5_000);
-        c.push(100, 5_000, Stream::Stdout, b"one");
-        c.push(103, 4_990, Stream::Stderr, b"\xff\xfe");
-        c.push(101, 5_020, Stream::Candor, b"");
+        c.push(100, 5_000, Stream::Stdout, Shape::PLAIN, b"one");
+        let warn = Shape {
+            format: crate::Format::Json,
+            level: crate::Level::Warn,
+        };
+        c.push(103, 4_990, Stream::Stderr, warn, b"\xff\xfe");
+        c.push(101, 5_020, Stream::Candor, Shape::PLAIN, b"");
         let got: Vec<_> = decode(c.first_id, c.first_ms, &c.data).collect();
         assert_eq!(
             got,
             [
-                (100, 5_000, Stream::Stdout, &b"one"[..]),
-                (103, 4_990, Stream::Stderr, &b"\xff\xfe"[..]),
-                (101, 5_020, Stream::Candor, &b""[..]),
+                (100, 5_000, Stream::Stdout, Shape::PLAIN, &b"one"[..]),
+                (103, 4_990, Stream::Stderr, warn, &b"\xff\xfe"[..]),
+                (101, 5_020, Stream::Candor, Shape::PLAIN, &b""[..]),
             ]
         );
         assert_eq!((c.last_id, c.last_ms, c.lines), (103, 5_020, 3));
@@ -116,7 +120,7 @@ mod tests {
         assert!(!c.fits(9, 0, 1, MAX_BYTES));
         // A first line bigger than a chunk is still taken alone.
         assert!(c.fits(10, 0, MAX_BYTES + 1, MAX_BYTES));
-        c.push(10, 0, Stream::Stdout, &[b'a'; 100]);
+        c.push(10, 0, Stream::Stdout, Shape::PLAIN, &[b'a'; 100]);
         assert!(!c.fits(11, 0, MAX_BYTES, MAX_BYTES));
         assert!(!c.fits(11, 0, 100, 150));
     }

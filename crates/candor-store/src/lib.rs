@@ -7,6 +7,7 @@
 
 mod chunk;
 mod read;
+mod shape;
 mod writer;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 
 pub use read::{LogQuery, Tail, ANSWER_BYTES, LINE_OVERHEAD};
+pub use shape::{Format, Level, Shape};
 
 /// Rows waiting for the writer, at most.
 pub const QUEUE_ROWS: usize = 16_384;
@@ -97,6 +99,8 @@ pub struct LogLine {
     pub service: Arc<str>,
     pub stream: Stream,
     pub line: Vec<u8>,
+    /// Its stream's format and the line's level (plain and unknown unless recognised).
+    pub shape: Shape,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

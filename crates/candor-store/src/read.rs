@@ -173,7 +173,7 @@ impl Store {
                 .map_err(&err)?
                 .as_blob()
                 .map_err(|e| err(e.into()))?;
-            for (id, at_ms, stream, line) in decode(first_id, first_ms, data) {
+            for (id, at_ms, stream, shape, line) in decode(first_id, first_ms, data) {
                 if id >= before
                     || q.since_ms.is_some_and(|since| at_ms < since)
                     || !q.matches(&service, stream, line)
@@ -192,6 +192,7 @@ impl Store {
                     service: service.clone(),
                     stream,
                     line: line.to_vec(),
+                    shape,
                 };
                 bytes += cost(&l);
                 best.push(Reverse(ById(l)));

@@ -19,6 +19,7 @@ fn line(service: &str, at_ms: i64, text: &[u8]) -> LogLine {
         service: service.into(),
         stream: Stream::Stdout,
         line: text.to_vec(),
+        shape: Shape::PLAIN,
     }
 }
 

@@ -273,6 +273,7 @@ impl Writer {
                         "-- lost {n} lines: the log store could not write them ({why}) --"
                     )
                     .into_bytes(),
+                    shape: crate::Shape::PLAIN,
                 })
             })
             .collect();
@@ -319,7 +320,7 @@ impl Writer {
                 let full = std::mem::replace(chunk, ChunkBuilder::new(l.id, l.at_ms));
                 done.push((svc, full));
             }
-            chunk.push(l.id, l.at_ms, l.stream, &l.line);
+            chunk.push(l.id, l.at_ms, l.stream, l.shape, &l.line);
         }
         done.extend(open.into_iter().map(|(svc, (c, _))| (svc, c)));
         let tx = self.conn.transaction()?;
