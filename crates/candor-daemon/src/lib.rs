@@ -7,6 +7,7 @@ pub mod board;
 pub mod counters;
 pub mod fallback;
 pub mod faults;
+pub mod forward;
 pub mod gate;
 pub mod group_routes;
 pub mod guard;
