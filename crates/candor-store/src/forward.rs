@@ -89,7 +89,10 @@ impl LineReader {
             let first_ms: i64 = r.get(2).map_err(&err)?;
             if !names.contains_key(&svc) && !refreshed {
                 // A service met for the first time: its name is read once.
-                names = service_names(&self.conn).map_err(&err)?.into_iter().collect();
+                names = service_names(&self.conn)
+                    .map_err(&err)?
+                    .into_iter()
+                    .collect();
                 refreshed = true;
             }
             let service = names.get(&svc).cloned().unwrap_or_else(|| "?".into());

@@ -414,7 +414,9 @@ fn forward_all(
 ) -> (Vec<LogLine>, i64) {
     let mut out = Vec::new();
     loop {
-        let a = r.after(cursor, upto, max_bytes, i64::MAX / 2, keep).unwrap();
+        let a = r
+            .after(cursor, upto, max_bytes, i64::MAX / 2, keep)
+            .unwrap();
         if a.next == cursor {
             return (out, cursor);
         }
@@ -457,7 +459,9 @@ fn a_forwarding_reader_gets_each_wanted_line_once_in_order_across_windows() {
     let (all, _) = forward_all(&mut r, start, upto, 1000, &|_| true);
     assert_eq!(all.len(), 10_000);
     // Nothing after the end.
-    let a = r.after(upto, upto, 1 << 20, i64::MAX / 2, &|_| true).unwrap();
+    let a = r
+        .after(upto, upto, 1 << 20, i64::MAX / 2, &|_| true)
+        .unwrap();
     assert!(a.lines.is_empty() && a.next == upto);
 }
 
@@ -511,5 +515,8 @@ fn after_an_outage_lines_older_than_the_bound_are_skipped_and_counted() {
     // Nothing older than the bound: nothing skipped.
     assert_eq!(r.skip_older(next, upto, 0, &keep).unwrap(), (next, 0));
     // Everything older: the cursor goes to the end.
-    assert_eq!(r.skip_older(start, upto, i64::MAX, &keep).unwrap(), (upto, 10_000));
+    assert_eq!(
+        r.skip_older(start, upto, i64::MAX, &keep).unwrap(),
+        (upto, 10_000)
+    );
 }

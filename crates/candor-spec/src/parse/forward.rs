@@ -12,15 +12,37 @@ use toml::de::DeValue;
 
 /// RFC 5424's facility names, by number.
 pub const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-    "authpriv", "ftp", "ntp", "security", "console", "solaris-cron", "local0", "local1",
-    "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
 ];
 
 /// Where the native journal protocol is spoken.
 pub const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 
-const EXAMPLES: &str = "syslog = \"unix:///dev/log\", journald = true or otlp = \"http://127.0.0.1:4318\"";
+const EXAMPLES: &str =
+    "syslog = \"unix:///dev/log\", journald = true or otlp = \"http://127.0.0.1:4318\"";
 
 impl FileCtx<'_> {
     pub(super) fn forwards(&mut self, v: &Val<'_>) -> Vec<ForwardSpec> {
@@ -152,7 +174,10 @@ impl FileCtx<'_> {
         ] {
             if let (Some(at), Some(kind)) = (at, kind) {
                 if kind != belongs {
-                    self.err(at, format!("{what}.{key} is for a {belongs} target, not {kind}; remove it"));
+                    self.err(
+                        at,
+                        format!("{what}.{key} is for a {belongs} target, not {kind}; remove it"),
+                    );
                 }
             }
         }
