@@ -157,6 +157,7 @@ impl Sink {
             Failure::retry(done, format!("journal socket {}: {e}", socket.display()))
         };
         if !matches!(self.conn, Conn::Journal(_)) {
+            safe_dir(socket).map_err(|why| Failure::retry(0, why))?;
             let sock = std::os::unix::net::UnixDatagram::unbound().map_err(|e| fail(0, e))?;
             sock.set_nonblocking(true).map_err(|e| fail(0, e))?;
             self.conn = Conn::Journal(sock);
@@ -214,7 +215,10 @@ impl Sink {
 
 async fn connect(address: &SyslogAddress) -> std::io::Result<Conn> {
     Ok(match address {
-        SyslogAddress::Unix(_) => Conn::Unix(UnixDatagram::unbound()?),
+        SyslogAddress::Unix(path) => {
+            safe_dir(path).map_err(std::io::Error::other)?;
+            Conn::Unix(UnixDatagram::unbound()?)
+        }
         SyslogAddress::Udp(hostport) => {
             let addr = resolve(hostport).await?;
             let bind: std::net::SocketAddr = match addr.is_ipv4() {
@@ -239,4 +243,71 @@ async fn resolve(hostport: &str) -> std::io::Result<std::net::SocketAddr> {
         .await?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("{hostport} has no address")))
+}
+
+/// A socket's directory must be one only root (or the daemon's user) can write: anyone else
+/// could swap the socket for a symlink to another daemon's socket and have Candor write
+/// services' lines into it.
+fn safe_dir(socket: &Path) -> Result<(), String> {
+    use candor_keeper::sockpath::{check_dir, DirOwner};
+    check_dir(socket, DirOwner::daemon()).map_err(|why| format!("{}: {why}", socket.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candor_spec::forward::SyslogFormat;
+    use candor_store::{Shape, Stream};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn rec(line: &[u8]) -> Record<'_> {
+        Record {
+            at_ms: 1_796_648_730_123,
+            service: "web",
+            stream: Stream::Stdout,
+            shape: Shape::PLAIN,
+            line,
+            run_id: None,
+            pid: None,
+        }
+    }
+
+    fn unix(path: &Path) -> ForwardTarget {
+        ForwardTarget::Syslog(SyslogTarget {
+            address: SyslogAddress::Unix(path.to_path_buf()),
+            format: SyslogFormat::Rfc5424,
+            facility: 3,
+            app_name: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_socket_in_a_directory_others_can_write_is_not_sent_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        receiver.set_nonblocking(true).unwrap();
+        let mut sink = Sink::new(unix(&path), "host".into());
+        sink.send(&[rec(b"one")]).await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = receiver.recv(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(b"one"), "{:?}", &buf[..n]);
+        // Anyone may now swap the socket for a symlink: nothing more is sent there.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut sink = Sink::new(unix(&path), "host".into());
+        let f = sink.send(&[rec(b"two")]).await.unwrap_err();
+        assert!(f.why.contains("can be written by every user"), "{}", f.why);
+        assert_eq!((f.done, f.refused), (0, false));
+        assert!(receiver.recv(&mut buf).is_err(), "nothing was sent");
+        let f = Sink::new(
+            ForwardTarget::Journald {
+                socket: path.clone(),
+            },
+            "host".into(),
+        )
+        .send(&[rec(b"three")])
+        .await
+        .unwrap_err();
+        assert!(f.why.contains("every user"), "{}", f.why);
+    }
 }
