@@ -157,6 +157,10 @@ command = ["python3", "-u", "{{dir}}/writer.py", "{{dir}}/pace", "{{dir}}/writte
         done.then_some(s)
     });
     let received: Vec<(u64, u64)> = otlp.records().iter().map(seq_at).collect();
+    eprintln!(
+        "after the outage: {written} lines written, {} received, target {stats}",
+        received.len()
+    );
     d.shutdown();
     Some(Outcome {
         written,
