@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use candor_spec::forward::{ForwardTarget, SyslogAddress, SyslogTarget};
-use std::os::unix::net::UnixDatagram;
-use tokio::io::AsyncWriteExt;
+use std::os::fd::AsFd;
 
-use tokio::net::TcpStream;
+use candor_spec::forward::{ForwardTarget, SyslogAddress, SyslogTarget};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::{TcpStream, UdpSocket, UnixDatagram};
 
 use super::otlp::{Collector, Posted};
 use super::record::Record;
@@ -43,11 +43,12 @@ impl Failure {
 
 enum Conn {
     None,
-    /// Connected, non-blocking (no path lookup per message).
+    /// Connected (no path lookup per message); a send waits for room in the receiver's
+    /// queue, woken by the kernel.
     Unix(UnixDatagram),
-    Udp(std::net::UdpSocket),
+    Udp(UdpSocket),
     Tcp(TcpStream),
-    Journal(std::os::unix::net::UnixDatagram),
+    Journal(UnixDatagram),
 }
 
 /// A target's connection, made when first needed and again after a failure.
@@ -136,7 +137,7 @@ impl Sink {
                     msg.clear();
                     let app = s.app_name.as_deref().unwrap_or(rec.service);
                     syslog::encode(&mut msg, s.format, s.facility, app, host, rec);
-                    paced(|| sock.send(&msg)).await.map_err(|e| fail(i, e))?;
+                    sock.send(&msg).await.map_err(|e| fail(i, e))?;
                 }
             }
             Conn::Unix(sock) => {
@@ -144,7 +145,7 @@ impl Sink {
                     msg.clear();
                     let app = s.app_name.as_deref().unwrap_or(rec.service);
                     syslog::encode(&mut msg, s.format, s.facility, app, host, rec);
-                    paced(|| sock.send(&msg)).await.map_err(|e| fail(i, e))?;
+                    sock.send(&msg).await.map_err(|e| fail(i, e))?;
                 }
             }
             Conn::None | Conn::Journal(_) => {}
@@ -158,9 +159,7 @@ impl Sink {
         };
         if !matches!(self.conn, Conn::Journal(_)) {
             safe_dir(socket).map_err(|why| Failure::retry(0, why))?;
-            let sock = std::os::unix::net::UnixDatagram::unbound().map_err(|e| fail(0, e))?;
-            sock.set_nonblocking(true).map_err(|e| fail(0, e))?;
-            self.conn = Conn::Journal(sock);
+            self.conn = Conn::Journal(UnixDatagram::unbound().map_err(|e| fail(0, e))?);
         }
         let Conn::Journal(sock) = &self.conn else {
             return Ok(());
@@ -169,9 +168,11 @@ impl Sink {
             self.buf.clear();
             journald::encode(&mut self.buf, rec, rec.service);
             let buf = &self.buf;
-            paced(|| journald::send(sock, socket, buf).map(|()| 0))
-                .await
-                .map_err(|e| fail(i, e))?;
+            sock.async_io(Interest::WRITABLE, || {
+                journald::send(sock.as_fd(), socket, buf)
+            })
+            .await
+            .map_err(|e| fail(i, e))?;
         }
         Ok(())
     }
@@ -213,7 +214,6 @@ async fn connect(address: &SyslogAddress) -> std::io::Result<Conn> {
             safe_dir(path).map_err(std::io::Error::other)?;
             let sock = UnixDatagram::unbound()?;
             sock.connect(path)?;
-            sock.set_nonblocking(true)?;
             Conn::Unix(sock)
         }
         SyslogAddress::Udp(hostport) => {
@@ -222,9 +222,8 @@ async fn connect(address: &SyslogAddress) -> std::io::Result<Conn> {
                 true => ([0, 0, 0, 0], 0).into(),
                 false => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
             };
-            let sock = std::net::UdpSocket::bind(bind)?;
-            sock.connect(addr)?;
-            sock.set_nonblocking(true)?;
+            let sock = UdpSocket::bind(bind).await?;
+            sock.connect(addr).await?;
             Conn::Udp(sock)
         }
         SyslogAddress::Tcp(hostport) => {
@@ -234,25 +233,6 @@ async fn connect(address: &SyslogAddress) -> std::io::Result<Conn> {
             Conn::Tcp(stream)
         }
     })
-}
-
-/// While a receiver's socket is full, a pause before trying again: long enough that it drains
-/// a good part of its queue meanwhile, so a fast sender and a slower reader do not trade one
-/// wake-up per datagram.
-const FULL_PAUSE: Duration = Duration::from_millis(2);
-
-/// One non-blocking send, tried again after [`FULL_PAUSE`] while the receiver is full (within
-/// the attempt's time).
-async fn paced(mut send: impl FnMut() -> std::io::Result<usize>) -> std::io::Result<()> {
-    loop {
-        match send() {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                tokio::time::sleep(FULL_PAUSE).await
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 async fn resolve(hostport: &str) -> std::io::Result<std::net::SocketAddr> {
