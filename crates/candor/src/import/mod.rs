@@ -6,7 +6,9 @@
 
 pub mod detect;
 pub mod draft;
+mod expand;
 pub mod host;
+mod ini;
 pub mod shell;
 pub mod write;
 
