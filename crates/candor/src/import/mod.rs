@@ -10,6 +10,7 @@ mod expand;
 pub mod host;
 mod ini;
 pub mod shell;
+mod unit;
 pub mod write;
 
 mod procfile;
@@ -68,3 +69,6 @@ pub fn import(path: &Path, format: Option<Format>) -> anyhow::Result<Draft> {
     write::fix_names(&mut draft);
     Ok(draft)
 }
+
+#[cfg(test)]
+mod systemd_roundtrip;
