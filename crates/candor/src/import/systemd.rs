@@ -169,7 +169,7 @@ impl Reader {
             for (k, v) in &self.svc.keys {
                 if matches!(
                     k.as_str(),
-                    "user" | "group" | "workdir" | "env_file" | "env"
+                    "user" | "group" | "workdir" | "env_file" | "env" | "inherit_env"
                 ) {
                     pre.set(k, v.clone());
                 }
@@ -506,6 +506,10 @@ impl Reader {
             "ExecStartPre" => self.exec_pre(l, draft),
             "ExecCondition" => match unit::exec_line(v) {
                 Ok(exec) => {
+                    if self.svc.keys.iter().any(|(k, _)| k == "condition") {
+                        draft.warn(l.line, "ExecCondition=: the service has a condition already (from a Condition…= line); Candor runs one, so ExecCondition= replaced it: fold the test into its command");
+                        self.svc.keys.retain(|(k, _)| k != "condition");
+                    }
                     let (argv, why) = self.argv(&exec, l, draft);
                     if let Some(why) = why {
                         self.svc.comments.push(why);
