@@ -62,6 +62,8 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
         limits: Map::new(),
         after: Vec::new(),
         env_files: Vec::new(),
+        output: None,
+        syslog: Map::new(),
         oneshot: false,
     }
     .read(&lines, draft);
@@ -88,6 +90,10 @@ struct Reader {
     after: Vec<(String, usize)>,
     /// `EnvironmentFile=`s in order (a `-` one may be missing).
     env_files: Vec<String>,
+    /// Where `StandardOutput=`/`StandardError=` sent the lines: "journal" or "syslog".
+    output: Option<&'static str>,
+    /// `SyslogIdentifier=` and `SyslogFacility=` as a syslog target's `app_name`, `facility`.
+    syslog: Map<String, Value>,
     oneshot: bool,
 }
 
@@ -175,6 +181,7 @@ impl Reader {
                 }
             }
         }
+        self.forward(draft);
         if !self.stop.is_empty() {
             self.svc
                 .set("stop", Value::Object(std::mem::take(&mut self.stop)));
@@ -569,10 +576,71 @@ impl Reader {
             "Sockets" => draft.warn(l.line, format!("Sockets={v}: write each socket unit's ListenStream= as `sockets = [{{ listen = \"HOST:PORT\" | path = \"…\", activate = true }}]` (Candor binds it and hands it over as fd 3, LISTEN_FDS)")),
             "NotifyAccess" => self.svc.comments.push(format!("NotifyAccess={v}: Candor takes sd_notify from the main process, and from its process group or cgroup.")),
             "PIDFile" => draft.warn(l.line, "PIDFile= is for Type=forking: Candor supervises the process it starts"),
-            "StandardOutput" | "StandardError" | "SyslogIdentifier" | "SyslogFacility" | "SyslogLevel" => draft.warn(l.line, format!("{}={v}: Candor keeps the service's output in its store (`candor logs {}`); to send it to journald or syslog, use `[[daemon.forward]]`", l.key, self.name)),
+            "StandardOutput" | "StandardError" => self.output(l, draft),
+            "SyslogIdentifier" => {
+                self.syslog.insert("app_name".into(), json!(v));
+            }
+            "SyslogFacility" => {
+                self.syslog.insert("facility".into(), json!(v));
+            }
+            "SyslogLevel" | "SyslogLevelPrefix" => draft.warn(l.line, format!("{}={v}: Candor sets each line's severity from its stream or its structured level; skipped", l.key)),
             "StandardInput" => draft.warn(l.line, format!("StandardInput={v}: a Candor service's stdin is /dev/null")),
             k => draft.warn(l.line, format!("{k}= has no Candor equivalent (sandboxing, scheduling and the like are systemd's); skipped")),
         }
+    }
+
+    /// `StandardOutput=`/`StandardError=`: Candor keeps the lines in its store either way;
+    /// `journal` and `syslog` also go on there through a `[[daemon.forward]]` for this service.
+    fn output(&mut self, l: &Line, draft: &mut Draft) {
+        let v = l.value.as_str();
+        let target = v.split('+').next().unwrap_or(v);
+        match target {
+            "journal" | "syslog" | "kmsg" if self.output.is_some_and(|t| t != target) => {
+                draft.warn(l.line, format!("{}={v}: the other stream goes elsewhere; Candor forwards a service's lines to one place here (both streams, to the first named)", l.key));
+            }
+            "journal" => self.output = Some("journal"),
+            "syslog" => self.output = Some("syslog"),
+            "inherit" | "null" | "tty" => {
+                if l.key == "StandardOutput" || v != "inherit" {
+                    draft.warn(l.line, format!("{}={v}: Candor keeps the service's output in its store (`candor logs {}`); skipped", l.key, self.name));
+                }
+            }
+            _ => draft.warn(l.line, format!("{}={v}: Candor keeps the service's output in its store (`candor logs {}`), not in a file; `[[daemon.forward]]` sends it to journald, syslog or OpenTelemetry", l.key, self.name)),
+        }
+    }
+
+    /// The `[[daemon.forward]]` entry `StandardOutput=` asked for, if any.
+    fn forward(&mut self, draft: &mut Draft) {
+        let mut entry = Map::new();
+        match self.output {
+            Some("journal") => {
+                entry.insert("journald".into(), json!(true));
+                if !self.syslog.is_empty() {
+                    let keys: Vec<&String> = self.syslog.keys().collect();
+                    draft.warn(self.svc.line, format!("Syslog{}=: a journald target names each line by the service (SYSLOG_IDENTIFIER, CANDOR_SERVICE), so it is not set", if keys.len() == 1 && keys[0] == "facility" { "Facility" } else { "Identifier" }));
+                }
+            }
+            Some(_) => {
+                entry.insert("syslog".into(), json!("unix:///dev/log"));
+                entry.extend(std::mem::take(&mut self.syslog));
+            }
+            None => {
+                if !self.syslog.is_empty() {
+                    draft.warn(self.svc.line, "SyslogIdentifier=/SyslogFacility= without StandardOutput=syslog: not imported (no syslog target)");
+                }
+                return;
+            }
+        }
+        entry.insert("services".into(), json!([self.name.clone()]));
+        self.svc.comments.push(format!(
+            "Its lines also go to {} as before: [[daemon.forward]] in [daemon].",
+            if self.output == Some("journal") {
+                "journald"
+            } else {
+                "syslog"
+            }
+        ));
+        draft.daemon.push(("forward".into(), json!([entry])));
     }
 
     fn duration(&mut self, l: &Line, draft: &mut Draft, set: impl FnOnce(&mut Self, Value)) {
