@@ -16,6 +16,7 @@ pub mod write;
 mod procfile;
 mod supervisord;
 mod systemd;
+mod systemd_socket;
 
 // The readers of branch import2.
 mod compose;
