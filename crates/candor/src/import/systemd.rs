@@ -186,6 +186,7 @@ impl Reader {
         }
         self.forward(draft);
         self.sockets(draft);
+        self.systemd_defaults();
         if !self.stop.is_empty() {
             self.svc
                 .set("stop", Value::Object(std::mem::take(&mut self.stop)));
@@ -597,6 +598,24 @@ impl Reader {
         }
     }
 
+    /// Where systemd's defaults differ from Candor's and the unit did not say: no restart,
+    /// 90 s to stop.
+    fn systemd_defaults(&mut self) {
+        let said = |k: &str| self.svc.keys.iter().any(|(key, _)| key == k);
+        if !said("restart") && !self.oneshot {
+            self.svc
+                .comments
+                .push("restart = \"never\": systemd's default (no Restart=).".into());
+            self.svc.set("restart", "never");
+        }
+        if !self.stop.contains_key("timeout") {
+            self.svc
+                .comments
+                .push("stop.timeout = 90s: systemd's default TimeoutStopSec=.".into());
+            self.stop.insert("timeout".into(), json!("90s"));
+        }
+    }
+
     /// The activated sockets of the socket units that start this service.
     fn sockets(&mut self, draft: &mut Draft) {
         let mut units = std::mem::take(&mut self.socket_units);
@@ -884,6 +903,9 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(cmd, "exec /usr/bin/web --port=\"${PORT}\" $OPTS its");
+        // systemd's defaults where the unit says nothing: no restart, 90 s to stop.
+        assert_eq!(key(web, "restart"), Some(&json!("never")));
+        assert_eq!(key(web, "stop"), Some(&json!({"timeout": "90s"})));
         assert_eq!(
             key(web, "env_file"),
             Some(&json!(["-/nonexistent/web.env"]))
