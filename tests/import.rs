@@ -19,7 +19,8 @@ struct Fixture {
     file: &'static str,
     /// `--format`, when the name should not be trusted to say it.
     format: Option<&'static str>,
-    /// Every warning, exactly, `{file}` standing for the path imported.
+    /// Every warning, exactly, `{file}` standing for the path imported and `{dir}` for its
+    /// directory (absolute).
     warnings: &'static [&'static str],
     /// What the imported config must contain (after `@FREE_PORT@` and `{dir}` are filled).
     contains: &'static [&'static str],
@@ -72,15 +73,17 @@ const FIXTURES: &[Fixture] = &[
             "warning: {file}:51: key `user`: user `candor-no-such-user` does not exist on this machine, so it was left out (the config would not pass `candor check`); create it, then add user = \"candor-no-such-user\"",
             "warning: {file}:54: [group:app] has no Candor equivalent (no groups: `candor start web worker` names them); each program is a service of its own",
             "warning: {file}:57: [eventlistener:crashmail] is not imported: supervisord's event protocol has no Candor equivalent; `[[daemon.hooks]]` runs a command or posts a webhook when a service fails",
-            "warning: {file}:61: [include] files = /etc/supervisor/conf.d/*.conf: included files are not read; import each one too (`candor import FILE --format supervisord`) and list the results in `[daemon] include`",
+            "warning: {file}:62: {dir}/conf.d/queue.conf:5: key `stdout_logfile`: Candor keeps every line of output itself (`candor logs queue`, `logs = { max_bytes }` caps it); to send lines to a file, syslog or journald, use `[[daemon.forward]]`",
+            "warning: {file}:62: [include] files: `/etc/supervisor/candor-import-none/*.conf` matches no file here, so nothing of it was imported; import those files where they are (`candor import FILE --format supervisord`)",
         ],
         contains: &[
             "[service.web]\ncommand = [\"python3\", \"-m\", \"http.server\", \"--bind\", \"127.0.0.1\", \"@FREE_PORT@\"]\nworkdir = \"{dir}\"\nenv = { APP_ENV = \"production\", HOME_AT_IMPORT = \"/home/import-test\", LANG = \"C.UTF-8\", PYTHONUNBUFFERED = \"1\" }\nrestart = \"always\"\nretries = 3\nbackoff = { reset_after = \"1s\" }\nstop = { signal = \"SIGINT\", timeout = \"5s\" }\n",
             "command = [\"/bin/sh\", \"-c\", \"while true; do echo worker 0{instance} $WORKER_NAME; sleep 1; done\"]\nreplicas = 3\nuser = \"nobody\"\nenv = { APP_ENV = \"production\", LANG = \"C.UTF-8\", QUEUE = \"default, then low\", WORKER_NAME = \"worker-{instance}\" }\nrestart = \"on-failure\"\n",
+            "# Included: from {dir}/conf.d/queue.conf:2.\n# retries = 3, backoff.reset_after = 1s: supervisord gives up after startretries (3) runs in a row shorter than startsecs (1s).\n[service.queue]\ncommand = [\"sh\", \"-c\", \"echo \\\"queue reads {dir}/conf.d\\\"; exec sleep 100000\"]\n",
             "# user = \"candor-no-such-user\" (no such user here)\n# Its lines also go to syslog as before: [[daemon.forward]] in [daemon].\n[service.ticker]\n",
             "\n[daemon]\nforward = [{ services = [\"ticker\"], syslog = \"unix:///dev/log\" }]\n",
         ],
-        running: &["web", "worker@1", "worker@2", "worker@3", "ticker"],
+        running: &["web", "worker@1", "worker@2", "worker@3", "ticker", "queue"],
         done: &[],
         serves_port: true,
     },
@@ -121,16 +124,26 @@ const FIXTURES: &[Fixture] = &[
     },
 ];
 
-/// `tests/import/<dir>` copied into `into`, `@FREE_PORT@` replaced by `port`.
+/// `tests/import/<dir>` copied into `into` (with its subdirectories), `@FREE_PORT@`
+/// replaced by `port`.
 fn copy_fixture(dir: &str, into: &Path, port: u16) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("import")
         .join(dir);
-    for entry in std::fs::read_dir(&from).expect("fixture dir") {
+    copy_tree(&from, into, port);
+}
+
+fn copy_tree(from: &Path, into: &Path, port: u16) {
+    for entry in std::fs::read_dir(from).expect("fixture dir") {
         let path = entry.expect("entry").path();
+        let to = into.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            std::fs::create_dir(&to).expect("dir");
+            copy_tree(&path, &to, port);
+            continue;
+        }
         let text = std::fs::read_to_string(&path).expect("fixture file");
-        let text = text.replace("@FREE_PORT@", &port.to_string());
-        std::fs::write(into.join(path.file_name().expect("name")), text).expect("copy");
+        std::fs::write(to, text.replace("@FREE_PORT@", &port.to_string())).expect("copy");
     }
 }
 
@@ -180,12 +193,15 @@ fn run_fixture(f: &Fixture) {
         "{}: import failed: {stderr}\n{config}",
         f.file
     );
+    let real_src = src.canonicalize().expect("src");
     let warnings: Vec<String> = (f.warnings.iter())
-        .map(|w| w.replace("{file}", &file.display().to_string()))
+        .map(|w| {
+            (w.replace("{file}", &file.display().to_string()))
+                .replace("{dir}", &real_src.display().to_string())
+        })
         .collect();
     let got: Vec<&str> = stderr.lines().collect();
     assert_eq!(got, warnings, "{}: the warnings", f.file);
-    let real_src = src.canonicalize().expect("src");
     for want in f.contains {
         let want = (want.replace("{dir}", &real_src.display().to_string()))
             .replace("@FREE_PORT@", &port.to_string());

@@ -15,6 +15,7 @@ pub mod write;
 
 mod procfile;
 mod supervisord;
+mod supervisord_include;
 mod systemd;
 mod systemd_socket;
 

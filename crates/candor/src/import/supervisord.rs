@@ -2,8 +2,8 @@
 //! itself (no shell: a `|` is an argument), expands `%(…)s` names first, runs `numprocs`
 //! copies (here `replicas`, `%(process_num)` → `{instance}`), and by default restarts only an
 //! unexpected exit, retrying a program that exits within `startsecs` `startretries` times.
-//! `[supervisord] environment` goes to every program; the control sections, `[include]`,
-//! groups and event listeners are warnings.
+//! `[supervisord] environment` goes to every program, `[include]`d files are read as
+//! supervisord reads them; the control sections, groups and event listeners are warnings.
 
 use std::path::Path;
 
@@ -14,13 +14,27 @@ use super::expand::{Names, ProcessNum};
 use super::ini::{self, Entry, Section};
 
 pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
+    read_file(path, text, draft, None);
+    Ok(())
+}
+
+/// What an included file takes from the main one: `[supervisord] environment` and groups.
+#[derive(Clone, Debug, Default)]
+pub struct Inherited {
+    pub env: Vec<(String, String, usize)>,
+    pub groups: Vec<(String, Vec<String>)>,
+}
+
+/// The main file (`inherited` None), or a file it includes.
+pub fn read_file(path: &Path, text: &str, draft: &mut Draft, inherited: Option<&Inherited>) {
     let here = super::host::absolute_dir(path);
     let (sections, bad) = ini::parse(text);
     for (line, why) in bad {
         draft.warn(line, why);
     }
-    let mut global_env: Vec<(String, String, usize)> = Vec::new();
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    let mut global_env = inherited.map(|i| i.env.clone()).unwrap_or_default();
+    let mut groups = inherited.map(|i| i.groups.clone()).unwrap_or_default();
+    let mut includes: Vec<&Section> = Vec::new();
     for s in &sections {
         let (kind, name) = s.name.split_once(':').unwrap_or((s.name.as_str(), ""));
         match kind {
@@ -29,13 +43,11 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
             "unix_http_server" | "inet_http_server" | "supervisorctl" | "rpcinterface" => {
                 draft.warn(s.line, control_section(kind, &s.name))
             }
-            "include" => {
-                let files = s.get("files").map_or("", |e| e.value.as_str());
-                draft.warn(
-                    s.line,
-                    format!("[include] files = {files}: included files are not read; import each one too (`candor import FILE --format supervisord`) and list the results in `[daemon] include`"),
-                );
-            }
+            "include" if inherited.is_none() => includes.push(s),
+            "include" => draft.warn(
+                s.line,
+                "[include] in an included file is not read (supervisord reads [include] only in its main file); skipped",
+            ),
             "group" => {
                 let programs: Vec<String> = (s.get("programs").map_or("", |e| e.value.as_str()))
                     .split(',')
@@ -85,7 +97,13 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
             program(name.trim(), s, group, &here, &global_env, draft);
         }
     }
-    Ok(())
+    let inherited = Inherited {
+        env: global_env,
+        groups,
+    };
+    for s in includes {
+        super::supervisord_include::include(s, &here, &inherited, draft);
+    }
 }
 
 /// Why a section of supervisorctl's control plane is not imported.
@@ -449,7 +467,7 @@ fn signal(v: &str) -> Option<String> {
     candor_spec::StopSignal::parse(&full).map(|s| s.name().to_string())
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
