@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod cmd;
 mod export;
+mod import;
 mod render;
 mod top;
 
