@@ -238,7 +238,13 @@ mod tests {
         assert_eq!(web.line, 3);
         let cmd = web.value.get("command").unwrap();
         assert_eq!(cmd.line, 4);
-        let argv: Vec<_> = cmd.value.list().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+        let argv: Vec<_> = cmd
+            .value
+            .list()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
         assert_eq!(argv, ["a", "b"]);
         let port = web.value.get("port").unwrap();
         assert_eq!((port.line, port.value.int()), (5, Some(80)));
@@ -257,7 +263,12 @@ mod tests {
             "    user: root\n",
         ));
         let a = &d.get("services").unwrap().value.get("a").unwrap().value;
-        let keys: Vec<_> = a.entries().unwrap().iter().map(|e| (e.key.as_str(), e.line)).collect();
+        let keys: Vec<_> = a
+            .entries()
+            .unwrap()
+            .iter()
+            .map(|e| (e.key.as_str(), e.line))
+            .collect();
         assert_eq!(keys, [("user", 7), ("restart", 2)]);
         assert_eq!(a.get("user").unwrap().value.as_str(), Some("root"));
     }
@@ -272,12 +283,18 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_line() {
-        let e = load(Path::new("p.yaml"), "a: [1, 2\nb: 3\n").unwrap_err().to_string();
+        let e = load(Path::new("p.yaml"), "a: [1, 2\nb: 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("p.yaml:"), "{e}");
         assert!(e.contains("invalid YAML"), "{e}");
-        let e = load(Path::new("p.yaml"), "a:\n  <<: 3\n").unwrap_err().to_string();
+        let e = load(Path::new("p.yaml"), "a:\n  <<: 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("p.yaml:2: `<<` merges a mapping"), "{e}");
-        let e = load(Path::new("p.yaml"), "# nothing\n").unwrap_err().to_string();
+        let e = load(Path::new("p.yaml"), "# nothing\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no YAML document"), "{e}");
     }
 
