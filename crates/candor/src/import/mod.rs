@@ -1,5 +1,6 @@
 //! `candor import`: other supervisors' configs read into a `Draft` of a Candor config.
 
+pub mod compose;
 pub mod draft;
 pub mod fields;
 pub mod host;
