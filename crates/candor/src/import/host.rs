@@ -33,3 +33,17 @@ pub fn group_exists(name: &str) -> bool {
 pub fn readable(path: &Path) -> bool {
     std::fs::File::open(path).is_ok()
 }
+
+/// The directory `path` is in, absolute (symlinks resolved when it exists): where a source
+/// tool ran its commands from, written into `workdir` so the config works from anywhere.
+pub fn absolute_dir(path: &Path) -> std::path::PathBuf {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::canonicalize(&dir).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(&dir))
+            .unwrap_or(dir)
+    })
+}

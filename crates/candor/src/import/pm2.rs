@@ -4,7 +4,6 @@
 //! as replicas, `max_memory_restart` as `limits.memory_restart`, `cron_restart` as a
 //! schedule, restart and stop keys; the rest are warnings at the key's line in the file.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
