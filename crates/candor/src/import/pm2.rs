@@ -61,10 +61,13 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
             for k in top.keys().filter(|k| *k != "apps") {
                 draft.warn(
                     lines.top(k),
-                    format!(
-                        "top-level key `{k}` is PM2's (`deploy`: `pm2 deploy`); Candor has no \
-                         equivalent and it was left out"
-                    ),
+                    if k == "deploy" {
+                        "top-level key `deploy` is for `pm2 deploy`; Candor does not deploy \
+                         code: left out (deploy as you do, then `candor reload`)"
+                            .to_string()
+                    } else {
+                        format!("top-level key `{k}` has no Candor equivalent; left out")
+                    },
                 );
             }
             match top.get("apps") {
@@ -349,7 +352,7 @@ fn interpreter_for(script: &str) -> Option<&'static str> {
 fn words(v: &Json) -> Option<Vec<String>> {
     match v {
         Json::String(s) => shlex::split(s),
-        Json::Array(items) => items.iter().map(|i| scalar(i)).collect(),
+        Json::Array(items) => items.iter().map(scalar).collect(),
         _ => None,
     }
 }
