@@ -41,7 +41,7 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
         .and_then(|e| e.to_str())
         .unwrap_or_default();
     let (config, functions) = match ext {
-        "js" | "cjs" | "mjs" => evaluate(path)?,
+        "js" | "cjs" | "mjs" => evaluate("node", path)?,
         _ => {
             let config: Json = serde_json::from_str(text).map_err(|e| {
                 anyhow::anyhow!(
@@ -134,14 +134,15 @@ fn app_name(app: &Json) -> String {
         .to_string()
 }
 
-/// The export of a `.js` ecosystem file, run by node, and the paths of its functions.
-fn evaluate(path: &Path) -> anyhow::Result<(Json, Vec<Vec<String>>)> {
+/// The export of a `.js` ecosystem file, run by `node` (found on PATH), and the paths of its
+/// functions.
+fn evaluate(node: &str, path: &Path) -> anyhow::Result<(Json, Vec<Vec<String>>)> {
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let export_hint = format!(
         "export it as JSON and import that: node -e 'console.log(JSON.stringify(require(\"{}\"), null, 2))' > ecosystem.json",
         abs.display()
     );
-    let spawned = Command::new("node")
+    let spawned = Command::new(node)
         .arg("-e")
         .arg(EVALUATE)
         .arg(&abs)
@@ -943,6 +944,18 @@ mod tests {
         );
         assert_eq!(key(&d, "web", "env"), Some(json!({"HOST": "x"})));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_node_the_error_says_to_export_json() {
+        let e = evaluate("candor-test-no-such-node", Path::new("ecosystem.config.js")).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.starts_with("ecosystem.config.js: an ecosystem .js is a program"),
+            "{e}"
+        );
+        assert!(e.contains("needs `node` on PATH"), "{e}");
+        assert!(e.contains("JSON.stringify(require("), "{e}");
     }
 
     fn tempfile_dir() -> PathBuf {
