@@ -79,7 +79,7 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
     );
     let mut waits = Vec::new();
     for s in list {
-        if let Some(svc) = service(draft, s, &mut waits) {
+        if let Some(svc) = service(draft, path, s, &mut waits) {
             draft.services.push(svc);
         }
     }
@@ -127,6 +127,7 @@ fn argv(draft: &mut Draft, e: &Entry) -> Option<Vec<String>> {
 
 fn service(
     draft: &mut Draft,
+    path: &Path,
     s: &Entry,
     waits: &mut Vec<(String, String, usize)>,
 ) -> Option<DraftService> {
@@ -162,7 +163,7 @@ fn service(
             "entrypoint" => entrypoint = argv(draft, e),
             "image" => {}
             "environment" => environment(draft, &mut svc, e),
-            "env_file" => env_file(draft, &mut svc, e),
+            "env_file" => env_file(draft, &mut svc, e, path),
             "working_dir" => match v.as_str() {
                 Some(dir) => svc.set("workdir", dir),
                 None => draft.warn(e.line, "`working_dir` is not a string; left out"),
@@ -331,7 +332,9 @@ fn environment(draft: &mut Draft, svc: &mut DraftService, e: &Entry) {
     }
 }
 
-fn env_file(draft: &mut Draft, svc: &mut DraftService, e: &Entry) {
+/// `env_file`: a file compose requires that is not there (relative to the compose file) is
+/// written optional (`-PATH`) with a warning, as Candor's check would refuse it.
+fn env_file(draft: &mut Draft, svc: &mut DraftService, e: &Entry, source: &Path) {
     let items: Vec<&Node> = match &e.value.value {
         Value::List(items) => items.iter().collect(),
         _ => vec![&e.value],
@@ -348,8 +351,21 @@ fn env_file(draft: &mut Draft, svc: &mut DraftService, e: &Entry) {
             ),
             _ => (None, true),
         };
+        let dir = source.parent().unwrap_or(Path::new("."));
         match path {
-            Some(p) if required => files.push(p),
+            Some(p) if required && super::host::readable(&dir.join(&p)) => files.push(p),
+            Some(p) if required => {
+                draft.warn(
+                    item.line,
+                    format!(
+                        "env_file `{p}` is not there (next to {}): written as optional \
+                         (\"-{p}\"), read once it exists; create it with the service's \
+                         variables",
+                        source.display()
+                    ),
+                );
+                files.push(format!("-{p}"));
+            }
             Some(p) => files.push(format!("-{p}")),
             None => draft.warn(item.line, "an `env_file` entry names no file; left out"),
         }
@@ -734,7 +750,8 @@ mod tests {
 
     fn import(text: &str) -> Draft {
         let mut d = Draft::default();
-        read(Path::new("compose.yaml"), text, &mut d).unwrap_or_else(|e| panic!("{e:#}"));
+        read(Path::new("/candor-test-nowhere/compose.yaml"), text, &mut d)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         d
     }
 
@@ -816,9 +833,10 @@ services:
         );
         assert_eq!(key(&d, "api", "restart"), Some(json!("always")));
         assert_eq!(key(&d, "api", "env"), Some(json!({"TZ": "UTC"})));
+        // No .env next to the compose file (in a directory that does not exist): optional, warned.
         assert_eq!(
             key(&d, "api", "env_file"),
-            Some(json!([".env", "-.env.local"]))
+            Some(json!(["-.env", "-.env.local"]))
         );
         assert_eq!(key(&d, "api", "workdir"), Some(json!("/srv/api")));
         // db was left out (image only), so the dependencies on it are dropped.
@@ -850,6 +868,7 @@ services:
             .collect();
         let want: Vec<(usize, String)> = [
             (7, "service `db` runs the image's entryp"),
+            (27, "env_file `.env` is not there (next t"),
             (28, "key `ports`: there is no port mappin"),
             (29, "key `volumes`: there are no mounts o"),
             (15, "`migrate` depends on `db`, which is "),

@@ -295,6 +295,14 @@ fn process(
                 .into(),
         );
     }
+    if p.value.get("working_dir").is_none() {
+        svc.set("workdir", ".");
+        svc.comments.push(
+            "workdir = \".\": this config's directory; process-compose runs a process where it \
+             was started (usually beside its file)"
+                .into(),
+        );
+    }
     choose_probe(draft, &mut svc, probes);
     if fields::key(&svc, "command").is_none() {
         draft.warn(
@@ -818,6 +826,7 @@ processes:
         assert_eq!(key(&d, "cache", "replicas"), Some(json!(2)));
         assert_eq!(key(&d, "cache", "restart"), Some(json!("always")));
         assert_eq!(key(&d, "migrate", "restart"), Some(json!("never")));
+        assert_eq!(key(&d, "migrate", "workdir"), Some(json!(".")));
     }
 
     #[test]
