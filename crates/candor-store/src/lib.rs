@@ -6,6 +6,7 @@
 //! in batches); events by row count. Reads use their own connection (`read.rs`).
 
 mod chunk;
+mod forward;
 mod read;
 mod shape;
 mod writer;
@@ -21,6 +22,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
+pub use forward::{Ahead, LineReader};
 pub use read::{LogQuery, Tail, ANSWER_BYTES, LINE_OVERHEAD};
 pub use shape::{Format, Level, Shape};
 
