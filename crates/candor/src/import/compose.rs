@@ -164,10 +164,11 @@ fn service(
             "image" => {}
             "environment" => environment(draft, &mut svc, e),
             "env_file" => env_file(draft, &mut svc, e, path),
-            "working_dir" => match v.as_str() {
-                Some(dir) => svc.set("workdir", dir),
-                None => draft.warn(e.line, "`working_dir` is not a string; left out"),
-            },
+            "working_dir" => {
+                if v.as_str().is_none() {
+                    draft.warn(e.line, "`working_dir` is not a string; left out");
+                }
+            }
             "user" => user(draft, &mut svc, e),
             "restart" => restart_given |= restart(draft, &mut svc, e),
             "healthcheck" => healthcheck(draft, &mut svc, e),
@@ -277,6 +278,8 @@ fn service(
             .push("command: entrypoint, then command".into());
     }
     svc.keys.insert(0, ("command".into(), json!(argv)));
+    let given = s.value.get("working_dir").and_then(|w| w.value.as_str());
+    fields::workdir(&mut svc, &super::host::absolute_dir(path), given, "compose");
     if !restart_given {
         svc.set("restart", "never");
         svc.comments
@@ -351,17 +354,18 @@ fn env_file(draft: &mut Draft, svc: &mut DraftService, e: &Entry, source: &Path)
             ),
             _ => (None, true),
         };
-        let dir = source.parent().unwrap_or(Path::new("."));
+        let dir = super::host::absolute_dir(source);
+        // Absolute: Candor would read a relative one from the config's directory.
+        let path = path.map(|p| dir.join(p).components().collect::<std::path::PathBuf>());
+        let path = path.map(|p| p.to_string_lossy().into_owned());
         match path {
-            Some(p) if required && super::host::readable(&dir.join(&p)) => files.push(p),
+            Some(p) if required && super::host::readable(Path::new(&p)) => files.push(p),
             Some(p) if required => {
                 draft.warn(
                     item.line,
                     format!(
-                        "env_file `{p}` is not there (next to {}): written as optional \
-                         (\"-{p}\"), read once it exists; create it with the service's \
-                         variables",
-                        source.display()
+                        "env_file `{p}` is not there: written as optional (\"-{p}\"), read \
+                         once it exists; create it with the service's variables"
                     ),
                 );
                 files.push(format!("-{p}"));
@@ -825,18 +829,27 @@ services:
         assert_eq!(key(&d, "migrate", "type"), Some(json!("oneshot")));
         assert_eq!(
             key(&d, "migrate", "command"),
-            Some(json!(["./manage.py", "migrate"]))
+            Some(json!(["/candor-test-nowhere/manage.py", "migrate"]))
         );
         assert_eq!(
             key(&d, "api", "command"),
-            Some(json!(["./run.sh", "--port", "8000", "--workers", "2"]))
+            Some(json!([
+                "/srv/api/run.sh",
+                "--port",
+                "8000",
+                "--workers",
+                "2"
+            ]))
         );
         assert_eq!(key(&d, "api", "restart"), Some(json!("always")));
         assert_eq!(key(&d, "api", "env"), Some(json!({"TZ": "UTC"})));
         // No .env next to the compose file (in a directory that does not exist): optional, warned.
         assert_eq!(
             key(&d, "api", "env_file"),
-            Some(json!(["-.env", "-.env.local"]))
+            Some(json!([
+                "-/candor-test-nowhere/.env",
+                "-/candor-test-nowhere/.env.local"
+            ]))
         );
         assert_eq!(key(&d, "api", "workdir"), Some(json!("/srv/api")));
         // db was left out (image only), so the dependencies on it are dropped.
@@ -868,7 +881,7 @@ services:
             .collect();
         let want: Vec<(usize, String)> = [
             (7, "service `db` runs the image's entryp"),
-            (27, "env_file `.env` is not there (next t"),
+            (27, "env_file `/candor-test-nowhere/.env`"),
             (28, "key `ports`: there is no port mappin"),
             (29, "key `volumes`: there are no mounts o"),
             (15, "`migrate` depends on `db`, which is "),

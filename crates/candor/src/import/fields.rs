@@ -2,6 +2,8 @@
 //! Candor durations, signals by number or name, environment entries, the shell a command
 //! needs, and the last pass over a draft (`after` naming a service that was left out).
 
+use std::path::Path;
+
 use serde_json::{json, Value as Json};
 
 use super::draft::{Draft, DraftService};
@@ -88,6 +90,38 @@ pub fn command(svc: &mut DraftService, text: &str, shell: &[String], who: &str) 
             argv
         }
     }
+}
+
+/// `workdir` made absolute against `dir` (the source file's directory, where `tool` ran its
+/// commands from), so the config works wherever it is written: as given when absolute,
+/// joined to `dir` when relative, `dir` itself when none was given. A relative program with a
+/// `/` (`./bin/api`) is made absolute against it too (Candor would take it as relative to the
+/// config's directory).
+pub fn workdir(svc: &mut DraftService, dir: &Path, given: Option<&str>, tool: &str) {
+    let wd = match given {
+        Some(g) if Path::new(g).is_absolute() => Path::new(g).to_path_buf(),
+        Some(g) => {
+            svc.comments.push(format!(
+                "workdir `{g}`: taken as relative to the file's directory"
+            ));
+            dir.join(g).components().collect()
+        }
+        None => {
+            svc.comments.push(format!(
+                "workdir: the file's directory, where {tool} runs it from"
+            ));
+            dir.to_path_buf()
+        }
+    };
+    if let Some((_, Json::Array(argv))) = svc.keys.iter_mut().find(|(k, _)| k == "command") {
+        if let Some(Json::String(first)) = argv.first_mut() {
+            if first.contains('/') && Path::new(first.as_str()).is_relative() {
+                let abs: std::path::PathBuf = wd.join(first.as_str()).components().collect();
+                *first = abs.to_string_lossy().into_owned();
+            }
+        }
+    }
+    svc.set("workdir", wd.to_string_lossy().as_ref());
 }
 
 /// Drops each `after` target that names no service of the draft (one left out, disabled
@@ -212,6 +246,26 @@ mod tests {
         assert_eq!(millis(1600), "1600ms");
         assert_eq!(duration_text("1m30s").as_deref(), Some("1m30s"));
         assert_eq!(duration_text("soon"), None);
+    }
+
+    #[test]
+    fn workdir_and_a_relative_program_are_made_absolute() {
+        let mut svc = DraftService::new("a", 1);
+        svc.set("command", json!(["./bin/api", "./x"]));
+        workdir(&mut svc, Path::new("/srv/app"), Some("web"), "pm2");
+        assert_eq!(
+            key(&svc, "command"),
+            Some(&json!(["/srv/app/web/bin/api", "./x"]))
+        );
+        assert_eq!(key(&svc, "workdir"), Some(&json!("/srv/app/web")));
+        let mut svc = DraftService::new("a", 1);
+        svc.set("command", json!(["python3", "app.py"]));
+        workdir(&mut svc, Path::new("/srv/app"), None, "pm2");
+        assert_eq!(key(&svc, "command"), Some(&json!(["python3", "app.py"])));
+        assert_eq!(key(&svc, "workdir"), Some(&json!("/srv/app")));
+        let mut svc = DraftService::new("a", 1);
+        workdir(&mut svc, Path::new("/srv/app"), Some("/opt"), "pm2");
+        assert_eq!(key(&svc, "workdir"), Some(&json!("/opt")));
     }
 
     #[test]

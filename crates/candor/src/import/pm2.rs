@@ -447,7 +447,7 @@ fn app_service(draft: &mut Draft, path: &Path, app: &Json, at: &Place<'_>) -> Op
         draft.warn(svc.line, format!("app `{name}` has no `script`: left out"));
         return None;
     };
-    let mut command = command(draft, &mut svc, obj, script, at);
+    let command = command(draft, &mut svc, obj, script, at);
     let mut replicas = 1;
     let mut stop = Map::new();
     stop.insert("signal".into(), json!("SIGINT"));
@@ -455,10 +455,11 @@ fn app_service(draft: &mut Draft, path: &Path, app: &Json, at: &Place<'_>) -> Op
         let line = at.line(k);
         match k.as_str() {
             "name" | "script" | "args" | "interpreter" | "interpreter_args" | "node_args" => {}
-            "cwd" => match v.as_str() {
-                Some(dir) => svc.set("workdir", dir),
-                None => draft.warn(line, "`cwd` is not a string; left out"),
-            },
+            "cwd" => {
+                if v.as_str().is_none() {
+                    draft.warn(line, "`cwd` is not a string; left out");
+                }
+            }
             "env" => match v.as_object() {
                 Some(env) => {
                     let mut out = Map::new();
@@ -619,25 +620,9 @@ fn app_service(draft: &mut Draft, path: &Path, app: &Json, at: &Place<'_>) -> Op
             ),
         }
     }
-    if let Some(cwd) = obj.get("cwd").and_then(Json::as_str) {
-        // A relative script with a path, run as the program itself, is PM2's relative to cwd.
-        if command[0].contains('/') && Path::new(&command[0]).is_relative() {
-            command[0] = Path::new(cwd)
-                .join(&command[0])
-                .to_string_lossy()
-                .into_owned();
-        }
-    } else if Path::new(script).is_relative() {
-        svc.set("workdir", ".");
-        svc.comments.push(format!(
-            "workdir = \".\": this config's directory; PM2 ran `{script}` from where `pm2 start` \
-             was run (usually beside {})",
-            path.file_name()
-                .map(|f| f.to_string_lossy())
-                .unwrap_or_default()
-        ));
-    }
     svc.keys.insert(0, ("command".into(), json!(command)));
+    let cwd = obj.get("cwd").and_then(Json::as_str);
+    fields::workdir(&mut svc, &super::host::absolute_dir(path), cwd, "PM2");
     svc.set("stop", Json::Object(stop));
     svc.comments
         .push("stop.signal SIGINT: what PM2 sends to stop an app".into());
@@ -824,7 +809,7 @@ mod tests {
 
     #[test]
     fn apps_map_to_services() {
-        let d = import("ecosystem.json", JSON);
+        let d = import("/candor-test-nowhere/ecosystem.json", JSON);
         assert_eq!(
             key(&d, "api", "command"),
             Some(json!([
@@ -835,7 +820,10 @@ mod tests {
                 "3000"
             ]))
         );
-        assert_eq!(key(&d, "api", "workdir"), Some(json!(".")));
+        assert_eq!(
+            key(&d, "api", "workdir"),
+            Some(json!("/candor-test-nowhere"))
+        );
         assert_eq!(
             key(&d, "api", "limits"),
             Some(json!({"memory_restart": "300MiB"}))

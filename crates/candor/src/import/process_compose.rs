@@ -17,6 +17,8 @@ struct Context {
     shell: Vec<String>,
     /// Top-level `environment`, under each process's own.
     env: Vec<(String, String)>,
+    /// The file's directory, absolute: where process-compose runs processes from.
+    dir: std::path::PathBuf,
 }
 
 pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
@@ -32,6 +34,7 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
     let mut cx = Context {
         shell: vec!["bash".into(), "-c".into()],
         env: Vec::new(),
+        dir: super::host::absolute_dir(path),
     };
     let mut processes = None;
     for e in top {
@@ -207,10 +210,11 @@ fn process(
                 }
                 None => draft.warn(e.line, "`entrypoint` is not a list of strings; left out"),
             },
-            "working_dir" => match v.as_str() {
-                Some(dir) => svc.set("workdir", dir),
-                None => draft.warn(e.line, "`working_dir` is not a string; left out"),
-            },
+            "working_dir" => {
+                if v.as_str().is_none() {
+                    draft.warn(e.line, "`working_dir` is not a string; left out");
+                }
+            }
             "description" => {
                 if let Some(d) = v.scalar() {
                     svc.comments.push(d);
@@ -295,14 +299,8 @@ fn process(
                 .into(),
         );
     }
-    if p.value.get("working_dir").is_none() {
-        svc.set("workdir", ".");
-        svc.comments.push(
-            "workdir = \".\": this config's directory; process-compose runs a process where it \
-             was started (usually beside its file)"
-                .into(),
-        );
-    }
+    let given = p.value.get("working_dir").and_then(|w| w.value.as_str());
+    fields::workdir(&mut svc, &cx.dir, given, "process-compose");
     choose_probe(draft, &mut svc, probes);
     if fields::key(&svc, "command").is_none() {
         draft.warn(
@@ -707,7 +705,8 @@ mod tests {
 
     fn import(text: &str) -> Draft {
         let mut d = Draft::default();
-        read(Path::new("process-compose.yaml"), text, &mut d).unwrap_or_else(|e| panic!("{e:#}"));
+        read(Path::new("/srv/pc/process-compose.yaml"), text, &mut d)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         d
     }
 
@@ -778,10 +777,6 @@ processes:
         assert_eq!(names, ["migrate", "api", "cache"]);
         assert_eq!(key(&d, "migrate", "type"), Some(json!("oneshot")));
         assert_eq!(
-            key(&d, "migrate", "command"),
-            Some(json!(["./bin/migrate", "--up"]))
-        );
-        assert_eq!(
             key(&d, "api", "command"),
             Some(json!([
                 "bash",
@@ -790,6 +785,10 @@ processes:
             ]))
         );
         assert_eq!(key(&d, "api", "workdir"), Some(json!("/srv/api")));
+        assert_eq!(
+            key(&d, "migrate", "command"),
+            Some(json!(["/srv/pc/bin/migrate", "--up"]))
+        );
         assert_eq!(
             key(&d, "api", "env"),
             Some(json!({"REGION": "eu", "PORT": "8080"}))
@@ -826,7 +825,7 @@ processes:
         assert_eq!(key(&d, "cache", "replicas"), Some(json!(2)));
         assert_eq!(key(&d, "cache", "restart"), Some(json!("always")));
         assert_eq!(key(&d, "migrate", "restart"), Some(json!("never")));
-        assert_eq!(key(&d, "migrate", "workdir"), Some(json!(".")));
+        assert_eq!(key(&d, "migrate", "workdir"), Some(json!("/srv/pc")));
     }
 
     #[test]
