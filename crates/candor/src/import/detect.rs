@@ -19,9 +19,9 @@ fn by_name(path: &Path, text: &str) -> Option<Format> {
         Some(Format::Procfile)
     } else if name.ends_with(".service") {
         Some(Format::Systemd)
-    } else if name == "supervisord.conf" {
-        Some(Format::Supervisord)
-    } else if (name.ends_with(".conf") || name.ends_with(".ini")) && has_program_section(text) {
+    } else if name == "supervisord.conf"
+        || (name.ends_with(".conf") || name.ends_with(".ini")) && has_program_section(text)
+    {
         Some(Format::Supervisord)
     } else if [
         "ecosystem.config.js",
@@ -54,17 +54,16 @@ fn by_content(text: &str) -> Option<Format> {
     if has_program_section(text) {
         return Some(Format::Supervisord);
     }
-    if lines.iter().any(|l| *l == "[Service]") && lines.iter().any(|l| l.starts_with("ExecStart="))
-    {
+    if lines.contains(&"[Service]") && lines.iter().any(|l| l.starts_with("ExecStart=")) {
         return Some(Format::Systemd);
     }
     if text.contains("module.exports") || first.starts_with('{') && text.contains("\"apps\"") {
         return Some(Format::Pm2);
     }
-    if lines.iter().any(|l| *l == "processes:") {
+    if lines.contains(&"processes:") {
         return Some(Format::ProcessCompose);
     }
-    if lines.iter().any(|l| *l == "services:") {
+    if lines.contains(&"services:") {
         return Some(Format::Compose);
     }
     let procfile_line = |l: &&str| {

@@ -10,6 +10,7 @@ mod expand;
 pub mod host;
 mod ini;
 pub mod shell;
+mod unit;
 pub mod write;
 
 mod procfile;
@@ -68,5 +69,11 @@ pub fn import(path: &Path, format: Option<Format>) -> anyhow::Result<Draft> {
         );
     }
     write::fix_names(&mut draft);
+    // In the file's order (a reader may meet a line's consequence later, e.g. an `After=`
+    // known to name no service only once the file is read).
+    draft.warnings.sort_by_key(|w| w.line);
     Ok(draft)
 }
+
+#[cfg(test)]
+mod systemd_roundtrip;

@@ -27,7 +27,7 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
             "program" => {}
             "supervisord" => supervisord_section(s, &here, &mut global_env, draft),
             "unix_http_server" | "inet_http_server" | "supervisorctl" | "rpcinterface" => {
-                draft.warn(s.line, control_section(kind))
+                draft.warn(s.line, control_section(kind, &s.name))
             }
             "include" => {
                 let files = s.get("files").map_or("", |e| e.value.as_str());
@@ -74,11 +74,11 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
 }
 
 /// Why a section of supervisorctl's control plane is not imported.
-fn control_section(kind: &str) -> String {
+fn control_section(kind: &str, section: &str) -> String {
     match kind {
         "inet_http_server" => "[inet_http_server] is supervisord's HTTP control: Candor's dashboard and API over TCP are `[daemon] web = { listen = \"127.0.0.1:9631\" }` (logins by token); skipped".into(),
         "unix_http_server" => "[unix_http_server] is supervisorctl's socket: Candor's CLI talks to its own (`[daemon] socket`; `socket_group` lets a group's members in); skipped".into(),
-        other => format!("[{other}] is supervisorctl's: the candor command needs no such section; skipped"),
+        _ => format!("[{section}] is supervisorctl's: the candor command needs no such section; skipped"),
     }
 }
 
@@ -343,7 +343,7 @@ fn program(
             "priority" => draft.warn(e.line, format!("key `priority` = {value}: Candor starts services together; to start one after another, give it `after = [\"…\"]`")),
             "redirect_stderr" => {
                 if boolean(value) == Some(true) {
-                    draft.warn(e.line, "key `redirect_stderr`: Candor keeps stdout and stderr in one store, each line marked with its stream (`candor logs NAME` shows both in order); nothing to do");
+                    draft.warn(e.line, format!("key `redirect_stderr`: Candor keeps stdout and stderr in one store, each line marked with its stream (`candor logs {name}` shows both in order); nothing to do"));
                 }
             }
             k if k.starts_with("stdout_") || k.starts_with("stderr_") => draft.warn(
@@ -368,7 +368,13 @@ fn program(
     // them in a row and it is failed.
     let startsecs = get("startsecs").and_then(int).unwrap_or(1);
     let startretries = get("startretries").and_then(int).unwrap_or(3);
-    if restart != "never" {
+    if restart == "never" {
+        for k in ["startsecs", "startretries"] {
+            if let Some(e) = s.get(k) {
+                draft.warn(e.line, format!("key `{k}`: with autorestart = false Candor starts the program once and does not retry it (supervisord retried a start that failed within startsecs); use restart = \"on-failure\" with `retries` to retry"));
+            }
+        }
+    } else {
         svc.set("retries", startretries);
         svc.set("backoff", json!({ "reset_after": format!("{startsecs}s") }));
         svc.comments.push(format!(

@@ -1,0 +1,330 @@
+//! `candor import` on configs written in the style of each tool's documentation
+//! (`tests/import/<format>/`): the exact warnings for what does not map, the output passing
+//! `candor check`, and the imported services running under a real daemon. A fixture is a
+//! row of [`FIXTURES`]; `@FREE_PORT@` in its files becomes a port nothing listens on.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use candor_scenarios::{candor_bin, free_port, wait_for, Daemon};
+
+const T: Duration = Duration::from_secs(30);
+
+/// One source config and what importing it must give.
+struct Fixture {
+    /// Its directory under tests/import (copied whole: a Procfile's .env comes along).
+    dir: &'static str,
+    /// The file imported.
+    file: &'static str,
+    /// `--format`, when the name should not be trusted to say it.
+    format: Option<&'static str>,
+    /// Every warning, exactly, `{file}` standing for the path imported.
+    warnings: &'static [&'static str],
+    /// What the imported config must contain (after `@FREE_PORT@` and `{dir}` are filled).
+    contains: &'static [&'static str],
+    /// Services that must become `running`, and oneshots that must become `done`.
+    running: &'static [&'static str],
+    done: &'static [&'static str],
+    /// Whether a service listens on `@FREE_PORT@` once running.
+    serves_port: bool,
+}
+
+const FIXTURES: &[Fixture] = &[
+    Fixture {
+        dir: "procfile",
+        file: "Procfile",
+        format: None,
+        warnings: &[
+            "warning: {file}:7: is not `name: command` (a name of letters, digits, `_` or `-`, a colon, a command); skipped, as foreman skips it",
+            "warning: {file}:8: process `web` is defined again (first at line 2); this one is skipped: give it another name to run both",
+        ],
+        contains: &[
+            "[service.web]\ncommand = [\"sh\", \"-c\", \"python3 -m http.server --bind 127.0.0.1 $HTTP_PORT\"]\nworkdir = \"{dir}\"\nenv = { PORT = \"5000\" }\nenv_file = \"{dir}/.env\"\n",
+            "# The command expands a variable ($…): run through sh -c.\n",
+            "command = [\"sh\", \"-c\", \"while true; do echo \\\"working on $QUEUE\\\"; sleep 1; done\"]\n",
+            "# The command runs several commands (;): run through sh -c.\n",
+            "[service.release]\ncommand = [\"sleep\", \"100000\"]\n",
+            "env = { PORT = \"5400\" }",
+        ],
+        running: &["web", "worker", "clock", "release", "port-echo"],
+        done: &[],
+        serves_port: true,
+    },
+    Fixture {
+        dir: "supervisord",
+        file: "supervisord.conf",
+        format: None,
+        warnings: &[
+            "warning: {file}:3: [unix_http_server] is supervisorctl's socket: Candor's CLI talks to its own (`[daemon] socket`; `socket_group` lets a group's members in); skipped",
+            "warning: {file}:8: key `logfile` of [supervisord]: Candor keeps its own events and every service's output in its store (`candor events`, `candor logs`); to send them on, `[[daemon.forward]]`",
+            "warning: {file}:9: key `pidfile` of [supervisord] has no Candor equivalent (the daemon's own settings are `[daemon]`: state_dir, socket); skipped",
+            "warning: {file}:10: key `childlogdir` of [supervisord]: Candor keeps its own events and every service's output in its store (`candor events`, `candor logs`); to send them on, `[[daemon.forward]]`",
+            "warning: {file}:13: [rpcinterface:supervisor] is supervisorctl's: the candor command needs no such section; skipped",
+            "warning: {file}:16: [supervisorctl] is supervisorctl's: the candor command needs no such section; skipped",
+            "warning: {file}:27: key `stdout_logfile`: Candor keeps every line of output itself (`candor logs web`, `logs = { max_bytes }` caps it); to send lines to a file, syslog or journald, use `[[daemon.forward]]`",
+            "warning: {file}:28: key `redirect_stderr`: Candor keeps stdout and stderr in one store, each line marked with its stream (`candor logs web` shows both in order); nothing to do",
+            "warning: {file}:39: key `exitcodes` = 0,2: Candor expects only exit 0 (restart = \"on-failure\" restarts any other code, \"never\" marks it failed); make the program exit 0, or use restart = \"always\"",
+            "warning: {file}:40: key `priority` = 20: Candor starts services together; to start one after another, give it `after = [\"…\"]`",
+            "warning: {file}:42: key `stdout_logfile`: Candor keeps every line of output itself (`candor logs worker`, `logs = { max_bytes }` caps it); to send lines to a file, syslog or journald, use `[[daemon.forward]]`",
+            "warning: {file}:43: key `stdout_logfile_maxbytes`: Candor keeps every line of output itself (`candor logs worker`, `logs = { max_bytes }` caps it); to send lines to a file, syslog or journald, use `[[daemon.forward]]`",
+            "warning: {file}:48: key `startretries`: with autorestart = false Candor starts the program once and does not retry it (supervisord retried a start that failed within startsecs); use restart = \"on-failure\" with `retries` to retry",
+            "warning: {file}:51: key `user`: user `candor-no-such-user` does not exist on this machine, so it was left out (the config would not pass `candor check`); create it, then add user = \"candor-no-such-user\"",
+            "warning: {file}:53: [group:app] has no Candor equivalent (no groups: `candor start web worker` names them); each program is a service of its own",
+            "warning: {file}:56: [eventlistener:crashmail] is not imported: supervisord's event protocol has no Candor equivalent; `[[daemon.hooks]]` runs a command or posts a webhook when a service fails",
+            "warning: {file}:60: [include] files = /etc/supervisor/conf.d/*.conf: included files are not read; import each one too (`candor import FILE --format supervisord`) and list the results in `[daemon] include`",
+        ],
+        contains: &[
+            "[service.web]\ncommand = [\"python3\", \"-m\", \"http.server\", \"--bind\", \"127.0.0.1\", \"@FREE_PORT@\"]\nworkdir = \"{dir}\"\nenv = { APP_ENV = \"production\", HOME_AT_IMPORT = \"/home/import-test\", LANG = \"C.UTF-8\", PYTHONUNBUFFERED = \"1\" }\nrestart = \"always\"\nretries = 3\nbackoff = { reset_after = \"1s\" }\nstop = { signal = \"SIGINT\", timeout = \"5s\" }\n",
+            "command = [\"/bin/sh\", \"-c\", \"while true; do echo worker 0{instance} $WORKER_NAME; sleep 1; done\"]\nreplicas = 3\nuser = \"nobody\"\nenv = { APP_ENV = \"production\", LANG = \"C.UTF-8\", QUEUE = \"default, then low\", WORKER_NAME = \"worker-{instance}\" }\nrestart = \"on-failure\"\n",
+            "# user = \"candor-no-such-user\" (no such user here)\n[service.ticker]\n",
+        ],
+        running: &["web", "worker@1", "worker@2", "worker@3", "ticker"],
+        done: &[],
+        serves_port: true,
+    },
+    Fixture {
+        dir: "systemd",
+        file: "demo-api.service",
+        format: None,
+        warnings: &[
+            "warning: {file}:4: After=network-online.target: Candor has no targets, mounts or other units; it starts its services once the daemon runs (order the candor unit itself after network-online.target)",
+            "warning: {file}:4: After=/Requires= db.service: not a service of this import, so left out of `after` (candor check refuses unknown services); add `after = [\"db\"]` once db runs under Candor",
+            "warning: {file}:5: Wants=network-online.target: Candor has no targets, mounts or other units; it starts its services once the daemon runs (order the candor unit itself after network-online.target)",
+            "warning: {file}:15: ExecStartPre= runs before every start in systemd; imported as the oneshot `demo-api-pre` that runs once before demo-api's first start",
+            "warning: {file}:24: NoNewPrivileges= has no Candor equivalent (sandboxing, scheduling and the like are systemd's); skipped",
+            "warning: {file}:25: ProtectSystem= has no Candor equivalent (sandboxing, scheduling and the like are systemd's); skipped",
+            "warning: {file}:26: StandardOutput=journal: Candor keeps the service's output in its store (`candor logs demo-api`); to send it to journald or syslog, use `[[daemon.forward]]`",
+        ],
+        contains: &[
+            "[service.demo-api-pre]\ncommand = [\"sh\", \"-c\", \"\\\"$@\\\" || true\", \"sh\", \"/bin/mkdir\", \"-p\", \"/tmp/demo-api\"]\ntype = \"oneshot\"\n",
+            "command = [\"/usr/bin/python3\", \"-m\", \"http.server\", \"--bind\", \"127.0.0.1\", \"@FREE_PORT@\"]\ncondition = [\"test\", \"-e\", \"/etc/hostname\"]\nready = \"started\"\nuser = \"nobody\"\ngroup = \"nogroup\"\nworkdir = \"/tmp\"\nreload_signal = \"SIGHUP\"\nrestart = \"on-failure\"\ninherit_env = false\nenv_file = [\"-/etc/default/demo-api\"]\nenv = { GREETING = \"hello world\", PORT = \"@FREE_PORT@\" }\nstop = { signal = \"SIGINT\", timeout = \"20s\" }\nbackoff = { initial = \"2s\", max = \"2s\" }\nlimits = { memory_max = \"256MiB\", nofile = 8192 }\nafter = [\"demo-api-pre\"]\n",
+        ],
+        running: &["demo-api"],
+        done: &["demo-api-pre"],
+        serves_port: true,
+    },
+    Fixture {
+        dir: "systemd",
+        file: "backup.service",
+        format: Some("systemd"),
+        warnings: &[
+            "warning: {file}:8: EnvironmentFile=/etc/default/backup-settings cannot be read here, so it is written as optional (\"-/etc/default/backup-settings\") to pass candor check; drop the `-` once it is in place",
+        ],
+        contains: &[
+            "[service.backup]\ncommand = [\"/bin/sh\", \"-c\", \"echo \\\"backing up to $TARGET as $LOGNAME\\\"\"]\ntype = \"oneshot\"\ncondition = [\"/bin/sh\", \"-c\", \"test -w /tmp\"]\ntimeout = \"5min\"\ninherit_env = false\nenv_file = [\"-/etc/default/backup-settings\"]\nenv = { TARGET = \"/run/backup-backup\" }\n",
+        ],
+        running: &[],
+        done: &["backup"],
+        serves_port: false,
+    },
+];
+
+/// `tests/import/<dir>` copied into `into`, `@FREE_PORT@` replaced by `port`.
+fn copy_fixture(dir: &str, into: &Path, port: u16) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("import")
+        .join(dir);
+    for entry in std::fs::read_dir(&from).expect("fixture dir") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("fixture file");
+        let text = text.replace("@FREE_PORT@", &port.to_string());
+        std::fs::write(into.join(path.file_name().expect("name")), text).expect("copy");
+    }
+}
+
+fn import(args: &[&Path], format: Option<&str>) -> Output {
+    let mut cmd = Command::new(candor_bin());
+    cmd.arg("import").args(args);
+    if let Some(f) = format {
+        cmd.args(["--format", f]);
+    }
+    cmd.env("HOME", "/home/import-test")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run candor import")
+}
+
+/// The config as the harness's daemon runs it: its state dir in `[daemon]`; without root,
+/// without `user`/`group` (a daemon that is not root cannot switch to them).
+fn runnable(config: &str, state_dir: &Path) -> String {
+    // SAFETY: geteuid only reads.
+    let root = unsafe { libc::geteuid() } == 0;
+    let config: String = (config.lines())
+        .filter(|l| root || !(l.starts_with("user = ") || l.starts_with("group = ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let state = format!("state_dir = \"{}\"\n", state_dir.display());
+    match config.find("\n[daemon]\n") {
+        Some(at) => {
+            let end = at + "\n[daemon]\n".len();
+            format!("{}{state}{}", &config[..end], &config[end..])
+        }
+        None => format!("[daemon]\n{state}\n{config}"),
+    }
+}
+
+fn run_fixture(f: &Fixture) {
+    let d = Daemon::unstarted("");
+    let src = d.path("src");
+    std::fs::create_dir(&src).expect("src dir");
+    let port = free_port();
+    copy_fixture(f.dir, &src, port);
+    let file = src.join(f.file);
+    let out = import(&[&file], f.format);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let config = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}: import failed: {stderr}\n{config}",
+        f.file
+    );
+    let warnings: Vec<String> = (f.warnings.iter())
+        .map(|w| w.replace("{file}", &file.display().to_string()))
+        .collect();
+    let got: Vec<&str> = stderr.lines().collect();
+    assert_eq!(got, warnings, "{}: the warnings", f.file);
+    let real_src = src.canonicalize().expect("src");
+    for want in f.contains {
+        let want = (want.replace("{dir}", &real_src.display().to_string()))
+            .replace("@FREE_PORT@", &port.to_string());
+        assert!(
+            config.contains(&want),
+            "{}: missing\n{want}\nin\n{config}",
+            f.file
+        );
+    }
+    assert!(
+        config.starts_with(&format!(
+            "# Generated by `candor import` from {}.\n",
+            file.display()
+        )),
+        "{config}"
+    );
+    // What `candor check` says of it, through --out.
+    let out_file = src.join("candor.toml");
+    let written = Command::new(candor_bin())
+        .args(["import", f.file, "--out", "candor.toml"])
+        .args(f.format.map(|f| vec!["--format", f]).unwrap_or_default())
+        .env("HOME", "/home/import-test")
+        .current_dir(&src)
+        .output()
+        .expect("import --out");
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out_file).expect("out"),
+        config.replace(&file.display().to_string(), f.file),
+        "--out writes what stdout had (its source named as given)"
+    );
+    let check = Command::new(candor_bin())
+        .args(["check", "-c"])
+        .arg(&out_file)
+        .output()
+        .expect("candor check");
+    assert!(
+        check.status.success(),
+        "candor check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Briefly under a real daemon.
+    let mut d = d;
+    std::fs::write(&d.config, runnable(&config, &d.path("state"))).expect("config");
+    d.spawn();
+    for name in f.running {
+        d.wait_state(name, "running", T);
+    }
+    for name in f.done {
+        d.wait_state(name, "done", T);
+    }
+    if f.serves_port {
+        wait_for("the imported web service to answer", T, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+    d.shutdown();
+}
+
+#[test]
+fn procfile() {
+    run_fixture(&FIXTURES[0]);
+}
+
+#[test]
+fn supervisord() {
+    run_fixture(&FIXTURES[1]);
+}
+
+#[test]
+fn systemd_service() {
+    run_fixture(&FIXTURES[2]);
+}
+
+#[test]
+fn systemd_oneshot() {
+    run_fixture(&FIXTURES[3]);
+}
+
+#[test]
+fn every_fixture_has_its_test() {
+    let tested = [
+        "Procfile",
+        "supervisord.conf",
+        "demo-api.service",
+        "backup.service",
+    ];
+    let all: Vec<&str> = FIXTURES.iter().map(|f| f.file).collect();
+    assert_eq!(all, tested, "a new fixture row needs its #[test] above");
+}
+
+#[test]
+fn an_existing_out_file_is_kept_unless_forced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("Procfile"), "web: sleep 1000\n").expect("write");
+    let out = dir.path().join("candor.toml");
+    std::fs::write(&out, "# mine\n").expect("write");
+    let run = |force: bool| {
+        let mut cmd = Command::new(candor_bin());
+        cmd.arg("import")
+            .arg(dir.path().join("Procfile"))
+            .arg("--out")
+            .arg(&out);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().expect("import")
+    };
+    let refused = run(false);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains("exists; not overwritten (--force overwrites it)"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "# mine\n");
+    let forced = run(true);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("[service.web]"));
+}
+
+#[test]
+fn a_file_whose_format_cannot_be_told_names_the_formats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file: PathBuf = dir.path().join("notes.txt");
+    std::fs::write(&file, "hello world\n").expect("write");
+    let out = import(&[&file], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "give it with --format (procfile, supervisord, pm2, process-compose, compose, systemd)"
+        ),
+        "{stderr}"
+    );
+}
