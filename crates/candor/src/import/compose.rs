@@ -87,6 +87,7 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
         fields::make_oneshot(draft, &dep, &dependent, line);
     }
     fields::drop_missing_after(draft);
+    fields::sentences(draft);
     Ok(())
 }
 

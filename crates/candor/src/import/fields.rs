@@ -124,6 +124,26 @@ pub fn workdir(svc: &mut DraftService, dir: &Path, given: Option<&str>, tool: &s
     svc.set("workdir", wd.to_string_lossy().as_ref());
 }
 
+/// The draft's comments written as sentences, as the other readers write theirs: a capital
+/// first letter and a full stop.
+pub fn sentences(draft: &mut Draft) {
+    let all = draft.header.iter_mut().chain(
+        draft
+            .services
+            .iter_mut()
+            .flat_map(|s| s.comments.iter_mut()),
+    );
+    for c in all {
+        let mut chars = c.chars();
+        if let Some(first) = chars.next().filter(char::is_ascii_lowercase) {
+            *c = first.to_ascii_uppercase().to_string() + chars.as_str();
+        }
+        if !c.ends_with(['.', '!', '?']) {
+            c.push('.');
+        }
+    }
+}
+
 /// Drops each `after` target that names no service of the draft (one left out, disabled
 /// or misspelt), with a warning at the service's line: Candor's check refuses them.
 pub fn drop_missing_after(draft: &mut Draft) {
@@ -266,6 +286,19 @@ mod tests {
         let mut svc = DraftService::new("a", 1);
         workdir(&mut svc, Path::new("/srv/app"), Some("/opt"), "pm2");
         assert_eq!(key(&svc, "workdir"), Some(&json!("/opt")));
+    }
+
+    #[test]
+    fn comments_become_sentences() {
+        let mut d = Draft::default();
+        d.header.push("schema 0.5: nothing to do".into());
+        let mut svc = DraftService::new("a", 1);
+        svc.comments.push("`node app.js`: guessed".into());
+        svc.comments.push("Done.".into());
+        d.services.push(svc);
+        sentences(&mut d);
+        assert_eq!(d.header, ["Schema 0.5: nothing to do."]);
+        assert_eq!(d.services[0].comments, ["`node app.js`: guessed.", "Done."]);
     }
 
     #[test]

@@ -113,6 +113,7 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
             draft.services.push(svc);
         }
     }
+    fields::sentences(draft);
     Ok(())
 }
 
