@@ -124,8 +124,8 @@ pub fn workdir(svc: &mut DraftService, dir: &Path, given: Option<&str>, tool: &s
     svc.set("workdir", wd.to_string_lossy().as_ref());
 }
 
-/// The draft's comments written as sentences, as the other readers write theirs: a capital
-/// first letter and a full stop.
+/// The draft's comments ended with a full stop, as the other readers write theirs (a comment
+/// that starts with a key keeps its lower case: `backoff_seconds 2: …`).
 pub fn sentences(draft: &mut Draft) {
     let all = draft.header.iter_mut().chain(
         draft
@@ -134,10 +134,6 @@ pub fn sentences(draft: &mut Draft) {
             .flat_map(|s| s.comments.iter_mut()),
     );
     for c in all {
-        let mut chars = c.chars();
-        if let Some(first) = chars.next().filter(char::is_ascii_lowercase) {
-            *c = first.to_ascii_uppercase().to_string() + chars.as_str();
-        }
         if !c.ends_with(['.', '!', '?']) {
             c.push('.');
         }
@@ -291,14 +287,17 @@ mod tests {
     #[test]
     fn comments_become_sentences() {
         let mut d = Draft::default();
-        d.header.push("schema 0.5: nothing to do".into());
+        d.header.push("Schema 0.5: nothing to do".into());
         let mut svc = DraftService::new("a", 1);
-        svc.comments.push("`node app.js`: guessed".into());
+        svc.comments.push("backoff_seconds 2: fixed".into());
         svc.comments.push("Done.".into());
         d.services.push(svc);
         sentences(&mut d);
         assert_eq!(d.header, ["Schema 0.5: nothing to do."]);
-        assert_eq!(d.services[0].comments, ["`node app.js`: guessed.", "Done."]);
+        assert_eq!(
+            d.services[0].comments,
+            ["backoff_seconds 2: fixed.", "Done."]
+        );
     }
 
     #[test]

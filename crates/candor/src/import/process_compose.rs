@@ -41,7 +41,7 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
         match e.key.as_str() {
             "processes" => processes = Some(e),
             "version" => draft.header.push(format!(
-                "Schema version {} of process-compose: nothing to carry over",
+                "process-compose schema version {}: nothing to carry over",
                 e.value.scalar().unwrap_or_default()
             )),
             "environment" => cx.env = environment(draft, e),
@@ -847,7 +847,7 @@ processes:
         );
         assert_eq!(
             d.header,
-            ["Schema version 0.5 of process-compose: nothing to carry over."]
+            ["process-compose schema version 0.5: nothing to carry over."]
         );
     }
 
