@@ -386,7 +386,14 @@ fn size(v: &Json) -> Option<String> {
     let t = text.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
     let out = match unit.to_ascii_uppercase().as_str() {
-        "" => format!("{num}B"),
+        "" => {
+            let n: u64 = num.parse().ok()?;
+            match n {
+                n if n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
+                n if n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+                n => format!("{n}B"),
+            }
+        }
         "K" | "KB" => format!("{num}KiB"),
         "M" | "MB" => format!("{num}MiB"),
         "G" | "GB" => format!("{num}GiB"),
@@ -449,7 +456,6 @@ fn app_service(draft: &mut Draft, path: &Path, app: &Json, at: &Place<'_>) -> Op
         return None;
     };
     let command = command(draft, &mut svc, obj, script, at);
-    let mut replicas = 1;
     let mut stop = Map::new();
     stop.insert("signal".into(), json!("SIGINT"));
     for (k, v) in obj {
@@ -492,18 +498,17 @@ fn app_service(draft: &mut Draft, path: &Path, app: &Json, at: &Place<'_>) -> Op
             ),
             "instances" => match instances(v) {
                 Some((n, how)) => {
-                    replicas = n;
-                    if n > 1 {
-                        svc.set("replicas", n);
-                    }
                     if let Some(how) = how {
                         svc.comments.push(how);
                     }
-                    svc.comments.push(
-                        "PM2's NODE_APP_INSTANCE (from 0) has no equivalent: \"{instance}\" in a \
-                         string is 1..N"
-                            .into(),
-                    );
+                    if n > 1 {
+                        svc.set("replicas", n);
+                        svc.comments.push(
+                            "PM2's NODE_APP_INSTANCE (from 0) has no equivalent: \"{instance}\" \
+                             in a string is 1..N"
+                                .into(),
+                        );
+                    }
                 }
                 None => draft.warn(line, "`instances` is not a number or \"max\"; left out"),
             },
@@ -528,7 +533,7 @@ fn app_service(draft: &mut Draft, path: &Path, app: &Json, at: &Place<'_>) -> Op
                 }
                 None => draft.warn(line, "`max_memory_restart` is not a size (\"300M\"); left out"),
             },
-            "cron_restart" => cron(draft, &mut svc, v, line, replicas, obj),
+            "cron_restart" => cron(draft, &mut svc, v, line, obj),
             "autorestart" => {
                 if v.as_bool() == Some(false) {
                     svc.set("restart", "never");
@@ -708,31 +713,21 @@ fn instances(v: &Json) -> Option<(u64, Option<String>)> {
     Some((count as u64, how))
 }
 
-fn cron(
-    draft: &mut Draft,
-    svc: &mut DraftService,
-    v: &Json,
-    line: usize,
-    replicas: u64,
-    obj: &Map<String, Json>,
-) {
+fn cron(draft: &mut Draft, svc: &mut DraftService, v: &Json, line: usize, obj: &Map<String, Json>) {
     let Some(expr) = v.as_str() else {
         draft.warn(line, "`cron_restart` is not a cron string; left out");
         return;
     };
-    let many = replicas > 1
-        || obj
-            .get("instances")
-            .is_some_and(|i| instances(i).is_some_and(|(n, _)| n > 1));
-    if many {
+    // The app's instances, whatever order its keys are met in.
+    let replicas = (obj.get("instances").and_then(instances)).map_or(1, |(n, _)| n);
+    if replicas > 1 {
         draft.warn(
             line,
             format!(
                 "cron_restart on {} instances: Candor does not schedule a replicated service; \
                  add a oneshot with schedule = {{ cron = \"{expr}\" }} that runs `candor restart \
                  {}`",
-                replicas.max(2),
-                svc.name
+                replicas, svc.name
             ),
         );
         return;
@@ -893,10 +888,28 @@ mod tests {
     }
 
     #[test]
+    fn cron_restart_on_instances_is_a_warning_with_their_count() {
+        let text =
+            r#"[{"name": "a", "script": "srv", "cron_restart": "0 * * * *", "instances": 3}]"#;
+        let d = import("/candor-test-nowhere/eco.json", text);
+        assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+        assert!(
+            d.warnings[0]
+                .text
+                .starts_with("cron_restart on 3 instances"),
+            "{:?}",
+            d.warnings
+        );
+        assert_eq!(key(&d, "a", "schedule"), None);
+        assert_eq!(key(&d, "a", "replicas"), Some(json!(3)));
+    }
+
+    #[test]
     fn sizes_instances_and_interpreters() {
         assert_eq!(size(&json!("300M")).as_deref(), Some("300MiB"));
         assert_eq!(size(&json!("1G")).as_deref(), Some("1GiB"));
-        assert_eq!(size(&json!(1048576)).as_deref(), Some("1048576B"));
+        assert_eq!(size(&json!(1048576000)).as_deref(), Some("1000MiB"));
+        assert_eq!(size(&json!(1_500_000)).as_deref(), Some("1500000B"));
         assert_eq!(size(&json!("lots")), None);
         let cpus = std::thread::available_parallelism().unwrap().get() as u64;
         assert_eq!(instances(&json!("max")).unwrap().0, cpus);
