@@ -91,6 +91,32 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a string in `v` has a `$VAR` or `${VAR}` compose would fill in (`$$` is a `$`).
+fn interpolated(v: &Node) -> bool {
+    match &v.value {
+        Value::Str(s) => {
+            let b = s.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'$' {
+                    match b.get(i + 1) {
+                        Some(b'$') => i += 1,
+                        Some(c) if *c == b'{' || *c == b'_' || c.is_ascii_alphabetic() => {
+                            return true
+                        }
+                        _ => {}
+                    }
+                }
+                i += 1;
+            }
+            false
+        }
+        Value::List(items) => items.iter().any(interpolated),
+        Value::Map(entries) => entries.iter().any(|e| interpolated(&e.value)),
+        _ => false,
+    }
+}
+
 /// A `command` or `entrypoint`: a list as is, a string split as compose splits it (words and
 /// quotes; no shell runs it in the container either).
 fn argv(draft: &mut Draft, e: &Entry) -> Option<Vec<String>> {
@@ -150,12 +176,12 @@ fn service(
     for e in keys {
         let k = e.key.as_str();
         let v = &e.value;
-        if v.scalar().is_some_and(|t| t.contains("${")) {
+        if interpolated(v) {
             draft.warn(
                 e.line,
                 format!(
-                    "`{k}` uses `${{…}}`, which compose fills in from the environment or .env \
-                     when it loads the file; Candor does not: write the value"
+                    "`{k}` uses `$VAR` or `${{VAR}}`, which compose fills in from the environment \
+                     or .env when it loads the file; Candor does not: write the value"
                 ),
             );
         }
@@ -892,6 +918,23 @@ services:
         .map(|(l, t)| (l, t.to_string()))
         .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn interpolation_is_found_in_strings_lists_and_maps() {
+        let n = |t: &str| {
+            yaml::load(Path::new("t"), &format!("v: {t}\n"))
+                .unwrap()
+                .get("v")
+                .unwrap()
+                .value
+                .clone()
+        };
+        assert!(interpolated(&n("\"a $PORT\"")));
+        assert!(interpolated(&n("[a, \"${X:-1}\"]")));
+        assert!(interpolated(&n("{A: $B}")));
+        assert!(!interpolated(&n("\"cost $$5 and $1\"")));
+        assert!(!interpolated(&n("plain")));
     }
 
     #[test]
