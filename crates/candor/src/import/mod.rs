@@ -16,6 +16,7 @@ pub mod write;
 mod procfile;
 mod supervisord;
 mod systemd;
+mod systemd_socket;
 
 // PM2, process-compose and compose, and what they share: YAML with lines, values and the
 // last pass over a draft.

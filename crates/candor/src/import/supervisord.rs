@@ -62,6 +62,21 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
             ),
         }
     }
+    let syslog = |s: &Section| {
+        ["stdout_syslog", "stderr_syslog"]
+            .iter()
+            .any(|k| s.get(k).and_then(|e| boolean(&e.value)) == Some(true))
+    };
+    let to_syslog: Vec<&str> = (sections.iter())
+        .filter(|s| syslog(s))
+        .filter_map(|s| s.name.strip_prefix("program:").map(str::trim))
+        .collect();
+    if !to_syslog.is_empty() {
+        draft.daemon.push((
+            "forward".into(),
+            json!([{ "syslog": "unix:///dev/log", "services": to_syslog }]),
+        ));
+    }
     for s in &sections {
         if let Some(name) = s.name.strip_prefix("program:") {
             let group = (groups.iter())
@@ -344,6 +359,11 @@ fn program(
             "redirect_stderr" => {
                 if boolean(value) == Some(true) {
                     draft.warn(e.line, format!("key `redirect_stderr`: Candor keeps stdout and stderr in one store, each line marked with its stream (`candor logs {name}` shows both in order); nothing to do"));
+                }
+            }
+            "stdout_syslog" | "stderr_syslog" if boolean(value) == Some(true) => {
+                if !svc.comments.iter().any(|c| c.starts_with("Its lines also go to syslog")) {
+                    svc.comments.push("Its lines also go to syslog as before: [[daemon.forward]] in [daemon].".into());
                 }
             }
             k if k.starts_with("stdout_") || k.starts_with("stderr_") => draft.warn(

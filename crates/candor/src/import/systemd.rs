@@ -62,6 +62,9 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
         limits: Map::new(),
         after: Vec::new(),
         env_files: Vec::new(),
+        socket_units: Vec::new(),
+        output: None,
+        syslog: Map::new(),
         oneshot: false,
     }
     .read(&lines, draft);
@@ -88,6 +91,12 @@ struct Reader {
     after: Vec<(String, usize)>,
     /// `EnvironmentFile=`s in order (a `-` one may be missing).
     env_files: Vec<String>,
+    /// `Sockets=` (unit, line); none: `NAME.socket` if it is there, as systemd pairs them.
+    socket_units: Vec<(String, usize)>,
+    /// Where `StandardOutput=`/`StandardError=` sent the lines: "journal" or "syslog".
+    output: Option<&'static str>,
+    /// `SyslogIdentifier=` and `SyslogFacility=` as a syslog target's `app_name`, `facility`.
+    syslog: Map<String, Value>,
     oneshot: bool,
 }
 
@@ -175,6 +184,8 @@ impl Reader {
                 }
             }
         }
+        self.forward(draft);
+        self.sockets(draft);
         if !self.stop.is_empty() {
             self.svc
                 .set("stop", Value::Object(std::mem::take(&mut self.stop)));
@@ -229,7 +240,7 @@ impl Reader {
                         None if unit.starts_with(&format!("{}.socket", self.name))
                             || unit.starts_with(&format!("{}-", self.name)) && unit.ends_with(".socket") =>
                         {
-                            self.svc.comments.push(format!("{}={unit}: see the warning on Sockets=.", l.key));
+                            self.svc.comments.push(format!("{}={unit}: its sockets are imported from the socket unit.", l.key));
                         }
                         None => draft.warn(l.line, format!("{}={unit}: Candor has no targets, mounts or other units; it starts its services once the daemon runs (order the candor unit itself after {unit})", l.key)),
                     }
@@ -566,13 +577,99 @@ impl Reader {
                     draft.warn(l.line, format!("LogRateLimitIntervalSec={v}: Candor's logs.rate is per second; LogRateLimitBurst= was taken as lines per second"));
                 }
             }
-            "Sockets" => draft.warn(l.line, format!("Sockets={v}: write each socket unit's ListenStream= as `sockets = [{{ listen = \"HOST:PORT\" | path = \"…\", activate = true }}]` (Candor binds it and hands it over as fd 3, LISTEN_FDS)")),
+            "Sockets" => {
+                for unit in v.split_whitespace() {
+                    self.socket_units.push((unit.to_string(), l.line));
+                }
+            }
             "NotifyAccess" => self.svc.comments.push(format!("NotifyAccess={v}: Candor takes sd_notify from the main process, and from its process group or cgroup.")),
             "PIDFile" => draft.warn(l.line, "PIDFile= is for Type=forking: Candor supervises the process it starts"),
-            "StandardOutput" | "StandardError" | "SyslogIdentifier" | "SyslogFacility" | "SyslogLevel" => draft.warn(l.line, format!("{}={v}: Candor keeps the service's output in its store (`candor logs {}`); to send it to journald or syslog, use `[[daemon.forward]]`", l.key, self.name)),
+            "StandardOutput" | "StandardError" => self.output(l, draft),
+            "SyslogIdentifier" => {
+                self.syslog.insert("app_name".into(), json!(v));
+            }
+            "SyslogFacility" => {
+                self.syslog.insert("facility".into(), json!(v));
+            }
+            "SyslogLevel" | "SyslogLevelPrefix" => draft.warn(l.line, format!("{}={v}: Candor sets each line's severity from its stream or its structured level; skipped", l.key)),
             "StandardInput" => draft.warn(l.line, format!("StandardInput={v}: a Candor service's stdin is /dev/null")),
             k => draft.warn(l.line, format!("{k}= has no Candor equivalent (sandboxing, scheduling and the like are systemd's); skipped")),
         }
+    }
+
+    /// The activated sockets of the socket units that start this service.
+    fn sockets(&mut self, draft: &mut Draft) {
+        let mut units = std::mem::take(&mut self.socket_units);
+        let own = format!("{}.socket", self.name);
+        if units.is_empty() && self.dir.join(&own).is_file() {
+            self.svc.comments.push(format!(
+                "sockets: from {own}, which systemd pairs with this unit."
+            ));
+            units.push((own, self.svc.line));
+        }
+        let mut items = Vec::new();
+        for (unit, line) in units {
+            items.extend(super::systemd_socket::read(
+                &self.dir, &unit, &self.name, line, draft,
+            ));
+        }
+        if !items.is_empty() {
+            self.svc.set("sockets", Value::Array(items));
+        }
+    }
+
+    /// `StandardOutput=`/`StandardError=`: Candor keeps the lines in its store either way;
+    /// `journal` and `syslog` also go on there through a `[[daemon.forward]]` for this service.
+    fn output(&mut self, l: &Line, draft: &mut Draft) {
+        let v = l.value.as_str();
+        let target = v.split('+').next().unwrap_or(v);
+        match target {
+            "journal" | "syslog" | "kmsg" if self.output.is_some_and(|t| t != target) => {
+                draft.warn(l.line, format!("{}={v}: the other stream goes elsewhere; Candor forwards a service's lines to one place here (both streams, to the first named)", l.key));
+            }
+            "journal" => self.output = Some("journal"),
+            "syslog" => self.output = Some("syslog"),
+            "inherit" | "null" | "tty" => {
+                if l.key == "StandardOutput" || v != "inherit" {
+                    draft.warn(l.line, format!("{}={v}: Candor keeps the service's output in its store (`candor logs {}`); skipped", l.key, self.name));
+                }
+            }
+            _ => draft.warn(l.line, format!("{}={v}: Candor keeps the service's output in its store (`candor logs {}`), not in a file; `[[daemon.forward]]` sends it to journald, syslog or OpenTelemetry", l.key, self.name)),
+        }
+    }
+
+    /// The `[[daemon.forward]]` entry `StandardOutput=` asked for, if any.
+    fn forward(&mut self, draft: &mut Draft) {
+        let mut entry = Map::new();
+        match self.output {
+            Some("journal") => {
+                entry.insert("journald".into(), json!(true));
+                if !self.syslog.is_empty() {
+                    let keys: Vec<&String> = self.syslog.keys().collect();
+                    draft.warn(self.svc.line, format!("Syslog{}=: a journald target names each line by the service (SYSLOG_IDENTIFIER, CANDOR_SERVICE), so it is not set", if keys.len() == 1 && keys[0] == "facility" { "Facility" } else { "Identifier" }));
+                }
+            }
+            Some(_) => {
+                entry.insert("syslog".into(), json!("unix:///dev/log"));
+                entry.extend(std::mem::take(&mut self.syslog));
+            }
+            None => {
+                if !self.syslog.is_empty() {
+                    draft.warn(self.svc.line, "SyslogIdentifier=/SyslogFacility= without StandardOutput=syslog: not imported (no syslog target)");
+                }
+                return;
+            }
+        }
+        entry.insert("services".into(), json!([self.name.clone()]));
+        self.svc.comments.push(format!(
+            "Its lines also go to {} as before: [[daemon.forward]] in [daemon].",
+            if self.output == Some("journal") {
+                "journald"
+            } else {
+                "syslog"
+            }
+        ));
+        draft.daemon.push(("forward".into(), json!([entry])));
     }
 
     fn duration(&mut self, l: &Line, draft: &mut Draft, set: impl FnOnce(&mut Self, Value)) {
@@ -714,6 +811,7 @@ fn bytes(v: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::write;
     use super::*;
 
     fn import(file: &str, text: &str) -> Draft {
@@ -816,5 +914,39 @@ mod tests {
         assert_eq!(key(&d.services[1], "after"), Some(&json!(["app-pre"])));
         assert_eq!(key(&d.services[2], "after"), Some(&json!(["app-pre-2"])));
         assert_eq!(d.warnings.len(), 2);
+    }
+
+    #[test]
+    fn a_socket_unit_beside_it_is_its_activated_sockets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("web.socket"),
+            "[Socket]\nListenStream=8080\nListenStream=/run/web.sock\nSocketMode=0600\nListenDatagram=514\nAccept=no\n[Install]\nWantedBy=sockets.target\n",
+        )
+        .expect("write");
+        let unit = dir.path().join("web.service");
+        let d = import(
+            unit.to_str().unwrap(),
+            "[Service]\nExecStart=/usr/bin/web\n",
+        );
+        let web = &d.services[0];
+        assert_eq!(
+            key(web, "sockets"),
+            Some(&json!([
+                {"listen": "[::]:8080", "activate": true},
+                {"path": "/run/web.sock", "mode": "0600", "activate": true}
+            ]))
+        );
+        assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+        assert!(
+            d.warnings[0]
+                .text
+                .starts_with("web.socket:5: ListenDatagram=514: only ListenStream="),
+            "{:?}",
+            d.warnings
+        );
+        let text = write::render(&d);
+        candor_spec::parse_str(&dir.path().join("candor.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
     }
 }

@@ -1,5 +1,6 @@
 //! `candor export systemd` then `candor import` of each unit gives the service back: the same
-//! command, env, user, workdir, restart, backoff, stop, readiness, limits and reload.
+//! command, env, user, workdir, restart, backoff, stop, readiness, limits, reload and
+//! activated sockets (from the .socket units written beside).
 
 use std::path::Path;
 
@@ -32,6 +33,14 @@ condition = ["test", "-f", "/etc/hostname"]
 timeout = "5m"
 restart = "on-failure"
 
+[service.sock]
+command = ["sleep", "1000"]
+sockets = [{ path = "/run/candor-import-test/rpc.sock", activate = true, mode = "0660", name = "rpc", backlog = 64 }, { listen = "127.0.0.1:18080", activate = true }]
+
+[service.one-socket]
+command = ["sleep", "1000"]
+sockets = [{ listen = "[::1]:18081", activate = true }]
+
 [service.plain]
 command = ["sleep", "1000"]
 restart = "never"
@@ -50,9 +59,11 @@ fn round_trip(spec: &ServiceSpec, dir: &Path) -> (ServiceSpec, Draft) {
         let env = dir.join(format!("{}.env", spec.name));
         std::fs::write(env, env_file_text(spec)).expect("env file");
     }
+    for (file, text) in &files {
+        std::fs::write(dir.join(file), text).expect("unit");
+    }
     let (file, text) = &files[0];
     let path = dir.join(file);
-    std::fs::write(&path, text).expect("unit");
     let mut draft = Draft {
         source: path.clone(),
         ..Draft::default()
@@ -101,6 +112,7 @@ fn every_exported_unit_imports_as_the_service_it_came_from() {
         assert_eq!(after.logs.rate, before.logs.rate, "{what}");
         assert_eq!(after.reload_signal, before.reload_signal, "{what}");
         assert_eq!(after.reload, before.reload, "{what}");
+        assert_eq!(after.activated, before.activated, "{what}");
         // What export writes, import reads: the only warnings are none.
         assert!(draft.warnings.is_empty(), "{what}");
     }

@@ -164,6 +164,26 @@ pub fn fix_names(draft: &mut Draft) {
     for svc in &mut draft.services {
         rename_after(svc, &renamed);
     }
+    // `[[daemon.forward]]` entries name services too.
+    for (k, v) in &mut draft.daemon {
+        let Value::Array(entries) = v else { continue };
+        if k != "forward" {
+            continue;
+        }
+        for entry in entries {
+            if let Some(Value::Array(names)) = entry.get_mut("services") {
+                rename_all(names, &renamed);
+            }
+        }
+    }
+}
+
+fn rename_all(names: &mut [Value], renamed: &[(String, String)]) {
+    for item in names {
+        if let Some((_, new)) = renamed.iter().find(|(old, _)| item == old.as_str()) {
+            *item = Value::String(new.clone());
+        }
+    }
 }
 
 fn rename_after(svc: &mut DraftService, renamed: &[(String, String)]) {
@@ -172,11 +192,7 @@ fn rename_after(svc: &mut DraftService, renamed: &[(String, String)]) {
         if k != "after" {
             continue;
         }
-        for item in items {
-            if let Some((_, new)) = renamed.iter().find(|(old, _)| item == old.as_str()) {
-                *item = Value::String(new.clone());
-            }
-        }
+        rename_all(items, renamed);
     }
 }
 
