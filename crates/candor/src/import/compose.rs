@@ -78,10 +78,27 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
         "Commands, paths and users were the containers': check they exist on this host.".into(),
     );
     let mut waits = Vec::new();
+    let mut forwards = Forwards::new();
     for s in list {
-        if let Some(svc) = service(draft, path, s, &mut waits) {
+        if let Some(svc) = service(draft, path, s, &mut waits, &mut forwards) {
             draft.services.push(svc);
         }
+    }
+    let kept: Vec<&str> = draft.services.iter().map(|s| s.name.as_str()).collect();
+    let entries: Vec<Json> = (forwards.into_iter())
+        .filter_map(|(mut target, names)| {
+            let names: Vec<String> = names
+                .into_iter()
+                .filter(|n| kept.contains(&n.as_str()))
+                .collect();
+            (!names.is_empty()).then(|| {
+                target.insert("services".into(), json!(names));
+                Json::Object(target)
+            })
+        })
+        .collect();
+    if !entries.is_empty() {
+        draft.daemon.push(("forward".into(), Json::Array(entries)));
     }
     for (dep, dependent, line) in waits {
         fields::make_oneshot(draft, &dep, &dependent, line);
@@ -89,6 +106,115 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
     fields::drop_missing_after(draft);
     fields::sentences(draft);
     Ok(())
+}
+
+/// `[[daemon.forward]]` targets (without `services`) and the services sent to each.
+type Forwards = Vec<(Map<String, Json>, Vec<String>)>;
+
+/// Syslog facilities by name, as Docker's syslog-facility and Candor's `facility` take them.
+const FACILITIES: [&str; 24] = [
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+];
+
+/// `logging`: the syslog and journald drivers become a `[[daemon.forward]]` for the service
+/// (Candor keeps the lines in its store as well); other drivers are a warning.
+fn logging(draft: &mut Draft, svc: &mut DraftService, e: &Entry, forwards: &mut Forwards) {
+    let driver = e
+        .value
+        .get("driver")
+        .and_then(|d| d.value.as_str())
+        .unwrap_or("json-file");
+    let options = e.value.get("options");
+    let mut target = Map::new();
+    match driver {
+        "journald" => {
+            target.insert("journald".into(), json!(true));
+        }
+        "syslog" => {
+            let address = options
+                .and_then(|o| o.value.get("syslog-address"))
+                .and_then(|a| a.value.as_str())
+                .unwrap_or("unix:///dev/log");
+            if !["unix:///", "udp://", "tcp://"]
+                .iter()
+                .any(|p| address.starts_with(p))
+            {
+                draft.warn(
+                    e.line,
+                    format!(
+                        "logging syslog-address `{address}`: Candor sends to unix:///PATH, \
+                         udp://HOST:PORT or tcp://HOST:PORT (no TLS); not forwarded: add a \
+                         [[daemon.forward]] by hand"
+                    ),
+                );
+                return;
+            }
+            target.insert("syslog".into(), json!(address));
+        }
+        other => {
+            draft.warn(
+                e.line,
+                format!(
+                    "key `logging` (driver {other}): Candor keeps the service's output in its \
+                     store (`candor logs {}`); send it on with [[daemon.forward]] (syslog, \
+                     journald, OTLP)",
+                    svc.name
+                ),
+            );
+            return;
+        }
+    }
+    for o in options.and_then(|o| o.value.entries()).unwrap_or_default() {
+        let value = o.value.scalar().unwrap_or_default();
+        match (driver, o.key.as_str()) {
+            ("syslog", "syslog-address") => {}
+            ("syslog", "syslog-facility") if FACILITIES.contains(&value.as_str()) => {
+                target.insert("facility".into(), json!(value));
+            }
+            ("syslog", "syslog-format") if value == "rfc3164" => {
+                target.insert("format".into(), json!("bsd"));
+            }
+            ("syslog", "syslog-format") if value.starts_with("rfc5424") => {}
+            _ => draft.warn(
+                o.line,
+                format!(
+                    "logging option `{}` = {value}: not carried over; the {driver} target names \
+                     each line by its service",
+                    o.key
+                ),
+            ),
+        }
+    }
+    svc.comments.push(format!(
+        "logging driver {driver}: its lines also go to {driver} ([[daemon.forward]] in [daemon])"
+    ));
+    match forwards.iter_mut().find(|(t, _)| *t == target) {
+        Some((_, names)) => names.push(svc.name.clone()),
+        None => forwards.push((target, vec![svc.name.clone()])),
+    }
 }
 
 /// Whether a string in `v` has a `$VAR` or `${VAR}` compose would fill in (`$$` is a `$`).
@@ -157,6 +283,7 @@ fn service(
     path: &Path,
     s: &Entry,
     waits: &mut Vec<(String, String, usize)>,
+    forwards: &mut Forwards,
 ) -> Option<DraftService> {
     let name = s.key.clone();
     let mut svc = DraftService::new(&name, s.line);
@@ -253,11 +380,7 @@ fn service(
                      there (what the Dockerfile does) and check `command` names the result"
                 ),
             ),
-            "logging" => draft.warn(
-                e.line,
-                "key `logging`: Candor keeps the service's output in its store (`candor logs`); \
-                 send it on with [[daemon.forward]] (syslog, journald, OTLP)",
-            ),
+            "logging" => logging(draft, &mut svc, e, forwards),
             "container_name" | "labels" | "profiles" | "platform" | "pull_policy" => draft.warn(
                 e.line,
                 format!("key `{k}` is about the container; it has no meaning on the host and was left out"),
@@ -935,6 +1058,43 @@ services:
         assert!(interpolated(&n("{A: $B}")));
         assert!(!interpolated(&n("\"cost $$5 and $1\"")));
         assert!(!interpolated(&n("plain")));
+    }
+
+    #[test]
+    fn syslog_and_journald_logging_become_forward_targets() {
+        let d = import(concat!(
+            "services:\n",
+            "  a:\n",
+            "    command: a\n",
+            "    logging:\n",
+            "      driver: syslog\n",
+            "      options: {syslog-address: \"udp://127.0.0.1:514\", syslog-facility: local3, tag: a}\n",
+            "  b:\n",
+            "    command: b\n",
+            "    logging: {driver: journald}\n",
+            "  c:\n",
+            "    command: c\n",
+            "    logging: {driver: journald}\n",
+            "  d:\n",
+            "    command: d\n",
+            "    logging: {driver: json-file}\n",
+        ));
+        assert_eq!(
+            d.daemon,
+            [(
+                "forward".to_string(),
+                json!([
+                    {"syslog": "udp://127.0.0.1:514", "facility": "local3", "services": ["a"]},
+                    {"journald": true, "services": ["b", "c"]}
+                ])
+            )]
+        );
+        let lines: Vec<usize> = d.warnings.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [6, 15], "{:#?}", d.warnings);
+        assert!(d.warnings[0]
+            .text
+            .starts_with("logging option `tag` = a: not carried over"));
+        assert!(d.warnings[1].text.contains("(driver json-file)"));
     }
 
     #[test]
