@@ -4,36 +4,17 @@
 //! as replicas, `max_memory_restart` as `limits.memory_restart`, `cron_restart` as a
 //! schedule, restart and stop keys; the rest are warnings at the key's line in the file.
 
+mod lines;
+mod node;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value as Json};
 
 use super::draft::{Draft, DraftService};
 use super::fields;
 use super::shell;
-
-/// How long `node` may take to evaluate an ecosystem file.
-const NODE_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Prints `{config, functions}`: the module's export as JSON and the path of each value
-/// that is a function (JSON.stringify leaves those out).
-const EVALUATE: &str = r#"
-const { pathToFileURL } = require('url');
-import(pathToFileURL(process.argv[1]).href).then((ns) => {
-  const config = ns.default !== undefined ? ns.default : ns;
-  const functions = [];
-  const walk = (v, at) => {
-    if (typeof v === 'function') { functions.push(at); return; }
-    if (v && typeof v === 'object' && at.length < 16) {
-      for (const k of Object.keys(v)) walk(v[k], at.concat([k]));
-    }
-  };
-  walk(config, []);
-  process.stdout.write(JSON.stringify({ config, functions }));
-}).catch((e) => { console.error(String(e && e.stack || e)); process.exit(1); });
-"#;
+use lines::{Lines, Place};
 
 pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
     let ext = path
@@ -41,7 +22,7 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
         .and_then(|e| e.to_str())
         .unwrap_or_default();
     let (config, functions) = match ext {
-        "js" | "cjs" | "mjs" => evaluate("node", path)?,
+        "js" | "cjs" | "mjs" => node::evaluate("node", path)?,
         _ => {
             let config: Json = serde_json::from_str(text).map_err(|e| {
                 anyhow::anyhow!(
@@ -133,206 +114,6 @@ fn app_name(app: &Json) -> String {
         .and_then(|s| s.to_str())
         .unwrap_or("app")
         .to_string()
-}
-
-/// The export of a `.js` ecosystem file, run by `node` (found on PATH), and the paths of its
-/// functions.
-fn evaluate(node: &str, path: &Path) -> anyhow::Result<(Json, Vec<Vec<String>>)> {
-    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let export_hint = format!(
-        "export it as JSON and import that: node -e 'console.log(JSON.stringify(require(\"{}\"), null, 2))' > ecosystem.json",
-        abs.display()
-    );
-    let spawned = Command::new(node)
-        .arg("-e")
-        .arg(EVALUATE)
-        .arg(&abs)
-        .current_dir(abs.parent().unwrap_or(Path::new("/")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
-            "{}: an ecosystem .js is a program, and reading it needs `node` on PATH, which is \
-             missing; install node, or on a machine with PM2 {export_hint}",
-            path.display()
-        ),
-        Err(e) => anyhow::bail!("{}: cannot run node to read it: {e}", path.display()),
-    };
-    let mut out = child.stdout.take().map(reader);
-    let mut err = child.stderr.take().map(reader);
-    let deadline = Instant::now() + NODE_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!(
-                "{}: node did not finish evaluating it within {}s; {export_hint}",
-                path.display(),
-                NODE_DEADLINE.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = out
-        .take()
-        .map(|h| h.join().unwrap_or_default())
-        .unwrap_or_default();
-    let stderr = err
-        .take()
-        .map(|h| h.join().unwrap_or_default())
-        .unwrap_or_default();
-    if !status.success() {
-        let first: Vec<&str> = stderr.lines().take(6).collect();
-        anyhow::bail!(
-            "{}: node could not evaluate it ({status}):\n{}\nfix the file, or {export_hint}",
-            path.display(),
-            first.join("\n")
-        );
-    }
-    let v: Json = serde_json::from_str(&stdout).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: node printed no JSON ({e}); {export_hint}",
-            path.display()
-        )
-    })?;
-    let functions = v["functions"]
-        .as_array()
-        .map(|fs| {
-            fs.iter()
-                .filter_map(|f| {
-                    f.as_array().map(|p| {
-                        p.iter()
-                            .filter_map(|s| s.as_str().map(String::from))
-                            .collect()
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((v["config"].clone(), functions))
-}
-
-fn reader(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
-}
-
-/// Where keys are in the source text, for warnings: each app's `name` anchors its keys.
-struct Lines<'a> {
-    text: &'a str,
-    /// The byte offset of each app's name (or its script when it has none).
-    anchors: Vec<usize>,
-}
-
-impl<'a> Lines<'a> {
-    fn new(text: &'a str) -> Self {
-        Self {
-            text,
-            anchors: Vec::new(),
-        }
-    }
-
-    fn with_apps(mut self, names: &[String]) -> Self {
-        let mut from = 0;
-        for name in names {
-            let value = quoted_value(self.text, name, from).unwrap_or(from);
-            // The anchor is the `name` key written before the value.
-            let at = key_offsets(&self.text[..value], "name")
-                .last()
-                .copied()
-                .filter(|k| *k >= from)
-                .unwrap_or(value);
-            self.anchors.push(at);
-            from = value + 1;
-        }
-        self
-    }
-
-    fn line_at(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
-    }
-
-    /// The line of a top-level key (its first occurrence as a key).
-    fn top(&self, key: &str) -> usize {
-        key_offsets(self.text, key)
-            .first()
-            .map_or(1, |o| self.line_at(*o))
-    }
-}
-
-/// One app's place in the file.
-struct Place<'a> {
-    lines: &'a Lines<'a>,
-    app: usize,
-}
-
-impl Place<'_> {
-    /// The line of `key` in this app: its first occurrence between the app's name and the
-    /// next app's, else the last between the previous app's name and this one's, else the
-    /// name's line.
-    fn line(&self, key: &str) -> usize {
-        let l = self.lines;
-        let anchor = l.anchors.get(self.app).copied().unwrap_or(0);
-        let next = l.anchors.get(self.app + 1).copied().unwrap_or(l.text.len());
-        let prev = if self.app == 0 {
-            0
-        } else {
-            l.anchors[self.app - 1]
-        };
-        let offsets = key_offsets(l.text, key);
-        let at = (offsets.iter().find(|o| **o >= anchor && **o < next))
-            .or_else(|| offsets.iter().rev().find(|o| **o >= prev && **o < anchor))
-            .copied()
-            .unwrap_or(anchor);
-        l.line_at(at)
-    }
-}
-
-/// Offsets where `key` is written as an object key: `key:`, `"key":`, `'key' :`.
-fn key_offsets(text: &str, key: &str) -> Vec<usize> {
-    let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let mut from = 0;
-    while let Some(i) = text[from..].find(key).map(|i| i + from) {
-        from = i + key.len();
-        let before = text[..i].chars().next_back();
-        let word_start = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$');
-        let mut j = i + key.len();
-        if matches!(bytes.get(j), Some(b'"' | b'\'')) {
-            j += 1;
-        }
-        while matches!(bytes.get(j), Some(b' ' | b'\t')) {
-            j += 1;
-        }
-        if word_start && bytes.get(j) == Some(&b':') {
-            out.push(i);
-        }
-    }
-    out
-}
-
-/// The offset of `value` written as a quoted string at or after `from`.
-fn quoted_value(text: &str, value: &str, from: usize) -> Option<usize> {
-    ["\"", "'", "`"]
-        .iter()
-        .filter_map(|q| {
-            text[from..]
-                .find(&format!("{q}{value}{q}"))
-                .map(|i| i + from)
-        })
-        .min()
 }
 
 /// The interpreter PM2 picks for a script by its extension when none is given.
@@ -865,29 +646,6 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_found_from_each_apps_name() {
-        let text = "module.exports = {\n  apps: [{\n    script: 'a.js',\n    name: 'a',\n    watch: true,\n  }, {\n    name: \"b\",\n    script: 'b.js',\n    'watch' : true,\n  }]\n}\n";
-        let lines = Lines::new(text).with_apps(&["a".into(), "b".into()]);
-        let a = Place {
-            lines: &lines,
-            app: 0,
-        };
-        let b = Place {
-            lines: &lines,
-            app: 1,
-        };
-        assert_eq!(
-            (a.line("name"), a.line("script"), a.line("watch")),
-            (4, 3, 5)
-        );
-        assert_eq!(
-            (b.line("name"), b.line("script"), b.line("watch")),
-            (7, 8, 9)
-        );
-        assert_eq!(b.line("nothing"), 7);
-    }
-
-    #[test]
     fn cron_restart_on_instances_is_a_warning_with_their_count() {
         let text =
             r#"[{"name": "a", "script": "srv", "cron_restart": "0 * * * *", "instances": 3}]"#;
@@ -921,14 +679,18 @@ mod tests {
 
     #[test]
     fn a_js_file_is_evaluated_by_node_and_its_functions_are_warned() {
-        if Command::new("node").arg("--version").output().is_err() {
+        if std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!(
                 "node is not on PATH here: the .js path is covered by the missing-node error test"
             );
             return;
         }
-        let dir = tempfile_dir();
-        let file = dir.join("ecosystem.config.js");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ecosystem.config.js");
         let text = "const os = require('os');\nmodule.exports = {\n  apps: [{\n    name: 'web',\n    script: 'web.js',\n    instances: 'max',\n    exec_mode: 'cluster',\n    env: { STARTED: () => Date.now(), HOST: os.hostname() ? 'x' : 'y' },\n  }],\n};\n";
         std::fs::write(&file, text).unwrap();
         let d = import(file.to_str().unwrap(), text);
@@ -945,24 +707,5 @@ mod tests {
             ]
         );
         assert_eq!(key(&d, "web", "env"), Some(json!({"HOST": "x"})));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn without_node_the_error_says_to_export_json() {
-        let e = evaluate("candor-test-no-such-node", Path::new("ecosystem.config.js")).unwrap_err();
-        let e = e.to_string();
-        assert!(
-            e.starts_with("ecosystem.config.js: an ecosystem .js is a program"),
-            "{e}"
-        );
-        assert!(e.contains("needs `node` on PATH"), "{e}");
-        assert!(e.contains("JSON.stringify(require("), "{e}");
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("candor-pm2-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }
