@@ -4,6 +4,9 @@
 //! conditions `after`, `restart`, `stop_*`, replicas and resource limits map; ports, volumes,
 //! networks, build and the rest are warnings that say what to do on the host.
 
+mod deploy;
+mod logging;
+
 use std::path::Path;
 
 use serde_json::{json, Map, Value as Json};
@@ -11,6 +14,8 @@ use serde_json::{json, Map, Value as Json};
 use super::draft::{Draft, DraftService};
 use super::fields;
 use super::yaml::{self, Entry, Node, Value};
+use deploy::{cpus, deploy, memory, replicas, ulimits};
+use logging::{logging, Forwards};
 
 pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
     let doc = yaml::load(path, text)?;
@@ -106,115 +111,6 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
     fields::drop_missing_after(draft);
     fields::sentences(draft);
     Ok(())
-}
-
-/// `[[daemon.forward]]` targets (without `services`) and the services sent to each.
-type Forwards = Vec<(Map<String, Json>, Vec<String>)>;
-
-/// Syslog facilities by name, as Docker's syslog-facility and Candor's `facility` take them.
-const FACILITIES: [&str; 24] = [
-    "kern",
-    "user",
-    "mail",
-    "daemon",
-    "auth",
-    "syslog",
-    "lpr",
-    "news",
-    "uucp",
-    "cron",
-    "authpriv",
-    "ftp",
-    "ntp",
-    "security",
-    "console",
-    "solaris-cron",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-];
-
-/// `logging`: the syslog and journald drivers become a `[[daemon.forward]]` for the service
-/// (Candor keeps the lines in its store as well); other drivers are a warning.
-fn logging(draft: &mut Draft, svc: &mut DraftService, e: &Entry, forwards: &mut Forwards) {
-    let driver = e
-        .value
-        .get("driver")
-        .and_then(|d| d.value.as_str())
-        .unwrap_or("json-file");
-    let options = e.value.get("options");
-    let mut target = Map::new();
-    match driver {
-        "journald" => {
-            target.insert("journald".into(), json!(true));
-        }
-        "syslog" => {
-            let address = options
-                .and_then(|o| o.value.get("syslog-address"))
-                .and_then(|a| a.value.as_str())
-                .unwrap_or("unix:///dev/log");
-            if !["unix:///", "udp://", "tcp://"]
-                .iter()
-                .any(|p| address.starts_with(p))
-            {
-                draft.warn(
-                    e.line,
-                    format!(
-                        "logging syslog-address `{address}`: Candor sends to unix:///PATH, \
-                         udp://HOST:PORT or tcp://HOST:PORT (no TLS); not forwarded: add a \
-                         [[daemon.forward]] by hand"
-                    ),
-                );
-                return;
-            }
-            target.insert("syslog".into(), json!(address));
-        }
-        other => {
-            draft.warn(
-                e.line,
-                format!(
-                    "key `logging` (driver {other}): Candor keeps the service's output in its \
-                     store (`candor logs {}`); send it on with [[daemon.forward]] (syslog, \
-                     journald, OTLP)",
-                    svc.name
-                ),
-            );
-            return;
-        }
-    }
-    for o in options.and_then(|o| o.value.entries()).unwrap_or_default() {
-        let value = o.value.scalar().unwrap_or_default();
-        match (driver, o.key.as_str()) {
-            ("syslog", "syslog-address") => {}
-            ("syslog", "syslog-facility") if FACILITIES.contains(&value.as_str()) => {
-                target.insert("facility".into(), json!(value));
-            }
-            ("syslog", "syslog-format") if value == "rfc3164" => {
-                target.insert("format".into(), json!("bsd"));
-            }
-            ("syslog", "syslog-format") if value.starts_with("rfc5424") => {}
-            _ => draft.warn(
-                o.line,
-                format!(
-                    "logging option `{}` = {value}: not carried over; the {driver} target names \
-                     each line by its service",
-                    o.key
-                ),
-            ),
-        }
-    }
-    svc.comments.push(format!(
-        "logging driver {driver}: its lines also go to {driver} ([[daemon.forward]] in [daemon])"
-    ));
-    match forwards.iter_mut().find(|(t, _)| *t == target) {
-        Some((_, names)) => names.push(svc.name.clone()),
-        None => forwards.push((target, vec![svc.name.clone()])),
-    }
 }
 
 /// Whether a string in `v` has a `$VAR` or `${VAR}` compose would fill in (`$$` is a `$`).
@@ -761,148 +657,11 @@ fn depends_on(
     }
 }
 
-fn replicas(draft: &mut Draft, svc: &mut DraftService, e: &Entry) {
-    match e.value.int() {
-        Some(n) if n > 1 => svc.set("replicas", n),
-        Some(1) => {}
-        _ => draft.warn(
-            e.line,
-            format!("`{}` is not a number of at least 1; left out", e.key),
-        ),
-    }
-}
-
-fn memory(draft: &mut Draft, svc: &mut DraftService, e: &Entry) {
-    let text = e.value.scalar().unwrap_or_default();
-    // Compose sizes: a number of bytes, or b/k/m/g (1024-based, either case).
-    let t = text.trim().to_ascii_lowercase();
-    let t = t.trim_end_matches('b');
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let size = match unit {
-        "" => Some(format!("{num}B")),
-        "k" => Some(format!("{num}KiB")),
-        "m" => Some(format!("{num}MiB")),
-        "g" => Some(format!("{num}GiB")),
-        _ => None,
-    };
-    match size.filter(|s| candor_spec::parse_size(s).is_ok_and(|b| b >= 1 << 20)) {
-        Some(s) => svc.set("limits", json!({ "memory_max": s })),
-        None => draft.warn(
-            e.line,
-            format!(
-                "`{}` = {text} is not a size of at least 1MiB; left out",
-                e.key
-            ),
-        ),
-    }
-}
-
-fn cpus(draft: &mut Draft, svc: &mut DraftService, e: &Entry) {
-    let cpus = match &e.value.value {
-        Value::Int(i) => Some(*i as f64),
-        Value::Float(f) => Some(*f),
-        Value::Str(s) => s.trim().parse().ok(),
-        _ => None,
-    };
-    match cpus.filter(|c| *c > 0.0) {
-        Some(c) => svc.set(
-            "limits",
-            json!({ "cpu_max": format!("{}%", (c * 100.0).round() as u64) }),
-        ),
-        None => draft.warn(
-            e.line,
-            format!("`{}` is not a positive number; left out", e.key),
-        ),
-    }
-}
-
-fn ulimits(draft: &mut Draft, svc: &mut DraftService, e: &Entry) {
-    for u in e.value.entries().unwrap_or_default() {
-        let n = match &u.value.value {
-            Value::Map(_) => u.value.get("soft").and_then(|s| s.value.int()),
-            _ => u.value.int(),
-        };
-        match (u.key.as_str(), n) {
-            ("nofile", Some(n)) if n > 0 => svc.set("limits", json!({ "nofile": n })),
-            _ => draft.warn(
-                u.line,
-                format!(
-                    "key `ulimits.{}` has no Candor equivalent (only nofile); left out",
-                    u.key
-                ),
-            ),
-        }
-    }
-}
-
-fn deploy(draft: &mut Draft, svc: &mut DraftService, e: &Entry, restart_given: &mut bool) {
-    for d in e.value.entries().unwrap_or_default() {
-        match d.key.as_str() {
-            "replicas" => replicas(draft, svc, d),
-            "resources" => {
-                for r in d.value.entries().unwrap_or_default() {
-                    if r.key != "limits" {
-                        draft.warn(r.line, format!("key `deploy.resources.{}`: Candor enforces limits only (cgroup maximums); left out", r.key));
-                        continue;
-                    }
-                    for l in r.value.entries().unwrap_or_default() {
-                        match l.key.as_str() {
-                            "memory" => memory(draft, svc, l),
-                            "cpus" => cpus(draft, svc, l),
-                            "pids" => match l.value.int() {
-                                Some(n) if n > 0 => svc.set("limits", json!({ "pids_max": n })),
-                                _ => draft.warn(l.line, "deploy.resources.limits.pids is not a positive number; left out"),
-                            },
-                            other => draft.warn(l.line, format!("key `deploy.resources.limits.{other}` has no Candor equivalent; left out")),
-                        }
-                    }
-                }
-            }
-            "restart_policy" => {
-                for p in d.value.entries().unwrap_or_default() {
-                    match p.key.as_str() {
-                        "condition" => {
-                            let policy = match p.value.as_str() {
-                                Some("none") => "never",
-                                Some("on-failure") => "on-failure",
-                                Some("any") => "always",
-                                _ => {
-                                    draft.warn(p.line, "deploy.restart_policy.condition is not none, on-failure or any; left out");
-                                    continue;
-                                }
-                            };
-                            svc.set("restart", policy);
-                            *restart_given = true;
-                        }
-                        "max_attempts" => match p.value.int() {
-                            Some(n) if n > 0 => svc.set("retries", n),
-                            _ => draft.warn(p.line, "deploy.restart_policy.max_attempts is not a positive number; left out"),
-                        },
-                        "delay" => match p.value.scalar().and_then(|t| fields::duration_text(&t)) {
-                            Some(dl) => svc.set("backoff", json!({ "initial": dl })),
-                            None => draft.warn(p.line, "deploy.restart_policy.delay is not a duration; left out"),
-                        },
-                        "window" => match p.value.scalar().and_then(|t| fields::duration_text(&t)) {
-                            Some(w) => svc.set("backoff", json!({ "reset_after": w })),
-                            None => draft.warn(p.line, "deploy.restart_policy.window is not a duration; left out"),
-                        },
-                        other => draft.warn(p.line, format!("key `deploy.restart_policy.{other}` has no Candor equivalent; left out")),
-                    }
-                }
-            }
-            other => draft.warn(
-                d.line,
-                format!("key `deploy.{other}` is about a Swarm or orchestrator and has no Candor equivalent; left out"),
-            ),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn import(text: &str) -> Draft {
+    pub(super) fn import(text: &str) -> Draft {
         let mut d = Draft::default();
         read(Path::new("/candor-test-nowhere/compose.yaml"), text, &mut d)
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -1058,43 +817,6 @@ services:
         assert!(interpolated(&n("{A: $B}")));
         assert!(!interpolated(&n("\"cost $$5 and $1\"")));
         assert!(!interpolated(&n("plain")));
-    }
-
-    #[test]
-    fn syslog_and_journald_logging_become_forward_targets() {
-        let d = import(concat!(
-            "services:\n",
-            "  a:\n",
-            "    command: a\n",
-            "    logging:\n",
-            "      driver: syslog\n",
-            "      options: {syslog-address: \"udp://127.0.0.1:514\", syslog-facility: local3, tag: a}\n",
-            "  b:\n",
-            "    command: b\n",
-            "    logging: {driver: journald}\n",
-            "  c:\n",
-            "    command: c\n",
-            "    logging: {driver: journald}\n",
-            "  d:\n",
-            "    command: d\n",
-            "    logging: {driver: json-file}\n",
-        ));
-        assert_eq!(
-            d.daemon,
-            [(
-                "forward".to_string(),
-                json!([
-                    {"syslog": "udp://127.0.0.1:514", "facility": "local3", "services": ["a"]},
-                    {"journald": true, "services": ["b", "c"]}
-                ])
-            )]
-        );
-        let lines: Vec<usize> = d.warnings.iter().map(|w| w.line).collect();
-        assert_eq!(lines, [6, 15], "{:#?}", d.warnings);
-        assert!(d.warnings[0]
-            .text
-            .starts_with("logging option `tag` = a: not carried over"));
-        assert!(d.warnings[1].text.contains("(driver json-file)"));
     }
 
     #[test]
