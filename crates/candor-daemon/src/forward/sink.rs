@@ -7,8 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use candor_spec::forward::{ForwardTarget, SyslogAddress, SyslogTarget};
+use std::os::unix::net::UnixDatagram;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpStream, UdpSocket, UnixDatagram};
+
+use tokio::net::TcpStream;
 
 use super::otlp::{Collector, Posted};
 use super::record::Record;
@@ -41,8 +43,9 @@ impl Failure {
 
 enum Conn {
     None,
+    /// Connected, non-blocking (no path lookup per message).
     Unix(UnixDatagram),
-    Udp(UdpSocket),
+    Udp(std::net::UdpSocket),
     Tcp(TcpStream),
     Journal(std::os::unix::net::UnixDatagram),
 }
@@ -133,18 +136,15 @@ impl Sink {
                     msg.clear();
                     let app = s.app_name.as_deref().unwrap_or(rec.service);
                     syslog::encode(&mut msg, s.format, s.facility, app, host, rec);
-                    sock.send(&msg).await.map_err(|e| fail(i, e))?;
+                    paced(|| sock.send(&msg)).await.map_err(|e| fail(i, e))?;
                 }
             }
             Conn::Unix(sock) => {
-                let SyslogAddress::Unix(path) = &s.address else {
-                    unreachable!("a unix connection is made for a unix address")
-                };
                 for (i, rec) in records.iter().enumerate() {
                     msg.clear();
                     let app = s.app_name.as_deref().unwrap_or(rec.service);
                     syslog::encode(&mut msg, s.format, s.facility, app, host, rec);
-                    sock.send_to(&msg, path).await.map_err(|e| fail(i, e))?;
+                    paced(|| sock.send(&msg)).await.map_err(|e| fail(i, e))?;
                 }
             }
             Conn::None | Conn::Journal(_) => {}
@@ -168,16 +168,10 @@ impl Sink {
         for (i, rec) in records.iter().enumerate() {
             self.buf.clear();
             journald::encode(&mut self.buf, rec, rec.service);
-            // A full socket (journald behind): wait a little and try again, within the attempt.
-            loop {
-                match journald::send(sock, socket, &self.buf) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        tokio::time::sleep(Duration::from_millis(10)).await
-                    }
-                    Err(e) => return Err(fail(i, e)),
-                }
-            }
+            let buf = &self.buf;
+            paced(|| journald::send(sock, socket, buf).map(|()| 0))
+                .await
+                .map_err(|e| fail(i, e))?;
         }
         Ok(())
     }
@@ -217,7 +211,10 @@ async fn connect(address: &SyslogAddress) -> std::io::Result<Conn> {
     Ok(match address {
         SyslogAddress::Unix(path) => {
             safe_dir(path).map_err(std::io::Error::other)?;
-            Conn::Unix(UnixDatagram::unbound()?)
+            let sock = UnixDatagram::unbound()?;
+            sock.connect(path)?;
+            sock.set_nonblocking(true)?;
+            Conn::Unix(sock)
         }
         SyslogAddress::Udp(hostport) => {
             let addr = resolve(hostport).await?;
@@ -225,8 +222,9 @@ async fn connect(address: &SyslogAddress) -> std::io::Result<Conn> {
                 true => ([0, 0, 0, 0], 0).into(),
                 false => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
             };
-            let sock = UdpSocket::bind(bind).await?;
-            sock.connect(addr).await?;
+            let sock = std::net::UdpSocket::bind(bind)?;
+            sock.connect(addr)?;
+            sock.set_nonblocking(true)?;
             Conn::Udp(sock)
         }
         SyslogAddress::Tcp(hostport) => {
@@ -236,6 +234,25 @@ async fn connect(address: &SyslogAddress) -> std::io::Result<Conn> {
             Conn::Tcp(stream)
         }
     })
+}
+
+/// While a receiver's socket is full, a pause before trying again: long enough that it drains
+/// a good part of its queue meanwhile, so a fast sender and a slower reader do not trade one
+/// wake-up per datagram.
+const FULL_PAUSE: Duration = Duration::from_millis(2);
+
+/// One non-blocking send, tried again after [`FULL_PAUSE`] while the receiver is full (within
+/// the attempt's time).
+async fn paced(mut send: impl FnMut() -> std::io::Result<usize>) -> std::io::Result<()> {
+    loop {
+        match send() {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(FULL_PAUSE).await
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn resolve(hostport: &str) -> std::io::Result<std::net::SocketAddr> {
