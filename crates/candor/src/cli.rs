@@ -112,6 +112,7 @@ pub enum Command {
     Import {
         /// The file to read; its format from its name, else its content (or --format).
         file: PathBuf,
+        /// The file's format, when its name and content do not tell it.
         #[arg(long, value_enum)]
         format: Option<crate::import::Format>,
         /// Write the config into this file (refused if it exists, unless --force).

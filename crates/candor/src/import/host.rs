@@ -47,3 +47,15 @@ pub fn absolute_dir(path: &Path) -> std::path::PathBuf {
             .unwrap_or(dir)
     })
 }
+
+/// `program` made absolute against `dir` when it is a relative path with a `/` (`bin/web`,
+/// `./run.sh`): Candor resolves such a path against the config's directory, which need not
+/// be the source's. None for a bare name (looked up on PATH) or an absolute path.
+pub fn relative_program(program: &str, dir: &Path) -> Option<String> {
+    let relative = program.contains('/') && !Path::new(program).is_absolute();
+    relative.then(|| {
+        dir.join(program.trim_start_matches("./"))
+            .display()
+            .to_string()
+    })
+}

@@ -53,7 +53,15 @@ pub fn read(path: &Path, text: &str, draft: &mut Draft) -> anyhow::Result<()> {
         svc.comments.push(format!(
             "PORT={port}: foreman's port for the process type at index {index} (5000 + 100 × index)."
         ));
-        svc.set("command", json!(cmd.argv));
+        let mut argv = cmd.argv;
+        if let Some(abs) = super::host::relative_program(&argv[0], &dir) {
+            svc.comments.push(format!(
+                "{}: relative to the Procfile's directory.",
+                argv[0]
+            ));
+            argv[0] = abs;
+        }
+        svc.set("command", json!(argv));
         svc.set("workdir", dir.to_string_lossy().as_ref());
         let mut env = Map::new();
         env.insert("PORT".into(), Value::String(port.to_string()));
@@ -200,5 +208,21 @@ mod tests {
             d.warnings
         );
         assert!(!d.warnings[0].text.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_relative_program_is_made_absolute_against_the_procfiles_directory() {
+        let (dir, d) = read_dir(
+            "release: ./bin/release --now\nweb: bin/web\nplain: ruby x.rb\n",
+            None,
+        );
+        let abs = dir.path().canonicalize().unwrap();
+        let bin = |p: &str| abs.join(p).to_string_lossy().into_owned();
+        assert_eq!(
+            key(&d.services[0], "command"),
+            &json!([bin("bin/release"), "--now"])
+        );
+        assert_eq!(key(&d.services[1], "command"), &json!([bin("bin/web")]));
+        assert_eq!(key(&d.services[2], "command"), &json!(["ruby", "x.rb"]));
     }
 }

@@ -247,6 +247,19 @@ fn program(
         );
         return;
     };
+    let mut argv = argv;
+    // A relative program is run from `directory` (supervisord chdirs first), else from where
+    // supervisord was started: taken as this file's directory.
+    let base =
+        get("directory").map_or_else(|| here.to_path_buf(), |d| here.join(names.expand(d).text));
+    if let Some(abs) = super::host::relative_program(&argv[0], &base) {
+        svc.comments.push(format!(
+            "{}: taken as relative to {}.",
+            argv[0],
+            base.display()
+        ));
+        argv[0] = abs;
+    }
     svc.set("command", json!(argv));
     if let Some(g) = &group {
         svc.comments.push(format!("In supervisord group `{g}`."));

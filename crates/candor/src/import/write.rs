@@ -22,7 +22,7 @@ pub fn render(draft: &Draft) -> String {
     }
     if !draft.daemon.is_empty() {
         out.push_str("\n[daemon]\n");
-        for (k, v) in merged(&draft.daemon) {
+        for (k, v) in merged(&draft.daemon, APPENDED) {
             key_value(&mut out, &k, &v);
         }
     }
@@ -32,7 +32,7 @@ pub fn render(draft: &Draft) -> String {
             comment(&mut out, line);
         }
         let _ = writeln!(out, "[service.{}]", key(&svc.name));
-        for (k, v) in merged(&svc.keys) {
+        for (k, v) in merged(&svc.keys, &[]) {
             key_value(&mut out, &k, &v);
         }
     }
@@ -52,12 +52,22 @@ fn key_value(out: &mut String, k: &str, v: &Value) {
     }
 }
 
+/// `[daemon]` keys whose arrays add up when set again: each reader's (or each service's)
+/// `forward = [{ … }]` entries are all kept.
+const APPENDED: &[&str] = &["forward", "hooks"];
+
 /// The keys in the order first set, a key set twice taking the later value; two objects set
-/// under one key are merged (`stop = { signal }` then `stop = { timeout }`).
-fn merged(keys: &[(String, Value)]) -> Vec<(String, Value)> {
+/// under one key are merged (`stop = { signal }` then `stop = { timeout }`), two arrays under
+/// a key of `append` joined.
+fn merged(keys: &[(String, Value)], append: &[&str]) -> Vec<(String, Value)> {
     let mut out: Vec<(String, Value)> = Vec::new();
     for (k, v) in keys {
         match out.iter_mut().find(|(have, _)| have == k) {
+            Some((_, Value::Array(old))) if append.contains(&k.as_str()) && v.is_array() => {
+                if let Value::Array(new) = v {
+                    old.extend(new.iter().cloned());
+                }
+            }
             Some((_, Value::Object(old))) if v.is_object() => {
                 if let Value::Object(new) = v {
                     for (nk, nv) in new {
@@ -245,6 +255,14 @@ mod tests {
         let mut d = draft();
         d.header.push("foreman gives each process PORT".into());
         d.daemon.push(("probe_max_inflight".into(), json!(8)));
+        d.daemon.push((
+            "forward".into(),
+            json!([{"journald": true, "services": ["web"]}]),
+        ));
+        d.daemon.push((
+            "forward".into(),
+            json!([{"syslog": "unix:///dev/log", "services": ["work.er"]}]),
+        ));
         let mut web = DraftService::new("web", 1);
         web.comments.push("uses a pipe: run through sh -c".into());
         web.set(
@@ -286,6 +304,11 @@ mod tests {
         assert_eq!(web.stop.timeout, std::time::Duration::from_secs(7));
         assert_eq!(web.restart, candor_spec::RestartPolicy::OnFailure);
         assert_eq!(spec.daemon.probe_max_inflight, Some(8));
+        assert_eq!(
+            spec.daemon.forward.len(),
+            2,
+            "both readers' forward entries are kept"
+        );
     }
 
     #[test]
