@@ -122,6 +122,74 @@ const FIXTURES: &[Fixture] = &[
         done: &["backup"],
         serves_port: false,
     },
+    Fixture {
+        dir: "pm2",
+        file: "ecosystem.config.js",
+        format: None,
+        warnings: &[
+            "warning: {file}:11: exec_mode = cluster: Candor runs N separate processes, with no shared port unless the program takes an activated socket (`sockets = [{ listen = \"0.0.0.0:PORT\", activate = true }]`, one listener for every instance); else give each instance its own port with \"{instance}\"",
+            "warning: {file}:18: key `env_production` is what `pm2 start --env production` adds; Candor has no --env, so only `env` was used: copy these values into `env` if that is how you run it",
+            "warning: {file}:29: key `watch`: Candor does not restart on file changes; run `candor restart worker` from your deploy (or a file watcher)",
+            "warning: {file}:30: key `error_file`: Candor keeps the service's output in its store (`candor logs worker`); send it on with [[daemon.forward]] (syslog, journald, OTLP)",
+            "warning: {file}:33: key `env.STARTED_AT` is a function in the .js: PM2 calls it, Candor needs a value; it was left out: write the value it returns",
+            "warning: {file}:38: top-level key `deploy` is for `pm2 deploy`; Candor does not deploy code: left out (deploy as you do, then `candor reload`)",
+        ],
+        contains: &[
+            "# `node ./app.js`: PM2 runs a .js script with node when no interpreter is given.\n",
+            "[service.api]\ncommand = [\"node\", \"./app.js\", \"--name\", \"api\"]\nenv = { NODE_ENV = \"development\", THREADS = \"4\" }\n",
+            // `replicas` between them: the CPUs of the machine (instances: "max").
+            "limits = { memory_restart = \"200MiB\" }\nworkdir = \"{dir}\"\nstop = { signal = \"SIGINT\", timeout = \"3s\" }\n",
+            "[service.worker]\ncommand = [\"bash\", \"worker.sh\"]\nschedule = { cron = \"0 3 * * *\"",
+            "env = { QUEUE = \"default\" }\nretries = 10\nbackoff = { initial = \"1s\", max = \"1s\", reset_after = \"5s\" }\nworkdir = \"{dir}\"\nstop = { signal = \"SIGINT\" }\n",
+        ],
+        running: &["api", "worker"],
+        done: &[],
+        serves_port: false,
+    },
+    Fixture {
+        dir: "process-compose",
+        file: "process-compose.yaml",
+        format: None,
+        warnings: &[
+            "warning: {file}:3: key `log_level` sets process-compose's own logging; Candor keeps every service's lines in its store (`candor logs`); send them on with [[daemon.forward]] (syslog, journald, OTLP)",
+            "warning: {file}:4: key `log_location` sets process-compose's own logging; Candor keeps every service's lines in its store (`candor logs`); send them on with [[daemon.forward]] (syslog, journald, OTLP)",
+            "warning: {file}:32: key `liveness_probe`: Candor has one probe per service, and the readiness_probe was taken (it also restarts the service when it fails); fold what the liveness probe checks into it, or into the program",
+            "warning: {file}:53: key `log_location`: Candor keeps the service's output in its store (`candor logs worker`); send it on with [[daemon.forward]] (syslog, journald, OTLP)",
+            "warning: {file}:58: process `legacy` is disabled (process-compose does not start it): left out; copy it in by hand if you want it",
+        ],
+        contains: &[
+            "[service.migrate]\ntype = \"oneshot\"\ncommand = [\"bash\", \"-c\", \"echo migrating && sleep 0.2\"]\nrestart = \"never\"\nenv = { APP_ENV = \"test\" }\nworkdir = \"{dir}\"\n",
+            "# depends_on migrate (process_completed_successfully): after = [\"migrate\"], started once it is done.\n",
+            "[service.web]\ncommand = [\"python3\", \"-m\", \"http.server\", \"@FREE_PORT@\", \"--bind\", \"127.0.0.1\"]\nafter = [\"migrate\"]\nrestart = \"on-failure\"\nbackoff = { initial = \"2s\", max = \"2s\" }\nretries = 5\nstop = { signal = \"SIGTERM\", timeout = \"5s\" }\nenv = { APP_ENV = \"test\" }\nworkdir = \"{dir}\"\nprobe = { every = \"2s\", failures = 3, http = { host = \"127.0.0.1\", path = \"/\", port = @FREE_PORT@ }, start_delay = \"1s\", timeout = \"1s\" }\n",
+            "# the command runs several commands (;): run through `bash -c`, as process-compose runs it.\n",
+            "[service.worker]\ncommand = [\"bash\", \"-c\", \"while true; do echo tick; sleep 5; done\"]\nafter = [\"web\"]\nrestart = \"always\"\nreplicas = 2\nenv = { APP_ENV = \"test\", QUEUE = \"default\" }\n",
+        ],
+        running: &["web", "worker@1", "worker@2"],
+        done: &["migrate"],
+        serves_port: true,
+    },
+    Fixture {
+        dir: "compose",
+        file: "compose.yaml",
+        format: None,
+        warnings: &[
+            "warning: {file}:10: service `db` runs the image's entrypoint (postgres:16) without a `command`: Candor runs host programs, so it was left out; install the program on the host and add it with its command (or keep running it in a container)",
+            "warning: {file}:14: key `volumes`: there are no mounts on the host; point `db` at the host directories themselves (the left side of each volume)",
+            "warning: {file}:20: `migrate` depends on `db`, which is not in the output (left out, or not defined): the dependency was dropped; add it by hand once `db` runs under Candor",
+            "warning: {file}:29: key `build`: Candor runs programs already on the host; build `web` there (what the Dockerfile does) and check `command` names the result",
+            "warning: {file}:31: key `ports`: there is no port mapping on the host; the program listens on its own port: set it to the host port you published (or hand it a socket with `sockets = [{ listen = \"0.0.0.0:PORT\", activate = true }]` if it takes activated sockets)",
+            "warning: {file}:58: top-level `volumes`: named volumes are Docker's; on the host, use directories and point each service's paths at them",
+        ],
+        contains: &[
+            "[service.migrate]\ntype = \"oneshot\"\ncommand = [\"sh\", \"-c\", \"echo migrated\"]\nworkdir = \"{dir}\"\nrestart = \"never\"\n",
+            "# probe: the healthcheck, run on the host; on_unhealthy = \"alert\": Docker only marks a container unhealthy (say \"restart\" to have Candor restart it).\n",
+            "[service.web]\ncommand = [\"python3\", \"-m\", \"http.server\", \"@FREE_PORT@\", \"--bind\", \"127.0.0.1\"]\nafter = [\"migrate\"]\nprobe = { every = \"2s\", exec = [\"python3\", \"-c\", \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:@FREE_PORT@/')\"], failures = 3, timeout = \"2s\" }\non_unhealthy = \"alert\"\nstop = { signal = \"SIGINT\", timeout = \"10s\" }\nrestart = \"always\"\nenv = { TZ = \"UTC\" }\nworkdir = \"{dir}\"\n",
+            "[service.worker]\ncommand = [\"sh\", \"-c\", \"while true; do echo working; sleep 5; done\"]\nreplicas = 2\nlimits = { memory_max = \"256MiB\" }\nafter = [\"web\"]\nrestart = \"always\"\nenv = { TZ = \"UTC\" }\n",
+        ],
+        running: &["web", "worker@1", "worker@2"],
+        done: &["migrate"],
+        serves_port: true,
+    },
 ];
 
 /// `tests/import/<dir>` copied into `into` (with its subdirectories), `@FREE_PORT@`
@@ -286,12 +354,30 @@ fn systemd_oneshot() {
 }
 
 #[test]
+fn pm2_js() {
+    run_fixture(&FIXTURES[4]);
+}
+
+#[test]
+fn process_compose() {
+    run_fixture(&FIXTURES[5]);
+}
+
+#[test]
+fn compose() {
+    run_fixture(&FIXTURES[6]);
+}
+
+#[test]
 fn every_fixture_has_its_test() {
     let tested = [
         "Procfile",
         "supervisord.conf",
         "demo-api.service",
         "backup.service",
+        "ecosystem.config.js",
+        "process-compose.yaml",
+        "compose.yaml",
     ];
     let all: Vec<&str> = FIXTURES.iter().map(|f| f.file).collect();
     assert_eq!(all, tested, "a new fixture row needs its #[test] above");

@@ -19,10 +19,13 @@ mod supervisord_include;
 mod systemd;
 mod systemd_socket;
 
-// The readers of branch import2.
+// PM2, process-compose and compose, and what they share: YAML with lines, values and the
+// last pass over a draft.
 mod compose;
+mod fields;
 mod pm2;
 mod process_compose;
+mod yaml;
 
 use std::path::Path;
 
@@ -52,7 +55,6 @@ pub fn import(path: &Path, format: Option<Format>) -> anyhow::Result<Draft> {
         Format::Procfile => procfile::read(path, &text, &mut draft)?,
         Format::Supervisord => supervisord::read(path, &text, &mut draft)?,
         Format::Systemd => systemd::read(path, &text, &mut draft)?,
-        // The readers of branch import2 (pm2.rs, process_compose.rs, compose.rs).
         Format::Pm2 => pm2::read(path, &text, &mut draft)?,
         Format::ProcessCompose => process_compose::read(path, &text, &mut draft)?,
         Format::Compose => compose::read(path, &text, &mut draft)?,
