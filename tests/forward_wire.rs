@@ -12,6 +12,7 @@ mod otlp;
 mod rsyslog;
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use candor_daemon::forward::record::Record;
@@ -141,7 +142,7 @@ fn journald_keeps_every_field_and_takes_a_big_entry_through_a_sealed_memfd() {
     let small = record("small", b"caf\xe9 \"x\"", Stream::Stderr, Level::Unknown);
     let mut payload = Vec::new();
     native::encode(&mut payload, &small, "smallapp");
-    native::send(&sock, &j.socket, &payload).unwrap();
+    native::send(sock.as_fd(), &j.socket, &payload).unwrap();
     let e = wait_for("the small entry", T, || {
         j.entries("CANDOR_SERVICE=small").into_iter().next()
     });
@@ -183,7 +184,7 @@ fn journald_keeps_every_field_and_takes_a_big_entry_through_a_sealed_memfd() {
         // SAFETY: a raw syscall on this thread alone; it ends after the send.
         let r = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
         assert_eq!(r, 0, "setresuid(nobody)");
-        native::send(&sock, &socket, &payload).expect("sent through a memfd");
+        native::send(sock.as_fd(), &socket, &payload).expect("sent through a memfd");
     })
     .join()
     .unwrap();

@@ -11,6 +11,7 @@ pub mod record;
 pub mod syslog;
 
 mod cursor;
+mod export;
 mod sink;
 mod task;
 
@@ -51,6 +52,10 @@ pub struct Counts {
     pub behind: AtomicU64,
     /// Why it is not taking lines, and since when.
     pub down: Mutex<Option<(String, SystemTime)>>,
+    /// `metrics = true`: requests sent and failed, and why the last one failed.
+    pub metrics_sent: AtomicU64,
+    pub metrics_failed: AtomicU64,
+    pub metrics_error: Mutex<Option<String>>,
 }
 
 struct Target {
@@ -140,6 +145,18 @@ impl Forwards {
                     behind: c.behind.load(Ordering::Relaxed),
                     down_since: down.as_ref().map(|d| api::timestamp_ms(d.1)),
                     down: down.map(|d| d.0),
+                    metrics: match &t.spec.target {
+                        ForwardTarget::Otlp(o) if o.metrics => Some(api::MetricsExport {
+                            sent: c.metrics_sent.load(Ordering::Relaxed),
+                            failed: c.metrics_failed.load(Ordering::Relaxed),
+                            error: c
+                                .metrics_error
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .clone(),
+                        }),
+                        _ => None,
+                    },
                 }
             })
             .collect()
@@ -150,6 +167,16 @@ fn launch(spec: ForwardSpec, setup: &Setup) -> Target {
     let spec = Arc::new(spec);
     let counts = Arc::new(Counts::default());
     let (stop_tx, stop_rx) = watch::channel(());
+    if let ForwardTarget::Otlp(o) = &spec.target {
+        if o.metrics {
+            let (o, counts, setup_m, stop) =
+                (o.clone(), counts.clone(), setup.clone(), stop_rx.clone());
+            setup.faults.supervise(
+                format!("metrics export to {}", shown(&spec.target)),
+                move |_| export::run(o.clone(), counts.clone(), setup_m.clone(), stop.clone()),
+            );
+        }
+    }
     let task = Arc::new(task::Task::new(
         spec.clone(),
         counts.clone(),

@@ -82,8 +82,20 @@ fn forward_line(f: &candor_api::ForwardStats) -> String {
         (Some(why), None) => format!("; down: {why}"),
         _ => String::new(),
     };
+    let metrics = match &f.metrics {
+        Some(m) => format!(
+            "; metrics: {} sent, {} failed{}",
+            m.sent,
+            m.failed,
+            m.error
+                .as_ref()
+                .map(|e| format!(" (last: {e})"))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
     format!(
-        "\nforward {} {}: {} sent, {} retried, {} dropped, {} behind{down}",
+        "\nforward {} {}: {} sent, {} retried, {} dropped, {} behind{down}{metrics}",
         f.kind, f.target, f.sent, f.retried, f.dropped, f.behind
     )
 }
@@ -458,6 +470,7 @@ mod access_tests {
             behind: 7,
             down: Some("udp://127.0.0.1:514: Connection refused".into()),
             down_since: Some("2026-12-07T13:00:00.000Z".into()),
+            metrics: None,
         }];
         assert!(header(&i).contains("\nforward syslog udp://127.0.0.1:514: 10 sent, 4 retried, 2 dropped, 7 behind; down since 2026-12-07T13:00:00.000Z: udp://127.0.0.1:514: Connection refused"));
     }

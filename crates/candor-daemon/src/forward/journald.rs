@@ -8,7 +8,7 @@
 //! `__REALTIME_TIMESTAMP`): after an outage's catch-up the two differ.
 
 use std::io::{self, IoSlice, Write};
-use std::os::unix::net::UnixDatagram;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
@@ -66,8 +66,9 @@ fn field(buf: &mut Vec<u8>, key: &str, value: &[u8]) {
 /// the socket refuses as too big (EMSGSIZE, ENOBUFS) goes through a memfd sealed against
 /// every change — journald refuses an unsealed one — with an empty datagram. A full socket
 /// (journald behind) is `WouldBlock`: try again later.
-pub fn send(sock: &UnixDatagram, path: &Path, payload: &[u8]) -> io::Result<()> {
-    match sock.send_to(payload, path) {
+pub fn send(sock: BorrowedFd<'_>, path: &Path, payload: &[u8]) -> io::Result<()> {
+    let addr = SocketAddrUnix::new(path)?;
+    match rustix::net::sendto(sock, payload, SendFlags::empty(), &addr).map_err(io::Error::from) {
         Ok(_) => Ok(()),
         Err(e)
             if matches!(
@@ -75,13 +76,13 @@ pub fn send(sock: &UnixDatagram, path: &Path, payload: &[u8]) -> io::Result<()> 
                 Some(Errno::MSGSIZE) | Some(Errno::NOBUFS)
             ) =>
         {
-            send_memfd(sock, path, payload)
+            send_memfd(sock, &addr, payload)
         }
         Err(e) => Err(e),
     }
 }
 
-fn send_memfd(sock: &UnixDatagram, path: &Path, payload: &[u8]) -> io::Result<()> {
+fn send_memfd(sock: BorrowedFd<'_>, addr: &SocketAddrUnix, payload: &[u8]) -> io::Result<()> {
     let fd = memfd_create(
         "candor-journal",
         MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
@@ -92,13 +93,12 @@ fn send_memfd(sock: &UnixDatagram, path: &Path, payload: &[u8]) -> io::Result<()
         &file,
         SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
     )?;
-    let addr = SocketAddrUnix::new(path)?;
     let fds = [std::os::fd::AsFd::as_fd(&file)];
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     control.push(SendAncillaryMessage::ScmRights(&fds));
     let empty: [IoSlice; 0] = [];
-    sendmsg_addr(sock, &addr, &empty, &mut control, SendFlags::empty())?;
+    sendmsg_addr(sock, addr, &empty, &mut control, SendFlags::empty())?;
     Ok(())
 }
 
@@ -110,6 +110,8 @@ mod tests {
     use rustix::fs::fcntl_get_seals;
     use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     use std::io::{IoSliceMut, Read, Seek};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixDatagram;
 
     #[test]
     fn an_entry_has_candors_fields_and_binary_values_are_length_prefixed() {
@@ -164,7 +166,7 @@ mod tests {
         let tx = UnixDatagram::unbound().unwrap();
         tx.set_nonblocking(true).unwrap();
 
-        send(&tx, &path, b"MESSAGE=hi\n").unwrap();
+        send(tx.as_fd(), &path, b"MESSAGE=hi\n").unwrap();
         let (data, fd) = receive(&rx);
         assert_eq!(data, b"MESSAGE=hi\n");
         assert!(fd.is_none());
@@ -173,7 +175,7 @@ mod tests {
         let line = vec![b'x'; 300 << 10];
         let mut payload = Vec::new();
         encode(&mut payload, &sample(&line, Stream::Stdout), "web");
-        send(&tx, &path, &payload).unwrap();
+        send(tx.as_fd(), &path, &payload).unwrap();
         let (data, fd) = receive(&rx);
         assert!(
             data.is_empty(),
@@ -194,7 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tx = UnixDatagram::unbound().unwrap();
         tx.set_nonblocking(true).unwrap();
-        let err = send(&tx, &dir.path().join("none"), b"MESSAGE=x\n").unwrap_err();
+        let err = send(tx.as_fd(), &dir.path().join("none"), b"MESSAGE=x\n").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -7,9 +7,11 @@
 //! in the order given. A body that is not UTF-8 is sent as text with U+FFFD in place of the
 //! invalid bytes, and its exact bytes in the attribute `candor.body_bytes`.
 
+mod metrics;
 mod post;
 mod wire;
 
+pub use metrics::encode_metrics;
 pub use post::{Collector, Posted};
 
 use candor_store::{Level, Stream};

@@ -6,8 +6,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+
 use candor_spec::forward::{ForwardTarget, SyslogAddress, SyslogTarget};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram};
 
 use super::otlp::{Collector, Posted};
@@ -41,10 +43,12 @@ impl Failure {
 
 enum Conn {
     None,
+    /// Connected (no path lookup per message); a send waits for room in the receiver's
+    /// queue, woken by the kernel.
     Unix(UnixDatagram),
     Udp(UdpSocket),
     Tcp(TcpStream),
-    Journal(std::os::unix::net::UnixDatagram),
+    Journal(UnixDatagram),
 }
 
 /// A target's connection, made when first needed and again after a failure.
@@ -137,14 +141,11 @@ impl Sink {
                 }
             }
             Conn::Unix(sock) => {
-                let SyslogAddress::Unix(path) = &s.address else {
-                    unreachable!("a unix connection is made for a unix address")
-                };
                 for (i, rec) in records.iter().enumerate() {
                     msg.clear();
                     let app = s.app_name.as_deref().unwrap_or(rec.service);
                     syslog::encode(&mut msg, s.format, s.facility, app, host, rec);
-                    sock.send_to(&msg, path).await.map_err(|e| fail(i, e))?;
+                    sock.send(&msg).await.map_err(|e| fail(i, e))?;
                 }
             }
             Conn::None | Conn::Journal(_) => {}
@@ -158,9 +159,7 @@ impl Sink {
         };
         if !matches!(self.conn, Conn::Journal(_)) {
             safe_dir(socket).map_err(|why| Failure::retry(0, why))?;
-            let sock = std::os::unix::net::UnixDatagram::unbound().map_err(|e| fail(0, e))?;
-            sock.set_nonblocking(true).map_err(|e| fail(0, e))?;
-            self.conn = Conn::Journal(sock);
+            self.conn = Conn::Journal(UnixDatagram::unbound().map_err(|e| fail(0, e))?);
         }
         let Conn::Journal(sock) = &self.conn else {
             return Ok(());
@@ -168,16 +167,12 @@ impl Sink {
         for (i, rec) in records.iter().enumerate() {
             self.buf.clear();
             journald::encode(&mut self.buf, rec, rec.service);
-            // A full socket (journald behind): wait a little and try again, within the attempt.
-            loop {
-                match journald::send(sock, socket, &self.buf) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        tokio::time::sleep(Duration::from_millis(10)).await
-                    }
-                    Err(e) => return Err(fail(i, e)),
-                }
-            }
+            let buf = &self.buf;
+            sock.async_io(Interest::WRITABLE, || {
+                journald::send(sock.as_fd(), socket, buf)
+            })
+            .await
+            .map_err(|e| fail(i, e))?;
         }
         Ok(())
     }
@@ -217,7 +212,9 @@ async fn connect(address: &SyslogAddress) -> std::io::Result<Conn> {
     Ok(match address {
         SyslogAddress::Unix(path) => {
             safe_dir(path).map_err(std::io::Error::other)?;
-            Conn::Unix(UnixDatagram::unbound()?)
+            let sock = UnixDatagram::unbound()?;
+            sock.connect(path)?;
+            Conn::Unix(sock)
         }
         SyslogAddress::Udp(hostport) => {
             let addr = resolve(hostport).await?;

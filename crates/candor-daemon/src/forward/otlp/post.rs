@@ -38,6 +38,15 @@ impl Collector {
     /// `url`: `http://host[:port][/prefix]` (port 4318 by default, OTLP/HTTP's). Errors say
     /// what is wrong with the URL or which header, never a header's value.
     pub fn new(url: &str, headers: &[(String, String)]) -> Result<Collector, String> {
+        Self::of_signal(url, headers, "logs")
+    }
+
+    /// The same, for another signal: `<url>/v1/<signal>` (`metrics`).
+    pub fn of_signal(
+        url: &str,
+        headers: &[(String, String)],
+        signal: &str,
+    ) -> Result<Collector, String> {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e| format!("otlp url {url:?} is not a URL ({e})"))?;
@@ -68,7 +77,7 @@ impl Collector {
             host: host.to_string(),
             port: uri.port_u16().unwrap_or(4318),
             authority,
-            path: format!("{prefix}/v1/logs"),
+            path: format!("{prefix}/v1/{signal}"),
             headers: parsed,
             conn: None,
         })
