@@ -308,6 +308,7 @@ fn otlp_records_decode_with_their_resource_severity_and_body() {
 otlp = "{url}"
 headers = {{ "x-api-key" = "k-123" }}
 services = ["api"]
+metrics = true
 
 [service.api]
 replicas = 2
@@ -376,6 +377,30 @@ command = ["sh", "-c", "echo quiet line; exec sleep 1000"]
         assert_eq!(r["severity_text"], text, "{r}");
         assert_eq!(r["attributes"]["log.iostream"], stream, "{r}");
     }
+
+    // `metrics = true`: each instance's state, every 10 s.
+    let up = wait_for("candor.service.up of both instances", T, || {
+        let points: Vec<Value> = otlp
+            .points()
+            .into_iter()
+            .filter(|p| p["name"] == "candor.service.up")
+            .collect();
+        let of = |i: &str| {
+            points
+                .iter()
+                .rfind(|p| p["resource"]["service.instance.id"] == i)
+                .cloned()
+        };
+        Some((of("api@1")?, of("api@2")?))
+    });
+    for p in [up.0, up.1] {
+        assert_eq!(p["value"], 1, "{p}");
+        assert_eq!(p["attributes"]["state"], "running", "{p}");
+        assert_eq!(p["resource"]["service.name"], "api", "{p}");
+        assert_eq!(p["kind"], "gauge", "{p}");
+    }
+    let metrics = &forward_stats(&d)[0]["metrics"];
+    assert!(metrics["sent"].as_u64() > Some(0), "{metrics}");
     d.shutdown();
 }
 

@@ -104,19 +104,33 @@ impl Otlp {
         std::fs::write(&self.mode, if on { "503" } else { "" }).expect("write the mode file");
     }
 
-    /// Every record received so far, in the order received (whole lines only).
+    /// Every log record received so far, in the order received.
     pub fn records(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
-        whole
-            .lines()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).expect("a JSON line from the receiver");
-                assert!(v.get("error").is_none(), "a request did not decode: {v}");
-                v
-            })
-            .collect()
+        read_lines(&self.out)
     }
+
+    /// Every metric data point received so far, in the order received.
+    #[allow(dead_code)] // not every test that includes this module uses it
+    pub fn points(&self) -> Vec<Value> {
+        let mut path = self.out.clone().into_os_string();
+        path.push(".metrics");
+        read_lines(Path::new(&path))
+    }
+}
+
+/// The JSON lines of a receiver's file (whole lines only); a request that did not decode fails
+/// the test.
+fn read_lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("a JSON line from the receiver");
+            assert!(v.get("error").is_none(), "a request did not decode: {v}");
+            v
+        })
+        .collect()
 }
 
 impl Drop for Otlp {

@@ -1,7 +1,9 @@
-"""An OTLP/HTTP logs receiver for the forwarding tests: decodes each POST /v1/logs with
-PyPI's opentelemetry-proto (the project's own generated classes) and appends one JSON line per
-log record to OUT: its resource's and its own attributes, severity, body, times, and the
-request's x-api-key header. While the file MODE holds "503" it answers 503 and keeps nothing.
+"""An OTLP/HTTP receiver for the forwarding tests: decodes each POST /v1/logs and
+/v1/metrics with PyPI's opentelemetry-proto (the project's own generated classes). Per log
+record it appends one JSON line to OUT (its resource's and its own attributes, severity, body,
+times, the request's x-api-key header); per metric data point one to OUT.metrics (resource,
+metric name, unit, kind, value, attributes). While the file MODE holds "503" it answers 503
+and keeps nothing.
 
 usage: otlp_receiver.py PORT OUT MODE   (prints "listening PORT" once bound)
 """
@@ -16,6 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
 
 PORT, OUT, MODE = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -53,12 +59,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.path != "/v1/logs":
-            return self.answer(404, b"not /v1/logs", "text/plain")
+        if self.path not in ("/v1/logs", "/v1/metrics"):
+            return self.answer(404, b"not /v1/logs or /v1/metrics", "text/plain")
         if mode() == "503":
             return self.answer(503, b"down for the test", "text/plain")
         if self.headers.get("Content-Type") != "application/x-protobuf":
             return self.answer(415, b"not protobuf", "text/plain")
+        if self.path == "/v1/metrics":
+            return self.metrics(body)
         req = ExportLogsServiceRequest()
         try:
             req.ParseFromString(body)
@@ -85,6 +93,35 @@ class Handler(BaseHTTPRequestHandler):
             # One write a request: a reader never sees half of one.
             f.write("".join(line + "\n" for line in lines))
         self.answer(200, ExportLogsServiceResponse().SerializeToString())
+
+    def metrics(self, body):
+        req = ExportMetricsServiceRequest()
+        try:
+            req.ParseFromString(body)
+        except Exception as e:
+            lines = [json.dumps({"error": str(e)})]
+        else:
+            lines = []
+            for rm in req.resource_metrics:
+                resource = attributes(rm.resource.attributes)
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        kind = m.WhichOneof("data")
+                        for p in getattr(m, kind).data_points:
+                            lines.append(json.dumps({
+                                "resource": resource,
+                                "scope": sm.scope.name,
+                                "name": m.name,
+                                "unit": m.unit,
+                                "kind": kind,
+                                "monotonic": getattr(getattr(m, kind), "is_monotonic", None),
+                                "value": getattr(p, p.WhichOneof("value")),
+                                "attributes": attributes(p.attributes),
+                                "time_unix_nano": p.time_unix_nano,
+                            }))
+        with lock, open(OUT + ".metrics", "a") as f:
+            f.write("".join(line + "\n" for line in lines))
+        self.answer(200, ExportMetricsServiceResponse().SerializeToString())
 
     def log_message(self, *args):
         pass
