@@ -21,7 +21,7 @@ The result is printed and appended to --out (bench/results/forward.txt) after th
 that made it. Candor is $CANDOR_BIN, else target/release (built first).
 
 usage: bench/forward/run.py [--seconds 10] [--rate 100000] [--cases none,syslog-unix,syslog-tcp,otlp]
-                            [--out FILE] [--no-build]
+                            [--out FILE] [--no-build] [--keep]
 """
 import argparse, datetime, os, shutil, subprocess, sys, tempfile, time
 
@@ -165,7 +165,10 @@ def run(case, a):
         d.stop()
         if rec:
             rec.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if a.keep:
+            print(f"work dir kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def line(case, r):
@@ -183,6 +186,7 @@ def main():
     p.add_argument("--cases", default="none,syslog-unix,syslog-tcp,otlp")
     p.add_argument("--out", default=os.path.join(common.ROOT, "bench", "results", "forward.txt"))
     p.add_argument("--no-build", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep each case's work dir (daemon.log, state)")
     a = p.parse_args()
     if not a.no_build and not os.environ.get("CANDOR_BIN"):
         build()
