@@ -7,6 +7,7 @@
 
 mod chunk;
 mod read;
+mod recognise;
 mod shape;
 mod writer;
 
@@ -22,7 +23,8 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 
 pub use read::{LogQuery, Tail, ANSWER_BYTES, LINE_OVERHEAD};
-pub use shape::{Format, Level, Shape};
+pub use recognise::{fields, level_of, other_fields, recognise, Fields, Sniffer, SNIFF_LINES};
+pub use shape::{effective_level, Format, Level, Shape};
 
 /// Rows waiting for the writer, at most.
 pub const QUEUE_ROWS: usize = 16_384;
