@@ -30,7 +30,9 @@ pub const DEFAULT_FORWARD_CATCH_UP: Duration = Duration::from_secs(300);
 pub enum ForwardTarget {
     Syslog(SyslogTarget),
     /// `journald = true` (the socket `/run/systemd/journal/socket`) or `journald = "PATH"`.
-    Journald { socket: std::path::PathBuf },
+    Journald {
+        socket: std::path::PathBuf,
+    },
     Otlp(OtlpTarget),
 }
 
