@@ -402,6 +402,9 @@ command = ["sh", "{dir}/plain.sh"]
 
 [service.late]
 command = ["sh", "{dir}/late.sh"]
+
+[service.rep]
+command = ["sh", "{dir}/rep.sh"]
 "#,
     );
     let scripts = [
@@ -413,6 +416,13 @@ command = ["sh", "{dir}/late.sh"]
         (
             "plain.sh",
             "echo 'plain out'; echo 'plain err' >&2; printf 'caf\\351\\n'; exec sleep 1000\n"
+                .to_string(),
+        ),
+        (
+            "rep.sh",
+            "for i in 1 2 3; do echo '{\"level\":\"error\",\"msg\":\"again\"}'; done\n\
+             echo '{\"level\":\"info\",\"msg\":\"over\"}'\n\
+             exec sleep 1000\n"
                 .to_string(),
         ),
         (
@@ -455,7 +465,7 @@ a plain line in a logfmt stream
 #[test]
 fn levels_of_json_logfmt_and_plain_lines_filter_and_print_as_asked() {
     let d = structured_daemon();
-    let want_lines = JS.lines().count() + LF.lines().count() + 3 + 1;
+    let want_lines = JS.lines().count() + LF.lines().count() + 3 + 1 + 3;
     wait_for("every service's first lines", T, || {
         let v = lines(&d, &["-n", "1000"]);
         (v.len() >= want_lines).then_some(())
@@ -478,6 +488,8 @@ fn levels_of_json_logfmt_and_plain_lines_filter_and_print_as_asked() {
         ("lf", "a plain line in a logfmt stream"),
         ("plain", "plain err"),
         ("late", "early"),
+        ("rep", "again"),
+        ("rep", "-- previous line repeated 2 times --"),
     ]
     .iter()
     .map(|(s, m)| (s.to_string(), m.to_string()))
@@ -490,6 +502,15 @@ fn levels_of_json_logfmt_and_plain_lines_filter_and_print_as_asked() {
             .iter()
             .all(|l| ["warn", "error", "fatal"].contains(l)),
         "{levels:?}"
+    );
+    // A fold marker counts at the level of the line it repeats.
+    let again = texts(&lines(&d, &["rep", "--level", "error"]));
+    assert_eq!(
+        again,
+        [
+            r#"{"level":"error","msg":"again"}"#,
+            "-- previous line repeated 2 times --"
+        ]
     );
     let js = lines(&d, &["js", "--level", "error"]);
     assert_eq!(

@@ -103,9 +103,9 @@ impl Sniffer {
 /// with a known field. Its shape if so.
 pub fn recognise(line: &[u8]) -> Option<Shape> {
     let first = line.iter().find(|c| !c.is_ascii_whitespace())?;
-    let (format, mut level, mut has_known, mut pairs_only) =
-        (Format::Plain, Level::Unknown, false, true);
+    let (mut level, mut has_known, mut pairs_only) = (Level::Unknown, false, true);
     let mut see = |key: &[u8], value: Raw<'_>| {
+        // Logfmt's lone words (`starting server port=80`) are how plain text reads as logfmt.
         pairs_only &= !matches!(value, Raw::Missing);
         if let Some(k) = known(key) {
             let named = level_in(k, value);
@@ -116,13 +116,11 @@ pub fn recognise(line: &[u8]) -> Option<Shape> {
             }
         }
     };
-    let format = if *first == b'{' {
-        json::entries(line, &mut see).then_some(Format::Json)
-    } else {
-        logfmt::entries(line, &mut see).then_some(Format::Logfmt)
-    }
-    .unwrap_or(format);
-    (format != Format::Plain && has_known && pairs_only).then_some(Shape { format, level })
+    let format = match *first == b'{' {
+        true => json::entries(line, &mut see).then_some(Format::Json)?,
+        false => logfmt::entries(line, &mut see).then_some(Format::Logfmt)?,
+    };
+    (has_known && pairs_only).then_some(Shape { format, level })
 }
 
 /// The level of one line of a stream of `format`; `Unknown` for a plain stream, a line without
