@@ -293,6 +293,21 @@ pub struct ForwardStats {
     /// Since when it is down (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_since: Option<String>,
+    /// An `otlp` target with `metrics = true`: the metrics requests it sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsExport>,
+}
+
+/// The services' metrics sent to an OTLP collector every 10 s.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MetricsExport {
+    /// Requests the collector took.
+    pub sent: u64,
+    /// Requests that failed (each is skipped; the next carries newer counters).
+    pub failed: u64,
+    /// Why the last one failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What the hooks delivered: `sent` events, attempts that `failed` (each retry counts), events

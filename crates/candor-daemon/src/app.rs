@@ -40,6 +40,8 @@ pub struct AppState {
     pub faults: Arc<crate::faults::Faults>,
     /// What `[[daemon.hooks]]` delivered (`GET /v1/daemon` `hooks`, `/metrics`).
     pub hooks: Arc<crate::hooks::Counters>,
+    /// `[[daemon.forward]]` targets and their counts.
+    pub forwards: crate::forward::Forwards,
     pub web: Arc<crate::web::Web>,
     /// Who is admin and operator, and what operators may do now.
     pub access: Arc<crate::roles::Access>,

@@ -281,6 +281,7 @@ async fn daemon(State(st): State<AppState>) -> Json<api::DaemonInfo> {
         info.shared_causes = board.shared_causes(candor_keeper::clock::now());
     }
     info.hooks = st.hooks.stats();
+    info.forward = st.forwards.stats();
     info.access = Some(access(&st).await);
     info.faults = api::Faults {
         count: st.faults.count(),
@@ -883,6 +884,7 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         .ok();
     let mut out = crate::metrics::render(&board, me.as_ref(), clock::now());
     out.push_str(&crate::hooks::metrics(&st.hooks.stats()));
+    out.push_str(&crate::forward::metrics(&st.forwards.stats()));
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -7,6 +7,7 @@ pub mod board;
 pub mod counters;
 pub mod fallback;
 pub mod faults;
+pub mod forward;
 pub mod gate;
 pub mod group_routes;
 pub mod guard;
@@ -670,6 +671,24 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
     let (upgrade_tx, upgrade_rx) = mpsc::channel(1);
     let keeper_for_api = keeper.clone();
     let exec_probes = Arc::new(probe::ExecProbes::new(service_umask));
+    let log_committed = {
+        let (tx, rx) = watch::channel(0);
+        store.on_commit(Box::new(move |id| {
+            tx.send_replace(id);
+        }));
+        rx
+    };
+    let forwards = forward::Forwards::start(
+        &spec.daemon.forward,
+        forward::Setup {
+            store: store.clone(),
+            committed: log_committed.clone(),
+            board: board_rx.clone(),
+            state_dir: state_dir.clone(),
+            faults: faults.clone(),
+            host: hooks::hostname(),
+        },
+    );
     let ctx = shell::BrainContext {
         internal: internal_tx,
         exec: exec_probes.clone(),
@@ -683,13 +702,8 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         service_umask,
         log_stop: Arc::new(watch::channel(false).0),
         log_readers: Arc::default(),
-        log_committed: {
-            let (tx, rx) = watch::channel(0);
-            store.on_commit(Box::new(move |id| {
-                tx.send_replace(id);
-            }));
-            rx
-        },
+        log_committed: log_committed.clone(),
+        forwards: forwards.clone(),
         logs_live: logs_live.clone(),
         faults: faults.clone(),
         sample_every: every,
@@ -755,6 +769,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
         exec: exec_probes,
         faults: faults.clone(),
         hooks: hook_counters,
+        forwards,
         web: web.clone(),
         access: Arc::new(roles::Access::new(
             spec.daemon.socket_group.clone(),

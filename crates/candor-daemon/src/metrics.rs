@@ -14,7 +14,7 @@ use crate::counters::{BUCKETS, STREAMS};
 use crate::sampler::SelfSample;
 
 /// A label value, escaped as the exposition format wants (`\`, `"`, newline).
-fn label(v: &str) -> String {
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

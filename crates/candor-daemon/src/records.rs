@@ -483,7 +483,7 @@ fn write_loop(dir: &Path, shared: &(Mutex<Pending>, Condvar)) {
 /// fresh temp file and the freeing of the replaced one cost more than the write itself. The
 /// first write of a record (nothing to swap with), or a filesystem without the exchange, takes
 /// a plain rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     // Written over, then cut to its length: truncating to nothing first would free the
     // file's blocks and make ext4 flush it at close (its guard for replace-by-truncate).

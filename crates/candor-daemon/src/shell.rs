@@ -68,6 +68,8 @@ pub struct BrainContext {
     pub log_committed: watch::Receiver<i64>,
     /// Where the daemon's own tasks that panic are reported (and started again).
     pub faults: Arc<crate::faults::Faults>,
+    /// `[[daemon.forward]]`: replaced on each reload.
+    pub forwards: crate::forward::Forwards,
 }
 
 /// An upgrade asked for through the API (the new binary has passed its check).
@@ -693,6 +695,7 @@ impl Shell {
             self.store.set_caps(logs::caps(spec));
             self.ctx.gates.set_default(spec.daemon.probe_max_inflight);
             self.hooks.replace(&spec.daemon.hooks);
+            self.ctx.forwards.replace(&spec.daemon.forward);
             // An instance `api@2` is configured while its group `api` is.
             let names: std::collections::HashSet<&str> =
                 spec.services.keys().map(|n| n.as_str()).collect();

@@ -32,6 +32,7 @@ macro_rules! match_key {
     };
 }
 
+mod forward;
 mod jobs;
 
 /// A log cap below this would keep too few lines to be useful.
@@ -154,6 +155,7 @@ fn parse_with_includes(
     }
     check_activated_once(&services, &mut errors);
     jobs::check_jobs(&services, &daemon.hooks, &mut errors);
+    forward::check_forwards(&services, &daemon.forward, &mut errors);
     let mains: Vec<&ServiceSpec> = services.values().filter(|s| s.main).collect();
     if let [first, second, ..] = mains[..] {
         errors.push(at_text(
@@ -591,6 +593,7 @@ impl FileCtx<'_> {
                     }
                 },
                 "hooks" => daemon.hooks = self.hooks(value),
+                "forward" => daemon.forward = self.forwards(value),
                 "logs" => {
                     let Some(t) = self.table(value, "daemon.logs") else {
                         continue;

@@ -6,6 +6,7 @@
 //! in batches); events by row count. Reads use their own connection (`read.rs`).
 
 mod chunk;
+mod forward;
 mod read;
 mod recognise;
 mod shape;
@@ -22,6 +23,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
+pub use forward::{Ahead, LineReader};
 pub use read::{LogQuery, Tail, ANSWER_BYTES, LINE_OVERHEAD};
 pub use recognise::{fields, level_of, other_fields, recognise, Fields, Sniffer, SNIFF_LINES};
 pub use shape::{effective_level, Format, Level, Shape};

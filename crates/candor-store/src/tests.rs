@@ -403,3 +403,120 @@ fn an_answer_holds_at_most_its_byte_bound_and_pages_back_with_before() {
     let few = store.tail_logs(&query(Some("api"), 5)).unwrap();
     assert_eq!((few.lines.len(), few.cut), (5, false));
 }
+
+/// Every line a forwarding reader hands out, following its cursor to `upto`.
+fn forward_all(
+    r: &mut LineReader,
+    mut cursor: i64,
+    upto: i64,
+    max_bytes: usize,
+    keep: &dyn Fn(&str) -> bool,
+) -> (Vec<LogLine>, i64) {
+    let mut out = Vec::new();
+    loop {
+        let a = r
+            .after(cursor, upto, max_bytes, i64::MAX / 2, keep)
+            .unwrap();
+        if a.next == cursor {
+            return (out, cursor);
+        }
+        assert!(
+            a.lines.iter().map(|l| l.line.len()).sum::<usize>() <= max_bytes || a.lines.len() == 1,
+            "a look holds at most its bytes"
+        );
+        out.extend(a.lines);
+        cursor = a.next;
+    }
+}
+
+#[test]
+fn a_forwarding_reader_gets_each_wanted_line_once_in_order_across_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    let mut r = store.line_reader().unwrap();
+    let start = store.next_id() - 1;
+    // Two services interleaved, more lines than one window, some lines long.
+    for i in 0..10_000i64 {
+        let svc = if i % 3 == 0 { "db" } else { "api" };
+        let text = match i % 1000 {
+            0 => vec![b'x'; 5000],
+            _ => format!("{svc} {i}").into_bytes(),
+        };
+        assert!(store.log(line(svc, i, &text)).is_some());
+        if i % 2500 == 0 {
+            store.flush(); // several batches, so several chunks per service
+        }
+    }
+    store.flush();
+    let upto = store.next_id() - 1;
+    let (api, end) = forward_all(&mut r, start, upto, 64 * 1024, &|s| s == "api");
+    assert_eq!(end, upto, "the cursor reaches the last id");
+    let want: Vec<i64> = (0..10_000).filter(|i| i % 3 != 0).collect();
+    let got: Vec<i64> = api.iter().map(|l| l.at_ms).collect();
+    assert_eq!(got, want, "every api line once, in order");
+    assert!(api.windows(2).all(|w| w[0].id < w[1].id));
+    // All services, and a byte bound smaller than one long line: still one at a time.
+    let (all, _) = forward_all(&mut r, start, upto, 1000, &|_| true);
+    assert_eq!(all.len(), 10_000);
+    // Nothing after the end.
+    let a = r
+        .after(upto, upto, 1 << 20, i64::MAX / 2, &|_| true)
+        .unwrap();
+    assert!(a.lines.is_empty() && a.next == upto);
+}
+
+#[test]
+fn a_missing_id_is_waited_on_while_its_neighbours_are_young_then_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    let mut r = store.line_reader().unwrap();
+    let start = store.next_id() - 1;
+    store.log(line("api", 1_000, b"one"));
+    // An id handed out whose line never reaches the store (dropped at the queue).
+    store
+        .shared
+        .next_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    store.log(line("api", 1_100, b"three"));
+    store.flush();
+    let upto = store.next_id() - 1;
+    // Just after: the gap may still fill; the cursor stops before it.
+    let a = r.after(start, upto, 1 << 20, 1_200, &|_| true).unwrap();
+    assert_eq!(a.lines.len(), 1);
+    assert_eq!(a.next, start + 1);
+    // Later: passed over.
+    let a = r.after(a.next, upto, 1 << 20, 5_000, &|_| true).unwrap();
+    assert_eq!(a.lines.len(), 1);
+    assert_eq!(a.lines[0].line, b"three");
+    assert_eq!(a.next, upto);
+}
+
+#[test]
+fn after_an_outage_lines_older_than_the_bound_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _t) = Store::open(dir.path()).unwrap();
+    let mut r = store.line_reader().unwrap();
+    let start = store.next_id() - 1;
+    for i in 0..20_000i64 {
+        let svc = if i % 2 == 0 { "api" } else { "db" };
+        store.log(line(svc, i, b"x"));
+        if i % 3000 == 0 {
+            store.flush();
+        }
+    }
+    store.flush();
+    let upto = store.next_id() - 1;
+    let keep = |s: &str| s == "api";
+    let (next, skipped) = r.skip_older(start, upto, 15_000, &keep).unwrap();
+    assert_eq!(skipped, 7_500, "api's lines at 0..15000");
+    let (rest, _) = forward_all(&mut r, next, upto, 1 << 20, &keep);
+    assert_eq!(rest.len(), 2_500);
+    assert_eq!(rest[0].at_ms, 15_000);
+    // Nothing older than the bound: nothing skipped.
+    assert_eq!(r.skip_older(next, upto, 0, &keep).unwrap(), (next, 0));
+    // Everything older: the cursor goes to the end.
+    assert_eq!(
+        r.skip_older(start, upto, i64::MAX, &keep).unwrap(),
+        (upto, 10_000)
+    );
+}

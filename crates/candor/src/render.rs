@@ -51,6 +51,7 @@ pub fn header(info: &DaemonInfo) -> String {
             h.sent, h.failed, h.dropped, h.queued
         )
     };
+    let forward: String = info.forward.iter().map(forward_line).collect();
     format!(
         "candor {} · pid {} · containment: {}\ndaemon: fds {}/{} ({:.0} %), rss {}; notify: {} received, {} dropped; logs: {} of {} on disk",
         info.version,
@@ -69,8 +70,35 @@ pub fn header(info: &DaemonInfo) -> String {
         bytes(Some(info.store.log_cap_bytes)),
     ) + &access(info)
         + &hooks
+        + &forward
         + &recovered
         + &faults
+}
+
+/// "forward otlp http://c:4318: 1200 sent, 30 retried, 0 dropped, 0 behind" (and why it is
+/// down, since when).
+fn forward_line(f: &candor_api::ForwardStats) -> String {
+    let down = match (&f.down, &f.down_since) {
+        (Some(why), Some(since)) => format!("; down since {since}: {why}"),
+        (Some(why), None) => format!("; down: {why}"),
+        _ => String::new(),
+    };
+    let metrics = match &f.metrics {
+        Some(m) => format!(
+            "; metrics: {} sent, {} failed{}",
+            m.sent,
+            m.failed,
+            m.error
+                .as_ref()
+                .map(|e| format!(" (last: {e})"))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    format!(
+        "\nforward {} {}: {} sent, {} retried, {} dropped, {} behind{down}{metrics}",
+        f.kind, f.target, f.sent, f.retried, f.dropped, f.behind
+    )
 }
 
 /// "control: root only; operators: group candor; dashboard: 127.0.0.1:9631, 2 tokens": who
@@ -427,6 +455,25 @@ mod access_tests {
             queued: 0,
         };
         assert!(header(&i).contains("\nhooks: 4 sent, 3 failed attempts, 1 dropped, 0 queued"));
+    }
+
+    #[test]
+    fn the_header_has_a_line_per_forwarding_target_with_why_it_is_down() {
+        let mut i = info(candor_api::Access::default());
+        assert!(!header(&i).contains("forward"), "no line without targets");
+        i.forward = vec![candor_api::ForwardStats {
+            kind: "syslog".into(),
+            target: "udp://127.0.0.1:514".into(),
+            at: "candor.toml:3:1".into(),
+            sent: 10,
+            retried: 4,
+            dropped: 2,
+            behind: 7,
+            down: Some("udp://127.0.0.1:514: Connection refused".into()),
+            down_since: Some("2026-12-07T13:00:00.000Z".into()),
+            metrics: None,
+        }];
+        assert!(header(&i).contains("\nforward syslog udp://127.0.0.1:514: 10 sent, 4 retried, 2 dropped, 7 behind; down since 2026-12-07T13:00:00.000Z: udp://127.0.0.1:514: Connection refused"));
     }
 
     #[test]

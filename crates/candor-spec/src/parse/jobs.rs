@@ -339,7 +339,7 @@ impl FileCtx<'_> {
 }
 
 /// A webhook's URL: plain `http://host[:port][/path]`.
-fn check_url(u: &str) -> Result<(), String> {
+pub(super) fn check_url(u: &str) -> Result<(), String> {
     if u.starts_with("https://") {
         return Err("Candor speaks plain HTTP to a webhook; for an https receiver point it at a relay on this host (e.g. a loopback proxy that forwards over TLS)".into());
     }

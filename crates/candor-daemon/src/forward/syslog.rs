@@ -1,0 +1,297 @@
+//! Syslog messages: RFC 5424 or BSD (RFC 3164), one message a call without framing, and the
+//! octet-counting frame of RFC 6587 for TCP. Pure: bytes in, bytes out.
+
+use candor_spec::forward::SyslogFormat;
+use candor_store::Level;
+
+use super::record::{level, Record};
+use time::Civil;
+
+mod time;
+
+/// Candor's structured-data ID (32473 is the enterprise number RFC 5612 reserves for
+/// documentation and examples; no number of our own is registered).
+pub const SD_ID: &str = "candor@32473";
+
+/// RFC 5424's severity of a level: fatal 2 (critical), error 3, warn 4, notice 5, info 6,
+/// debug and trace 7. `Unknown` (never the result of [`level`]) is info.
+pub fn severity(level: Level) -> u8 {
+    match level {
+        Level::Fatal => 2,
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Notice => 5,
+        Level::Info | Level::Unknown => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+/// The facility names of RFC 5424 (as syslog.h and rsyslog spell them) and their numbers.
+pub const FACILITIES: [(&str, u8); 27] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("ntp", 12),
+    ("security", 13),
+    ("audit", 13),
+    ("console", 14),
+    ("alert", 14),
+    ("clock", 15),
+    ("solaris-cron", 15),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+/// A facility's number from its name (`daemon` → 3, `local3` → 19); `None` for an unknown name.
+pub fn facility(name: &str) -> Option<u8> {
+    FACILITIES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, n)| n)
+}
+
+/// RFC 5424's limits: APP-NAME 48, HOSTNAME 255 printable ASCII characters; BSD's TAG 32.
+const APP_NAME_MAX: usize = 48;
+const HOSTNAME_MAX: usize = 255;
+const TAG_MAX: usize = 32;
+
+/// Appends one message for `rec` to `buf`, without framing or trailing newline.
+///
+/// `hostname` empty: RFC 5424's NILVALUE (`-`); in BSD format the field is left out, as
+/// syslog(3) writes to a local socket. Pass "" for a Unix socket: a reader of `/dev/log`
+/// (rsyslog's imuxsock by default, journald) takes the word after the timestamp as the TAG,
+/// so a hostname there becomes the program's name. Such readers parse only the BSD format;
+/// RFC 5424 on a Unix socket needs one that parses it there (rsyslog's imuxsock with
+/// `UseSpecialParser="off"`, syslog-ng's `flags(syslog-protocol)`).
+/// The line's bytes are kept as they are (invalid UTF-8 too: RFC 5424 allows any octets in
+/// MSG without a BOM).
+pub fn encode(
+    buf: &mut Vec<u8>,
+    format: SyslogFormat,
+    facility: u8,
+    app_name: &str,
+    hostname: &str,
+    rec: &Record,
+) {
+    let pri = u32::from(facility) * 8 + u32::from(severity(level(rec)));
+    let civil = Civil::from_unix_ms(rec.at_ms);
+    match format {
+        SyslogFormat::Rfc5424 => {
+            buf.extend_from_slice(format!("<{pri}>1 ").as_bytes());
+            civil.write_rfc3339_ms(buf);
+            buf.push(b' ');
+            push_printable(buf, hostname, HOSTNAME_MAX, |_| true);
+            buf.push(b' ');
+            push_printable(buf, app_name, APP_NAME_MAX, |_| true);
+            buf.push(b' ');
+            match rec.pid {
+                Some(pid) => buf.extend_from_slice(pid.to_string().as_bytes()),
+                None => buf.push(b'-'),
+            }
+            buf.push(b' ');
+            buf.extend_from_slice(rec.stream.as_str().as_bytes());
+            buf.extend_from_slice(b" [");
+            buf.extend_from_slice(SD_ID.as_bytes());
+            push_param(buf, "service", rec.service);
+            if let Some(run) = rec.run_id {
+                push_param(buf, "run", &run.to_string());
+            }
+            buf.push(b']');
+            if !rec.line.is_empty() {
+                buf.push(b' ');
+                buf.extend_from_slice(rec.line);
+            }
+        }
+        SyslogFormat::Bsd => {
+            buf.extend_from_slice(format!("<{pri}>").as_bytes());
+            civil.write_bsd(buf);
+            buf.push(b' ');
+            if !hostname.is_empty() {
+                push_printable(buf, hostname, HOSTNAME_MAX, |_| true);
+                buf.push(b' ');
+            }
+            // A TAG ends at `[`, `:` or a space in every parser of RFC 3164.
+            push_printable(buf, app_name, TAG_MAX, |b| !matches!(b, b'[' | b']' | b':'));
+            if let Some(pid) = rec.pid {
+                buf.extend_from_slice(format!("[{pid}]").as_bytes());
+            }
+            buf.extend_from_slice(b": ");
+            buf.extend_from_slice(rec.line);
+        }
+    }
+}
+
+/// RFC 6587 octet counting: `msg` (one message from [`encode`]) prefixed with its length and a
+/// space, as a TCP stream carries it. Appends to `out`.
+pub fn frame(out: &mut Vec<u8>, msg: &[u8]) {
+    out.extend_from_slice(msg.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(msg);
+}
+
+/// A header field: printable ASCII (33-126, and what `allowed` accepts) up to `max`
+/// characters, anything else as `_`; empty as the NILVALUE `-`.
+fn push_printable(buf: &mut Vec<u8>, s: &str, max: usize, allowed: impl Fn(u8) -> bool) {
+    if s.is_empty() {
+        buf.push(b'-');
+        return;
+    }
+    for c in s.chars().take(max) {
+        let b = u8::try_from(c).unwrap_or(0);
+        buf.push(if (33..=126).contains(&b) && allowed(b) {
+            b
+        } else {
+            b'_'
+        });
+    }
+}
+
+/// ` name="value"` with RFC 5424's escapes of `"`, `\` and `]` in the value.
+fn push_param(buf: &mut Vec<u8>, name: &str, value: &str) {
+    buf.push(b' ');
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b"=\"");
+    for &b in value.as_bytes() {
+        if matches!(b, b'"' | b'\\' | b']') {
+            buf.push(b'\\');
+        }
+        buf.push(b);
+    }
+    buf.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::record::sample;
+    use candor_store::{Format, Shape, Stream};
+
+    fn one(format: SyslogFormat, app: &str, host: &str, rec: &Record) -> String {
+        let mut buf = Vec::new();
+        encode(&mut buf, format, 3, app, host, rec);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn rfc5424_has_every_header_field_and_candors_structured_data() {
+        let rec = sample(b"hello world", Stream::Stdout);
+        assert_eq!(
+            one(SyslogFormat::Rfc5424, "web", "box", &rec),
+            "<30>1 2026-12-07T13:05:30.123Z box web 4242 stdout \
+             [candor@32473 service=\"web\" run=\"7\"] hello world"
+        );
+        // stderr: warning (3*8+4); no pid, run or host: NILVALUEs, no run param.
+        let mut rec = sample(b"oops", Stream::Stderr);
+        rec.pid = None;
+        rec.run_id = None;
+        assert_eq!(
+            one(SyslogFormat::Rfc5424, "web", "", &rec),
+            "<28>1 2026-12-07T13:05:30.123Z - web - stderr [candor@32473 service=\"web\"] oops"
+        );
+    }
+
+    #[test]
+    fn a_structured_lines_level_is_its_severity() {
+        let mut rec = sample(br#"{"level":"error","msg":"x"}"#, Stream::Stdout);
+        rec.shape = Shape {
+            format: Format::Json,
+            level: Level::Error,
+        };
+        let mut buf = Vec::new();
+        encode(&mut buf, SyslogFormat::Rfc5424, 19, "web", "h", &rec);
+        assert!(buf.starts_with(b"<155>1 "), "local3.err: {buf:?}");
+    }
+
+    #[test]
+    fn structured_data_values_are_escaped_and_header_fields_kept_printable() {
+        let mut rec = sample(b"", Stream::Stdout);
+        rec.service = r#"a"b\c]d"#;
+        let long_app = "x".repeat(60);
+        let out = one(
+            SyslogFormat::Rfc5424,
+            &format!("my app{long_app}"),
+            "h é",
+            &rec,
+        );
+        assert_eq!(
+            out,
+            format!(
+                "<30>1 2026-12-07T13:05:30.123Z h__ my_app{} 4242 stdout \
+                 [candor@32473 service=\"a\\\"b\\\\c\\]d\" run=\"7\"]",
+                "x".repeat(42)
+            )
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_kept_as_bytes() {
+        let rec = sample(b"caf\xe9 \xff", Stream::Stdout);
+        let mut buf = Vec::new();
+        encode(&mut buf, SyslogFormat::Rfc5424, 3, "web", "h", &rec);
+        assert!(buf.ends_with(b"] caf\xe9 \xff"));
+        buf.clear();
+        encode(&mut buf, SyslogFormat::Bsd, 3, "web", "h", &rec);
+        assert!(buf.ends_with(b"web[4242]: caf\xe9 \xff"));
+    }
+
+    #[test]
+    fn bsd_has_a_space_padded_day_a_tag_with_pid_and_no_host_for_a_local_socket() {
+        let rec = sample(b"hello", Stream::Stderr);
+        assert_eq!(
+            one(SyslogFormat::Bsd, "web", "box", &rec),
+            "<28>Dec  7 13:05:30 box web[4242]: hello"
+        );
+        let mut rec = sample(b"hello", Stream::Stdout);
+        rec.pid = None;
+        assert_eq!(
+            one(SyslogFormat::Bsd, "a:b[c] d", "", &rec),
+            "<30>Dec  7 13:05:30 a_b_c__d: hello"
+        );
+        let tag = one(SyslogFormat::Bsd, &"t".repeat(40), "", &rec);
+        assert_eq!(
+            tag,
+            format!("<30>Dec  7 13:05:30 {}: hello", "t".repeat(32))
+        );
+    }
+
+    #[test]
+    fn severities_and_facilities_are_rfc5424s() {
+        let sev: Vec<u8> = Level::ALL.iter().map(|&l| severity(l)).collect();
+        assert_eq!(sev, [6, 7, 7, 6, 5, 4, 3, 2]);
+        assert_eq!(facility("kern"), Some(0));
+        assert_eq!(facility("daemon"), Some(3));
+        assert_eq!(facility("authpriv"), Some(10));
+        assert_eq!(facility("LOCAL0"), Some(16));
+        assert_eq!(facility("local7"), Some(23));
+        assert_eq!(facility("local8"), None);
+        for n in 0..24u8 {
+            assert!(
+                FACILITIES.iter().any(|&(_, f)| f == n),
+                "facility {n} has no name"
+            );
+        }
+    }
+
+    #[test]
+    fn tcp_frames_are_octet_counted() {
+        let mut out = Vec::new();
+        frame(&mut out, b"<30>1 x");
+        frame(&mut out, "é".as_bytes());
+        assert_eq!(out, b"7 <30>1 x2 \xc3\xa9");
+    }
+}

@@ -1,0 +1,305 @@
+//! One target's task: wait for lines committed after its cursor, read a byte-bounded batch
+//! of the ones it takes, send it (again after 1 s, doubling to 30 s, until it gets through or
+//! the lines are older than `catch_up`), move the cursor, and keep it in the state dir.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use candor_api::unix_ms;
+use candor_spec::forward::ForwardSpec;
+use candor_store::{LineReader, LogLine};
+use tokio::sync::watch;
+
+use super::cursor::CursorFile;
+use super::record::Record;
+use super::sink::Sink;
+use super::{Counts, Setup};
+
+/// Pauses after a failed attempt: the first, doubling to the cap.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_CAP: Duration = Duration::from_secs(30);
+/// How often a moving cursor is saved, at most.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// A missing id's wait (see `candor_store::LineReader::after`) is looked at again this soon.
+const GAP_LOOK: Duration = Duration::from_millis(100);
+
+pub struct Task {
+    spec: Arc<ForwardSpec>,
+    counts: Arc<Counts>,
+    setup: Setup,
+    stop: watch::Receiver<()>,
+}
+
+/// What the task holds between turns (kept across a panic by nothing: a restarted task
+/// starts again from the saved cursor).
+struct State {
+    reader: LineReader,
+    cursor: i64,
+    file: Arc<CursorFile>,
+    saved: i64,
+    saved_at: Instant,
+    sink: Sink,
+}
+
+impl Task {
+    pub fn new(
+        spec: Arc<ForwardSpec>,
+        counts: Arc<Counts>,
+        setup: Setup,
+        stop: watch::Receiver<()>,
+    ) -> Task {
+        Task {
+            spec,
+            counts,
+            setup,
+            stop,
+        }
+    }
+
+    pub async fn run(self: Arc<Self>) {
+        let Some(mut st) = self.open().await else {
+            return;
+        };
+        let mut committed = self.setup.committed.clone();
+        let mut stop = self.stop.clone();
+        loop {
+            let upto = *committed.borrow_and_update();
+            self.counts.behind.store(
+                upto.saturating_sub(st.cursor).max(0) as u64,
+                Ordering::Relaxed,
+            );
+            if upto <= st.cursor {
+                self.save(&mut st, true).await;
+                tokio::select! {
+                    r = committed.changed() => if r.is_err() { return },
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+            let Some(st_back) = self.turn(st, upto).await else {
+                return;
+            };
+            st = st_back;
+            self.save(&mut st, false).await;
+        }
+    }
+
+    async fn open(&self) -> Option<State> {
+        let store = self.setup.store.clone();
+        let file = Arc::new(CursorFile::of(&self.setup.state_dir, &self.spec));
+        let opened = tokio::task::spawn_blocking(move || {
+            let reader = store.line_reader();
+            let saved = file.load();
+            (reader, saved, file)
+        })
+        .await
+        .ok()?;
+        let (reader, saved, file) = opened;
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                self.set_down(Some(format!("cannot read the log store: {e}")));
+                return None;
+            }
+        };
+        let last = self.setup.store.next_id() - 1;
+        // A cursor past the store's last line is another store's (candor.db was replaced).
+        let cursor = saved.filter(|c| *c <= last).unwrap_or(last);
+        Some(State {
+            reader,
+            cursor,
+            file,
+            saved: cursor,
+            saved_at: Instant::now(),
+            sink: Sink::new(self.spec.target.clone(), self.setup.host.clone()),
+        })
+    }
+
+    /// Read a batch after the cursor and send it; returns the state, or None to stop.
+    async fn turn(&self, st: State, upto: i64) -> Option<State> {
+        let (mut st, ahead) = self.read(st, upto).await?;
+        let Ok(ahead) = ahead else {
+            return self.pause(st, RETRY_FIRST).await;
+        };
+        if ahead.next == st.cursor {
+            // A missing id still young: look again shortly.
+            return self.pause(st, GAP_LOOK).await;
+        }
+        let mut lines = ahead.lines;
+        let mut retry = RETRY_FIRST;
+        let mut attempts = 0u32;
+        while !lines.is_empty() {
+            // Lines older than the bound are given up (a long outage).
+            let bound = unix_ms(SystemTime::now()) - self.catch_up_ms();
+            let old = lines.iter().take_while(|l| l.at_ms < bound).count();
+            if old > 0 {
+                self.counts.dropped.fetch_add(old as u64, Ordering::Relaxed);
+                lines.drain(..old);
+                continue;
+            }
+            if attempts > 0 {
+                self.counts
+                    .retried
+                    .fetch_add(lines.len() as u64, Ordering::Relaxed);
+            }
+            attempts += 1;
+            let runs = self.runs(&lines);
+            let records: Vec<Record> = lines
+                .iter()
+                .map(|l| record(l, runs.get(&*l.service).copied()))
+                .collect();
+            match st.sink.send(&records).await {
+                Ok(()) => {
+                    self.counts
+                        .sent
+                        .fetch_add(lines.len() as u64, Ordering::Relaxed);
+                    lines.clear();
+                    self.set_down(None);
+                }
+                Err(f) => {
+                    drop(records);
+                    self.counts.sent.fetch_add(f.done as u64, Ordering::Relaxed);
+                    lines.drain(..f.done.min(lines.len()));
+                    if f.refused {
+                        self.counts
+                            .dropped
+                            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+                        lines.clear();
+                        self.set_down(Some(format!(
+                            "{} (the lines it refused are dropped)",
+                            f.why
+                        )));
+                        break;
+                    }
+                    self.set_down(Some(f.why));
+                    let upto = *self.setup.committed.borrow();
+                    self.counts.behind.store(
+                        upto.saturating_sub(st.cursor).max(0) as u64,
+                        Ordering::Relaxed,
+                    );
+                    let mut stop = self.stop.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = stop.changed() => return None,
+                    }
+                    retry = (retry * 2).min(RETRY_CAP);
+                }
+            }
+        }
+        st.cursor = ahead.next;
+        Some(st)
+    }
+
+    fn catch_up_ms(&self) -> i64 {
+        i64::try_from(self.spec.catch_up.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
+    /// The next batch (lines older than the bound first passed over and counted).
+    async fn read(
+        &self,
+        mut st: State,
+        upto: i64,
+    ) -> Option<(State, Result<candor_store::Ahead, candor_store::StoreError>)> {
+        let spec = self.spec.clone();
+        let bound = unix_ms(SystemTime::now()) - self.catch_up_ms();
+        let (st, r, skipped) = tokio::task::spawn_blocking(move || {
+            let keep = |s: &str| super::wanted(&spec.services, s);
+            let now = unix_ms(SystemTime::now());
+            let mut skipped = 0;
+            let mut r = st
+                .reader
+                .after(st.cursor, upto, spec.buffer as usize, now, &keep);
+            // Behind by more than the bound (an outage, a daemon restart): pass over what is
+            // older, counted.
+            if let Ok(a) = &r {
+                if a.lines.first().is_some_and(|l| l.at_ms < bound) {
+                    if let Ok((next, n)) = st.reader.skip_older(st.cursor, upto, bound, &keep) {
+                        st.cursor = next;
+                        skipped = n;
+                        r = st
+                            .reader
+                            .after(st.cursor, upto, spec.buffer as usize, now, &keep);
+                    }
+                }
+            }
+            (st, r, skipped)
+        })
+        .await
+        .ok()?;
+        self.counts.dropped.fetch_add(skipped, Ordering::Relaxed);
+        if let Err(e) = &r {
+            self.set_down(Some(format!("cannot read the log store: {e}")));
+        }
+        Some((st, r))
+    }
+
+    async fn pause(&self, st: State, d: Duration) -> Option<State> {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Some(st),
+            _ = stop.changed() => None,
+        }
+    }
+
+    /// Keep the cursor in the state dir: at most once a second while it moves, at once when
+    /// caught up.
+    async fn save(&self, st: &mut State, caught_up: bool) {
+        if st.cursor == st.saved || (!caught_up && st.saved_at.elapsed() < SAVE_EVERY) {
+            return;
+        }
+        let file = st.file.clone();
+        let cursor = st.cursor;
+        let _ = tokio::task::spawn_blocking(move || file.save(cursor)).await;
+        st.saved = cursor;
+        st.saved_at = Instant::now();
+    }
+
+    fn set_down(&self, why: Option<String>) {
+        let mut down = self.counts.down.lock().unwrap_or_else(|e| e.into_inner());
+        match why {
+            None => *down = None,
+            Some(why) => {
+                let since = down.as_ref().map_or_else(SystemTime::now, |d| d.1);
+                *down = Some((why, since));
+            }
+        }
+    }
+
+    /// The live run of each service in `lines` (id, pid, wall ms it started), from the board.
+    fn runs(&self, lines: &[LogLine]) -> std::collections::HashMap<String, (u64, u32, i64)> {
+        let board = self.setup.board.borrow().clone();
+        let now = candor_keeper::clock::now();
+        let mut out = std::collections::HashMap::new();
+        for l in lines {
+            if out.contains_key(&*l.service) {
+                continue;
+            }
+            let Some(view) = board.get(&l.service) else {
+                continue;
+            };
+            let Some(run) = view.alive() else { continue };
+            if let candor_brain::Spawn::Started { pid, at } = run.spawn {
+                out.insert(
+                    l.service.to_string(),
+                    (run.id, pid, unix_ms(now.wall_of(at))),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// A stored line as the encoders take it: with its run when the line is not older than it.
+fn record(l: &LogLine, run: Option<(u64, u32, i64)>) -> Record<'_> {
+    let run = run.filter(|r| l.at_ms >= r.2);
+    Record {
+        at_ms: l.at_ms,
+        service: &l.service,
+        stream: l.stream,
+        shape: l.shape,
+        line: &l.line,
+        run_id: run.map(|r| r.0),
+        pid: run.map(|r| r.1),
+    }
+}
