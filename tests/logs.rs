@@ -560,6 +560,31 @@ fn levels_of_json_logfmt_and_plain_lines_filter_and_print_as_asked() {
         "{short}"
     );
     assert!(!short.contains('\x1b'), "no colour into a pipe: {short:?}");
+    // On a terminal (util-linux's `script` gives it one): coloured by level, unless NO_COLOR.
+    if candor_scenarios::tool("script", &["--version"], "util-linux's script is missing") {
+        let on_tty = |no_color: Option<&str>| {
+            let cmd = format!("{} logs js --level warn", candor_bin().display());
+            let mut c = std::process::Command::new("script");
+            c.args(["-qec", &cmd, "/dev/null"])
+                .env("CANDOR_SOCKET", d.path("candor.sock"))
+                .env_remove("NO_COLOR");
+            if let Some(v) = no_color {
+                c.env("NO_COLOR", v);
+            }
+            String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+        };
+        let tty = on_tty(None);
+        assert!(
+            tty.contains("\x1b[33mstdout warn   slow request ms=900\x1b[0m")
+                && tty.contains("\x1b[31mstdout error  db down"),
+            "{tty:?}"
+        );
+        let plain = on_tty(Some("1"));
+        assert!(
+            plain.contains("slow request") && !plain.contains('\x1b'),
+            "{plain:?}"
+        );
+    }
 
     // Following filters as the history does: the lines logged later, at error or above.
     let (mut child, rx) = d.follow_json(&["logs", "late", "-f", "--level", "error", "-o", "json"]);
