@@ -15,7 +15,7 @@ use crate::read::service_names;
 use crate::{sql_err, LogLine, Store, StoreError};
 
 /// Ids read at most per look (a window, so a look is bounded however far behind it is).
-const WINDOW: i64 = 4096;
+const WINDOW: i64 = 16_384;
 /// A missing id whose next line is younger than this may still be on its way (ids are handed
 /// out before a line is queued): the cursor stops before it until then.
 const GAP_WAIT_MS: i64 = 500;
@@ -40,6 +40,9 @@ impl Store {
     /// A reader of its own (a second read connection), for one forwarding target.
     pub fn line_reader(&self) -> Result<LineReader, StoreError> {
         let conn = Connection::open(&self.path).map_err(sql_err(&self.path))?;
+        // Lines just written are read from the page cache through a map, not copied by read(2).
+        conn.pragma_update(None, "mmap_size", 256i64 << 20)
+            .map_err(sql_err(&self.path))?;
         Ok(LineReader {
             conn,
             path: self.path.clone(),

@@ -105,6 +105,23 @@ pub enum Command {
         #[arg(long, value_name = "[NAME=]IMAGE")]
         image: Vec<String>,
     },
+    /// Write a Candor config from another supervisor's: a Procfile (+ .env), supervisord.conf,
+    /// a PM2 ecosystem file, process-compose.yaml, compose.yaml or a systemd .service unit.
+    /// The config goes to stdout (or --out FILE) and passes `candor check`; what does not map
+    /// is a `warning: FILE:LINE: ...` on stderr. Exit 0 with warnings.
+    Import {
+        /// The file to read; its format from its name, else its content (or --format).
+        file: PathBuf,
+        /// The file's format, when its name and content do not tell it.
+        #[arg(long, value_enum)]
+        format: Option<crate::import::Format>,
+        /// Write the config into this file (refused if it exists, unless --force).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite --out's file if it exists.
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
     /// Shell completions on stdout: `candor completions bash > /etc/bash_completion.d/candor`.
     Completions { shell: clap_complete::Shell },
     /// Man pages into DIR: candor.1 and candor-COMMAND.1 for each command.

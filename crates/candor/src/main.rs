@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod cmd;
 mod export;
+mod import;
 mod render;
 mod top;
 
@@ -106,6 +107,12 @@ async fn run(cli: Cli, handover: candor_daemon::Handover) -> u8 {
         Command::Export { target, out, image } => {
             cmd::config::export(target, &config, out.as_deref(), &image)
         }
+        Command::Import {
+            file,
+            format,
+            out,
+            force,
+        } => cmd::import::import(&file, format, out.as_deref(), force),
         Command::Completions { shell } => cmd::config::completions(shell),
         Command::Man { out } => cmd::config::man_pages(&out),
         command => match Client::locate(cli.socket.as_deref(), cli.config.as_deref(), mode) {
@@ -126,6 +133,7 @@ async fn talk(
         | Command::Daemon { .. }
         | Command::Up { .. }
         | Command::Export { .. }
+        | Command::Import { .. }
         | Command::Completions { .. }
         | Command::Man { .. } => unreachable!("`run` carries out the commands without a daemon"),
         // The board.

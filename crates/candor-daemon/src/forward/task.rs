@@ -23,6 +23,9 @@ const RETRY_CAP: Duration = Duration::from_secs(30);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// A missing id's wait (see `candor_store::LineReader::after`) is looked at again this soon.
 const GAP_LOOK: Duration = Duration::from_millis(100);
+/// Looks at the store are this far apart at least: a flood is sent in batches of what 50 ms
+/// brought (one read, one write or request), not one per commit of the store's writer.
+const PACE: Duration = Duration::from_millis(50);
 
 pub struct Task {
     spec: Arc<ForwardSpec>,
@@ -63,7 +66,14 @@ impl Task {
         };
         let mut committed = self.setup.committed.clone();
         let mut stop = self.stop.clone();
+        let mut last_look: Option<Instant> = None;
         loop {
+            if let Some(wait) = last_look.and_then(|t| PACE.checked_sub(t.elapsed())) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return,
+                }
+            }
             let upto = *committed.borrow_and_update();
             self.counts.behind.store(
                 upto.saturating_sub(st.cursor).max(0) as u64,
@@ -77,6 +87,7 @@ impl Task {
                 }
                 continue;
             }
+            last_look = Some(Instant::now());
             let Some(st_back) = self.turn(st, upto).await else {
                 return;
             };

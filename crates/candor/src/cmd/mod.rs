@@ -9,6 +9,7 @@
 //! - `config`: check, reload of the config (and a `--plan` of it), export, completions, man.
 //! - `daemon`: daemon, up and web; `upgrade`: upgrade and its guard.
 //! - `jobs`: jobs and run (oneshots and schedules).
+//! - `import`: a Candor config from another supervisor's (no daemon).
 //!
 //! A new group (e.g. `rollout status|undo|resume NAME`) gets a module of its own here, its
 //! variant in `cli::Command` and one arm in `main::talk`.
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod import;
 pub mod jobs;
 pub mod logs;
 pub mod rollout;
