@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-pub use forward::{Ahead, LineReader};
+pub use forward::{Ahead, AheadLine, LineReader};
 pub use read::{LogQuery, Tail, ANSWER_BYTES, LINE_OVERHEAD};
 pub use recognise::{fields, level_of, other_fields, recognise, Fields, Sniffer, SNIFF_LINES};
 pub use shape::{effective_level, Format, Level, Shape};
