@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 # to run), python3-prometheus-client for a real parser of /metrics, tmux to drive `candor top`,
 # chromium for the dashboard (driven by npm's playwright-core, installed in tests/browser).
 # gunicorn, a real program that takes held sockets (LISTEN_FDS) and says READY=1, for replicas.
+# rsyslog, a real syslog receiver (Unix socket, UDP, TCP) for log forwarding; systemd's
+# systemd-journald runs as the journald receiver in a mount namespace of its own.
 # Installed where we are root on Debian; elsewhere those tests say "skipped".
 need=()
 command -v systemd-notify >/dev/null 2>&1 || need+=(systemd)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v gunicorn >/dev/null 2>&1 || need+=(gunicorn)
+command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's ${need[*]}"
@@ -38,6 +41,16 @@ if ! "$kv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
     || echo "could not install kubernetes-validate; the export kubernetes test will say so"
 fi
 export CANDOR_KUBERNETES_VALIDATE="$PWD/$kv/bin/kubernetes-validate"
+# PyPI's opentelemetry-proto (and protobuf) for the OTLP forwarding test's receiver, which
+# decodes each request with the project's own generated classes: a venv in target/, made once.
+op=target/otlp-proto
+if ! "$op/bin/python" -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2' >/dev/null 2>&1; then
+  echo "installing PyPI's opentelemetry-proto in $op (for the OTLP forwarding test)"
+  { python3 -m venv "$op" \
+      && "$op/bin/pip" install -q --disable-pip-version-check opentelemetry-proto==1.45.2; } >/dev/null 2>&1 \
+    || echo "could not install opentelemetry-proto; the OTLP forwarding tests will say so"
+fi
+export CANDOR_OTLP_PYTHON="$PWD/$op/bin/python"
 cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
