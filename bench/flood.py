@@ -8,6 +8,11 @@ Cases:
   distinct  `candor-zoo log-flood` numbered lines, default limits: rate-limited
   capped    the same with max_bytes = 4MiB and rate 0 (no limit): the disk cap at work
   ingest    the same, rate 0, default caps: the end-to-end unthrottled ingest rate (pipe to disk)
+  json      pino-style JSON lines (a level, a message, a few fields; 4096 distinct ones over and
+            over), rate 0: ingest with each line's level read (a structured stream)
+  text      the same lines' words without the JSON syntax, rate 0: the same ingest where the
+            stream is recognised as plain after its first 16 lines (`json` - `text` = the cost
+            of reading levels)
 
 usage: bench/flood.py [--seconds 10] [--cases yes,distinct,capped,ingest]  (builds release first)
 """
@@ -16,6 +21,26 @@ import argparse, os, subprocess, sys, tempfile, time
 from common import BIN, TICK, Daemon, build, cpu_ticks, peak_rss
 
 LINE = "Socket accept error: Too many open files (os error 24)"
+
+# Writes 4096 distinct lines, as JSON (argv[1] == "json") or as text, over and over, as fast as
+# the pipe takes them.
+GEN = r'''
+import os, sys
+levels = ["info", "info", "info", "warn", "error", "debug"]
+def json_line(i):
+    return ('{"level":"%s","time":1733566800%03d,"pid":4242,"hostname":"web-1",'
+            '"req":{"method":"GET","url":"/api/items/%d"},"msg":"request completed","ms":%d}'
+            % (levels[i % 6], i % 1000, i, i % 97))
+def text_line(i):
+    # As long as the JSON line: both cases move the same bytes.
+    text = ("%s 1733566800%03d pid 4242 web-1 GET /api/items/%d request completed in %d ms"
+            % (levels[i % 6], i % 1000, i, i % 97))
+    return text.ljust(len(json_line(i)), ".")
+line = json_line if sys.argv[1] == "json" else text_line
+block = "".join(line(i) + "\n" for i in range(4096)).encode()
+while True:
+    os.write(1, block)
+'''
 
 
 def du(path):
@@ -31,8 +56,14 @@ def run(case, seconds):
         "distinct": f'["{zoo}", "log-flood", "--lines-per-sec", "0"]',
         "capped": f'["{zoo}", "log-flood", "--lines-per-sec", "0"]',
         "ingest": f'["{zoo}", "log-flood", "--lines-per-sec", "0"]',
+        "json": f'["python3", "{work}/gen.py", "json"]',
+        "text": f'["python3", "{work}/gen.py", "text"]',
     }[case]
-    logs = {"capped": '\nlogs = { rate = 0, max_bytes = "4MiB" }', "ingest": "\nlogs = { rate = 0 }"}.get(case, "")
+    with open(f"{work}/gen.py", "w") as f:
+        f.write(GEN)
+    no_limit = "\nlogs = { rate = 0 }"
+    logs = {"capped": '\nlogs = { rate = 0, max_bytes = "4MiB" }', "ingest": no_limit, "json": no_limit,
+            "text": no_limit}.get(case, "")
     # Start the service stopped-then-started so the window covers the flood from its start.
     cfg = (f'[daemon]\nstate_dir = "{work}/state"\n\n'
            f'[service.flood]\ncommand = {cmd}{logs}\n')

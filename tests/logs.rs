@@ -385,3 +385,218 @@ command = ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo \"quiet $i\"; 
         "every lost line is in the quiet service's own counter"
     );
 }
+
+/// Services writing JSON lines, logfmt lines and plain lines, each from a script in the test's
+/// dir (started once the scripts are there).
+fn structured_daemon() -> Daemon {
+    let mut d = Daemon::unstarted(
+        r#"
+[service.js]
+command = ["sh", "{dir}/js.sh"]
+
+[service.lf]
+command = ["sh", "{dir}/lf.sh"]
+
+[service.plain]
+command = ["sh", "{dir}/plain.sh"]
+
+[service.late]
+command = ["sh", "{dir}/late.sh"]
+
+[service.rep]
+command = ["sh", "{dir}/rep.sh"]
+"#,
+    );
+    let scripts = [
+        ("js.sh", format!("cat <<'EOF'\n{JS}EOF\nexec sleep 1000\n")),
+        (
+            "lf.sh",
+            format!("cat >&2 <<'EOF'\n{LF}EOF\nexec sleep 1000\n"),
+        ),
+        (
+            "plain.sh",
+            "echo 'plain out'; echo 'plain err' >&2; printf 'caf\\351\\n'; exec sleep 1000\n"
+                .to_string(),
+        ),
+        (
+            "rep.sh",
+            "for i in 1 2 3; do echo '{\"level\":\"error\",\"msg\":\"again\"}'; done\n\
+             echo '{\"level\":\"info\",\"msg\":\"over\"}'\n\
+             exec sleep 1000\n"
+                .to_string(),
+        ),
+        (
+            "late.sh",
+            d.fill(
+                "echo '{\"level\":\"error\",\"msg\":\"early\"}'\n\
+                 while [ ! -e {dir}/go ]; do sleep 0.05; done\n\
+                 echo '{\"level\":\"info\",\"msg\":\"late info\"}'\n\
+                 echo '{\"level\":\"error\",\"msg\":\"late error\"}'\n\
+                 echo 'late plain'\n\
+                 echo '{\"level\":\"fatal\",\"msg\":\"the end\"}'\n\
+                 exec sleep 1000\n",
+            ),
+        ),
+    ];
+    for (name, text) in scripts {
+        std::fs::write(d.path(name), text).unwrap();
+    }
+    d.spawn();
+    d
+}
+
+const JS: &str = r#"starting (a banner before the JSON)
+{"level":"debug","msg":"cache warm","n":1}
+{"level":"info","msg":"listening","port":8080}
+{"time":"2026-12-07T10:00:00Z","level":"warn","msg":"slow request","ms":900}
+{"level":50,"msg":"db down","err":"timeout"}
+{"level":"fatal","msg":"giving up"}
+not json in a json stream
+{"msg":"no level"}
+"#;
+
+const LF: &str = r#"level=info msg="cache warm" n=1
+level=warning msg="disk 91% full" dev=sda
+lvl=error msg="write failed"
+level=debug msg=noise
+a plain line in a logfmt stream
+"#;
+
+#[test]
+fn levels_of_json_logfmt_and_plain_lines_filter_and_print_as_asked() {
+    let d = structured_daemon();
+    let want_lines = JS.lines().count() + LF.lines().count() + 3 + 1 + 3;
+    wait_for("every service's first lines", T, || {
+        let v = lines(&d, &["-n", "1000"]);
+        (v.len() >= want_lines).then_some(())
+    });
+    // Own levels count; a plain line's is its stream's: stderr warn, stdout info.
+    let warn = lines(&d, &["-n", "1000", "--level", "warn"]);
+    let got: std::collections::BTreeSet<(String, String)> = warn
+        .iter()
+        .map(|l| {
+            let show = l["msg"].as_str().or(l["line"].as_str()).unwrap();
+            (l["service"].as_str().unwrap().to_string(), show.to_string())
+        })
+        .collect();
+    let want: std::collections::BTreeSet<(String, String)> = [
+        ("js", "slow request"),
+        ("js", "db down"),
+        ("js", "giving up"),
+        ("lf", "disk 91% full"),
+        ("lf", "write failed"),
+        ("lf", "a plain line in a logfmt stream"),
+        ("plain", "plain err"),
+        ("late", "early"),
+        ("rep", "again"),
+        ("rep", "-- previous line repeated 2 times --"),
+    ]
+    .iter()
+    .map(|(s, m)| (s.to_string(), m.to_string()))
+    .collect();
+    assert_eq!(got, want, "{warn:#?}");
+    assert_eq!(warn.len(), want.len(), "{warn:#?}");
+    let levels: Vec<&str> = warn.iter().map(|l| l["level"].as_str().unwrap()).collect();
+    assert!(
+        levels
+            .iter()
+            .all(|l| ["warn", "error", "fatal"].contains(l)),
+        "{levels:?}"
+    );
+    // A fold marker counts at the level of the line it repeats.
+    let again = texts(&lines(&d, &["rep", "--level", "error"]));
+    assert_eq!(
+        again,
+        [
+            r#"{"level":"error","msg":"again"}"#,
+            "-- previous line repeated 2 times --"
+        ]
+    );
+    let js = lines(&d, &["js", "--level", "error"]);
+    assert_eq!(
+        js.iter()
+            .map(|l| l["level"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["error", "fatal"]
+    );
+    let slow = &lines(&d, &["js", "--grep", "slow"])[0];
+    assert_eq!(slow["time"], "2026-12-07T10:00:00Z");
+    assert_eq!(slow["msg"], "slow request");
+    // A level the daemon does not know is refused, naming the ones it does.
+    let bad = d
+        .raw(&candor_scenarios::get_request("/v1/logs?level=loud"))
+        .unwrap();
+    assert_eq!(candor_scenarios::http_status(&bad), 400, "{bad}");
+    assert!(
+        bad.contains("trace, debug, info, notice, warn, error, fatal"),
+        "{bad}"
+    );
+
+    // raw: the bytes exactly as written, nothing else.
+    let raw = d.cli(&["logs", "js", "--output", "raw"]);
+    assert!(raw.status.success());
+    assert_eq!(String::from_utf8(raw.stdout).unwrap(), JS);
+    // (Two streams are read apart: their lines' order between them is not the written one.)
+    let raw = d.cli(&["logs", "plain", "--output", "raw", "--stream", "out"]);
+    assert_eq!(raw.stdout, b"plain out\ncaf\xe9\n");
+    // json: one entry a line, each parsing, the structured ones with their fields.
+    let out = d.ok(&["logs", "lf", "--output", "json"]);
+    let entries: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    assert_eq!(entries.len(), LF.lines().count(), "{out}");
+    assert_eq!(entries[1]["msg"], "disk 91% full");
+    assert_eq!(entries[1]["level"], "warn");
+    assert!(entries[4].get("msg").is_none(), "{}", entries[4]);
+    // short (into a pipe: no colour): the message and the other fields, not the JSON.
+    let short = d.ok(&["logs", "js", "--level", "warn"]);
+    assert!(
+        short.contains(" stdout warn   slow request ms=900\n"),
+        "{short}"
+    );
+    assert!(
+        short.contains(" stdout error  db down err=timeout\n"),
+        "{short}"
+    );
+    assert!(!short.contains('\x1b'), "no colour into a pipe: {short:?}");
+    // On a terminal (util-linux's `script` gives it one): coloured by level, unless NO_COLOR.
+    if candor_scenarios::tool("script", &["--version"], "util-linux's script is missing") {
+        let on_tty = |no_color: Option<&str>| {
+            let cmd = format!("{} logs js --level warn", candor_bin().display());
+            let mut c = std::process::Command::new("script");
+            c.args(["-qec", &cmd, "/dev/null"])
+                .env("CANDOR_SOCKET", d.path("candor.sock"))
+                .env_remove("NO_COLOR");
+            if let Some(v) = no_color {
+                c.env("NO_COLOR", v);
+            }
+            String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+        };
+        let tty = on_tty(None);
+        assert!(
+            tty.contains("\x1b[33mstdout warn   slow request ms=900\x1b[0m")
+                && tty.contains("\x1b[31mstdout error  db down"),
+            "{tty:?}"
+        );
+        let plain = on_tty(Some("1"));
+        assert!(
+            plain.contains("slow request") && !plain.contains('\x1b'),
+            "{plain:?}"
+        );
+    }
+
+    // Following filters as the history does: the lines logged later, at error or above.
+    let (mut child, rx) = d.follow_json(&["logs", "late", "-f", "--level", "error", "-o", "json"]);
+    let first = rx.recv_timeout(T).expect("the history's line");
+    assert_eq!(first["msg"], "early");
+    std::fs::write(d.path("go"), "").unwrap();
+    let mut live = Vec::new();
+    while live.last() != Some(&"the end".to_string()) {
+        let l = rx.recv_timeout(T).expect("a followed line");
+        live.push(l["msg"].as_str().unwrap_or("(none)").to_string());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(live, ["late error", "the end"]);
+}

@@ -617,6 +617,17 @@ pub struct LogEntry {
     /// The exact bytes, hex-encoded, when the line is not valid UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_hex: Option<String>,
+    /// The level the line counts as: a structured line's own (JSON or logfmt `level` field),
+    /// else stderr "warn", stdout "info", Candor's lines "notice". One of trace, debug, info,
+    /// notice, warn, error, fatal (empty in answers of older daemons).
+    #[serde(default)]
+    pub level: String,
+    /// A structured line's message field (`msg`/`message`), unescaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg: Option<String>,
+    /// A structured line's own time field (`time`/`ts`/`timestamp`/`@timestamp`), as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

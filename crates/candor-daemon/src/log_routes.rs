@@ -1,5 +1,5 @@
 //! `GET /v1/services/{name}/logs` and `GET /v1/logs` (every service, interleaved by arrival):
-//! the last lines matching `n`, `since`, `stream`, `grep`; with `follow`, then each new line as
+//! the last lines matching `n`, `since`, `stream`, `level`, `grep`; with `follow`, then each new line as
 //! the pipe readers store it (server-sent events — no polling of the database). One answer
 //! holds at most `ANSWER_BYTES` of lines; older ones are paged with `before=<id>`.
 
@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use candor_api as api;
-use candor_store::{LogQuery, Stream, ANSWER_BYTES};
+use candor_store::{Level, LogQuery, Stream, ANSWER_BYTES};
 
 use crate::api_error::ApiError;
 use crate::app::{count_param, flag, unknown_service, AppState, Q};
@@ -58,6 +58,17 @@ fn query(
                 })
         })
         .transpose()?;
+    let level = q
+        .get("level")
+        .map(|s| {
+            Level::parse(s).ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    format!("`level` must be one of {}, not `{s}`", Level::NAMES),
+                )
+            })
+        })
+        .transpose()?;
     let grep = q
         .get("grep")
         .map(|g| {
@@ -94,6 +105,7 @@ fn query(
         stream,
         grep,
         before,
+        level,
         ..LogQuery::default()
     })
 }
@@ -130,7 +142,7 @@ async fn logs(
     let mut history: Vec<api::LogEntry> = tail
         .lines
         .iter()
-        .map(|l| entry(l.id, l.at_ms, &l.service, l.stream, &l.line))
+        .map(|l| entry(l.id, l.at_ms, &l.service, l.stream, l.shape, &l.line))
         .collect();
     // Where older lines were left out to keep the answer bounded, the next page back.
     let next_page = tail.cut.then(|| history.first().map(|e| e.id)).flatten();
@@ -147,10 +159,10 @@ async fn logs(
     // Lines stored between the subscription and the history read arrive both ways.
     let mut sent: HashSet<i64> = history.iter().map(|e| e.id).collect();
     let keep = move |l: &LiveLine| {
-        if sent.remove(&l.id) || !query.matches(&l.service, l.stream, &l.line) {
+        if sent.remove(&l.id) || !query.matches(&l.service, l.stream, l.shape, &l.line) {
             return None;
         }
-        Some(entry(l.id, l.at_ms, &l.service, l.stream, &l.line))
+        Some(entry(l.id, l.at_ms, &l.service, l.stream, l.shape, &l.line))
     };
     let lagged = |missed: u64| {
         marker(format!(
@@ -182,5 +194,8 @@ fn marker(line: String) -> api::LogEntry {
         stream: Stream::Candor.as_str().into(),
         line,
         raw_hex: None,
+        level: Level::Notice.as_str().into(),
+        msg: None,
+        time: None,
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use candor_api::unix_ms;
 use candor_spec::LogsSpec;
-use candor_store::{LogLine, Store, Stream};
+use candor_store::{LogLine, Shape, Sniffer, Store, Stream};
 use tokio::net::unix::pipe;
 
 use crate::counters::LogCounters;
@@ -208,17 +208,24 @@ pub struct LiveLine {
     pub service: Arc<str>,
     pub stream: Stream,
     pub line: Arc<[u8]>,
+    pub shape: Shape,
 }
 
 /// A line on the wire: `line` is always text (invalid UTF-8 replaced); `raw_hex` carries the
-/// exact bytes when they are not UTF-8.
+/// exact bytes when they are not UTF-8. Its effective level always; a structured line's message
+/// and time fields when it has them.
 pub fn entry(
     id: i64,
     at_ms: i64,
     service: &str,
     stream: Stream,
+    shape: Shape,
     line: &[u8],
 ) -> candor_api::LogEntry {
+    let fields = match shape.format {
+        candor_store::Format::Plain => candor_store::Fields::default(),
+        format => candor_store::fields(format, line),
+    };
     let (text, raw_hex) = match std::str::from_utf8(line) {
         Ok(s) => (s.to_string(), None),
         Err(_) => (
@@ -233,6 +240,9 @@ pub fn entry(
         stream: stream.as_str().into(),
         line: text,
         raw_hex,
+        level: candor_store::effective_level(stream, shape).as_str().into(),
+        msg: fields.msg,
+        time: fields.time,
     }
 }
 
@@ -271,6 +281,7 @@ pub fn spawn_readers(
                 counters: counters.clone(),
                 partial: Vec::new(),
                 fold: Fold::default(),
+                sniffer: Sniffer::default(),
                 queued: Default::default(),
                 span: span.clone(),
             };
@@ -329,6 +340,8 @@ struct Fold {
     repeats: u64,
     first_repeat: Option<Instant>,
     last_repeat: Option<Instant>,
+    /// The last line's shape: its repeats' marker counts at its level.
+    shape: Shape,
 }
 
 impl Fold {
@@ -345,6 +358,8 @@ struct Reader {
     /// The start of a line whose end has not been read yet.
     partial: Vec<u8>,
     fold: Fold,
+    /// Whether this stream writes structured lines (looked at once, at its start).
+    sniffer: Sniffer,
     /// The id of the last line this reader queued for the store.
     queued: std::cell::Cell<i64>,
     /// The run's line ids, for a oneshot's history.
@@ -371,7 +386,7 @@ impl Reader {
                  the lines it was reading may be lost --",
                 self.stream.as_str()
             );
-            self.send(line.into_bytes(), Stream::Candor);
+            self.send(line.into_bytes(), Stream::Candor, Shape::PLAIN);
         }
         let counters = self.counters.clone();
         let mut pace = Pace::default();
@@ -481,7 +496,7 @@ impl Reader {
     /// take even that).
     fn write_marker(&self, gate: &mut Gate, now: Instant) {
         if let Some(marker) = gate.marker(now) {
-            if self.send(marker, Stream::Candor) {
+            if self.send(marker, Stream::Candor, Shape::PLAIN) {
                 gate.clear();
             }
         }
@@ -537,7 +552,7 @@ impl Reader {
             piece.extend_from_slice(CONTINUES.as_bytes());
             self.flush_fold(gate, now);
             self.fold.last = None;
-            self.admit(piece, 1, gate, now);
+            self.admit(piece, 1, None, gate, now);
         }
     }
 
@@ -555,7 +570,7 @@ impl Reader {
         last.clear();
         last.extend_from_slice(line);
         self.fold.last = Some(last);
-        self.admit(line.to_vec(), 1, gate, now);
+        self.fold.shape = self.admit(line.to_vec(), 1, None, gate, now);
     }
 
     fn flush_fold(&mut self, gate: &mut Gate, now: Instant) {
@@ -564,14 +579,27 @@ impl Reader {
         self.fold.last_repeat = None;
         if n > 0 {
             let marker = format!("-- previous line repeated {n} times --").into_bytes();
-            // It stands for n lines: if the limit stops it, n lines were suppressed.
-            self.admit(marker, n, gate, now);
+            // It stands for n lines: if the limit stops it, n lines were suppressed. It counts
+            // at their level (it is no structured line itself).
+            let shape = Shape {
+                level: self.fold.shape.level,
+                ..Shape::PLAIN
+            };
+            self.admit(marker, n, Some(shape), gate, now);
         }
     }
 
     /// A line of this stream standing for `weight` lines: through the rate limit, then to
-    /// the store.
-    fn admit(&mut self, line: Vec<u8>, weight: u64, gate: &mut Gate, now: Instant) {
+    /// the store, with `shape`, or (`None`) the shape the stream's sniffer gives it — only
+    /// once it passed the limit: a suppressed flood is not parsed. The shape it went out with.
+    fn admit(
+        &mut self,
+        line: Vec<u8>,
+        weight: u64,
+        shape: Option<Shape>,
+        gate: &mut Gate,
+        now: Instant,
+    ) -> Shape {
         let per = &self.counters.streams[usize::from(self.stream == Stream::Stderr)];
         if !gate.admit(now, || self.sink.store.has_room()) {
             gate.suppressed += weight;
@@ -581,12 +609,13 @@ impl Reader {
                 true => per.dropped.fetch_add(weight, Ordering::Relaxed),
                 false => per.suppressed.fetch_add(weight, Ordering::Relaxed),
             };
-            return;
+            return Shape::PLAIN;
         }
         if gate.suppressed_since.is_some() {
             self.write_marker(gate, now);
         }
-        if self.send(line, self.stream) {
+        let shape = shape.unwrap_or_else(|| self.sniffer.shape(&line));
+        if self.send(line, self.stream, shape) {
             self.counters.lines.fetch_add(1, Ordering::Relaxed);
             per.lines.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -594,11 +623,12 @@ impl Reader {
             self.counters.dropped.fetch_add(weight, Ordering::Relaxed);
             per.dropped.fetch_add(weight, Ordering::Relaxed);
         }
+        shape
     }
 
     /// Queue one line; followers get it only if the store took it (`logs -f` never shows a
     /// line that `logs` would not).
-    fn send(&self, line: Vec<u8>, stream: Stream) -> bool {
+    fn send(&self, line: Vec<u8>, stream: Stream, shape: Shape) -> bool {
         let at_ms = unix_ms(SystemTime::now());
         let live = (self.sink.live.receiver_count() > 0).then(|| Arc::<[u8]>::from(&line[..]));
         let row = LogLine {
@@ -607,7 +637,7 @@ impl Reader {
             service: self.service.clone(),
             stream,
             line,
-            shape: candor_store::Shape::PLAIN,
+            shape,
         };
         let Some(id) = self.sink.store.log(row) else {
             return false;
@@ -623,6 +653,7 @@ impl Reader {
                 service: self.service.clone(),
                 stream,
                 line,
+                shape,
             });
         }
         true
@@ -725,10 +756,35 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_form_carries_the_effective_level_and_a_structured_lines_fields() {
+        let json = Shape {
+            format: candor_store::Format::Json,
+            level: candor_store::Level::Error,
+        };
+        let line = br#"{"level":"error","msg":"disk full","ts":"10:00","dev":"sda"}"#;
+        let e = entry(1, 0, "api", Stream::Stdout, json, line);
+        assert_eq!(
+            (e.level.as_str(), e.msg.as_deref(), e.time.as_deref()),
+            ("error", Some("disk full"), Some("10:00"))
+        );
+        assert_eq!(e.line.as_bytes(), line, "the line itself is untouched");
+        let plain = entry(2, 0, "api", Stream::Stderr, Shape::PLAIN, b"msg=x");
+        assert_eq!((plain.level.as_str(), plain.msg.as_deref()), ("warn", None));
+        let wire = serde_json::to_value(&plain).unwrap();
+        assert!(
+            wire.get("msg").is_none() && wire.get("time").is_none(),
+            "{wire}"
+        );
+    }
+
+    #[test]
     fn the_wire_form_keeps_bytes_that_are_not_utf8() {
-        let e = entry(7, 0, "api", Stream::Stderr, b"caf\xe9");
+        let e = entry(7, 0, "api", Stream::Stderr, Shape::PLAIN, b"caf\xe9");
         assert_eq!(e.line, "caf\u{fffd}");
         assert_eq!(e.raw_hex.as_deref(), Some("636166e9"));
-        assert_eq!(entry(8, 0, "api", Stream::Stdout, b"ok").raw_hex, None);
+        assert_eq!(
+            entry(8, 0, "api", Stream::Stdout, Shape::PLAIN, b"ok").raw_hex,
+            None
+        );
     }
 }

@@ -346,11 +346,14 @@ function followLogs() {
   if ($("follow").checked) q.set("follow", "true");
   if ($("grep").value) q.set("grep", $("grep").value);
   if ($("stream").value) q.set("stream", $("stream").value);
+  if ($("level").value) q.set("level", $("level").value);
   const url = `/v1/services/${encodeURIComponent(st.selected)}/logs?${q}`;
   const add = (l) => {
     const line = document.createElement("span");
-    line.className = l.stream === "stderr" ? "err" : l.stream === "candor" ? "candor" : "";
-    line.textContent = `${(l.at || "").slice(11, 23)} ${l.line}\n`;
+    // Coloured by the line's level (a JSON or logfmt line's own, else its stream's); Candor's
+    // own lines apart.
+    line.className = l.stream === "candor" ? "candor" : `lvl-${l.level || (l.stream === "stderr" ? "warn" : "info")}`;
+    line.textContent = `${(l.at || "").slice(11, 23)} ${(l.level || "").padEnd(6)} ${l.line}\n`;
     const stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     pre.appendChild(line);
     while (pre.childNodes.length > 1000) pre.removeChild(pre.firstChild);
@@ -454,6 +457,7 @@ function start() {
   let typing;
   $("grep").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(followLogs, 400); });
   $("stream").addEventListener("change", followLogs);
+$("level").addEventListener("change", followLogs);
   $("follow").addEventListener("change", followLogs);
 }
 start();

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection};
 
 use crate::chunk::{decode, MAX_SPAN};
 use crate::read::service_names;
-use crate::{sql_err, LogLine, Store, StoreError};
+use crate::{sql_err, Store, StoreError};
 
 /// Ids read at most per look (a window, so a look is bounded however far behind it is).
 const WINDOW: i64 = 16_384;
@@ -27,13 +27,56 @@ pub struct LineReader {
     names: HashMap<i64, Arc<str>>,
 }
 
-/// What one look found.
+/// What one look found; its buffers are kept from one look to the next.
 #[derive(Debug, Default)]
 pub struct Ahead {
     /// The lines after the cursor that `keep` wanted, in id order, within the byte bound.
-    pub lines: Vec<LogLine>,
+    pub lines: Vec<AheadLine>,
     /// The cursor once these are sent: every id up to it was looked at.
     pub next: i64,
+    /// The lines' bytes, one after the other.
+    data: Vec<u8>,
+    /// Every id the scan met, its time and where its line is in `found` (if wanted).
+    seen: Vec<(i64, i64, u32)>,
+    /// The wanted lines in the order the scan met them.
+    found: Vec<AheadLine>,
+}
+
+/// `Ahead::seen`'s mark of a line `keep` did not want.
+const NOT_WANTED: u32 = u32::MAX;
+
+/// One line of an [`Ahead`]; its bytes are [`Ahead::bytes`].
+#[derive(Clone, Debug)]
+pub struct AheadLine {
+    pub id: i64,
+    pub at_ms: i64,
+    pub service: Arc<str>,
+    pub stream: crate::Stream,
+    pub shape: crate::Shape,
+    start: usize,
+    len: usize,
+}
+
+impl Ahead {
+    pub fn bytes(&self, l: &AheadLine) -> &[u8] {
+        &self.data[l.start..l.start + l.len]
+    }
+
+    /// The lines of `seen` in id order from `cursor` on, up to a wanted line left out (`cut`)
+    /// or a missing id whose next line is still young.
+    fn walk(&mut self, cursor: i64, cut: i64, now_ms: i64) {
+        self.lines.clear();
+        self.next = cursor;
+        for &(id, at_ms, at) in &self.seen {
+            if id >= cut || (id > self.next + 1 && at_ms > now_ms - GAP_WAIT_MS) {
+                break;
+            }
+            if at != NOT_WANTED {
+                self.lines.push(self.found[at as usize].clone());
+            }
+            self.next = id;
+        }
+    }
 }
 
 impl Store {
@@ -56,13 +99,6 @@ impl Store {
             .next_id
             .load(std::sync::atomic::Ordering::Relaxed)
     }
-}
-
-/// One line as the scan first sees it: its id and time, and the line when it is wanted.
-struct Seen {
-    id: i64,
-    at_ms: i64,
-    line: Option<LogLine>,
 }
 
 impl LineReader {
@@ -117,7 +153,9 @@ impl LineReader {
     }
 
     /// The lines after `cursor` (up to `upto`, the highest id committed) that `keep` wants,
-    /// at most `max_bytes` of them (at least one), and where the cursor goes after them.
+    /// at most `max_bytes` of them (at least one), into `out` (its buffers reused), and where
+    /// the cursor goes after them (`out.next`). At most `max_bytes` of line bytes are copied
+    /// (or the one line, when it alone is more) whatever the window holds.
     pub fn after(
         &mut self,
         cursor: i64,
@@ -125,48 +163,64 @@ impl LineReader {
         max_bytes: usize,
         now_ms: i64,
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Ahead, StoreError> {
+        out: &mut Ahead,
+    ) -> Result<(), StoreError> {
         let end = upto.min(cursor.saturating_add(WINDOW));
-        if end <= cursor {
-            return Ok(Ahead {
-                lines: Vec::new(),
-                next: cursor,
-            });
+        let cut = self.fill(cursor, end, max_bytes, keep, out)?;
+        out.walk(cursor, cut, now_ms);
+        if out.lines.is_empty() && cut != i64::MAX && out.next == cut - 1 {
+            // The first wanted line did not fit beside lines the scan met before it (later
+            // ids of other chunks): it goes alone.
+            self.fill(cursor, cut, usize::MAX, keep, out)?;
+            out.walk(cursor, i64::MAX, now_ms);
         }
-        let mut seen: Vec<Seen> = Vec::new();
+        Ok(())
+    }
+
+    /// Scan `(cursor, end]` into `out`: every id met, and the wanted lines' bytes while they
+    /// fit in `max_bytes`. Returns the lowest id of a wanted line left out (`i64::MAX`: none).
+    fn fill(
+        &mut self,
+        cursor: i64,
+        end: i64,
+        max_bytes: usize,
+        keep: &dyn Fn(&str) -> bool,
+        out: &mut Ahead,
+    ) -> Result<i64, StoreError> {
+        out.data.clear();
+        out.seen.clear();
+        out.found.clear();
+        let mut cut = i64::MAX;
+        if end <= cursor {
+            return Ok(cut);
+        }
+        let Ahead {
+            data, seen, found, ..
+        } = out;
         self.scan(cursor, end, |id, at_ms, service, stream, shape, bytes| {
-            let line = keep(service).then(|| LogLine {
-                id,
-                at_ms,
-                service: service.clone(),
-                stream,
-                line: bytes.to_vec(),
-                shape,
-            });
-            seen.push(Seen { id, at_ms, line });
+            let mut at = NOT_WANTED;
+            if keep(service) {
+                if data.is_empty() || data.len() + bytes.len() <= max_bytes {
+                    at = found.len() as u32;
+                    found.push(AheadLine {
+                        id,
+                        at_ms,
+                        service: service.clone(),
+                        stream,
+                        shape,
+                        start: data.len(),
+                        len: bytes.len(),
+                    });
+                    data.extend_from_slice(bytes);
+                } else {
+                    cut = cut.min(id);
+                }
+            }
+            seen.push((id, at_ms, at));
             true
         })?;
-        seen.sort_by_key(|s| s.id);
-        let mut out = Ahead {
-            lines: Vec::new(),
-            next: cursor,
-        };
-        let mut bytes = 0usize;
-        for s in seen {
-            // A missing id before a line this young: its line may still be coming.
-            if s.id > out.next + 1 && s.at_ms > now_ms - GAP_WAIT_MS {
-                break;
-            }
-            if let Some(line) = s.line {
-                bytes += line.line.len();
-                if bytes > max_bytes && !out.lines.is_empty() {
-                    break;
-                }
-                out.lines.push(line);
-            }
-            out.next = s.id;
-        }
-        Ok(out)
+        out.seen.sort_unstable_by_key(|s| s.0);
+        Ok(cut)
     }
 
     /// After an outage: the lines after `cursor` older than `bound_ms` are passed over. Returns

@@ -8,6 +8,7 @@
 mod chunk;
 mod forward;
 mod read;
+mod recognise;
 mod shape;
 mod writer;
 
@@ -22,9 +23,10 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-pub use forward::{Ahead, LineReader};
+pub use forward::{Ahead, AheadLine, LineReader};
 pub use read::{LogQuery, Tail, ANSWER_BYTES, LINE_OVERHEAD};
-pub use shape::{Format, Level, Shape};
+pub use recognise::{fields, level_of, other_fields, recognise, Fields, Sniffer, SNIFF_LINES};
+pub use shape::{effective_level, Format, Level, Shape};
 
 /// Rows waiting for the writer, at most.
 pub const QUEUE_ROWS: usize = 16_384;

@@ -11,7 +11,7 @@ use std::collections::BinaryHeap;
 use rusqlite::{params, Connection};
 
 use crate::chunk::{decode, MAX_SPAN};
-use crate::{sql_err, EventRow, LogLine, Store, StoreError, Stream};
+use crate::{effective_level, sql_err, EventRow, Level, LogLine, Shape, Store, StoreError, Stream};
 
 /// A line ordered by its id alone.
 struct ById(LogLine);
@@ -61,6 +61,8 @@ pub struct LogQuery {
     pub grep: Option<regex::bytes::Regex>,
     /// Only lines older than this id (the cursor of the next page back).
     pub before: Option<i64>,
+    /// Only lines whose effective level (see [`effective_level`]) is at least this.
+    pub level: Option<Level>,
     /// At most this many bytes of lines in the answer (see [`ANSWER_BYTES`]).
     pub max_bytes: usize,
 }
@@ -75,6 +77,7 @@ impl Default for LogQuery {
             stream: None,
             grep: None,
             before: None,
+            level: None,
             max_bytes: ANSWER_BYTES,
         }
     }
@@ -92,7 +95,7 @@ pub struct Tail {
 
 impl LogQuery {
     /// Whether a line (stored or live) is one this query wants, `since` aside.
-    pub fn matches(&self, service: &str, stream: Stream, line: &[u8]) -> bool {
+    pub fn matches(&self, service: &str, stream: Stream, shape: Shape, line: &[u8]) -> bool {
         self.service.as_deref().is_none_or(|s| {
             s == service
                 || (self.group
@@ -102,6 +105,9 @@ impl LogQuery {
         }) && self
             .stream
             .is_none_or(|s| s == stream || stream == Stream::Candor)
+            && self
+                .level
+                .is_none_or(|min| effective_level(stream, shape) >= min)
             && self.grep.as_ref().is_none_or(|re| re.is_match(line))
     }
 }
@@ -176,7 +182,7 @@ impl Store {
             for (id, at_ms, stream, shape, line) in decode(first_id, first_ms, data) {
                 if id >= before
                     || q.since_ms.is_some_and(|since| at_ms < since)
-                    || !q.matches(&service, stream, line)
+                    || !q.matches(&service, stream, shape, line)
                 {
                     continue;
                 }

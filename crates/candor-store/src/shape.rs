@@ -58,6 +58,29 @@ impl Level {
     fn from_bits(b: u8) -> Self {
         Self::ALL.get(usize::from(b)).copied().unwrap_or_default()
     }
+
+    /// A level by the name `as_str` gives it (any case; `warning` and `err` too), for
+    /// `--level` and `?level=`. Not `Unknown`: every line has an effective level.
+    pub fn parse(name: &str) -> Option<Level> {
+        let level = crate::recognise::level_named(name.as_bytes());
+        (level != Level::Unknown && !name.bytes().all(|c| c.is_ascii_digit())).then_some(level)
+    }
+
+    /// The names `parse` accepts, for error messages.
+    pub const NAMES: &'static str = "trace, debug, info, notice, warn, error, fatal";
+}
+
+/// The level a line counts as: its own (a structured line's level field), else by where it
+/// came from — stderr `Warn`, stdout `Info`, a line Candor wrote about the stream (a marker)
+/// `Notice`. What `--level` filters on, what the CLI and dashboard colour, and what forwarding
+/// turns into a syslog severity.
+pub fn effective_level(stream: crate::Stream, shape: Shape) -> Level {
+    match (shape.level, stream) {
+        (Level::Unknown, crate::Stream::Stdout) => Level::Info,
+        (Level::Unknown, crate::Stream::Stderr) => Level::Warn,
+        (Level::Unknown, crate::Stream::Candor) => Level::Notice,
+        (level, _) => level,
+    }
 }
 
 impl Format {

@@ -404,6 +404,9 @@ fn an_answer_holds_at_most_its_byte_bound_and_pages_back_with_before() {
     assert_eq!((few.lines.len(), few.cut), (5, false));
 }
 
+/// A line as a forwarding reader handed it out: (id, at_ms, service, bytes).
+type Forwarded = (i64, i64, String, Vec<u8>);
+
 /// Every line a forwarding reader hands out, following its cursor to `upto`.
 fn forward_all(
     r: &mut LineReader,
@@ -411,20 +414,25 @@ fn forward_all(
     upto: i64,
     max_bytes: usize,
     keep: &dyn Fn(&str) -> bool,
-) -> (Vec<LogLine>, i64) {
+) -> (Vec<Forwarded>, i64) {
     let mut out = Vec::new();
+    let mut a = Ahead::default();
     loop {
-        let a = r
-            .after(cursor, upto, max_bytes, i64::MAX / 2, keep)
+        r.after(cursor, upto, max_bytes, i64::MAX / 2, keep, &mut a)
             .unwrap();
         if a.next == cursor {
             return (out, cursor);
         }
+        let bytes: usize = a.lines.iter().map(|l| a.bytes(l).len()).sum();
         assert!(
-            a.lines.iter().map(|l| l.line.len()).sum::<usize>() <= max_bytes || a.lines.len() == 1,
+            bytes <= max_bytes || a.lines.len() == 1,
             "a look holds at most its bytes"
         );
-        out.extend(a.lines);
+        out.extend(
+            a.lines
+                .iter()
+                .map(|l| (l.id, l.at_ms, l.service.to_string(), a.bytes(l).to_vec())),
+        );
         cursor = a.next;
     }
 }
@@ -435,32 +443,37 @@ fn a_forwarding_reader_gets_each_wanted_line_once_in_order_across_windows() {
     let (store, _t) = Store::open(dir.path()).unwrap();
     let mut r = store.line_reader().unwrap();
     let start = store.next_id() - 1;
-    // Two services interleaved, more lines than one window, some lines long.
-    for i in 0..10_000i64 {
+    // Two services interleaved, more lines than two windows, some lines long.
+    const N: i64 = 40_000;
+    for i in 0..N {
         let svc = if i % 3 == 0 { "db" } else { "api" };
         let text = match i % 1000 {
             0 => vec![b'x'; 5000],
             _ => format!("{svc} {i}").into_bytes(),
         };
         assert!(store.log(line(svc, i, &text)).is_some());
-        if i % 2500 == 0 {
+        if i % 7000 == 0 {
             store.flush(); // several batches, so several chunks per service
         }
     }
     store.flush();
     let upto = store.next_id() - 1;
-    let (api, end) = forward_all(&mut r, start, upto, 64 * 1024, &|s| s == "api");
+    let (api, end) = forward_all(&mut r, start, upto, 1 << 20, &|s| s == "api");
     assert_eq!(end, upto, "the cursor reaches the last id");
-    let want: Vec<i64> = (0..10_000).filter(|i| i % 3 != 0).collect();
-    let got: Vec<i64> = api.iter().map(|l| l.at_ms).collect();
+    let want: Vec<i64> = (0..N).filter(|i| i % 3 != 0).collect();
+    let got: Vec<i64> = api.iter().map(|l| l.1).collect();
     assert_eq!(got, want, "every api line once, in order");
-    assert!(api.windows(2).all(|w| w[0].id < w[1].id));
-    // All services, and a byte bound smaller than one long line: still one at a time.
-    let (all, _) = forward_all(&mut r, start, upto, 1000, &|_| true);
-    assert_eq!(all.len(), 10_000);
+    assert!(api.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(api.iter().all(|l| l.2 == "api"));
+    assert_eq!(api[1].3, b"api 2", "each line's own bytes");
+    // All services, and a byte bound smaller than one long line: still one at a time (over
+    // the first 3000 ids).
+    let (all, _) = forward_all(&mut r, start, start + 3000, 4000, &|_| true);
+    assert_eq!(all.len(), 3000);
+    assert!(all.iter().enumerate().all(|(i, l)| l.1 == i as i64));
     // Nothing after the end.
-    let a = r
-        .after(upto, upto, 1 << 20, i64::MAX / 2, &|_| true)
+    let mut a = Ahead::default();
+    r.after(upto, upto, 1 << 20, i64::MAX / 2, &|_| true, &mut a)
         .unwrap();
     assert!(a.lines.is_empty() && a.next == upto);
 }
@@ -481,13 +494,16 @@ fn a_missing_id_is_waited_on_while_its_neighbours_are_young_then_passed() {
     store.flush();
     let upto = store.next_id() - 1;
     // Just after: the gap may still fill; the cursor stops before it.
-    let a = r.after(start, upto, 1 << 20, 1_200, &|_| true).unwrap();
+    let mut a = Ahead::default();
+    r.after(start, upto, 1 << 20, 1_200, &|_| true, &mut a)
+        .unwrap();
     assert_eq!(a.lines.len(), 1);
     assert_eq!(a.next, start + 1);
     // Later: passed over.
-    let a = r.after(a.next, upto, 1 << 20, 5_000, &|_| true).unwrap();
+    r.after(a.next, upto, 1 << 20, 5_000, &|_| true, &mut a)
+        .unwrap();
     assert_eq!(a.lines.len(), 1);
-    assert_eq!(a.lines[0].line, b"three");
+    assert_eq!(a.bytes(&a.lines[0]), b"three");
     assert_eq!(a.next, upto);
 }
 
@@ -511,7 +527,7 @@ fn after_an_outage_lines_older_than_the_bound_are_skipped_and_counted() {
     assert_eq!(skipped, 7_500, "api's lines at 0..15000");
     let (rest, _) = forward_all(&mut r, next, upto, 1 << 20, &keep);
     assert_eq!(rest.len(), 2_500);
-    assert_eq!(rest[0].at_ms, 15_000);
+    assert_eq!(rest[0].1, 15_000);
     // Nothing older than the bound: nothing skipped.
     assert_eq!(r.skip_older(next, upto, 0, &keep).unwrap(), (next, 0));
     // Everything older: the cursor goes to the end.

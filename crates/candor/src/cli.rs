@@ -348,6 +348,30 @@ pub struct LogsArgs {
     /// stored lines.
     #[arg(long, conflicts_with = "follow")]
     pub before: Option<i64>,
+    /// Only lines at this level or above: trace, debug, info, notice, warn, error, fatal. A
+    /// JSON or logfmt line's own level counts; a plain line's is its stream's (stderr warn,
+    /// stdout info).
+    #[arg(long, value_parser = parse_level)]
+    pub level: Option<String>,
+    /// How each line is printed: short (time, stream, level, and a structured line's message
+    /// and fields), json (one object a line) or raw (the line's bytes as written, nothing
+    /// else).
+    #[arg(
+        short,
+        long,
+        value_enum,
+        default_value = "short",
+        conflicts_with = "json"
+    )]
+    pub output: crate::render::logs::Output,
+    /// The lines as one JSON array (following: one object a line).
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_level(s: &str) -> Result<String, String> {
+    match candor_store::Level::parse(s) {
+        Some(level) => Ok(level.as_str().to_string()),
+        None => Err(format!("must be one of {}", candor_store::Level::NAMES)),
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod groups;
 pub mod jobs;
+pub mod logs;
 
 use std::time::Duration;
 

@@ -19,17 +19,11 @@ pub struct Record<'a> {
     pub pid: Option<u32>,
 }
 
-/// The level a line is forwarded at: a structured line's own level; otherwise from its
-/// stream — stderr is a warning, stdout information, candor's own marker lines a notice.
+/// The level a line is forwarded at: `candor_store::effective_level` (a structured line's
+/// own level; otherwise stderr is a warning, stdout information, Candor's markers a notice),
+/// the same rule `candor logs --level` uses.
 pub fn level(rec: &Record) -> Level {
-    if rec.shape.level != Level::Unknown {
-        return rec.shape.level;
-    }
-    match rec.stream {
-        Stream::Stdout => Level::Info,
-        Stream::Stderr => Level::Warn,
-        Stream::Candor => Level::Notice,
-    }
+    candor_store::effective_level(rec.stream, rec.shape)
 }
 
 /// The service a (possibly replicated) instance belongs to: `api@2` → `api`.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use candor_api::unix_ms;
 use candor_spec::forward::ForwardSpec;
-use candor_store::{LineReader, LogLine};
+use candor_store::{Ahead, AheadLine, LineReader};
 use tokio::sync::watch;
 
 use super::cursor::CursorFile;
@@ -43,6 +43,8 @@ struct State {
     saved: i64,
     saved_at: Instant,
     sink: Sink,
+    /// The batch in hand (its buffers kept from one batch to the next).
+    ahead: Ahead,
 }
 
 impl Task {
@@ -124,59 +126,68 @@ impl Task {
             saved: cursor,
             saved_at: Instant::now(),
             sink: Sink::new(self.spec.target.clone(), self.setup.host.clone()),
+            ahead: Ahead::default(),
         })
     }
 
     /// Read a batch after the cursor and send it; returns the state, or None to stop.
     async fn turn(&self, st: State, upto: i64) -> Option<State> {
-        let (mut st, ahead) = self.read(st, upto).await?;
-        let Ok(ahead) = ahead else {
+        let (mut st, read) = self.read(st, upto).await?;
+        if read.is_err() {
             return self.pause(st, RETRY_FIRST).await;
-        };
-        if ahead.next == st.cursor {
+        }
+        if st.ahead.next == st.cursor {
             // A missing id still young: look again shortly.
             return self.pause(st, GAP_LOOK).await;
         }
-        let mut lines = ahead.lines;
+        // The batch's lines not yet sent are `lines[from..]`.
+        let mut from = 0;
         let mut retry = RETRY_FIRST;
         let mut attempts = 0u32;
-        while !lines.is_empty() {
+        let State {
+            ahead,
+            sink,
+            cursor,
+            ..
+        } = &mut st;
+        while from < ahead.lines.len() {
+            let left = (ahead.lines.len() - from) as u64;
             // Lines older than the bound are given up (a long outage).
             let bound = unix_ms(SystemTime::now()) - self.catch_up_ms();
-            let old = lines.iter().take_while(|l| l.at_ms < bound).count();
+            let old = ahead.lines[from..]
+                .iter()
+                .take_while(|l| l.at_ms < bound)
+                .count();
             if old > 0 {
                 self.counts.dropped.fetch_add(old as u64, Ordering::Relaxed);
-                lines.drain(..old);
+                from += old;
                 continue;
             }
             if attempts > 0 {
-                self.counts
-                    .retried
-                    .fetch_add(lines.len() as u64, Ordering::Relaxed);
+                self.counts.retried.fetch_add(left, Ordering::Relaxed);
             }
             attempts += 1;
-            let runs = self.runs(&lines);
+            let lines = &ahead.lines[from..];
+            let runs = self.runs(lines);
             let records: Vec<Record> = lines
                 .iter()
-                .map(|l| record(l, runs.get(&*l.service).copied()))
+                .map(|l| record(l, ahead.bytes(l), runs.get(&*l.service).copied()))
                 .collect();
-            match st.sink.send(&records).await {
+            let sent = sink.send(&records).await;
+            drop(records);
+            match sent {
                 Ok(()) => {
-                    self.counts
-                        .sent
-                        .fetch_add(lines.len() as u64, Ordering::Relaxed);
-                    lines.clear();
+                    self.counts.sent.fetch_add(left, Ordering::Relaxed);
+                    from = ahead.lines.len();
                     self.set_down(None);
                 }
                 Err(f) => {
-                    drop(records);
-                    self.counts.sent.fetch_add(f.done as u64, Ordering::Relaxed);
-                    lines.drain(..f.done.min(lines.len()));
+                    let done = f.done.min(lines.len());
+                    self.counts.sent.fetch_add(done as u64, Ordering::Relaxed);
+                    from += done;
                     if f.refused {
-                        self.counts
-                            .dropped
-                            .fetch_add(lines.len() as u64, Ordering::Relaxed);
-                        lines.clear();
+                        let refused = (ahead.lines.len() - from) as u64;
+                        self.counts.dropped.fetch_add(refused, Ordering::Relaxed);
                         self.set_down(Some(format!(
                             "{} (the lines it refused are dropped)",
                             f.why
@@ -186,7 +197,7 @@ impl Task {
                     self.set_down(Some(f.why));
                     let upto = *self.setup.committed.borrow();
                     self.counts.behind.store(
-                        upto.saturating_sub(st.cursor).max(0) as u64,
+                        upto.saturating_sub(*cursor).max(0) as u64,
                         Ordering::Relaxed,
                     );
                     let mut stop = self.stop.clone();
@@ -198,7 +209,7 @@ impl Task {
                 }
             }
         }
-        st.cursor = ahead.next;
+        st.cursor = st.ahead.next;
         Some(st)
     }
 
@@ -206,32 +217,34 @@ impl Task {
         i64::try_from(self.spec.catch_up.as_millis()).unwrap_or(i64::MAX / 4)
     }
 
-    /// The next batch (lines older than the bound first passed over and counted).
+    /// The next batch into `st.ahead` (lines older than the bound first passed over and
+    /// counted).
     async fn read(
         &self,
         mut st: State,
         upto: i64,
-    ) -> Option<(State, Result<candor_store::Ahead, candor_store::StoreError>)> {
+    ) -> Option<(State, Result<(), candor_store::StoreError>)> {
         let spec = self.spec.clone();
         let bound = unix_ms(SystemTime::now()) - self.catch_up_ms();
         let (st, r, skipped) = tokio::task::spawn_blocking(move || {
             let keep = |s: &str| super::wanted(&spec.services, s);
             let now = unix_ms(SystemTime::now());
+            let buffer = spec.buffer as usize;
             let mut skipped = 0;
-            let mut r = st
-                .reader
-                .after(st.cursor, upto, spec.buffer as usize, now, &keep);
+            let State {
+                reader,
+                cursor,
+                ahead,
+                ..
+            } = &mut st;
+            let mut r = reader.after(*cursor, upto, buffer, now, &keep, ahead);
             // Behind by more than the bound (an outage, a daemon restart): pass over what is
             // older, counted.
-            if let Ok(a) = &r {
-                if a.lines.first().is_some_and(|l| l.at_ms < bound) {
-                    if let Ok((next, n)) = st.reader.skip_older(st.cursor, upto, bound, &keep) {
-                        st.cursor = next;
-                        skipped = n;
-                        r = st
-                            .reader
-                            .after(st.cursor, upto, spec.buffer as usize, now, &keep);
-                    }
+            if r.is_ok() && ahead.lines.first().is_some_and(|l| l.at_ms < bound) {
+                if let Ok((next, n)) = reader.skip_older(*cursor, upto, bound, &keep) {
+                    *cursor = next;
+                    skipped = n;
+                    r = reader.after(*cursor, upto, buffer, now, &keep, ahead);
                 }
             }
             (st, r, skipped)
@@ -278,7 +291,7 @@ impl Task {
     }
 
     /// The live run of each service in `lines` (id, pid, wall ms it started), from the board.
-    fn runs(&self, lines: &[LogLine]) -> std::collections::HashMap<String, (u64, u32, i64)> {
+    fn runs(&self, lines: &[AheadLine]) -> std::collections::HashMap<String, (u64, u32, i64)> {
         let board = self.setup.board.borrow().clone();
         let now = candor_keeper::clock::now();
         let mut out = std::collections::HashMap::new();
@@ -302,14 +315,14 @@ impl Task {
 }
 
 /// A stored line as the encoders take it: with its run when the line is not older than it.
-fn record(l: &LogLine, run: Option<(u64, u32, i64)>) -> Record<'_> {
+fn record<'a>(l: &'a AheadLine, line: &'a [u8], run: Option<(u64, u32, i64)>) -> Record<'a> {
     let run = run.filter(|r| l.at_ms >= r.2);
     Record {
         at_ms: l.at_ms,
         service: &l.service,
         stream: l.stream,
         shape: l.shape,
-        line: &l.line,
+        line,
         run_id: run.map(|r| r.0),
         pid: run.map(|r| r.1),
     }

@@ -1,8 +1,11 @@
 //! `candor logs` and `candor events`: a list from the daemon, or a follow of its stream.
 
+use std::io::Write;
+
 use crate::cli::LogsArgs;
 use crate::client::{encode, Client, ClientError};
 use crate::cmd::{fail, print_json};
+use crate::render::logs::{raw, short, use_colour, Output};
 use crate::OK;
 
 /// `candor logs`: one service's lines, or every service's interleaved by time.
@@ -15,6 +18,8 @@ pub async fn logs(client: &Client, a: LogsArgs) -> u8 {
         grep,
         stream,
         before,
+        level,
+        output,
         json,
     } = a;
     let default_n = match (follow, &since) {
@@ -36,20 +41,28 @@ pub async fn logs(client: &Client, a: LogsArgs) -> u8 {
     if let Some(s) = stream {
         q += &format!("&stream={}", encode(&s));
     }
+    if let Some(l) = level {
+        q += &format!("&level={}", encode(&l));
+    }
     let base = match &name {
         Some(name) => format!("/v1/services/{}/logs", encode(name)),
         None => "/v1/logs".to_string(),
     };
     let path = format!("{base}?n={n}{q}");
-    // Without a name, lines of every service: show whose each is.
+    let coloured = !json && output == Output::Short && use_colour();
     let show = |l: &candor_api::LogEntry| {
-        if json {
-            println!("{}", serde_json::to_string(l).unwrap_or_default());
-        } else if name.is_none() {
-            println!("{} {:<12} {} {}", l.at, l.service, l.stream, l.line);
-        } else {
-            println!("{} {} {}", l.at, l.stream, l.line);
-        }
+        let mut out = std::io::stdout().lock();
+        // A closed stdout ends the CLI by SIGPIPE (kept at its default), so errors are moot.
+        let _ = match (json, output) {
+            (true, _) | (false, Output::Json) => {
+                writeln!(out, "{}", serde_json::to_string(l).unwrap_or_default())
+            }
+            // The service's bytes only: Candor's own marker lines are not among them.
+            (false, Output::Raw) if l.stream == "candor" => Ok(()),
+            (false, Output::Raw) => out.write_all(&raw(l)),
+            // Without a name, lines of every service: show whose each is.
+            (false, Output::Short) => writeln!(out, "{}", short(l, name.is_none(), coloured)),
+        };
     };
     if follow {
         return list_or_follow(client, &path, follow, json, "log line", show).await;
