@@ -22,15 +22,19 @@ use rsyslog::{Received, Rsyslog};
 
 const T: Duration = Duration::from_secs(30);
 
-/// `web`: two JSON lines on stdout (an error, an info) and a plain line on stderr, at once
-/// after its start (a run's first lines must carry its run id and pid too).
+/// `web`: two JSON lines on stdout (an error, an info) and a plain line on stderr at once
+/// after its start, then, once the test made the file `go` beside the script, `later line` on
+/// stderr. A JSON line's level is its severity (error 3, info 6); a plain line's, its
+/// stream's (stderr: warning, 4).
 ///
-/// LEVEL FROM JSON: the severities expected of the JSON lines (error → 3, info → 6; in the
-/// OTLP test debug → 5) need structured-line recognition (issue 30, point 2); without it a
-/// JSON line's level is unknown and its stream decides (stdout → 6, stderr → 4).
+/// A line's run (id, pid) is taken from the board when the line is sent, so the very first
+/// lines of a run may go before the board shows it: their run is "when known". `go` is made
+/// once the API shows the run, so `later line` must carry it.
 const WEB: &str = r#"echo '{"level":"error","msg":"json boom"}'
 echo '{"level":"info","msg":"json fine"}'
 echo 'plain oops' >&2
+while [ ! -e "$(dirname "$0")/go" ]; do sleep 0.05; done
+echo 'later line' >&2
 exec sleep 1000
 "#;
 const BOOM: &str = r#"{"level":"error","msg":"json boom"}"#;
@@ -65,6 +69,14 @@ fn wait_sent(d: &Daemon, sent: &[u64]) -> Vec<Value> {
                 .all(|(s, &n)| s["sent"].as_u64() == Some(n) && s["behind"].as_u64() == Some(0));
         done.then_some(stats)
     })
+}
+
+/// Once the API shows `names` running, let their scripts write their later lines.
+fn go(d: &Daemon, names: &[&str]) {
+    for name in names {
+        pid(d, name);
+    }
+    std::fs::write(d.path("go"), "").unwrap();
 }
 
 fn pid(d: &Daemon, name: &str) -> u64 {
@@ -124,6 +136,7 @@ facility = "local5"
     d.write_config(&config(&forward));
     d.spawn();
     let web = pid(&d, "web").to_string();
+    go(&d, &["web"]);
 
     // (facility, input, RFC 5424?, app name) of each target.
     let targets = [
@@ -134,11 +147,12 @@ facility = "local5"
         (20, "imtcp", true, "web"),
         (21, "imtcp", false, "web"),
     ];
-    // (message, severity, stream) of web's lines: a JSON line's level, else its stream's.
+    // (message, severity, stream, run surely known) of web's lines.
     let lines = [
-        (BOOM, 3, "stdout"),
-        (FINE, 6, "stdout"),
-        ("plain oops", 4, "stderr"),
+        (BOOM, 3, "stdout", false),
+        (FINE, 6, "stdout", false),
+        ("plain oops", 4, "stderr", false),
+        ("later line", 4, "stderr", true),
     ];
     let find = |got: &[Received], facility: u8, msg: &str| -> Option<Received> {
         got.iter()
@@ -158,18 +172,22 @@ facility = "local5"
         },
     );
     for (facility, input, rfc5424, app) in targets {
-        for (msg, severity, stream) in lines {
+        for (msg, severity, stream, known) in lines {
             let r = find(&got, facility, msg).unwrap();
             let at = format!("facility {facility}, {msg:?}: {r:?}");
             assert_eq!(r.input, input, "{at}");
             assert_eq!(r.severity, severity, "{at}");
             assert_eq!(r.app, app, "{at}");
-            assert_eq!(r.procid, web, "{at}");
+            let with_run = r
+                .structured_data
+                .starts_with(r#"[candor@32473 service="web" run=""#);
+            if known || r.procid != "-" {
+                assert_eq!(r.procid, web, "{at}");
+            }
             if rfc5424 {
                 assert_eq!(r.msgid, stream, "{at}");
                 assert!(
-                    r.structured_data
-                        .starts_with(r#"[candor@32473 service="web" run=""#),
+                    with_run || !known && r.structured_data == r#"[candor@32473 service="web"]"#,
                     "{at}"
                 );
             } else {
@@ -189,13 +207,13 @@ facility = "local5"
     );
 
     // Each target sent exactly its services' lines, each once; the filtered ones none of quiet's.
-    let stats = wait_sent(&d, &[3, 3, 3, 3, 3, 4]);
+    let stats = wait_sent(&d, &[4, 4, 4, 4, 4, 5]);
     let got = rs.messages();
     for facility in 16..=21u8 {
         let n = got.iter().filter(|r| r.facility == facility).count();
         assert_eq!(
             n,
-            if facility == 21 { 4 } else { 3 },
+            if facility == 21 { 5 } else { 4 },
             "facility {facility}: {got:#?}"
         );
     }
@@ -239,13 +257,14 @@ fn journald_keeps_candors_fields_and_every_piece_of_a_big_line() {
     d.write_config(&config(&forward));
     d.spawn();
     let web = pid(&d, "web").to_string();
+    go(&d, &["web"]);
     let pieces = big.len().div_ceil(16 << 10) as u64;
-    let stats = wait_sent(&d, &[3 + pieces]);
+    let stats = wait_sent(&d, &[4 + pieces]);
     assert_eq!(stats[0]["kind"], "journald");
 
     let entries = wait_for("web's entries in the journal", T, || {
         let e = j.entries("CANDOR_SERVICE=web");
-        (e.len() as u64 == 3 + pieces).then_some(e)
+        (e.len() as u64 == 4 + pieces).then_some(e)
     });
     let field = |e: &Value, f: &str| journald::text(e, f).unwrap_or_default();
     let one = |msg: &str| -> Value {
@@ -256,25 +275,31 @@ fn journald_keeps_candors_fields_and_every_piece_of_a_big_line() {
         assert_eq!(found.len(), 1, "one entry {msg:?} in {entries:#?}");
         found[0].clone()
     };
-    for (msg, priority, stream) in [
-        (BOOM, "3", "stdout"),
-        (FINE, "6", "stdout"),
-        ("plain oops", "4", "stderr"),
+    // (message, PRIORITY, stream, run surely known: see WEB).
+    for (msg, priority, stream, known) in [
+        (BOOM, "3", "stdout", false),
+        (FINE, "6", "stdout", false),
+        ("plain oops", "4", "stderr", false),
+        ("later line", "4", "stderr", true),
     ] {
         let e = one(msg);
         assert_eq!(field(&e, "PRIORITY"), priority, "{e}");
         assert_eq!(field(&e, "CANDOR_STREAM"), stream, "{e}");
         assert_eq!(field(&e, "SYSLOG_IDENTIFIER"), "web", "{e}");
         assert_eq!(field(&e, "SYSLOG_FACILITY"), "3", "{e}");
-        assert_eq!(field(&e, "SYSLOG_PID"), web, "{e}");
-        assert!(field(&e, "CANDOR_RUN_ID").parse::<u64>().is_ok(), "{e}");
+        if known || e.get("SYSLOG_PID").is_some() {
+            assert_eq!(field(&e, "SYSLOG_PID"), web, "{e}");
+        }
+        if known || e.get("CANDOR_RUN_ID").is_some() {
+            assert!(field(&e, "CANDOR_RUN_ID").parse::<u64>().is_ok(), "{e}");
+        }
     }
     // The big line: its pieces in order, each marked as continued but the last.
     let joined: String = entries
         .iter()
         .filter(|e| field(e, "CANDOR_STREAM") == "stderr")
         .map(|e| field(e, "MESSAGE"))
-        .filter(|m| m != "plain oops")
+        .filter(|m| m != "plain oops" && m != "later line")
         .map(|m| m.trim_end_matches(" …[line continues]").to_string())
         .collect();
     assert_eq!(joined.len(), big.len(), "the big line's pieces");
@@ -286,10 +311,13 @@ fn journald_keeps_candors_fields_and_every_piece_of_a_big_line() {
     d.shutdown();
 }
 
-/// `api` (two instances): a plain line, a line that is not UTF-8, and a JSON debug line.
+/// `api` (two instances): a plain line, a line that is not UTF-8, and a JSON debug line; then,
+/// once `go` is there (see WEB), a later line.
 const API: &str = r#"echo "hello from api@$1"
 printf 'caf\351 from api@%s\n' "$1"
 echo '{"level":"debug","msg":"details"}' >&2
+while [ ! -e "$(dirname "$0")/go" ]; do sleep 0.05; done
+echo "later from api@$1"
 exec sleep 1000
 "#;
 
@@ -322,6 +350,7 @@ command = ["sh", "-c", "echo quiet line; exec sleep 1000"]
     d.write_config(&config);
     let before = std::time::SystemTime::now();
     d.spawn();
+    go(&d, &["api@1", "api@2"]);
     wait_for("a retried request", T, || {
         (forward_stats(&d)[0]["retried"].as_u64() > Some(0)).then_some(())
     });
@@ -330,11 +359,11 @@ command = ["sh", "-c", "echo quiet line; exec sleep 1000"]
         "nothing kept while answering 503"
     );
     otlp.answer_503(false);
-    let stats = wait_sent(&d, &[6]);
+    let stats = wait_sent(&d, &[8]);
     assert_eq!(stats[0]["kind"], "otlp");
     assert_eq!(stats[0]["dropped"], 0);
     let records = otlp.records();
-    assert_eq!(records.len(), 6, "each line once: {records:#?}");
+    assert_eq!(records.len(), 8, "each line once: {records:#?}");
 
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let from = before
@@ -351,13 +380,20 @@ command = ["sh", "-c", "echo quiet line; exec sleep 1000"]
         assert_eq!(r["resource"]["host.name"], host.trim(), "{r}");
         assert_eq!(r["scope"], "candor", "{r}");
         assert_eq!(r["api_key"], "k-123", "{r}");
-        assert!(r["attributes"]["candor.run_id"].as_u64().is_some(), "{r}");
+        let body = r["body"].as_str().unwrap();
+        // The run is surely known for a later line (see WEB).
+        let run = &r["attributes"]["candor.run_id"];
+        if body.starts_with("later") || !run.is_null() {
+            assert!(run.as_u64().is_some(), "{r}");
+        }
         let t = r["time_unix_nano"].as_u64().unwrap();
         assert!(t >= from / 1_000_000 * 1_000_000, "{r}");
         assert_eq!(r["observed_time_unix_nano"].as_u64(), Some(t), "{r}");
-        let body = r["body"].as_str().unwrap();
         let (number, text, stream) = if body.starts_with("hello") {
             assert_eq!(body, format!("hello from {instance}"));
+            (9, "INFO", "stdout")
+        } else if body.starts_with("later") {
+            assert_eq!(body, format!("later from {instance}"));
             (9, "INFO", "stdout")
         } else if body.starts_with("caf") {
             assert_eq!(body, format!("caf\u{fffd} from {instance}"));
