@@ -41,6 +41,49 @@ pub struct Setup {
     pub faults: Arc<Faults>,
     /// This machine's name (syslog HOSTNAME, OTLP `host.name`).
     pub host: Arc<str>,
+    /// Which run stored which lines.
+    pub marks: RunMarks,
+}
+
+/// Which run of a service stored a line: the shell marks the first line id each run's readers
+/// can hand out as it starts them; a line belongs to the latest run marked at or below its id.
+/// (A line the previous run's reader still drains after the next run started is counted to
+/// the new one: it ended first.) Lines stored before this daemon saw a run go without one.
+#[derive(Clone, Default)]
+pub struct RunMarks(Arc<Mutex<std::collections::HashMap<Arc<str>, Vec<Mark>>>>);
+
+/// From which line id a run (its id, its main pid) stored lines.
+type Mark = (i64, u64, Option<u32>);
+
+/// Marks kept per service.
+const MARKS: usize = 8;
+
+impl RunMarks {
+    /// `run` (main pid `pid`) of `service` stores lines from id `first` on.
+    pub fn mark(&self, service: &str, first: i64, run: u64, pid: Option<u32>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let marks = m.entry(service.into()).or_default();
+        marks.push((first, run, pid));
+        if marks.len() > MARKS {
+            marks.remove(0);
+        }
+    }
+
+    /// The run (id, main pid) that stored line `id` of `service`, if this daemon saw it.
+    pub fn run_of(&self, service: &str, id: i64) -> Option<(u64, Option<u32>)> {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(service)?
+            .iter()
+            .rev()
+            .find(|(first, ..)| *first <= id)
+            .map(|&(_, run, pid)| (run, pid))
+    }
+
+    /// Forget services no longer configured.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|s, _| keep(s));
+    }
 }
 
 /// What one target did, shared by its task and the API.
@@ -90,13 +133,19 @@ impl Forwards {
         f
     }
 
-    /// None at all (tests, and a daemon without a store).
-    pub fn none() -> Forwards {
-        Forwards {
-            inner: Arc::new(Mutex::new(Inner {
-                setup: None,
-                targets: Vec::new(),
-            })),
+    /// A run's readers start: its lines are stored from the store's next id on.
+    pub fn mark_run(&self, service: &str, first: i64, run: u64, pid: Option<u32>) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(setup) = &inner.setup {
+            setup.marks.mark(service, first, run, pid);
+        }
+    }
+
+    /// Forget what is known of services no longer configured.
+    pub fn retain_services(&self, keep: impl Fn(&str) -> bool) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(setup) = &inner.setup {
+            setup.marks.retain(keep);
         }
     }
 
@@ -250,4 +299,37 @@ pub fn metrics(stats: &[api::ForwardStats]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_belongs_to_the_latest_run_marked_at_or_below_its_id() {
+        let m = RunMarks::default();
+        assert_eq!(m.run_of("web", 5), None);
+        m.mark("web", 10, 1, Some(100));
+        m.mark("web", 20, 2, Some(200));
+        m.mark("db", 15, 7, None);
+        assert_eq!(m.run_of("web", 9), None, "before any run this daemon saw");
+        assert_eq!(m.run_of("web", 10), Some((1, Some(100))));
+        assert_eq!(m.run_of("web", 19), Some((1, Some(100))));
+        assert_eq!(m.run_of("web", 25), Some((2, Some(200))));
+        assert_eq!(m.run_of("db", 25), Some((7, None)));
+        for run in 3..20 {
+            m.mark("web", run as i64 * 10, run, None);
+        }
+        assert_eq!(m.0.lock().unwrap()["web"].len(), MARKS, "a few kept");
+        m.retain(|s| s == "db");
+        assert_eq!(m.run_of("web", 500), None);
+    }
+
+    #[test]
+    fn a_group_name_covers_its_instances() {
+        assert!(wanted(&[], "anything"));
+        let api = ["api".to_string()];
+        assert!(wanted(&api, "api") && wanted(&api, "api@3"));
+        assert!(!wanted(&api, "apis") && !wanted(&api, "web"));
+    }
 }

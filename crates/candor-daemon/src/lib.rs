@@ -687,6 +687,7 @@ async fn serve(opts: Options, on_started: impl FnOnce(Started)) -> Result<(), Da
             state_dir: state_dir.clone(),
             faults: faults.clone(),
             host: hooks::hostname(),
+            marks: forward::RunMarks::default(),
         },
     );
     let ctx = shell::BrainContext {

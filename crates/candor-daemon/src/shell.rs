@@ -701,6 +701,9 @@ impl Shell {
                 spec.services.keys().map(|n| n.as_str()).collect();
             self.hooks
                 .retain_services(|n| names.contains(n.split('@').next().unwrap_or(n)));
+            self.ctx
+                .forwards
+                .retain_services(|n| names.contains(n.split('@').next().unwrap_or(n)));
         }
         match asked.caller {
             Some(peer) => self.record(request_note(&asked.request, peer)),
@@ -1153,6 +1156,18 @@ impl Shell {
             };
             let span = (spec.kind == candor_spec::ServiceKind::Oneshot)
                 .then(|| logs::Span::new(&service, run_id, self.ctx.internal.clone()));
+            let pid = candor_spec::ServiceName::new(&service)
+                .ok()
+                .and_then(|n| self.facts.services.get(&n))
+                .and_then(|svc| svc.run.as_ref())
+                .filter(|run| run.id == run_id)
+                .and_then(|run| match run.spawn {
+                    candor_brain::Spawn::Started { pid, .. } => Some(pid),
+                    _ => None,
+                });
+            self.ctx
+                .forwards
+                .mark_run(&service, self.store.next_id(), run_id, pid);
             logs::spawn_readers(
                 &service,
                 pipes.stdout,

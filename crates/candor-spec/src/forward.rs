@@ -21,6 +21,34 @@ pub struct ForwardSpec {
     pub catch_up: Duration,
 }
 
+/// RFC 5424's facility names, by number (`facility = "local3"` is 19).
+pub const FACILITIES: [&str; 24] = [
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+];
+
 /// Default `buffer`.
 pub const DEFAULT_FORWARD_BUFFER: u64 = 4 << 20;
 /// Default `catch_up`.

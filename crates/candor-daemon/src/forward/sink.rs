@@ -16,8 +16,11 @@ use super::otlp::{Collector, Posted};
 use super::record::Record;
 use super::{journald, otlp, syslog};
 
-/// One attempt at a batch, at most.
+/// One step of an attempt (a datagram, a TCP write, an HTTP request, a connect) must make
+/// progress within this; a batch of many steps may take longer as long as each does.
 pub const ATTEMPT: Duration = Duration::from_secs(10);
+/// A TCP batch is written in pieces of this many bytes, each within `ATTEMPT`.
+const TCP_PIECE: usize = 64 * 1024;
 /// Lines of one OTLP request, at most (a batch is sent in requests of this many).
 const OTLP_LINES: usize = 2000;
 
@@ -78,13 +81,7 @@ impl Sink {
 
     /// Send `records` (in order); on a failure the connection is dropped, to be made again.
     pub async fn send(&mut self, records: &[Record<'_>]) -> Result<(), Failure> {
-        let r = match tokio::time::timeout(ATTEMPT, self.attempt(records)).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::retry(
-                0,
-                format!("no progress within {}s", ATTEMPT.as_secs()),
-            )),
-        };
+        let r = self.attempt(records).await;
         if r.is_err() {
             self.conn = Conn::None;
         }
@@ -110,7 +107,7 @@ impl Sink {
             }
         }
         if matches!(self.conn, Conn::None) {
-            self.conn = connect(&s.address).await.map_err(|e| fail(0, e))?;
+            self.conn = in_time(connect(&s.address)).await.map_err(|e| fail(0, e))?;
         }
         let host = self.host.clone();
         // A datagram names the host only where it leaves the machine.
@@ -122,22 +119,34 @@ impl Sink {
         match &mut self.conn {
             Conn::Tcp(stream) => {
                 self.buf.clear();
+                // Where each line's frame ends in the buffer.
+                let mut ends = Vec::with_capacity(records.len());
                 for rec in records {
                     msg.clear();
                     let app = s.app_name.as_deref().unwrap_or(rec.service);
                     syslog::encode(&mut msg, s.format, s.facility, app, host, rec);
                     syslog::frame(&mut self.buf, &msg);
+                    ends.push(self.buf.len());
                 }
-                // Written whole or not at all, as far as the count goes: the connection is
-                // dropped on a failure and the batch sent again (a receiver may see some twice).
-                stream.write_all(&self.buf).await.map_err(|e| fail(0, e))?;
+                // In pieces, each within its time: after a failure the lines whose frames were
+                // written whole count as sent, and the connection is dropped (the receiver may
+                // still have lost what the kernel held; at least once, not exactly once).
+                let mut written = 0;
+                while written < self.buf.len() {
+                    let piece = &self.buf[written..self.buf.len().min(written + TCP_PIECE)];
+                    if let Err(e) = in_time(stream.write_all(piece)).await {
+                        let done = ends.partition_point(|&end| end <= written);
+                        return Err(fail(done, e));
+                    }
+                    written += piece.len();
+                }
             }
             Conn::Udp(sock) => {
                 for (i, rec) in records.iter().enumerate() {
                     msg.clear();
                     let app = s.app_name.as_deref().unwrap_or(rec.service);
                     syslog::encode(&mut msg, s.format, s.facility, app, host, rec);
-                    sock.send(&msg).await.map_err(|e| fail(i, e))?;
+                    in_time(sock.send(&msg)).await.map_err(|e| fail(i, e))?;
                 }
             }
             Conn::Unix(sock) => {
@@ -145,7 +154,7 @@ impl Sink {
                     msg.clear();
                     let app = s.app_name.as_deref().unwrap_or(rec.service);
                     syslog::encode(&mut msg, s.format, s.facility, app, host, rec);
-                    sock.send(&msg).await.map_err(|e| fail(i, e))?;
+                    in_time(sock.send(&msg)).await.map_err(|e| fail(i, e))?;
                 }
             }
             Conn::None | Conn::Journal(_) => {}
@@ -168,9 +177,9 @@ impl Sink {
             self.buf.clear();
             journald::encode(&mut self.buf, rec, rec.service);
             let buf = &self.buf;
-            sock.async_io(Interest::WRITABLE, || {
+            in_time(sock.async_io(Interest::WRITABLE, || {
                 journald::send(sock.as_fd(), socket, buf)
-            })
+            }))
             .await
             .map_err(|e| fail(i, e))?;
         }
@@ -233,6 +242,19 @@ async fn connect(address: &SyslogAddress) -> std::io::Result<Conn> {
             Conn::Tcp(stream)
         }
     })
+}
+
+/// One step, within `ATTEMPT`.
+async fn in_time<T>(
+    step: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    match tokio::time::timeout(ATTEMPT, step).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no progress within {}s", ATTEMPT.as_secs()),
+        )),
+    }
 }
 
 async fn resolve(hostport: &str) -> std::io::Result<std::net::SocketAddr> {

@@ -26,45 +26,6 @@ pub fn severity(level: Level) -> u8 {
     }
 }
 
-/// The facility names of RFC 5424 (as syslog.h and rsyslog spell them) and their numbers.
-pub const FACILITIES: [(&str, u8); 27] = [
-    ("kern", 0),
-    ("user", 1),
-    ("mail", 2),
-    ("daemon", 3),
-    ("auth", 4),
-    ("syslog", 5),
-    ("lpr", 6),
-    ("news", 7),
-    ("uucp", 8),
-    ("cron", 9),
-    ("authpriv", 10),
-    ("ftp", 11),
-    ("ntp", 12),
-    ("security", 13),
-    ("audit", 13),
-    ("console", 14),
-    ("alert", 14),
-    ("clock", 15),
-    ("solaris-cron", 15),
-    ("local0", 16),
-    ("local1", 17),
-    ("local2", 18),
-    ("local3", 19),
-    ("local4", 20),
-    ("local5", 21),
-    ("local6", 22),
-    ("local7", 23),
-];
-
-/// A facility's number from its name (`daemon` → 3, `local3` → 19); `None` for an unknown name.
-pub fn facility(name: &str) -> Option<u8> {
-    FACILITIES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|&(_, n)| n)
-}
-
 /// RFC 5424's limits: APP-NAME 48, HOSTNAME 255 printable ASCII characters; BSD's TAG 32.
 const APP_NAME_MAX: usize = 48;
 const HOSTNAME_MAX: usize = 255;
@@ -270,21 +231,9 @@ mod tests {
     }
 
     #[test]
-    fn severities_and_facilities_are_rfc5424s() {
+    fn severities_are_rfc5424s() {
         let sev: Vec<u8> = Level::ALL.iter().map(|&l| severity(l)).collect();
         assert_eq!(sev, [6, 7, 7, 6, 5, 4, 3, 2]);
-        assert_eq!(facility("kern"), Some(0));
-        assert_eq!(facility("daemon"), Some(3));
-        assert_eq!(facility("authpriv"), Some(10));
-        assert_eq!(facility("LOCAL0"), Some(16));
-        assert_eq!(facility("local7"), Some(23));
-        assert_eq!(facility("local8"), None);
-        for n in 0..24u8 {
-            assert!(
-                FACILITIES.iter().any(|&(_, f)| f == n),
-                "facility {n} has no name"
-            );
-        }
     }
 
     #[test]

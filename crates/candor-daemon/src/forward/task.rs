@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::cursor::CursorFile;
 use super::record::Record;
 use super::sink::Sink;
-use super::{Counts, Setup};
+use super::{Counts, RunMarks, Setup};
 
 /// Pauses after a failed attempt: the first, doubling to the cap.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -168,10 +168,9 @@ impl Task {
             }
             attempts += 1;
             let lines = &ahead.lines[from..];
-            let runs = self.runs(lines);
             let records: Vec<Record> = lines
                 .iter()
-                .map(|l| record(l, ahead.bytes(l), runs.get(&*l.service).copied()))
+                .map(|l| record(l, ahead.bytes(l), &self.setup.marks))
                 .collect();
             let sent = sink.send(&records).await;
             drop(records);
@@ -289,34 +288,12 @@ impl Task {
             }
         }
     }
-
-    /// The live run of each service in `lines` (id, pid, wall ms it started), from the board.
-    fn runs(&self, lines: &[AheadLine]) -> std::collections::HashMap<String, (u64, u32, i64)> {
-        let board = self.setup.board.borrow().clone();
-        let now = candor_keeper::clock::now();
-        let mut out = std::collections::HashMap::new();
-        for l in lines {
-            if out.contains_key(&*l.service) {
-                continue;
-            }
-            let Some(view) = board.get(&l.service) else {
-                continue;
-            };
-            let Some(run) = view.alive() else { continue };
-            if let candor_brain::Spawn::Started { pid, at } = run.spawn {
-                out.insert(
-                    l.service.to_string(),
-                    (run.id, pid, unix_ms(now.wall_of(at))),
-                );
-            }
-        }
-        out
-    }
 }
 
-/// A stored line as the encoders take it: with its run when the line is not older than it.
-fn record<'a>(l: &'a AheadLine, line: &'a [u8], run: Option<(u64, u32, i64)>) -> Record<'a> {
-    let run = run.filter(|r| l.at_ms >= r.2);
+/// A stored line as the encoders take it: with the run whose readers stored it and its main
+/// pid (`RunMarks`).
+fn record<'a>(l: &'a AheadLine, line: &'a [u8], marks: &RunMarks) -> Record<'a> {
+    let run = marks.run_of(&l.service, l.id);
     Record {
         at_ms: l.at_ms,
         service: &l.service,
@@ -324,6 +301,6 @@ fn record<'a>(l: &'a AheadLine, line: &'a [u8], run: Option<(u64, u32, i64)>) ->
         shape: l.shape,
         line,
         run_id: run.map(|r| r.0),
-        pid: run.map(|r| r.1),
+        pid: run.and_then(|r| r.1),
     }
 }

@@ -6,37 +6,9 @@ use std::path::PathBuf;
 use super::{FileCtx, Val};
 use crate::forward::{
     ForwardSpec, ForwardTarget, OtlpTarget, SyslogAddress, SyslogFormat, SyslogTarget,
-    DEFAULT_FORWARD_BUFFER, DEFAULT_FORWARD_CATCH_UP,
+    DEFAULT_FORWARD_BUFFER, DEFAULT_FORWARD_CATCH_UP, FACILITIES,
 };
 use toml::de::DeValue;
-
-/// RFC 5424's facility names, by number.
-pub const FACILITIES: [&str; 24] = [
-    "kern",
-    "user",
-    "mail",
-    "daemon",
-    "auth",
-    "syslog",
-    "lpr",
-    "news",
-    "uucp",
-    "cron",
-    "authpriv",
-    "ftp",
-    "ntp",
-    "security",
-    "console",
-    "solaris-cron",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-];
 
 /// Where the native journal protocol is spoken.
 pub const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
@@ -276,19 +248,7 @@ pub(super) fn check_forwards(
     errors: &mut Vec<crate::SpecError>,
 ) {
     for f in forwards {
-        for name in &f.services {
-            let known = crate::ServiceName::new(name).is_ok_and(|n| services.contains_key(&n));
-            if !known {
-                let names: Vec<&str> = services.keys().map(|k| k.as_str()).collect();
-                let hint = crate::error::did_you_mean(name, &names)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                errors.push(super::at_text(
-                    &f.at,
-                    format!("daemon.forward: services names `{name}`, which is not a configured service{hint}"),
-                ));
-            }
-        }
+        super::jobs::unknown_services("daemon.forward", &f.services, &f.at, services, errors);
     }
 }
 

@@ -380,18 +380,36 @@ pub(super) fn check_jobs(
         }
     }
     for hook in hooks {
-        for name in &hook.services {
-            let known = crate::ServiceName::new(name).is_ok_and(|n| services.contains_key(&n));
-            if !known {
-                let names: Vec<&str> = services.keys().map(|k| k.as_str()).collect();
-                let hint = crate::error::did_you_mean(name, &names)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                errors.push(super::at_text(
-                    &hook.defined_at,
-                    format!("daemon.hooks: services names `{name}`, which is not a configured service{hint}"),
-                ));
-            }
+        unknown_services(
+            "daemon.hooks",
+            &hook.services,
+            &hook.defined_at,
+            services,
+            errors,
+        );
+    }
+}
+
+/// Each name in an entry's `services` (`what`, defined at `at`) that is not a configured
+/// service is an error, with a "did you mean".
+pub(super) fn unknown_services(
+    what: &str,
+    names: &[String],
+    at: &str,
+    services: &BTreeMap<crate::ServiceName, ServiceSpec>,
+    errors: &mut Vec<crate::SpecError>,
+) {
+    for name in names {
+        let known = crate::ServiceName::new(name).is_ok_and(|n| services.contains_key(&n));
+        if !known {
+            let configured: Vec<&str> = services.keys().map(|k| k.as_str()).collect();
+            let hint = crate::error::did_you_mean(name, &configured)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            errors.push(super::at_text(
+                at,
+                format!("{what}: services names `{name}`, which is not a configured service{hint}"),
+            ));
         }
     }
 }

@@ -9,34 +9,6 @@ use super::super::yaml::Entry;
 /// `[[daemon.forward]]` targets (without `services`) and the services sent to each.
 pub type Forwards = Vec<(Map<String, Json>, Vec<String>)>;
 
-/// Syslog facilities by name, as Docker's syslog-facility and Candor's `facility` take them.
-const FACILITIES: [&str; 24] = [
-    "kern",
-    "user",
-    "mail",
-    "daemon",
-    "auth",
-    "syslog",
-    "lpr",
-    "news",
-    "uucp",
-    "cron",
-    "authpriv",
-    "ftp",
-    "ntp",
-    "security",
-    "console",
-    "solaris-cron",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-];
-
 /// `logging`: the syslog and journald drivers become a `[[daemon.forward]]` for the service
 /// (Candor keeps the lines in its store as well); other drivers are a warning.
 pub fn logging(draft: &mut Draft, svc: &mut DraftService, e: &Entry, forwards: &mut Forwards) {
@@ -89,7 +61,9 @@ pub fn logging(draft: &mut Draft, svc: &mut DraftService, e: &Entry, forwards: &
         let value = o.value.scalar().unwrap_or_default();
         match (driver, o.key.as_str()) {
             ("syslog", "syslog-address") => {}
-            ("syslog", "syslog-facility") if FACILITIES.contains(&value.as_str()) => {
+            ("syslog", "syslog-facility")
+                if candor_spec::forward::FACILITIES.contains(&value.as_str()) =>
+            {
                 target.insert("facility".into(), json!(value));
             }
             ("syslog", "syslog-format") if value == "rfc3164" => {
