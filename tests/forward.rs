@@ -23,13 +23,10 @@ use rsyslog::{Received, Rsyslog};
 const T: Duration = Duration::from_secs(30);
 
 /// `web`: two JSON lines on stdout (an error, an info) and a plain line on stderr at once
-/// after its start, then, once the test made the file `go` beside the script, `later line` on
-/// stderr. A JSON line's level is its severity (error 3, info 6); a plain line's, its
-/// stream's (stderr: warning, 4).
-///
-/// A line's run (id, pid) is taken from the board when the line is sent, so the very first
-/// lines of a run may go before the board shows it: their run is "when known". `go` is made
-/// once the API shows the run, so `later line` must carry it.
+/// after its start, then, once the test made the file `go` beside the script (the API shows
+/// the run), `later line` on stderr. A JSON line's level is its severity (error 3, info 6); a
+/// plain line's, its stream's (stderr: warning, 4). Every line carries its run's id and pid,
+/// the very first ones too.
 const WEB: &str = r#"echo '{"level":"error","msg":"json boom"}'
 echo '{"level":"info","msg":"json fine"}'
 echo 'plain oops' >&2
@@ -147,12 +144,12 @@ facility = "local5"
         (20, "imtcp", true, "web"),
         (21, "imtcp", false, "web"),
     ];
-    // (message, severity, stream, run surely known) of web's lines.
+    // (message, severity, stream) of web's lines.
     let lines = [
-        (BOOM, 3, "stdout", false),
-        (FINE, 6, "stdout", false),
-        ("plain oops", 4, "stderr", false),
-        ("later line", 4, "stderr", true),
+        (BOOM, 3, "stdout"),
+        (FINE, 6, "stdout"),
+        ("plain oops", 4, "stderr"),
+        ("later line", 4, "stderr"),
     ];
     let find = |got: &[Received], facility: u8, msg: &str| -> Option<Received> {
         got.iter()
@@ -172,22 +169,18 @@ facility = "local5"
         },
     );
     for (facility, input, rfc5424, app) in targets {
-        for (msg, severity, stream, known) in lines {
+        for (msg, severity, stream) in lines {
             let r = find(&got, facility, msg).unwrap();
             let at = format!("facility {facility}, {msg:?}: {r:?}");
             assert_eq!(r.input, input, "{at}");
             assert_eq!(r.severity, severity, "{at}");
             assert_eq!(r.app, app, "{at}");
-            let with_run = r
-                .structured_data
-                .starts_with(r#"[candor@32473 service="web" run=""#);
-            if known || r.procid != "-" {
-                assert_eq!(r.procid, web, "{at}");
-            }
+            assert_eq!(r.procid, web, "{at}");
             if rfc5424 {
                 assert_eq!(r.msgid, stream, "{at}");
                 assert!(
-                    with_run || !known && r.structured_data == r#"[candor@32473 service="web"]"#,
+                    r.structured_data
+                        .starts_with(r#"[candor@32473 service="web" run=""#),
                     "{at}"
                 );
             } else {
@@ -275,24 +268,19 @@ fn journald_keeps_candors_fields_and_every_piece_of_a_big_line() {
         assert_eq!(found.len(), 1, "one entry {msg:?} in {entries:#?}");
         found[0].clone()
     };
-    // (message, PRIORITY, stream, run surely known: see WEB).
-    for (msg, priority, stream, known) in [
-        (BOOM, "3", "stdout", false),
-        (FINE, "6", "stdout", false),
-        ("plain oops", "4", "stderr", false),
-        ("later line", "4", "stderr", true),
+    for (msg, priority, stream) in [
+        (BOOM, "3", "stdout"),
+        (FINE, "6", "stdout"),
+        ("plain oops", "4", "stderr"),
+        ("later line", "4", "stderr"),
     ] {
         let e = one(msg);
         assert_eq!(field(&e, "PRIORITY"), priority, "{e}");
         assert_eq!(field(&e, "CANDOR_STREAM"), stream, "{e}");
         assert_eq!(field(&e, "SYSLOG_IDENTIFIER"), "web", "{e}");
         assert_eq!(field(&e, "SYSLOG_FACILITY"), "3", "{e}");
-        if known || e.get("SYSLOG_PID").is_some() {
-            assert_eq!(field(&e, "SYSLOG_PID"), web, "{e}");
-        }
-        if known || e.get("CANDOR_RUN_ID").is_some() {
-            assert!(field(&e, "CANDOR_RUN_ID").parse::<u64>().is_ok(), "{e}");
-        }
+        assert_eq!(field(&e, "SYSLOG_PID"), web, "{e}");
+        assert!(field(&e, "CANDOR_RUN_ID").parse::<u64>().is_ok(), "{e}");
     }
     // The big line: its pieces in order, each marked as continued but the last.
     let joined: String = entries
@@ -381,11 +369,7 @@ command = ["sh", "-c", "echo quiet line; exec sleep 1000"]
         assert_eq!(r["scope"], "candor", "{r}");
         assert_eq!(r["api_key"], "k-123", "{r}");
         let body = r["body"].as_str().unwrap();
-        // The run is surely known for a later line (see WEB).
-        let run = &r["attributes"]["candor.run_id"];
-        if body.starts_with("later") || !run.is_null() {
-            assert!(run.as_u64().is_some(), "{r}");
-        }
+        assert!(r["attributes"]["candor.run_id"].as_u64().is_some(), "{r}");
         let t = r["time_unix_nano"].as_u64().unwrap();
         assert!(t >= from / 1_000_000 * 1_000_000, "{r}");
         assert_eq!(r["observed_time_unix_nano"].as_u64(), Some(t), "{r}");
