@@ -93,12 +93,13 @@ fn syslog_reaches_rsyslog_over_unix_udp_and_tcp_in_both_formats() {
         r#"
 [[daemon.forward]]
 syslog = "unix://{socket}"
+format = "rfc5424"
 facility = "local0"
 services = ["web"]
 
 [[daemon.forward]]
+# bsd by default over a unix socket, as /dev/log's readers parse
 syslog = "unix://{dev_log}"
-format = "bsd"
 facility = "local1"
 services = ["web"]
 

@@ -79,7 +79,8 @@ impl ForwardTarget {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyslogTarget {
     pub address: SyslogAddress,
-    /// `format = "rfc5424"` (default) or `"bsd"` (RFC 3164).
+    /// `format = "rfc5424"` or `"bsd"` (RFC 3164); by default `bsd` over a unix socket (what
+    /// syslog(3) writes to /dev/log and its readers parse), `rfc5424` over udp and tcp.
     pub format: SyslogFormat,
     /// `facility = "daemon"` by default (any of RFC 5424's names: `user`, `local0`…`local7`, …),
     /// as its number 0-23.

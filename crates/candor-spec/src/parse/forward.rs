@@ -155,7 +155,13 @@ impl FileCtx<'_> {
         }
         match &mut target {
             Some(ForwardTarget::Syslog(s)) => {
-                s.format = format.map_or(s.format, |f| f.0);
+                // What syslog(3) writes to /dev/log, and what journald's and rsyslog's local
+                // sockets parse by default; RFC 5424 where it leaves the machine.
+                let default = match s.address {
+                    SyslogAddress::Unix(_) => SyslogFormat::Bsd,
+                    _ => SyslogFormat::Rfc5424,
+                };
+                s.format = format.map_or(default, |f| f.0);
                 s.facility = facility.map_or(s.facility, |f| f.0);
                 s.app_name = app_name.map(|a| a.0);
             }
@@ -313,6 +319,19 @@ headers = {{ "x-api-key" = "sekret" }}
         };
         assert_eq!(tcp.address, SyslogAddress::Tcp("10.0.0.1:601".into()));
         assert_eq!(tcp.facility, 3, "daemon by default");
+        assert_eq!(
+            tcp.format,
+            SyslogFormat::Rfc5424,
+            "RFC 5424 over the network"
+        );
+        let ForwardTarget::Syslog(unix) = &f[0].target else {
+            panic!()
+        };
+        assert_eq!(
+            unix.format,
+            SyslogFormat::Bsd,
+            "what /dev/log's readers parse"
+        );
         assert_eq!(
             f[3].target,
             ForwardTarget::Journald {
