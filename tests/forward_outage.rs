@@ -225,3 +225,64 @@ fn after_an_outage_longer_than_catch_up_the_older_lines_are_dropped_and_counted(
         "lines older than catch_up arrived: {late:?}"
     );
 }
+
+/// `seq=N` lines, 150 of them at 50 a second, then nothing more (it sleeps).
+const BURST: &str = r#"
+import sys, time
+for n in range(150):
+    print(f"seq={n} at={int(time.time() * 1000)}", flush=True)
+    time.sleep(0.02)
+time.sleep(100000)
+"#;
+
+/// The collector goes down after the first lines, the daemon is killed (-9) with the rest
+/// stored and not sent, and the service writes nothing more: the next daemon sends the rest
+/// from the target's saved cursor — without waiting for a new line — each line at least once.
+#[test]
+fn a_restarted_daemon_sends_what_its_target_had_not_got() {
+    let mut d = Daemon::unstarted("");
+    let Some(mut otlp) = Otlp::start(d.dir.path()) else {
+        return;
+    };
+    std::fs::write(d.path("burst.py"), BURST).unwrap();
+    d.write_config(&format!(
+        r#"
+[[daemon.forward]]
+otlp = "{url}"
+services = ["burst"]
+
+[service.burst]
+command = ["python3", "-u", "{{dir}}/burst.py"]
+"#,
+        url = otlp.url()
+    ));
+    d.spawn();
+    wait_for("the first lines at the collector", T, || {
+        (otlp.records().len() >= 10).then_some(())
+    });
+    otlp.down();
+    wait_for("all 150 lines stored", T, || {
+        let lines = d.status("burst")["logs"]["lines"].as_u64().unwrap_or(0);
+        (lines >= 150).then_some(())
+    });
+    // The cursor is saved at most a second after it moves.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = otlp.records().len();
+    assert!(
+        before < 150,
+        "the collector was down before the end: {before}"
+    );
+    d.kill_daemon();
+    otlp.up();
+    d.spawn();
+    let seqs = wait_for("every line at the collector after the restart", T, || {
+        let mut seqs: Vec<u64> = otlp.records().iter().map(|r| seq_at(r).0).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        (seqs.len() == 150).then_some(seqs)
+    });
+    assert_eq!(seqs, (0..150).collect::<Vec<u64>>());
+    let s = stats(&d);
+    assert_eq!(s["dropped"], 0, "{s}");
+    d.shutdown();
+}

@@ -285,7 +285,8 @@ pub struct ForwardStats {
     pub retried: u64,
     /// Lines it will never get: older than `catch_up` when it came back, or refused for good.
     pub dropped: u64,
-    /// Lines stored and not yet sent (its lag), as of the last look.
+    /// Line ids stored after its cursor (every service's, for a target with `services`): its lag,
+    /// as of the last look.
     pub behind: u64,
     /// Why it is not taking lines now, in a sentence; `None` while it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -284,7 +284,7 @@ pub fn metrics(stats: &[api::ForwardStats]) -> String {
         ("candor_forward_sent_total", "counter", "Log lines a forwarding target accepted.", |s| s.sent),
         ("candor_forward_retried_total", "counter", "Log lines sent again after a failed attempt.", |s| s.retried),
         ("candor_forward_dropped_total", "counter", "Log lines a forwarding target will never get (older than catch_up when it came back, or refused).", |s| s.dropped),
-        ("candor_forward_behind_lines", "gauge", "Log lines stored and not yet sent to a forwarding target.", |s| s.behind),
+        ("candor_forward_behind_lines", "gauge", "Log line ids stored after a forwarding target's cursor: its lag.", |s| s.behind),
         ("candor_forward_up", "gauge", "1 while a forwarding target takes lines, 0 while it is down.", |s| u64::from(s.down.is_none())),
     ];
     for (name, kind, help, value) in families {

@@ -45,6 +45,8 @@ struct State {
     sink: Sink,
     /// The batch in hand (its buffers kept from one batch to the next).
     ahead: Ahead,
+    /// The last line id in the store when the task started.
+    stored_at_start: i64,
 }
 
 impl Task {
@@ -76,7 +78,9 @@ impl Task {
                     _ = stop.changed() => return,
                 }
             }
-            let upto = *committed.borrow_and_update();
+            // Lines the store held at start are committed too, though no commit says so yet (a
+            // restart's catch-up need not wait for a new line).
+            let upto = (*committed.borrow_and_update()).max(st.stored_at_start);
             self.counts.behind.store(
                 upto.saturating_sub(st.cursor).max(0) as u64,
                 Ordering::Relaxed,
@@ -103,12 +107,20 @@ impl Task {
         let file = Arc::new(CursorFile::of(&self.setup.state_dir, &self.spec));
         let opened = tokio::task::spawn_blocking(move || {
             let reader = store.line_reader();
-            let saved = file.load();
-            (reader, saved, file)
+            // A cursor past the store's last line is another store's (candor.db was
+            // replaced). A new target starts after the lines stored so far, and says so in its
+            // file at once: a daemon killed before its first line got through resumes there.
+            let last = store.next_id() - 1;
+            let saved = file.load().filter(|c| *c <= last);
+            let cursor = saved.unwrap_or_else(|| {
+                let _ = file.save(last);
+                last
+            });
+            (reader, cursor, last, file)
         })
         .await
         .ok()?;
-        let (reader, saved, file) = opened;
+        let (reader, cursor, last, file) = opened;
         let reader = match reader {
             Ok(r) => r,
             Err(e) => {
@@ -116,9 +128,6 @@ impl Task {
                 return None;
             }
         };
-        let last = self.setup.store.next_id() - 1;
-        // A cursor past the store's last line is another store's (candor.db was replaced).
-        let cursor = saved.filter(|c| *c <= last).unwrap_or(last);
         Some(State {
             reader,
             cursor,
@@ -127,6 +136,7 @@ impl Task {
             saved_at: Instant::now(),
             sink: Sink::new(self.spec.target.clone(), self.setup.host.clone()),
             ahead: Ahead::default(),
+            stored_at_start: last,
         })
     }
 
