@@ -257,15 +257,6 @@ pub fn shown(t: &ForwardTarget) -> String {
     }
 }
 
-/// Whether a target takes a service's lines: listed (a replicated service's name covers its
-/// instances), or every service when none is.
-pub fn wanted(services: &[String], service: &str) -> bool {
-    services.is_empty() || {
-        let group = record::group_of(service);
-        services.iter().any(|s| s == service || s == group)
-    }
-}
-
 /// A metric family: name, type, help, and its value of one target.
 type Family = (
     &'static str,
@@ -323,13 +314,5 @@ mod tests {
         assert_eq!(m.0.lock().unwrap()["web"].len(), MARKS, "a few kept");
         m.retain(|s| s == "db");
         assert_eq!(m.run_of("web", 500), None);
-    }
-
-    #[test]
-    fn a_group_name_covers_its_instances() {
-        assert!(wanted(&[], "anything"));
-        let api = ["api".to_string()];
-        assert!(wanted(&api, "api") && wanted(&api, "api@3"));
-        assert!(!wanted(&api, "apis") && !wanted(&api, "web"));
     }
 }

@@ -130,7 +130,8 @@ impl Hooks {
         };
         let mut fired: Option<Arc<Fired>> = None;
         for hook in &self.hooks {
-            if !hook.spec.on.contains(&event) || !event::wanted(&hook.spec.services, &note.service)
+            if !hook.spec.on.contains(&event)
+                || !candor_spec::names_cover(&hook.spec.services, &note.service)
             {
                 continue;
             }

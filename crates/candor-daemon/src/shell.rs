@@ -700,10 +700,10 @@ impl Shell {
             let names: std::collections::HashSet<&str> =
                 spec.services.keys().map(|n| n.as_str()).collect();
             self.hooks
-                .retain_services(|n| names.contains(n.split('@').next().unwrap_or(n)));
+                .retain_services(|n| names.contains(candor_spec::group_of(n)));
             self.ctx
                 .forwards
-                .retain_services(|n| names.contains(n.split('@').next().unwrap_or(n)));
+                .retain_services(|n| names.contains(candor_spec::group_of(n)));
         }
         match asked.caller {
             Some(peer) => self.record(request_note(&asked.request, peer)),

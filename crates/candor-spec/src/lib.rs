@@ -30,7 +30,9 @@ pub use jobs::{
     CatchUp, HookEvent, HookFormat, HookSpec, HookTarget, Overlap, ScheduleSpec, ServiceKind, When,
 };
 pub use parse::{load, parse_str};
-pub use replicas::{InstanceOf, Strategy, Template, UpdateSpec, MAX_REPLICAS};
+pub use replicas::{
+    group_of, names_cover, InstanceOf, Strategy, Template, UpdateSpec, MAX_REPLICAS,
+};
 
 /// A validated service name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`, and for
 /// an instance of a replicated service `@` and its index (`api@2`). It names a cgroup

@@ -127,6 +127,20 @@ impl ServiceName {
     }
 }
 
+/// The service a (possibly replicated) name belongs to: `api@2` → `api`, `web` → `web`.
+pub fn group_of(service: &str) -> &str {
+    service.split_once('@').map_or(service, |(group, _)| group)
+}
+
+/// Whether an entry's `services` list takes `service`: it names it or its group (a
+/// replicated service's name covers its instances), or the list is empty (every service).
+pub fn names_cover(names: &[String], service: &str) -> bool {
+    names.is_empty() || {
+        let group = group_of(service);
+        names.iter().any(|n| n == service || n == group)
+    }
+}
+
 /// `text` with `{instance}` replaced by `index`.
 pub(crate) fn substitute(text: &str, index: u32) -> String {
     text.replace(INSTANCE, &index.to_string())
@@ -162,6 +176,16 @@ mod tests {
 
     fn load(text: &str) -> Result<crate::Spec, String> {
         parse_str(Path::new("/srv/candor.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_list_of_services_covers_them_and_their_instances() {
+        let list = vec!["api".to_string(), "db".to_string()];
+        assert!(names_cover(&list, "api") && names_cover(&list, "api@3"));
+        assert!(names_cover(&list, "db"));
+        assert!(!names_cover(&list, "apiary") && !names_cover(&list, "web"));
+        assert!(names_cover(&[], "anything"));
+        assert_eq!((group_of("api@2"), group_of("web")), ("api", "web"));
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub use post::{Collector, Posted};
 
 use candor_store::{Level, Stream};
 
-use super::record::{group_of, level, Record};
+use super::record::{level, Record};
+use candor_spec::group_of;
 use wire::{put_bytes, put_fixed64, put_varint_field};
 
 /// OpenTelemetry's SeverityNumber of a level: TRACE 1, DEBUG 5, INFO 9, INFO2 10 (notice),

@@ -26,11 +26,6 @@ pub fn level(rec: &Record) -> Level {
     candor_store::effective_level(rec.stream, rec.shape)
 }
 
-/// The service a (possibly replicated) instance belongs to: `api@2` → `api`.
-pub fn group_of(service: &str) -> &str {
-    service.split_once('@').map_or(service, |(group, _)| group)
-}
-
 #[cfg(test)]
 pub(crate) fn sample<'a>(line: &'a [u8], stream: Stream) -> Record<'a> {
     Record {
@@ -64,11 +59,5 @@ mod tests {
         // Structured, but without a level field: the stream decides.
         rec.shape.level = Level::Unknown;
         assert_eq!(level(&rec), Level::Warn);
-    }
-
-    #[test]
-    fn an_instance_belongs_to_its_group() {
-        assert_eq!(group_of("api@2"), "api");
-        assert_eq!(group_of("web"), "web");
     }
 }

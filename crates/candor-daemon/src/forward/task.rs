@@ -236,7 +236,7 @@ impl Task {
         let spec = self.spec.clone();
         let bound = unix_ms(SystemTime::now()) - self.catch_up_ms();
         let (st, r, skipped) = tokio::task::spawn_blocking(move || {
-            let keep = |s: &str| super::wanted(&spec.services, s);
+            let keep = |s: &str| candor_spec::names_cover(&spec.services, s);
             let now = unix_ms(SystemTime::now());
             let buffer = spec.buffer as usize;
             let mut skipped = 0;

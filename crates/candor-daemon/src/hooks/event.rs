@@ -123,18 +123,6 @@ impl Classifier {
     }
 }
 
-/// Whether a hook's `services` list takes events of `service`: empty takes all; a replicated
-/// group's name takes its instances (`api` takes `api@2`).
-pub fn wanted(services: &[String], service: &str) -> bool {
-    services.is_empty()
-        || services.iter().any(|s| {
-            service == s
-                || service
-                    .strip_prefix(s.as_str())
-                    .is_some_and(|rest| rest.starts_with('@'))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,17 +229,6 @@ mod tests {
             events(&[job("failed"), job("done"), job("skipped"), drop_note, fault]),
             [Some("job_failed"), Some("job_done"), None, None, None]
         );
-    }
-
-    #[test]
-    fn services_match_by_name_and_group() {
-        let list = vec!["api".to_string(), "db".to_string()];
-        assert!(wanted(&list, "api"));
-        assert!(wanted(&list, "api@3"));
-        assert!(wanted(&list, "db"));
-        assert!(!wanted(&list, "apiary"));
-        assert!(!wanted(&list, "web"));
-        assert!(wanted(&[], "anything"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use candor_api::ServiceStatus;
 
 use super::wire::{put_bytes, put_fixed64, put_varint_field};
-use crate::forward::record::group_of;
+use candor_spec::group_of;
 
 /// A number a metric takes of a service, if it has one now.
 type Value = fn(&ServiceStatus) -> Option<i64>;
