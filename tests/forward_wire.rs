@@ -205,7 +205,7 @@ fn opentelemetry_proto_decodes_what_the_otlp_client_posts() {
         return;
     };
     let headers = [("x-api-key".to_string(), "k-9".to_string())];
-    let mut client = otlp_wire::Collector::new(&receiver.url(), &headers).unwrap();
+    let mut client = otlp_wire::collector(&receiver.url(), &headers, "logs").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -220,7 +220,7 @@ fn opentelemetry_proto_decodes_what_the_otlp_client_posts() {
     for chunk in lines.chunks(2) {
         let body = otlp_wire::encode_logs(chunk, "box");
         let posted = rt.block_on(client.post(body, T));
-        assert_eq!(posted, otlp_wire::Posted::Sent);
+        assert_eq!(posted, candor_daemon::http_post::Posted::Sent);
     }
     let got = receiver.records();
     assert_eq!(got.len(), 4, "{got:#?}");

@@ -6,7 +6,6 @@
 
 mod event;
 mod exec;
-mod webhook;
 mod worker;
 
 use std::fmt::Write as _;

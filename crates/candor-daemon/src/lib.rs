@@ -13,6 +13,7 @@ pub mod group_routes;
 pub mod guard;
 pub mod hooks;
 pub mod http;
+pub mod http_post;
 pub mod job_board;
 pub mod job_routes;
 pub mod log_gate;

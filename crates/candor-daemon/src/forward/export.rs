@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 use candor_spec::forward::OtlpTarget;
 use tokio::sync::watch;
 
-use super::otlp::{encode_metrics, Collector, Posted};
+use super::otlp::{collector, encode_metrics};
 use super::{Counts, Setup};
+use crate::http_post::Posted;
 
 /// How often the metrics are sent.
 pub const METRICS_EVERY: Duration = Duration::from_secs(10);
@@ -22,7 +23,7 @@ pub async fn run(
     setup: Setup,
     mut stop: watch::Receiver<()>,
 ) {
-    let mut collector = match Collector::of_signal(&target.url, &target.headers, "metrics") {
+    let mut collector = match collector(&target.url, &target.headers, "metrics") {
         Ok(c) => c,
         Err(why) => {
             *counts

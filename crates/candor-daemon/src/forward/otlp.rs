@@ -8,11 +8,11 @@
 //! invalid bytes, and its exact bytes in the attribute `candor.body_bytes`.
 
 mod metrics;
-mod post;
 mod wire;
 
 pub use metrics::encode_metrics;
-pub use post::{Collector, Posted};
+
+use crate::http_post::Poster;
 
 use candor_store::{Level, Stream};
 
@@ -47,6 +47,18 @@ pub fn severity_text(level: Level) -> &'static str {
         Level::Error => "ERROR",
         Level::Fatal => "FATAL",
     }
+}
+
+/// An OTLP/HTTP collector's endpoint for `signal` (`logs`, `metrics`): `<url>/v1/<signal>`,
+/// port 4318 (OTLP/HTTP's) unless the URL names one.
+pub fn collector(url: &str, headers: &[(String, String)], signal: &str) -> Result<Poster, String> {
+    Poster::new(
+        url,
+        4318,
+        &format!("/v1/{signal}"),
+        headers.iter().map(|(k, v)| (k, v)),
+        "application/x-protobuf",
+    )
 }
 
 /// The request body for `records`, grouped by service in the order each first appears.

@@ -12,9 +12,9 @@ use candor_spec::forward::{ForwardTarget, SyslogAddress, SyslogTarget};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram};
 
-use super::otlp::{Collector, Posted};
 use super::record::Record;
 use super::{journald, otlp, syslog};
+use crate::http_post::{Posted, Poster};
 
 /// One step of an attempt (a datagram, a TCP write, an HTTP request, a connect) must make
 /// progress within this; a batch of many steps may take longer as long as each does.
@@ -60,14 +60,14 @@ pub struct Sink {
     host: std::sync::Arc<str>,
     conn: Conn,
     /// An OTLP target's collector (its URL was checked at load).
-    collector: Option<Result<Collector, String>>,
+    collector: Option<Result<Poster, String>>,
     buf: Vec<u8>,
 }
 
 impl Sink {
     pub fn new(target: ForwardTarget, host: std::sync::Arc<str>) -> Sink {
         let collector = match &target {
-            ForwardTarget::Otlp(o) => Some(Collector::new(&o.url, &o.headers)),
+            ForwardTarget::Otlp(o) => Some(otlp::collector(&o.url, &o.headers, "logs")),
             _ => None,
         };
         Sink {

@@ -4,7 +4,6 @@
 //! (with how many since). Its queue outlives a panic of the task (the task is supervised and
 //! started again); an event that panicked is counted dropped.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::event::Fired;
 use super::exec::Runner;
-use super::webhook::{self, Endpoint};
+use crate::http_post::{Posted, Poster};
 
 /// The daemon's hook counters (`GET /v1/daemon` `hooks`, `/metrics` `candor_hooks_*`).
 #[derive(Default, Debug)]
@@ -77,9 +76,11 @@ pub enum Delivery {
         runner: Runner,
     },
     Webhook {
-        /// A URL that cannot be used fails every attempt with why.
-        endpoint: Result<Endpoint, String>,
-        headers: BTreeMap<String, String>,
+        /// Its endpoint and kept connection; a URL that cannot be used fails every attempt
+        /// with why.
+        poster: Result<tokio::sync::Mutex<Poster>, String>,
+        /// `http://host:port` (never the path, which may hold a token).
+        shown: String,
         format: HookFormat,
     },
 }
@@ -95,11 +96,16 @@ impl Delivery {
                 url,
                 headers,
                 format,
-            } => Delivery::Webhook {
-                endpoint: Endpoint::parse(url),
-                headers: headers.clone(),
-                format: *format,
-            },
+            } => {
+                let poster = Poster::new(url, 80, "", headers, "application/json");
+                Delivery::Webhook {
+                    shown: poster
+                        .as_ref()
+                        .map_or_else(|_| "webhook".into(), |p| format!("webhook {}", p.shown())),
+                    poster: poster.map(tokio::sync::Mutex::new),
+                    format: *format,
+                }
+            }
         }
     }
 
@@ -110,10 +116,7 @@ impl Delivery {
             Delivery::Exec { argv, .. } => {
                 format!("exec {}", argv.first().map_or("", String::as_str))
             }
-            Delivery::Webhook { endpoint, .. } => match endpoint {
-                Ok(e) => format!("webhook {}", e.shown()),
-                Err(_) => "webhook".into(),
-            },
+            Delivery::Webhook { shown, .. } => shown.clone(),
         }
     }
 }
@@ -270,17 +273,17 @@ impl Worker {
                     .run(argv, event.env(), event.json(&self.host), timeout)
                     .await
             }
-            Delivery::Webhook {
-                endpoint,
-                headers,
-                format,
-            } => {
-                let endpoint = endpoint.as_ref().map_err(Clone::clone)?;
+            Delivery::Webhook { poster, format, .. } => {
+                let poster = poster.as_ref().map_err(Clone::clone)?;
                 let body = match format {
                     HookFormat::Json => event.json(&self.host),
                     HookFormat::Slack => event.slack(&self.host),
                 };
-                webhook::post(endpoint, headers, body, timeout).await
+                // One worker a hook, in order: the lock is never contended.
+                match poster.lock().await.post(body, timeout).await {
+                    Posted::Sent => Ok(()),
+                    Posted::Retry(why) | Posted::Rejected(why) => Err(why),
+                }
             }
         }
     }

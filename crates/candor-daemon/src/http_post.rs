@@ -1,6 +1,8 @@
-//! The POST of an OTLP/HTTP logs request to `<url>/v1/logs` over one kept-alive HTTP/1.1
-//! connection (made again when it breaks). Header values are secrets (API keys): no message
-//! here holds one.
+//! HTTP/1.1 POSTs to one endpoint over one kept-alive connection (made again when it breaks):
+//! webhooks and OTLP/HTTP. Each request within its timeout; 2xx is sent; no connection, no
+//! answer in time, 429, 502, 503 and 504 are worth trying again; any other answer refuses the
+//! request itself. Header values are secrets (API keys, tokens): no message here holds one,
+//! nor the URL's path or query, where Slack-style webhooks keep their token.
 
 use std::time::Duration;
 
@@ -13,82 +15,87 @@ use tokio::net::TcpStream;
 /// What became of one request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Posted {
-    /// 2xx: the collector has the lines.
+    /// 2xx: the receiver has it.
     Sent,
     /// Not now: no connection, no answer in time, 429, 502, 503 or 504. Send again later.
     Retry(String),
-    /// The collector refused the request itself (another 4xx or 5xx): sending it again would
+    /// The receiver refused the request itself (another 4xx or 5xx): sending it again would
     /// fail again.
     Rejected(String),
 }
 
-/// One OTLP/HTTP logs endpoint and the connection to it.
-pub struct Collector {
+/// One endpoint and the connection to it.
+pub struct Poster {
     host: String,
     port: u16,
     /// `host[:port]` as written, for the Host header and messages.
     authority: String,
-    /// The base URL's path with `/v1/logs` after it.
+    /// The URL's path (and query) with `suffix` after it.
     path: String,
+    content_type: &'static str,
     headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
     conn: Option<SendRequest<Full<Bytes>>>,
 }
 
-impl Collector {
-    /// `url`: `http://host[:port][/prefix]` (port 4318 by default, OTLP/HTTP's). Errors say
-    /// what is wrong with the URL or which header, never a header's value.
-    pub fn new(url: &str, headers: &[(String, String)]) -> Result<Collector, String> {
-        Self::of_signal(url, headers, "logs")
-    }
-
-    /// The same, for another signal: `<url>/v1/<signal>` (`metrics`).
-    pub fn of_signal(
+impl Poster {
+    /// `url`: `http://host[:port][/path]` (`default_port` when it names none); requests go to
+    /// its path with `suffix` after it (OTLP's `/v1/logs`), with `content_type` and `headers`.
+    /// Errors say what is wrong with the URL or which header, never a header's value or the
+    /// URL's path.
+    pub fn new<'h>(
         url: &str,
-        headers: &[(String, String)],
-        signal: &str,
-    ) -> Result<Collector, String> {
+        default_port: u16,
+        suffix: &str,
+        headers: impl IntoIterator<Item = (&'h String, &'h String)>,
+        content_type: &'static str,
+    ) -> Result<Poster, String> {
         let uri: hyper::Uri = url
             .parse()
-            .map_err(|e| format!("otlp url {url:?} is not a URL ({e})"))?;
+            .map_err(|e| format!("the url is not a URL ({e})"))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some(other) => {
                 return Err(format!(
-                    "otlp url scheme {other}:// is not supported; use http:// (a local collector or relay for TLS)"
+                    "url scheme {other}:// is not supported; use http:// (a relay on this host for TLS)"
                 ))
             }
-            None => return Err(format!("otlp url {url:?} lacks http://")),
+            None => return Err("the url lacks http://".into()),
         }
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("otlp url {url:?} lacks a host"))?;
+        let host = uri.host().ok_or("the url lacks a host")?;
+        // `[::1]` is connected to as `::1`.
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let authority = uri.authority().map_or(host, |a| a.as_str()).to_string();
-        let prefix = uri.path().trim_end_matches('/');
+        let path = match uri.path_and_query() {
+            Some(p) if suffix.is_empty() => p.as_str().to_string(),
+            Some(p) => format!("{}{suffix}", p.path().trim_end_matches('/')),
+            None if suffix.is_empty() => "/".into(),
+            None => suffix.into(),
+        };
         let mut parsed = Vec::new();
         for (name, value) in headers {
             let n = hyper::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("otlp header name {name:?} is not valid in HTTP"))?;
+                .map_err(|_| format!("header name {name:?} is not valid in HTTP"))?;
             let v = hyper::header::HeaderValue::from_str(value)
-                .map_err(|_| format!("the value of otlp header {name} is not valid in HTTP"))?;
+                .map_err(|_| format!("the value of header {name} is not valid in HTTP"))?;
             parsed.push((n, v));
         }
-        Ok(Collector {
+        Ok(Poster {
             host: host.to_string(),
-            port: uri.port_u16().unwrap_or(4318),
+            port: uri.port_u16().unwrap_or(default_port),
             authority,
-            path: format!("{prefix}/v1/{signal}"),
+            path,
+            content_type,
             headers: parsed,
             conn: None,
         })
     }
 
-    /// `http://host:port/…/v1/logs`, for status and messages.
+    /// `http://host:port`, for status and messages (the path may hold a token).
     pub fn shown(&self) -> String {
-        format!("http://{}{}", self.authority, self.path)
+        format!("http://{}", self.authority)
     }
 
-    /// POSTs one `ExportLogsServiceRequest` (from `encode_logs`) within `timeout`.
+    /// POSTs `body` within `timeout`.
     pub async fn post(&mut self, body: Vec<u8>, timeout: Duration) -> Posted {
         match tokio::time::timeout(timeout, self.exchange(body)).await {
             Ok(posted) => posted,
@@ -96,9 +103,9 @@ impl Collector {
                 // The connection may be mid-answer: a new one next time.
                 self.conn = None;
                 Posted::Retry(format!(
-                    "no answer from {} within {} ms",
+                    "no answer from {} within {}",
                     self.shown(),
-                    timeout.as_millis()
+                    candor_spec::format_duration(timeout)
                 ))
             }
         }
@@ -107,7 +114,7 @@ impl Collector {
     async fn exchange(&mut self, body: Vec<u8>) -> Posted {
         let mut req = hyper::Request::post(self.path.as_str())
             .header(hyper::header::HOST, self.authority.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/x-protobuf")
+            .header(hyper::header::CONTENT_TYPE, self.content_type)
             .header(
                 hyper::header::USER_AGENT,
                 concat!("candor/", env!("CARGO_PKG_VERSION")),
@@ -174,18 +181,58 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// An OTLP collector's logs endpoint, as forwarding makes it.
+    fn otlp(url: &str, headers: &[(String, String)]) -> Result<Poster, String> {
+        Poster::new(
+            url,
+            4318,
+            "/v1/logs",
+            headers.iter().map(|(k, v)| (k, v)),
+            "application/x-protobuf",
+        )
+    }
+
     #[test]
-    fn urls_take_the_logs_path_and_errors_hold_no_header_value() {
-        let c = Collector::new("http://127.0.0.1:4318", &[]).unwrap();
-        assert_eq!(c.shown(), "http://127.0.0.1:4318/v1/logs");
-        let c = Collector::new("http://otel.internal/prefix/", &[]).unwrap();
+    fn urls_take_their_suffix_and_errors_hold_no_header_value_and_no_path() {
+        let c = otlp("http://127.0.0.1:4318", &[]).unwrap();
+        assert_eq!(
+            (c.shown().as_str(), c.path.as_str()),
+            ("http://127.0.0.1:4318", "/v1/logs")
+        );
+        let c = otlp("http://otel.internal/prefix/", &[]).unwrap();
         assert_eq!((c.port, c.path.as_str()), (4318, "/prefix/v1/logs"));
-        let e = Collector::new("https://x", &[]).err().unwrap();
+        let e = otlp("https://x", &[]).err().unwrap();
         assert!(e.contains("https://"), "{e}");
-        let e = Collector::new("http://x", &[("x-api-key".into(), "SECRET\n".into())])
+        let e = otlp("http://x", &[("x-api-key".into(), "SECRET\n".into())])
             .err()
             .unwrap();
         assert!(e.contains("x-api-key") && !e.contains("SECRET"), "{e}");
+        // A webhook: its path and query as written, shown without them (they may hold a
+        // token).
+        let none: [(String, String); 0] = [];
+        let hook = |url: &str| {
+            Poster::new(
+                url,
+                80,
+                "",
+                none.iter().map(|(k, v)| (k, v)),
+                "application/json",
+            )
+        };
+        let w = hook("http://hooks.example:8080/services/T0/SECRET?x=1").unwrap();
+        assert_eq!((w.host.as_str(), w.port), ("hooks.example", 8080));
+        assert_eq!(w.path, "/services/T0/SECRET?x=1");
+        assert_eq!(w.shown(), "http://hooks.example:8080");
+        let w = hook("http://[::1]/").unwrap();
+        assert_eq!((w.host.as_str(), w.port), ("::1", 80));
+        for bad in [
+            "https://hooks.slack.com/services/SECRET",
+            "hooks.example/SECRET",
+            "http:///SECRET",
+        ] {
+            let e = hook(bad).err().unwrap();
+            assert!(!e.contains("SECRET"), "{e}");
+        }
     }
 
     /// A collector that answers each request with `codes` in turn on one connection.
@@ -233,7 +280,7 @@ mod tests {
     async fn answers_are_sent_retry_or_rejected_on_one_kept_connection() {
         let (port, task) = collector(vec![200, 503, 400]).await;
         let headers = [("x-api-key".to_string(), "k1".to_string())];
-        let mut c = Collector::new(&format!("http://127.0.0.1:{port}"), &headers).unwrap();
+        let mut c = otlp(&format!("http://127.0.0.1:{port}"), &headers).unwrap();
         let t = Duration::from_secs(5);
         assert_eq!(c.post(b"abc".to_vec(), t).await, Posted::Sent);
         assert!(matches!(c.post(b"d".to_vec(), t).await, Posted::Retry(e) if e.contains("503")));
@@ -258,7 +305,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let mut c = Collector::new(&format!("http://127.0.0.1:{port}"), &[]).unwrap();
+        let mut c = otlp(&format!("http://127.0.0.1:{port}"), &[]).unwrap();
         let posted = c.post(b"x".to_vec(), Duration::from_secs(5)).await;
         assert!(
             matches!(posted, Posted::Retry(ref e) if e.contains("cannot connect")),
