@@ -65,8 +65,16 @@ impl Task {
     }
 
     pub async fn run(self: Arc<Self>) {
-        let Some(mut st) = self.open().await else {
-            return;
+        // The store's second connection may be refused (the fd limit): down, and tried again.
+        let mut st = loop {
+            if let Some(st) = self.open().await {
+                break st;
+            }
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_CAP) => {}
+                _ = stop.changed() => return,
+            }
         };
         let mut committed = self.setup.committed.clone();
         let mut stop = self.stop.clone();
