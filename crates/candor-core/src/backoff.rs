@@ -49,12 +49,8 @@ pub fn jitter(delay: Duration, seed: u64) -> Duration {
 
 /// A seed for [`jitter`] from a name and a count (FNV-1a).
 pub fn seed(name: &str, n: u64) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes().chain(n.to_le_bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    use crate::hash::{fnv1a, fnv1a_from};
+    fnv1a_from(fnv1a(name.as_bytes()), &n.to_le_bytes())
 }
 
 #[cfg(test)]

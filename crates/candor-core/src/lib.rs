@@ -13,6 +13,7 @@
 pub mod backoff;
 pub mod budget;
 pub mod exit;
+pub mod hash;
 pub mod health;
 pub mod queue;
 pub mod restart;

@@ -21,13 +21,10 @@ use jiff::{Timestamp, Zoned};
 /// outage runs once anyway; the exact fire only labels the run).
 const CATCH_UP_SEARCH: i64 = 366 * 24 * 3600 * 1000;
 
+/// FNV-1a of `bytes` from a start that depends on `seed` (0: plain FNV-1a).
 fn fnv(bytes: &[u8], seed: u64) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    use crate::hash::{fnv1a_from, FNV_OFFSET};
+    fnv1a_from(FNV_OFFSET ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), bytes)
 }
 
 /// The `every` fire `k`: phase + k periods + its jitter.

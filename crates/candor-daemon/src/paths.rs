@@ -196,12 +196,7 @@ pub fn look_in(env: &Env) -> Vec<PathBuf> {
 /// daemon finds the cgroups of its previous life. `state_dir` must be canonical (the daemon
 /// resolves it once made): every spelling of one directory is one instance.
 pub fn instance_name(state_dir: &Path) -> String {
-    // FNV-1a: stable across builds, unlike std's hasher.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in state_dir.as_os_str().as_encoded_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
+    let h = candor_core::hash::fnv1a(state_dir.as_os_str().as_encoded_bytes());
     let base: String = state_dir
         .parent()
         .and_then(|p| p.file_name())

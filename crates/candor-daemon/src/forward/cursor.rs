@@ -24,9 +24,7 @@ impl CursorFile {
     pub fn of(state_dir: &Path, spec: &ForwardSpec) -> CursorFile {
         // What the target is, without where it is written in the config.
         let key = format!("{:?} {:?}", spec.target, spec.services);
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let hash = candor_core::hash::fnv1a(key.as_bytes());
         CursorFile {
             path: state_dir.join(format!("forward-{hash:016x}.json")),
             key,
