@@ -5,9 +5,6 @@ use candor_spec::forward::SyslogFormat;
 use candor_store::Level;
 
 use super::record::{level, Record};
-use time::Civil;
-
-mod time;
 
 /// Candor's structured-data ID (32473 is the enterprise number RFC 5612 reserves for
 /// documentation and examples; no number of our own is registered).
@@ -50,11 +47,13 @@ pub fn encode(
     rec: &Record,
 ) {
     let pri = u32::from(facility) * 8 + u32::from(severity(level(rec)));
-    let civil = Civil::from_unix_ms(rec.at_ms);
+    // RFC 3339 with ms, UTC (`2026-12-07T13:05:30.123Z`): RFC 5424's TIMESTAMP as it is, and
+    // the fields of BSD's.
+    let stamp = candor_api::timestamp_ms(candor_api::from_unix_ms(rec.at_ms));
     match format {
         SyslogFormat::Rfc5424 => {
             buf.extend_from_slice(format!("<{pri}>1 ").as_bytes());
-            civil.write_rfc3339_ms(buf);
+            buf.extend_from_slice(stamp.as_bytes());
             buf.push(b' ');
             push_printable(buf, hostname, HOSTNAME_MAX, |_| true);
             buf.push(b' ');
@@ -80,7 +79,7 @@ pub fn encode(
         }
         SyslogFormat::Bsd => {
             buf.extend_from_slice(format!("<{pri}>").as_bytes());
-            civil.write_bsd(buf);
+            push_bsd_time(buf, &stamp);
             buf.push(b' ');
             if !hostname.is_empty() {
                 push_printable(buf, hostname, HOSTNAME_MAX, |_| true);
@@ -95,6 +94,29 @@ pub fn encode(
             buf.extend_from_slice(rec.line);
         }
     }
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// RFC 3164's TIMESTAMP from an RFC 3339 one: `Dec  7 13:05:30` (the day padded with a space;
+/// no year).
+fn push_bsd_time(buf: &mut Vec<u8>, rfc3339: &str) {
+    let field = |r: std::ops::Range<usize>| rfc3339.get(r).unwrap_or("");
+    let month: usize = field(5..7).parse().unwrap_or(1);
+    buf.extend_from_slice(MONTHS[month.clamp(1, 12) - 1].as_bytes());
+    buf.push(b' ');
+    let day = field(8..10);
+    match day.strip_prefix('0') {
+        Some(one_digit) => {
+            buf.push(b' ');
+            buf.extend_from_slice(one_digit.as_bytes());
+        }
+        None => buf.extend_from_slice(day.as_bytes()),
+    }
+    buf.push(b' ');
+    buf.extend_from_slice(field(11..19).as_bytes());
 }
 
 /// RFC 6587 octet counting: `msg` (one message from [`encode`]) prefixed with its length and a
@@ -228,6 +250,21 @@ mod tests {
             tag,
             format!("<30>Dec  7 13:05:30 {}: hello", "t".repeat(32))
         );
+    }
+
+    #[test]
+    fn bsd_times_come_from_the_rfc3339_stamp() {
+        let bsd = |ms: i64| {
+            let mut buf = Vec::new();
+            push_bsd_time(
+                &mut buf,
+                &candor_api::timestamp_ms(candor_api::from_unix_ms(ms)),
+            );
+            String::from_utf8(buf).unwrap()
+        };
+        assert_eq!(bsd(1_796_648_730_123), "Dec  7 13:05:30");
+        assert_eq!(bsd(978_307_199_999), "Dec 31 23:59:59");
+        assert_eq!(bsd(951_782_400_000), "Feb 29 00:00:00");
     }
 
     #[test]
