@@ -6,6 +6,7 @@
 use candor_api::ServiceStatus;
 
 use super::wire::{put_bytes, put_fixed64, put_varint_field};
+use super::{string_attribute, Scratch};
 use candor_spec::group_of;
 
 /// A number a metric takes of a service, if it has one now.
@@ -53,11 +54,24 @@ pub fn encode_metrics(
     now_ns: u64,
 ) -> Vec<u8> {
     let mut out = Vec::new();
+    let mut scratch = Scratch::default();
     for s in services {
         let mut resource = Vec::new();
-        attribute(&mut resource, 1, "service.name", group_of(&s.name));
-        attribute(&mut resource, 1, "service.instance.id", &s.name);
-        attribute(&mut resource, 1, "host.name", host_name);
+        string_attribute(
+            &mut resource,
+            &mut scratch,
+            1,
+            "service.name",
+            group_of(&s.name),
+        );
+        string_attribute(
+            &mut resource,
+            &mut scratch,
+            1,
+            "service.instance.id",
+            &s.name,
+        );
+        string_attribute(&mut resource, &mut scratch, 1, "host.name", host_name);
         let mut scope_metrics = Vec::new();
         let mut scope = Vec::new();
         put_bytes(&mut scope, 1, b"candor");
@@ -67,7 +81,7 @@ pub fn encode_metrics(
             // NumberDataPoint: attributes 7, start_time 2, time 3, as_int 6 (sfixed64).
             let mut point = Vec::new();
             if name == "candor.service.up" {
-                attribute(&mut point, 7, "state", &s.state);
+                string_attribute(&mut point, &mut scratch, 7, "state", &s.state);
             }
             put_fixed64(&mut point, 2, start_ns);
             put_fixed64(&mut point, 3, now_ns);
@@ -97,14 +111,4 @@ pub fn encode_metrics(
         put_bytes(&mut out, 1, &resource_metrics);
     }
     out
-}
-
-/// A KeyValue { key 1, value 2: AnyValue { string_value 1 } } as field `field` of `out`.
-fn attribute(out: &mut Vec<u8>, field: u32, key: &str, value: &str) {
-    let mut any = Vec::new();
-    put_bytes(&mut any, 1, value.as_bytes());
-    let mut kv = Vec::new();
-    put_bytes(&mut kv, 1, key.as_bytes());
-    put_bytes(&mut kv, 2, &any);
-    put_bytes(out, field, &kv);
 }
